@@ -1,0 +1,32 @@
+//! KvDB core: everything the servers and clients share, with no servers in it.
+//!
+//! # Layout
+//! - [`ids`]: newtypes (`NodeId`, `ShardId`, `Slot`, `Epoch`, `MapVersion`, `Version`).
+//! - [`slot`]: key -> slot hashing (CRC16-XMODEM with Redis hash tags).
+//! - [`shard_map`]: the shard map, deltas and the validity check.
+//! - [`convert`]: shard-map types to and from protobuf.
+//! - [`router`]: key -> shard, epoch, leader and replica addresses.
+//! - [`epoch`]: the node-side request validation (`EpochValidator`).
+//! - [`error`]: routing errors and the retry decision.
+//! - [`status`]: the one mapping of errors to and from `tonic::Status` + trailers.
+//! - [`cache`]: lock-free shard-map cache fed by a `ShardMapSource`.
+//! - [`storage`]: a shard's key-value state (`Storage`), on redb or in memory.
+//! - [`raft`]: openraft log and state-machine storage on redb, shared by the
+//!   coordinator and the shard groups.
+//! - [`proto`]: generated protobuf and gRPC code.
+
+pub mod cache;
+pub mod convert;
+pub mod epoch;
+pub mod error;
+pub mod ids;
+pub mod proto;
+pub mod raft;
+pub mod router;
+pub mod shard_map;
+pub mod slot;
+pub mod status;
+pub mod storage;
+
+pub use ids::{Epoch, MapVersion, NodeId, SLOT_COUNT, ShardId, Slot, Version};
+pub use shard_map::{NodeInfo, NodeStatus, ShardInfo, ShardMap, ShardMapDelta, ShardState};
