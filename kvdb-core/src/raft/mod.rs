@@ -1,1 +1,14 @@
-//! In progress.
+//! openraft plumbing shared by the coordinator group and every shard group:
+//! log and state-machine storage on redb, and the gRPC transport.
+//!
+//! # Layout
+//! - [`codec`]: the byte encoding of Raft messages, entries and snapshots.
+//! - [`log_store`]: `RaftLogStorage` on redb, many groups per database, group commit.
+//! - [`state_machine`]: `RaftStateMachine` over a pluggable [`Machine`].
+//! - [`transport`]: `RaftNetworkFactory` over the `RaftTransport` gRPC service, and
+//!   the server side that dispatches to the right group.
+
+pub mod codec;
+pub mod log_store;
+pub mod state_machine;
+pub mod transport;
