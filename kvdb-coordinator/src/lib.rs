@@ -1,1 +1,2 @@
-//! Placeholder until its issue lands.
+//! KvDB coordinator: the control plane.
+pub mod admin;

@@ -5,6 +5,7 @@
 //! - [`slot`]: key -> slot hashing (CRC16-XMODEM with Redis hash tags).
 //! - [`shard_map`]: the shard map, deltas and the validity check.
 //! - [`convert`]: shard-map types to and from protobuf.
+//! - [`coordinator_client`]: gRPC client of the coordinator group (leader-following, a `ShardMapSource`).
 //! - [`router`]: key -> shard, epoch, leader and replica addresses.
 //! - [`epoch`]: the node-side request validation (`EpochValidator`).
 //! - [`error`]: routing errors and the retry decision.
@@ -17,6 +18,7 @@
 
 pub mod cache;
 pub mod convert;
+pub mod coordinator_client;
 pub mod epoch;
 pub mod error;
 pub mod ids;
