@@ -1,0 +1,260 @@
+//! The request executor: routes a request, sends it to a node, and reacts to
+//! routing errors from their typed form until it succeeds, fails for good, or
+//! the caller's deadline passes.
+//!
+//! Reactions (see `kvdb_core::error::RetryAction`):
+//! - NOT_LEADER with a hint: retry once, at once, at the hinted leader, and
+//!   remember it as the shard's leader in the cache.
+//! - SHARD_MOVED: forced map refresh, then retry.
+//! - STALE_EPOCH / NOT_LEADER without a usable hint: throttled refresh, retry.
+//! - Transport errors: mark the node failed for a cool-down, back off with
+//!   jitter, throttled refresh, retry (another replica where that is allowed).
+//!
+//! Writes carry a (client id, sequence) assigned once per logical write, so a
+//! retry of a write whose first attempt was applied returns the first result.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kvdb_core::cache::{Refresh, ShardMapCache};
+use kvdb_core::epoch::Access;
+use kvdb_core::error::{KvError, RetryAction};
+use kvdb_core::proto::v1 as pb;
+use kvdb_core::proto::v1::kv_node_client::KvNodeClient;
+use kvdb_core::router::Route;
+use kvdb_core::status::from_status;
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+use crate::backoff::Backoff;
+use crate::pool::NodePool;
+
+/// Tuning of the executor.
+#[derive(Debug, Clone)]
+pub struct ExecutorConfig {
+    /// Deadline of a request that names none.
+    pub default_timeout: Duration,
+    /// Wait between retries after transport errors.
+    pub backoff: Backoff,
+    /// How long a node that failed is avoided when there is a choice.
+    pub node_cool_down: Duration,
+}
+
+impl ExecutorConfig {
+    /// Default request deadline.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Default cool-down of a failed node.
+    pub const DEFAULT_COOL_DOWN: Duration = Duration::from_secs(1);
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        ExecutorConfig {
+            default_timeout: Self::DEFAULT_TIMEOUT,
+            backoff: Backoff::DEFAULT,
+            node_cool_down: Self::DEFAULT_COOL_DOWN,
+        }
+    }
+}
+
+/// Executes KV requests against storage nodes using a shard-map cache.
+#[derive(Clone)]
+pub struct Executor {
+    cache: Arc<ShardMapCache>,
+    pool: NodePool,
+    config: ExecutorConfig,
+}
+
+impl Executor {
+    /// An executor routing with `cache`.
+    pub fn new(cache: Arc<ShardMapCache>, config: ExecutorConfig) -> Executor {
+        Executor {
+            pool: NodePool::new(config.node_cool_down),
+            cache,
+            config,
+        }
+    }
+
+    /// The shard-map cache requests are routed with.
+    pub fn cache(&self) -> &Arc<ShardMapCache> {
+        &self.cache
+    }
+
+    /// The node connection pool.
+    pub fn pool(&self) -> &NodePool {
+        &self.pool
+    }
+
+    /// The deadline for a request with an optional timeout.
+    pub fn deadline(&self, timeout: Option<Duration>) -> Instant {
+        Instant::now() + timeout.unwrap_or(self.config.default_timeout)
+    }
+
+    /// Reads a key.
+    pub async fn get(&self, req: pb::GetRequest, deadline: Instant) -> Result<pb::GetResponse, KvError> {
+        let access = match pb::Consistency::try_from(req.consistency) {
+            Ok(pb::Consistency::Eventual) => Access::EventualRead,
+            _ => Access::StrongRead,
+        };
+        let key = req.key.clone();
+        self.run(&key, access, deadline, |mut client, target| {
+            let request = pb::NodeGetRequest {
+                target: Some(target),
+                request: Some(req.clone()),
+            };
+            async move { client.get(request).await.map(tonic::Response::into_inner) }
+        })
+        .await
+    }
+
+    /// Writes a key. The request's write id must be set by the caller (see
+    /// [`crate::WriteIds`]).
+    pub async fn put(&self, req: pb::PutRequest, deadline: Instant) -> Result<pb::PutResponse, KvError> {
+        let key = req.key.clone();
+        self.run(&key, Access::Write, deadline, |mut client, target| {
+            let request = pb::NodePutRequest {
+                target: Some(target),
+                request: Some(req.clone()),
+            };
+            async move { client.put(request).await.map(tonic::Response::into_inner) }
+        })
+        .await
+    }
+
+    /// Deletes a key.
+    pub async fn delete(
+        &self,
+        req: pb::DeleteRequest,
+        deadline: Instant,
+    ) -> Result<pb::DeleteResponse, KvError> {
+        let key = req.key.clone();
+        self.run(&key, Access::Write, deadline, |mut client, target| {
+            let request = pb::NodeDeleteRequest {
+                target: Some(target),
+                request: Some(req.clone()),
+            };
+            async move { client.delete(request).await.map(tonic::Response::into_inner) }
+        })
+        .await
+    }
+
+    /// The retry loop shared by every operation.
+    async fn run<T, F, Fut>(
+        &self,
+        key: &[u8],
+        access: Access,
+        deadline: Instant,
+        mut call: F,
+    ) -> Result<T, KvError>
+    where
+        F: FnMut(KvNodeClient<Channel>, pb::ShardTarget) -> Fut,
+        Fut: Future<Output = Result<T, tonic::Status>>,
+    {
+        let mut attempt = 0u32;
+        let mut hint: Option<String> = None;
+        let mut hint_used = false;
+        let mut last = KvError::DeadlineExceeded;
+        loop {
+            if Instant::now() >= deadline {
+                tracing::debug!(error = %last, "request deadline passed while retrying");
+                return Err(KvError::DeadlineExceeded);
+            }
+            let route = match self.cache.router().route(key) {
+                Ok(route) => route,
+                Err(e) => {
+                    last = e;
+                    self.refresh_within(Refresh::Forced, deadline).await;
+                    self.pause(attempt, deadline).await;
+                    attempt += 1;
+                    continue;
+                }
+            };
+            let Some(address) = hint.take().or_else(|| self.pick(&route, access)) else {
+                last = KvError::Unavailable(format!("shard {} has no reachable replica", route.shard));
+                self.refresh_within(Refresh::Throttled, deadline).await;
+                self.pause(attempt, deadline).await;
+                attempt += 1;
+                continue;
+            };
+            let target = pb::ShardTarget {
+                shard_id: route.shard.0,
+                epoch: route.epoch.0,
+            };
+            let client = self.pool.client(&address)?;
+            let error = match tokio::time::timeout_at(deadline, call(client, target)).await {
+                Ok(Ok(reply)) => return Ok(reply),
+                Ok(Err(status)) => from_status(&status),
+                Err(_) => return Err(KvError::DeadlineExceeded),
+            };
+            tracing::debug!(%address, %error, attempt, "request failed");
+            match error.retry_action() {
+                RetryAction::Fail => return Err(error),
+                RetryAction::RetryAt(leader) if !hint_used && leader != address => {
+                    hint_used = true;
+                    self.note_leader(&route, &leader);
+                    hint = Some(leader);
+                }
+                RetryAction::RetryAt(_) | RetryAction::RefreshThenRetry { force: false } => {
+                    self.refresh_within(Refresh::Throttled, deadline).await;
+                    self.pause(attempt, deadline).await;
+                }
+                RetryAction::RefreshThenRetry { force: true } => {
+                    self.refresh_within(Refresh::Forced, deadline).await;
+                }
+                RetryAction::Backoff => {
+                    self.pool.mark_failed(&address);
+                    self.refresh_within(Refresh::Throttled, deadline).await;
+                    self.pause(attempt, deadline).await;
+                }
+            }
+            last = error;
+            attempt += 1;
+        }
+    }
+
+    /// The node to send to: the leader for writes and strong reads (or the
+    /// first replica when no leader is known); for eventual reads a random
+    /// replica that has not failed recently.
+    fn pick(&self, route: &Route, access: Access) -> Option<String> {
+        let healthy = |addr: &&str| !self.pool.is_failed(addr);
+        match access {
+            Access::EventualRead => {
+                let live: Vec<&str> = route
+                    .replicas
+                    .iter()
+                    .map(|r| r.address.as_str())
+                    .filter(healthy)
+                    .collect();
+                if live.is_empty() {
+                    return route.replicas.first().map(|r| r.address.clone());
+                }
+                let i = rand::random_range(0..live.len());
+                Some(live[i].to_owned())
+            }
+            _ => route
+                .leader
+                .as_ref()
+                .or(route.replicas.first())
+                .map(|r| r.address.clone()),
+        }
+    }
+
+    /// Remembers `leader` (an address) as the shard's leader in the cache.
+    fn note_leader(&self, route: &Route, leader: &str) {
+        if let Some(r) = route.replicas.iter().find(|r| r.address == leader) {
+            self.cache.note_leader(route.shard, r.node);
+        }
+    }
+
+    async fn refresh_within(&self, refresh: Refresh, deadline: Instant) {
+        if tokio::time::timeout_at(deadline, self.cache.refresh(refresh)).await.is_err() {
+            tracing::debug!("shard-map refresh did not finish before the deadline");
+        }
+    }
+
+    async fn pause(&self, attempt: u32, deadline: Instant) {
+        let wake = (Instant::now() + self.config.backoff.delay(attempt)).min(deadline);
+        tokio::time::sleep_until(wake).await;
+    }
+}

@@ -1,0 +1,122 @@
+//! The thin client: every request goes to a gateway, which routes it.
+
+use std::time::Duration;
+
+use kvdb_core::Version;
+use kvdb_core::error::KvError;
+use kvdb_core::proto::v1::kv_gateway_client::KvGatewayClient;
+use kvdb_core::status::from_status;
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::api::{Kv, delete_request, delete_result, get_request, put_request, put_result, value_of};
+use crate::backoff::Backoff;
+use crate::options::{DeleteOptions, GetOptions, PutOptions};
+use crate::value::{ClientError, Value};
+use crate::write_id::WriteIds;
+
+/// A client of one gateway. The gateway handles routing errors; this client
+/// retries only transport failures (with the same write id, so a retried
+/// write is applied once), inside the request's deadline.
+#[derive(Clone)]
+pub struct GatewayClient {
+    inner: KvGatewayClient<Channel>,
+    ids: std::sync::Arc<WriteIds>,
+    timeout: Duration,
+    backoff: Backoff,
+}
+
+impl GatewayClient {
+    /// Default deadline of a request.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// A client of the gateway at `address` (`host:port`); connects lazily.
+    pub fn connect(address: &str) -> Result<GatewayClient, ClientError> {
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| ClientError::BadEndpoint {
+                endpoint: address.to_owned(),
+                reason: e.to_string(),
+            })?
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true);
+        Ok(GatewayClient {
+            inner: KvGatewayClient::new(endpoint.connect_lazy()),
+            ids: std::sync::Arc::new(WriteIds::new()),
+            timeout: Self::DEFAULT_TIMEOUT,
+            backoff: Backoff::DEFAULT,
+        })
+    }
+
+    /// Sets the deadline of requests that name none.
+    pub fn with_timeout(mut self, timeout: Duration) -> GatewayClient {
+        self.timeout = timeout;
+        self
+    }
+
+    async fn call<T, F, Fut>(&self, timeout: Option<Duration>, mut send: F) -> Result<T, KvError>
+    where
+        F: FnMut(KvGatewayClient<Channel>, Duration) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let deadline = Instant::now() + timeout.unwrap_or(self.timeout);
+        let mut attempt = 0;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(KvError::DeadlineExceeded);
+            }
+            let error = match tokio::time::timeout(left, send(self.inner.clone(), left)).await {
+                Ok(Ok(reply)) => return Ok(reply.into_inner()),
+                Ok(Err(status)) => from_status(&status),
+                Err(_) => return Err(KvError::DeadlineExceeded),
+            };
+            if !matches!(error, KvError::Unavailable(_)) {
+                return Err(error);
+            }
+            let wake = (Instant::now() + self.backoff.delay(attempt)).min(deadline);
+            tokio::time::sleep_until(wake).await;
+            attempt += 1;
+        }
+    }
+}
+
+fn with_deadline<T>(message: T, left: Duration) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(left);
+    request
+}
+
+impl Kv for GatewayClient {
+    async fn get_with(&self, key: &[u8], options: GetOptions) -> Result<Option<Value>, ClientError> {
+        let req = get_request(key, &options);
+        let reply = self
+            .call(options.timeout, |mut c, left| {
+                let req = with_deadline(req.clone(), left);
+                async move { c.get(req).await }
+            })
+            .await?;
+        Ok(value_of(reply))
+    }
+
+    async fn put_with(&self, key: &[u8], value: &[u8], options: PutOptions) -> Result<Version, ClientError> {
+        let req = put_request(key, value, &options, self.ids.next());
+        let reply = self
+            .call(options.timeout, |mut c, left| {
+                let req = with_deadline(req.clone(), left);
+                async move { c.put(req).await }
+            })
+            .await?;
+        put_result(reply)
+    }
+
+    async fn delete_with(&self, key: &[u8], options: DeleteOptions) -> Result<bool, ClientError> {
+        let req = delete_request(key, &options, self.ids.next());
+        let reply = self
+            .call(options.timeout, |mut c, left| {
+                let req = with_deadline(req.clone(), left);
+                async move { c.delete(req).await }
+            })
+            .await?;
+        delete_result(reply)
+    }
+}

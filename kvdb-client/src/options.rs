@@ -1,0 +1,54 @@
+//! Per-request options: consistency, conditions, expiry and deadline.
+
+use std::time::Duration;
+
+use kvdb_core::Version;
+use kvdb_core::proto::v1 as pb;
+
+/// How fresh a read must be.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Consistency {
+    /// Linearizable: served by the shard leader after it confirms leadership.
+    #[default]
+    Strong,
+    /// Any replica's applied state; may be stale, spreads load over replicas.
+    Eventual,
+}
+
+impl From<Consistency> for pb::Consistency {
+    fn from(c: Consistency) -> Self {
+        match c {
+            Consistency::Strong => pb::Consistency::Strong,
+            Consistency::Eventual => pb::Consistency::Eventual,
+        }
+    }
+}
+
+/// Options of a read.
+#[derive(Debug, Clone, Default)]
+pub struct GetOptions {
+    pub consistency: Consistency,
+    /// Deadline for the whole call, retries included; the client default
+    /// when `None`.
+    pub timeout: Option<Duration>,
+}
+
+/// Options of a write.
+#[derive(Debug, Clone, Default)]
+pub struct PutOptions {
+    /// Expire the value this long after the shard leader accepts the write.
+    pub ttl: Option<Duration>,
+    /// Apply only if the key's current version equals this.
+    pub if_version: Option<Version>,
+    /// Apply only if the key is absent.
+    pub if_not_exists: bool,
+    pub timeout: Option<Duration>,
+}
+
+/// Options of a delete.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    /// Delete only if the key's current version equals this.
+    pub if_version: Option<Version>,
+    pub timeout: Option<Duration>,
+}

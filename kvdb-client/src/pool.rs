@@ -1,0 +1,132 @@
+//! Connections to storage nodes: one lazily connected channel per address,
+//! reused by every request, and a failure cool-down per address.
+//!
+//! Lookups are lock-free (copy-on-write map behind an atomic pointer);
+//! only the rare insertion of a new address clones the map.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use kvdb_core::error::KvError;
+use kvdb_core::proto::v1::kv_node_client::KvNodeClient;
+use tonic::transport::{Channel, Endpoint};
+
+/// Timeout for establishing a connection to a node.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+struct Peer {
+    client: KvNodeClient<Channel>,
+    /// Milliseconds since the pool's epoch until which the node counts as failed.
+    failed_until_ms: AtomicU64,
+}
+
+/// A pool of node connections shared by all requests of a client.
+#[derive(Clone)]
+pub struct NodePool {
+    peers: Arc<ArcSwap<HashMap<String, Arc<Peer>>>>,
+    started: Instant,
+    cool_down: Duration,
+}
+
+impl NodePool {
+    /// A pool that avoids a failed node for `cool_down` when it has a choice.
+    pub fn new(cool_down: Duration) -> NodePool {
+        NodePool {
+            peers: Arc::default(),
+            started: Instant::now(),
+            cool_down,
+        }
+    }
+
+    /// The client for `address` (`host:port`), connecting lazily.
+    pub fn client(&self, address: &str) -> Result<KvNodeClient<Channel>, KvError> {
+        if let Some(peer) = self.peers.load().get(address) {
+            return Ok(peer.client.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| KvError::InvalidArgument(format!("node address {address:?}: {e}")))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10));
+        let peer = Arc::new(Peer {
+            client: KvNodeClient::new(endpoint.connect_lazy()),
+            failed_until_ms: AtomicU64::new(0),
+        });
+        self.peers.rcu(|peers| {
+            let mut peers = HashMap::clone(peers);
+            peers.entry(address.to_owned()).or_insert_with(|| peer.clone());
+            peers
+        });
+        Ok(self.peers.load()[address].client.clone())
+    }
+
+    /// Records a transport failure of `address`.
+    pub fn mark_failed(&self, address: &str) {
+        if let Some(peer) = self.peers.load().get(address) {
+            let until = self.now_ms() + self.cool_down.as_millis() as u64;
+            peer.failed_until_ms.store(until, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether `address` failed within its cool-down.
+    pub fn is_failed(&self, address: &str) -> bool {
+        self.peers
+            .load()
+            .get(address)
+            .is_some_and(|p| p.failed_until_ms.load(Ordering::Relaxed) > self.now_ms())
+    }
+
+    /// Number of distinct node addresses with a channel.
+    pub fn len(&self) -> usize {
+        self.peers.load().len()
+    }
+
+    /// Whether no channel was opened yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reuses_one_channel_per_address() {
+        let pool = NodePool::new(Duration::from_secs(1));
+        pool.client("127.0.0.1:1").unwrap();
+        pool.client("127.0.0.1:1").unwrap();
+        pool.client("127.0.0.1:2").unwrap();
+        assert_eq!(pool.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn failure_cools_down() {
+        let pool = NodePool::new(Duration::from_millis(50));
+        pool.client("127.0.0.1:1").unwrap();
+        assert!(!pool.is_failed("127.0.0.1:1"));
+        pool.mark_failed("127.0.0.1:1");
+        assert!(pool.is_failed("127.0.0.1:1"));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pool.is_failed("127.0.0.1:1") {
+            assert!(Instant::now() < deadline, "cool-down never ended");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[test]
+    fn bad_address_is_invalid_argument() {
+        let pool = NodePool::new(Duration::from_secs(1));
+        assert!(matches!(
+            pool.client("not a uri \u{0}"),
+            Err(KvError::InvalidArgument(_))
+        ));
+    }
+}

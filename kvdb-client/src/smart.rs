@@ -1,0 +1,83 @@
+//! The smart client: follows the coordinators' shard map and talks to the
+//! storage nodes directly, with no gateway hop.
+
+use std::sync::Arc;
+
+use kvdb_core::Version;
+use kvdb_core::cache::ShardMapCache;
+use kvdb_core::coordinator_client::CoordinatorClient;
+
+use crate::api::{Kv, delete_request, delete_result, get_request, put_request, put_result, value_of};
+use crate::executor::{Executor, ExecutorConfig};
+use crate::options::{DeleteOptions, GetOptions, PutOptions};
+use crate::value::{ClientError, Value};
+use crate::write_id::WriteIds;
+
+/// A client that routes in-process. Cheap to clone; clones share the map,
+/// the connections and the write identity.
+#[derive(Clone)]
+pub struct Client {
+    executor: Executor,
+    ids: Arc<WriteIds>,
+}
+
+impl Client {
+    /// Connects to the coordinators (`host:port` each), starts following the
+    /// shard map and waits for the first one.
+    pub async fn connect(coordinators: &[String]) -> Result<Client, ClientError> {
+        Client::connect_with(coordinators, ExecutorConfig::default()).await
+    }
+
+    /// [`Client::connect`] with explicit executor tuning.
+    pub async fn connect_with(
+        coordinators: &[String],
+        config: ExecutorConfig,
+    ) -> Result<Client, ClientError> {
+        let source = CoordinatorClient::new(coordinators).map_err(|e| ClientError::BadEndpoint {
+            endpoint: coordinators.join(","),
+            reason: e.to_string(),
+        })?;
+        let cache = ShardMapCache::spawn(Arc::new(source), Default::default());
+        let deadline = tokio::time::Instant::now() + config.default_timeout;
+        cache.wait_initialized(deadline).await?;
+        Ok(Client::from_executor(Executor::new(cache, config)))
+    }
+
+    /// A client over an existing executor (the gateway shares one).
+    pub fn from_executor(executor: Executor) -> Client {
+        Client {
+            executor,
+            ids: Arc::new(WriteIds::new()),
+        }
+    }
+
+    /// The executor, for sharing its map and connections.
+    pub fn executor(&self) -> &Executor {
+        &self.executor
+    }
+
+    /// The shard-map cache this client routes with.
+    pub fn cache(&self) -> &Arc<ShardMapCache> {
+        self.executor.cache()
+    }
+}
+
+impl Kv for Client {
+    async fn get_with(&self, key: &[u8], options: GetOptions) -> Result<Option<Value>, ClientError> {
+        let deadline = self.executor.deadline(options.timeout);
+        let reply = self.executor.get(get_request(key, &options), deadline).await?;
+        Ok(value_of(reply))
+    }
+
+    async fn put_with(&self, key: &[u8], value: &[u8], options: PutOptions) -> Result<Version, ClientError> {
+        let deadline = self.executor.deadline(options.timeout);
+        let req = put_request(key, value, &options, self.ids.next());
+        put_result(self.executor.put(req, deadline).await?)
+    }
+
+    async fn delete_with(&self, key: &[u8], options: DeleteOptions) -> Result<bool, ClientError> {
+        let deadline = self.executor.deadline(options.timeout);
+        let req = delete_request(key, &options, self.ids.next());
+        delete_result(self.executor.delete(req, deadline).await?)
+    }
+}

@@ -1,0 +1,44 @@
+//! What reads return and how client calls fail.
+
+use kvdb_core::Version;
+use kvdb_core::error::KvError;
+
+/// A stored value with its version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Value {
+    pub value: Vec<u8>,
+    /// Raft log index of the write that produced the value; the token for
+    /// compare-and-swap.
+    pub version: Version,
+    /// Unix milliseconds at which the value expires, if it has a TTL.
+    pub expires_at_ms: Option<u64>,
+}
+
+/// How a client call failed, after every retry its deadline allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// A condition (`if_version`, `if_not_exists`) did not hold. Nothing was
+    /// written. `current` is the key's version (0 when absent).
+    #[error("condition failed: current version is {current}")]
+    ConditionFailed { current: Version },
+    /// The request failed with this error; retryable kinds mean the deadline
+    /// ran out while retrying.
+    #[error(transparent)]
+    Kv(#[from] KvError),
+    /// The endpoint given to the client is malformed.
+    #[error("bad endpoint {endpoint:?}: {reason}")]
+    BadEndpoint { endpoint: String, reason: String },
+}
+
+impl ClientError {
+    /// Whether the cluster could not be reached or could not route the
+    /// request in time (as opposed to a refused request or a bad input).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Kv(KvError::Unavailable(_) | KvError::DeadlineExceeded | KvError::NoShardMap)
+                | ClientError::Kv(KvError::Routing(_))
+        )
+    }
+}
