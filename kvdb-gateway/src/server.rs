@@ -1,0 +1,58 @@
+//! Serving the gateway: KvGateway plus gRPC health, with graceful shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use kvdb_client::{Executor, ExecutorConfig};
+use kvdb_core::cache::ShardMapCache;
+use kvdb_core::coordinator_client::CoordinatorClient;
+use kvdb_core::error::KvError;
+use kvdb_core::proto::v1::kv_gateway_server::KvGatewayServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::service::GatewayService;
+
+/// A gateway's routing state: the shard-map cache following the
+/// coordinators and the executor that uses it.
+pub struct Gateway {
+    executor: Executor,
+}
+
+impl Gateway {
+    /// Follows the coordinators at `coordinators`; does not wait for a map
+    /// (requests before the first map retry until their deadline).
+    pub fn connect(coordinators: &[String], config: ExecutorConfig) -> Result<Gateway, KvError> {
+        let source = CoordinatorClient::new(coordinators)
+            .map_err(|e| KvError::InvalidArgument(format!("coordinators: {e}")))?;
+        let cache = ShardMapCache::spawn(Arc::new(source), Default::default());
+        Ok(Gateway {
+            executor: Executor::new(cache, config),
+        })
+    }
+
+    /// The executor requests run on.
+    pub fn executor(&self) -> &Executor {
+        &self.executor
+    }
+}
+
+/// Serves `gateway` on `listener` until `shutdown` resolves, then drains
+/// in-flight requests.
+pub async fn serve(
+    gateway: &Gateway,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_serving::<KvGatewayServer<GatewayService>>()
+        .await;
+    let service = KvGatewayServer::new(GatewayService::new(gateway.executor.clone()));
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(health)
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}
