@@ -66,7 +66,10 @@ mod tests {
     #[test]
     fn an_empty_tag_hashes_the_whole_key() {
         assert_eq!(hash_tag(b"foo{}{bar}"), b"foo{}{bar}");
-        assert_eq!(slot(b"foo{}{bar}"), Slot(CRC16.checksum(b"foo{}{bar}") % SLOT_COUNT));
+        assert_eq!(
+            slot(b"foo{}{bar}"),
+            Slot(CRC16.checksum(b"foo{}{bar}") % SLOT_COUNT)
+        );
     }
 
     #[test]
