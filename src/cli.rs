@@ -1,0 +1,276 @@
+//! Command-line definitions. Every flag has a `KVDB_*` environment fallback
+//! and a loopback default, so `kvdb dev` and the client commands need no flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Default gateway address (client API).
+pub const DEFAULT_GATEWAY: &str = "127.0.0.1:7379";
+/// Default coordinator gRPC address.
+pub const DEFAULT_COORDINATOR: &str = "127.0.0.1:7380";
+/// Default coordinator Admin HTTP address.
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:7381";
+
+#[derive(Debug, Parser)]
+#[command(name = "kvdb", version, about = "KvDB: a sharded, Raft-replicated, Redis-like key-value store")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a whole cluster in one process: coordinator, 3 nodes, gateway, Admin API.
+    Dev(DevArgs),
+    /// Run a coordinator (control plane + Admin HTTP API).
+    Coordinator(CoordinatorArgs),
+    /// Run a storage node.
+    Node(NodeArgs),
+    /// Run a gateway.
+    Gateway(GatewayArgs),
+    /// Read a key. Exit 1 with nothing on stdout when it is absent.
+    Get(GetArgs),
+    /// Write a key. Prints the new version.
+    Put(PutArgs),
+    /// Delete a key. Exit 1 when it was absent.
+    Del(DelArgs),
+    /// Compare-and-swap: write only if the key's version is EXPECTED_VERSION.
+    Cas(CasArgs),
+    /// Cluster administration through the Admin HTTP API.
+    Admin(AdminArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Data directory; reused on later starts.
+    #[arg(long, env = "KVDB_DATA", default_value = ".kvdb/dev")]
+    pub data: PathBuf,
+    /// Gateway address.
+    #[arg(long, env = "KVDB_GATEWAY_LISTEN", default_value = DEFAULT_GATEWAY)]
+    pub gateway_listen: SocketAddr,
+    /// Coordinator gRPC address.
+    #[arg(long, env = "KVDB_COORDINATOR_LISTEN", default_value = DEFAULT_COORDINATOR)]
+    pub coordinator_listen: SocketAddr,
+    /// Admin HTTP address.
+    #[arg(long, env = "KVDB_ADMIN_LISTEN", default_value = DEFAULT_ADMIN)]
+    pub admin_listen: SocketAddr,
+    /// First storage node port; nodes use this and the next two.
+    #[arg(long, env = "KVDB_DEV_NODE_PORT", default_value_t = 7391)]
+    pub node_port: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct CoordinatorArgs {
+    /// This member's id in the coordinator group.
+    #[arg(long, env = "KVDB_COORDINATOR_ID", default_value_t = 1)]
+    pub id: u64,
+    /// gRPC address (coordinator service and Raft transport).
+    #[arg(long, env = "KVDB_LISTEN", default_value = DEFAULT_COORDINATOR)]
+    pub listen: SocketAddr,
+    /// Admin HTTP address.
+    #[arg(long, env = "KVDB_ADMIN_LISTEN", default_value = DEFAULT_ADMIN)]
+    pub admin_listen: SocketAddr,
+    /// Data directory (redb files).
+    #[arg(long, env = "KVDB_DATA", default_value = ".kvdb/coordinator")]
+    pub data: PathBuf,
+    /// All members as ID=HOST:PORT, comma separated; omit for a single member.
+    #[arg(long, env = "KVDB_PEERS", value_delimiter = ',')]
+    pub peers: Vec<String>,
+    /// Bearer token required by every /admin route.
+    #[arg(long, env = "KVDB_ADMIN_TOKEN")]
+    pub admin_token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// Unique node name, e.g. node-1.
+    #[arg(long, env = "KVDB_NODE_NAME")]
+    pub name: String,
+    /// Data-plane address (KV service and Raft transport).
+    #[arg(long, env = "KVDB_LISTEN")]
+    pub listen: SocketAddr,
+    /// Coordinator addresses, comma separated.
+    #[arg(long, env = "KVDB_COORDINATORS", value_delimiter = ',', default_value = DEFAULT_COORDINATOR)]
+    pub coordinators: Vec<String>,
+    /// Data directory (redb files).
+    #[arg(long, env = "KVDB_DATA")]
+    pub data: PathBuf,
+    /// Zone label.
+    #[arg(long, env = "KVDB_ZONE", default_value = "default")]
+    pub zone: String,
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// Client API address.
+    #[arg(long, env = "KVDB_LISTEN", default_value = DEFAULT_GATEWAY)]
+    pub listen: SocketAddr,
+    /// Coordinator addresses, comma separated.
+    #[arg(long, env = "KVDB_COORDINATORS", value_delimiter = ',', default_value = DEFAULT_COORDINATOR)]
+    pub coordinators: Vec<String>,
+}
+
+/// How a client command reaches the cluster.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// Gateway address.
+    #[arg(long, global = true, env = "KVDB_GATEWAY", default_value = DEFAULT_GATEWAY)]
+    pub gateway: String,
+    /// Route in-process through the coordinators instead of a gateway.
+    #[arg(long, global = true)]
+    pub smart: bool,
+    /// Coordinator addresses for --smart, comma separated.
+    #[arg(long, global = true, env = "KVDB_COORDINATORS", value_delimiter = ',', default_value = DEFAULT_COORDINATOR)]
+    pub coordinators: Vec<String>,
+    /// Deadline of the request, retries included (e.g. 5s, 300ms).
+    #[arg(long, global = true, value_parser = parse_duration, default_value = "5s")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ConsistencyArg {
+    Strong,
+    Eventual,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    pub key: String,
+    #[arg(long, value_enum, default_value = "strong")]
+    pub consistency: ConsistencyArg,
+    /// Print "VERSION<TAB>VALUE" instead of the value alone.
+    #[arg(long)]
+    pub with_version: bool,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    pub key: String,
+    pub value: String,
+    /// Expire after this long (e.g. 30s, 5m).
+    #[arg(long, value_parser = parse_duration)]
+    pub ttl: Option<Duration>,
+    /// Write only if the current version is N.
+    #[arg(long, value_name = "N")]
+    pub if_version: Option<u64>,
+    /// Write only if the key is absent.
+    #[arg(long, conflicts_with = "if_version")]
+    pub if_not_exists: bool,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+#[derive(Debug, Args)]
+pub struct DelArgs {
+    pub key: String,
+    /// Delete only if the current version is N.
+    #[arg(long, value_name = "N")]
+    pub if_version: Option<u64>,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+#[derive(Debug, Args)]
+pub struct CasArgs {
+    pub key: String,
+    pub expected_version: u64,
+    pub value: String,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// Admin API address of any coordinator.
+    #[arg(long, global = true, env = "KVDB_ADMIN", default_value = DEFAULT_ADMIN)]
+    pub admin: String,
+    /// Bearer token for the Admin API.
+    #[arg(long, global = true, env = "KVDB_ADMIN_TOKEN")]
+    pub token: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// List nodes.
+    Nodes,
+    /// Register (or update) a node.
+    Register {
+        name: String,
+        address: String,
+        #[arg(long, default_value = "default")]
+        zone: String,
+    },
+    /// Initialize the shard map.
+    ShardInit {
+        #[arg(long, default_value_t = 8)]
+        num_shards: u32,
+        #[arg(long, default_value_t = 3)]
+        replication_factor: u32,
+    },
+    /// Show the cluster: coordinators, map version, shards.
+    Cluster,
+    /// List shards.
+    Shards,
+    /// Set a node's status (alive, suspect, dead, draining).
+    SetStatus { node: String, status: String },
+    /// Move a shard to a new replica set (node ids or names, comma separated).
+    SetReplicas {
+        shard: u64,
+        #[arg(value_delimiter = ',')]
+        replicas: Vec<String>,
+        #[arg(long)]
+        epoch: Option<u64>,
+    },
+    /// Ask a shard's leader to hand leadership to a node.
+    TransferLeader {
+        shard: u64,
+        node: String,
+        #[arg(long)]
+        epoch: u64,
+    },
+}
+
+/// Parses `250ms`, `5s`, `2m`, `1h`, or bare seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("invalid duration unit in {s:?} (use ms, s, m or h)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}
