@@ -1,0 +1,106 @@
+//! Node commands: registration and status.
+
+use kvdb_core::{NodeId, NodeInfo, NodeStatus};
+
+use super::{Change, MetaState};
+use crate::command::{CommandResult, Outcome};
+use crate::error::CoordinatorError;
+
+/// Longest accepted node name, zone or address.
+const MAX_FIELD_LEN: usize = 255;
+
+impl MetaState {
+    pub(super) fn register_node(
+        &mut self,
+        name: String,
+        address: String,
+        zone: String,
+    ) -> CommandResult {
+        validate_registration(&name, &address, &zone)?;
+        if let Some(other) = self
+            .map
+            .nodes
+            .values()
+            .find(|n| n.address == address && n.name != name)
+        {
+            return Err(CoordinatorError::AddressInUse {
+                address,
+                node: other.name.clone(),
+            });
+        }
+        let existing = self.map.nodes.values().find(|n| n.name == name).cloned();
+        let node = match existing {
+            Some(node) if node.address == address && node.zone == zone => {
+                return Ok(Outcome::Node {
+                    node,
+                    version: self.version(),
+                });
+            }
+            Some(node) => NodeInfo {
+                address,
+                zone,
+                ..node
+            },
+            None => NodeInfo {
+                id: self.next_node_id(),
+                name,
+                address,
+                zone,
+                status: NodeStatus::Alive,
+            },
+        };
+        let version = self.commit(Change {
+            nodes: vec![node.clone()],
+            shards: Vec::new(),
+        });
+        Ok(Outcome::Node { node, version })
+    }
+
+    pub(super) fn set_node_status(&mut self, id: NodeId, status: NodeStatus) -> CommandResult {
+        let node = self
+            .map
+            .nodes
+            .get(&id)
+            .ok_or_else(|| CoordinatorError::NodeNotFound(id.to_string()))?;
+        if node.status == status {
+            return Ok(Outcome::Version(self.version()));
+        }
+        let node = NodeInfo {
+            status,
+            ..node.clone()
+        };
+        let version = self.commit(Change {
+            nodes: vec![node],
+            shards: Vec::new(),
+        });
+        Ok(Outcome::Version(version))
+    }
+
+    /// Ids start at 1 (0 means "no node" on the wire) and are never reused.
+    fn next_node_id(&self) -> NodeId {
+        self.map
+            .nodes
+            .keys()
+            .next_back()
+            .map_or(NodeId(1), |last| NodeId(last.0 + 1))
+    }
+}
+
+fn validate_registration(name: &str, address: &str, zone: &str) -> Result<(), CoordinatorError> {
+    let bad = |why: String| Err(CoordinatorError::InvalidArgument(why));
+    if name.is_empty() || name.len() > MAX_FIELD_LEN || name.chars().any(char::is_whitespace) {
+        return bad(format!(
+            "node name must be 1..={MAX_FIELD_LEN} characters without spaces, got {name:?}"
+        ));
+    }
+    if zone.len() > MAX_FIELD_LEN {
+        return bad(format!("zone is longer than {MAX_FIELD_LEN} characters"));
+    }
+    let port_ok = address
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if !port_ok || address.len() > MAX_FIELD_LEN || address.chars().any(char::is_whitespace) {
+        return bad(format!("address must be host:port, got {address:?}"));
+    }
+    Ok(())
+}
