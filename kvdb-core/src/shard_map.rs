@@ -255,3 +255,7 @@ impl ShardMap {
         self.nodes.get(&node).map(|n| n.address.as_str())
     }
 }
+
+#[cfg(test)]
+#[path = "shard_map_tests.rs"]
+mod tests;
