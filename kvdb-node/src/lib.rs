@@ -1,1 +1,13 @@
-//! Placeholder until its issue lands.
+//! KvDB storage node: shard replicas as openraft groups, the KV service and
+//! the Raft transport, following the coordinator's shard map.
+//!
+//! # Layout
+//! - [`command`]: the shard's Raft command and its result.
+//! - [`sessions`]: per-client memory of recent writes (exactly-once retries).
+//! - [`kv_machine`]: the replicated state machine over core's `Storage`.
+//! - [`raft_types`]: the openraft type configuration of a shard group.
+
+pub mod command;
+pub mod kv_machine;
+pub mod raft_types;
+pub mod sessions;

@@ -1,0 +1,122 @@
+//! The shard's Raft command: what a leader proposes and every replica applies.
+//!
+//! A command is self-contained so that applying it is deterministic: the
+//! leader reads its clock once, when it proposes, and puts the instant in the
+//! command (`now_ms`). Expiry instants are absolute (`expire_at_ms`), fixed
+//! from the request's TTL at the same moment. Apply never reads the clock.
+//!
+//! Out of scope: validation of sizes and conflicting options, which happens
+//! at the request edge (`kv_service`) before anything is proposed.
+
+use kvdb_core::Version;
+use serde::{Deserialize, Serialize};
+
+/// Identifies one logical client write, so that a retry of it is applied
+/// once. A client picks a unique `client_id` and increases `sequence` per
+/// write.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WriteId {
+    /// The client's unique id.
+    pub client_id: String,
+    /// Increases with every write the client makes.
+    pub sequence: u64,
+}
+
+/// A command proposed to a shard's Raft group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    /// The leader's wall clock (ms since the Unix epoch) when it proposed the
+    /// command; the only "now" apply ever uses.
+    pub now_ms: u64,
+    /// What to do.
+    pub op: Op,
+}
+
+/// The operation a [`Command`] carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// Set a key.
+    Put(Put),
+    /// Remove a key.
+    Delete(Delete),
+    /// Remove expired keys, each only if it still holds the version the
+    /// leader saw expire (so a key rewritten meanwhile survives).
+    Purge {
+        /// `(key, version)` pairs the leader found expired.
+        keys: Vec<(Vec<u8>, Version)>,
+    },
+}
+
+/// A conditional, deduplicated put.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Put {
+    /// The key; any bytes.
+    pub key: Vec<u8>,
+    /// The value; any bytes, possibly empty.
+    pub value: Vec<u8>,
+    /// Absolute expiry instant (ms since the Unix epoch); `None` never expires.
+    pub expire_at_ms: Option<u64>,
+    /// Apply only if the key's live version equals this. An absent or
+    /// expired key has version 0, so `Some(0)` means "only if absent".
+    pub if_version_equals: Option<Version>,
+    /// Apply only if the key is absent or expired as of `now_ms`.
+    pub if_not_exists: bool,
+    /// Set for client writes that must be applied once.
+    pub write_id: Option<WriteId>,
+}
+
+/// A conditional, deduplicated delete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delete {
+    /// The key.
+    pub key: Vec<u8>,
+    /// Apply only if the key's live version equals this (0: only if absent).
+    pub if_version_equals: Option<Version>,
+    /// Set for client writes that must be applied once.
+    pub write_id: Option<WriteId>,
+}
+
+impl Command {
+    /// The write id of a client command, if it carries one.
+    pub fn write_id(&self) -> Option<&WriteId> {
+        match &self.op {
+            Op::Put(put) => put.write_id.as_ref(),
+            Op::Delete(delete) => delete.write_id.as_ref(),
+            Op::Purge { .. } => None,
+        }
+    }
+}
+
+/// The outcome of applying one Raft log entry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandResult {
+    /// The outcome of a [`Op::Put`].
+    Put {
+        /// False when a condition did not hold; nothing was written.
+        applied: bool,
+        /// The new version when applied; the current live version (0 when
+        /// absent) when not.
+        version: Version,
+    },
+    /// The outcome of a [`Op::Delete`].
+    Delete {
+        /// False when `if_version_equals` did not hold.
+        applied: bool,
+        /// Whether a live value was present before the delete.
+        existed: bool,
+        /// The delete's log index when applied; the current version when not.
+        version: Version,
+    },
+    /// The outcome of a [`Op::Purge`].
+    Purge {
+        /// How many keys were removed.
+        purged: u32,
+    },
+    /// A duplicate write that is older than the remembered window of its
+    /// client: it may or may not have been applied, and its first result is
+    /// no longer known. Nothing was written.
+    ForgottenDuplicate,
+    /// An entry that carries no command (a blank or membership entry).
+    #[default]
+    None,
+}

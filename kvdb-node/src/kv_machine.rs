@@ -1,0 +1,359 @@
+//! [`KvMachine`]: a shard's replicated state machine over a [`Storage`].
+//!
+//! Applying a run of committed entries builds one [`WriteBatch`]: the data
+//! mutations of every command in the run, plus the metadata blob (last
+//! applied log id, membership, client sessions), so the state on disk always
+//! matches exactly one log position. Commands later in a run see the writes
+//! of earlier ones through an in-memory overlay.
+//!
+//! Semantics, all decided from the log alone:
+//! - a value's version is the log index of the entry that wrote it;
+//! - a key whose expiry is at or before the command's `now_ms` is absent,
+//!   and an absent key has version 0;
+//! - `if_version_equals` compares with that live version, `if_not_exists`
+//!   holds for an absent key; both must hold when both are given;
+//! - a write whose `(client id, sequence)` was applied before returns its
+//!   first result and changes nothing (see [`crate::sessions`]).
+//!
+//! Out of scope: reading (readers go to the [`Storage`] directly, which is
+//! consistent because batches are atomic) and the wall clock.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+
+use kvdb_core::Version;
+use kvdb_core::raft::codec::{self, CodecError};
+use kvdb_core::raft::state_machine::Machine;
+use kvdb_core::storage::{Storage, StorageError, StoredValue, WriteBatch, WriteOp};
+use openraft::{EntryPayload, LogId, StoredMembership};
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Command, CommandResult, Delete, Op, Put};
+use crate::raft_types::{Entry, NodeId, ShardNode, ShardRaftConfig};
+use crate::sessions::{Seen, Sessions};
+
+/// Why the state machine could not apply, export or import.
+#[derive(Debug, thiserror::Error)]
+pub enum MachineError {
+    /// The storage backend failed; the replica must stop.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The metadata blob or a snapshot could not be encoded or decoded.
+    #[error("state machine metadata: {0}")]
+    Codec(#[from] CodecError),
+}
+
+/// The part of the machine's state kept in the storage's metadata blob.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Meta {
+    last_applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, ShardNode>,
+    sessions: Sessions,
+}
+
+/// A full copy of the machine's state: what a snapshot carries.
+#[derive(Serialize, Deserialize)]
+struct SnapshotImage {
+    meta: Meta,
+    /// `(key, value, version, expire_at_ms)`.
+    entries: Vec<(Vec<u8>, Vec<u8>, u64, Option<u64>)>,
+}
+
+/// One shard's state machine.
+pub struct KvMachine {
+    storage: Arc<dyn Storage>,
+    meta: Meta,
+    /// Batches applied since the last [`Storage::sync`].
+    unsynced_batches: u32,
+}
+
+/// How many applied batches may stay unsynced. The Raft log makes them
+/// recoverable anyway; the periodic sync bounds replay after a crash and
+/// lets a deferred-commit backend reclaim space.
+pub const SYNC_EVERY_BATCHES: u32 = 256;
+
+impl std::fmt::Debug for KvMachine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KvMachine")
+            .field("last_applied", &self.meta.last_applied)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KvMachine {
+    /// Opens the machine over `storage`, resuming from its metadata blob (a
+    /// fresh machine when the storage has none).
+    pub fn open(storage: Arc<dyn Storage>) -> Result<Self, MachineError> {
+        let meta = match storage.meta()? {
+            Some(bytes) => codec::decode(&bytes)?,
+            None => Meta::default(),
+        };
+        Ok(Self {
+            storage,
+            meta,
+            unsynced_batches: 0,
+        })
+    }
+
+    /// The storage the machine applies to; readers use it directly.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// The last applied log id and the last applied membership.
+    pub fn applied_state(&self) -> (Option<LogId<NodeId>>, StoredMembership<NodeId, ShardNode>) {
+        (self.meta.last_applied, self.meta.membership.clone())
+    }
+
+    /// Applies committed entries in order, atomically, and returns one result
+    /// per entry. On error nothing is written, but the in-memory session
+    /// table may be ahead of the storage: the replica must stop.
+    pub fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, MachineError>
+    where
+        I: IntoIterator<Item = Entry>,
+    {
+        let storage = self.storage.clone();
+        let mut pending = Pending::new(storage.as_ref());
+        let mut results = Vec::new();
+        for entry in entries {
+            self.meta.last_applied = Some(entry.log_id);
+            let result = match entry.payload {
+                EntryPayload::Blank => CommandResult::None,
+                EntryPayload::Membership(membership) => {
+                    self.meta.membership = StoredMembership::new(Some(entry.log_id), membership);
+                    CommandResult::None
+                }
+                EntryPayload::Normal(command) => {
+                    self.apply_command(&mut pending, entry.log_id.index, &command)?
+                }
+            };
+            results.push(result);
+        }
+        if results.is_empty() {
+            return Ok(results);
+        }
+        let batch = pending.batch.with_meta(codec::encode(&self.meta)?);
+        self.storage.apply(batch)?;
+        self.unsynced_batches += 1;
+        if self.unsynced_batches >= SYNC_EVERY_BATCHES {
+            self.storage.sync()?;
+            self.unsynced_batches = 0;
+        }
+        Ok(results)
+    }
+
+    /// Encodes the whole state (data and metadata) as a snapshot image.
+    pub fn export(&self) -> Result<Vec<u8>, MachineError> {
+        let entries = self
+            .storage
+            .export()?
+            .into_iter()
+            .map(|(k, v)| (k, v.value, v.version.0, v.expire_at_ms))
+            .collect();
+        let image = SnapshotImage {
+            meta: self.meta.clone(),
+            entries,
+        };
+        Ok(codec::encode(&image)?)
+    }
+
+    /// Replaces the whole state with a snapshot image made by
+    /// [`export`](Self::export), applied up to `last_applied` with `membership`.
+    pub fn import(
+        &mut self,
+        last_applied: Option<LogId<NodeId>>,
+        membership: StoredMembership<NodeId, ShardNode>,
+        bytes: &[u8],
+    ) -> Result<(), MachineError> {
+        let mut image: SnapshotImage = codec::decode(bytes)?;
+        image.meta.last_applied = last_applied;
+        image.meta.membership = membership;
+        let entries = image
+            .entries
+            .into_iter()
+            .map(|(key, value, version, expire_at_ms)| {
+                let value = StoredValue {
+                    value,
+                    version: Version(version),
+                    expire_at_ms,
+                };
+                (key, value)
+            })
+            .collect();
+        self.storage
+            .install(entries, Some(codec::encode(&image.meta)?))?;
+        self.meta = image.meta;
+        Ok(())
+    }
+
+    fn apply_command(
+        &mut self,
+        pending: &mut Pending<'_>,
+        index: u64,
+        command: &Command,
+    ) -> Result<CommandResult, MachineError> {
+        if let Some(id) = command.write_id() {
+            match self.meta.sessions.check(id) {
+                Seen::Duplicate(first) => return Ok(first),
+                Seen::Forgotten => return Ok(CommandResult::ForgottenDuplicate),
+                Seen::New => {}
+            }
+        }
+        let now = command.now_ms;
+        let result = match &command.op {
+            Op::Put(put) => apply_put(pending, index, now, put)?,
+            Op::Delete(delete) => apply_delete(pending, index, now, delete)?,
+            Op::Purge { keys } => apply_purge(pending, now, keys)?,
+        };
+        if let Some(id) = command.write_id() {
+            self.meta.sessions.record(id, index, result);
+        }
+        Ok(result)
+    }
+}
+
+fn apply_put(
+    pending: &mut Pending<'_>,
+    index: u64,
+    now_ms: u64,
+    put: &Put,
+) -> Result<CommandResult, StorageError> {
+    let current = pending.live(&put.key, now_ms)?;
+    let current_version = current.as_ref().map_or(Version(0), |v| v.version);
+    let version_ok = put.if_version_equals.is_none_or(|v| v == current_version);
+    let absence_ok = !put.if_not_exists || current.is_none();
+    if !(version_ok && absence_ok) {
+        return Ok(CommandResult::Put {
+            applied: false,
+            version: current_version,
+        });
+    }
+    let value = StoredValue {
+        value: put.value.clone(),
+        version: Version(index),
+        expire_at_ms: put.expire_at_ms,
+    };
+    pending.put(put.key.clone(), value);
+    Ok(CommandResult::Put {
+        applied: true,
+        version: Version(index),
+    })
+}
+
+fn apply_delete(
+    pending: &mut Pending<'_>,
+    index: u64,
+    now_ms: u64,
+    delete: &Delete,
+) -> Result<CommandResult, StorageError> {
+    let current = pending.live(&delete.key, now_ms)?;
+    let current_version = current.as_ref().map_or(Version(0), |v| v.version);
+    if delete
+        .if_version_equals
+        .is_some_and(|v| v != current_version)
+    {
+        return Ok(CommandResult::Delete {
+            applied: false,
+            existed: current.is_some(),
+            version: current_version,
+        });
+    }
+    // An expired value is deleted too: it is already invisible.
+    if pending.get(&delete.key)?.is_some() {
+        pending.delete(delete.key.clone());
+    }
+    Ok(CommandResult::Delete {
+        applied: true,
+        existed: current.is_some(),
+        version: Version(index),
+    })
+}
+
+fn apply_purge(
+    pending: &mut Pending<'_>,
+    now_ms: u64,
+    keys: &[(Vec<u8>, Version)],
+) -> Result<CommandResult, StorageError> {
+    let mut purged = 0u32;
+    for (key, version) in keys {
+        let due = pending
+            .get(key)?
+            .is_some_and(|v| v.version == *version && !v.is_live(now_ms));
+        if due {
+            pending.delete(key.clone());
+            purged += 1;
+        }
+    }
+    Ok(CommandResult::Purge { purged })
+}
+
+/// The writes of a run of entries not yet committed to storage, readable by
+/// later entries of the same run.
+struct Pending<'a> {
+    storage: &'a dyn Storage,
+    overlay: HashMap<Vec<u8>, Option<StoredValue>>,
+    batch: WriteBatch,
+}
+
+impl<'a> Pending<'a> {
+    fn new(storage: &'a dyn Storage) -> Self {
+        Self {
+            storage,
+            overlay: HashMap::new(),
+            batch: WriteBatch::new(),
+        }
+    }
+
+    /// The stored value, expired or not.
+    fn get(&self, key: &[u8]) -> Result<Option<StoredValue>, StorageError> {
+        match self.overlay.get(key) {
+            Some(value) => Ok(value.clone()),
+            None => self.storage.get(key),
+        }
+    }
+
+    /// The value visible at `now_ms`.
+    fn live(&self, key: &[u8], now_ms: u64) -> Result<Option<StoredValue>, StorageError> {
+        Ok(self.get(key)?.filter(|v| v.is_live(now_ms)))
+    }
+
+    fn put(&mut self, key: Vec<u8>, value: StoredValue) {
+        self.overlay.insert(key.clone(), Some(value.clone()));
+        self.batch.ops.push(WriteOp::Put { key, value });
+    }
+
+    fn delete(&mut self, key: Vec<u8>) {
+        self.overlay.insert(key.clone(), None);
+        self.batch.ops.push(WriteOp::Delete { key });
+    }
+}
+
+impl Machine<ShardRaftConfig> for KvMachine {
+    fn applied_state(
+        &self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, ShardNode>), io::Error> {
+        Ok(KvMachine::applied_state(self))
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<Vec<CommandResult>, io::Error> {
+        KvMachine::apply(self, entries).map_err(io::Error::other)
+    }
+
+    fn export(&self) -> Result<Vec<u8>, io::Error> {
+        KvMachine::export(self).map_err(io::Error::other)
+    }
+
+    fn import(
+        &mut self,
+        last_applied: Option<LogId<NodeId>>,
+        membership: StoredMembership<NodeId, ShardNode>,
+        data: &[u8],
+    ) -> Result<(), io::Error> {
+        KvMachine::import(self, last_applied, membership, data).map_err(io::Error::other)
+    }
+}
+
+#[cfg(test)]
+#[path = "kv_machine_tests.rs"]
+mod tests;

@@ -1,0 +1,288 @@
+//! Unit tests of the state machine over the in-memory storage.
+
+use std::sync::Arc;
+
+use kvdb_core::storage::MemoryStorage;
+use openraft::{CommittedLeaderId, EntryPayload, LogId};
+
+use super::*;
+use crate::command::WriteId;
+
+const NOW: u64 = 1_000_000;
+
+struct Fixture {
+    storage: Arc<MemoryStorage>,
+    machine: KvMachine,
+    next_index: u64,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let storage = Arc::new(MemoryStorage::new());
+        let machine = KvMachine::open(storage.clone()).unwrap();
+        Self {
+            storage,
+            machine,
+            next_index: 1,
+        }
+    }
+
+    fn entry(&mut self, payload: EntryPayload<crate::raft_types::ShardRaftConfig>) -> Entry {
+        let log_id = LogId::new(CommittedLeaderId::new(1, 1), self.next_index);
+        self.next_index += 1;
+        Entry { log_id, payload }
+    }
+
+    fn run(&mut self, now_ms: u64, op: Op) -> CommandResult {
+        let entry = self.entry(EntryPayload::Normal(Command { now_ms, op }));
+        self.machine.apply([entry]).unwrap()[0]
+    }
+
+    fn value(&self, key: &[u8], now_ms: u64) -> Option<StoredValue> {
+        self.storage.get(key).unwrap().filter(|v| v.is_live(now_ms))
+    }
+}
+
+fn put(key: &str, value: &str) -> Put {
+    Put {
+        key: key.into(),
+        value: value.into(),
+        expire_at_ms: None,
+        if_version_equals: None,
+        if_not_exists: false,
+        write_id: None,
+    }
+}
+
+fn delete(key: &str) -> Delete {
+    Delete {
+        key: key.into(),
+        if_version_equals: None,
+        write_id: None,
+    }
+}
+
+fn written(v: u64) -> CommandResult {
+    CommandResult::Put {
+        applied: true,
+        version: Version(v),
+    }
+}
+
+fn refused(v: u64) -> CommandResult {
+    CommandResult::Put {
+        applied: false,
+        version: Version(v),
+    }
+}
+
+#[test]
+fn a_put_is_versioned_by_its_log_index() {
+    let mut f = Fixture::new();
+    assert_eq!(f.run(NOW, Op::Put(put("k", "a"))), written(1));
+    assert_eq!(f.run(NOW, Op::Put(put("k", "b"))), written(2));
+    let v = f.value(b"k", NOW).unwrap();
+    assert_eq!((v.value.as_slice(), v.version), (&b"b"[..], Version(2)));
+}
+
+#[test]
+fn if_version_equals_applies_only_on_the_current_version() {
+    let mut f = Fixture::new();
+    f.run(NOW, Op::Put(put("k", "a")));
+    let stale = Put {
+        if_version_equals: Some(Version(7)),
+        ..put("k", "b")
+    };
+    assert_eq!(f.run(NOW, Op::Put(stale)), refused(1));
+    let fresh = Put {
+        if_version_equals: Some(Version(1)),
+        ..put("k", "c")
+    };
+    assert_eq!(f.run(NOW, Op::Put(fresh)), written(3));
+    assert_eq!(f.value(b"k", NOW).unwrap().value, b"c");
+}
+
+#[test]
+fn version_zero_means_absent() {
+    let mut f = Fixture::new();
+    let create = Put {
+        if_version_equals: Some(Version(0)),
+        ..put("k", "a")
+    };
+    assert_eq!(f.run(NOW, Op::Put(create.clone())), written(1));
+    assert_eq!(f.run(NOW, Op::Put(create)), refused(1));
+}
+
+#[test]
+fn if_not_exists_holds_for_absent_and_expired_keys() {
+    let mut f = Fixture::new();
+    let create = Put {
+        if_not_exists: true,
+        ..put("k", "a")
+    };
+    assert_eq!(f.run(NOW, Op::Put(create.clone())), written(1));
+    assert_eq!(f.run(NOW, Op::Put(create.clone())), refused(1));
+    let short = Put {
+        expire_at_ms: Some(NOW + 10),
+        ..put("t", "a")
+    };
+    f.run(NOW, Op::Put(short));
+    let create_t = Put {
+        if_not_exists: true,
+        ..put("t", "b")
+    };
+    assert_eq!(f.run(NOW + 5, Op::Put(create_t.clone())), refused(3));
+    assert_eq!(f.run(NOW + 10, Op::Put(create_t)), written(5));
+}
+
+#[test]
+fn expired_values_read_as_absent() {
+    let mut f = Fixture::new();
+    let short = Put {
+        expire_at_ms: Some(NOW + 100),
+        ..put("k", "a")
+    };
+    f.run(NOW, Op::Put(short));
+    assert!(f.value(b"k", NOW + 99).is_some());
+    assert!(f.value(b"k", NOW + 100).is_none());
+    // An expired key has version 0 for conditions.
+    let cas = Put {
+        if_version_equals: Some(Version(0)),
+        ..put("k", "b")
+    };
+    assert_eq!(f.run(NOW + 100, Op::Put(cas)), written(2));
+}
+
+#[test]
+fn deletes_report_existence_and_honour_conditions() {
+    let mut f = Fixture::new();
+    f.run(NOW, Op::Put(put("k", "a")));
+    let wrong = Delete {
+        if_version_equals: Some(Version(9)),
+        ..delete("k")
+    };
+    let refused = CommandResult::Delete {
+        applied: false,
+        existed: true,
+        version: Version(1),
+    };
+    assert_eq!(f.run(NOW, Op::Delete(wrong)), refused);
+    let gone = CommandResult::Delete {
+        applied: true,
+        existed: true,
+        version: Version(3),
+    };
+    assert_eq!(f.run(NOW, Op::Delete(delete("k"))), gone);
+    assert!(f.storage.get(b"k").unwrap().is_none());
+    let absent = CommandResult::Delete {
+        applied: true,
+        existed: false,
+        version: Version(4),
+    };
+    assert_eq!(f.run(NOW, Op::Delete(delete("k"))), absent);
+}
+
+#[test]
+fn a_duplicate_write_returns_its_first_result_without_applying() {
+    let mut f = Fixture::new();
+    let id = WriteId {
+        client_id: "c1".into(),
+        sequence: 1,
+    };
+    let first = Put {
+        write_id: Some(id.clone()),
+        ..put("k", "a")
+    };
+    assert_eq!(f.run(NOW, Op::Put(first)), written(1));
+    f.run(NOW, Op::Put(put("k", "other")));
+    let retry = Put {
+        write_id: Some(id),
+        ..put("k", "a")
+    };
+    assert_eq!(f.run(NOW, Op::Put(retry)), written(1));
+    assert_eq!(f.value(b"k", NOW).unwrap().value, b"other");
+}
+
+#[test]
+fn purge_removes_only_the_expired_version_it_names() {
+    let mut f = Fixture::new();
+    let short = |k: &str| Put {
+        expire_at_ms: Some(NOW + 10),
+        ..put(k, "a")
+    };
+    f.run(NOW, Op::Put(short("a")));
+    f.run(NOW, Op::Put(short("b")));
+    // "b" is rewritten after the leader saw it expire.
+    f.run(NOW + 20, Op::Put(put("b", "fresh")));
+    let keys = vec![(b"a".to_vec(), Version(1)), (b"b".to_vec(), Version(2))];
+    let result = f.run(NOW + 20, Op::Purge { keys });
+    assert_eq!(result, CommandResult::Purge { purged: 1 });
+    assert!(f.storage.get(b"a").unwrap().is_none());
+    assert_eq!(f.value(b"b", NOW + 20).unwrap().value, b"fresh");
+    // A purge proposed before expiry (clock skew) removes nothing.
+    f.run(NOW, Op::Put(short("c")));
+    let early = vec![(b"c".to_vec(), Version(5))];
+    let result = f.run(NOW + 5, Op::Purge { keys: early });
+    assert_eq!(result, CommandResult::Purge { purged: 0 });
+}
+
+#[test]
+fn commands_in_one_run_see_each_other_and_state_survives_reopen() {
+    let mut f = Fixture::new();
+    let a = f.entry(EntryPayload::Normal(Command {
+        now_ms: NOW,
+        op: Op::Put(put("k", "a")),
+    }));
+    let cas = Put {
+        if_version_equals: Some(Version(1)),
+        write_id: Some(WriteId {
+            client_id: "c".into(),
+            sequence: 9,
+        }),
+        ..put("k", "b")
+    };
+    let b = f.entry(EntryPayload::Normal(Command {
+        now_ms: NOW,
+        op: Op::Put(cas.clone()),
+    }));
+    let blank = f.entry(EntryPayload::Blank);
+    let results = f.machine.apply([a, b, blank]).unwrap();
+    assert_eq!(results, vec![written(1), written(2), CommandResult::None]);
+
+    let mut reopened = KvMachine::open(f.storage.clone()).unwrap();
+    assert_eq!(reopened.applied_state().0.map(|l| l.index), Some(3));
+    let retry = Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), 4),
+        payload: EntryPayload::Normal(Command {
+            now_ms: NOW,
+            op: Op::Put(cas),
+        }),
+    };
+    assert_eq!(reopened.apply([retry]).unwrap(), vec![written(2)]);
+}
+
+#[test]
+fn export_then_import_restores_data_and_sessions() {
+    let mut f = Fixture::new();
+    let first = Put {
+        write_id: Some(WriteId {
+            client_id: "c".into(),
+            sequence: 1,
+        }),
+        expire_at_ms: Some(NOW + 50),
+        ..put("k", "")
+    };
+    f.run(NOW, Op::Put(first.clone()));
+    let image = f.machine.export().unwrap();
+
+    let mut g = Fixture::new();
+    g.run(NOW, Op::Put(put("junk", "x")));
+    let (applied, membership) = f.machine.applied_state();
+    g.machine.import(applied, membership, &image).unwrap();
+    assert!(g.storage.get(b"junk").unwrap().is_none());
+    let v = g.value(b"k", NOW).unwrap();
+    assert_eq!((v.value.len(), v.expire_at_ms), (0, Some(NOW + 50)));
+    assert_eq!(g.machine.applied_state(), f.machine.applied_state());
+    g.next_index = 2;
+    assert_eq!(g.run(NOW, Op::Put(first)), written(1));
+}
