@@ -1,1 +1,282 @@
-//! In progress.
+//! A shard's key-value state: the data a shard's Raft state machine applies
+//! committed writes to and serves reads from.
+//!
+//! [`Storage`] is deliberately small and synchronous. The state machine
+//! decides *what* to write (versions, CAS outcomes, TTL instants fixed by the
+//! leader); a storage backend only makes each [`WriteBatch`] atomic together
+//! with an opaque metadata blob, in which the state machine keeps its
+//! last-applied log id and membership. After a crash the state machine reads
+//! that blob back and replays the Raft log from there, so a backend may defer
+//! durability as long as it never exposes half a batch.
+//!
+//! Keys carry their expiry instant; reads return expired values too (the
+//! caller owns the clock and checks [`StoredValue::is_live`]), and
+//! [`Storage::expired`] lists due keys from an expiry index so that the leader
+//! can propose deletes for them without scanning the keyspace.
+//!
+//! # Layout
+//! - [`MemoryStorage`]: `BTreeMap` + expiry set behind an `RwLock`; tests and
+//!   the embedded dev cluster.
+//! - [`RedbStorage`]: one shard's tables in a redb database shared by shards.
+//! - [`conformance`]: the property suite every backend must pass.
+//!
+//! # Out of scope
+//! - Reading the wall clock: expiry is judged against the caller's `now_ms`.
+//! - Versions, CAS and duplicate detection: decided by the state machine.
+//! - Size limits on keys and values: enforced at the request edge.
+//! - Streaming snapshots: [`Storage::export`] materialises every entry, which
+//!   suits shard sizes that fit in memory.
+
+#[doc(hidden)]
+pub mod conformance;
+mod memory;
+mod redb;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+
+pub use self::memory::MemoryStorage;
+pub use self::redb::{CommitDurability, RedbStorage};
+use crate::Version;
+
+/// A value as stored: its bytes, the version that wrote it, and its expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredValue {
+    /// The value bytes; may be empty.
+    pub value: Vec<u8>,
+    /// The Raft log index of the write that produced this value.
+    pub version: Version,
+    /// Wall-clock instant (ms since the Unix epoch) from which the key reads
+    /// as absent; `None` never expires. Backends store `Some(0)` as
+    /// `Some(1)` (see [`StoredValue::normalized`]).
+    pub expire_at_ms: Option<u64>,
+}
+
+impl StoredValue {
+    /// A value that never expires.
+    pub fn new(value: impl Into<Vec<u8>>, version: Version) -> Self {
+        Self {
+            value: value.into(),
+            version,
+            expire_at_ms: None,
+        }
+    }
+
+    /// The same value, expiring at `expire_at_ms`.
+    pub fn with_expiry(mut self, expire_at_ms: u64) -> Self {
+        self.expire_at_ms = Some(expire_at_ms);
+        self
+    }
+
+    /// Whether the value is visible at `now_ms`: it has no expiry, or the
+    /// expiry instant is still in the future.
+    pub fn is_live(&self, now_ms: u64) -> bool {
+        self.expire_at_ms.is_none_or(|at| now_ms < at)
+    }
+
+    /// The form every backend stores: an expiry of `Some(0)` becomes
+    /// `Some(1)`, which is expired for the same clocks (any real one), so that
+    /// an encoded expiry of `0` can mean "never".
+    pub fn normalized(mut self) -> Self {
+        if self.expire_at_ms == Some(0) {
+            self.expire_at_ms = Some(1);
+        }
+        self
+    }
+}
+
+/// One mutation in a [`WriteBatch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOp {
+    /// Set `key` to `value`, replacing any previous value and expiry.
+    Put {
+        /// The key; any bytes.
+        key: Vec<u8>,
+        /// The new value.
+        value: StoredValue,
+    },
+    /// Remove `key`; a no-op when it is absent.
+    Delete {
+        /// The key; any bytes.
+        key: Vec<u8>,
+    },
+}
+
+/// Mutations applied as one atomic unit, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteBatch {
+    /// The mutations; a later op on the same key wins.
+    pub ops: Vec<WriteOp>,
+    /// New metadata blob, or `None` to leave the stored one unchanged.
+    pub meta: Option<Vec<u8>>,
+}
+
+impl WriteBatch {
+    /// An empty batch that changes nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a put.
+    pub fn put(mut self, key: impl Into<Vec<u8>>, value: StoredValue) -> Self {
+        self.ops.push(WriteOp::Put {
+            key: key.into(),
+            value,
+        });
+        self
+    }
+
+    /// Appends a delete.
+    pub fn delete(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.ops.push(WriteOp::Delete { key: key.into() });
+        self
+    }
+
+    /// Sets the metadata blob committed with this batch.
+    pub fn with_meta(mut self, meta: impl Into<Vec<u8>>) -> Self {
+        self.meta = Some(meta.into());
+        self
+    }
+}
+
+/// One shard's key-value state.
+///
+/// # Contract
+/// - **Atomicity**: [`apply`](Self::apply), [`install`](Self::install) and
+///   [`clear`](Self::clear) take effect completely or not at all, metadata
+///   included; readers never see part of one.
+/// - **Determinism**: no method reads the wall clock; expiry is judged only
+///   against the `now_ms` a caller passes.
+/// - **Durability**: after a crash the state is that of some prefix of the
+///   committed calls, with the matching metadata. How long that prefix is may
+///   depend on the backend's configuration; [`sync`](Self::sync) makes every
+///   earlier call durable.
+/// - **Errors**: a [`StorageError`] from a mutation means it had no effect.
+///   None are retryable in place: the state machine should stop the replica.
+pub trait Storage: Send + Sync + 'static {
+    /// The stored value of `key`, expired or not.
+    fn get(&self, key: &[u8]) -> Result<Option<StoredValue>, StorageError>;
+
+    /// Applies every op in `batch`, then its metadata, atomically.
+    fn apply(&self, batch: WriteBatch) -> Result<(), StorageError>;
+
+    /// The metadata blob stored by the last batch or install that set one.
+    fn meta(&self) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// Every entry, expired ones included, in ascending key order.
+    fn export(&self) -> Result<Vec<(Vec<u8>, StoredValue)>, StorageError>;
+
+    /// Replaces all entries and the metadata with the given ones, atomically
+    /// and durably. A later duplicate key wins.
+    fn install(
+        &self,
+        entries: Vec<(Vec<u8>, StoredValue)>,
+        meta: Option<Vec<u8>>,
+    ) -> Result<(), StorageError>;
+
+    /// Up to `limit` keys whose expiry is at or before `now_ms`, earliest
+    /// expiry first, with the version each currently holds. Served from an
+    /// expiry index: the cost grows with the result, not the keyspace.
+    fn expired(&self, now_ms: u64, limit: usize) -> Result<Vec<(Vec<u8>, Version)>, StorageError>;
+
+    /// Number of stored keys, expired ones included.
+    fn len(&self) -> Result<u64, StorageError>;
+
+    /// Whether no key is stored.
+    fn is_empty(&self) -> Result<bool, StorageError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Drops every entry and the metadata, durably (a removed replica).
+    fn clear(&self) -> Result<(), StorageError>;
+
+    /// Makes every earlier mutation durable. Call it before the Raft log is
+    /// purged past the last-applied index recorded in the metadata.
+    fn sync(&self) -> Result<(), StorageError>;
+}
+
+/// The storage operation that failed, for error reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StorageOp {
+    /// Opening a shard's tables.
+    Open,
+    /// [`Storage::get`].
+    Get,
+    /// [`Storage::apply`].
+    Apply,
+    /// [`Storage::meta`].
+    Meta,
+    /// [`Storage::export`].
+    Export,
+    /// [`Storage::install`].
+    Install,
+    /// [`Storage::expired`].
+    Expired,
+    /// [`Storage::len`].
+    Len,
+    /// [`Storage::clear`].
+    Clear,
+    /// [`Storage::sync`].
+    Sync,
+}
+
+impl fmt::Display for StorageOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Self::Open => "open",
+            Self::Get => "get",
+            Self::Apply => "apply",
+            Self::Meta => "meta",
+            Self::Export => "export",
+            Self::Install => "install",
+            Self::Expired => "expired",
+            Self::Len => "len",
+            Self::Clear => "clear",
+            Self::Sync => "sync",
+        };
+        f.write_str(name)
+    }
+}
+
+/// Why a storage operation failed. A failed mutation changed nothing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The redb database reported an error (I/O, corruption, a full disk...).
+    #[error("storage {op} failed in redb: {source}")]
+    Backend {
+        /// The operation that failed.
+        op: StorageOp,
+        /// redb's error.
+        #[source]
+        source: ::redb::Error,
+    },
+    /// A stored record could not be decoded.
+    #[error("corrupt record for key {key:?} in storage {op}: {reason}")]
+    Corrupt {
+        /// The operation that read it.
+        op: StorageOp,
+        /// The key whose record is bad.
+        key: Vec<u8>,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An earlier operation panicked while holding the in-memory state, which
+    /// may therefore be inconsistent.
+    #[error("storage {op}: state poisoned by an earlier panic")]
+    Poisoned {
+        /// The operation that found the poison.
+        op: StorageOp,
+    },
+}
+
+impl StorageError {
+    /// The operation that failed.
+    pub fn op(&self) -> StorageOp {
+        match self {
+            Self::Backend { op, .. } | Self::Corrupt { op, .. } | Self::Poisoned { op } => *op,
+        }
+    }
+}
