@@ -143,6 +143,13 @@ impl From<KvError> for Status {
     }
 }
 
+impl From<RoutingError> for Status {
+    /// Shorthand for encoding `KvError::Routing(err)`, for node services.
+    fn from(err: RoutingError) -> Status {
+        KvError::Routing(err).into()
+    }
+}
+
 impl From<Status> for KvError {
     fn from(status: Status) -> KvError {
         from_status(&status)
@@ -330,10 +337,10 @@ mod tests {
         assert_eq!(text(md, SHARD_ID), Some("7"));
         assert_eq!(text(md, LEADER_HINT), Some("10.0.0.1:7001"));
 
-        let status = Status::from(KvError::from(RoutingError::ShardMoved {
+        let status = Status::from(RoutingError::ShardMoved {
             shard: ShardId(7),
             to: Some("10.0.0.2:7001".into()),
-        }));
+        });
         assert_eq!(
             text(status.metadata(), NEW_NODE_HINT),
             Some("10.0.0.2:7001")
