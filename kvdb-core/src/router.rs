@@ -74,7 +74,7 @@ impl Route {
 #[derive(Debug, Clone)]
 pub struct Router {
     map: Arc<ShardMap>,
-    /// `(slot_end, index into ranges/routes)`, sorted by `slot_end`.
+    /// `(slot_end, index into starts/routes)`, sorted by `slot_end`.
     ends: Vec<(Slot, usize)>,
     /// Slot range start of each route, by index.
     starts: Vec<Slot>,
