@@ -1,1 +1,207 @@
-//! In progress.
+//! Raft log and vote storage on redb, shared by every Raft group a process hosts.
+//!
+//! A node hosts many shard replicas, each its own openraft group, plus perhaps a coordinator
+//! group. Giving each group its own database file would cost one fsync per group per write; so
+//! all groups share one redb [`Database`] ([`LogDb`]) and each group gets a cheap handle
+//! ([`RedbLogStore`]) that reads and writes rows keyed by `(group, index)`.
+//!
+//! Every write (appends, votes, committed ids, truncation, purges) goes through one writer
+//! thread, which keeps each group's writes in submission order, as openraft requires. With
+//! group commit on, the writer drains every request queued while the previous transaction was
+//! being fsync'd into one transaction: one fsync makes many groups' entries durable. With it
+//! off, each request is its own transaction, which is the baseline group commit is measured
+//! against ([`LogDbStats`]).
+//!
+//! `append` returns once its entries are durable, and only then reports them flushed: entries
+//! must be readable when `append` returns, and redb shows a transaction's rows only after its
+//! commit. A group therefore waits one commit per append, while concurrent groups share it.
+//!
+//! Reads run on the caller's thread in their own read transaction; they are short and mostly
+//! served from redb's cache.
+//!
+//! Out of scope: snapshots and applied state (see [`super::state_machine`]); compacting the
+//! database file after purges.
+
+mod group_store;
+mod writer;
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openraft::{BasicNode, Entry, RaftTypeConfig};
+use redb::{Database, TableDefinition};
+
+use super::codec::CodecError;
+use writer::{WriteOp, Writer};
+
+pub use group_store::RedbLogStore;
+pub use writer::LogDbStats;
+
+/// The openraft type configurations KvDB's Raft storage serves: `u64` node ids, [`BasicNode`]
+/// addresses, openraft's own [`Entry`], and snapshots held in memory. Every
+/// `declare_raft_types!` config with these four types implements it.
+pub trait KvdbRaftConfig:
+    RaftTypeConfig<NodeId = u64, Node = BasicNode, Entry = Entry<Self>, SnapshotData = Cursor<Vec<u8>>>
+{
+}
+
+impl<C> KvdbRaftConfig for C where
+    C: RaftTypeConfig<
+            NodeId = u64,
+            Node = BasicNode,
+            Entry = Entry<C>,
+            SnapshotData = Cursor<Vec<u8>>,
+        >
+{
+}
+
+/// A log row's key: `(group, log index)`.
+type RowKey = (u64, u64);
+
+/// Log entries of every group, keyed by `(group, log index)`, valued by the encoded entry.
+const LOG_TABLE: TableDefinition<RowKey, &[u8]> = TableDefinition::new("raft_log");
+/// Per-group vote, committed and last-purged log ids, keyed by `(group, MetaKey)`.
+const META_TABLE: TableDefinition<(u64, u8), &[u8]> = TableDefinition::new("raft_log_meta");
+
+/// Whether writes of concurrent groups share transactions, on by default.
+pub const DEFAULT_GROUP_COMMIT: bool = true;
+/// The most write requests one group-commit transaction takes.
+pub const DEFAULT_MAX_BATCH: usize = 1024;
+
+/// How a [`LogDb`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogDbOptions {
+    /// Put every write request queued during a commit into the next single transaction.
+    /// Off: one transaction (and one fsync) per request.
+    pub group_commit: bool,
+    /// The most requests one transaction takes when group commit is on.
+    pub max_batch: usize,
+}
+
+impl Default for LogDbOptions {
+    fn default() -> Self {
+        Self {
+            group_commit: DEFAULT_GROUP_COMMIT,
+            max_batch: DEFAULT_MAX_BATCH,
+        }
+    }
+}
+
+impl LogDbOptions {
+    /// Checks the options make sense.
+    pub fn validate(&self) -> Result<(), LogDbError> {
+        if self.max_batch == 0 {
+            return Err(LogDbError::InvalidOptions("max_batch must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// What can go wrong opening or writing a [`LogDb`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogDbError {
+    /// The database file could not be created or opened.
+    #[error("open raft log database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: redb::DatabaseError,
+    },
+    /// A redb operation failed.
+    #[error("raft log database: {0}")]
+    Redb(#[from] redb::Error),
+    /// The transaction holding a write failed; every write batched into it failed with it.
+    #[error("raft log commit failed: {source}")]
+    Commit {
+        #[source]
+        source: Arc<redb::Error>,
+    },
+    /// A stored value could not be encoded or decoded.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The writer thread could not be started.
+    #[error("start raft log writer: {0}")]
+    SpawnWriter(#[source] std::io::Error),
+    /// The writer thread is gone (it panicked); nothing more can be written.
+    #[error("raft log writer stopped")]
+    WriterStopped,
+    /// [`LogDbOptions::validate`] refused the options.
+    #[error("invalid raft log options: {0}")]
+    InvalidOptions(&'static str),
+}
+
+impl From<redb::TransactionError> for LogDbError {
+    fn from(e: redb::TransactionError) -> Self {
+        Self::Redb(e.into())
+    }
+}
+
+impl From<redb::TableError> for LogDbError {
+    fn from(e: redb::TableError) -> Self {
+        Self::Redb(e.into())
+    }
+}
+
+impl From<redb::StorageError> for LogDbError {
+    fn from(e: redb::StorageError) -> Self {
+        Self::Redb(e.into())
+    }
+}
+
+/// The Raft log database of a process: one redb file holding the logs of many groups, and
+/// the writer thread that commits them. Cloning is cheap; the writer stops when the last
+/// clone (and the last [`RedbLogStore`]) is dropped.
+#[derive(Clone)]
+pub struct LogDb {
+    db: Arc<Database>,
+    writer: Arc<Writer>,
+}
+
+impl LogDb {
+    /// Creates or opens the database file at `path`.
+    pub fn open(path: impl AsRef<Path>, options: LogDbOptions) -> Result<Self, LogDbError> {
+        let path = path.as_ref();
+        let db = Database::create(path).map_err(|source| LogDbError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::new(Arc::new(db), options)
+    }
+
+    /// Uses an already open database, which other stores (such as the snapshots of
+    /// [`super::state_machine::StateMachineStore`]) may share.
+    pub fn new(db: Arc<Database>, options: LogDbOptions) -> Result<Self, LogDbError> {
+        options.validate()?;
+        let txn = db.begin_write()?;
+        txn.open_table(LOG_TABLE)?;
+        txn.open_table(META_TABLE)?;
+        txn.commit().map_err(redb::Error::from)?;
+        let writer = Writer::start(db.clone(), options)?;
+        Ok(Self {
+            db,
+            writer: Arc::new(writer),
+        })
+    }
+
+    /// The underlying database, to share with other stores.
+    pub fn database(&self) -> &Arc<Database> {
+        &self.db
+    }
+
+    /// The log store of Raft group `group`. Groups never see each other's rows.
+    pub fn group<C: KvdbRaftConfig>(&self, group: u64) -> RedbLogStore<C> {
+        RedbLogStore::new(group, self.db.clone(), self.writer.clone())
+    }
+
+    /// Deletes every log row and the vote of `group`, once the group is gone from this node.
+    pub async fn remove_group(&self, group: u64) -> Result<(), LogDbError> {
+        self.writer.submit(WriteOp::RemoveGroup { group }).await
+    }
+
+    /// Counters of the writes so far, for metrics and the group-commit report.
+    pub fn stats(&self) -> LogDbStats {
+        self.writer.stats()
+    }
+}

@@ -12,3 +12,8 @@ pub mod codec;
 pub mod log_store;
 pub mod state_machine;
 pub mod transport;
+
+#[cfg(test)]
+mod suite_tests;
+#[cfg(test)]
+mod test_support;

@@ -1,1 +1,295 @@
-//! In progress.
+//! openraft's `RaftStateMachine` over an application [`Machine`], with snapshots kept in redb.
+//!
+//! The coordinator's metadata and each shard's key-value data are different machines with the
+//! same Raft obligations: apply committed entries in order, report the last applied log id and
+//! membership, and turn the whole state into a snapshot and back. [`Machine`] is that contract
+//! in synchronous form; [`StateMachineStore`] does the openraft side once for all of them:
+//!
+//! - the machine sits behind a tokio [`RwLock`], so a node serves reads from the applied state
+//!   ([`StateMachineStore::machine`]) while apply takes the write lock;
+//! - machine calls (which may fsync) run on tokio's blocking pool, never on an async worker;
+//! - the current snapshot (meta and bytes) is stored durably per group, so
+//!   `get_current_snapshot` answers after a restart, and at open a stored snapshot newer than
+//!   the machine's applied state is imported (an install that crashed half way is finished).
+//!
+//! Out of scope: streaming snapshots larger than memory (snapshots are `Cursor<Vec<u8>>`), and
+//! deciding when to snapshot (openraft's `SnapshotPolicy`).
+
+mod snapshot_table;
+
+use std::io::{self, Cursor};
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    AnyError, BasicNode, Entry, LogId, OptionalSend, RaftSnapshotBuilder, Snapshot, SnapshotMeta,
+    StorageError, StorageIOError, StoredMembership,
+};
+use redb::Database;
+use tokio::sync::RwLock;
+
+use super::codec::CodecError;
+use super::log_store::KvdbRaftConfig;
+use snapshot_table::SnapshotTable;
+
+/// The last applied log id and the membership as of it.
+pub type AppliedState = (Option<LogId<u64>>, StoredMembership<u64, BasicNode>);
+
+/// The application part of a Raft state machine.
+///
+/// Deterministic: `apply` must not read clocks or randomness, so every replica that applies
+/// the same entries reaches the same state. Errors are fatal to the Raft group (openraft stops
+/// it), so return them only when the state can no longer be trusted or persisted.
+pub trait Machine<C: KvdbRaftConfig>: Send + Sync + 'static {
+    /// The last applied log id and membership, as of the machine's durable (or imported) state.
+    fn applied_state(&self) -> Result<AppliedState, io::Error>;
+
+    /// Applies committed entries in log order, returning one response per entry. Blank and
+    /// membership entries are included: the machine records the log id (and membership) and
+    /// returns its "empty" response. A durable machine persists its state together with the
+    /// new applied state, atomically.
+    fn apply(&mut self, entries: Vec<Entry<C>>) -> Result<Vec<C::R>, io::Error>;
+
+    /// The full state as bytes, for a snapshot. Called under a read lock, so it sees the state
+    /// as of [`Machine::applied_state`].
+    fn export(&self) -> Result<Vec<u8>, io::Error>;
+
+    /// Replaces the whole state with a snapshot's: `data` from [`Machine::export`], applied up
+    /// to `last_applied` with `membership`.
+    fn import(
+        &mut self,
+        last_applied: Option<LogId<u64>>,
+        membership: StoredMembership<u64, BasicNode>,
+        data: &[u8],
+    ) -> Result<(), io::Error>;
+}
+
+/// What can go wrong opening a [`StateMachineStore`] or persisting its snapshots.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateMachineError {
+    /// A redb operation on the snapshot tables failed.
+    #[error("snapshot table: {0}")]
+    Redb(#[from] redb::Error),
+    /// A snapshot meta could not be encoded or decoded.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The application machine failed.
+    #[error("state machine: {0}")]
+    Machine(#[from] io::Error),
+    /// A snapshot meta row exists without its data row: the database is damaged.
+    #[error("raft group {group}: snapshot meta without data")]
+    MissingSnapshotData { group: u64 },
+    /// The machine returned a different number of responses than it was given entries.
+    #[error("state machine returned {responses} responses for {entries} entries")]
+    ResponseCount { entries: usize, responses: usize },
+    /// A blocking task running the machine panicked or was cancelled.
+    #[error("state machine task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+macro_rules! redb_error_from {
+    ($($source:ty),*) => {$(
+        impl From<$source> for StateMachineError {
+            fn from(e: $source) -> Self {
+                Self::Redb(e.into())
+            }
+        }
+    )*};
+}
+redb_error_from!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+/// A Raft group's state machine: an application [`Machine`] plus persisted snapshots.
+pub struct StateMachineStore<C, M> {
+    machine: Arc<RwLock<M>>,
+    snapshots: SnapshotTable,
+    _config: PhantomData<fn() -> C>,
+}
+
+impl<C: KvdbRaftConfig, M: Machine<C>> StateMachineStore<C, M> {
+    /// Opens group `group`'s state machine over `machine`, keeping snapshots in `db` (usually
+    /// the [`super::log_store::LogDb`]'s database). If the stored snapshot is newer than the
+    /// machine's applied state, the machine imports it first. Blocking: call it at startup or
+    /// from a blocking task.
+    pub fn open(db: Arc<Database>, group: u64, mut machine: M) -> Result<Self, StateMachineError> {
+        let snapshots = SnapshotTable::open(db, group)?;
+        if let Some(stored) = snapshots.load()? {
+            let (applied, _) = machine.applied_state()?;
+            if stored.meta.last_log_id > applied {
+                tracing::info!(group, snapshot = %stored.meta, "importing stored snapshot");
+                let meta = stored.meta;
+                machine.import(meta.last_log_id, meta.last_membership, &stored.data)?;
+            }
+        }
+        Ok(Self {
+            machine: Arc::new(RwLock::new(machine)),
+            snapshots,
+            _config: PhantomData,
+        })
+    }
+
+    /// The machine, for serving reads from the applied state. Hold the read lock briefly:
+    /// apply waits for it.
+    pub fn machine(&self) -> Arc<RwLock<M>> {
+        self.machine.clone()
+    }
+
+    /// The Raft group this state machine belongs to.
+    pub fn group_id(&self) -> u64 {
+        self.snapshots.group()
+    }
+
+    /// Deletes group `group`'s persisted snapshot, once the group is gone from this node.
+    pub fn remove_snapshot(db: Arc<Database>, group: u64) -> Result<(), StateMachineError> {
+        SnapshotTable::open(db, group)?.remove()
+    }
+}
+
+/// Runs `f` on tokio's blocking pool.
+async fn blocking<T, F>(f: F) -> Result<T, StateMachineError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StateMachineError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f).await?
+}
+
+fn snapshot_error(
+    meta: Option<&SnapshotMeta<u64, BasicNode>>,
+    e: &StateMachineError,
+) -> StorageError<u64> {
+    StorageIOError::write_snapshot(meta.map(SnapshotMeta::signature), AnyError::new(e)).into()
+}
+
+impl<C: KvdbRaftConfig, M: Machine<C>> RaftStateMachine<C> for StateMachineStore<C, M> {
+    type SnapshotBuilder = SnapshotBuilder<C, M>;
+
+    async fn applied_state(&mut self) -> Result<AppliedState, StorageError<u64>> {
+        self.machine
+            .read()
+            .await
+            .applied_state()
+            .map_err(|e| StorageIOError::read_state_machine(AnyError::new(&e)).into())
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<C::R>, StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry<C>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry<C>> = entries.into_iter().collect();
+        let Some(last) = entries.last().map(|entry| entry.log_id) else {
+            return Ok(Vec::new());
+        };
+        let mut machine = self.machine.clone().write_owned().await;
+        let result = blocking(move || {
+            let count = entries.len();
+            let responses = machine.apply(entries)?;
+            if responses.len() != count {
+                return Err(StateMachineError::ResponseCount {
+                    entries: count,
+                    responses: responses.len(),
+                });
+            }
+            Ok(responses)
+        })
+        .await;
+        result.map_err(|e| StorageIOError::apply(last, AnyError::new(&e)).into())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            machine: self.machine.clone(),
+            snapshots: self.snapshots.clone(),
+            _config: PhantomData,
+        }
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<u64>> {
+        let data = snapshot.into_inner();
+        let snapshots = self.snapshots.clone();
+        let owned_meta = meta.clone();
+        let mut machine = self.machine.clone().write_owned().await;
+        // Stored first: if the import is cut short, the next open imports it again.
+        let result = blocking(move || {
+            snapshots.save(&owned_meta, &data)?;
+            let SnapshotMeta {
+                last_log_id,
+                last_membership,
+                ..
+            } = owned_meta;
+            machine.import(last_log_id, last_membership, &data)?;
+            Ok(())
+        })
+        .await;
+        result.map_err(|e| snapshot_error(Some(meta), &e))
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<C>>, StorageError<u64>> {
+        let snapshots = self.snapshots.clone();
+        let stored = blocking(move || snapshots.load())
+            .await
+            .map_err(|e| StorageIOError::read_snapshot(None, AnyError::new(&e)))?;
+        Ok(stored.map(|stored| Snapshot {
+            meta: stored.meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
+        }))
+    }
+}
+
+/// Builds a snapshot of a [`StateMachineStore`]'s machine and stores it as the current one.
+pub struct SnapshotBuilder<C, M> {
+    machine: Arc<RwLock<M>>,
+    snapshots: SnapshotTable,
+    _config: PhantomData<fn() -> C>,
+}
+
+impl<C: KvdbRaftConfig, M: Machine<C>> RaftSnapshotBuilder<C> for SnapshotBuilder<C, M> {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<C>, StorageError<u64>> {
+        let machine = self.machine.clone().read_owned().await;
+        let snapshots = self.snapshots.clone();
+        let built = blocking(move || {
+            let (last_log_id, last_membership) = machine.applied_state()?;
+            let data = machine.export()?;
+            drop(machine);
+            let meta = SnapshotMeta {
+                last_log_id,
+                last_membership,
+                snapshot_id: snapshot_id(snapshots.group(), last_log_id),
+            };
+            if !snapshots.save(&meta, &data)? {
+                tracing::debug!(snapshot = %meta, "a newer snapshot is already stored");
+            }
+            Ok((meta, data))
+        })
+        .await;
+        let (meta, data) = built.map_err(|e| snapshot_error(None, &e))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+/// A snapshot id unique per build: two builds at the same log id may differ in bytes.
+fn snapshot_id(group: u64, last: Option<LogId<u64>>) -> String {
+    let (term, index) = last.map_or((0, 0), |id| (id.leader_id.term, id.index));
+    format!("{group}-{term}-{index}-{:016x}", rand::random::<u64>())
+}

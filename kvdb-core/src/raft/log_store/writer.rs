@@ -1,0 +1,247 @@
+//! The one thread that writes the Raft log database, and its group commit.
+//!
+//! A dedicated OS thread rather than a tokio task: every transaction ends in an fsync, which
+//! must not stall an async worker, and the thread outlives any one runtime (tests run each case
+//! in a fresh runtime). Requests arrive on a channel in submission order and are applied in that
+//! order, so one group's writes never overtake each other.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+
+use redb::{Database, Durability, Table};
+use tokio::sync::oneshot;
+
+use super::{LOG_TABLE, LogDbError, LogDbOptions, META_TABLE, RowKey};
+
+/// Per-group metadata rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(super) enum MetaKey {
+    Vote = 1,
+    Committed = 2,
+    Purged = 3,
+}
+
+/// One write, already encoded.
+pub(super) enum WriteOp {
+    /// Insert (or overwrite) entries, as `(index, encoded entry)`.
+    Append {
+        group: u64,
+        entries: Vec<(u64, Vec<u8>)>,
+    },
+    /// Set a metadata row, or delete it when `value` is `None`.
+    PutMeta {
+        group: u64,
+        key: MetaKey,
+        value: Option<Vec<u8>>,
+    },
+    /// Delete entries from index `since` on.
+    Truncate { group: u64, since: u64 },
+    /// Record `purged` (an encoded log id) as last purged and delete entries up to `upto`.
+    Purge {
+        group: u64,
+        upto: u64,
+        purged: Vec<u8>,
+    },
+    /// Delete every row of the group.
+    RemoveGroup { group: u64 },
+}
+
+type CommitResult = Result<(), Arc<redb::Error>>;
+
+struct WriteRequest {
+    op: WriteOp,
+    done: oneshot::Sender<CommitResult>,
+}
+
+/// Counters of a [`super::LogDb`]'s writes since it was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogDbStats {
+    /// Write requests (appends, votes, committed ids, truncations, purges) completed.
+    pub requests: u64,
+    /// Append requests among them.
+    pub appends: u64,
+    /// Log entries written.
+    pub entries: u64,
+    /// Durable (fsync'd) transactions committed. With group commit, fewer than `requests`.
+    pub commits: u64,
+    /// Transactions that failed, failing every request in them.
+    pub failed_commits: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    requests: AtomicU64,
+    appends: AtomicU64,
+    entries: AtomicU64,
+    commits: AtomicU64,
+    failed_commits: AtomicU64,
+}
+
+/// The handle to the writer thread. Dropping it lets the thread finish what is queued, then
+/// waits for it, so the database is closed when the last handle is gone.
+pub(super) struct Writer {
+    requests: Option<mpsc::Sender<WriteRequest>>,
+    thread: Option<JoinHandle<()>>,
+    counters: Arc<Counters>,
+}
+
+impl Writer {
+    pub(super) fn start(db: Arc<Database>, options: LogDbOptions) -> Result<Self, LogDbError> {
+        let (tx, rx) = mpsc::channel();
+        let counters = Arc::new(Counters::default());
+        let thread_counters = counters.clone();
+        let thread = std::thread::Builder::new()
+            .name("kvdb-raft-log-writer".to_owned())
+            .spawn(move || run(&db, &rx, options, &thread_counters))
+            .map_err(LogDbError::SpawnWriter)?;
+        Ok(Self {
+            requests: Some(tx),
+            thread: Some(thread),
+            counters,
+        })
+    }
+
+    /// Queues `op` and waits until the transaction holding it is durable.
+    pub(super) async fn submit(&self, op: WriteOp) -> Result<(), LogDbError> {
+        let (done, wait) = oneshot::channel();
+        let requests = self.requests.as_ref().ok_or(LogDbError::WriterStopped)?;
+        requests
+            .send(WriteRequest { op, done })
+            .map_err(|_| LogDbError::WriterStopped)?;
+        match wait.await {
+            Ok(result) => result.map_err(|source| LogDbError::Commit { source }),
+            Err(_) => Err(LogDbError::WriterStopped),
+        }
+    }
+
+    pub(super) fn stats(&self) -> LogDbStats {
+        let c = &self.counters;
+        LogDbStats {
+            requests: c.requests.load(Ordering::Relaxed),
+            appends: c.appends.load(Ordering::Relaxed),
+            entries: c.entries.load(Ordering::Relaxed),
+            commits: c.commits.load(Ordering::Relaxed),
+            failed_commits: c.failed_commits.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread's loop once the queue is drained.
+        self.requests.take();
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("raft log writer thread panicked");
+        }
+    }
+}
+
+/// The writer loop: take a request, with group commit also everything queued behind it, write
+/// them in one durable transaction, then answer each.
+fn run(
+    db: &Database,
+    requests: &mpsc::Receiver<WriteRequest>,
+    options: LogDbOptions,
+    counters: &Counters,
+) {
+    let max_batch = if options.group_commit {
+        options.max_batch
+    } else {
+        1
+    };
+    while let Ok(first) = requests.recv() {
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match requests.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        let result = commit(db, &batch).map_err(Arc::new);
+        record(counters, &batch, result.is_ok());
+        if let Err(e) = &result {
+            tracing::error!(error = %e, requests = batch.len(), "raft log commit failed");
+        }
+        for request in batch {
+            // The submitter may have given up waiting; the write stands either way.
+            let _ = request.done.send(result.clone());
+        }
+    }
+}
+
+fn record(counters: &Counters, batch: &[WriteRequest], ok: bool) {
+    if !ok {
+        counters.failed_commits.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let (mut appends, mut entries) = (0, 0);
+    for request in batch {
+        if let WriteOp::Append { entries: e, .. } = &request.op {
+            appends += 1;
+            entries += e.len() as u64;
+        }
+    }
+    counters.commits.fetch_add(1, Ordering::Relaxed);
+    counters
+        .requests
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    counters.appends.fetch_add(appends, Ordering::Relaxed);
+    counters.entries.fetch_add(entries, Ordering::Relaxed);
+}
+
+fn commit(db: &Database, batch: &[WriteRequest]) -> Result<(), redb::Error> {
+    let mut txn = db.begin_write()?;
+    // Immediate is redb's default; stated because the Raft safety argument rests on it.
+    txn.set_durability(Durability::Immediate)?;
+    {
+        let mut log = txn.open_table(LOG_TABLE)?;
+        let mut meta = txn.open_table(META_TABLE)?;
+        for request in batch {
+            apply(&mut log, &mut meta, &request.op)?;
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+fn apply(
+    log: &mut Table<RowKey, &[u8]>,
+    meta: &mut Table<(u64, u8), &[u8]>,
+    op: &WriteOp,
+) -> Result<(), redb::Error> {
+    match op {
+        WriteOp::Append { group, entries } => {
+            for (index, bytes) in entries {
+                log.insert((*group, *index), bytes.as_slice())?;
+            }
+        }
+        WriteOp::PutMeta { group, key, value } => match value {
+            Some(bytes) => {
+                meta.insert((*group, *key as u8), bytes.as_slice())?;
+            }
+            None => {
+                meta.remove((*group, *key as u8))?;
+            }
+        },
+        WriteOp::Truncate { group, since } => {
+            log.retain_in((*group, *since)..=(*group, u64::MAX), |_, _| false)?;
+        }
+        WriteOp::Purge {
+            group,
+            upto,
+            purged,
+        } => {
+            meta.insert((*group, MetaKey::Purged as u8), purged.as_slice())?;
+            log.retain_in((*group, 0)..=(*group, *upto), |_, _| false)?;
+        }
+        WriteOp::RemoveGroup { group } => {
+            log.retain_in((*group, 0)..=(*group, u64::MAX), |_, _| false)?;
+            meta.retain_in((*group, 0)..=(*group, u8::MAX), |_, _| false)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,299 @@
+//! The Raft storage against openraft's own storage test suite, plus what the suite does not
+//! cover: restarts, many groups in one database, and group commit.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use futures::future::join_all;
+use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
+use openraft::testing::{StoreBuilder, Suite, log_id};
+use openraft::{
+    BasicNode, Entry, EntryPayload, Membership, RaftLogReader, RaftSnapshotBuilder, SnapshotMeta,
+    StorageError, StoredMembership, Vote,
+};
+
+use super::codec;
+use super::log_store::{LogDb, LogDbOptions, RedbLogStore};
+use super::state_machine::StateMachineStore;
+use super::test_support::{KvRequest, MemKv, TempLogDb, TestConfig};
+
+/// Builds a store in a fresh temporary database for each suite case.
+struct RedbStoreBuilder {
+    options: LogDbOptions,
+}
+
+impl
+    StoreBuilder<
+        TestConfig,
+        RedbLogStore<TestConfig>,
+        StateMachineStore<TestConfig, MemKv>,
+        TempLogDb,
+    > for RedbStoreBuilder
+{
+    async fn build(
+        &self,
+    ) -> Result<
+        (
+            TempLogDb,
+            RedbLogStore<TestConfig>,
+            StateMachineStore<TestConfig, MemKv>,
+        ),
+        StorageError<u64>,
+    > {
+        let db = TempLogDb::new(self.options);
+        let (log, sm) = db.group(1);
+        Ok((db, log, sm))
+    }
+}
+
+fn options(group_commit: bool) -> LogDbOptions {
+    LogDbOptions {
+        group_commit,
+        ..LogDbOptions::default()
+    }
+}
+
+fn set(term: u64, index: u64, key: &str, value: &str) -> Entry<TestConfig> {
+    Entry {
+        log_id: log_id(term, 1, index),
+        payload: EntryPayload::Normal(KvRequest::Set {
+            key: key.to_owned(),
+            value: value.to_owned(),
+        }),
+    }
+}
+
+fn membership(term: u64, index: u64, voters: &[u64]) -> Entry<TestConfig> {
+    let voters: BTreeSet<u64> = voters.iter().copied().collect();
+    Entry {
+        log_id: log_id(term, 1, index),
+        payload: EntryPayload::Membership(Membership::new(vec![voters], None)),
+    }
+}
+
+fn indexes(entries: &[Entry<TestConfig>]) -> Vec<u64> {
+    entries.iter().map(|entry| entry.log_id.index).collect()
+}
+
+#[test]
+fn openraft_suite_passes_with_group_commit() {
+    Suite::test_all(RedbStoreBuilder {
+        options: options(true),
+    })
+    .unwrap();
+}
+
+#[test]
+fn openraft_suite_passes_without_group_commit() {
+    Suite::test_all(RedbStoreBuilder {
+        options: options(false),
+    })
+    .unwrap();
+}
+
+#[test]
+fn openraft_types_round_trip_through_postcard() {
+    let entries = [
+        Entry::<TestConfig> {
+            log_id: log_id(1, 2, 3),
+            payload: EntryPayload::Blank,
+        },
+        set(2, 4, "k", "v"),
+        membership(3, 5, &[1, 2, 3]),
+    ];
+    for entry in &entries {
+        let back: Entry<TestConfig> = codec::decode(&codec::encode(entry).unwrap()).unwrap();
+        assert_eq!(&back, entry);
+    }
+    let mut vote = Vote::new(7, 2);
+    vote.commit();
+    assert_eq!(
+        codec::decode::<Vote<u64>>(&codec::encode(&vote).unwrap()).unwrap(),
+        vote
+    );
+
+    let nodes = [
+        (1, BasicNode::new("127.0.0.1:1")),
+        (2, BasicNode::new("127.0.0.1:2")),
+    ];
+    let voters = vec![BTreeSet::from([1]), BTreeSet::from([1, 2])];
+    let meta = SnapshotMeta {
+        last_log_id: Some(log_id(3, 1, 9)),
+        last_membership: StoredMembership::new(
+            Some(log_id(3, 1, 8)),
+            Membership::new(voters, std::collections::BTreeMap::from(nodes)),
+        ),
+        snapshot_id: "1-3-9-abc".to_owned(),
+    };
+    let back: SnapshotMeta<u64, BasicNode> = codec::decode(&codec::encode(&meta).unwrap()).unwrap();
+    assert_eq!(back, meta);
+}
+
+#[tokio::test]
+async fn log_vote_and_committed_survive_reopen() {
+    let TempLogDb { dir, log_db } = TempLogDb::new(LogDbOptions::default());
+    let path = dir.path().join(TempLogDb::FILE);
+
+    // --- write a log, vote and committed id, purge the head
+    {
+        let mut log = log_db.group::<TestConfig>(7);
+        let entries: Vec<_> = (1..=5).map(|i| set(1, i, "k", &i.to_string())).collect();
+        log.blocking_append(entries).await.unwrap();
+        log.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
+        log.save_committed(Some(log_id(1, 1, 3))).await.unwrap();
+        log.purge(log_id(1, 1, 1)).await.unwrap();
+    }
+    drop(log_db);
+
+    // --- reopen and read everything back
+    let log_db = LogDb::open(&path, LogDbOptions::default()).unwrap();
+    let mut log = log_db.group::<TestConfig>(7);
+    let entries = log.try_get_log_entries(..).await.unwrap();
+    assert_eq!(indexes(&entries), vec![2, 3, 4, 5]);
+    assert_eq!(entries[3], set(1, 5, "k", "5"));
+    assert_eq!(
+        log.read_vote().await.unwrap(),
+        Some(Vote::new_committed(1, 1))
+    );
+    assert_eq!(log.read_committed().await.unwrap(), Some(log_id(1, 1, 3)));
+    let state = log.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id, Some(log_id(1, 1, 1)));
+    assert_eq!(state.last_log_id, Some(log_id(1, 1, 5)));
+}
+
+#[tokio::test]
+async fn snapshot_survives_reopen_and_is_imported() {
+    let TempLogDb { dir, log_db } = TempLogDb::new(LogDbOptions::default());
+    let path = dir.path().join(TempLogDb::FILE);
+    let db = Arc::clone(log_db.database());
+
+    // --- apply, snapshot, then lose the in-memory machine
+    let built = {
+        let mut sm = StateMachineStore::open(db.clone(), 3, MemKv::default()).unwrap();
+        sm.apply([membership(1, 1, &[1]), set(1, 2, "a", "1")])
+            .await
+            .unwrap();
+        sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap()
+            .meta
+    };
+    drop((db, log_db));
+
+    // --- reopen: the stored snapshot is newer than the empty machine, so it is imported
+    let log_db = LogDb::open(&path, LogDbOptions::default()).unwrap();
+    let mut sm = StateMachineStore::open(log_db.database().clone(), 3, MemKv::default()).unwrap();
+    let current = sm
+        .get_current_snapshot()
+        .await
+        .unwrap()
+        .expect("stored snapshot");
+    assert_eq!(current.meta, built);
+    let (applied, members) = sm.applied_state().await.unwrap();
+    assert_eq!(applied, Some(log_id(1, 1, 2)));
+    assert_eq!(members.log_id(), &Some(log_id(1, 1, 1)));
+    let machine = sm.machine();
+    assert_eq!(
+        machine.read().await.data.get("a").map(String::as_str),
+        Some("1")
+    );
+
+    // --- another group of the same database has no snapshot
+    let mut other =
+        StateMachineStore::open(log_db.database().clone(), 4, MemKv::default()).unwrap();
+    assert!(other.get_current_snapshot().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn groups_in_one_database_are_isolated() {
+    let db = TempLogDb::new(LogDbOptions::default());
+    let mut one = db.log_db.group::<TestConfig>(1);
+    let mut two = db.log_db.group::<TestConfig>(2);
+
+    // --- interleaved logs, a vote on one group only
+    one.blocking_append((1..=4).map(|i| set(1, i, "one", "x")))
+        .await
+        .unwrap();
+    two.blocking_append((1..=6).map(|i| set(2, i, "two", "y")))
+        .await
+        .unwrap();
+    one.save_vote(&Vote::new(1, 1)).await.unwrap();
+    assert_eq!(two.read_vote().await.unwrap(), None);
+
+    // --- truncating one and purging the other touch only their own rows
+    one.truncate(log_id(1, 1, 3)).await.unwrap();
+    two.purge(log_id(2, 1, 2)).await.unwrap();
+    assert_eq!(
+        indexes(&one.try_get_log_entries(..).await.unwrap()),
+        vec![1, 2]
+    );
+    assert_eq!(
+        indexes(&two.try_get_log_entries(..).await.unwrap()),
+        vec![3, 4, 5, 6]
+    );
+    assert_eq!(one.get_log_state().await.unwrap().last_purged_log_id, None);
+    assert_eq!(
+        two.get_log_state().await.unwrap().last_log_id,
+        Some(log_id(2, 1, 6))
+    );
+
+    // --- removing a group leaves the other intact
+    db.log_db.remove_group(1).await.unwrap();
+    assert!(one.try_get_log_entries(..).await.unwrap().is_empty());
+    assert_eq!(one.read_vote().await.unwrap(), None);
+    assert_eq!(two.try_get_log_entries(..).await.unwrap().len(), 4);
+}
+
+/// Appends one entry to each of `groups` groups concurrently, `rounds` times; returns the
+/// database's stats.
+async fn concurrent_appends(
+    options: LogDbOptions,
+    groups: u64,
+    rounds: u64,
+) -> super::log_store::LogDbStats {
+    let db = TempLogDb::new(options);
+    let mut stores: Vec<RedbLogStore<TestConfig>> =
+        (0..groups).map(|g| db.log_db.group(g)).collect();
+    for index in 1..=rounds {
+        let appends = stores
+            .iter_mut()
+            .map(|store| store.blocking_append([set(1, index, "k", "v")]));
+        for result in join_all(appends).await {
+            result.unwrap();
+        }
+    }
+    for store in &mut stores {
+        assert_eq!(
+            store.get_log_state().await.unwrap().last_log_id,
+            Some(log_id(1, 1, rounds))
+        );
+    }
+    db.log_db.stats()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_share_commits_with_group_commit() {
+    let stats = concurrent_appends(options(true), 16, 8).await;
+    assert_eq!(stats.appends, 128);
+    assert_eq!(stats.entries, 128);
+    assert!(stats.commits < stats.appends, "no batching: {stats:?}");
+    assert_eq!(stats.failed_commits, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_append_commits_alone_without_group_commit() {
+    let stats = concurrent_appends(options(false), 4, 4).await;
+    assert_eq!(stats.appends, 16);
+    assert_eq!(stats.commits, stats.requests);
+}
+
+#[test]
+fn zero_max_batch_is_refused() {
+    let options = LogDbOptions {
+        max_batch: 0,
+        ..LogDbOptions::default()
+    };
+    assert!(options.validate().is_err());
+}

@@ -1,0 +1,118 @@
+//! A test type configuration and an in-memory key-value [`Machine`], for exercising the Raft
+//! storage without the real coordinator or shard machines.
+
+use std::collections::BTreeMap;
+use std::io::{self, Cursor};
+use std::sync::Arc;
+
+use openraft::{BasicNode, Entry, EntryPayload, LogId, StoredMembership};
+use serde::{Deserialize, Serialize};
+use tempfile::TempDir;
+
+use super::codec;
+use super::log_store::{LogDb, LogDbOptions, RedbLogStore};
+use super::state_machine::{AppliedState, Machine, StateMachineStore};
+
+/// A write to the test machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvRequest {
+    Set { key: String, value: String },
+}
+
+/// The test machine's answer: the previous value of the key, if any.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvResponse {
+    pub previous: Option<String>,
+}
+
+openraft::declare_raft_types!(
+    /// The Raft types of the storage tests.
+    pub TestConfig:
+        D = KvRequest,
+        R = KvResponse,
+        NodeId = u64,
+        Node = BasicNode,
+        Entry = Entry<TestConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+/// An in-memory key-value machine. Not durable: after a restart it starts empty and is
+/// rebuilt from the stored snapshot and the log.
+#[derive(Debug, Default)]
+pub struct MemKv {
+    pub applied: Option<LogId<u64>>,
+    pub membership: StoredMembership<u64, BasicNode>,
+    pub data: BTreeMap<String, String>,
+}
+
+impl Machine<TestConfig> for MemKv {
+    fn applied_state(&self) -> Result<AppliedState, io::Error> {
+        Ok((self.applied, self.membership.clone()))
+    }
+
+    fn apply(&mut self, entries: Vec<Entry<TestConfig>>) -> Result<Vec<KvResponse>, io::Error> {
+        let mut responses = Vec::with_capacity(entries.len());
+        for entry in entries {
+            self.applied = Some(entry.log_id);
+            let response = match entry.payload {
+                EntryPayload::Blank => KvResponse::default(),
+                EntryPayload::Normal(KvRequest::Set { key, value }) => KvResponse {
+                    previous: self.data.insert(key, value),
+                },
+                EntryPayload::Membership(membership) => {
+                    self.membership = StoredMembership::new(Some(entry.log_id), membership);
+                    KvResponse::default()
+                }
+            };
+            responses.push(response);
+        }
+        Ok(responses)
+    }
+
+    fn export(&self) -> Result<Vec<u8>, io::Error> {
+        codec::encode(&self.data).map_err(io::Error::other)
+    }
+
+    fn import(
+        &mut self,
+        last_applied: Option<LogId<u64>>,
+        membership: StoredMembership<u64, BasicNode>,
+        data: &[u8],
+    ) -> Result<(), io::Error> {
+        self.data = codec::decode(data).map_err(io::Error::other)?;
+        self.applied = last_applied;
+        self.membership = membership;
+        Ok(())
+    }
+}
+
+/// A log database in a fresh temporary directory.
+pub struct TempLogDb {
+    pub dir: TempDir,
+    pub log_db: LogDb,
+}
+
+impl TempLogDb {
+    /// The database file inside `dir`.
+    pub const FILE: &str = "raft.redb";
+
+    pub fn new(options: LogDbOptions) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log_db = LogDb::open(dir.path().join(Self::FILE), options).expect("open log db");
+        Self { dir, log_db }
+    }
+
+    /// Group `group`'s log store and a [`MemKv`] state machine sharing the database.
+    pub fn group(
+        &self,
+        group: u64,
+    ) -> (
+        RedbLogStore<TestConfig>,
+        StateMachineStore<TestConfig, MemKv>,
+    ) {
+        let log = self.log_db.group(group);
+        let db = Arc::clone(self.log_db.database());
+        let sm = StateMachineStore::open(db, group, MemKv::default()).expect("open state machine");
+        (log, sm)
+    }
+}
