@@ -7,7 +7,15 @@
 //! - [`kv_machine`]: the replicated state machine over core's `Storage`.
 //! - [`raft_types`]: the openraft type configuration of a shard group.
 
+pub mod clock;
 pub mod command;
+pub mod config;
+pub mod control;
 pub mod kv_machine;
+pub mod kv_service;
+pub mod proposal;
 pub mod raft_types;
+pub mod reconfigure;
+pub mod replica;
+pub mod replica_manager;
 pub mod sessions;

@@ -1,0 +1,12 @@
+//! The wall clock, read in exactly two places: when a leader proposes a
+//! write (to fix `now_ms` and expiry instants in the command) and when a
+//! replica judges whether a value it serves has expired.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch; 0 if the clock is before it.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,206 @@
+//! [`NodeConfig`]: everything a storage node is told at start, with named
+//! defaults and a [`validate`](NodeConfig::validate) check.
+//!
+//! Out of scope: flags and environment variables, which the `kvdb` binary
+//! maps onto this struct.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use openraft::SnapshotPolicy;
+
+/// Default cap on key size: 8 KiB.
+pub const DEFAULT_MAX_KEY_BYTES: usize = 8 * 1024;
+/// Default cap on value size: 1 MiB.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 1024 * 1024;
+/// Default Raft heartbeat interval, tuned for a LAN or loopback.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
+/// Default lower bound of the randomized Raft election timeout.
+pub const DEFAULT_ELECTION_TIMEOUT_MIN: Duration = Duration::from_millis(300);
+/// Default upper bound of the randomized Raft election timeout.
+pub const DEFAULT_ELECTION_TIMEOUT_MAX: Duration = Duration::from_millis(600);
+/// Default number of log entries after which a shard builds a snapshot.
+pub const DEFAULT_SNAPSHOT_LOGS: u64 = 10_000;
+/// Default number of log entries kept behind a snapshot, so that a briefly
+/// lagging follower catches up from the log rather than a snapshot.
+pub const DEFAULT_LOGS_KEPT_AFTER_SNAPSHOT: u64 = 1_000;
+/// Default interval between coordinator heartbeats.
+pub const DEFAULT_COORDINATOR_HEARTBEAT: Duration = Duration::from_millis(500);
+/// Default interval at which the replica manager re-checks the map even
+/// without a change (retries of failed reports and moves).
+pub const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_millis(250);
+/// Default interval between expiry-purge rounds on shard leaders.
+pub const DEFAULT_PURGE_INTERVAL: Duration = Duration::from_secs(1);
+/// Default number of expired keys one purge command removes at most.
+pub const DEFAULT_PURGE_BATCH: usize = 128;
+/// Default bound on how long a write or strong read waits for Raft.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Name of the Raft log database file in the data directory.
+pub const LOG_DB_FILE: &str = "raft-log.redb";
+/// Name of the key-value database file in the data directory.
+pub const KV_DB_FILE: &str = "kv.redb";
+
+/// A storage node's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// Unique, stable name; the coordinator maps it to the node id, so a
+    /// restarted node gets its identity back.
+    pub name: String,
+    /// The address other nodes and clients reach this node at (`host:port`).
+    /// Empty: the bound listener's address.
+    pub advertise_address: String,
+    /// Coordinator addresses (`host:port`); any of them will do.
+    pub coordinators: Vec<String>,
+    /// Directory holding the Raft log and key-value databases.
+    pub data_dir: PathBuf,
+    /// Failure domain, reported to the coordinator for placement.
+    pub zone: String,
+    /// Largest accepted key, in bytes.
+    pub max_key_bytes: usize,
+    /// Largest accepted value, in bytes.
+    pub max_value_bytes: usize,
+    /// Whether concurrent shards' log appends share one fsync.
+    pub group_commit: bool,
+    /// Raft heartbeat interval.
+    pub heartbeat_interval: Duration,
+    /// Lower bound of the randomized election timeout.
+    pub election_timeout_min: Duration,
+    /// Upper bound of the randomized election timeout.
+    pub election_timeout_max: Duration,
+    /// Log entries since the last snapshot that trigger a new one.
+    pub snapshot_logs: u64,
+    /// Log entries kept behind a snapshot.
+    pub logs_kept_after_snapshot: u64,
+    /// Interval between heartbeats to the coordinator.
+    pub coordinator_heartbeat: Duration,
+    /// Interval of the replica manager's periodic re-check.
+    pub reconcile_interval: Duration,
+    /// Interval between expiry-purge rounds on shard leaders.
+    pub purge_interval: Duration,
+    /// Most expired keys removed by one purge command.
+    pub purge_batch: usize,
+    /// Bound on how long a write or strong read waits for Raft.
+    pub request_timeout: Duration,
+}
+
+impl NodeConfig {
+    /// A configuration with every default, for the node `name` keeping its
+    /// data in `data_dir` and registering with `coordinators`.
+    pub fn new(
+        name: impl Into<String>,
+        data_dir: impl Into<PathBuf>,
+        coordinators: Vec<String>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            advertise_address: String::new(),
+            coordinators,
+            data_dir: data_dir.into(),
+            zone: String::new(),
+            max_key_bytes: DEFAULT_MAX_KEY_BYTES,
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            group_commit: kvdb_core::raft::log_store::DEFAULT_GROUP_COMMIT,
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            election_timeout_min: DEFAULT_ELECTION_TIMEOUT_MIN,
+            election_timeout_max: DEFAULT_ELECTION_TIMEOUT_MAX,
+            snapshot_logs: DEFAULT_SNAPSHOT_LOGS,
+            logs_kept_after_snapshot: DEFAULT_LOGS_KEPT_AFTER_SNAPSHOT,
+            coordinator_heartbeat: DEFAULT_COORDINATOR_HEARTBEAT,
+            reconcile_interval: DEFAULT_RECONCILE_INTERVAL,
+            purge_interval: DEFAULT_PURGE_INTERVAL,
+            purge_batch: DEFAULT_PURGE_BATCH,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+
+    /// Checks that the configuration can work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |why: &'static str| Err(ConfigError(why));
+        if self.name.is_empty() {
+            return fail("name must not be empty");
+        }
+        if self.coordinators.is_empty() {
+            return fail("at least one coordinator address is required");
+        }
+        if self.max_key_bytes == 0 {
+            return fail("max_key_bytes must be at least 1");
+        }
+        if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.election_timeout_min
+        {
+            return fail("heartbeat_interval must be positive and below election_timeout_min");
+        }
+        if self.election_timeout_min >= self.election_timeout_max {
+            return fail("election_timeout_min must be below election_timeout_max");
+        }
+        if self.snapshot_logs == 0 || self.purge_batch == 0 {
+            return fail("snapshot_logs and purge_batch must be at least 1");
+        }
+        if self.reconcile_interval.is_zero()
+            || self.purge_interval.is_zero()
+            || self.coordinator_heartbeat.is_zero()
+            || self.request_timeout.is_zero()
+        {
+            return fail("intervals and timeouts must be positive");
+        }
+        Ok(())
+    }
+
+    /// The openraft configuration of one shard group.
+    pub fn raft_config(&self, shard: kvdb_core::ShardId) -> Result<openraft::Config, ConfigError> {
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        openraft::Config {
+            cluster_name: format!("kvdb-shard-{shard}"),
+            heartbeat_interval: millis(self.heartbeat_interval),
+            election_timeout_min: millis(self.election_timeout_min),
+            election_timeout_max: millis(self.election_timeout_max),
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_logs),
+            max_in_snapshot_log_to_keep: self.logs_kept_after_snapshot,
+            ..openraft::Config::default()
+        }
+        .validate()
+        .map_err(|_| ConfigError("openraft rejected the derived shard configuration"))
+    }
+}
+
+/// Why a [`NodeConfig`] was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid node configuration: {0}")]
+pub struct ConfigError(pub &'static str);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> NodeConfig {
+        NodeConfig::new("node-1", "/tmp/kvdb", vec!["127.0.0.1:7000".into()])
+    }
+
+    #[test]
+    fn defaults_are_valid_and_give_a_valid_raft_config() {
+        let c = config();
+        c.validate().unwrap();
+        let raft = c.raft_config(kvdb_core::ShardId(3)).unwrap();
+        assert_eq!(raft.heartbeat_interval, 100);
+        assert_eq!(raft.election_timeout_min, 300);
+    }
+
+    #[test]
+    fn inconsistent_timeouts_are_refused() {
+        let mut c = config();
+        c.heartbeat_interval = c.election_timeout_min;
+        assert!(c.validate().is_err());
+        let mut c = config();
+        c.election_timeout_max = c.election_timeout_min;
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn a_node_needs_a_name_and_a_coordinator() {
+        let mut c = config();
+        c.name.clear();
+        assert!(c.validate().is_err());
+        let mut c = config();
+        c.coordinators.clear();
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,71 @@
+//! [`ControlPlane`]: what a storage node asks of, and tells, the coordinator.
+//!
+//! The node's logic (registration, heartbeats, leader and configuration
+//! reports) is written against this small trait rather than a gRPC client,
+//! so that it can be driven by an in-memory fake in tests. The production
+//! implementation wraps core's coordinator client.
+//!
+//! Out of scope: following the shard map, which goes through core's
+//! `ShardMapCache` and its `ShardMapSource`.
+
+use futures::future::BoxFuture;
+use kvdb_core::{Epoch, MapVersion, NodeId, ShardId};
+
+/// A failed call to the coordinator. Every one is retryable: the node tries
+/// again on its next heartbeat or reconcile round.
+#[derive(Debug, thiserror::Error)]
+#[error("coordinator {call} failed: {source}")]
+pub struct ControlError {
+    /// The call that failed, e.g. `"report_shard_leader"`.
+    pub call: &'static str,
+    /// Why.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl ControlError {
+    /// A mapper for `map_err` that tags any error with the failed call.
+    pub fn during<E>(call: &'static str) -> impl FnOnce(E) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        move |e| Self {
+            call,
+            source: Box::new(e),
+        }
+    }
+}
+
+/// The coordinator, as a storage node uses it.
+pub trait ControlPlane: Send + Sync + 'static {
+    /// Registers the node (idempotent by `name`: a restarted node gets its
+    /// id back) and returns its id.
+    fn register_node<'a>(
+        &'a self,
+        name: &'a str,
+        address: &'a str,
+        zone: &'a str,
+    ) -> BoxFuture<'a, Result<NodeId, ControlError>>;
+
+    /// Tells the coordinator the node is alive; returns its map version.
+    fn heartbeat(&self, node: NodeId) -> BoxFuture<'_, Result<MapVersion, ControlError>>;
+
+    /// Reports that `leader` leads `shard` (at `epoch`) in Raft term `term`.
+    /// `Ok(false)`: the coordinator refused it (an older term or epoch).
+    fn report_shard_leader(
+        &self,
+        shard: ShardId,
+        epoch: Epoch,
+        leader: NodeId,
+        term: u64,
+    ) -> BoxFuture<'_, Result<bool, ControlError>>;
+
+    /// Reports that `shard`'s group committed the replica set `replicas`
+    /// for the move at `epoch`. `Ok(false)`: refused (another epoch).
+    fn report_shard_config(
+        &self,
+        shard: ShardId,
+        epoch: Epoch,
+        replicas: Vec<NodeId>,
+    ) -> BoxFuture<'_, Result<bool, ControlError>>;
+}

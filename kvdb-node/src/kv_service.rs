@@ -1,0 +1,211 @@
+//! [`KvService`]: the `KvNode` gRPC service, a thin adapter over the shard
+//! replicas.
+//!
+//! Every request is first checked by core's `EpochValidator` against this
+//! node's map and its replica of the shard (hosted? same epoch? key in
+//! range? leader if needed?). Then:
+//! - a STRONG get confirms leadership with a read-index round
+//!   (`ensure_linearizable`, which also waits until the read index is
+//!   applied) and reads the applied state; an EVENTUAL get reads this
+//!   replica's applied state at once;
+//! - a put or delete becomes a [`Command`](crate::command::Command) stamped
+//!   with this leader's clock and goes through `client_write`, which answers
+//!   once the entry is committed on a majority and applied here.
+//!
+//! Errors are [`KvError`]s, turned into statuses and trailers by core's
+//! mapping only. Out of scope: retries (the client's executor does them).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kvdb_core::epoch::{Access, EpochValidator};
+use kvdb_core::error::{KvError, RoutingError};
+use kvdb_core::proto::v1 as pb;
+use kvdb_core::proto::v1::kv_node_server::{KvNode, KvNodeServer};
+use kvdb_core::{Epoch, ShardId};
+use openraft::BasicNode;
+use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use tonic::{Request, Response, Status};
+
+use crate::clock;
+use crate::command::{Command, CommandResult};
+use crate::proposal::{self, Limits};
+use crate::replica::Replica;
+use crate::replica_manager::ReplicaManager;
+
+/// The `KvNode` service of one storage node.
+#[derive(Debug, Clone)]
+pub struct KvService {
+    manager: Arc<ReplicaManager>,
+    validator: EpochValidator,
+    limits: Limits,
+    timeout: Duration,
+}
+
+impl KvService {
+    /// The service over `manager`'s replicas, enforcing `limits`, waiting at
+    /// most `timeout` for Raft per request.
+    pub fn new(manager: Arc<ReplicaManager>, limits: Limits, timeout: Duration) -> Self {
+        let validator = EpochValidator {
+            node: manager.node(),
+        };
+        Self {
+            manager,
+            validator,
+            limits,
+            timeout,
+        }
+    }
+
+    /// The tonic server wrapping this service.
+    pub fn into_server(self) -> KvNodeServer<Self> {
+        KvNodeServer::new(self)
+    }
+
+    /// Validates the request's routing and returns the replica to serve it.
+    fn route(
+        &self,
+        target: Option<pb::ShardTarget>,
+        key: &[u8],
+        access: Access,
+    ) -> Result<Arc<Replica>, KvError> {
+        let target =
+            target.ok_or_else(|| KvError::InvalidArgument("missing shard target".into()))?;
+        let shard = ShardId(target.shard_id);
+        let map = self.manager.cache().current();
+        let local = self.manager.local(&map, shard);
+        self.validator.validate(
+            &map,
+            local.as_ref().map(|(l, _)| l),
+            shard,
+            Epoch(target.epoch),
+            key,
+            access,
+        )?;
+        local
+            .map(|(_, replica)| replica)
+            .ok_or_else(|| KvError::Internal("validated shard has no replica".into()))
+    }
+
+    async fn get(&self, req: pb::NodeGetRequest) -> Result<pb::GetResponse, KvError> {
+        let get = req.request.ok_or_else(|| missing("get"))?;
+        self.limits.check_key(&get.key)?;
+        let eventual = get.consistency == pb::Consistency::Eventual as i32;
+        let access = if eventual {
+            Access::EventualRead
+        } else {
+            Access::StrongRead
+        };
+        let replica = self.route(req.target, &get.key, access)?;
+        if !eventual {
+            let confirmed =
+                tokio::time::timeout(self.timeout, replica.raft().ensure_linearizable())
+                    .await
+                    .map_err(|_| timed_out())?;
+            confirmed.map_err(|e| read_error(replica.shard(), e))?;
+        }
+        let stored = replica
+            .storage()
+            .get(&get.key)
+            .map_err(|e| KvError::Internal(e.to_string()))?;
+        let now = clock::now_ms();
+        Ok(match stored.filter(|v| v.is_live(now)) {
+            Some(v) => pb::GetResponse {
+                found: true,
+                value: v.value.into(),
+                version: v.version.0,
+                expires_at_ms: v.expire_at_ms.unwrap_or(0),
+            },
+            None => pb::GetResponse::default(),
+        })
+    }
+
+    async fn put(&self, req: pb::NodePutRequest) -> Result<pb::PutResponse, KvError> {
+        let put = req.request.ok_or_else(|| missing("put"))?;
+        let command = proposal::put_command(&put, clock::now_ms(), &self.limits)?;
+        let replica = self.route(req.target, &put.key, Access::Write)?;
+        proposal::put_response(self.propose(&replica, command).await?)
+    }
+
+    async fn delete(&self, req: pb::NodeDeleteRequest) -> Result<pb::DeleteResponse, KvError> {
+        let delete = req.request.ok_or_else(|| missing("delete"))?;
+        let command = proposal::delete_command(&delete, clock::now_ms(), &self.limits)?;
+        let replica = self.route(req.target, &delete.key, Access::Write)?;
+        proposal::delete_response(self.propose(&replica, command).await?)
+    }
+
+    async fn propose(&self, replica: &Replica, command: Command) -> Result<CommandResult, KvError> {
+        let written = tokio::time::timeout(self.timeout, replica.raft().client_write(command))
+            .await
+            .map_err(|_| timed_out())?;
+        written
+            .map(|response| response.data)
+            .map_err(|e| write_error(replica.shard(), e))
+    }
+}
+
+fn missing(what: &str) -> KvError {
+    KvError::InvalidArgument(format!("missing {what} request"))
+}
+
+fn timed_out() -> KvError {
+    KvError::Unavailable("timed out waiting for the shard's raft group".into())
+}
+
+fn not_leader(shard: ShardId, forward: ForwardToLeader<u64, BasicNode>) -> KvError {
+    RoutingError::NotLeader {
+        shard,
+        leader: forward.leader_node.map(|n| n.addr),
+    }
+    .into()
+}
+
+fn read_error(shard: ShardId, e: RaftError<u64, CheckIsLeaderError<u64, BasicNode>>) -> KvError {
+    match e {
+        RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => not_leader(shard, f),
+        RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)) => {
+            KvError::Unavailable(format!("shard {shard}: {q}"))
+        }
+        RaftError::Fatal(f) => KvError::Unavailable(format!("shard {shard}: {f}")),
+    }
+}
+
+fn write_error(shard: ShardId, e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> KvError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => not_leader(shard, f),
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
+            KvError::Internal(format!("shard {shard}: {c}"))
+        }
+        RaftError::Fatal(f) => KvError::Unavailable(format!("shard {shard}: {f}")),
+    }
+}
+
+#[tonic::async_trait]
+impl KvNode for KvService {
+    async fn get(
+        &self,
+        request: Request<pb::NodeGetRequest>,
+    ) -> Result<Response<pb::GetResponse>, Status> {
+        Ok(Response::new(
+            KvService::get(self, request.into_inner()).await?,
+        ))
+    }
+
+    async fn put(
+        &self,
+        request: Request<pb::NodePutRequest>,
+    ) -> Result<Response<pb::PutResponse>, Status> {
+        Ok(Response::new(
+            KvService::put(self, request.into_inner()).await?,
+        ))
+    }
+
+    async fn delete(
+        &self,
+        request: Request<pb::NodeDeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        Ok(Response::new(
+            KvService::delete(self, request.into_inner()).await?,
+        ))
+    }
+}

@@ -1,0 +1,331 @@
+//! [`Replica`]: this node's member of one shard's Raft group.
+//!
+//! A replica bundles the group's [`openraft::Raft`] handle (log in the node's
+//! shared [`LogDb`], state machine [`KvMachine`] over the shard's tables in the
+//! node's key-value database, network over the shared peer pool) with the
+//! [`Storage`] that reads are served from, and two small background tasks:
+//! one wakes the replica manager whenever the group's leader or term
+//! changes, the other proposes purges of expired keys while this node leads.
+//!
+//! Out of scope: deciding which replicas exist, initializing groups and
+//! changing membership; that is the replica manager's job.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kvdb_core::raft::log_store::{LogDb, LogDbError};
+use kvdb_core::raft::state_machine::{StateMachineError, StateMachineStore};
+use kvdb_core::raft::transport::{GrpcNetworkFactory, PeerChannels, RaftRouter};
+use kvdb_core::storage::{RedbStorage, Storage, StorageError};
+use kvdb_core::{NodeId, ShardId};
+use openraft::error::{Fatal, InitializeError, RaftError};
+use openraft::{BasicNode, ServerState};
+use tokio::sync::Notify;
+use tokio::task::{JoinError, JoinHandle};
+
+use crate::clock;
+use crate::command::{Command, Op};
+use crate::config::{ConfigError, NodeConfig};
+use crate::kv_machine::{KvMachine, MachineError};
+use crate::raft_types::{ShardRaft, ShardRaftConfig};
+
+/// What every replica of a node shares.
+#[derive(Clone)]
+pub struct ReplicaEnv {
+    /// This node's id, which is also its Raft node id in every group.
+    pub node: NodeId,
+    /// The node's configuration.
+    pub config: Arc<NodeConfig>,
+    /// Every group's Raft log (and snapshots).
+    pub log_db: LogDb,
+    /// Every shard's key-value tables.
+    pub kv_db: Arc<redb::Database>,
+    /// Connections to peer nodes, shared by all groups.
+    pub peers: PeerChannels,
+    /// The groups the Raft transport service dispatches to.
+    pub router: RaftRouter<ShardRaftConfig>,
+    /// Woken whenever some replica's leader or term changes.
+    pub leadership_changed: Arc<Notify>,
+}
+
+/// Why a replica could not be opened, initialized or removed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplicaError {
+    /// The shard's key-value tables failed.
+    #[error("shard {shard}: storage: {source}")]
+    Storage {
+        shard: ShardId,
+        #[source]
+        source: StorageError,
+    },
+    /// The state machine could not be opened.
+    #[error("shard {shard}: state machine: {source}")]
+    Machine {
+        shard: ShardId,
+        #[source]
+        source: MachineError,
+    },
+    /// The Raft state-machine store (snapshots) failed.
+    #[error("shard {shard}: raft state machine store: {source}")]
+    StateMachine {
+        shard: ShardId,
+        #[source]
+        source: StateMachineError,
+    },
+    /// The Raft log database failed.
+    #[error("shard {shard}: raft log: {source}")]
+    Log {
+        shard: ShardId,
+        #[source]
+        source: LogDbError,
+    },
+    /// The Raft group stopped with a fatal error.
+    #[error("shard {shard}: raft: {source}")]
+    Fatal {
+        shard: ShardId,
+        #[source]
+        source: Fatal<u64>,
+    },
+    /// Initializing the group failed for a reason other than "already initialized".
+    #[error("shard {shard}: initialize: {source}")]
+    Initialize {
+        shard: ShardId,
+        #[source]
+        source: RaftError<u64, InitializeError<u64, BasicNode>>,
+    },
+    /// The node configuration gives no valid Raft configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A blocking storage task panicked.
+    #[error("shard {shard}: storage task: {source}")]
+    Task {
+        shard: ShardId,
+        #[source]
+        source: JoinError,
+    },
+}
+
+/// Who leads a shard's group, as this replica's Raft sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leadership {
+    /// Whether this node is the group's leader.
+    pub is_leader: bool,
+    /// The leader's node id, if known.
+    pub leader: Option<NodeId>,
+    /// The leader's data-plane address, if known.
+    pub leader_address: Option<String>,
+    /// The current Raft term.
+    pub term: u64,
+    /// The voters of the group's effective membership.
+    pub voters: Vec<NodeId>,
+}
+
+/// This node's member of one shard's Raft group.
+pub struct Replica {
+    shard: ShardId,
+    node: NodeId,
+    raft: ShardRaft,
+    storage: Arc<dyn Storage>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("shard", &self.shard)
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Replica {
+    /// Opens (creating if needed) this node's replica of `shard`, starts its
+    /// Raft group and registers it with the transport. A new replica is an
+    /// uninitialized member that waits to be initialized or added.
+    pub async fn open(env: &ReplicaEnv, shard: ShardId) -> Result<Self, ReplicaError> {
+        let raft_config = Arc::new(env.config.raft_config(shard)?);
+        let kv_db = env.kv_db.clone();
+        let snapshot_db = env.log_db.database().clone();
+        let state_machine = tokio::task::spawn_blocking(move || {
+            let storage: Arc<dyn Storage> = Arc::new(
+                RedbStorage::open(kv_db, shard)
+                    .map_err(|source| ReplicaError::Storage { shard, source })?,
+            );
+            let machine = KvMachine::open(storage.clone())
+                .map_err(|source| ReplicaError::Machine { shard, source })?;
+            let store = StateMachineStore::open(snapshot_db, shard.0, machine)
+                .map_err(|source| ReplicaError::StateMachine { shard, source })?;
+            Ok::<_, ReplicaError>((storage, store))
+        })
+        .await
+        .map_err(|source| ReplicaError::Task { shard, source })?;
+        let (storage, store) = state_machine?;
+        let log = env.log_db.group::<ShardRaftConfig>(shard.0);
+        let network = GrpcNetworkFactory::new(shard.0, env.peers.clone());
+        let raft = ShardRaft::new(env.node.0, raft_config, network, log, store)
+            .await
+            .map_err(|source| ReplicaError::Fatal { shard, source })?;
+        env.router.register(shard.0, raft.clone());
+        let tasks = vec![
+            tokio::spawn(watch_leadership(
+                raft.clone(),
+                env.leadership_changed.clone(),
+            )),
+            tokio::spawn(purge_expired(
+                raft.clone(),
+                storage.clone(),
+                env.config.clone(),
+            )),
+        ];
+        tracing::debug!(%shard, node = %env.node, "replica opened");
+        Ok(Self {
+            shard,
+            node: env.node,
+            raft,
+            storage,
+            tasks,
+        })
+    }
+
+    /// The shard this replica belongs to.
+    pub fn shard(&self) -> ShardId {
+        self.shard
+    }
+
+    /// The group's Raft handle.
+    pub fn raft(&self) -> &ShardRaft {
+        &self.raft
+    }
+
+    /// The applied state, which reads are served from.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// Who leads the group, per this replica's Raft metrics.
+    pub fn leadership(&self) -> Leadership {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let membership = m.membership_config.membership();
+        let leader = m.current_leader;
+        Leadership {
+            is_leader: m.state == ServerState::Leader && leader == Some(self.node.0),
+            leader: leader.map(NodeId),
+            leader_address: leader
+                .and_then(|id| membership.get_node(&id))
+                .map(|n| n.addr.clone()),
+            term: m.current_term,
+            voters: membership.voter_ids().map(NodeId).collect(),
+        }
+    }
+
+    /// Initializes a new group with `members` (node id and address) as its
+    /// voters. Does nothing when the group already is initialized.
+    pub async fn initialize(&self, members: &[(NodeId, String)]) -> Result<(), ReplicaError> {
+        let nodes: BTreeMap<u64, BasicNode> = members
+            .iter()
+            .map(|(id, addr)| (id.0, BasicNode::new(addr)))
+            .collect();
+        match self.raft.initialize(nodes).await {
+            Ok(()) => {
+                tracing::info!(shard = %self.shard, ?members, "shard group initialized");
+                Ok(())
+            }
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+            Err(source) => Err(ReplicaError::Initialize {
+                shard: self.shard,
+                source,
+            }),
+        }
+    }
+
+    /// Stops the group and unregisters it from the transport; its data stays.
+    pub async fn stop(&self, env: &ReplicaEnv) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        env.router.unregister(self.shard.0);
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(shard = %self.shard, error = %e, "raft shutdown failed");
+        }
+    }
+
+    /// Stops the group and deletes every trace of it from this node: its
+    /// key-value tables, its log and its snapshot.
+    pub async fn destroy(self, env: &ReplicaEnv) -> Result<(), ReplicaError> {
+        self.stop(env).await;
+        let shard = self.shard;
+        let storage = self.storage.clone();
+        let snapshot_db = env.log_db.database().clone();
+        tokio::task::spawn_blocking(move || {
+            storage
+                .clear()
+                .map_err(|source| ReplicaError::Storage { shard, source })?;
+            StateMachineStore::<ShardRaftConfig, KvMachine>::remove_snapshot(snapshot_db, shard.0)
+                .map_err(|source| ReplicaError::StateMachine { shard, source })
+        })
+        .await
+        .map_err(|source| ReplicaError::Task { shard, source })??;
+        env.log_db
+            .remove_group(shard.0)
+            .await
+            .map_err(|source| ReplicaError::Log { shard, source })?;
+        tracing::info!(%shard, "replica removed and its data deleted");
+        Ok(())
+    }
+}
+
+/// Wakes `notify` whenever the group's leader or term changes.
+async fn watch_leadership(raft: ShardRaft, notify: Arc<Notify>) {
+    let mut metrics = raft.metrics();
+    let mut last = None;
+    loop {
+        let now = {
+            let m = metrics.borrow_and_update();
+            (m.current_leader, m.current_term)
+        };
+        if last != Some(now) {
+            last = Some(now);
+            notify.notify_one();
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// While this node leads, proposes deletes of expired keys in small batches.
+async fn purge_expired(raft: ShardRaft, storage: Arc<dyn Storage>, config: Arc<NodeConfig>) {
+    let mut tick = tokio::time::interval(config.purge_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if raft.metrics().borrow().state != ServerState::Leader {
+            continue;
+        }
+        loop {
+            let now_ms = clock::now_ms();
+            let limit = config.purge_batch;
+            let storage = storage.clone();
+            let due = tokio::task::spawn_blocking(move || storage.expired(now_ms, limit)).await;
+            let keys = match due {
+                Ok(Ok(keys)) if !keys.is_empty() => keys,
+                Ok(Ok(_)) => break,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "listing expired keys failed");
+                    break;
+                }
+                Err(_) => return,
+            };
+            let full = keys.len() == limit;
+            let purge = Command {
+                now_ms,
+                op: Op::Purge { keys },
+            };
+            if raft.client_write(purge).await.is_err() || !full {
+                break;
+            }
+        }
+    }
+}
