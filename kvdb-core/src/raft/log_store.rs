@@ -10,7 +10,9 @@
 //! group commit on, the writer drains every request queued while the previous transaction was
 //! being fsync'd into one transaction: one fsync makes many groups' entries durable. With it
 //! off, each request is its own transaction, which is the baseline group commit is measured
-//! against ([`LogDbStats`]).
+//! against ([`LogDbStats`]). Committed-id saves alone are committed without an fsync: the
+//! next durable transaction (or closing the database) persists them, and losing the latest
+//! one in a crash only means re-applying less at restart.
 //!
 //! `append` returns once its entries are durable, and only then reports them flushed: entries
 //! must be readable when `append` returns, and redb shows a transaction's rows only after its

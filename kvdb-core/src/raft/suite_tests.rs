@@ -289,6 +289,25 @@ async fn every_append_commits_alone_without_group_commit() {
     assert_eq!(stats.commits, stats.requests);
 }
 
+#[tokio::test]
+async fn committed_id_saves_skip_the_fsync_yet_survive_reopen() {
+    let TempLogDb { dir, log_db } = TempLogDb::new(LogDbOptions::default());
+    let mut log = log_db.group::<TestConfig>(1);
+
+    // --- a committed-id save alone is committed without an fsync
+    log.blocking_append([set(1, 1, "k", "v")]).await.unwrap();
+    log.save_committed(Some(log_id(1, 1, 1))).await.unwrap();
+    let stats = log_db.stats();
+    assert_eq!((stats.commits, stats.unsynced_commits), (1, 1));
+    assert_eq!(log.read_committed().await.unwrap(), Some(log_id(1, 1, 1)));
+
+    // --- closing the database syncs it
+    drop((log, log_db));
+    let log_db = LogDb::open(dir.path().join(TempLogDb::FILE), LogDbOptions::default()).unwrap();
+    let mut log = log_db.group::<TestConfig>(1);
+    assert_eq!(log.read_committed().await.unwrap(), Some(log_id(1, 1, 1)));
+}
+
 #[test]
 fn zero_max_batch_is_refused() {
     let options = LogDbOptions {

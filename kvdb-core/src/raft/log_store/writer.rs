@@ -48,6 +48,21 @@ pub(super) enum WriteOp {
     RemoveGroup { group: u64 },
 }
 
+impl WriteOp {
+    /// Whether the write must be on disk before it is acknowledged. The committed log id need
+    /// not be: losing its latest value in a crash only means re-applying less at restart. It
+    /// is made durable by the next durable transaction (redb persists commits in order).
+    fn needs_fsync(&self) -> bool {
+        !matches!(
+            self,
+            WriteOp::PutMeta {
+                key: MetaKey::Committed,
+                ..
+            }
+        )
+    }
+}
+
 type CommitResult = Result<(), Arc<redb::Error>>;
 
 struct WriteRequest {
@@ -66,6 +81,8 @@ pub struct LogDbStats {
     pub entries: u64,
     /// Durable (fsync'd) transactions committed. With group commit, fewer than `requests`.
     pub commits: u64,
+    /// Transactions committed without an fsync (holding only committed-id updates).
+    pub unsynced_commits: u64,
     /// Transactions that failed, failing every request in them.
     pub failed_commits: u64,
 }
@@ -76,6 +93,7 @@ struct Counters {
     appends: AtomicU64,
     entries: AtomicU64,
     commits: AtomicU64,
+    unsynced_commits: AtomicU64,
     failed_commits: AtomicU64,
 }
 
@@ -123,6 +141,7 @@ impl Writer {
             appends: c.appends.load(Ordering::Relaxed),
             entries: c.entries.load(Ordering::Relaxed),
             commits: c.commits.load(Ordering::Relaxed),
+            unsynced_commits: c.unsynced_commits.load(Ordering::Relaxed),
             failed_commits: c.failed_commits.load(Ordering::Relaxed),
         }
     }
@@ -153,6 +172,8 @@ fn run(
     } else {
         1
     };
+    // Whether a non-durable commit awaits the next durable one.
+    let mut unsynced = false;
     while let Ok(first) = requests.recv() {
         let mut batch = vec![first];
         while batch.len() < max_batch {
@@ -161,8 +182,10 @@ fn run(
                 Err(_) => break,
             }
         }
-        let result = commit(db, &batch).map_err(Arc::new);
-        record(counters, &batch, result.is_ok());
+        let durable = batch.iter().any(|request| request.op.needs_fsync());
+        let result = commit(db, &batch, durable).map_err(Arc::new);
+        record(counters, &batch, durable, result.is_ok());
+        unsynced = !durable || (unsynced && result.is_err());
         if let Err(e) = &result {
             tracing::error!(error = %e, requests = batch.len(), "raft log commit failed");
         }
@@ -171,9 +194,13 @@ fn run(
             let _ = request.done.send(result.clone());
         }
     }
+    // Shutting down: make the last committed-id updates durable too.
+    if unsynced && let Err(e) = commit(db, &[], true) {
+        tracing::error!(error = %e, "raft log final sync failed");
+    }
 }
 
-fn record(counters: &Counters, batch: &[WriteRequest], ok: bool) {
+fn record(counters: &Counters, batch: &[WriteRequest], durable: bool, ok: bool) {
     if !ok {
         counters.failed_commits.fetch_add(1, Ordering::Relaxed);
         return;
@@ -185,7 +212,12 @@ fn record(counters: &Counters, batch: &[WriteRequest], ok: bool) {
             entries += e.len() as u64;
         }
     }
-    counters.commits.fetch_add(1, Ordering::Relaxed);
+    let kind = if durable {
+        &counters.commits
+    } else {
+        &counters.unsynced_commits
+    };
+    kind.fetch_add(1, Ordering::Relaxed);
     counters
         .requests
         .fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -193,10 +225,14 @@ fn record(counters: &Counters, batch: &[WriteRequest], ok: bool) {
     counters.entries.fetch_add(entries, Ordering::Relaxed);
 }
 
-fn commit(db: &Database, batch: &[WriteRequest]) -> Result<(), redb::Error> {
+fn commit(db: &Database, batch: &[WriteRequest], durable: bool) -> Result<(), redb::Error> {
     let mut txn = db.begin_write()?;
-    // Immediate is redb's default; stated because the Raft safety argument rests on it.
-    txn.set_durability(Durability::Immediate)?;
+    // Raft's safety rests on Immediate: the commit returns only once the data is on disk.
+    txn.set_durability(if durable {
+        Durability::Immediate
+    } else {
+        Durability::None
+    })?;
     {
         let mut log = txn.open_table(LOG_TABLE)?;
         let mut meta = txn.open_table(META_TABLE)?;
