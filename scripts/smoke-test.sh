@@ -9,8 +9,11 @@ fail() { echo "smoke test FAILED: $*" >&2; exit 1; }
 key="smoke:$$:$RANDOM"
 v1=$("$KVDB" put "$key" one) || fail "put"
 [[ $("$KVDB" get "$key") == one ]] || fail "get after put"
-[[ $("$KVDB" get --consistency eventual "$key" --timeout 5s) == one ]] \
-    || [[ $? -eq 0 ]] || fail "eventual get"
+# An eventual read may lag the write, but must answer (value or absent).
+set +e
+"$KVDB" get --consistency eventual "$key" >/dev/null; code=$?
+set -e
+[[ $code -eq 0 || $code -eq 1 ]] || fail "eventual get exited $code"
 v2=$("$KVDB" cas "$key" "$v1" two) || fail "cas with the current version"
 (( v2 > v1 )) || fail "versions must increase ($v1 -> $v2)"
 set +e
