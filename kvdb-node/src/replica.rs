@@ -127,7 +127,7 @@ pub struct Replica {
     node: NodeId,
     raft: ShardRaft,
     storage: Arc<dyn Storage>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -167,7 +167,7 @@ impl Replica {
             .await
             .map_err(|source| ReplicaError::Fatal { shard, source })?;
         env.router.register(shard.0, raft.clone());
-        let tasks = vec![
+        let tasks = std::sync::Mutex::new(vec![
             tokio::spawn(watch_leadership(
                 raft.clone(),
                 env.leadership_changed.clone(),
@@ -177,7 +177,7 @@ impl Replica {
                 storage.clone(),
                 env.config.clone(),
             )),
-        ];
+        ]);
         tracing::debug!(%shard, node = %env.node, "replica opened");
         Ok(Self {
             shard,
@@ -240,10 +240,21 @@ impl Replica {
         }
     }
 
-    /// Stops the group and unregisters it from the transport; its data stays.
+    /// Stops the group and its tasks and unregisters it from the transport;
+    /// its data stays. Returns once nothing of the group runs any more.
     pub async fn stop(&self, env: &ReplicaEnv) {
-        for task in &self.tasks {
+        let tasks: Vec<JoinHandle<()>> = self
+            .tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .drain(..)
+            .collect();
+        for task in &tasks {
             task.abort();
+        }
+        for task in tasks {
+            // Cancelled, or a panic already logged by the runtime.
+            let _ = task.await;
         }
         env.router.unregister(self.shard.0);
         if let Err(e) = self.raft.shutdown().await {

@@ -26,12 +26,12 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use kvdb_core::cache::ShardMapCache;
 use kvdb_core::epoch::LocalReplica;
 use kvdb_core::{Epoch, NodeId, ShardId, ShardInfo, ShardMap, ShardState};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::control::ControlPlane;
 use crate::reconfigure::{self, Move};
 use crate::replica::{Replica, ReplicaEnv};
+use crate::shutdown::Shutdown;
 
 /// Opens, initializes, reconfigures and removes this node's shard replicas.
 pub struct ReplicaManager {
@@ -121,14 +121,14 @@ impl ReplicaManager {
     }
 
     /// Reconciles until `shutdown` turns true, then stops every replica.
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self: Arc<Self>, mut shutdown: Shutdown) {
         let mut maps = self.cache.subscribe();
         let mut tick = tokio::time::interval(self.env.config.reconcile_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.reconcile().await;
             tokio::select! {
-                _ = shutdown.wait_for(|stop| *stop) => break,
+                _ = shutdown.recv() => break,
                 changed = maps.changed() => if changed.is_err() { break },
                 _ = self.env.leadership_changed.notified() => {}
                 _ = tick.tick() => {}

@@ -1,0 +1,283 @@
+//! [`Node`]: a running storage node, from registration to shutdown.
+//!
+//! Starting a node opens its two databases in the data directory (the Raft
+//! log of every shard group, and every shard's key-value tables), registers
+//! with the coordinator (a restarted node gets its id back by name), starts
+//! following the shard map, and serves `KvNode` and `RaftTransport` on the
+//! one listener it is given. Background tasks send heartbeats and run the
+//! replica manager.
+//!
+//! Out of scope: binding the listener and parsing flags (the binary does),
+//! and TLS.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kvdb_core::NodeId;
+use kvdb_core::cache::{CacheConfig, DriverHandle, ShardMapCache, ShardMapSource};
+use kvdb_core::raft::log_store::{LogDb, LogDbError, LogDbOptions, LogDbStats};
+use kvdb_core::raft::transport::{PeerChannels, RaftRouter, RaftTransportService};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+
+use crate::shutdown::Shutdown;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::config::{ConfigError, KV_DB_FILE, LOG_DB_FILE, NodeConfig};
+use crate::control::{ControlError, ControlPlane};
+use crate::kv_service::KvService;
+use crate::proposal::Limits;
+use crate::replica::ReplicaEnv;
+use crate::replica_manager::ReplicaManager;
+
+/// How long [`Node::start`] keeps trying to register before giving up.
+pub const REGISTER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause between registration attempts.
+const REGISTER_RETRY: Duration = Duration::from_millis(200);
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The listener's address could not be read, or the data directory made.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The Raft log database could not be opened.
+    #[error(transparent)]
+    LogDb(#[from] LogDbError),
+    /// The key-value database could not be opened.
+    #[error("open key-value database {path}: {source}")]
+    KvDb {
+        /// The file.
+        path: PathBuf,
+        #[source]
+        source: redb::DatabaseError,
+    },
+    /// The coordinator could not be reached for registration in time.
+    #[error("registration failed: {0}")]
+    Register(#[source] ControlError),
+    /// The shard-map cache refused its configuration.
+    #[error("shard-map cache: {0}")]
+    Cache(#[from] kvdb_core::cache::ConfigError),
+}
+
+/// A running storage node.
+pub struct Node {
+    id: NodeId,
+    address: String,
+    manager: Arc<ReplicaManager>,
+    log_db: LogDb,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    cache_driver: DriverHandle,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.id)
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Starts a node on `listener`, talking to the coordinator through
+    /// `control` and following the map from `source`.
+    pub async fn start_with(
+        config: NodeConfig,
+        listener: TcpListener,
+        control: Arc<dyn ControlPlane>,
+        source: Arc<dyn ShardMapSource>,
+    ) -> Result<Self, NodeError> {
+        config.validate()?;
+        let address = advertised_address(&config, &listener)?;
+        let (log_db, kv_db) = open_databases(&config).await?;
+        let id = register(control.as_ref(), &config, &address).await?;
+        tracing::info!(node = %id, %address, name = %config.name, "storage node registered");
+        let (cache, cache_driver) = ShardMapCache::spawn(source, CacheConfig::default())?;
+        let config = Arc::new(config);
+        let env = ReplicaEnv {
+            node: id,
+            config: config.clone(),
+            log_db: log_db.clone(),
+            kv_db,
+            peers: PeerChannels::default(),
+            router: RaftRouter::new(),
+            leadership_changed: Arc::new(Notify::new()),
+        };
+        let router = env.router.clone();
+        let manager = Arc::new(ReplicaManager::new(env, cache, control.clone()));
+        let (stop, stopped) = Shutdown::new();
+        let limits = Limits {
+            max_key_bytes: config.max_key_bytes,
+            max_value_bytes: config.max_value_bytes,
+        };
+        let kv = KvService::new(manager.clone(), limits, config.request_timeout);
+        let transport = RaftTransportService::new(router);
+        let tasks = vec![
+            tokio::spawn(serve(listener, kv, transport, stopped.clone())),
+            tokio::spawn(manager.clone().run(stopped.clone())),
+            tokio::spawn(heartbeat(
+                control,
+                id,
+                config.coordinator_heartbeat,
+                stopped,
+            )),
+        ];
+        Ok(Self {
+            id,
+            address,
+            manager,
+            log_db,
+            stop,
+            tasks,
+            cache_driver,
+        })
+    }
+
+    /// The coordinator-assigned id of this node.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The data-plane address this node advertises.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// The replica manager, for inspection (tests, metrics).
+    pub fn manager(&self) -> &Arc<ReplicaManager> {
+        &self.manager
+    }
+
+    /// Counters of the Raft log's writes (fsyncs, batching).
+    pub fn log_stats(&self) -> LogDbStats {
+        self.log_db.stats()
+    }
+
+    /// Stops serving, stops every replica (keeping its data) and waits for
+    /// every task, so the data directory can be opened again at once.
+    pub async fn shutdown(self) {
+        self.stop.send_replace(true);
+        for task in self.tasks {
+            if let Err(e) = task.await {
+                tracing::warn!(error = %e, "node task failed");
+            }
+        }
+        if let Err(e) = self.cache_driver.shutdown().await {
+            tracing::warn!(error = %e, "shard-map cache driver failed");
+        }
+        tracing::info!(node = %self.id, "storage node stopped");
+    }
+}
+
+fn advertised_address(config: &NodeConfig, listener: &TcpListener) -> Result<String, NodeError> {
+    if !config.advertise_address.is_empty() {
+        return Ok(config.advertise_address.clone());
+    }
+    let local = listener.local_addr().map_err(|source| NodeError::Io {
+        what: "read the listener's address".into(),
+        source,
+    })?;
+    Ok(local.to_string())
+}
+
+async fn open_databases(config: &NodeConfig) -> Result<(LogDb, Arc<redb::Database>), NodeError> {
+    let dir = config.data_dir.clone();
+    let group_commit = config.group_commit;
+    let opened = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir).map_err(|source| NodeError::Io {
+            what: format!("create data directory {}", dir.display()),
+            source,
+        })?;
+        let options = LogDbOptions {
+            group_commit,
+            ..LogDbOptions::default()
+        };
+        let log_db = LogDb::open(dir.join(LOG_DB_FILE), options)?;
+        let kv_path = dir.join(KV_DB_FILE);
+        let kv_db = redb::Database::create(&kv_path).map_err(|source| NodeError::KvDb {
+            path: kv_path,
+            source,
+        })?;
+        Ok::<_, NodeError>((log_db, Arc::new(kv_db)))
+    })
+    .await
+    .map_err(|e| NodeError::Io {
+        what: "open databases".into(),
+        source: std::io::Error::other(e),
+    })?;
+    opened
+}
+
+async fn register(
+    control: &dyn ControlPlane,
+    config: &NodeConfig,
+    address: &str,
+) -> Result<NodeId, NodeError> {
+    let deadline = tokio::time::Instant::now() + REGISTER_TIMEOUT;
+    loop {
+        match control
+            .register_node(&config.name, address, &config.zone)
+            .await
+        {
+            Ok(id) => return Ok(id),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(NodeError::Register(e));
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "registration failed; retrying");
+                tokio::time::sleep(REGISTER_RETRY).await;
+            }
+        }
+    }
+}
+
+/// Serves both gRPC services on `listener` until `stop` turns true.
+async fn serve(
+    listener: TcpListener,
+    kv: KvService,
+    transport: RaftTransportService<crate::raft_types::ShardRaftConfig>,
+    mut stop: Shutdown,
+) {
+    let incoming = TcpListenerStream::new(listener);
+    let served = tonic::transport::Server::builder()
+        .add_service(kv.into_server())
+        .add_service(transport.into_server())
+        .serve_with_incoming_shutdown(incoming, async move { stop.recv().await })
+        .await;
+    if let Err(e) = served {
+        tracing::error!(error = %e, "storage node server failed");
+    }
+}
+
+async fn heartbeat(
+    control: Arc<dyn ControlPlane>,
+    id: NodeId,
+    every: Duration,
+    mut stop: Shutdown,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.recv() => return,
+            _ = tick.tick() => {
+                if let Err(e) = control.heartbeat(id).await {
+                    tracing::debug!(error = %e, "heartbeat failed");
+                }
+            }
+        }
+    }
+}
