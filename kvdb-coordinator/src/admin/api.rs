@@ -1,0 +1,337 @@
+//! The Admin API's wire types: request bodies, response bodies and the error
+//! body, defined once and shared by the server ([`super::router`]) and the
+//! client ([`super::AdminClient`]).
+//!
+//! JSON is snake_case and compatible with the Java original's request bodies
+//! (`node_id` is the node's *name* in `POST /admin/nodes`). Request bodies
+//! reject unknown fields so a typo is a 400, not a silently ignored option.
+//! Node statuses travel as lowercase strings (`"alive"`, `"suspect"`,
+//! `"dead"`, `"draining"`).
+
+use std::fmt;
+
+use kvdb_core::{Epoch, MapVersion, NodeId, NodeInfo, NodeStatus, ShardInfo, ShardMap, ShardState};
+use serde::{Deserialize, Serialize};
+
+use crate::leadership::ClusterInfo;
+
+/// Zone given to a node registered without one.
+pub const DEFAULT_ZONE: &str = "default";
+
+/// `POST /admin/nodes`: register a storage node, or update its address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterNodeRequest {
+    /// The node's unique name, e.g. `node-1` (the Java original's `node_id`).
+    pub node_id: String,
+    /// Data-plane address, `host:port`.
+    pub address: String,
+    /// Failure zone; [`DEFAULT_ZONE`] when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+}
+
+/// `POST /admin/config/shard-init`: create the shards, once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardInitRequest {
+    pub num_shards: u32,
+    pub replication_factor: u32,
+}
+
+/// `POST /admin/nodes/{id}/status`: set a node's status by hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeStatusRequest {
+    #[serde(with = "status_name")]
+    pub status: NodeStatus,
+}
+
+/// `POST /admin/shards/{id}/replicas`: move a shard to a new replica set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardReplicasRequest {
+    pub replicas: Vec<NodeSelector>,
+    /// The epoch the caller saw; the change is refused if it moved on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<Epoch>,
+}
+
+/// `POST /admin/shards/{id}/leader`: ask the shard to transfer leadership.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardLeaderRequest {
+    pub node_id: NodeSelector,
+    pub epoch: Epoch,
+}
+
+/// A node named in a request: its numeric id or its name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum NodeSelector {
+    Id(NodeId),
+    Name(String),
+}
+
+impl NodeSelector {
+    /// The node this selector names in `map`: an id that exists in the map
+    /// wins, then a name (so a node literally named `"7"` is still found).
+    pub fn resolve(&self, map: &ShardMap) -> Option<NodeId> {
+        match self {
+            Self::Id(id) => map.nodes.contains_key(id).then_some(*id),
+            Self::Name(name) => name
+                .parse()
+                .ok()
+                .map(NodeId)
+                .filter(|id| map.nodes.contains_key(id))
+                .or_else(|| map.nodes.values().find(|n| &n.name == name).map(|n| n.id)),
+        }
+    }
+}
+
+impl fmt::Display for NodeSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Id(id) => id.fmt(f),
+            Self::Name(name) => name.fmt(f),
+        }
+    }
+}
+
+impl From<NodeId> for NodeSelector {
+    fn from(id: NodeId) -> Self {
+        Self::Id(id)
+    }
+}
+
+impl From<&str> for NodeSelector {
+    fn from(name: &str) -> Self {
+        Self::Name(name.to_owned())
+    }
+}
+
+/// A storage node as the Admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeView {
+    pub id: NodeId,
+    pub name: String,
+    pub address: String,
+    pub zone: String,
+    #[serde(with = "status_name")]
+    pub status: NodeStatus,
+}
+
+impl From<&NodeInfo> for NodeView {
+    fn from(n: &NodeInfo) -> Self {
+        Self {
+            id: n.id,
+            name: n.name.clone(),
+            address: n.address.clone(),
+            zone: n.zone.clone(),
+            status: n.status,
+        }
+    }
+}
+
+/// A node referenced by a shard, with its address when the map knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRef {
+    pub id: NodeId,
+    pub address: Option<String>,
+}
+
+impl NodeRef {
+    fn new(map: &ShardMap, id: NodeId) -> Self {
+        Self {
+            id,
+            address: map.address(id).map(str::to_owned),
+        }
+    }
+}
+
+/// A shard as the Admin API shows it: slots, replicas with addresses, leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardView {
+    pub id: kvdb_core::ShardId,
+    pub slot_start: u16,
+    pub slot_end: u16,
+    pub epoch: Epoch,
+    /// `"stable"`, or `"moving"` while `target` is being committed.
+    pub state: String,
+    pub replicas: Vec<NodeRef>,
+    /// The replica set being moved to; empty when stable.
+    pub target: Vec<NodeRef>,
+    pub leader: Option<NodeRef>,
+    /// Raft term of the last reported leader.
+    pub leader_term: u64,
+}
+
+impl ShardView {
+    /// The view of `shard`, taking node addresses from `map`.
+    pub fn new(map: &ShardMap, shard: &ShardInfo) -> Self {
+        let refs = |ids: &[NodeId]| ids.iter().map(|&id| NodeRef::new(map, id)).collect();
+        let (state, target) = match &shard.state {
+            ShardState::Stable => ("stable", Vec::new()),
+            ShardState::Moving { target } => ("moving", refs(target)),
+        };
+        Self {
+            id: shard.id,
+            slot_start: shard.slot_start.0,
+            slot_end: shard.slot_end.0,
+            epoch: shard.epoch,
+            state: state.to_owned(),
+            replicas: refs(&shard.replicas),
+            target,
+            leader: shard.leader.map(|id| NodeRef::new(map, id)),
+            leader_term: shard.leader_term,
+        }
+    }
+}
+
+/// `GET /admin/cluster`: the coordinator group and a summary of the map, as
+/// the answering member sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterView {
+    /// The answering member's id.
+    pub member_id: u64,
+    /// Its Raft role: `leader`, `follower`, `candidate`, `learner`, `shutdown`.
+    pub role: String,
+    pub term: u64,
+    pub leader: LeaderView,
+    pub members: Vec<MemberView>,
+    /// Whether the answering member knows a leader and has caught up.
+    pub ready: bool,
+    pub last_applied: Option<u64>,
+    pub map_version: MapVersion,
+    pub initialized: bool,
+    pub num_shards: Option<u32>,
+    pub replication_factor: Option<u32>,
+    pub node_count: usize,
+    pub shard_count: usize,
+}
+
+/// Where the coordinator leader is, as far as the answering member knows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderView {
+    pub id: Option<u64>,
+    pub grpc_address: Option<String>,
+    pub admin_address: Option<String>,
+}
+
+/// One coordinator member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberView {
+    pub id: u64,
+    pub grpc_address: String,
+    /// Known once the member has led.
+    pub admin_address: Option<String>,
+}
+
+impl From<ClusterInfo> for ClusterView {
+    fn from(c: ClusterInfo) -> Self {
+        Self {
+            member_id: c.member_id,
+            role: c.role.to_owned(),
+            term: c.term,
+            leader: LeaderView {
+                id: c.leader.id,
+                grpc_address: c.leader.grpc_address,
+                admin_address: c.leader.admin_address,
+            },
+            members: c
+                .members
+                .into_iter()
+                .map(|m| MemberView {
+                    id: m.id,
+                    grpc_address: m.grpc_address,
+                    admin_address: m.admin_address,
+                })
+                .collect(),
+            ready: c.ready,
+            last_applied: c.last_applied,
+            map_version: c.map_version,
+            initialized: c.initialized,
+            num_shards: c.num_shards,
+            replication_factor: c.replication_factor,
+            node_count: c.node_count,
+            shard_count: c.shard_count,
+        }
+    }
+}
+
+/// `GET /admin/nodes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeList {
+    pub map_version: MapVersion,
+    pub nodes: Vec<NodeView>,
+}
+
+/// `GET /admin/shards`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardList {
+    pub map_version: MapVersion,
+    pub shards: Vec<ShardView>,
+}
+
+/// The answer to a mutation that returns no record: the map version that
+/// includes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MutationResponse {
+    pub map_version: MapVersion,
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, e.g. `EPOCH_MISMATCH`.
+    pub error: String,
+    /// Human-readable detail; never parse it.
+    pub message: String,
+    /// On 503: the admin address (`host:port`) of the coordinator leader,
+    /// when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+}
+
+/// Lowercase names for [`NodeStatus`], used in JSON and on the command line.
+pub mod status_name {
+    use kvdb_core::NodeStatus;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    /// The lowercase name of `status`.
+    pub fn name(status: NodeStatus) -> &'static str {
+        match status {
+            NodeStatus::Alive => "alive",
+            NodeStatus::Suspect => "suspect",
+            NodeStatus::Dead => "dead",
+            NodeStatus::Draining => "draining",
+        }
+    }
+
+    /// The status called `name` (case-insensitive).
+    pub fn parse(name: &str) -> Option<NodeStatus> {
+        [
+            NodeStatus::Alive,
+            NodeStatus::Suspect,
+            NodeStatus::Dead,
+            NodeStatus::Draining,
+        ]
+        .into_iter()
+        .find(|s| self::name(*s).eq_ignore_ascii_case(name))
+    }
+
+    /// Serializes a status as its lowercase name.
+    pub fn serialize<S: Serializer>(status: &NodeStatus, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(name(*status))
+    }
+
+    /// Deserializes a status from its name.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<NodeStatus, D::Error> {
+        let raw = String::deserialize(d)?;
+        parse(&raw).ok_or_else(|| {
+            D::Error::custom(format!(
+                "unknown status {raw:?}, expected alive, suspect, dead or draining"
+            ))
+        })
+    }
+}

@@ -1,0 +1,91 @@
+//! Optional bearer-token check for the `/admin` routes.
+//!
+//! When [`super::AdminConfig::token`] is set, every request whose path is
+//! `/admin` or below it (unknown routes included, so the API's shape is not
+//! probeable without the token) must carry `Authorization: Bearer <token>`.
+//! The comparison takes the same time wherever the tokens differ.
+//! `/healthz`, `/readyz` and `/metrics` stay open for probes and scrapers.
+//!
+//! Out of scope: TLS (put the API behind a TLS-terminating proxy, or on a
+//! private network, when the token must not travel in clear), and multiple
+//! tokens or roles.
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq;
+
+use super::error::ApiError;
+use super::routes::AdminState;
+
+/// Path prefix guarded by the token.
+const GUARDED_PREFIX: &str = "/admin";
+
+/// Middleware: rejects guarded requests without the configured token.
+pub(crate) async fn require_token(
+    State(state): State<AdminState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(expected) = state.config.token.as_deref()
+        && is_guarded(request.uri().path())
+        && !presents(&request, expected)
+    {
+        return ApiError::Unauthorized.into_response();
+    }
+    next.run(request).await
+}
+
+fn is_guarded(path: &str) -> bool {
+    path.strip_prefix(GUARDED_PREFIX)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// Whether the request's `Authorization` header carries `expected`.
+fn presents(request: &Request, expected: &str) -> bool {
+    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+        return false;
+    };
+    let Some((scheme, token)) = value.as_bytes().split_at_checked(7) else {
+        return false;
+    };
+    // `ct_eq` on slices of different lengths is false without comparing
+    // contents; the token's length is not treated as a secret.
+    scheme.eq_ignore_ascii_case(b"bearer ") && bool::from(token.ct_eq(expected.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_admin_paths_are_guarded() {
+        assert!(is_guarded("/admin"));
+        assert!(is_guarded("/admin/nodes"));
+        assert!(is_guarded("/admin/unknown/route"));
+        assert!(!is_guarded("/administrator"));
+        assert!(!is_guarded("/healthz"));
+        assert!(!is_guarded("/readyz"));
+        assert!(!is_guarded("/metrics"));
+    }
+
+    fn with_auth(value: &str) -> Request {
+        Request::builder()
+            .header(header::AUTHORIZATION, value)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    }
+
+    #[test]
+    fn token_must_match_exactly() {
+        assert!(presents(&with_auth("Bearer s3cret"), "s3cret"));
+        assert!(presents(&with_auth("bearer s3cret"), "s3cret"));
+        assert!(!presents(&with_auth("Bearer s3cre"), "s3cret"));
+        assert!(!presents(&with_auth("Bearer s3cret2"), "s3cret"));
+        assert!(!presents(&with_auth("Basic s3cret"), "s3cret"));
+        assert!(!presents(&with_auth("Bearer"), "s3cret"));
+        let none = Request::new(axum::body::Body::empty());
+        assert!(!presents(&none, "s3cret"));
+    }
+}

@@ -1,0 +1,328 @@
+//! [`AdminClient`]: a small typed HTTP client of the Admin API, used by the
+//! `kvdb admin` command and by tests.
+//!
+//! One method per route, returning the same [`super::api`] types the server
+//! serializes. Every non-2xx answer becomes [`AdminError::Api`] with the
+//! status, the server's code and message, and the leader's admin address on
+//! a 503, so callers branch on data and never parse messages.
+//!
+//! Out of scope: HTTPS (the client speaks plain HTTP/1.1), and following the
+//! leader hint automatically (the CLI reports it; an operator or script
+//! decides where to retry).
+
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper::{Method, Request, StatusCode, Uri, header};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use kvdb_core::{Epoch, NodeStatus, ShardId};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+mod error;
+
+pub use self::error::AdminError;
+
+use self::error::{api_error, decode, transport};
+use crate::admin::api::{
+    ClusterView, MutationResponse, NodeList, NodeSelector, NodeStatusRequest, NodeView,
+    RegisterNodeRequest, ShardInitRequest, ShardLeaderRequest, ShardList, ShardReplicasRequest,
+    ShardView,
+};
+
+/// A typed client of one coordinator's Admin API. Cheap to clone.
+#[derive(Clone)]
+pub struct AdminClient {
+    /// `http://host:port`, without a trailing slash.
+    base: String,
+    token: Option<String>,
+    timeout: Duration,
+    http: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl AdminClient {
+    /// Default time allowed for one call, connection included.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Largest response body read (a full shard list of 16384 shards fits).
+    pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+    /// A client of the Admin API at `base_url` (`http://host:port`, or just
+    /// `host:port`).
+    pub fn new(base_url: &str) -> Result<Self, AdminError> {
+        let with_scheme = if base_url.contains("://") {
+            base_url.to_owned()
+        } else {
+            format!("http://{base_url}")
+        };
+        let invalid = |reason: &str| AdminError::InvalidUrl {
+            url: base_url.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let uri: Uri = with_scheme.parse().map_err(|_| invalid("not a URL"))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(invalid("only http:// is supported"));
+        }
+        if uri.authority().is_none() {
+            return Err(invalid("missing host"));
+        }
+        Ok(Self {
+            base: with_scheme.trim_end_matches('/').to_owned(),
+            token: None,
+            timeout: Self::DEFAULT_TIMEOUT,
+            http: Client::builder(TokioExecutor::new()).build_http(),
+        })
+    }
+
+    /// Sends `Authorization: Bearer <token>` with every call.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Sets the time allowed for one call.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// `GET /admin/cluster`.
+    pub async fn cluster(&self) -> Result<ClusterView, AdminError> {
+        self.get("/admin/cluster").await
+    }
+
+    /// `GET /admin/nodes`.
+    pub async fn nodes(&self) -> Result<NodeList, AdminError> {
+        self.get("/admin/nodes").await
+    }
+
+    /// `GET /admin/nodes/{id}`, by numeric id or name.
+    pub async fn node(&self, node: &NodeSelector) -> Result<NodeView, AdminError> {
+        self.get(&format!("/admin/nodes/{}", segment(&node.to_string())))
+            .await
+    }
+
+    /// `POST /admin/nodes`: registers `name` at `address` (or updates it).
+    pub async fn register_node(
+        &self,
+        name: &str,
+        address: &str,
+        zone: Option<&str>,
+    ) -> Result<NodeView, AdminError> {
+        let body = RegisterNodeRequest {
+            node_id: name.to_owned(),
+            address: address.to_owned(),
+            zone: zone.map(str::to_owned),
+        };
+        self.post("/admin/nodes", &body).await
+    }
+
+    /// `POST /admin/nodes/{id}/status`.
+    pub async fn set_node_status(
+        &self,
+        node: &NodeSelector,
+        status: NodeStatus,
+    ) -> Result<MutationResponse, AdminError> {
+        let path = format!("/admin/nodes/{}/status", segment(&node.to_string()));
+        self.post(&path, &NodeStatusRequest { status }).await
+    }
+
+    /// `POST /admin/config/shard-init`.
+    pub async fn init_shards(
+        &self,
+        num_shards: u32,
+        replication_factor: u32,
+    ) -> Result<MutationResponse, AdminError> {
+        let body = ShardInitRequest {
+            num_shards,
+            replication_factor,
+        };
+        self.post("/admin/config/shard-init", &body).await
+    }
+
+    /// `GET /admin/shards`.
+    pub async fn shards(&self) -> Result<ShardList, AdminError> {
+        self.get("/admin/shards").await
+    }
+
+    /// `GET /admin/shards/{id}`.
+    pub async fn shard(&self, shard: ShardId) -> Result<ShardView, AdminError> {
+        self.get(&format!("/admin/shards/{shard}")).await
+    }
+
+    /// `POST /admin/shards/{id}/replicas`: starts moving `shard` to
+    /// `replicas`; refused if `epoch` is given and no longer current.
+    pub async fn set_shard_replicas(
+        &self,
+        shard: ShardId,
+        replicas: Vec<NodeSelector>,
+        epoch: Option<Epoch>,
+    ) -> Result<ShardView, AdminError> {
+        let body = ShardReplicasRequest { replicas, epoch };
+        self.post(&format!("/admin/shards/{shard}/replicas"), &body)
+            .await
+    }
+
+    /// `POST /admin/shards/{id}/leader`: asks `shard` to move its leadership
+    /// to `node`.
+    pub async fn set_shard_leader(
+        &self,
+        shard: ShardId,
+        node: NodeSelector,
+        epoch: Epoch,
+    ) -> Result<MutationResponse, AdminError> {
+        let body = ShardLeaderRequest {
+            node_id: node,
+            epoch,
+        };
+        self.post(&format!("/admin/shards/{shard}/leader"), &body)
+            .await
+    }
+
+    /// `GET /healthz`: succeeds when the process answers.
+    pub async fn health(&self) -> Result<(), AdminError> {
+        self.call(Method::GET, "/healthz", None).await.map(drop)
+    }
+
+    /// `GET /readyz`: succeeds when the coordinator has a leader and has
+    /// caught up; otherwise an [`AdminError::Api`] with status 503.
+    pub async fn ready(&self) -> Result<(), AdminError> {
+        self.call(Method::GET, "/readyz", None).await.map(drop)
+    }
+
+    /// `GET /metrics`: the Prometheus text.
+    pub async fn metrics(&self) -> Result<String, AdminError> {
+        let (status, url, bytes) = self.call(Method::GET, "/metrics", None).await?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| AdminError::Decode {
+            url,
+            status,
+            reason: "metrics are not UTF-8".into(),
+        })
+    }
+
+    async fn get<R: DeserializeOwned>(&self, path: &str) -> Result<R, AdminError> {
+        let (status, url, bytes) = self.call(Method::GET, path, None).await?;
+        decode(&url, status, &bytes)
+    }
+
+    async fn post<B: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<R, AdminError> {
+        // Serializing the plain request structs cannot fail.
+        let body = serde_json::to_vec(body).unwrap_or_default();
+        let (status, url, bytes) = self.call(Method::POST, path, Some(body)).await?;
+        decode(&url, status, &bytes)
+    }
+
+    /// Sends one request; a 2xx answer yields its status, URL and body,
+    /// anything else an error.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(StatusCode, String, Bytes), AdminError> {
+        let url = format!("{}{path}", self.base);
+        let request = self.request(method, &url, body)?;
+        let exchange = async {
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| transport(&url, e))?;
+            let status = response.status();
+            let limited = Limited::new(response.into_body(), Self::MAX_RESPONSE_BYTES);
+            let bytes = limited
+                .collect()
+                .await
+                .map_err(|e| transport(&url, e))?
+                .to_bytes();
+            Ok::<_, AdminError>((status, bytes))
+        };
+        let (status, bytes) = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| AdminError::Timeout {
+                url: url.clone(),
+                timeout: self.timeout,
+            })??;
+        if !status.is_success() {
+            return Err(api_error(&url, status, &bytes));
+        }
+        Ok((status, url, bytes))
+    }
+
+    fn request(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Request<Full<Bytes>>, AdminError> {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(url)
+            .header(header::ACCEPT, "application/json");
+        if body.is_some() {
+            builder = builder.header(header::CONTENT_TYPE, "application/json");
+        }
+        if let Some(token) = &self.token {
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        builder
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| AdminError::InvalidRequest {
+                url: url.to_owned(),
+                reason: e.to_string(),
+            })
+    }
+}
+
+impl std::fmt::Debug for AdminClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminClient")
+            .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// Percent-encodes a path segment (node names are free-form strings).
+fn segment(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for byte in raw.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_accepts_host_port_and_rejects_https() {
+        let client = AdminClient::new("127.0.0.1:8080").unwrap();
+        assert_eq!(client.base, "http://127.0.0.1:8080");
+        let client = AdminClient::new("http://localhost:8080/").unwrap();
+        assert_eq!(client.base, "http://localhost:8080");
+        assert!(matches!(
+            AdminClient::new("https://localhost:8080"),
+            Err(AdminError::InvalidUrl { .. })
+        ));
+        assert!(AdminClient::new("http://").is_err());
+    }
+
+    #[test]
+    fn node_names_are_encoded_as_one_segment() {
+        assert_eq!(segment("node-1"), "node-1");
+        assert_eq!(segment("a/b c"), "a%2Fb%20c");
+    }
+}

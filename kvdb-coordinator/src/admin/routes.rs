@@ -1,0 +1,209 @@
+//! The Admin API's handlers: decode the request, call the [`Coordinator`],
+//! shape the answer. No cluster logic lives here.
+//!
+//! Reads are served from this member's applied map, so a follower may answer
+//! with a slightly older version (the `map_version` field says which).
+//! Mutations go through the coordinator, which forwards them to the leader.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use kvdb_core::{NodeId, ShardId, ShardMap};
+use serde::Serialize;
+
+use super::AdminConfig;
+use super::api::{
+    ClusterView, DEFAULT_ZONE, MutationResponse, NodeList, NodeSelector, NodeStatusRequest,
+    NodeView, RegisterNodeRequest, ShardInitRequest, ShardLeaderRequest, ShardList,
+    ShardReplicasRequest, ShardView,
+};
+use super::body::{JsonBody, PathParam};
+use super::error::ApiError;
+use super::metrics;
+use crate::Coordinator;
+use crate::error::CoordinatorError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub(crate) struct AdminState {
+    pub coordinator: Coordinator,
+    pub config: Arc<AdminConfig>,
+}
+
+/// Every route of the Admin API, before the cross-cutting layers.
+pub(crate) fn routes() -> Router<AdminState> {
+    Router::new()
+        .route("/admin/cluster", get(cluster))
+        .route("/admin/nodes", get(list_nodes).post(register_node))
+        .route("/admin/nodes/{id}", get(get_node))
+        .route("/admin/nodes/{id}/status", post(set_node_status))
+        .route("/admin/config/shard-init", post(init_shards))
+        .route("/admin/shards", get(list_shards))
+        .route("/admin/shards/{id}", get(get_shard))
+        .route("/admin/shards/{id}/replicas", post(set_shard_replicas))
+        .route("/admin/shards/{id}/leader", post(set_shard_leader))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+async fn cluster(State(s): State<AdminState>) -> Json<ClusterView> {
+    Json(ClusterView::from(s.coordinator.cluster()))
+}
+
+async fn list_nodes(State(s): State<AdminState>) -> Json<NodeList> {
+    let map = s.coordinator.map();
+    Json(NodeList {
+        map_version: map.version,
+        nodes: map.nodes.values().map(NodeView::from).collect(),
+    })
+}
+
+async fn get_node(State(s): State<AdminState>, PathParam(id): PathParam) -> ApiResult<NodeView> {
+    let map = s.coordinator.map();
+    let node = resolve_node(&map, &NodeSelector::Name(id))?;
+    Ok(Json(NodeView::from(&map.nodes[&node])))
+}
+
+async fn register_node(
+    State(s): State<AdminState>,
+    JsonBody(req): JsonBody<RegisterNodeRequest>,
+) -> ApiResult<NodeView> {
+    let zone = req.zone.unwrap_or_else(|| DEFAULT_ZONE.to_owned());
+    let node = s
+        .coordinator
+        .register_node(req.node_id, req.address, zone)
+        .await?;
+    Ok(Json(NodeView::from(&node)))
+}
+
+async fn set_node_status(
+    State(s): State<AdminState>,
+    PathParam(id): PathParam,
+    JsonBody(req): JsonBody<NodeStatusRequest>,
+) -> ApiResult<MutationResponse> {
+    let node = resolve_node(&s.coordinator.map(), &NodeSelector::Name(id))?;
+    let map_version = s.coordinator.set_node_status(node, req.status).await?;
+    Ok(Json(MutationResponse { map_version }))
+}
+
+async fn init_shards(
+    State(s): State<AdminState>,
+    JsonBody(req): JsonBody<ShardInitRequest>,
+) -> ApiResult<MutationResponse> {
+    let map_version = s
+        .coordinator
+        .init_shards(req.num_shards, req.replication_factor)
+        .await?;
+    Ok(Json(MutationResponse { map_version }))
+}
+
+async fn list_shards(State(s): State<AdminState>) -> Json<ShardList> {
+    let map = s.coordinator.map();
+    Json(ShardList {
+        map_version: map.version,
+        shards: map
+            .shards
+            .values()
+            .map(|sh| ShardView::new(&map, sh))
+            .collect(),
+    })
+}
+
+async fn get_shard(State(s): State<AdminState>, PathParam(id): PathParam) -> ApiResult<ShardView> {
+    let id = parse_shard_id(&id)?;
+    let map = s.coordinator.map();
+    let shard = map
+        .shards
+        .get(&id)
+        .ok_or(CoordinatorError::ShardNotFound(id))?;
+    Ok(Json(ShardView::new(&map, shard)))
+}
+
+async fn set_shard_replicas(
+    State(s): State<AdminState>,
+    PathParam(id): PathParam,
+    JsonBody(req): JsonBody<ShardReplicasRequest>,
+) -> ApiResult<ShardView> {
+    let shard = parse_shard_id(&id)?;
+    let map = s.coordinator.map();
+    let replicas = req
+        .replicas
+        .iter()
+        .map(|r| resolve_node(&map, r))
+        .collect::<Result<Vec<_>, _>>()?;
+    let info = s
+        .coordinator
+        .set_shard_replicas(shard, req.epoch, replicas)
+        .await?;
+    // The write is applied here when this member leads; otherwise addresses
+    // come from the possibly older local map, which is fine for display.
+    Ok(Json(ShardView::new(&s.coordinator.map(), &info)))
+}
+
+async fn set_shard_leader(
+    State(s): State<AdminState>,
+    PathParam(id): PathParam,
+    JsonBody(req): JsonBody<ShardLeaderRequest>,
+) -> ApiResult<MutationResponse> {
+    let shard = parse_shard_id(&id)?;
+    let node = resolve_node(&s.coordinator.map(), &req.node_id)?;
+    let map_version = s
+        .coordinator
+        .set_shard_leader(shard, req.epoch, node)
+        .await?;
+    Ok(Json(MutationResponse { map_version }))
+}
+
+/// Liveness: the process answers.
+async fn healthz() -> Json<Probe> {
+    Json(Probe { status: "ok" })
+}
+
+/// Readiness: a leader is known and this member has caught up with it.
+async fn readyz(State(s): State<AdminState>) -> Response {
+    if s.coordinator.is_ready() {
+        return Json(Probe { status: "ready" }).into_response();
+    }
+    let leader = s.coordinator.leader().admin_address;
+    ApiError::NotReady { leader }.into_response()
+}
+
+async fn metrics(State(s): State<AdminState>) -> Response {
+    let map = s.coordinator.map();
+    let is_leader = s.coordinator.is_leader();
+    let body = metrics::render(&map, is_leader);
+    let mut response = (StatusCode::OK, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(metrics::CONTENT_TYPE),
+    );
+    response
+}
+
+/// The body of `/healthz` and `/readyz` when healthy.
+#[derive(Serialize)]
+struct Probe {
+    status: &'static str,
+}
+
+fn resolve_node(map: &ShardMap, selector: &NodeSelector) -> Result<NodeId, ApiError> {
+    selector
+        .resolve(map)
+        .ok_or_else(|| CoordinatorError::NodeNotFound(selector.to_string()).into())
+}
+
+fn parse_shard_id(raw: &str) -> Result<ShardId, ApiError> {
+    raw.parse().map(ShardId).map_err(|_| {
+        ApiError::InvalidRequest(format!(
+            "shard id must be a non-negative integer, got {raw:?}"
+        ))
+    })
+}
