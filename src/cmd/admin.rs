@@ -1,0 +1,210 @@
+//! `kvdb admin ...`: the Admin HTTP API from the command line, as readable
+//! tables or, with `--json`, the API's own JSON.
+
+use std::process::ExitCode;
+
+use kvdb_coordinator::admin::api::{NodeList, NodeSelector, ShardList, ShardView};
+use kvdb_coordinator::admin::{AdminClient, AdminError};
+use kvdb_core::{Epoch, NodeStatus, ShardId};
+use serde::Serialize;
+
+use crate::cli::{AdminArgs, AdminCommand};
+use crate::cmd::kv::{EXIT_ERROR, EXIT_UNAVAILABLE};
+
+pub async fn run(args: AdminArgs) -> ExitCode {
+    let client = match AdminClient::new(&args.admin) {
+        Ok(c) => c,
+        Err(e) => return fail(&args.admin, e.into()),
+    };
+    let client = match &args.token {
+        Some(token) => client.with_token(token.clone()),
+        None => client,
+    };
+    match execute(&client, args.command, args.json).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&args.admin, e),
+    }
+}
+
+/// Why an admin command failed.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Api(#[from] AdminError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+async fn execute(client: &AdminClient, command: AdminCommand, json: bool) -> Result<(), Failure> {
+    match command {
+        AdminCommand::Nodes => show(json, &client.nodes().await?, print_nodes),
+        AdminCommand::Shards => show(json, &client.shards().await?, print_shards),
+        AdminCommand::Cluster => {
+            let cluster = client.cluster().await?;
+            if json {
+                return show(true, &cluster, |_| {});
+            }
+            println!(
+                "coordinator {} ({}), term {}, leader {}, ready {}",
+                cluster.member_id,
+                cluster.role,
+                cluster.term,
+                cluster
+                    .leader
+                    .id
+                    .map_or("none".to_owned(), |id| id.to_string()),
+                cluster.ready
+            );
+            println!(
+                "map version {}, {} nodes, {} shards{}",
+                cluster.map_version,
+                cluster.node_count,
+                cluster.shard_count,
+                match (cluster.num_shards, cluster.replication_factor) {
+                    (Some(n), Some(rf)) => format!(" (initialized: {n} shards, RF {rf})"),
+                    _ => " (not initialized)".to_owned(),
+                }
+            );
+            println!();
+            print_shards(&client.shards().await?);
+            Ok(())
+        }
+        AdminCommand::Register {
+            name,
+            address,
+            zone,
+        } => {
+            let node = client.register_node(&name, &address, Some(&zone)).await?;
+            show(json, &node, |n| {
+                println!("registered {} as node {} at {}", n.name, n.id, n.address)
+            })
+        }
+        AdminCommand::ShardInit {
+            num_shards,
+            replication_factor,
+        } => {
+            let r = client.init_shards(num_shards, replication_factor).await?;
+            show(json, &r, |r| {
+                println!(
+                    "initialized {num_shards} shards at replication factor {replication_factor} (map version {})",
+                    r.map_version
+                )
+            })
+        }
+        AdminCommand::SetStatus { node, status } => {
+            let status = parse_status(&status)?;
+            let r = client.set_node_status(&selector(&node), status).await?;
+            show(json, &r, |r| println!("ok (map version {})", r.map_version))
+        }
+        AdminCommand::SetReplicas {
+            shard,
+            replicas,
+            epoch,
+        } => {
+            let replicas = replicas.iter().map(|r| selector(r)).collect();
+            let view = client
+                .set_shard_replicas(ShardId(shard), replicas, epoch.map(Epoch))
+                .await?;
+            show(json, &view, |s| {
+                print_shard_header();
+                print_shard(s);
+            })
+        }
+        AdminCommand::TransferLeader { shard, node, epoch } => {
+            let r = client
+                .set_shard_leader(ShardId(shard), selector(&node), Epoch(epoch))
+                .await?;
+            show(json, &r, |r| println!("ok (map version {})", r.map_version))
+        }
+    }
+}
+
+fn selector(s: &str) -> NodeSelector {
+    NodeSelector::Name(s.to_owned())
+}
+
+fn parse_status(s: &str) -> Result<NodeStatus, Failure> {
+    match s.to_ascii_lowercase().as_str() {
+        "alive" => Ok(NodeStatus::Alive),
+        "suspect" => Ok(NodeStatus::Suspect),
+        "dead" => Ok(NodeStatus::Dead),
+        "draining" => Ok(NodeStatus::Draining),
+        _ => Err(Failure::Usage(format!(
+            "unknown status {s:?} (use alive, suspect, dead or draining)"
+        ))),
+    }
+}
+
+/// Prints `value` as JSON, or with `table`.
+fn show<T: Serialize>(json: bool, value: &T, table: impl FnOnce(&T)) -> Result<(), Failure> {
+    if json {
+        let text = serde_json::to_string_pretty(value)
+            .map_err(|e| Failure::Usage(format!("cannot print JSON: {e}")))?;
+        println!("{text}");
+    } else {
+        table(value);
+    }
+    Ok(())
+}
+
+fn print_nodes(list: &NodeList) {
+    println!("{:<4} {:<12} {:<22} {:<10} STATUS", "ID", "NAME", "ADDRESS", "ZONE");
+    for n in &list.nodes {
+        println!(
+            "{:<4} {:<12} {:<22} {:<10} {}",
+            n.id.0,
+            n.name,
+            n.address,
+            n.zone,
+            format!("{:?}", n.status).to_lowercase()
+        );
+    }
+}
+
+fn print_shards(list: &ShardList) {
+    print_shard_header();
+    for s in &list.shards {
+        print_shard(s);
+    }
+}
+
+fn print_shard_header() {
+    println!(
+        "{:<6} {:<13} {:<6} {:<7} {:<8} REPLICAS",
+        "SHARD", "SLOTS", "EPOCH", "STATE", "LEADER"
+    );
+}
+
+fn print_shard(s: &ShardView) {
+    let ids = |v: &[kvdb_coordinator::admin::api::NodeRef]| {
+        v.iter().map(|n| n.id.0.to_string()).collect::<Vec<_>>().join(",")
+    };
+    let mut replicas = ids(&s.replicas);
+    if !s.target.is_empty() {
+        replicas = format!("{replicas} -> {}", ids(&s.target));
+    }
+    println!(
+        "{:<6} {:<13} {:<6} {:<7} {:<8} {}",
+        s.id.0,
+        format!("{}-{}", s.slot_start, s.slot_end),
+        s.epoch.0,
+        s.state,
+        s.leader.as_ref().map_or("-".to_owned(), |l| l.id.0.to_string()),
+        replicas
+    );
+}
+
+fn fail(admin: &str, error: Failure) -> ExitCode {
+    eprintln!("kvdb admin: {error}");
+    let Failure::Api(error) = error else {
+        return ExitCode::from(2);
+    };
+    match error {
+        AdminError::Transport { .. } | AdminError::Timeout { .. } => {
+            eprintln!("kvdb admin: is a coordinator's Admin API listening on {admin}?");
+            ExitCode::from(EXIT_UNAVAILABLE)
+        }
+        e if e.status().is_some_and(|s| s.as_u16() == 503) => ExitCode::from(EXIT_UNAVAILABLE),
+        _ => ExitCode::from(EXIT_ERROR),
+    }
+}

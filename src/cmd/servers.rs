@@ -1,0 +1,210 @@
+//! Server subcommands: each binds its listeners, starts its library
+//! component, and runs until Ctrl-C or SIGTERM, then shuts down cleanly.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use kvdb_client::ExecutorConfig;
+use kvdb_coordinator::admin::{self, AdminConfig};
+use kvdb_coordinator::{Coordinator, CoordinatorConfig};
+use kvdb_gateway::Gateway;
+use kvdb_node::config::NodeConfig;
+use kvdb_node::node::Node;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::cli::{CoordinatorArgs, GatewayArgs, NodeArgs};
+
+/// Exit code of a server that could not start.
+const EXIT_START: u8 = 1;
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// Binds `addr`, with a message naming `what` on failure.
+pub async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, String> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} for the {what}: {e}"))
+}
+
+fn start_failed(error: impl std::fmt::Display) -> ExitCode {
+    eprintln!("kvdb: {error}");
+    ExitCode::from(EXIT_START)
+}
+
+/// A coordinator serving gRPC and the Admin API on bound listeners.
+pub struct RunningCoordinator {
+    pub coordinator: Coordinator,
+    grpc: JoinHandle<()>,
+    admin: JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl RunningCoordinator {
+    /// Starts the coordinator and its servers.
+    pub async fn start(
+        mut config: CoordinatorConfig,
+        grpc: TcpListener,
+        admin_listener: TcpListener,
+        admin_config: AdminConfig,
+    ) -> Result<RunningCoordinator, String> {
+        admin_config.validate().map_err(|e| e.to_string())?;
+        config.listen = grpc.local_addr().map_err(|e| e.to_string())?;
+        config.admin_listen = Some(admin_listener.local_addr().map_err(|e| e.to_string())?);
+        let coordinator = Coordinator::start(config).await.map_err(|e| e.to_string())?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let grpc = tokio::spawn({
+            let c = coordinator.clone();
+            let stopped = until_stopped(stopped.clone());
+            async move {
+                if let Err(e) = kvdb_coordinator::serve(c, grpc, stopped).await {
+                    tracing::error!(error = %e, "coordinator gRPC server failed");
+                }
+            }
+        });
+        let router = admin::router(coordinator.clone(), admin_config);
+        let admin = tokio::spawn({
+            let stopped = until_stopped(stopped);
+            async move {
+                if let Err(e) = admin::serve(admin_listener, router, stopped).await {
+                    tracing::error!(error = %e, "Admin API server failed");
+                }
+            }
+        });
+        Ok(RunningCoordinator {
+            coordinator,
+            grpc,
+            admin,
+            stop,
+        })
+    }
+
+    /// Stops serving, then stops the coordinator.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.grpc.await;
+        let _ = self.admin.await;
+        self.coordinator.shutdown().await;
+    }
+}
+
+pub async fn coordinator(args: CoordinatorArgs) -> ExitCode {
+    let mut config = CoordinatorConfig::new(args.id, args.listen, args.data);
+    match parse_peers(&args.peers) {
+        Ok(peers) => config.peers = peers,
+        Err(e) => return start_failed(e),
+    }
+    if let Err(e) = config.validate() {
+        return start_failed(e);
+    }
+    let admin_config = AdminConfig {
+        token: args.admin_token,
+        ..AdminConfig::default()
+    };
+    let grpc = match bind("coordinator", args.listen).await {
+        Ok(l) => l,
+        Err(e) => return start_failed(e),
+    };
+    let admin_listener = match bind("Admin API", args.admin_listen).await {
+        Ok(l) => l,
+        Err(e) => return start_failed(e),
+    };
+    let running = match RunningCoordinator::start(config, grpc, admin_listener, admin_config).await {
+        Ok(r) => r,
+        Err(e) => return start_failed(e),
+    };
+    tracing::info!(grpc = %args.listen, admin = %args.admin_listen, "coordinator running");
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+/// Parses `ID=HOST:PORT` entries.
+fn parse_peers(peers: &[String]) -> Result<BTreeMap<u64, String>, String> {
+    peers
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (id, addr) = p
+                .split_once('=')
+                .ok_or_else(|| format!("peer {p:?} is not ID=HOST:PORT"))?;
+            let id = id
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| format!("peer {p:?}: id must be a number"))?;
+            Ok((id, addr.trim().to_owned()))
+        })
+        .collect()
+}
+
+pub async fn node(args: NodeArgs) -> ExitCode {
+    let mut config = NodeConfig::new(args.name, args.data, args.coordinators);
+    config.zone = args.zone;
+    let listener = match bind("storage node", args.listen).await {
+        Ok(l) => l,
+        Err(e) => return start_failed(e),
+    };
+    let node = match Node::start(config, listener).await {
+        Ok(n) => n,
+        Err(e) => return start_failed(e),
+    };
+    tracing::info!(id = %node.id(), address = node.address(), "storage node running");
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    node.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+pub async fn gateway(args: GatewayArgs) -> ExitCode {
+    let gateway = match Gateway::connect(&args.coordinators, ExecutorConfig::default()) {
+        Ok(g) => g,
+        Err(e) => return start_failed(e),
+    };
+    let listener = match bind("gateway", args.listen).await {
+        Ok(l) => l,
+        Err(e) => return start_failed(e),
+    };
+    tracing::info!(listen = %args.listen, "gateway running");
+    match kvdb_gateway::serve(&gateway, listener, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => start_failed(format!("gateway server failed: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_parse() {
+        let peers = parse_peers(&["1=127.0.0.1:1".into(), "2=h:2".into()]).unwrap();
+        assert_eq!(peers[&2], "h:2");
+        assert!(parse_peers(&["x=h:1".into()]).is_err());
+        assert!(parse_peers(&["h:1".into()]).is_err());
+    }
+}
