@@ -62,13 +62,6 @@ pub struct DevArgs {
     pub node_port: u16,
 }
 
-impl DevArgs {
-    /// The nodes listen on the gateway's IP (loopback by default).
-    pub fn node_port_ip(&self) -> std::net::IpAddr {
-        self.gateway_listen.ip()
-    }
-}
-
 #[derive(Debug, Args)]
 pub struct CoordinatorArgs {
     /// This member's id in the coordinator group.

@@ -6,13 +6,13 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use kvdb_client::ExecutorConfig;
-use kvdb_coordinator::admin::{self, AdminConfig};
-use kvdb_coordinator::{Coordinator, CoordinatorConfig};
+use kvdb::servers::{RunningCoordinator, bind};
+use kvdb_coordinator::CoordinatorConfig;
+use kvdb_coordinator::admin::AdminConfig;
 use kvdb_gateway::Gateway;
 use kvdb_node::config::NodeConfig;
 use kvdb_node::node::Node;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 use crate::cli::{CoordinatorArgs, GatewayArgs, NodeArgs};
 
@@ -41,75 +41,9 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Binds `addr`, with a message naming `what` on failure.
-pub async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, String> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr} for the {what}: {e}"))
-}
-
 fn start_failed(error: impl std::fmt::Display) -> ExitCode {
     eprintln!("kvdb: {error}");
     ExitCode::from(EXIT_START)
-}
-
-/// A coordinator serving gRPC and the Admin API on bound listeners.
-pub struct RunningCoordinator {
-    pub coordinator: Coordinator,
-    grpc: JoinHandle<()>,
-    admin: JoinHandle<()>,
-    stop: tokio::sync::watch::Sender<bool>,
-}
-
-impl RunningCoordinator {
-    /// Starts the coordinator and its servers.
-    pub async fn start(
-        mut config: CoordinatorConfig,
-        grpc: TcpListener,
-        admin_listener: TcpListener,
-        admin_config: AdminConfig,
-    ) -> Result<RunningCoordinator, String> {
-        admin_config.validate().map_err(|e| e.to_string())?;
-        config.listen = grpc.local_addr().map_err(|e| e.to_string())?;
-        config.admin_listen = Some(admin_listener.local_addr().map_err(|e| e.to_string())?);
-        let coordinator = Coordinator::start(config).await.map_err(|e| e.to_string())?;
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
-        let grpc = tokio::spawn({
-            let c = coordinator.clone();
-            let stopped = until_stopped(stopped.clone());
-            async move {
-                if let Err(e) = kvdb_coordinator::serve(c, grpc, stopped).await {
-                    tracing::error!(error = %e, "coordinator gRPC server failed");
-                }
-            }
-        });
-        let router = admin::router(coordinator.clone(), admin_config);
-        let admin = tokio::spawn({
-            let stopped = until_stopped(stopped);
-            async move {
-                if let Err(e) = admin::serve(admin_listener, router, stopped).await {
-                    tracing::error!(error = %e, "Admin API server failed");
-                }
-            }
-        });
-        Ok(RunningCoordinator {
-            coordinator,
-            grpc,
-            admin,
-            stop,
-        })
-    }
-
-    /// Stops serving, then stops the coordinator.
-    pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        let _ = self.grpc.await;
-        let _ = self.admin.await;
-        self.coordinator.shutdown().await;
-    }
 }
 
 pub async fn coordinator(args: CoordinatorArgs) -> ExitCode {

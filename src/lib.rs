@@ -1,0 +1,18 @@
+//! KvDB: a sharded, Raft-replicated, Redis-like key-value store.
+//!
+//! This facade re-exports the crates a program needs and offers
+//! [`cluster::LocalCluster`], a whole cluster inside one process (what
+//! `kvdb dev`, the embedded example and the end-to-end tests run).
+//!
+//! # Layout
+//! - [`cluster`]: an in-process cluster with fault hooks (stop, restart a node).
+//! - [`servers`]: a coordinator serving gRPC and the Admin API, as a unit.
+
+pub mod cluster;
+pub mod servers;
+
+pub use kvdb_client as client;
+pub use kvdb_coordinator as coordinator;
+pub use kvdb_core as core;
+pub use kvdb_gateway as gateway;
+pub use kvdb_node as node;

@@ -1,0 +1,111 @@
+//! Server units shared by the `kvdb` binary, [`crate::cluster`] and tests.
+
+use std::net::SocketAddr;
+
+use kvdb_coordinator::admin::{self, AdminConfig, AdminConfigError};
+use kvdb_coordinator::{Coordinator, CoordinatorConfig, CoordinatorError};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    #[error("cannot listen on {addr} for the {what}: {source}")]
+    Bind {
+        what: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("coordinator: {0}")]
+    Coordinator(#[from] CoordinatorError),
+    #[error("Admin API: {0}")]
+    Admin(#[from] AdminConfigError),
+    #[error("{name}: {source}")]
+    Node {
+        name: String,
+        source: kvdb_node::node::NodeError,
+    },
+    #[error("gateway: {0}")]
+    Gateway(kvdb_core::error::KvError),
+    #[error("{0}")]
+    Bootstrap(String),
+}
+
+/// Binds `addr` for the server named `what`.
+pub async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
+        what: what.to_owned(),
+        addr,
+        source,
+    })
+}
+
+/// The address `listener` is bound to.
+pub fn local_addr(what: &str, listener: &TcpListener) -> Result<SocketAddr, StartError> {
+    listener.local_addr().map_err(|source| StartError::Bind {
+        what: what.to_owned(),
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })
+}
+
+/// A coordinator serving gRPC and the Admin API on bound listeners.
+pub struct RunningCoordinator {
+    pub coordinator: Coordinator,
+    grpc: JoinHandle<()>,
+    admin: JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl RunningCoordinator {
+    /// Starts the coordinator and its servers.
+    pub async fn start(
+        mut config: CoordinatorConfig,
+        grpc: TcpListener,
+        admin_listener: TcpListener,
+        admin_config: AdminConfig,
+    ) -> Result<RunningCoordinator, StartError> {
+        admin_config.validate()?;
+        config.listen = local_addr("coordinator", &grpc)?;
+        config.admin_listen = Some(local_addr("Admin API", &admin_listener)?);
+        let coordinator = Coordinator::start(config).await?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let grpc = tokio::spawn({
+            let c = coordinator.clone();
+            let stopped = until_stopped(stopped.clone());
+            async move {
+                if let Err(e) = kvdb_coordinator::serve(c, grpc, stopped).await {
+                    tracing::error!(error = %e, "coordinator gRPC server failed");
+                }
+            }
+        });
+        let router = admin::router(coordinator.clone(), admin_config);
+        let admin = tokio::spawn({
+            let stopped = until_stopped(stopped);
+            async move {
+                if let Err(e) = admin::serve(admin_listener, router, stopped).await {
+                    tracing::error!(error = %e, "Admin API server failed");
+                }
+            }
+        });
+        Ok(RunningCoordinator {
+            coordinator,
+            grpc,
+            admin,
+            stop,
+        })
+    }
+
+    /// Stops serving, then stops the coordinator.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.grpc.await;
+        let _ = self.admin.await;
+        self.coordinator.shutdown().await;
+    }
+}
+
