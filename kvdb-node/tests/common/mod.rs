@@ -42,10 +42,13 @@ where
     }
 }
 
-/// Installs a test log subscriber once (`RUST_LOG` filters it).
+/// Installs a test log subscriber once; silent unless `RUST_LOG` is set.
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
+        )
         .with_test_writer()
         .try_init();
 }
