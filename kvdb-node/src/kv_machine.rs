@@ -56,8 +56,16 @@ struct Meta {
 #[derive(Serialize, Deserialize)]
 struct SnapshotImage {
     meta: Meta,
-    /// `(key, value, version, expire_at_ms)`.
-    entries: Vec<(Vec<u8>, Vec<u8>, u64, Option<u64>)>,
+    entries: Vec<ImageEntry>,
+}
+
+/// One key in a [`SnapshotImage`].
+#[derive(Serialize, Deserialize)]
+struct ImageEntry {
+    key: Vec<u8>,
+    value: Vec<u8>,
+    version: u64,
+    expire_at_ms: Option<u64>,
 }
 
 /// One shard's state machine.
@@ -149,7 +157,12 @@ impl KvMachine {
             .storage
             .export()?
             .into_iter()
-            .map(|(k, v)| (k, v.value, v.version.0, v.expire_at_ms))
+            .map(|(key, v)| ImageEntry {
+                key,
+                value: v.value,
+                version: v.version.0,
+                expire_at_ms: v.expire_at_ms,
+            })
             .collect();
         let image = SnapshotImage {
             meta: self.meta.clone(),
@@ -172,13 +185,13 @@ impl KvMachine {
         let entries = image
             .entries
             .into_iter()
-            .map(|(key, value, version, expire_at_ms)| {
+            .map(|e| {
                 let value = StoredValue {
-                    value,
-                    version: Version(version),
-                    expire_at_ms,
+                    value: e.value,
+                    version: Version(e.version),
+                    expire_at_ms: e.expire_at_ms,
                 };
-                (key, value)
+                (e.key, value)
             })
             .collect();
         self.storage

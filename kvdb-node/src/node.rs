@@ -196,7 +196,7 @@ fn advertised_address(config: &NodeConfig, listener: &TcpListener) -> Result<Str
 async fn open_databases(config: &NodeConfig) -> Result<(LogDb, Arc<redb::Database>), NodeError> {
     let dir = config.data_dir.clone();
     let group_commit = config.group_commit;
-    let opened = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&dir).map_err(|source| NodeError::Io {
             what: format!("create data directory {}", dir.display()),
             source,
@@ -217,8 +217,7 @@ async fn open_databases(config: &NodeConfig) -> Result<(LogDb, Arc<redb::Databas
     .map_err(|e| NodeError::Io {
         what: "open databases".into(),
         source: std::io::Error::other(e),
-    })?;
-    opened
+    })?
 }
 
 async fn register(

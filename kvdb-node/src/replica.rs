@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use kvdb_core::raft::log_store::{LogDb, LogDbError};
 use kvdb_core::raft::state_machine::{StateMachineError, StateMachineStore};
@@ -85,14 +86,14 @@ pub enum ReplicaError {
     Fatal {
         shard: ShardId,
         #[source]
-        source: Fatal<u64>,
+        source: Box<Fatal<u64>>,
     },
     /// Initializing the group failed for a reason other than "already initialized".
     #[error("shard {shard}: initialize: {source}")]
     Initialize {
         shard: ShardId,
         #[source]
-        source: RaftError<u64, InitializeError<u64, BasicNode>>,
+        source: Box<RaftError<u64, InitializeError<u64, BasicNode>>>,
     },
     /// The node configuration gives no valid Raft configuration.
     #[error(transparent)]
@@ -128,6 +129,8 @@ pub struct Replica {
     raft: ShardRaft,
     storage: Arc<dyn Storage>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// Set by the first [`Replica::stop`].
+    stopped: AtomicBool,
 }
 
 impl std::fmt::Debug for Replica {
@@ -165,7 +168,10 @@ impl Replica {
         let network = GrpcNetworkFactory::new(shard.0, env.peers.clone());
         let raft = ShardRaft::new(env.node.0, raft_config, network, log, store)
             .await
-            .map_err(|source| ReplicaError::Fatal { shard, source })?;
+            .map_err(|source| ReplicaError::Fatal {
+                shard,
+                source: Box::new(source),
+            })?;
         env.router.register(shard.0, raft.clone());
         let tasks = std::sync::Mutex::new(vec![
             tokio::spawn(watch_leadership(
@@ -185,6 +191,7 @@ impl Replica {
             raft,
             storage,
             tasks,
+            stopped: AtomicBool::new(false),
         })
     }
 
@@ -235,7 +242,7 @@ impl Replica {
             Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
             Err(source) => Err(ReplicaError::Initialize {
                 shard: self.shard,
-                source,
+                source: Box::new(source),
             }),
         }
     }
@@ -243,6 +250,9 @@ impl Replica {
     /// Stops the group and its tasks and unregisters it from the transport;
     /// its data stays. Returns once nothing of the group runs any more.
     pub async fn stop(&self, env: &ReplicaEnv) {
+        if self.stopped.swap(true, Ordering::SeqCst) {
+            return;
+        }
         let tasks: Vec<JoinHandle<()>> = self
             .tasks
             .lock()

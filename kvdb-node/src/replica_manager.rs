@@ -43,6 +43,9 @@ pub struct ReplicaManager {
     moves: Mutex<HashMap<ShardId, (Epoch, JoinHandle<()>)>>,
     /// The last `(epoch, term)` leadership report the coordinator answered.
     reported: Mutex<HashMap<ShardId, (Epoch, u64)>>,
+    /// Stopped replicas of removed shards whose data is deleted as soon as
+    /// no request or task holds them any more.
+    retired: Mutex<Vec<Arc<Replica>>>,
 }
 
 impl std::fmt::Debug for ReplicaManager {
@@ -64,6 +67,7 @@ impl ReplicaManager {
             replicas: RwLock::default(),
             moves: Mutex::default(),
             reported: Mutex::default(),
+            retired: Mutex::default(),
         }
     }
 
@@ -177,6 +181,7 @@ impl ReplicaManager {
                 self.remove(shard).await;
             }
         }
+        self.reap_retired().await;
         for info in map.shards.values() {
             let Some(replica) = self.replica(info.id) else {
                 continue;
@@ -241,17 +246,36 @@ impl ReplicaManager {
         {
             task.abort();
         }
-        let Some(replica) = removed else { return };
-        match Arc::try_unwrap(replica) {
-            Ok(replica) => {
-                if let Err(e) = replica.destroy(&self.env).await {
-                    tracing::error!(%shard, error = %e, "cannot delete removed replica");
+        if let Some(replica) = removed {
+            replica.stop(&self.env).await;
+            self.retired
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(replica);
+        }
+    }
+
+    /// Deletes the data of retired replicas nothing holds any more.
+    async fn reap_retired(&self) {
+        let retired: Vec<Arc<Replica>> = self
+            .retired
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+            .collect();
+        for replica in retired {
+            match Arc::try_unwrap(replica) {
+                Ok(replica) => {
+                    let shard = replica.shard();
+                    if let Err(e) = replica.destroy(&self.env).await {
+                        tracing::error!(%shard, error = %e, "cannot delete removed replica");
+                    }
                 }
-            }
-            Err(replica) => {
-                // A request still holds it; stop now, delete on a later round.
-                replica.stop(&self.env).await;
-                tracing::warn!(%shard, "removed replica still in use; its data is kept");
+                Err(in_use) => self
+                    .retired
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(in_use),
             }
         }
     }

@@ -146,6 +146,11 @@ impl TestCluster {
         self.members[index].address.to_string()
     }
 
+    /// The data directory of the node at `index`.
+    pub fn data_dir(&self, index: usize) -> &std::path::Path {
+        self.members[index].dir.path()
+    }
+
     /// Stops the node at `index`, keeping its data.
     pub async fn stop_node(&mut self, index: usize) {
         if let Some(node) = self.members[index].node.take() {
