@@ -31,6 +31,9 @@ pub enum CoordinatorError {
     /// No shard with this id (or shards are not initialized).
     #[error("shard not found: {0}")]
     ShardNotFound(ShardId),
+    /// The shards are not initialized yet.
+    #[error("shards are not initialized")]
+    NotInitialized,
     /// Shards were already initialized with other parameters.
     #[error(
         "already initialized with {num_shards} shards and replication factor {replication_factor}"
@@ -97,7 +100,8 @@ impl CoordinatorError {
         match self {
             InvalidArgument(_) => codes::INVALID_ARGUMENT,
             NodeNotFound(_) | ShardNotFound(_) => codes::NOT_FOUND,
-            AlreadyInitialized { .. }
+            NotInitialized
+            | AlreadyInitialized { .. }
             | EpochMismatch { .. }
             | NotEnoughNodes { .. }
             | NodeNotAssignable { .. }
@@ -181,6 +185,7 @@ mod tests {
             CoordinatorError::InvalidArgument("rf 0".into()),
             CoordinatorError::NodeNotFound("node-9".into()),
             CoordinatorError::ShardNotFound(ShardId(4)),
+            CoordinatorError::NotInitialized,
             CoordinatorError::AlreadyInitialized {
                 num_shards: 8,
                 replication_factor: 3,

@@ -111,6 +111,11 @@ impl MetaState {
         self.members.get(&id)
     }
 
+    /// Every coordinator member address recorded so far.
+    pub fn members(&self) -> &BTreeMap<u64, MemberAddress> {
+        &self.members
+    }
+
     /// Every delta after `version`, oldest first; `None` when the history no
     /// longer reaches back to `version` (the caller needs a snapshot).
     /// Empty when `version` is current or ahead.

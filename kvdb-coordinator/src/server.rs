@@ -1,0 +1,50 @@
+//! Serving one coordinator member over gRPC: the Coordinator service and the
+//! Raft transport of the coordinator group, on one already-bound listener.
+//!
+//! Out of scope: the admin HTTP API, which runs on its own listener
+//! (`admin::router`), and TLS.
+
+use std::future::Future;
+
+use kvdb_core::raft::transport::RaftTransportService;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::coordinator::Coordinator;
+use crate::service::CoordinatorService;
+
+/// The largest Coordinator message accepted or sent: room for the full map
+/// of a cluster with every slot in its own shard.
+pub const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[error("coordinator gRPC server: {0}")]
+pub struct ServeError(#[from] tonic::transport::Error);
+
+/// Serves `coordinator` on `listener` until `shutdown` completes, then ends
+/// every open watch and waits for in-flight calls to finish. The
+/// coordinator itself keeps running; shut it down separately.
+pub async fn serve(
+    coordinator: Coordinator,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let (closing, closed) = watch::channel(false);
+    let service = CoordinatorService::new(coordinator.clone(), closed)
+        .into_server()
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let raft = RaftTransportService::new(coordinator.router()).into_server();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = closing.send(true);
+    };
+    tonic::transport::Server::builder()
+        .add_service(service)
+        .add_service(raft)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}

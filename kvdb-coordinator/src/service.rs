@@ -1,0 +1,294 @@
+//! The `kvdb.v1.Coordinator` gRPC service: a thin adapter over
+//! [`Coordinator`]. Each method decodes its request, calls the handle and
+//! maps the result; errors cross the wire through
+//! `From<CoordinatorError> for tonic::Status`.
+//!
+//! Reads and watches are served from this member's applied state. A request
+//! forwarded by another member (see [`crate::forward`]) is never forwarded
+//! again.
+
+use std::pin::Pin;
+
+use futures::{Stream, StreamExt};
+use kvdb_core::convert::node_status_from_i32;
+use kvdb_core::proto::v1 as pb;
+use kvdb_core::proto::v1::coordinator_server::{self, CoordinatorServer};
+use kvdb_core::{Epoch, MapVersion, NodeId, ShardId};
+use tokio::sync::watch;
+use tonic::{Request, Response, Status};
+
+use crate::command::{Command, Outcome};
+use crate::coordinator::Coordinator;
+use crate::error::CoordinatorError;
+use crate::forward;
+use crate::watch::{MapEvent, Watcher};
+
+/// The Coordinator gRPC service of one member.
+#[derive(Debug, Clone)]
+pub struct CoordinatorService {
+    coordinator: Coordinator,
+    /// Turns true when the server stops, to end the watch streams.
+    closing: watch::Receiver<bool>,
+}
+
+/// The stream of a WatchShardMap call.
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchShardMapEvent, Status>> + Send>>;
+
+type Reply<T> = Result<Response<T>, Status>;
+
+impl CoordinatorService {
+    /// The service over `coordinator`; watches end when `closing` turns true
+    /// (or the coordinator shuts down).
+    pub fn new(coordinator: Coordinator, closing: watch::Receiver<bool>) -> Self {
+        Self {
+            coordinator,
+            closing,
+        }
+    }
+
+    /// The tonic server wrapping this service.
+    pub fn into_server(self) -> CoordinatorServer<Self> {
+        CoordinatorServer::new(self)
+    }
+
+    /// The handle to act with: one that does not forward when the request
+    /// was itself forwarded.
+    fn handle<T>(&self, request: &Request<T>) -> Coordinator {
+        if forward::is_forwarded(request) {
+            self.coordinator.local_only()
+        } else {
+            self.coordinator.clone()
+        }
+    }
+}
+
+fn unexpected(outcome: Outcome) -> Status {
+    CoordinatorError::Internal(format!("unexpected command outcome {outcome:?}")).into()
+}
+
+fn node_ids(ids: &[u64]) -> Vec<NodeId> {
+    ids.iter().copied().map(NodeId).collect()
+}
+
+fn watch_stream(watcher: Watcher, mut closing: watch::Receiver<bool>) -> WatchStream {
+    let events = futures::stream::unfold(watcher, |mut watcher| async move {
+        let event = watcher.next().await?;
+        let event = match event {
+            MapEvent::Snapshot(map) => pb::watch_shard_map_event::Event::Snapshot((&*map).into()),
+            MapEvent::Delta(delta) => pb::watch_shard_map_event::Event::Delta((&*delta).into()),
+        };
+        let event = pb::WatchShardMapEvent { event: Some(event) };
+        Some((Ok(event), watcher))
+    });
+    let closed = async move {
+        let _ = closing.wait_for(|closed| *closed).await;
+    };
+    Box::pin(events.take_until(closed))
+}
+
+#[tonic::async_trait]
+impl coordinator_server::Coordinator for CoordinatorService {
+    async fn get_shard_map(
+        &self,
+        request: Request<pb::GetShardMapRequest>,
+    ) -> Reply<pb::GetShardMapResponse> {
+        let newer_than = MapVersion(request.into_inner().if_newer_than);
+        let map = self.coordinator.map();
+        let map = (map.version > newer_than).then(|| pb::ShardMap::from(&*map));
+        Ok(Response::new(pb::GetShardMapResponse { map }))
+    }
+
+    type WatchShardMapStream = WatchStream;
+
+    async fn watch_shard_map(
+        &self,
+        request: Request<pb::WatchShardMapRequest>,
+    ) -> Reply<Self::WatchShardMapStream> {
+        let from = MapVersion(request.into_inner().from_version);
+        let watcher = self.coordinator.subscribe(from).await;
+        Ok(Response::new(watch_stream(watcher, self.closing.clone())))
+    }
+
+    async fn resolve_shard(
+        &self,
+        request: Request<pb::ResolveShardRequest>,
+    ) -> Reply<pb::ResolveShardResponse> {
+        let slot = kvdb_core::slot::slot(&request.into_inner().key);
+        let map = self.coordinator.map();
+        let shard = map
+            .shards
+            .values()
+            .find(|s| s.contains(slot))
+            .ok_or(CoordinatorError::NotInitialized)?;
+        let mut replicas: Vec<pb::Node> = Vec::new();
+        let leader_first = shard
+            .leader
+            .into_iter()
+            .chain(shard.replicas.iter().copied());
+        for id in leader_first {
+            if let Some(node) = map.nodes.get(&id)
+                && !replicas.iter().any(|n| n.id == id.0)
+            {
+                replicas.push(node.into());
+            }
+        }
+        Ok(Response::new(pb::ResolveShardResponse {
+            shard: Some(shard.into()),
+            replicas,
+            map_version: map.version.0,
+        }))
+    }
+
+    async fn list_nodes(
+        &self,
+        _request: Request<pb::ListNodesRequest>,
+    ) -> Reply<pb::ListNodesResponse> {
+        let map = self.coordinator.map();
+        Ok(Response::new(pb::ListNodesResponse {
+            nodes: map.nodes.values().map(pb::Node::from).collect(),
+            map_version: map.version.0,
+        }))
+    }
+
+    async fn register_node(
+        &self,
+        request: Request<pb::RegisterNodeRequest>,
+    ) -> Reply<pb::RegisterNodeResponse> {
+        let handle = self.handle(&request);
+        let r = request.into_inner();
+        let command = Command::RegisterNode {
+            name: r.name,
+            address: r.address,
+            zone: r.zone,
+        };
+        match handle.execute(command).await? {
+            Outcome::Node { node, version } => Ok(Response::new(pb::RegisterNodeResponse {
+                node: Some((&node).into()),
+                map_version: version.0,
+            })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn init_shards(
+        &self,
+        request: Request<pb::InitShardsRequest>,
+    ) -> Reply<pb::InitShardsResponse> {
+        let handle = self.handle(&request);
+        let r = request.into_inner();
+        let version = handle
+            .init_shards(r.num_shards, r.replication_factor)
+            .await?;
+        Ok(Response::new(pb::InitShardsResponse {
+            map_version: version.0,
+        }))
+    }
+
+    async fn set_node_status(
+        &self,
+        request: Request<pb::SetNodeStatusRequest>,
+    ) -> Reply<pb::SetNodeStatusResponse> {
+        let handle = self.handle(&request);
+        let r = request.into_inner();
+        let status = node_status_from_i32(r.status)
+            .map_err(|e| CoordinatorError::InvalidArgument(e.to_string()))?;
+        let version = handle.set_node_status(NodeId(r.node_id), status).await?;
+        Ok(Response::new(pb::SetNodeStatusResponse {
+            map_version: version.0,
+        }))
+    }
+
+    async fn set_shard_replicas(
+        &self,
+        request: Request<pb::SetShardReplicasRequest>,
+    ) -> Reply<pb::SetShardReplicasResponse> {
+        let handle = self.handle(&request);
+        let r = request.into_inner();
+        let command = Command::SetShardReplicas {
+            shard: ShardId(r.shard_id),
+            epoch: (r.epoch != 0).then_some(Epoch(r.epoch)),
+            replicas: node_ids(&r.replicas),
+        };
+        match handle.execute(command).await? {
+            Outcome::Shard { shard, version } => Ok(Response::new(pb::SetShardReplicasResponse {
+                shard: Some((&shard).into()),
+                map_version: version.0,
+            })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn set_shard_leader(
+        &self,
+        request: Request<pb::SetShardLeaderRequest>,
+    ) -> Reply<pb::SetShardLeaderResponse> {
+        let handle = self.handle(&request);
+        let r = request.into_inner();
+        let version = handle
+            .set_shard_leader(ShardId(r.shard_id), Epoch(r.epoch), NodeId(r.node_id))
+            .await?;
+        Ok(Response::new(pb::SetShardLeaderResponse {
+            map_version: version.0,
+        }))
+    }
+
+    async fn report_shard_leader(
+        &self,
+        request: Request<pb::ReportShardLeaderRequest>,
+    ) -> Reply<pb::ReportShardLeaderResponse> {
+        let handle = self.handle(&request);
+        let r = request.into_inner();
+        let report = handle
+            .report_shard_leader(
+                ShardId(r.shard_id),
+                Epoch(r.epoch),
+                NodeId(r.leader),
+                r.term,
+            )
+            .await?;
+        Ok(Response::new(pb::ReportShardLeaderResponse {
+            accepted: report.accepted,
+            map_version: report.map_version.0,
+        }))
+    }
+
+    async fn report_shard_config(
+        &self,
+        request: Request<pb::ReportShardConfigRequest>,
+    ) -> Reply<pb::ReportShardConfigResponse> {
+        let handle = self.handle(&request);
+        let r = request.into_inner();
+        let report = handle
+            .report_shard_config(ShardId(r.shard_id), Epoch(r.epoch), node_ids(&r.replicas))
+            .await?;
+        Ok(Response::new(pb::ReportShardConfigResponse {
+            accepted: report.accepted,
+            map_version: report.map_version.0,
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Reply<pb::HeartbeatResponse> {
+        let handle = self.handle(&request);
+        let version = handle
+            .heartbeat(NodeId(request.into_inner().node_id))
+            .await?;
+        Ok(Response::new(pb::HeartbeatResponse {
+            map_version: version.0,
+        }))
+    }
+
+    async fn get_coordinator_leader(
+        &self,
+        _request: Request<pb::GetCoordinatorLeaderRequest>,
+    ) -> Reply<pb::GetCoordinatorLeaderResponse> {
+        let leader = self.coordinator.leader();
+        Ok(Response::new(pb::GetCoordinatorLeaderResponse {
+            leader_id: leader.id.unwrap_or(0),
+            leader_address: leader.grpc_address.unwrap_or_default(),
+            leader_admin_address: leader.admin_address.unwrap_or_default(),
+        }))
+    }
+}

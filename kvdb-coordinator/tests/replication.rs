@@ -1,0 +1,134 @@
+//! Three coordinator members: forwarding, leader failover without losing
+//! committed changes, watchers across a failover, and catch-up of a
+//! restarted member.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use common::{TestCluster, eventually, register_nodes, wait_until};
+use kvdb_core::proto::v1 as pb;
+use kvdb_core::{MapVersion, NodeId, NodeStatus, ShardMap, ShardMapDelta};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mutation_on_a_follower_is_forwarded() {
+    let cluster = TestCluster::start_with(3, |config| {
+        let port = 9000 + config.id as u16;
+        config.admin_listen = Some(SocketAddr::from(([127, 0, 0, 1], port)));
+    })
+    .await;
+    let leader = cluster.leader().await;
+    let follower = cluster.member(cluster.other_than(leader));
+
+    // --- register through the follower's handle and over its gRPC port
+    let node = follower
+        .register_node("node-1".into(), "127.0.0.1:7001".into(), "z1".into())
+        .await
+        .unwrap();
+    assert_eq!(node.id, NodeId(1));
+    let mut client = cluster.client(cluster.other_than(leader)).await;
+    let request = pb::RegisterNodeRequest {
+        name: "node-2".into(),
+        address: "127.0.0.1:7002".into(),
+        zone: "z1".into(),
+    };
+    let reply = client.register_node(request).await.unwrap().into_inner();
+    assert_eq!(reply.node.unwrap().id, 2);
+
+    // --- every member applies it; followers know the leader's admin address
+    for member in cluster.members.values() {
+        let coordinator = &member.coordinator;
+        wait_until("replication", || coordinator.map().nodes.len() == 2).await;
+    }
+    let admin = format!("127.0.0.1:{}", 9000 + leader);
+    wait_until("the leader's admin address", || {
+        follower.leader().admin_address.as_deref() == Some(admin.as_str())
+    })
+    .await;
+
+    // --- heartbeats are relayed to the leader too
+    let heartbeat = follower.heartbeat(NodeId(1)).await.unwrap();
+    assert!(heartbeat >= MapVersion(2));
+    cluster.shutdown().await;
+}
+
+/// Collects every event of a gRPC watch into `seen`, checking contiguity.
+fn collect(mut stream: tonic::Streaming<pb::WatchShardMapEvent>) -> Arc<Mutex<ShardMap>> {
+    let seen = Arc::new(Mutex::new(ShardMap::default()));
+    let map = seen.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(event)) = stream.message().await {
+            let mut map = map.lock().unwrap();
+            match event.event.unwrap() {
+                pb::watch_shard_map_event::Event::Snapshot(s) => {
+                    *map = ShardMap::try_from(&s).unwrap();
+                }
+                pb::watch_shard_map_event::Event::Delta(d) => {
+                    let delta = ShardMapDelta::try_from(&d).unwrap();
+                    map.apply(&delta).expect("deltas are contiguous");
+                }
+            }
+        }
+    });
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_failover_loses_nothing_and_watchers_see_every_version() {
+    let mut cluster = TestCluster::start(3).await;
+    let old_leader = cluster.leader().await;
+    let survivor = cluster.other_than(old_leader);
+
+    // --- a watcher on a survivor from version 0
+    let mut client = cluster.client(survivor).await;
+    let request = pb::WatchShardMapRequest { from_version: 0 };
+    let stream = client.watch_shard_map(request).await.unwrap().into_inner();
+    let watched = collect(stream);
+
+    // --- committed changes before the failover
+    register_nodes(cluster.member(old_leader), 3).await;
+    let committed = cluster.member(old_leader).init_shards(6, 3).await.unwrap();
+    let before = cluster.member(old_leader).map();
+    assert_eq!(before.version, committed);
+
+    // --- kill the leader
+    tracing::info!("--- kill the leader");
+    cluster.stop(old_leader).await;
+    let new_leader = cluster.leader().await;
+    assert_ne!(new_leader, old_leader);
+    let map = cluster.member(new_leader).map();
+    assert!(map.version >= committed);
+    assert_eq!(map.shards, before.shards, "no committed change lost");
+
+    // --- changes after the failover, through either survivor
+    let other = cluster.other_than(new_leader);
+    let moved = eventually("a write after failover", || async {
+        cluster
+            .member(other)
+            .set_node_status(NodeId(3), NodeStatus::Draining)
+            .await
+            .ok()
+    })
+    .await;
+    let final_map = cluster.member(new_leader).map();
+    assert!(final_map.version >= moved);
+    wait_until("the watcher to catch up", || {
+        watched.lock().unwrap().version == final_map.version
+    })
+    .await;
+    assert_eq!(*watched.lock().unwrap(), *final_map);
+
+    // --- restart the old leader: it catches up
+    tracing::info!("--- restart the old leader");
+    cluster.restart(old_leader).await;
+    let restarted = cluster.member(old_leader).clone();
+    wait_until("the old leader to catch up", || {
+        restarted.map().version == final_map.version
+    })
+    .await;
+    assert_eq!(restarted.map(), final_map);
+    cluster.leader().await;
+    assert!(restarted.is_ready());
+    cluster.shutdown().await;
+}
