@@ -1,5 +1,365 @@
-//! gRPC client of the coordinator group. In progress.
+//! [`CoordinatorClient`]: the gRPC client of the coordinator group, used by
+//! storage nodes, smart clients and gateways.
+//!
+//! It is given every coordinator address and keeps one lazily connected
+//! channel per address. Mutations go to the leader: the client remembers the
+//! member that last took one, follows `NOT_LEADER` hints (the
+//! [`LEADER_HINT`](crate::status::LEADER_HINT) trailer), and on a transport
+//! failure tries the next member after a short, jittered backoff, for a
+//! bounded number of attempts. Reads and watches go to any member (followers
+//! serve them from their applied state), preferring the last one that answered.
+//!
+//! The client is also a [`ShardMapSource`](crate::cache::ShardMapSource), so a
+//! [`ShardMapCache`](crate::cache::ShardMapCache) can follow the coordinators.
+//!
+//! Out of scope: TLS, authentication, and discovering coordinators that are
+//! not in the given list (a hint to an unlisted address is followed but not
+//! remembered across calls).
+
+mod calls;
+mod source;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rand::Rng;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use crate::convert::ConvertError;
+use crate::proto::v1::coordinator_client::CoordinatorClient as Grpc;
+use crate::status::{ERROR_KIND, LEADER_HINT};
 
 /// Trailer with the coordinator leader's Raft id on a `NOT_LEADER` error
 /// (next to [`crate::status::LEADER_HINT`] with its gRPC address).
 pub const LEADER_ID_HEADER: &str = "x-leader-id";
+
+/// The largest message the client accepts: a full map of a large cluster.
+pub const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+
+/// How a [`CoordinatorClient`] connects and retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoordinatorClientConfig {
+    /// How long a TCP connect may take.
+    pub connect_timeout: Duration,
+    /// How long one call may take (not applied to watch streams).
+    pub request_timeout: Duration,
+    /// How many members a call is tried at before giving up.
+    pub max_attempts: u32,
+    /// The first pause between attempts; doubled after each, with jitter.
+    pub backoff_initial: Duration,
+    /// The longest pause between attempts.
+    pub backoff_max: Duration,
+}
+
+impl CoordinatorClientConfig {
+    /// Default [`connect_timeout`](Self::connect_timeout).
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+    /// Default [`request_timeout`](Self::request_timeout).
+    pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Default [`max_attempts`](Self::max_attempts).
+    pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+    /// Default [`backoff_initial`](Self::backoff_initial).
+    pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_millis(50);
+    /// Default [`backoff_max`](Self::backoff_max).
+    pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+}
+
+impl Default for CoordinatorClientConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
+            max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
+            backoff_initial: Self::DEFAULT_BACKOFF_INITIAL,
+            backoff_max: Self::DEFAULT_BACKOFF_MAX,
+        }
+    }
+}
+
+/// Why a coordinator call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoordinatorClientError {
+    /// The client was given no coordinator address.
+    #[error("no coordinator addresses given")]
+    NoEndpoints,
+    /// An address is not `host:port`.
+    #[error("bad coordinator address {address:?}: {reason}")]
+    BadAddress { address: String, reason: String },
+    /// The coordinator answered and refused the call; retrying the same call
+    /// will not help. `kind` is the coordinator's error code (`CONFLICT`,
+    /// `NOT_FOUND`, `INVALID_ARGUMENT`, ...) when it sent one.
+    #[error("coordinator refused {call}: {message} ({kind:?}, {code:?})")]
+    Rejected {
+        call: &'static str,
+        code: Code,
+        kind: Option<String>,
+        message: String,
+    },
+    /// No member could take the call within the attempts allowed. Retryable.
+    #[error("coordinator {call} unavailable after {attempts} attempts: {last}")]
+    Unavailable {
+        call: &'static str,
+        attempts: u32,
+        last: String,
+    },
+    /// The coordinator sent a record that does not decode.
+    #[error("coordinator sent an invalid record: {0}")]
+    Invalid(#[from] ConvertError),
+}
+
+impl CoordinatorClientError {
+    /// Whether retrying later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+}
+
+/// What one failed attempt tells the retry loop.
+enum Failure {
+    /// Try again, at this address if given.
+    Retry { hint: Option<String>, why: String },
+    /// Stop: the answer is final.
+    Final(CoordinatorClientError),
+}
+
+fn classify(call: &'static str, status: Status) -> Failure {
+    let meta = status.metadata();
+    let kind = meta
+        .get(ERROR_KIND)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let hint = meta
+        .get(LEADER_HINT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let why = format!("{:?}: {}", status.code(), status.message());
+    match (kind.as_deref(), status.code()) {
+        (Some("NOT_LEADER"), _) => Failure::Retry { hint, why },
+        (
+            Some("UNAVAILABLE") | None,
+            Code::Unavailable | Code::DeadlineExceeded | Code::Unknown,
+        ) => Failure::Retry { hint: None, why },
+        (None, Code::Cancelled | Code::Aborted | Code::ResourceExhausted) => {
+            Failure::Retry { hint: None, why }
+        }
+        _ => Failure::Final(CoordinatorClientError::Rejected {
+            call,
+            code: status.code(),
+            kind,
+            message: status.message().to_owned(),
+        }),
+    }
+}
+
+/// A client of the coordinator group. Cheap to clone; clones share channels
+/// and the remembered leader.
+#[derive(Debug, Clone)]
+pub struct CoordinatorClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: CoordinatorClientConfig,
+    /// The configured addresses, in order.
+    addresses: Vec<String>,
+    channels: Mutex<HashMap<String, Channel>>,
+    /// Index into `addresses` of the member that last took a mutation.
+    leader: AtomicUsize,
+    /// Index into `addresses` of the member that last answered a read.
+    reader: AtomicUsize,
+}
+
+impl CoordinatorClient {
+    /// A client of the coordinators at `addresses` (`host:port` each), with
+    /// default settings. No I/O happens until the first call.
+    pub fn new(addresses: &[String]) -> Result<Self, CoordinatorClientError> {
+        Self::with_config(addresses, CoordinatorClientConfig::default())
+    }
+
+    /// A client with explicit settings.
+    pub fn with_config(
+        addresses: &[String],
+        config: CoordinatorClientConfig,
+    ) -> Result<Self, CoordinatorClientError> {
+        if addresses.is_empty() {
+            return Err(CoordinatorClientError::NoEndpoints);
+        }
+        let client = Self {
+            inner: Arc::new(Inner {
+                config,
+                addresses: addresses.to_vec(),
+                channels: Mutex::default(),
+                leader: AtomicUsize::new(0),
+                reader: AtomicUsize::new(0),
+            }),
+        };
+        for address in addresses {
+            client.channel(address)?;
+        }
+        Ok(client)
+    }
+
+    /// The configured coordinator addresses.
+    pub fn addresses(&self) -> &[String] {
+        &self.inner.addresses
+    }
+
+    /// The lazily connected channel to `address`.
+    fn channel(&self, address: &str) -> Result<Channel, CoordinatorClientError> {
+        let mut channels = self
+            .inner
+            .channels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(channel) = channels.get(address) {
+            return Ok(channel.clone());
+        }
+        let bad = |reason: String| CoordinatorClientError::BadAddress {
+            address: address.to_owned(),
+            reason,
+        };
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| bad(e.to_string()))?
+            .connect_timeout(self.inner.config.connect_timeout);
+        let channel = endpoint.connect_lazy();
+        channels.insert(address.to_owned(), channel.clone());
+        Ok(channel)
+    }
+
+    fn grpc(&self, address: &str) -> Result<Grpc<Channel>, CoordinatorClientError> {
+        Ok(Grpc::new(self.channel(address)?).max_decoding_message_size(MAX_MESSAGE_SIZE))
+    }
+
+    /// A request with the call timeout.
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(self.inner.config.request_timeout);
+        request
+    }
+
+    /// Runs `attempt` at the leader (`to_leader`) or any member, retrying as
+    /// the module docs describe.
+    async fn call<T, F, Fut>(
+        &self,
+        call: &'static str,
+        to_leader: bool,
+        attempt: F,
+    ) -> Result<T, CoordinatorClientError>
+    where
+        F: Fn(Grpc<Channel>) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        let addresses = &self.inner.addresses;
+        let preferred = if to_leader {
+            &self.inner.leader
+        } else {
+            &self.inner.reader
+        };
+        let mut index = preferred.load(Ordering::Relaxed) % addresses.len();
+        let mut hint: Option<String> = None;
+        let mut pause = self.inner.config.backoff_initial;
+        let mut last = String::new();
+        for round in 0..self.inner.config.max_attempts {
+            if round > 0 && hint.is_none() {
+                tokio::time::sleep(jittered(pause)).await;
+                pause = (pause * 2).min(self.inner.config.backoff_max);
+            }
+            let address = hint.take().unwrap_or_else(|| addresses[index].clone());
+            match attempt(self.grpc(&address)?).await {
+                Ok(value) => {
+                    if let Some(i) = addresses.iter().position(|a| *a == address) {
+                        preferred.store(i, Ordering::Relaxed);
+                    }
+                    return Ok(value);
+                }
+                Err(status) => match classify(call, status) {
+                    Failure::Final(error) => return Err(error),
+                    Failure::Retry { hint: next, why } => {
+                        tracing::debug!(call, %address, %why, "coordinator call failed");
+                        last = format!("{address}: {why}");
+                        hint = next.filter(|h| *h != address);
+                        if hint.is_none() {
+                            index = (index + 1) % addresses.len();
+                        }
+                    }
+                },
+            }
+        }
+        Err(CoordinatorClientError::Unavailable {
+            call,
+            attempts: self.inner.config.max_attempts,
+            last,
+        })
+    }
+}
+
+/// `pause` scaled by a random factor in [0.5, 1.0).
+fn jittered(pause: Duration) -> Duration {
+    let half = pause / 2;
+    half + half.mul_f64(rand::rng().random::<f64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::metadata::MetadataValue;
+
+    use super::*;
+
+    #[test]
+    fn not_leader_with_a_hint_retries_there() {
+        let mut status = Status::unavailable("not leader");
+        status
+            .metadata_mut()
+            .insert(ERROR_KIND, MetadataValue::from_static("NOT_LEADER"));
+        status
+            .metadata_mut()
+            .insert(LEADER_HINT, MetadataValue::from_static("10.0.0.2:7000"));
+        match classify("init_shards", status) {
+            Failure::Retry { hint, .. } => assert_eq!(hint.as_deref(), Some("10.0.0.2:7000")),
+            Failure::Final(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn transport_failures_retry_and_refusals_are_final() {
+        let retry = classify("heartbeat", Status::unavailable("connection refused"));
+        assert!(matches!(retry, Failure::Retry { hint: None, .. }));
+        let mut conflict = Status::failed_precondition("already initialized");
+        conflict
+            .metadata_mut()
+            .insert(ERROR_KIND, MetadataValue::from_static("CONFLICT"));
+        match classify("init_shards", conflict) {
+            Failure::Final(CoordinatorClientError::Rejected { kind, code, .. }) => {
+                assert_eq!(kind.as_deref(), Some("CONFLICT"));
+                assert_eq!(code, Code::FailedPrecondition);
+            }
+            _ => panic!("a conflict is final"),
+        }
+    }
+
+    #[test]
+    fn construction_checks_addresses() {
+        assert!(matches!(
+            CoordinatorClient::new(&[]),
+            Err(CoordinatorClientError::NoEndpoints)
+        ));
+        let bad = CoordinatorClient::new(&["not a uri".to_string()]);
+        assert!(matches!(
+            bad,
+            Err(CoordinatorClientError::BadAddress { .. })
+        ));
+    }
+
+    #[test]
+    fn jitter_stays_within_half_and_full() {
+        for _ in 0..100 {
+            let p = jittered(Duration::from_millis(100));
+            assert!(p >= Duration::from_millis(50) && p < Duration::from_millis(100));
+        }
+    }
+}
