@@ -248,8 +248,10 @@ impl Executor {
     }
 
     async fn refresh_within(&self, refresh: Refresh, deadline: Instant) {
-        if tokio::time::timeout_at(deadline, self.cache.refresh(refresh)).await.is_err() {
-            tracing::debug!("shard-map refresh did not finish before the deadline");
+        match tokio::time::timeout_at(deadline, self.cache.refresh(refresh)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "shard-map refresh failed"),
+            Err(_) => tracing::debug!("shard-map refresh did not finish before the deadline"),
         }
     }
 

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use kvdb_core::Version;
-use kvdb_core::cache::ShardMapCache;
+use kvdb_core::cache::{CacheConfig, ShardMapCache};
+use kvdb_core::error::KvError;
+use kvdb_core::MapVersion;
 use kvdb_core::coordinator_client::CoordinatorClient;
 
 use crate::api::{Kv, delete_request, delete_result, get_request, put_request, put_result, value_of};
@@ -37,9 +39,16 @@ impl Client {
             endpoint: coordinators.join(","),
             reason: e.to_string(),
         })?;
-        let cache = ShardMapCache::spawn(Arc::new(source), Default::default());
-        let deadline = tokio::time::Instant::now() + config.default_timeout;
-        cache.wait_initialized(deadline).await?;
+        let (cache, _driver) = ShardMapCache::spawn(Arc::new(source), CacheConfig::default())
+            .map_err(|e| ClientError::Kv(KvError::InvalidArgument(e.to_string())))?;
+        let first = cache.wait_for_version(MapVersion(1));
+        if tokio::time::timeout(config.default_timeout, first).await.is_err() {
+            return Err(ClientError::Kv(KvError::Unavailable(format!(
+                "no shard map from coordinators {} within {:?}",
+                coordinators.join(","),
+                config.default_timeout
+            ))));
+        }
         Ok(Client::from_executor(Executor::new(cache, config)))
     }
 

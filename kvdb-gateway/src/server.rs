@@ -4,7 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use kvdb_client::{Executor, ExecutorConfig};
-use kvdb_core::cache::ShardMapCache;
+use kvdb_core::cache::{CacheConfig, ShardMapCache};
 use kvdb_core::coordinator_client::CoordinatorClient;
 use kvdb_core::error::KvError;
 use kvdb_core::proto::v1::kv_gateway_server::KvGatewayServer;
@@ -25,7 +25,8 @@ impl Gateway {
     pub fn connect(coordinators: &[String], config: ExecutorConfig) -> Result<Gateway, KvError> {
         let source = CoordinatorClient::new(coordinators)
             .map_err(|e| KvError::InvalidArgument(format!("coordinators: {e}")))?;
-        let cache = ShardMapCache::spawn(Arc::new(source), Default::default());
+        let (cache, _driver) = ShardMapCache::spawn(Arc::new(source), CacheConfig::default())
+            .map_err(|e| KvError::InvalidArgument(e.to_string()))?;
         Ok(Gateway {
             executor: Executor::new(cache, config),
         })
