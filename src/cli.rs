@@ -82,6 +82,15 @@ pub struct CoordinatorArgs {
     /// Bearer token required by every /admin route.
     #[arg(long, env = "KVDB_ADMIN_TOKEN")]
     pub admin_token: Option<String>,
+    /// Interval at which storage nodes are expected to heartbeat.
+    #[arg(long, env = "KVDB_HEARTBEAT_INTERVAL", value_parser = parse_duration, default_value = "500ms")]
+    pub heartbeat_interval: Duration,
+    /// A node silent this long becomes suspect.
+    #[arg(long, env = "KVDB_SUSPECT_AFTER", value_parser = parse_duration, default_value = "2s")]
+    pub suspect_after: Duration,
+    /// A node silent this long becomes dead.
+    #[arg(long, env = "KVDB_DEAD_AFTER", value_parser = parse_duration, default_value = "6s")]
+    pub dead_after: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -101,6 +110,20 @@ pub struct NodeArgs {
     /// Zone label.
     #[arg(long, env = "KVDB_ZONE", default_value = "default")]
     pub zone: String,
+    /// Address other nodes and clients use to reach this node, when it
+    /// differs from --listen (e.g. behind NAT).
+    #[arg(long, env = "KVDB_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Largest accepted key in bytes.
+    #[arg(long, env = "KVDB_MAX_KEY_BYTES", default_value_t = kvdb_node::config::DEFAULT_MAX_KEY_BYTES)]
+    pub max_key_bytes: usize,
+    /// Largest accepted value in bytes.
+    #[arg(long, env = "KVDB_MAX_VALUE_BYTES", default_value_t = kvdb_node::config::DEFAULT_MAX_VALUE_BYTES)]
+    pub max_value_bytes: usize,
+    /// Give every shard's log append its own fsync instead of sharing one
+    /// across shards (for measurement; slower).
+    #[arg(long, env = "KVDB_NO_GROUP_COMMIT")]
+    pub no_group_commit: bool,
 }
 
 #[derive(Debug, Args)]

@@ -48,6 +48,9 @@ fn start_failed(error: impl std::fmt::Display) -> ExitCode {
 
 pub async fn coordinator(args: CoordinatorArgs) -> ExitCode {
     let mut config = CoordinatorConfig::new(args.id, args.listen, args.data);
+    config.heartbeat_interval = args.heartbeat_interval;
+    config.suspect_after = args.suspect_after;
+    config.dead_after = args.dead_after;
     match parse_peers(&args.peers) {
         Ok(peers) => config.peers = peers,
         Err(e) => return start_failed(e),
@@ -99,6 +102,10 @@ fn parse_peers(peers: &[String]) -> Result<BTreeMap<u64, String>, String> {
 pub async fn node(args: NodeArgs) -> ExitCode {
     let mut config = NodeConfig::new(args.name, args.data, args.coordinators);
     config.zone = args.zone;
+    config.advertise_address = args.advertise.unwrap_or_default();
+    config.max_key_bytes = args.max_key_bytes;
+    config.max_value_bytes = args.max_value_bytes;
+    config.group_commit = !args.no_group_commit;
     let listener = match bind("storage node", args.listen).await {
         Ok(l) => l,
         Err(e) => return start_failed(e),
