@@ -8,7 +8,7 @@
 //!   (`ensure_linearizable`, which also waits until the read index is
 //!   applied) and reads the applied state; an EVENTUAL get reads this
 //!   replica's applied state at once;
-//! - a put or delete becomes a [`Command`](crate::command::Command) stamped
+//! - a put or delete becomes a `Command` stamped
 //!   with this leader's clock and goes through `client_write`, which answers
 //!   once the entry is committed on a majority and applied here.
 //!

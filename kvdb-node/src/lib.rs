@@ -1,11 +1,36 @@
-//! KvDB storage node: shard replicas as openraft groups, the KV service and
-//! the Raft transport, following the coordinator's shard map.
+//! KvDB storage node: shard replicas as openraft groups on redb, the
+//! `KvNode` gRPC service with epoch validation and routing hints, and the
+//! Raft transport, all following the coordinator's shard map.
+//!
+//! A write travels: `kv_service` (routing checks by core's `EpochValidator`,
+//! size limits, the leader's clock fixed in the command by `proposal`) ->
+//! the shard's Raft group (`replica`) -> a majority fsyncs the log entry ->
+//! `kv_machine` applies it (versions, CAS, TTL, exactly-once via `sessions`)
+//! -> the client gets the result. Reads are served from the applied state,
+//! after a read-index round for STRONG.
 //!
 //! # Layout
 //! - [`command`]: the shard's Raft command and its result.
 //! - [`sessions`]: per-client memory of recent writes (exactly-once retries).
 //! - [`kv_machine`]: the replicated state machine over core's `Storage`.
 //! - [`raft_types`]: the openraft type configuration of a shard group.
+//! - [`proposal`]: request -> command and result -> response, with limits.
+//! - [`replica`]: this node's member of one shard group, plus its purger.
+//! - [`replica_manager`]: opens, initializes, moves and removes replicas to
+//!   follow the map; reports leaders.
+//! - [`reconfigure`]: a shard move run by the shard's leader.
+//! - [`kv_service`]: the `KvNode` gRPC service.
+//! - [`control`]: the coordinator as the node uses it ([`control::ControlPlane`]).
+//! - [`config`]: [`config::NodeConfig`] with named defaults.
+//! - [`node`]: [`node::Node`], start to shutdown.
+//! - [`server`]: [`server::serve_with`], the `kvdb node` entry point.
+//! - [`shutdown`], [`clock`]: the shutdown signal and the wall clock.
+//!
+//! # Out of scope
+//! - Leader transfer on `SetShardLeader` (openraft 0.9 has no transfer API).
+//! - Shard splits and merges: slot ranges never change here.
+//! - Changing a node's address: Raft memberships keep the address a member
+//!   had when it joined, so a node must restart on the same address.
 
 pub mod clock;
 pub mod command;
@@ -19,5 +44,11 @@ pub mod raft_types;
 pub mod reconfigure;
 pub mod replica;
 pub mod replica_manager;
+pub mod server;
 pub mod sessions;
 pub mod shutdown;
+
+pub use config::NodeConfig;
+pub use control::{ControlError, ControlPlane};
+pub use node::{Node, NodeError};
+pub use server::serve_with;

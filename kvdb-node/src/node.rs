@@ -32,7 +32,7 @@ use crate::proposal::Limits;
 use crate::replica::ReplicaEnv;
 use crate::replica_manager::ReplicaManager;
 
-/// How long [`Node::start`] keeps trying to register before giving up.
+/// How long [`Node::start_with`] keeps trying to register before giving up.
 pub const REGISTER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause between registration attempts.
 const REGISTER_RETRY: Duration = Duration::from_millis(200);

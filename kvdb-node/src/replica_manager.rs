@@ -8,8 +8,8 @@
 //!   ever reported (`leader_term == 0`), it initializes the group with the
 //!   full replica set;
 //! - a replica of a shard that no longer lists this node (the move was
-//!   committed: epoch bumped, this node not in `replicas`) is stopped and its
-//!   data deleted, never earlier;
+//!   committed: epoch bumped, this node not in `replicas`) is stopped, never
+//!   earlier, and its data deleted as soon as no request or task holds it;
 //! - on a shard this node leads: a leader the map does not know yet is
 //!   reported, and a pending move is run (see [`crate::reconfigure`]).
 //!
@@ -17,8 +17,9 @@
 //! changes, and on a timer (which retries failed reports and opens).
 //!
 //! Out of scope: leader transfer for `SetShardLeader` (openraft 0.9 has no
-//! transfer API), and replicas left on disk for shards the map no longer
-//! has at all (the map never drops shards today).
+//! transfer API); data of a removed replica still in use when the node shuts
+//! down, and of shards the map drops entirely (it never does today), stays
+//! on disk.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
