@@ -3,12 +3,14 @@
 //! The node's logic (registration, heartbeats, leader and configuration
 //! reports) is written against this small trait rather than a gRPC client,
 //! so that it can be driven by an in-memory fake in tests. The production
-//! implementation wraps core's coordinator client.
+//! implementation is core's leader-following [`CoordinatorClient`].
 //!
 //! Out of scope: following the shard map, which goes through core's
 //! `ShardMapCache` and its `ShardMapSource`.
 
+use futures::FutureExt;
 use futures::future::BoxFuture;
+use kvdb_core::coordinator_client::CoordinatorClient;
 use kvdb_core::{Epoch, MapVersion, NodeId, ShardId};
 
 /// A failed call to the coordinator. Every one is retryable: the node tries
@@ -68,4 +70,59 @@ pub trait ControlPlane: Send + Sync + 'static {
         epoch: Epoch,
         replicas: Vec<NodeId>,
     ) -> BoxFuture<'_, Result<bool, ControlError>>;
+}
+
+impl ControlPlane for CoordinatorClient {
+    fn register_node<'a>(
+        &'a self,
+        name: &'a str,
+        address: &'a str,
+        zone: &'a str,
+    ) -> BoxFuture<'a, Result<NodeId, ControlError>> {
+        async move {
+            let node = CoordinatorClient::register_node(self, name, address, zone)
+                .await
+                .map_err(ControlError::during("register_node"))?;
+            Ok(node.id)
+        }
+        .boxed()
+    }
+
+    fn heartbeat(&self, node: NodeId) -> BoxFuture<'_, Result<MapVersion, ControlError>> {
+        async move {
+            CoordinatorClient::heartbeat(self, node)
+                .await
+                .map_err(ControlError::during("heartbeat"))
+        }
+        .boxed()
+    }
+
+    fn report_shard_leader(
+        &self,
+        shard: ShardId,
+        epoch: Epoch,
+        leader: NodeId,
+        term: u64,
+    ) -> BoxFuture<'_, Result<bool, ControlError>> {
+        async move {
+            CoordinatorClient::report_shard_leader(self, shard, epoch, leader, term)
+                .await
+                .map_err(ControlError::during("report_shard_leader"))
+        }
+        .boxed()
+    }
+
+    fn report_shard_config(
+        &self,
+        shard: ShardId,
+        epoch: Epoch,
+        replicas: Vec<NodeId>,
+    ) -> BoxFuture<'_, Result<bool, ControlError>> {
+        async move {
+            CoordinatorClient::report_shard_config(self, shard, epoch, &replicas)
+                .await
+                .map_err(ControlError::during("report_shard_config"))
+        }
+        .boxed()
+    }
 }

@@ -23,7 +23,7 @@
 //! - [`control`]: the coordinator as the node uses it ([`control::ControlPlane`]).
 //! - [`config`]: [`config::NodeConfig`] with named defaults.
 //! - [`node`]: [`node::Node`], start to shutdown.
-//! - [`server`]: [`server::serve_with`], the `kvdb node` entry point.
+//! - [`server`]: [`server::serve`] / [`server::serve_with`], `kvdb node` entry points.
 //! - [`shutdown`], [`clock`]: the shutdown signal and the wall clock.
 //!
 //! # Out of scope
@@ -51,4 +51,4 @@ pub mod shutdown;
 pub use config::NodeConfig;
 pub use control::{ControlError, ControlPlane};
 pub use node::{Node, NodeError};
-pub use server::serve_with;
+pub use server::{serve, serve_with};

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use kvdb_core::NodeId;
 use kvdb_core::cache::{CacheConfig, DriverHandle, ShardMapCache, ShardMapSource};
+use kvdb_core::coordinator_client::{CoordinatorClient, CoordinatorClientError};
 use kvdb_core::raft::log_store::{LogDb, LogDbError, LogDbOptions, LogDbStats};
 use kvdb_core::raft::transport::{PeerChannels, RaftRouter, RaftTransportService};
 use tokio::net::TcpListener;
@@ -66,6 +67,9 @@ pub enum NodeError {
     /// The coordinator could not be reached for registration in time.
     #[error("registration failed: {0}")]
     Register(#[source] ControlError),
+    /// The coordinator addresses are unusable.
+    #[error("coordinator client: {0}")]
+    Coordinator(#[from] CoordinatorClientError),
     /// The shard-map cache refused its configuration.
     #[error("shard-map cache: {0}")]
     Cache(#[from] kvdb_core::cache::ConfigError),
@@ -92,6 +96,15 @@ impl std::fmt::Debug for Node {
 }
 
 impl Node {
+    /// Starts a node on `listener`, registering with and following the
+    /// coordinators of `config.coordinators` through core's
+    /// [`CoordinatorClient`].
+    pub async fn start(config: NodeConfig, listener: TcpListener) -> Result<Self, NodeError> {
+        config.validate()?;
+        let client = Arc::new(CoordinatorClient::new(&config.coordinators)?);
+        Self::start_with(config, listener, client.clone(), client).await
+    }
+
     /// Starts a node on `listener`, talking to the coordinator through
     /// `control` and following the map from `source`.
     pub async fn start_with(

@@ -15,6 +15,18 @@ use crate::config::NodeConfig;
 use crate::control::ControlPlane;
 use crate::node::{Node, NodeError};
 
+/// Starts a node on `listener` with core's coordinator client, serves until
+/// `shutdown` completes, then stops it gracefully.
+pub async fn serve(
+    config: NodeConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), NodeError> {
+    let node = Node::start(config, listener).await?;
+    run_until(node, shutdown).await;
+    Ok(())
+}
+
 /// Starts a node on `listener`, serves until `shutdown` completes, then
 /// stops it gracefully (replicas keep their data).
 pub async fn serve_with(
@@ -25,9 +37,13 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), NodeError> {
     let node = Node::start_with(config, listener, control, source).await?;
+    run_until(node, shutdown).await;
+    Ok(())
+}
+
+async fn run_until(node: Node, shutdown: impl Future<Output = ()>) {
     tracing::info!(node = %node.id(), address = %node.address(), "storage node serving");
     shutdown.await;
     tracing::info!(node = %node.id(), "shutting down");
     node.shutdown().await;
-    Ok(())
 }
