@@ -2,8 +2,9 @@
 //! API, storage nodes and a gateway, on loopback. `kvdb dev` runs one with
 //! fixed ports; tests and the embedded example run one on ephemeral ports.
 //!
-//! Fault hooks stop and restart a node in place (same address, same data),
-//! which is what a crash-and-restart looks like to the rest of the cluster.
+//! Fault hooks stop and restart a node, or the coordinator, in place (same
+//! address, same data), which is what a crash-and-restart looks like to the
+//! rest of the cluster.
 //! Out of scope: network faults (see `kvdb-testkit`'s fault proxy) and
 //! multi-member coordinator groups.
 
@@ -82,7 +83,8 @@ struct RunningGateway {
 /// A running in-process cluster.
 pub struct LocalCluster {
     config: ClusterConfig,
-    coordinator: RunningCoordinator,
+    /// `None` while stopped by [`LocalCluster::stop_coordinator`].
+    coordinator: Option<RunningCoordinator>,
     coordinator_address: SocketAddr,
     admin_address: SocketAddr,
     /// Bound address of each node (fixed at first start).
@@ -99,19 +101,14 @@ impl LocalCluster {
         let admin = bind("Admin API", config.admin).await?;
         let coordinator_address = local_addr("coordinator", &grpc)?;
         let admin_address = local_addr("Admin API", &admin)?;
-        let mut coordinator_config =
-            CoordinatorConfig::new(1, coordinator_address, config.data_dir.join("coordinator"));
-        (config.tune_coordinator)(&mut coordinator_config);
-        let coordinator =
-            RunningCoordinator::start(coordinator_config, grpc, admin, AdminConfig::default())
-                .await?;
+        let coordinator = launch_coordinator(&config, grpc, admin).await?;
         let mut cluster = LocalCluster {
             node_addresses: Vec::new(),
             nodes: Vec::new(),
             gateway: None,
             coordinator_address,
             admin_address,
-            coordinator,
+            coordinator: Some(coordinator),
             config,
         };
         for i in 0..cluster.config.nodes.len() {
@@ -135,6 +132,7 @@ impl LocalCluster {
             self.config.data_dir.join(&name),
             vec![self.coordinator_address.to_string()],
         );
+        config.zone = "default".to_owned();
         (self.config.tune_node)(&mut config);
         Node::start(config, listener)
             .await
@@ -178,15 +176,29 @@ impl LocalCluster {
                 .await
                 .map_err(StartError::Coordinator)?;
         }
+        // Designated leaders are in the map from the start; a reported Raft
+        // term shows the group really elected one.
         wait_until(deadline, "every shard to elect a leader", || {
-            coordinator.map().shards.values().all(|s| s.leader.is_some())
+            coordinator.map().shards.values().all(|s| s.leader_term > 0)
         })
         .await
     }
 
     /// The coordinator handle (map, admin operations).
+    ///
+    /// # Panics
+    /// While the coordinator is stopped ([`stop_coordinator`](Self::stop_coordinator)).
     pub fn coordinator(&self) -> &Coordinator {
-        &self.coordinator.coordinator
+        &self
+            .coordinator
+            .as_ref()
+            .expect("the coordinator is stopped")
+            .coordinator
+    }
+
+    /// Whether the coordinator is running.
+    pub fn coordinator_running(&self) -> bool {
+        self.coordinator.is_some()
     }
 
     /// Coordinator gRPC address, for smart clients and nodes.
@@ -246,6 +258,33 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// Stops the coordinator (gRPC, Admin API and its Raft member) as a
+    /// crash would look to clients and nodes; its data stays. Nodes and
+    /// clients keep routing with the maps they hold.
+    pub async fn stop_coordinator(&mut self) {
+        if let Some(coordinator) = self.coordinator.take() {
+            coordinator.shutdown().await;
+        }
+    }
+
+    /// Restarts a stopped coordinator at its old addresses with its old
+    /// data, and waits until it leads its group again.
+    pub async fn restart_coordinator(&mut self) -> Result<(), StartError> {
+        if self.coordinator.is_some() {
+            return Ok(());
+        }
+        let grpc = bind("coordinator", self.coordinator_address).await?;
+        let admin = bind("Admin API", self.admin_address).await?;
+        let running = launch_coordinator(&self.config, grpc, admin).await?;
+        let deadline = tokio::time::Instant::now() + self.config.startup_timeout;
+        let coordinator = running.coordinator.clone();
+        self.coordinator = Some(running);
+        wait_until(deadline, "the restarted coordinator to lead", || {
+            coordinator.is_leader() && coordinator.map().is_initialized()
+        })
+        .await
+    }
+
     /// Stops everything: gateway, nodes, coordinator.
     pub async fn shutdown(mut self) {
         if let Some(g) = self.gateway.take() {
@@ -255,8 +294,21 @@ impl LocalCluster {
         for node in self.nodes.iter_mut().filter_map(Option::take) {
             node.shutdown().await;
         }
-        self.coordinator.shutdown().await;
+        self.stop_coordinator().await;
     }
+}
+
+/// Starts the coordinator of `config` on bound listeners.
+async fn launch_coordinator(
+    config: &ClusterConfig,
+    grpc: tokio::net::TcpListener,
+    admin: tokio::net::TcpListener,
+) -> Result<RunningCoordinator, StartError> {
+    let address = local_addr("coordinator", &grpc)?;
+    let mut coordinator_config =
+        CoordinatorConfig::new(1, address, config.data_dir.join("coordinator"));
+    (config.tune_coordinator)(&mut coordinator_config);
+    RunningCoordinator::start(coordinator_config, grpc, admin, AdminConfig::default()).await
 }
 
 /// Name of node `i` (0-based): `node-1`, `node-2`, ...

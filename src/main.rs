@@ -48,7 +48,7 @@ async fn run(command: Command) -> ExitCode {
 fn init_tracing(command: &Command) {
     let default = match command {
         Command::Dev(_) | Command::Coordinator(_) | Command::Node(_) | Command::Gateway(_) => {
-            "info,openraft=warn"
+            "info,openraft=error"
         }
         _ => "warn",
     };

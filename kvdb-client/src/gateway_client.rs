@@ -60,10 +60,13 @@ impl GatewayClient {
     {
         let deadline = Instant::now() + timeout.unwrap_or(self.timeout);
         let mut attempt = 0;
+        let mut last = KvError::DeadlineExceeded;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(KvError::DeadlineExceeded);
+                // Report why the gateway could not be reached, not just that
+                // time ran out.
+                return Err(last);
             }
             let error = match tokio::time::timeout(left, send(self.inner.clone(), left)).await {
                 Ok(Ok(reply)) => return Ok(reply.into_inner()),
@@ -73,6 +76,7 @@ impl GatewayClient {
             if !matches!(error, KvError::Unavailable(_)) {
                 return Err(error);
             }
+            last = error;
             let wake = (Instant::now() + self.backoff.delay(attempt)).min(deadline);
             tokio::time::sleep_until(wake).await;
             attempt += 1;

@@ -2,7 +2,6 @@
 //! component, and runs until Ctrl-C or SIGTERM, then shuts down cleanly.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use kvdb_client::ExecutorConfig;
@@ -12,7 +11,6 @@ use kvdb_coordinator::admin::AdminConfig;
 use kvdb_gateway::Gateway;
 use kvdb_node::config::NodeConfig;
 use kvdb_node::node::Node;
-use tokio::net::TcpListener;
 
 use crate::cli::{CoordinatorArgs, GatewayArgs, NodeArgs};
 
