@@ -245,13 +245,21 @@ pub async fn run(args: BenchArgs) -> ExitCode {
             Err(e) => Err(e),
         },
     };
-    match result.and_then(|summary| print(&summary, args.json).map(|()| summary)) {
-        Ok(summary) if summary.errors.total() == 0 => ExitCode::SUCCESS,
-        Ok(_) => ExitCode::from(EXIT_FAILED_REQUESTS),
+    let summary = match result {
+        Ok(summary) => summary,
         Err(e) => {
             eprintln!("kvdb bench: {e}");
-            e.exit_code()
+            return e.exit_code();
         }
+    };
+    if let Err(e) = print(&summary, args.json) {
+        eprintln!("kvdb bench: {e}");
+        return e.exit_code();
+    }
+    if summary.errors.total() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED_REQUESTS)
     }
 }
 
