@@ -41,6 +41,8 @@ pub enum Command {
     Cas(CasArgs),
     /// Cluster administration through the Admin HTTP API.
     Admin(AdminArgs),
+    /// Drive load at a running cluster and report throughput and latency.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,9 @@
 //! - `cmd::dev`: the single-process development cluster.
 //! - `cmd::kv`: `get`, `put`, `del`, `cas`.
 //! - `cmd::admin`: `admin ...` over the Admin HTTP API.
+//! - `bench`: the `bench` load generator.
 
+mod bench;
 mod cli;
 mod cmd;
 
@@ -40,6 +42,7 @@ async fn run(command: Command) -> ExitCode {
         Command::Del(args) => cmd::kv::del(args).await,
         Command::Cas(args) => cmd::kv::cas(args).await,
         Command::Admin(args) => cmd::admin::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }
 

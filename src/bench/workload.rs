@@ -34,11 +34,6 @@ impl OpMix {
         }
     }
 
-    /// The probability that a request is a get.
-    pub fn get_ratio(&self) -> f64 {
-        self.get_ratio
-    }
-
     /// Whether any request will be a get (and so a preload makes sense).
     pub fn has_gets(&self) -> bool {
         self.get_ratio > 0.0
@@ -73,6 +68,7 @@ impl KeySpace {
     }
 
     /// How many distinct keys there are.
+    #[cfg(test)]
     pub fn size(&self) -> u64 {
         self.size
     }
