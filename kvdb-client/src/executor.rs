@@ -17,6 +17,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kvdb_core::AddressRewrite;
 use kvdb_core::cache::{Refresh, ShardMapCache};
 use kvdb_core::epoch::Access;
 use kvdb_core::error::{KvError, RetryAction};
@@ -39,6 +40,10 @@ pub struct ExecutorConfig {
     pub backoff: Backoff,
     /// How long a node that failed is avoided when there is a choice.
     pub node_cool_down: Duration,
+    /// Rewrites a node's address when the pool first dials it
+    /// (fault-injection tests route links through proxies). `None` in
+    /// production.
+    pub node_address_rewrite: Option<AddressRewrite>,
 }
 
 impl ExecutorConfig {
@@ -54,6 +59,7 @@ impl Default for ExecutorConfig {
             default_timeout: Self::DEFAULT_TIMEOUT,
             backoff: Backoff::DEFAULT,
             node_cool_down: Self::DEFAULT_COOL_DOWN,
+            node_address_rewrite: None,
         }
     }
 }
@@ -70,7 +76,10 @@ impl Executor {
     /// An executor routing with `cache`.
     pub fn new(cache: Arc<ShardMapCache>, config: ExecutorConfig) -> Executor {
         Executor {
-            pool: NodePool::new(config.node_cool_down),
+            pool: NodePool::with_rewrite(
+                config.node_cool_down,
+                config.node_address_rewrite.clone(),
+            ),
             cache,
             config,
         }

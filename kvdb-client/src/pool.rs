@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use kvdb_core::AddressRewrite;
 use kvdb_core::error::KvError;
 use kvdb_core::proto::v1::kv_node_client::KvNodeClient;
 use tonic::transport::{Channel, Endpoint};
@@ -29,15 +30,25 @@ pub struct NodePool {
     peers: Arc<ArcSwap<HashMap<String, Arc<Peer>>>>,
     started: Instant,
     cool_down: Duration,
+    /// Applied to an address when its channel is created; the pool is
+    /// still keyed by the real address.
+    rewrite: Option<AddressRewrite>,
 }
 
 impl NodePool {
     /// A pool that avoids a failed node for `cool_down` when it has a choice.
     pub fn new(cool_down: Duration) -> NodePool {
+        NodePool::with_rewrite(cool_down, None)
+    }
+
+    /// [`NodePool::new`] dialing `rewrite(address)` instead of a node's
+    /// `address`, if a rewrite is given.
+    pub fn with_rewrite(cool_down: Duration, rewrite: Option<AddressRewrite>) -> NodePool {
         NodePool {
             peers: Arc::default(),
             started: Instant::now(),
             cool_down,
+            rewrite,
         }
     }
 
@@ -46,7 +57,11 @@ impl NodePool {
         if let Some(peer) = self.peers.load().get(address) {
             return Ok(peer.client.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        let dialed = match &self.rewrite {
+            Some(rewrite) => rewrite.apply(address),
+            None => address.to_owned(),
+        };
+        let endpoint = Endpoint::from_shared(format!("http://{dialed}"))
             .map_err(|e| KvError::InvalidArgument(format!("node address {address:?}: {e}")))?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)

@@ -1,6 +1,7 @@
 //! KvDB core: everything the servers and clients share, with no servers in it.
 //!
 //! # Layout
+//! - [`address_rewrite`]: [`AddressRewrite`], a dial-time address hook (fault-injection proxies).
 //! - [`ids`]: newtypes (`NodeId`, `ShardId`, `Slot`, `Epoch`, `MapVersion`, `Version`).
 //! - [`slot`]: key -> slot hashing (CRC16-XMODEM with Redis hash tags).
 //! - [`shard_map`]: the shard map, deltas and the validity check.
@@ -16,6 +17,7 @@
 //!   coordinator and the shard groups.
 //! - [`proto`]: generated protobuf and gRPC code.
 
+pub mod address_rewrite;
 pub mod cache;
 pub mod convert;
 pub mod coordinator_client;
@@ -30,5 +32,6 @@ pub mod slot;
 pub mod status;
 pub mod storage;
 
+pub use address_rewrite::AddressRewrite;
 pub use ids::{Epoch, MapVersion, NodeId, SLOT_COUNT, ShardId, Slot, Version};
 pub use shard_map::{NodeInfo, NodeStatus, ShardInfo, ShardMap, ShardMapDelta, ShardState};

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use kvdb_core::AddressRewrite;
 use openraft::SnapshotPolicy;
 
 /// Default cap on key size: 8 KiB.
@@ -81,6 +82,14 @@ pub struct NodeConfig {
     pub purge_batch: usize,
     /// Bound on how long a write or strong read waits for Raft.
     pub request_timeout: Duration,
+    /// Rewrites a peer's address when this node first dials it for Raft
+    /// traffic (fault-injection tests route links through proxies). The
+    /// node still advertises its own real address. `None` in production.
+    pub peer_address_rewrite: Option<AddressRewrite>,
+    /// A deliberately broken behaviour to switch on (chaos-suite
+    /// sensitivity tests only). `None` unless a test sets it.
+    #[cfg(feature = "planted-bugs")]
+    pub planted_bug: Option<crate::planted::PlantedBug>,
 }
 
 impl NodeConfig {
@@ -110,6 +119,9 @@ impl NodeConfig {
             purge_interval: DEFAULT_PURGE_INTERVAL,
             purge_batch: DEFAULT_PURGE_BATCH,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            peer_address_rewrite: None,
+            #[cfg(feature = "planted-bugs")]
+            planted_bug: None,
         }
     }
 

@@ -40,6 +40,8 @@ pub struct KvService {
     validator: EpochValidator,
     limits: Limits,
     timeout: Duration,
+    #[cfg(feature = "planted-bugs")]
+    bug: Option<crate::planted::PlantedBug>,
 }
 
 impl KvService {
@@ -54,7 +56,22 @@ impl KvService {
             validator,
             limits,
             timeout,
+            #[cfg(feature = "planted-bugs")]
+            bug: None,
         }
+    }
+
+    /// Switches on a deliberate bug (chaos-suite sensitivity tests only).
+    #[cfg(feature = "planted-bugs")]
+    pub fn with_planted_bug(mut self, bug: Option<crate::planted::PlantedBug>) -> Self {
+        self.bug = bug;
+        self
+    }
+
+    /// Whether the planted `bug` is switched on.
+    #[cfg(feature = "planted-bugs")]
+    fn planted(&self, bug: crate::planted::PlantedBug) -> bool {
+        self.bug == Some(bug)
     }
 
     /// The tonic server wrapping this service.
@@ -74,11 +91,18 @@ impl KvService {
         let shard = ShardId(target.shard_id);
         let map = self.manager.cache().current();
         let local = self.manager.local(&map, shard);
+        let epoch = Epoch(target.epoch);
+        // PLANTED BUG (SkipEpochCheck): pretend the request carried our epoch.
+        #[cfg(feature = "planted-bugs")]
+        let epoch = match &local {
+            Some((l, _)) if self.planted(crate::planted::PlantedBug::SkipEpochCheck) => l.epoch,
+            _ => epoch,
+        };
         self.validator.validate(
             &map,
             local.as_ref().map(|(l, _)| l),
             shard,
-            Epoch(target.epoch),
+            epoch,
             key,
             access,
         )?;
@@ -91,6 +115,9 @@ impl KvService {
         let get = req.request.ok_or_else(|| missing("get"))?;
         self.limits.check_key(&get.key)?;
         let eventual = get.consistency == pb::Consistency::Eventual as i32;
+        // PLANTED BUG (LocalStrongReads): serve STRONG like EVENTUAL.
+        #[cfg(feature = "planted-bugs")]
+        let eventual = eventual || self.planted(crate::planted::PlantedBug::LocalStrongReads);
         let access = if eventual {
             Access::EventualRead
         } else {
@@ -135,6 +162,11 @@ impl KvService {
     }
 
     async fn propose(&self, replica: &Replica, command: Command) -> Result<CommandResult, KvError> {
+        // PLANTED BUG (AckBeforeCommit): answer before a majority commits.
+        #[cfg(feature = "planted-bugs")]
+        if self.planted(crate::planted::PlantedBug::AckBeforeCommit) {
+            return Ok(crate::planted::ack_before_commit(replica, command));
+        }
         let written = tokio::time::timeout(self.timeout, replica.raft().client_write(command))
             .await
             .map_err(|_| timed_out())?;

@@ -25,6 +25,8 @@
 //! - [`node`]: [`node::Node`], start to shutdown.
 //! - [`server`]: [`server::serve`] / [`server::serve_with`], `kvdb node` entry points.
 //! - [`shutdown`], [`clock`]: the shutdown signal and the wall clock.
+//! - `planted` (feature `planted-bugs`, tests only): deliberate bugs that
+//!   prove the chaos suite can fail.
 //!
 //! # Out of scope
 //! - Leader transfer on `SetShardLeader` (openraft 0.9 has no transfer API).
@@ -39,6 +41,8 @@ pub mod control;
 pub mod kv_machine;
 pub mod kv_service;
 pub mod node;
+#[cfg(feature = "planted-bugs")]
+pub mod planted;
 pub mod proposal;
 pub mod raft_types;
 pub mod reconfigure;

@@ -18,7 +18,9 @@ use kvdb_core::NodeId;
 use kvdb_core::cache::{CacheConfig, DriverHandle, ShardMapCache, ShardMapSource};
 use kvdb_core::coordinator_client::{CoordinatorClient, CoordinatorClientError};
 use kvdb_core::raft::log_store::{LogDb, LogDbError, LogDbOptions, LogDbStats};
-use kvdb_core::raft::transport::{PeerChannels, RaftRouter, RaftTransportService};
+use kvdb_core::raft::transport::{
+    PeerChannels, PeerChannelsConfig, RaftRouter, RaftTransportService,
+};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
@@ -125,7 +127,10 @@ impl Node {
             config: config.clone(),
             log_db: log_db.clone(),
             kv_db,
-            peers: PeerChannels::default(),
+            peers: PeerChannels::with_rewrite(
+                PeerChannelsConfig::default(),
+                config.peer_address_rewrite.clone(),
+            ),
             router: RaftRouter::new(),
             leadership_changed: Arc::new(Notify::new()),
         };
@@ -137,6 +142,8 @@ impl Node {
             max_value_bytes: config.max_value_bytes,
         };
         let kv = KvService::new(manager.clone(), limits, config.request_timeout);
+        #[cfg(feature = "planted-bugs")]
+        let kv = kv.with_planted_bug(config.planted_bug);
         let transport = RaftTransportService::new(router);
         let tasks = vec![
             tokio::spawn(serve(listener, kv, transport, stopped.clone())),

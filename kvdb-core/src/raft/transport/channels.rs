@@ -13,6 +13,7 @@ use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 
 use super::error::TransportError;
+use crate::address_rewrite::AddressRewrite;
 
 /// How the pool's connections are set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +56,9 @@ pub struct PeerChannels {
 struct Inner {
     config: PeerChannelsConfig,
     channels: Mutex<HashMap<String, Channel>>,
+    /// Applied to a peer's address when its channel is created (tests
+    /// route links through fault proxies); the key stays the real address.
+    rewrite: Option<AddressRewrite>,
 }
 
 impl PeerChannels {
@@ -64,6 +68,19 @@ impl PeerChannels {
             inner: Arc::new(Inner {
                 config,
                 channels: Mutex::default(),
+                rewrite: None,
+            }),
+        }
+    }
+
+    /// An empty pool whose connections follow `config` and dial
+    /// `rewrite(addr)` instead of a peer's `addr`, if a rewrite is given.
+    pub fn with_rewrite(config: PeerChannelsConfig, rewrite: Option<AddressRewrite>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                channels: Mutex::default(),
+                rewrite,
             }),
         }
     }
@@ -99,7 +116,11 @@ impl PeerChannels {
 
     fn endpoint(&self, addr: &str) -> Result<Endpoint, TransportError> {
         let config = &self.inner.config;
-        let endpoint = Endpoint::from_shared(format!("http://{addr}")).map_err(|source| {
+        let dialed = match &self.inner.rewrite {
+            Some(rewrite) => rewrite.apply(addr),
+            None => addr.to_owned(),
+        };
+        let endpoint = Endpoint::from_shared(format!("http://{dialed}")).map_err(|source| {
             TransportError::InvalidAddress {
                 addr: addr.to_owned(),
                 source,

@@ -1,0 +1,50 @@
+//! Bugs planted on purpose, so the fault-injection suite can prove it fails
+//! when the node breaks its promises. Compiled only with the `planted-bugs`
+//! cargo feature (enabled by KvDB's own chaos tests) and, even then, active
+//! only when [`NodeConfig::planted_bug`](crate::config::NodeConfig) names one.
+//!
+//! Each bug is one small, marked branch in `kv_service`; this module holds
+//! the switch and the one branch too long to inline.
+//!
+//! Out of scope: anything a production build could reach.
+
+use kvdb_core::Version;
+
+use crate::command::{Command, CommandResult, Op};
+use crate::replica::Replica;
+
+/// A deliberate violation of a node guarantee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlantedBug {
+    /// Answer a write as applied as soon as it is proposed, before a
+    /// majority has committed it.
+    AckBeforeCommit,
+    /// Accept a request whatever shard epoch it was routed with.
+    SkipEpochCheck,
+    /// Serve STRONG reads from this replica's applied state, on a follower
+    /// or a deposed leader, without a read-index round.
+    LocalStrongReads,
+}
+
+/// PLANTED BUG (AckBeforeCommit): proposes `command` in the background and
+/// answers at once with the log index the entry would get if it committed.
+pub fn ack_before_commit(replica: &Replica, command: Command) -> CommandResult {
+    let raft = replica.raft().clone();
+    let version = Version(raft.metrics().borrow().last_log_index.unwrap_or(0) + 1);
+    let is_put = matches!(command.op, Op::Put(_));
+    tokio::spawn(async move {
+        let _ = raft.client_write(command).await;
+    });
+    if is_put {
+        CommandResult::Put {
+            applied: true,
+            version,
+        }
+    } else {
+        CommandResult::Delete {
+            applied: true,
+            existed: true,
+            version,
+        }
+    }
+}
