@@ -36,5 +36,9 @@ stop:
 test:
 	$(CARGO) test --workspace
 
+# Starts its own cluster on ports apart from run-cluster's; see scripts/bench.sh.
+bench: build
+	scripts/bench.sh
+
 clean-run: stop
 	rm -rf $(RUN_DIR)

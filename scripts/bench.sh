@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# KvDB benchmark (`make bench`): starts its own local multi-process cluster
+# (1 coordinator, 3 nodes, gateway; 8 shards, RF 3, fsync on) on ports apart
+# from `make run-cluster`'s, runs the Java original's workload (concurrency 50,
+# 20,000 requests, 100-byte values) for put and strong get, through the gateway
+# and through the smart client, over a spread key space and over one hot key,
+# and prints a table built from `kvdb bench --json`. It stops only the
+# processes it started, whatever way it exits.
+#
+#   scripts/bench.sh [run]         the whole benchmark (the binary must be built)
+#   scripts/bench.sh table FILE..  the table of saved JSON results (one per line)
+#
+# Settings (environment): KVDB, BENCH_DIR, CONCURRENCY, REQUESTS, VALUE_SIZE,
+# KEY_SPACE (spread runs), BENCH_TARGETS ("gateway smart"), BENCH_OPS
+# ("put get"), BENCH_KEYS ("spread hot"), BENCH_PORT_BASE (7480).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+KVDB=${KVDB:-target/release/kvdb}
+BENCH_DIR=${BENCH_DIR:-run/bench}
+CONCURRENCY=${CONCURRENCY:-50}
+REQUESTS=${REQUESTS:-20000}
+VALUE_SIZE=${VALUE_SIZE:-100}
+KEY_SPACE=${KEY_SPACE:-10000}
+BENCH_TARGETS=${BENCH_TARGETS:-gateway smart}
+BENCH_OPS=${BENCH_OPS:-put get}
+BENCH_KEYS=${BENCH_KEYS:-spread hot}
+port_base=${BENCH_PORT_BASE:-7480}
+
+GATEWAY=127.0.0.1:$(( port_base - 1 ))
+COORD=127.0.0.1:$port_base
+ADMIN=127.0.0.1:$(( port_base + 1 ))
+NODE_PORTS=($(( port_base + 11 )) $(( port_base + 12 )) $(( port_base + 13 )))
+
+pids=()
+
+# Stops the processes this script started, and only those.
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    pids=()
+}
+
+spawn() { # name, then the kvdb arguments
+    local name=$1; shift
+    "$KVDB" "$@" >"$BENCH_DIR/logs/$name.log" 2>&1 &
+    pids+=("$!")
+    echo "$!" >"$BENCH_DIR/pids/$name.pid"
+}
+
+# Polls a command until it succeeds or the deadline (seconds) passes.
+wait_for() {
+    local what=$1 deadline=$(( SECONDS + $2 )); shift 2
+    until "$@" >/dev/null 2>&1; do
+        if (( SECONDS >= deadline )); then
+            echo "bench: timed out waiting for $what (logs in $BENCH_DIR/logs)" >&2
+            return 1
+        fi
+        sleep 0.2
+    done
+}
+
+start_cluster() {
+    rm -rf "$BENCH_DIR"
+    mkdir -p "$BENCH_DIR/pids" "$BENCH_DIR/logs" "$BENCH_DIR/data"
+    spawn coordinator coordinator --id 1 --listen "$COORD" --admin-listen "$ADMIN" \
+        --data "$BENCH_DIR/data/coordinator"
+    wait_for "the coordinator" 30 "$KVDB" admin --admin "$ADMIN" cluster
+    local i=1 port
+    for port in "${NODE_PORTS[@]}"; do
+        spawn "node-$i" node --name "node-$i" --listen "127.0.0.1:$port" \
+            --coordinators "$COORD" --data "$BENCH_DIR/data/node-$i"
+        i=$(( i + 1 ))
+    done
+    spawn gateway gateway --listen "$GATEWAY" --coordinators "$COORD"
+    wait_for "3 registered nodes" 30 bash -c \
+        "[[ \$('$KVDB' admin --admin '$ADMIN' --json nodes | grep -o '\"address\"' | wc -l) -ge 3 ]]"
+    "$KVDB" admin --admin "$ADMIN" shard-init --num-shards 8 --replication-factor 3 >/dev/null
+    # Every shard has a leader once a put to keys spread over all of them succeeds;
+    # this also warms connections and caches (not measured).
+    wait_for "every shard to elect a leader" 60 "$KVDB" bench --gateway "$GATEWAY" \
+        --op put -c 8 -n 400 --key-space 400 --key-prefix warmup- --json
+    wait_for "the smart client" 30 "$KVDB" bench --coordinators "$COORD" \
+        --op put -c 8 -n 400 --key-space 400 --key-prefix warmup- --json
+    echo "bench cluster up: gateway $GATEWAY, coordinator $COORD, nodes ${NODE_PORTS[*]}," \
+        "8 shards, RF 3 (logs in $BENCH_DIR/logs)"
+}
+
+# One measured run; appends its JSON summary to the results file.
+measure() { # target op keys
+    local target=$1 op=$2 keys=$3 space=$KEY_SPACE
+    [[ $keys == hot ]] && space=1
+    local args=(bench --op "$op" -c "$CONCURRENCY" -n "$REQUESTS" --value-size "$VALUE_SIZE"
+        --key-space "$space" --key-prefix "$op-$keys-" --consistency strong --json)
+    [[ $op == get ]] && args+=(--preload)
+    case $target in
+        gateway) args+=(--gateway "$GATEWAY") ;;
+        smart) args+=(--coordinators "$COORD") ;;
+    esac
+    local out status=0
+    out=$("$KVDB" "${args[@]}") || status=$?
+    # Exit 1 means some requests failed: the summary still counts them.
+    if (( status == 0 || status == 1 )) && [[ -n $out ]]; then
+        echo "$out" >>"$BENCH_DIR/results.jsonl"
+        jq -r '"  \(.target) \(.op) keys=\(.key_space): \(.throughput | floor) ops/s, p99 \(.latency_ms.p99) ms, errors \(.errors | add)"' <<<"$out"
+    else
+        echo "bench: $target $op over $keys keys failed (exit $status)" >&2
+        return 1
+    fi
+}
+
+# Prints the table of JSON summaries (one per line) in the given files.
+table() {
+    jq -rs '
+        ["target", "op", "keys", "ops/s", "p50 ms", "p99 ms", "p99.9 ms", "errors"],
+        (.[] | [.target, .op + (if .op == "get" then " (" + .consistency + ")" else "" end),
+                (if .key_space == 1 then "1 (hot)" else (.key_space | tostring) end),
+                (.throughput | floor | tostring),
+                (.latency_ms.p50 | tostring), (.latency_ms.p99 | tostring),
+                (.latency_ms.p999 | tostring), (.errors | add | tostring)])
+        | @tsv' "$@" | column -t -s $'\t'
+}
+
+# CPU seconds (user + system) a live process has used, from /proc.
+cpu_seconds() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo gone; return; }
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.1f s", ($12 + $13) / hz }' <<<"${stat##*) }"
+}
+
+# CPU each cluster process used since it started (warm-up and preloads included).
+cpu_report() {
+    local f
+    echo "CPU time per process over the whole benchmark:"
+    for f in "$BENCH_DIR"/pids/*.pid; do
+        printf '  %-12s %s\n' "$(basename "$f" .pid)" "$(cpu_seconds "$(cat "$f")")"
+    done
+}
+
+run() {
+    command -v jq >/dev/null || { echo "bench: needs jq (apt-get install jq)" >&2; exit 1; }
+    [[ -x "$KVDB" ]] || { echo "bench: no $KVDB: run make build" >&2; exit 1; }
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+    echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    start_cluster
+    echo "workload: concurrency $CONCURRENCY, $REQUESTS requests, $VALUE_SIZE-byte values," \
+        "spread = $KEY_SPACE keys, hot = 1 key; gets are strong and preloaded"
+    local target keys op failed=0
+    for target in $BENCH_TARGETS; do
+        for keys in $BENCH_KEYS; do
+            for op in $BENCH_OPS; do
+                measure "$target" "$op" "$keys" || failed=1
+            done
+        done
+    done
+    cpu_report
+    echo
+    [[ -s "$BENCH_DIR/results.jsonl" ]] && table "$BENCH_DIR/results.jsonl"
+    echo "results: $BENCH_DIR/results.jsonl"
+    return "$failed"
+}
+
+case "${1:-run}" in
+    run) run ;;
+    table) shift; table "$@" ;;
+    *) echo "usage: $0 [run] | table FILE..." >&2; exit 2 ;;
+esac
