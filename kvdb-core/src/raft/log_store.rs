@@ -14,9 +14,16 @@
 //! next durable transaction (or closing the database) persists them, and losing the latest
 //! one in a crash only means re-applying less at restart.
 //!
-//! `append` returns once its entries are durable, and only then reports them flushed: entries
-//! must be readable when `append` returns, and redb shows a transaction's rows only after its
-//! commit. A group therefore waits one commit per append, while concurrent groups share it.
+//! `append` returns as soon as its entries are readable, not when they are durable: they wait
+//! in the group's in-memory overlay, which readers merge over the database rows, and the
+//! writer reports them flushed (openraft's `LogFlushed`) once the transaction holding them is
+//! fsync'd, then drops them from the overlay. A crash before that loses only entries nobody
+//! was told are durable. Truncations, purges and votes wait for their own commit, which comes
+//! after every append queued before them.
+//!
+//! Note that openraft 0.9's core itself waits for each flush before its next step, so this
+//! does not yet pipeline one group's appends; it does stop a group's committed-id saves from
+//! waiting on other groups' fsyncs, and it is what newer openraft cores need.
 //!
 //! Reads run on the caller's thread in their own read transaction; they are short and mostly
 //! served from redb's cache.
@@ -25,6 +32,7 @@
 //! database file after purges.
 
 mod group_store;
+mod overlay;
 mod writer;
 
 use std::io::Cursor;

@@ -14,6 +14,8 @@ pub mod state_machine;
 pub mod transport;
 
 #[cfg(test)]
+mod pending_append_tests;
+#[cfg(test)]
 mod suite_tests;
 #[cfg(test)]
 mod test_support;

@@ -297,6 +297,14 @@ async fn committed_id_saves_skip_the_fsync_yet_survive_reopen() {
     // --- a committed-id save alone is committed without an fsync
     log.blocking_append([set(1, 1, "k", "v")]).await.unwrap();
     log.save_committed(Some(log_id(1, 1, 1))).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while log_db.stats().unsynced_commits == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the save never committed"
+        );
+        tokio::task::yield_now().await;
+    }
     let stats = log_db.stats();
     assert_eq!((stats.commits, stats.unsynced_commits), (1, 1));
     assert_eq!(log.read_committed().await.unwrap(), Some(log_id(1, 1, 1)));

@@ -1,9 +1,15 @@
 //! One Raft group's handle on the shared log database: the openraft log traits.
+//!
+//! `append` returns once its entries are in the group's [`Overlay`] (readable) and queued for
+//! the writer; the writer reports them flushed after their transaction is durable. Truncations
+//! and purges drop matching overlay entries at once, then wait for their own commit, which the
+//! writer orders after every append queued before them. Committed-id saves are queued without
+//! waiting: their latest value is remembered here for `read_committed`.
 
 use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
@@ -12,16 +18,24 @@ use openraft::{
 };
 use redb::{Database, ReadableDatabase};
 
+use super::overlay::{EncodedEntry, Overlay};
 use super::writer::{MetaKey, WriteOp, Writer};
 use super::{KvdbRaftConfig, LOG_TABLE, LogDbError, META_TABLE, RowKey};
 use crate::raft::codec::{self, CodecError};
 
+/// The latest committed log id saved, if any since the store was made: `Some(None)` is a saved
+/// "nothing committed".
+type SavedCommitted = Arc<Mutex<Option<Option<LogId<u64>>>>>;
+
 /// One Raft group's log and vote, in a shared [`super::LogDb`]. Cloning is cheap; a clone is also
-/// the group's log reader.
+/// the group's log reader and shares its pending entries. Use one store (and its clones) per
+/// group at a time: another store of the same group would not see its pending entries.
 pub struct RedbLogStore<C> {
     group: u64,
     db: Arc<Database>,
     writer: Arc<Writer>,
+    overlay: Arc<Overlay>,
+    committed: SavedCommitted,
     _config: PhantomData<fn() -> C>,
 }
 
@@ -31,6 +45,8 @@ impl<C> Clone for RedbLogStore<C> {
             group: self.group,
             db: self.db.clone(),
             writer: self.writer.clone(),
+            overlay: self.overlay.clone(),
+            committed: self.committed.clone(),
             _config: PhantomData,
         }
     }
@@ -42,6 +58,8 @@ impl<C: KvdbRaftConfig> RedbLogStore<C> {
             group,
             db,
             writer,
+            overlay: Arc::default(),
+            committed: Arc::default(),
             _config: PhantomData,
         }
     }
@@ -51,23 +69,43 @@ impl<C: KvdbRaftConfig> RedbLogStore<C> {
         self.group
     }
 
-    /// Entries with index in `range`, in index order.
+    /// The writer test hook, to hold or crash commits.
+    #[cfg(test)]
+    pub(in crate::raft) fn writer_gate(&self) -> &super::writer::gate::Gate {
+        self.writer.gate()
+    }
+
+    /// Entries with index in `range`, in index order: committed rows with pending entries
+    /// laid over them.
     fn read_entries(&self, range: impl RangeBounds<u64>) -> Result<Vec<Entry<C>>, LogDbError> {
         let Some(bounds) = row_bounds(self.group, &range) else {
             return Ok(Vec::new());
         };
+        // Pending entries first: one settled between the two reads is then in the database.
+        let pending = self.overlay.range(&range);
         let txn = self.db.begin_read()?;
         let table = txn.open_table(LOG_TABLE)?;
         let mut entries = Vec::new();
+        let first_pending = pending.first().map_or(u64::MAX, |(index, _)| *index);
         for row in table.range::<RowKey>(bounds)? {
-            let (_, value) = row?;
+            let (key, value) = row?;
+            if key.value().1 >= first_pending {
+                break;
+            }
             entries.push(codec::decode(value.value())?);
+        }
+        for (_, bytes) in &pending {
+            entries.push(codec::decode(bytes)?);
         }
         Ok(entries)
     }
 
-    /// The log id of the last entry present, if any.
+    /// The log id of the last entry present, pending or committed, if any.
     fn read_last_log_id(&self) -> Result<Option<LogId<u64>>, LogDbError> {
+        if let Some(bytes) = self.overlay.last() {
+            let entry: Entry<C> = codec::decode(&bytes)?;
+            return Ok(Some(entry.log_id));
+        }
         let txn = self.db.begin_read()?;
         let table = txn.open_table(LOG_TABLE)?;
         let mut rows = table.range((self.group, 0)..=(self.group, u64::MAX))?;
@@ -123,6 +161,12 @@ fn row_bounds(group: u64, range: &impl RangeBounds<u64>) -> Option<(Bound<RowKey
     Some((Bound::Included((group, start)), end))
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn storage_error(subject: ErrorSubject<u64>, verb: ErrorVerb, e: LogDbError) -> StorageError<u64> {
     StorageIOError::new(subject, verb, AnyError::new(&e)).into()
 }
@@ -171,12 +215,33 @@ impl<C: KvdbRaftConfig> RaftLogStorage<C> for RedbLogStore<C> {
         &mut self,
         committed: Option<LogId<u64>>,
     ) -> Result<(), StorageError<u64>> {
-        self.put_meta(MetaKey::Committed, committed.as_ref())
-            .await
-            .map_err(|e| storage_error(ErrorSubject::Store, ErrorVerb::Write, e))
+        // Not waited for: it is optional state, and waiting would stall the group behind other
+        // groups' fsyncs. The writer keeps it in order with this group's other writes.
+        let queue = || -> Result<(), LogDbError> {
+            let op = WriteOp::PutMeta {
+                group: self.group,
+                key: MetaKey::Committed,
+                value: committed.as_ref().map(codec::encode).transpose()?,
+            };
+            let group = self.group;
+            self.writer.enqueue(
+                op,
+                Box::new(move |result| {
+                    if let Err(e) = result {
+                        tracing::warn!(group, error = %e, "saving the committed log id failed");
+                    }
+                }),
+            )
+        };
+        queue().map_err(|e| storage_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
+        *lock(&self.committed) = Some(committed);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError<u64>> {
+        if let Some(saved) = *lock(&self.committed) {
+            return Ok(saved);
+        }
         self.read_meta(MetaKey::Committed)
             .map_err(|e| storage_error(ErrorSubject::Store, ErrorVerb::Read, e))
     }
@@ -190,33 +255,44 @@ impl<C: KvdbRaftConfig> RaftLogStorage<C> for RedbLogStore<C> {
         I: IntoIterator<Item = Entry<C>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let encoded: Result<Vec<_>, CodecError> = entries
+        let encoded: Result<Vec<(u64, EncodedEntry)>, CodecError> = entries
             .into_iter()
-            .map(|entry| Ok((entry.log_id.index, codec::encode(&entry)?)))
+            .map(|entry| Ok((entry.log_id.index, codec::encode(&entry)?.into())))
             .collect();
-        let result = match encoded {
-            Ok(entries) => {
-                let op = WriteOp::Append {
-                    group: self.group,
-                    entries,
-                };
-                self.writer.submit(op).await
-            }
-            Err(e) => Err(e.into()),
-        };
-        match result {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
+        let entries = match encoded {
+            Ok(entries) => entries,
             Err(e) => {
+                let e = LogDbError::from(e);
                 callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(storage_error(ErrorSubject::Logs, ErrorVerb::Write, e))
+                return Err(storage_error(ErrorSubject::Logs, ErrorVerb::Write, e));
             }
-        }
+        };
+        let Some(tag) = self.overlay.insert(&entries) else {
+            callback.log_io_completed(Ok(()));
+            return Ok(());
+        };
+        let overlay = self.overlay.clone();
+        let op = WriteOp::Append {
+            group: self.group,
+            entries,
+        };
+        // Readable from here on; flushed once the writer has made it durable.
+        let queued = self.writer.enqueue(
+            op,
+            Box::new(move |result| {
+                overlay.settle(tag);
+                let result = result.map_err(|e| std::io::Error::other(e.to_string()));
+                callback.log_io_completed(result);
+            }),
+        );
+        queued.map_err(|e| {
+            self.overlay.settle(tag);
+            storage_error(ErrorSubject::Logs, ErrorVerb::Write, e)
+        })
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
+        self.overlay.remove_since(log_id.index);
         let op = WriteOp::Truncate {
             group: self.group,
             since: log_id.index,
@@ -228,6 +304,7 @@ impl<C: KvdbRaftConfig> RaftLogStorage<C> for RedbLogStore<C> {
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
+        self.overlay.remove_upto(log_id.index);
         let submit = async {
             let op = WriteOp::Purge {
                 group: self.group,

@@ -4,6 +4,10 @@
 //! must not stall an async worker, and the thread outlives any one runtime (tests run each case
 //! in a fresh runtime). Requests arrive on a channel in submission order and are applied in that
 //! order, so one group's writes never overtake each other.
+//!
+//! A request's completion runs on this thread right after its transaction commits (or fails):
+//! appends settle their overlay entries there and report themselves flushed, other writes wake
+//! their waiting submitter.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
@@ -12,6 +16,7 @@ use std::thread::JoinHandle;
 use redb::{Database, Durability, Table};
 use tokio::sync::oneshot;
 
+use super::overlay::EncodedEntry;
 use super::{LOG_TABLE, LogDbError, LogDbOptions, META_TABLE, RowKey};
 
 /// Per-group metadata rows.
@@ -28,7 +33,7 @@ pub(super) enum WriteOp {
     /// Insert (or overwrite) entries, as `(index, encoded entry)`.
     Append {
         group: u64,
-        entries: Vec<(u64, Vec<u8>)>,
+        entries: Vec<(u64, EncodedEntry)>,
     },
     /// Set a metadata row, or delete it when `value` is `None`.
     PutMeta {
@@ -63,11 +68,16 @@ impl WriteOp {
     }
 }
 
-type CommitResult = Result<(), Arc<redb::Error>>;
+/// The outcome of the transaction that held a request.
+pub(super) type CommitResult = Result<(), Arc<redb::Error>>;
+
+/// What runs on the writer thread once a request's transaction has committed or failed. It
+/// must be quick: the next transaction waits for it.
+pub(super) type Completion = Box<dyn FnOnce(CommitResult) + Send>;
 
 struct WriteRequest {
     op: WriteOp,
-    done: oneshot::Sender<CommitResult>,
+    done: Completion,
 }
 
 /// Counters of a [`super::LogDb`]'s writes since it was opened.
@@ -103,6 +113,8 @@ pub(super) struct Writer {
     requests: Option<mpsc::Sender<WriteRequest>>,
     thread: Option<JoinHandle<()>>,
     counters: Arc<Counters>,
+    #[cfg(test)]
+    gate: Arc<gate::Gate>,
 }
 
 impl Writer {
@@ -110,28 +122,62 @@ impl Writer {
         let (tx, rx) = mpsc::channel();
         let counters = Arc::new(Counters::default());
         let thread_counters = counters.clone();
+        #[cfg(test)]
+        let gate = Arc::new(gate::Gate::default());
+        #[cfg(test)]
+        let thread_gate = gate.clone();
         let thread = std::thread::Builder::new()
             .name("kvdb-raft-log-writer".to_owned())
-            .spawn(move || run(&db, &rx, options, &thread_counters))
+            .spawn(move || {
+                let ctx = Context {
+                    db: &db,
+                    options,
+                    counters: &thread_counters,
+                    #[cfg(test)]
+                    gate: &thread_gate,
+                };
+                run(&ctx, &rx);
+            })
             .map_err(LogDbError::SpawnWriter)?;
         Ok(Self {
             requests: Some(tx),
             thread: Some(thread),
             counters,
+            #[cfg(test)]
+            gate,
         })
     }
 
-    /// Queues `op` and waits until the transaction holding it is durable.
-    pub(super) async fn submit(&self, op: WriteOp) -> Result<(), LogDbError> {
-        let (done, wait) = oneshot::channel();
+    /// Queues `op`; `done` runs on the writer thread once its transaction committed or failed.
+    /// On error `done` is dropped without running.
+    pub(super) fn enqueue(&self, op: WriteOp, done: Completion) -> Result<(), LogDbError> {
         let requests = self.requests.as_ref().ok_or(LogDbError::WriterStopped)?;
         requests
             .send(WriteRequest { op, done })
-            .map_err(|_| LogDbError::WriterStopped)?;
+            .map_err(|_| LogDbError::WriterStopped)
+    }
+
+    /// Queues `op` and waits until the transaction holding it is committed (durably unless it
+    /// is a committed-id save).
+    pub(super) async fn submit(&self, op: WriteOp) -> Result<(), LogDbError> {
+        let (done, wait) = oneshot::channel();
+        self.enqueue(
+            op,
+            Box::new(move |result| {
+                // The submitter may have given up waiting; the write stands either way.
+                let _ = done.send(result);
+            }),
+        )?;
         match wait.await {
             Ok(result) => result.map_err(|source| LogDbError::Commit { source }),
             Err(_) => Err(LogDbError::WriterStopped),
         }
+    }
+
+    /// The test hook that holds or abandons commits.
+    #[cfg(test)]
+    pub(super) fn gate(&self) -> &gate::Gate {
+        &self.gate
     }
 
     pub(super) fn stats(&self) -> LogDbStats {
@@ -159,16 +205,21 @@ impl Drop for Writer {
     }
 }
 
-/// The writer loop: take a request, with group commit also everything queued behind it, write
-/// them in one durable transaction, then answer each.
-fn run(
-    db: &Database,
-    requests: &mpsc::Receiver<WriteRequest>,
+/// What the writer thread works with.
+struct Context<'a> {
+    db: &'a Database,
     options: LogDbOptions,
-    counters: &Counters,
-) {
-    let max_batch = if options.group_commit {
-        options.max_batch
+    counters: &'a Counters,
+    #[cfg(test)]
+    gate: &'a gate::Gate,
+}
+
+/// The writer loop: take a request, with group commit also everything queued behind it, write
+/// them in one durable transaction, then complete each.
+fn run(ctx: &Context<'_>, requests: &mpsc::Receiver<WriteRequest>) {
+    let (db, counters) = (ctx.db, ctx.counters);
+    let max_batch = if ctx.options.group_commit {
+        ctx.options.max_batch
     } else {
         1
     };
@@ -182,6 +233,11 @@ fn run(
                 Err(_) => break,
             }
         }
+        #[cfg(test)]
+        if !ctx.gate.pass() {
+            // A simulated crash: nothing queued reaches the disk, nobody hears back.
+            return;
+        }
         let durable = batch.iter().any(|request| request.op.needs_fsync());
         let result = commit(db, &batch, durable).map_err(Arc::new);
         record(counters, &batch, durable, result.is_ok());
@@ -190,8 +246,7 @@ fn run(
             tracing::error!(error = %e, requests = batch.len(), "raft log commit failed");
         }
         for request in batch {
-            // The submitter may have given up waiting; the write stands either way.
-            let _ = request.done.send(result.clone());
+            (request.done)(result.clone());
         }
     }
     // Shutting down: make the last committed-id updates durable too.
@@ -252,7 +307,7 @@ fn apply(
     match op {
         WriteOp::Append { group, entries } => {
             for (index, bytes) in entries {
-                log.insert((*group, *index), bytes.as_slice())?;
+                log.insert((*group, *index), &**bytes)?;
             }
         }
         WriteOp::PutMeta { group, key, value } => match value {
@@ -280,4 +335,58 @@ fn apply(
         }
     }
     Ok(())
+}
+
+/// A test hook in front of every commit: tests hold the writer to observe pending appends, or
+/// make it stop as a crash would, dropping what is queued.
+#[cfg(test)]
+pub(super) mod gate {
+    use std::sync::{Condvar, Mutex};
+
+    #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+    enum State {
+        #[default]
+        Open,
+        Held,
+        Crashed,
+    }
+
+    /// Whether the writer may commit.
+    #[derive(Default)]
+    pub(in crate::raft) struct Gate {
+        state: Mutex<State>,
+        changed: Condvar,
+    }
+
+    impl Gate {
+        /// Stops commits until [`Gate::open`] or [`Gate::crash`].
+        pub(in crate::raft) fn hold(&self) {
+            self.set(State::Held);
+        }
+
+        /// Lets commits through again.
+        pub(in crate::raft) fn open(&self) {
+            self.set(State::Open);
+        }
+
+        /// Makes the writer stop without committing anything more.
+        pub(in crate::raft) fn crash(&self) {
+            self.set(State::Crashed);
+        }
+
+        fn set(&self, state: State) {
+            *self.state.lock().unwrap() = state;
+            self.changed.notify_all();
+        }
+
+        /// Waits while held; false once crashed.
+        pub(super) fn pass(&self) -> bool {
+            let state = self.state.lock().unwrap();
+            let state = self
+                .changed
+                .wait_while(state, |s| *s == State::Held)
+                .unwrap();
+            *state == State::Open
+        }
+    }
 }
