@@ -1,0 +1,256 @@
+//! Shared support for the chaos suite (`tests/chaos_*.rs`): a cluster with a
+//! fault proxy on every link, a recorded workload, named nemesis schedules,
+//! and the checks every schedule must pass.
+//!
+//! A run: start the cluster and the workload (smart and gateway clients on
+//! eight keys), run fault cycles for `KVDB_CHAOS_SECS` (each cycle heals and
+//! measures how long until every shard is writable), heal everything, let
+//! the workload run through a recovery window, read every key, then check
+//! the history (kvdb-testkit's linearizability checker), look for lost
+//! acknowledged writes and count wrong-epoch writes a node served.
+//!
+//! # Layout
+//! - `cluster`: [`cluster::ChaosCluster`], in-process servers behind proxies.
+//! - `workload`: the recorded clients.
+//! - `nemesis`: [`nemesis::Schedule`] and one fault cycle each.
+//! - `verify`: writability, final reads, lost writes, the epoch probe.
+//! - `process`: a multi-process cluster of `kvdb` binaries for signals.
+//!
+//! Out of scope: TTLs and deletes in the workload, multi-member coordinator
+//! groups, and network faults on coordinator links.
+
+#![allow(dead_code)] // Each chaos test binary uses a different subset.
+
+pub mod cluster;
+pub mod nemesis;
+// pub mod process;
+pub mod verify;
+pub mod workload;
+
+use std::fmt;
+use std::time::Duration;
+
+use kvdb_testkit::{CheckConfig, Recorder, Summary, check};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::time::Instant;
+
+use cluster::{ChaosCluster, ChaosOptions};
+use nemesis::Schedule;
+use verify::{EpochProbe, final_reads, lost_writes, probe_keys, time_to_writable};
+use workload::{Workload, keys};
+
+/// Run length and seed, from the environment of the test process.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// How long faults are injected.
+    pub duration: Duration,
+    /// Seed of every random choice.
+    pub seed: u64,
+}
+
+impl Settings {
+    /// Default fault phase per schedule: short, for CI.
+    pub const DEFAULT_SECS: u64 = 12;
+
+    /// `KVDB_CHAOS_SECS` (default [`Self::DEFAULT_SECS`]) and
+    /// `KVDB_CHAOS_SEED` (default random).
+    pub fn from_env() -> Settings {
+        let secs = std::env::var("KVDB_CHAOS_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(Self::DEFAULT_SECS);
+        let seed = std::env::var("KVDB_CHAOS_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(rand::random);
+        Settings {
+            duration: Duration::from_secs(secs),
+            seed,
+        }
+    }
+
+    /// The same seed, another duration (sensitivity runs stay short).
+    pub fn with_duration(self, duration: Duration) -> Settings {
+        Settings { duration, ..self }
+    }
+}
+
+/// What one schedule run saw.
+#[derive(Debug)]
+pub struct RunReport {
+    /// Schedule name.
+    pub schedule: &'static str,
+    /// The seed that reproduces it.
+    pub seed: u64,
+    /// Fault cycles injected.
+    pub faults: usize,
+    /// Recorded operations by outcome.
+    pub ops: Summary,
+    /// Keys found not linearizable.
+    pub violations: usize,
+    /// Keys the checker could not decide.
+    pub inconclusive: usize,
+    /// Acknowledged writes missing from the final state.
+    pub lost_writes: Vec<String>,
+    /// Wrong-epoch writes a node served.
+    pub epoch_served: u64,
+    /// Time to writability after each heal.
+    pub recovery: Vec<Duration>,
+    /// The checker's explanation when something failed.
+    pub details: String,
+}
+
+impl RunReport {
+    /// Whether every check passed.
+    pub fn is_clean(&self) -> bool {
+        self.violations == 0 && self.lost_writes.is_empty() && self.epoch_served == 0
+    }
+}
+
+impl fmt::Display for RunReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let max = self.recovery.iter().max().copied().unwrap_or_default();
+        write!(
+            f,
+            "CHAOS schedule={} seed={} faults={} ops={} ok={} fail={} unknown={} \
+             violations={} inconclusive={} lost_writes={} epoch_served={} recovery_ms={:?} \
+             recovery_max_ms={}",
+            self.schedule,
+            self.seed,
+            self.faults,
+            self.ops.operations,
+            self.ops.ok,
+            self.ops.failed,
+            self.ops.unknown,
+            self.violations,
+            self.inconclusive,
+            self.lost_writes.len(),
+            self.epoch_served,
+            self.recovery
+                .iter()
+                .map(Duration::as_millis)
+                .collect::<Vec<_>>(),
+            max.as_millis(),
+        )
+    }
+}
+
+/// How long a harness condition may take.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Polls `ready` until it holds; panics naming `what` after [`DEADLINE`].
+pub async fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Logs to the test output when `RUST_LOG` is set.
+pub fn init_tracing() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// Logical clients of each kind.
+const SMART_CLIENTS: usize = 3;
+const GATEWAY_CLIENTS: usize = 2;
+/// Operations the workload must complete after the final heal.
+const RECOVERY_WINDOW_OPS: u64 = 100;
+
+/// Runs `schedule` on a fresh cluster and reports what the checks found.
+pub async fn run(schedule: Schedule, options: ChaosOptions, settings: Settings) -> RunReport {
+    init_tracing();
+    println!(
+        "--- {} with {options:?}: {:?} of faults, KVDB_CHAOS_SEED={}",
+        schedule.name(),
+        settings.duration,
+        settings.seed
+    );
+    let mut rng = StdRng::seed_from_u64(settings.seed);
+    let mut cluster = ChaosCluster::start(options).await;
+    let recorder = Recorder::new();
+    let mut workload = Workload::new(&recorder, settings.seed);
+    for _ in 0..SMART_CLIENTS {
+        workload.spawn(cluster.client().await);
+    }
+    for _ in 0..GATEWAY_CLIENTS {
+        workload.spawn(cluster.gateway_client());
+    }
+    let probe = EpochProbe::start(cluster.client().await);
+    let checker_client = cluster.client().await;
+    let probes = probe_keys(&cluster.map().expect("coordinator runs"));
+
+    // --- fault cycles
+    let end = Instant::now() + settings.duration;
+    let mut recovery = Vec::new();
+    let mut faults = 0;
+    while Instant::now() < end {
+        let what = nemesis::cycle(schedule, &mut cluster, &mut rng, faults).await;
+        faults += 1;
+        let took = time_to_writable(&checker_client, &probes).await;
+        println!("    fault {faults}: {what}; writable again after {took:?}");
+        recovery.push(took);
+    }
+
+    // --- heal everything, recovery window
+    cluster.heal_all().await;
+    recovery.push(time_to_writable(&checker_client, &probes).await);
+    let issued = workload.issued.clone();
+    let target = issued.load(std::sync::atomic::Ordering::Relaxed) + RECOVERY_WINDOW_OPS;
+    wait_for("the recovery window", || {
+        issued.load(std::sync::atomic::Ordering::Relaxed) >= target
+    })
+    .await;
+    workload.stop().await;
+    let epoch_served = probe.stop().await;
+
+    // --- final reads and checks
+    let finals = final_reads(&checker_client, &keys(), &recorder).await;
+    let history = recorder.history();
+    let check = check(&history, &CheckConfig::default());
+    let lost = lost_writes(&history, &finals);
+    let mut details = String::new();
+    if !check.is_linearizable() {
+        details.push_str(&check.to_string());
+    }
+    for line in lost.iter().take(10) {
+        details.push_str(&format!("lost write: {line}\n"));
+    }
+    let report = RunReport {
+        schedule: schedule.name(),
+        seed: settings.seed,
+        faults,
+        ops: history.summary(),
+        violations: check.violations().count(),
+        inconclusive: check.inconclusive().count(),
+        lost_writes: lost,
+        epoch_served,
+        recovery,
+        details,
+    };
+    println!("{report}");
+    if !report.is_clean() {
+        println!("{}", report.details);
+    }
+    cluster.shutdown().await;
+    report
+}
+
+/// Runs `schedule` and fails the test unless every check passed.
+pub async fn run_clean(schedule: Schedule, options: ChaosOptions) {
+    let report = run(schedule, options, Settings::from_env()).await;
+    assert!(
+        report.is_clean(),
+        "{} (reproduce with KVDB_CHAOS_SEED={}):\n{}",
+        report.schedule,
+        report.seed,
+        report.details
+    );
+}

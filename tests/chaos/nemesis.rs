@@ -1,0 +1,204 @@
+//! The nemesis: named fault schedules over a [`ChaosCluster`].
+//!
+//! A schedule is a loop of cycles: inject one fault, hold it a few seconds
+//! while the workload runs, heal it, then measure how long every shard takes
+//! to accept a write again. Random choices (which shard, which node, how
+//! long) come from the run's seed, so a printed seed names the schedule.
+//!
+//! Partitions cut node-to-node links only: clients keep reaching every node,
+//! like clients on the minority side of a real partition, which is what lets
+//! a deposed leader be asked for stale data. Leader transfers are not
+//! injected: openraft 0.9 has no transfer API and KvDB ignores
+//! SetShardLeader, so moving the leader's replica away stands in for one.
+
+use std::time::Duration;
+
+use kvdb::core::{NodeId, ShardId, ShardState};
+use kvdb_testkit::Fault;
+use rand::Rng;
+use rand::rngs::StdRng;
+use rand::seq::{IndexedRandom, SliceRandom};
+
+use super::cluster::{ChaosCluster, Endpoint};
+use super::wait_for;
+
+/// A named fault schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    /// Alternate: cut a shard leader's node off from its peers (clients
+    /// still reach it), or cut the smart clients off it while another node
+    /// is cut off from its peers (a partial partition).
+    PartitionLeader,
+    /// Alternate: split the nodes in two halves, or arrange them in a ring
+    /// where each node sees only its neighbours (five nodes).
+    SplitAndRing,
+    /// Stop a node (a crash, data kept) and restart it.
+    KillRestart,
+    /// Stop the coordinator, and meanwhile crash and restart a node.
+    CoordinatorDown,
+    /// Move a shard's leader replica to the spare node while writes run.
+    ReplicaMove,
+}
+
+impl Schedule {
+    /// The schedule's name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Schedule::PartitionLeader => "partition-leader",
+            Schedule::SplitAndRing => "split-halves/majority-ring",
+            Schedule::KillRestart => "kill-restart",
+            Schedule::CoordinatorDown => "coordinator-down",
+            Schedule::ReplicaMove => "replica-move-under-load",
+        }
+    }
+}
+
+/// How long a fault is held.
+fn hold(rng: &mut StdRng) -> Duration {
+    Duration::from_millis(rng.random_range(2_000..4_000))
+}
+
+/// Injects one fault of `schedule`, holds it, and heals it. Returns a
+/// description of what was done.
+pub async fn cycle(
+    schedule: Schedule,
+    cluster: &mut ChaosCluster,
+    rng: &mut StdRng,
+    cycle: usize,
+) -> String {
+    let held = hold(rng);
+    let done = match schedule {
+        Schedule::PartitionLeader if cycle % 2 == 0 => {
+            let node = leader_or_any(cluster, rng);
+            cut_nodes(cluster, |a, b| a == node || b == node);
+            tokio::time::sleep(held).await;
+            format!("isolated leader node {node} from its peers for {held:?}")
+        }
+        Schedule::PartitionLeader => {
+            // A partial partition: the smart clients lose the leader
+            // (connections reset) and turn to followers, one of which is
+            // cut off from its peers; the gateway still reaches the leader.
+            let node = leader_or_any(cluster, rng);
+            let follower =
+                first_follower(cluster, node).unwrap_or((node + 1) % cluster.node_count());
+            cut_nodes(cluster, |a, b| a == follower || b == follower);
+            let leader = Endpoint::Node(node);
+            cluster.partition.set_where(Fault::Drop, |from, to| {
+                *from == Endpoint::Clients && *to == leader
+            });
+            tokio::time::sleep(held).await;
+            format!(
+                "cut the smart clients off leader node {node} and node {follower} off its peers for {held:?}"
+            )
+        }
+        Schedule::SplitAndRing => {
+            let mut nodes: Vec<usize> = (0..cluster.node_count()).collect();
+            nodes.shuffle(rng);
+            let what = if cycle % 2 == 0 {
+                let (a, b) = nodes.split_at(nodes.len() / 2);
+                cut_nodes(cluster, |x, y| a.contains(&x) != a.contains(&y));
+                format!("split {a:?} | {b:?}")
+            } else {
+                let ring: Vec<Endpoint> = nodes.iter().map(|&n| Endpoint::Node(n)).collect();
+                cluster.partition.ring(&ring);
+                format!("ring {nodes:?}")
+            };
+            tokio::time::sleep(held).await;
+            format!("{what} for {held:?}")
+        }
+        Schedule::KillRestart => {
+            let node = leader_or_any(cluster, rng);
+            cluster.stop_node(node).await;
+            tokio::time::sleep(held).await;
+            cluster.restart_node(node).await;
+            format!("crashed node {node} for {held:?}")
+        }
+        Schedule::CoordinatorDown => {
+            cluster.stop_coordinator().await;
+            let node = rng.random_range(0..cluster.node_count());
+            cluster.stop_node(node).await;
+            tokio::time::sleep(held).await;
+            cluster.restart_node(node).await;
+            cluster.restart_coordinator().await;
+            format!("coordinator down, crashed node {node}, for {held:?}")
+        }
+        Schedule::ReplicaMove => move_leader_replica(cluster, rng).await,
+    };
+    cluster.partition.heal();
+    done
+}
+
+/// The node leading a random shard, or a random node.
+fn leader_or_any(cluster: &ChaosCluster, rng: &mut StdRng) -> usize {
+    let shards = cluster
+        .map()
+        .map(|m| m.shards.keys().copied().collect::<Vec<_>>());
+    let shard = shards.and_then(|s| s.choose(rng).copied());
+    shard
+        .and_then(|s| cluster.leader_of(s))
+        .unwrap_or_else(|| rng.random_range(0..cluster.node_count()))
+}
+
+/// The first replica other than `leader` of a shard `leader` leads: the
+/// one a smart client turns to when it cannot reach the leader.
+fn first_follower(cluster: &ChaosCluster, leader: usize) -> Option<usize> {
+    let map = cluster.map()?;
+    let shard = map
+        .shards
+        .values()
+        .find(|s| cluster.leader_of(s.id) == Some(leader))?;
+    let id = cluster.id_of(leader);
+    let follower = shard.replicas.iter().find(|r| **r != id)?;
+    cluster.index_of(*follower)
+}
+
+/// Blackholes every node-to-node link between nodes `a` and `b` for which
+/// `cut(a, b)` holds.
+fn cut_nodes(cluster: &ChaosCluster, cut: impl Fn(usize, usize) -> bool) {
+    cluster
+        .partition
+        .set_where(Fault::Blackhole, |from, to| match (from, to) {
+            (Endpoint::Node(a), Endpoint::Node(b)) => cut(*a, *b),
+            _ => false,
+        });
+}
+
+/// Replaces a random shard's leader replica by a node outside its replica
+/// set, and waits until the move completes.
+async fn move_leader_replica(cluster: &mut ChaosCluster, rng: &mut StdRng) -> String {
+    let map = cluster.map().expect("coordinator runs");
+    let mut shards: Vec<ShardId> = map.shards.keys().copied().collect();
+    shards.shuffle(rng);
+    let shard = shards[0];
+    let info = &map.shards[&shard];
+    let leader = cluster
+        .leader_of(shard)
+        .map(|i| cluster.id_of(i))
+        .or(info.leader)
+        .unwrap_or(info.replicas[0]);
+    let spare: Vec<NodeId> = (0..cluster.node_count())
+        .map(|i| cluster.id_of(i))
+        .filter(|id| !info.replicas.contains(id))
+        .collect();
+    let Some(&to) = spare.choose(rng) else {
+        return "no spare node for a move".to_owned();
+    };
+    let replicas: Vec<NodeId> = info
+        .replicas
+        .iter()
+        .map(|&r| if r == leader { to } else { r })
+        .collect();
+    cluster
+        .coordinator()
+        .set_shard_replicas(shard, Some(info.epoch), replicas.clone())
+        .await
+        .expect("move accepted");
+    let coordinator = cluster.coordinator().clone();
+    wait_for("the replica move to finish", || {
+        let map = coordinator.map();
+        let s = &map.shards[&shard];
+        s.state == ShardState::Stable && s.replicas == replicas
+    })
+    .await;
+    format!("moved shard {shard} from leader {leader} to {to}")
+}

@@ -1,0 +1,192 @@
+//! What a schedule must show once its faults are healed: every shard takes
+//! writes again within a bound, every acknowledged write is still there, and
+//! the recorded history is linearizable.
+//!
+//! Also the epoch probe: requests routed with a wrong shard epoch must be
+//! refused. KvDB has no slot-range changes, so Raft leadership alone keeps a
+//! wrongly routed write linearizable and the checker cannot see a missing
+//! epoch check; the probe checks that node guarantee directly.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use kvdb::core::proto::v1 as pb;
+use kvdb::core::proto::v1::kv_node_client::KvNodeClient;
+use kvdb::core::slot::slot;
+use kvdb::core::{ShardId, ShardMap};
+use kvdb_client::{Client, Kv, PutOptions};
+use kvdb_testkit::{ClientId, History, Key, Op, Outcome, Output, Recorder, Version};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// How long every shard may take to accept a write after a heal.
+pub const RECOVERY_BOUND: Duration = Duration::from_secs(30);
+
+/// One key per shard of `map`, for writability probes.
+pub fn probe_keys(map: &ShardMap) -> BTreeMap<ShardId, Vec<u8>> {
+    let mut keys = BTreeMap::new();
+    for n in 0.. {
+        if keys.len() == map.shards.len() {
+            break;
+        }
+        let key = format!("probe-{n}").into_bytes();
+        if let Some(shard) = map.shards.values().find(|s| s.contains(slot(&key))) {
+            keys.entry(shard.id).or_insert(key);
+        }
+    }
+    keys
+}
+
+/// Time from now until every shard accepted a write; panics after
+/// [`RECOVERY_BOUND`].
+pub async fn time_to_writable(client: &Client, probes: &BTreeMap<ShardId, Vec<u8>>) -> Duration {
+    let started = Instant::now();
+    let deadline = started + RECOVERY_BOUND;
+    let attempts = probes.iter().map(|(shard, key)| async move {
+        let options = PutOptions {
+            timeout: Some(Duration::from_millis(500)),
+            ..PutOptions::default()
+        };
+        while client
+            .put_with(key, b"probe", options.clone())
+            .await
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "shard {shard} not writable {RECOVERY_BOUND:?} after the heal"
+            );
+        }
+        started.elapsed()
+    });
+    futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .max()
+        .unwrap_or_default()
+}
+
+/// The client id final reads are recorded under.
+pub const FINAL_READER: ClientId = ClientId(1_000);
+
+/// Reads every key strongly (retrying until each succeeds), records the
+/// reads in the history and returns what they saw.
+pub async fn final_reads(
+    client: &Client,
+    keys: &[Vec<u8>],
+    recorder: &Recorder,
+) -> BTreeMap<Key, Option<(Vec<u8>, Version)>> {
+    let deadline = Instant::now() + RECOVERY_BOUND;
+    let mut seen = BTreeMap::new();
+    for key in keys {
+        loop {
+            let pending = recorder.invoke(FINAL_READER, key.clone(), Op::Read);
+            match client.get(key).await {
+                Ok(value) => {
+                    let value = value.map(|v| (v.value, Version(v.version.0)));
+                    pending.complete(Outcome::Ok(Output::Read(value.clone())));
+                    seen.insert(key.clone(), value);
+                    break;
+                }
+                Err(e) => {
+                    pending.complete(Outcome::Fail);
+                    assert!(Instant::now() < deadline, "final read of a key failed: {e}");
+                }
+            }
+        }
+    }
+    seen
+}
+
+/// Acknowledged writes that the final state does not reflect: the final
+/// version is older than the write's, or equal with another value.
+pub fn lost_writes(
+    history: &History,
+    finals: &BTreeMap<Key, Option<(Vec<u8>, Version)>>,
+) -> Vec<String> {
+    let mut lost = Vec::new();
+    for op in history.operations() {
+        let value = match &op.op {
+            Op::Write(v) | Op::Cas { new: v, .. } => v,
+            _ => continue,
+        };
+        let Outcome::Ok(Output::Applied(version)) = op.outcome else {
+            continue;
+        };
+        let Some(last) = finals.get(&op.key) else {
+            continue;
+        };
+        let (final_value, final_version) = last
+            .as_ref()
+            .map_or((None, Version::ABSENT), |(v, ver)| (Some(v), *ver));
+        if version > final_version || (version == final_version && final_value != Some(value)) {
+            lost.push(format!(
+                "{} {} acknowledged at {version}, final {final_version}",
+                op.id, op.op
+            ));
+        }
+    }
+    lost
+}
+
+/// Sends writes with a wrong shard epoch straight to shard leaders until
+/// stopped, counting those a node served instead of refusing.
+pub struct EpochProbe {
+    stop: Arc<AtomicBool>,
+    served: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl EpochProbe {
+    /// Starts probing with routes from `client`'s map.
+    pub fn start(client: Client) -> EpochProbe {
+        let stop = Arc::new(AtomicBool::new(false));
+        let served = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(probe(client, stop.clone(), served.clone()));
+        EpochProbe { stop, served, task }
+    }
+
+    /// Stops probing; returns how many wrong-epoch writes were served.
+    pub async fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.task.await;
+        self.served.load(Ordering::Relaxed)
+    }
+}
+
+async fn probe(client: Client, stop: Arc<AtomicBool>, served: Arc<AtomicU64>) {
+    let key = b"epoch-probe".to_vec();
+    while !stop.load(Ordering::Relaxed) {
+        let map = client.cache().current();
+        let route = map
+            .shards
+            .values()
+            .find(|s| s.contains(slot(&key)))
+            .and_then(|s| {
+                let leader = map.address(s.leader?)?;
+                Some((s.id, s.epoch, leader.to_owned()))
+            });
+        if let Some((shard, epoch, leader)) = route
+            && let Ok(mut node) = KvNodeClient::connect(format!("http://{leader}")).await
+        {
+            let request = pb::NodePutRequest {
+                target: Some(pb::ShardTarget {
+                    shard_id: shard.0,
+                    epoch: epoch.0 + 7,
+                }),
+                request: Some(pb::PutRequest {
+                    key: key.clone().into(),
+                    value: b"wrong epoch".to_vec().into(),
+                    ..Default::default()
+                }),
+            };
+            let call = node.put(request);
+            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), call).await {
+                served.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
