@@ -23,7 +23,7 @@
 
 pub mod cluster;
 pub mod nemesis;
-// pub mod process;
+pub mod process;
 pub mod verify;
 pub mod workload;
 

@@ -1,0 +1,272 @@
+//! The multi-process schedule: a coordinator and three `kvdb node`
+//! processes of the built binary, hit with real signals: SIGKILL then a
+//! restart on the same address and data, or SIGSTOP then SIGCONT (a process
+//! that freezes, as in a long GC pause or a VM stall, keeps its sockets open).
+//!
+//! The workload uses smart clients only: a gateway process would add no
+//! fault the in-process schedules lack. Child processes are killed when the
+//! cluster is dropped, so a failing test leaves none behind. Ports are picked
+//! by binding port 0 and releasing it, since a restarted node must come back
+//! on the same address.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use kvdb_client::{Client, ExecutorConfig};
+use kvdb_testkit::{CheckConfig, Recorder, check};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tempfile::TempDir;
+use tokio::time::Instant;
+
+use super::cluster::CALL_TIMEOUT;
+use super::verify::{final_reads, lost_writes, probe_keys, time_to_writable};
+use super::workload::{Workload, keys};
+use super::{RunReport, Settings, wait_for};
+
+/// A free loopback port, released for a child process to bind.
+fn free_address() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").to_string()
+}
+
+/// A cluster of `kvdb` processes.
+pub struct ProcessCluster {
+    dir: TempDir,
+    bin: PathBuf,
+    coordinator: Child,
+    coordinator_address: String,
+    nodes: Vec<(Vec<String>, Option<Child>)>,
+}
+
+impl ProcessCluster {
+    /// Starts a coordinator and `nodes` nodes of `bin`, and initializes
+    /// `shards` shards at replication factor 3.
+    pub async fn start(bin: &Path, nodes: usize, shards: u32) -> ProcessCluster {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let coordinator_address = free_address();
+        let admin = free_address();
+        let root = dir.path().to_owned();
+        let data = |name: &str| root.join(name).display().to_string();
+        let coordinator_args: Vec<String> = [
+            "coordinator",
+            "--id",
+            "1",
+            "--listen",
+            &coordinator_address,
+            "--admin-listen",
+            &admin,
+            "--data",
+            &data("coordinator"),
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let coordinator = spawn(bin, dir.path(), "coordinator", &coordinator_args);
+        let mut cluster = ProcessCluster {
+            bin: bin.to_owned(),
+            coordinator,
+            coordinator_address: coordinator_address.clone(),
+            nodes: Vec::new(),
+            dir,
+        };
+        for i in 0..nodes {
+            let name = format!("node-{}", i + 1);
+            let args: Vec<String> = [
+                "node",
+                "--name",
+                &name,
+                "--listen",
+                &free_address(),
+                "--coordinators",
+                &coordinator_address,
+                "--data",
+                &data(&name),
+            ]
+            .map(str::to_owned)
+            .to_vec();
+            let child = spawn(bin, cluster.dir.path(), &name, &args);
+            cluster.nodes.push((args, Some(child)));
+        }
+        let init = [
+            "admin",
+            "--admin",
+            &admin,
+            "shard-init",
+            "--num-shards",
+            &shards.to_string(),
+            "--replication-factor",
+            "3",
+        ];
+        let deadline = Instant::now() + super::DEADLINE;
+        // Refused until the coordinator runs and every node registered.
+        while !cluster.admin_nodes_registered(&admin, nodes) || !cluster.run_ok(&init) {
+            assert!(
+                Instant::now() < deadline,
+                "the process cluster never initialized"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        cluster
+    }
+
+    fn run_ok(&self, args: &[&str]) -> bool {
+        let output = Command::new(&self.bin)
+            .args(args)
+            .stderr(Stdio::null())
+            .output();
+        output.is_ok_and(|o| o.status.success())
+    }
+
+    fn admin_nodes_registered(&self, admin: &str, nodes: usize) -> bool {
+        let args = ["admin", "--admin", admin, "--json", "nodes"];
+        let Ok(output) = Command::new(&self.bin).args(args).output() else {
+            return false;
+        };
+        String::from_utf8_lossy(&output.stdout)
+            .matches("\"address\"")
+            .count()
+            >= nodes
+    }
+
+    /// A smart client of the cluster.
+    pub async fn client(&self) -> Client {
+        let config = ExecutorConfig {
+            default_timeout: CALL_TIMEOUT,
+            ..ExecutorConfig::default()
+        };
+        Client::connect_with(std::slice::from_ref(&self.coordinator_address), config)
+            .await
+            .expect("smart client connects")
+    }
+
+    /// Sends SIGKILL to node `i`.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].1.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Restarts a killed node `i` with its old arguments (address, data).
+    pub fn restart(&mut self, i: usize) {
+        if self.nodes[i].1.is_none() {
+            let name = format!("node-{}", i + 1);
+            let child = spawn(&self.bin, self.dir.path(), &name, &self.nodes[i].0);
+            self.nodes[i].1 = Some(child);
+        }
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to node `i`.
+    pub fn signal(&self, i: usize, signal: &str) {
+        if let Some(child) = &self.nodes[i].1 {
+            let status = Command::new("kill")
+                .args([format!("-{signal}"), child.id().to_string()])
+                .status();
+            assert!(status.is_ok_and(|s| s.success()), "kill -{signal} failed");
+        }
+    }
+}
+
+impl Drop for ProcessCluster {
+    fn drop(&mut self) {
+        for child in self.nodes.iter_mut().filter_map(|(_, c)| c.as_mut()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = self.coordinator.kill();
+        let _ = self.coordinator.wait();
+    }
+}
+
+fn spawn(bin: &Path, dir: &Path, name: &str, args: &[String]) -> Child {
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{name}.log")))
+        .expect("log file");
+    let err = log.try_clone().expect("log file");
+    Command::new(bin)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(log)
+        .stderr(err)
+        .spawn()
+        .expect("spawn kvdb")
+}
+
+/// Runs the signal schedule on processes of `bin`.
+pub async fn run_signals(bin: &Path, settings: Settings) -> RunReport {
+    println!(
+        "--- kill-stop-processes: {:?} of faults, KVDB_CHAOS_SEED={}",
+        settings.duration, settings.seed
+    );
+    let mut rng = StdRng::seed_from_u64(settings.seed);
+    let mut cluster = ProcessCluster::start(bin, 3, 4).await;
+    let checker = cluster.client().await;
+    let probes = probe_keys(&checker.cache().current());
+    let first = time_to_writable(&checker, &probes).await;
+    println!("    cluster writable after {first:?}");
+    let recorder = Recorder::new();
+    let mut workload = Workload::new(&recorder, settings.seed);
+    for _ in 0..3 {
+        workload.spawn(cluster.client().await);
+    }
+
+    let end = Instant::now() + settings.duration;
+    let (mut faults, mut recovery) = (0, Vec::new());
+    while Instant::now() < end {
+        let node = rng.random_range(0..3);
+        let held = Duration::from_millis(rng.random_range(2_000..4_000));
+        let what = if faults % 2 == 0 {
+            cluster.kill(node);
+            tokio::time::sleep(held).await;
+            cluster.restart(node);
+            "SIGKILL + restart"
+        } else {
+            cluster.signal(node, "STOP");
+            tokio::time::sleep(held).await;
+            cluster.signal(node, "CONT");
+            "SIGSTOP + SIGCONT"
+        };
+        faults += 1;
+        let took = time_to_writable(&checker, &probes).await;
+        println!("    fault {faults}: {what} node {node} for {held:?}; writable after {took:?}");
+        recovery.push(took);
+    }
+
+    let issued = workload.issued.clone();
+    let target = issued.load(std::sync::atomic::Ordering::Relaxed) + 100;
+    wait_for("the recovery window", || {
+        issued.load(std::sync::atomic::Ordering::Relaxed) >= target
+    })
+    .await;
+    workload.stop().await;
+    let finals = final_reads(&checker, &keys(), &recorder).await;
+    let history = recorder.history();
+    let check = check(&history, &CheckConfig::default());
+    let lost = lost_writes(&history, &finals);
+    let mut details = String::new();
+    if !check.is_linearizable() {
+        details.push_str(&check.to_string());
+    }
+    for line in lost.iter().take(10) {
+        details.push_str(&format!("lost write: {line}\n"));
+    }
+    let report = RunReport {
+        schedule: "kill-stop-processes",
+        seed: settings.seed,
+        faults,
+        ops: history.summary(),
+        violations: check.violations().count(),
+        inconclusive: check.inconclusive().count(),
+        lost_writes: lost,
+        epoch_served: 0,
+        recovery,
+        details,
+    };
+    println!("{report}");
+    report
+}
