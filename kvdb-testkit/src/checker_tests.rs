@@ -282,3 +282,36 @@ fn many_unobserved_unknown_writes_do_not_blow_up() {
     assert!(report.is_linearizable(), "{report}");
     assert_eq!(report.keys[0].checked, 6);
 }
+
+#[test]
+fn rejection_reporting_a_version_nobody_wrote_is_rejected() {
+    Script::default()
+        .run("w", Op::write("a"), Output::applied(1))
+        .run(
+            "c",
+            Op::cas(0, "b"),
+            Output::Rejected {
+                current: Version(5),
+            },
+        )
+        .assert_violation();
+}
+
+#[test]
+fn rejection_reporting_an_overwritten_version_is_rejected() {
+    // The lost write may have produced version 5, but version 9 replaced it
+    // before the CAS was sent.
+    Script::default()
+        .run("wa", Op::write("a"), Output::applied(1))
+        .invoke("lost", Op::write("x"))
+        .end("lost", Outcome::Unknown)
+        .run("wb", Op::write("b"), Output::applied(9))
+        .run(
+            "c",
+            Op::cas(1, "c"),
+            Output::Rejected {
+                current: Version(5),
+            },
+        )
+        .assert_violation();
+}

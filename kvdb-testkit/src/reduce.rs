@@ -16,7 +16,9 @@
 //!   version: versions strictly increase, so the model rejects that anyway.)
 //!   Such puts are interchangeable, so they are all replaced by one optional
 //!   stand-in per unexplained version: a put of an unread value at exactly
-//!   that version, from the earliest such invoke until the last reference.
+//!   that version, placeable after every operation that saw an older version
+//!   was invoked and before the last reference (and before any operation that
+//!   saw a newer version) completed.
 //!   The stand-in ignores the CAS condition of the put it replaces, so the
 //!   check is slightly lenient there. If there are fewer such puts than
 //!   unexplained versions, they are kept as they are instead.
@@ -42,6 +44,9 @@ pub(crate) struct Compiled<'a> {
     pub(crate) call: Call,
     /// Whether the call must be placed (its effect is known or observed).
     pub(crate) required: bool,
+    /// The logical time from which the call may be placed: its invoke, or
+    /// later for a stand-in.
+    pub(crate) start: u64,
     /// The logical time by which the call must be placed (required) or after
     /// which it no longer matters (optional); `u64::MAX` when unbounded.
     pub(crate) end: u64,
@@ -62,6 +67,7 @@ pub(crate) fn reduce<'a>(ops: &'a [Operation], values: &mut Interner) -> Vec<Com
                 op,
                 call,
                 required,
+                start: op.invoked_at,
                 end,
             })
         })
@@ -100,14 +106,19 @@ pub(crate) fn reduce<'a>(ops: &'a [Operation], values: &mut Interner) -> Vec<Com
     let mut stand_ins = Vec::new();
     if unexplained.len() <= unread.len() {
         let value = values.unseen();
-        for (&version, &end) in &unexplained {
+        let known = KnownVersions::gather(&calls);
+        for (&version, &by) in &unexplained {
+            let (after, before) = known.around(version);
+            let end = by.min(before);
             let earliest = unread
                 .iter()
                 .map(|&i| &calls[i])
-                .filter(|c| c.op.invoked_at < end)
-                .min_by_key(|c| c.op.invoked_at);
+                .filter(|c| c.start < end)
+                .min_by_key(|c| c.start);
             // With no candidate the reference stays unexplained: a violation.
-            if let Some(candidate) = earliest {
+            if let Some(candidate) = earliest
+                && candidate.start.max(after) < end
+            {
                 stand_ins.push(Compiled {
                     op: candidate.op,
                     call: Call::Put {
@@ -116,6 +127,7 @@ pub(crate) fn reduce<'a>(ops: &'a [Operation], values: &mut Interner) -> Vec<Com
                         version: Some(version),
                     },
                     required: false,
+                    start: candidate.start.max(after),
                     end,
                 });
             }
@@ -126,7 +138,7 @@ pub(crate) fn reduce<'a>(ops: &'a [Operation], values: &mut Interner) -> Vec<Com
     } else {
         let ends: Vec<u64> = unexplained.values().copied().collect();
         for &i in &unread {
-            match horizon(calls[i].op.invoked_at, &ends) {
+            match horizon(calls[i].start, &ends) {
                 Some(end) => calls[i].end = end,
                 None => keep[i] = false,
             }
@@ -141,7 +153,7 @@ pub(crate) fn reduce<'a>(ops: &'a [Operation], values: &mut Interner) -> Vec<Com
         .collect();
     for (c, keep) in calls.iter_mut().zip(&mut keep) {
         if matches!(c.call, Call::Delete { version: None }) {
-            match horizon(c.op.invoked_at, &observers) {
+            match horizon(c.start, &observers) {
                 Some(end) => c.end = end,
                 None => *keep = false,
             }
@@ -181,6 +193,42 @@ fn observes_absence(call: &Call) -> bool {
                 ..
             }
     )
+}
+
+/// Versions known for certain (acknowledged mutations, reads), with when the
+/// operations that reported them were invoked and completed.
+struct KnownVersions {
+    ops: Vec<(Version, u64, u64)>,
+}
+
+impl KnownVersions {
+    fn gather(calls: &[Compiled<'_>]) -> Self {
+        let ops = calls
+            .iter()
+            .filter(|c| c.required)
+            .filter_map(|c| match c.call {
+                Call::Put {
+                    version: Some(v), ..
+                }
+                | Call::Delete { version: Some(v) }
+                | Call::Read(Some((_, v))) => Some((v, c.start, c.end)),
+                _ => None,
+            })
+            .collect();
+        KnownVersions { ops }
+    }
+
+    /// Bounds on when `version` can have been written: after every operation
+    /// that reported an older version was invoked (it linearized earlier),
+    /// and before every one that reported a newer version completed.
+    fn around(&self, version: Version) -> (u64, u64) {
+        let after = self.ops.iter().filter(|(v, ..)| *v < version);
+        let before = self.ops.iter().filter(|(v, ..)| *v > version);
+        (
+            after.map(|(_, start, _)| *start).max().unwrap_or(0),
+            before.map(|(.., end)| *end).min().unwrap_or(u64::MAX),
+        )
+    }
 }
 
 /// What the whole key's history says about values and versions.
@@ -240,7 +288,7 @@ impl Facts {
 /// undecided stays valid with the two swapped, so only one order is searched.
 pub(crate) fn symmetry_chain(calls: &[Compiled<'_>]) -> Vec<Option<usize>> {
     let mut order: Vec<usize> = (0..calls.len()).filter(|&i| !calls[i].required).collect();
-    order.sort_by_key(|&i| calls[i].op.invoked_at);
+    order.sort_by_key(|&i| calls[i].start);
     let mut last: HashMap<(Call, u64), usize> = HashMap::new();
     let mut chain = vec![None; calls.len()];
     for i in order {

@@ -66,7 +66,7 @@ impl<'c, 'a> Search<'c, 'a> {
         // so an optional call stays available until the ops needing it end.
         let mut ends: Vec<(u64, u8, usize)> = Vec::with_capacity(calls.len() * 2);
         for (i, c) in calls.iter().enumerate() {
-            ends.push((c.op.invoked_at, 0, i));
+            ends.push((c.start, 0, i));
             ends.push((c.end, if c.required { 1 } else { 2 }, i));
         }
         ends.sort_unstable();
