@@ -114,7 +114,9 @@ impl LocalCluster {
         for i in 0..cluster.config.nodes.len() {
             let requested = cluster.config.nodes[i];
             let node = cluster.launch_node(i, requested).await?;
-            cluster.node_addresses.push(addr_from(node.address(), requested));
+            cluster
+                .node_addresses
+                .push(addr_from(node.address(), requested));
             cluster.nodes.push(Some(node));
         }
         cluster.bootstrap().await?;
@@ -140,8 +142,11 @@ impl LocalCluster {
     }
 
     async fn launch_gateway(&self, addr: SocketAddr) -> Result<RunningGateway, StartError> {
-        let gateway = Gateway::connect(&[self.coordinator_address.to_string()], ExecutorConfig::default())
-            .map_err(StartError::Gateway)?;
+        let gateway = Gateway::connect(
+            &[self.coordinator_address.to_string()],
+            ExecutorConfig::default(),
+        )
+        .map_err(StartError::Gateway)?;
         let listener = bind("gateway", addr).await?;
         let address = local_addr("gateway", &listener)?;
         let (stop, stopped) = oneshot::channel::<()>();
@@ -238,7 +243,9 @@ impl LocalCluster {
 
     /// A gateway client of this cluster (panics if no gateway runs).
     pub fn gateway_client(&self) -> Result<GatewayClient, kvdb_client::ClientError> {
-        let addr = self.gateway_address().expect("this cluster runs no gateway");
+        let addr = self
+            .gateway_address()
+            .expect("this cluster runs no gateway");
         GatewayClient::connect(&addr.to_string())
     }
 
@@ -328,7 +335,9 @@ async fn wait_until(
 ) -> Result<(), StartError> {
     while !ready() {
         if tokio::time::Instant::now() >= deadline {
-            return Err(StartError::Bootstrap(format!("timed out waiting for {what}")));
+            return Err(StartError::Bootstrap(format!(
+                "timed out waiting for {what}"
+            )));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

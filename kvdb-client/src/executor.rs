@@ -40,6 +40,11 @@ pub struct ExecutorConfig {
     pub backoff: Backoff,
     /// How long a node that failed is avoided when there is a choice.
     pub node_cool_down: Duration,
+    /// How long a retry waits for a throttled map refresh (after
+    /// STALE_EPOCH or NOT_LEADER without a hint) before going on with the
+    /// cached map. The refresh itself runs on, so a slow or unreachable
+    /// coordinator never eats a request's deadline.
+    pub refresh_patience: Duration,
     /// Rewrites a node's address when the pool first dials it
     /// (fault-injection tests route links through proxies). `None` in
     /// production.
@@ -51,6 +56,8 @@ impl ExecutorConfig {
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
     /// Default cool-down of a failed node.
     pub const DEFAULT_COOL_DOWN: Duration = Duration::from_secs(1);
+    /// Default wait for a throttled refresh.
+    pub const DEFAULT_REFRESH_PATIENCE: Duration = Duration::from_millis(250);
 }
 
 impl Default for ExecutorConfig {
@@ -59,6 +66,7 @@ impl Default for ExecutorConfig {
             default_timeout: Self::DEFAULT_TIMEOUT,
             backoff: Backoff::DEFAULT,
             node_cool_down: Self::DEFAULT_COOL_DOWN,
+            refresh_patience: Self::DEFAULT_REFRESH_PATIENCE,
             node_address_rewrite: None,
         }
     }
@@ -101,7 +109,11 @@ impl Executor {
     }
 
     /// Reads a key.
-    pub async fn get(&self, req: pb::GetRequest, deadline: Instant) -> Result<pb::GetResponse, KvError> {
+    pub async fn get(
+        &self,
+        req: pb::GetRequest,
+        deadline: Instant,
+    ) -> Result<pb::GetResponse, KvError> {
         let access = match pb::Consistency::try_from(req.consistency) {
             Ok(pb::Consistency::Eventual) => Access::EventualRead,
             _ => Access::StrongRead,
@@ -119,7 +131,11 @@ impl Executor {
 
     /// Writes a key. The request's write id must be set by the caller (see
     /// [`crate::WriteIds`]).
-    pub async fn put(&self, req: pb::PutRequest, deadline: Instant) -> Result<pb::PutResponse, KvError> {
+    pub async fn put(
+        &self,
+        req: pb::PutRequest,
+        deadline: Instant,
+    ) -> Result<pb::PutResponse, KvError> {
         let key = req.key.clone();
         self.run(&key, Access::Write, deadline, |mut client, target| {
             let request = pb::NodePutRequest {
@@ -143,7 +159,12 @@ impl Executor {
                 target: Some(target),
                 request: Some(req.clone()),
             };
-            async move { client.delete(request).await.map(tonic::Response::into_inner) }
+            async move {
+                client
+                    .delete(request)
+                    .await
+                    .map(tonic::Response::into_inner)
+            }
         })
         .await
     }
@@ -173,15 +194,17 @@ impl Executor {
                 Ok(route) => route,
                 Err(e) => {
                     last = e;
-                    self.refresh_within(Refresh::Forced, deadline).await;
+                    self.refresh(Refresh::Forced, deadline, deadline).await;
                     self.pause(attempt, deadline).await;
                     attempt += 1;
                     continue;
                 }
             };
             let Some(address) = hint.take().or_else(|| self.pick(&route, access)) else {
-                last = KvError::Unavailable(format!("shard {} has no reachable replica", route.shard));
-                self.refresh_within(Refresh::Throttled, deadline).await;
+                last =
+                    KvError::Unavailable(format!("shard {} has no reachable replica", route.shard));
+                self.refresh(Refresh::Throttled, self.patience(), deadline)
+                    .await;
                 self.pause(attempt, deadline).await;
                 attempt += 1;
                 continue;
@@ -205,15 +228,20 @@ impl Executor {
                     hint = Some(leader);
                 }
                 RetryAction::RetryAt(_) | RetryAction::RefreshThenRetry { force: false } => {
-                    self.refresh_within(Refresh::Throttled, deadline).await;
+                    self.refresh(Refresh::Throttled, self.patience(), deadline)
+                        .await;
                     self.pause(attempt, deadline).await;
                 }
                 RetryAction::RefreshThenRetry { force: true } => {
-                    self.refresh_within(Refresh::Forced, deadline).await;
+                    self.refresh(Refresh::Forced, deadline, deadline).await;
                 }
                 RetryAction::Backoff => {
+                    // Not waiting for the map: the node, not the map, is the
+                    // likely problem, and the cool-down must outlast the wait
+                    // for the retry to try another replica.
                     self.pool.mark_failed(&address);
-                    self.refresh_within(Refresh::Throttled, deadline).await;
+                    self.refresh(Refresh::Throttled, Instant::now(), deadline)
+                        .await;
                     self.pause(attempt, deadline).await;
                 }
             }
@@ -222,9 +250,11 @@ impl Executor {
         }
     }
 
-    /// The node to send to: the leader for writes and strong reads (or the
-    /// first replica when no leader is known); for eventual reads a random
-    /// replica that has not failed recently.
+    /// The node to send to. For writes and strong reads: the leader (or the
+    /// first replica when no leader is known), unless it failed recently;
+    /// then a replica that has not, which knows a newly elected leader
+    /// before the map does and answers NOT_LEADER with a hint. For eventual
+    /// reads: a random replica that has not failed recently.
     fn pick(&self, route: &Route, access: Access) -> Option<String> {
         let healthy = |addr: &&str| !self.pool.is_failed(addr);
         match access {
@@ -241,11 +271,14 @@ impl Executor {
                 let i = rand::random_range(0..live.len());
                 Some(live[i].to_owned())
             }
-            _ => route
-                .leader
-                .as_ref()
-                .or(route.replicas.first())
-                .map(|r| r.address.clone()),
+            _ => {
+                let leader = route.leader.as_ref().or(route.replicas.first())?;
+                if !self.pool.is_failed(&leader.address) {
+                    return Some(leader.address.clone());
+                }
+                let other = route.replicas.iter().find(|r| healthy(&r.address.as_str()));
+                Some(other.unwrap_or(leader).address.clone())
+            }
         }
     }
 
@@ -256,16 +289,110 @@ impl Executor {
         }
     }
 
-    async fn refresh_within(&self, refresh: Refresh, deadline: Instant) {
-        match tokio::time::timeout_at(deadline, self.cache.refresh(refresh)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::debug!(error = %e, "shard-map refresh failed"),
-            Err(_) => tracing::debug!("shard-map refresh did not finish before the deadline"),
+    /// When a throttled refresh stops being worth waiting for.
+    fn patience(&self) -> Instant {
+        Instant::now() + self.config.refresh_patience
+    }
+
+    /// Refreshes the map in a task of its own, so the fetch completes (and
+    /// later requests benefit) even when this request stops waiting for it
+    /// at `until` or its `deadline`, whichever comes first.
+    async fn refresh(&self, refresh: Refresh, until: Instant, deadline: Instant) {
+        let cache = Arc::clone(&self.cache);
+        let fetch = tokio::spawn(async move { cache.refresh(refresh).await });
+        match tokio::time::timeout_at(until.min(deadline), fetch).await {
+            Ok(Ok(Ok(_))) => {}
+            Ok(Ok(Err(e))) => tracing::debug!(error = %e, "shard-map refresh failed"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "shard-map refresh task failed"),
+            Err(_) => {
+                tracing::debug!("shard-map refresh still running; going on with the cached map")
+            }
         }
     }
 
     async fn pause(&self, attempt: u32, deadline: Instant) {
         let wake = (Instant::now() + self.config.backoff.delay(attempt)).min(deadline);
         tokio::time::sleep_until(wake).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::pending;
+    use std::pin::Pin;
+
+    use kvdb_core::cache::{CacheConfig, ShardMapSource, SourceError, WatchStream};
+    use kvdb_core::router::Replica;
+    use kvdb_core::{Epoch, MapVersion, NodeId, ShardId, ShardMap};
+
+    use super::*;
+
+    type Answer<'a, T> = Pin<Box<dyn Future<Output = Result<T, SourceError>> + Send + 'a>>;
+
+    /// A map source that never answers (these tests never refresh).
+    struct NeverSource;
+
+    impl ShardMapSource for NeverSource {
+        fn fetch(&self, _: MapVersion) -> Answer<'_, Option<ShardMap>> {
+            Box::pin(pending())
+        }
+
+        fn watch(&self, _: MapVersion) -> Answer<'_, WatchStream> {
+            Box::pin(pending())
+        }
+    }
+
+    fn executor() -> Executor {
+        let cache = ShardMapCache::new(Arc::new(NeverSource), CacheConfig::default()).unwrap();
+        Executor::new(cache, ExecutorConfig::default())
+    }
+
+    fn route(leader: Option<usize>) -> Route {
+        let replicas: Vec<Replica> = (1..=3)
+            .map(|n| Replica {
+                node: NodeId(n),
+                address: format!("127.0.0.1:{n}"),
+            })
+            .collect();
+        Route {
+            shard: ShardId(0),
+            epoch: Epoch(1),
+            leader: leader.map(|i| replicas[i].clone()),
+            replicas,
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_go_to_the_leader_while_it_is_healthy() {
+        let executor = executor();
+        assert_eq!(
+            executor.pick(&route(Some(0)), Access::Write).as_deref(),
+            Some("127.0.0.1:1")
+        );
+        assert_eq!(
+            executor.pick(&route(None), Access::StrongRead).as_deref(),
+            Some("127.0.0.1:1")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_leader_is_passed_over_for_a_replica_that_can_hint() {
+        let executor = executor();
+        executor.pool().client("127.0.0.1:1").unwrap();
+        executor.pool().mark_failed("127.0.0.1:1");
+        assert_eq!(
+            executor.pick(&route(Some(0)), Access::Write).as_deref(),
+            Some("127.0.0.1:2")
+        );
+        // With every replica failed, the leader is still worth a try.
+        for n in 2..=3 {
+            let address = format!("127.0.0.1:{n}");
+            executor.pool().client(&address).unwrap();
+            executor.pool().mark_failed(&address);
+        }
+        assert_eq!(
+            executor.pick(&route(Some(0)), Access::Write).as_deref(),
+            Some("127.0.0.1:1")
+        );
     }
 }

@@ -1,0 +1,87 @@
+//! The `kvdb` binary's client commands against a running cluster's gateway:
+//! what they print and the exit codes a script relies on.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::TestCluster;
+
+/// Runs the built `kvdb` binary with `args` (off the async runtime).
+async fn kvdb(args: &[&str]) -> Output {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_kvdb"))
+            .args(&args)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run the kvdb binary")
+    })
+    .await
+    .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_commands_print_results_and_exit_with_script_friendly_codes() {
+    let test = TestCluster::start(3).await;
+    let gateway = test.cluster.gateway_address().unwrap().to_string();
+    let via = ["--gateway", gateway.as_str()];
+
+    // --- put prints the new version
+    let put = kvdb(&[&["put", "greeting", "hello"], &via[..]].concat()).await;
+    assert_eq!(put.status.code(), Some(0), "stderr: {}", stderr(&put));
+    let version: u64 = stdout(&put).trim().parse().expect("put prints a version");
+    assert!(version > 0);
+
+    // --- get prints the value
+    let get = kvdb(&[&["get", "greeting"], &via[..]].concat()).await;
+    assert_eq!(get.status.code(), Some(0), "stderr: {}", stderr(&get));
+    assert_eq!(stdout(&get), "hello\n");
+
+    // --- a missing key: exit 1, nothing on stdout
+    let missing = kvdb(&[&["get", "no-such-key"], &via[..]].concat()).await;
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(missing.stdout.is_empty());
+
+    // --- cas with a stale version: exit 3, the value unchanged
+    let stale = (version + 1000).to_string();
+    let cas = kvdb(&[&["cas", "greeting", stale.as_str(), "bye"], &via[..]].concat()).await;
+    assert_eq!(cas.status.code(), Some(3), "stderr: {}", stderr(&cas));
+    assert!(cas.stdout.is_empty());
+    let get = kvdb(&[&["get", "greeting"], &via[..]].concat()).await;
+    assert_eq!(stdout(&get), "hello\n");
+
+    // --- cas with the current version succeeds
+    let current = version.to_string();
+    let cas = kvdb(&[&["cas", "greeting", current.as_str(), "bye"], &via[..]].concat()).await;
+    assert_eq!(cas.status.code(), Some(0), "stderr: {}", stderr(&cas));
+
+    // --- nothing listening: exit 4, one line on stderr
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    };
+    let down = kvdb(&["get", "greeting", "--gateway", &closed, "--timeout", "1s"]).await;
+    assert_eq!(down.status.code(), Some(4), "stderr: {}", stderr(&down));
+    assert!(down.stdout.is_empty());
+    let message = stderr(&down);
+    assert_eq!(
+        message.lines().count(),
+        1,
+        "one line on stderr: {message:?}"
+    );
+    assert!(
+        message.contains(&closed),
+        "the message names the endpoint: {message:?}"
+    );
+
+    test.stop().await;
+}
