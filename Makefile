@@ -40,5 +40,26 @@ test:
 bench: build
 	scripts/bench.sh
 
+# Long chaos run: every chaos schedule for CHAOS_SECS of faults with a random
+# seed (printed; rerun one with KVDB_CHAOS_SEED=...), CHAOS_ROUNDS times, then
+# the recovery-time percentiles. Defaults: about 30 minutes. Log: $(RUN_DIR)/chaos.log
+CHAOS_SECS ?= 130
+CHAOS_ROUNDS ?= 2
+
+chaos:
+	@mkdir -p $(RUN_DIR) && rm -f $(RUN_DIR)/chaos.log
+	@for round in $$(seq $(CHAOS_ROUNDS)); do \
+	  KVDB_CHAOS_SECS=$(CHAOS_SECS) $(CARGO) test --release \
+	    --test chaos_schedules --test chaos_process --test chaos_sensitivity \
+	    -- --nocapture --test-threads 1 > $(RUN_DIR)/chaos.round.log 2>&1; status=$$?; \
+	  cat $(RUN_DIR)/chaos.round.log >> $(RUN_DIR)/chaos.log; \
+	  grep -E '^(CHAOS |test |test result)' $(RUN_DIR)/chaos.round.log; \
+	  [ $$status -eq 0 ] || { echo "chaos round $$round failed, see $(RUN_DIR)/chaos.log"; exit 1; }; \
+	done
+	@grep '^CHAOS .* bug=None ' $(RUN_DIR)/chaos.log \
+	  | sed 's/.*recovery_ms=\[\(.*\)\].*/\1/' | tr ', ' '\n\n' | grep -v '^$$' | sort -n \
+	  | awk '{a[NR]=$$1} END {if (NR) printf "recovery after heal: n=%d p50=%dms p99=%dms max=%dms\n", \
+	      NR, a[int((NR-1)*0.5)+1], a[int((NR-1)*0.99)+1], a[NR]}'
+
 clean-run: stop
 	rm -rf $(RUN_DIR)

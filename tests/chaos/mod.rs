@@ -83,6 +83,8 @@ pub struct RunReport {
     pub schedule: &'static str,
     /// The seed that reproduces it.
     pub seed: u64,
+    /// The planted bug the nodes ran with, if any.
+    pub bug: Option<kvdb_node::planted::PlantedBug>,
     /// Fault cycles injected.
     pub faults: usize,
     /// Recorded operations by outcome.
@@ -113,10 +115,11 @@ impl fmt::Display for RunReport {
         let max = self.recovery.iter().max().copied().unwrap_or_default();
         write!(
             f,
-            "CHAOS schedule={} seed={} faults={} ops={} ok={} fail={} unknown={} \
+            "CHAOS schedule={} bug={:?} seed={} faults={} ops={} ok={} fail={} unknown={} \
              violations={} inconclusive={} lost_writes={} epoch_served={} recovery_ms={:?} \
              recovery_max_ms={}",
             self.schedule,
+            self.bug,
             self.seed,
             self.faults,
             self.ops.operations,
@@ -226,6 +229,7 @@ pub async fn run(schedule: Schedule, options: ChaosOptions, settings: Settings) 
     let report = RunReport {
         schedule: schedule.name(),
         seed: settings.seed,
+        bug: options.bug,
         faults,
         ops: history.summary(),
         violations: check.violations().count(),

@@ -118,8 +118,9 @@ pub async fn cycle(
             let node = rng.random_range(0..cluster.node_count());
             cluster.stop_node(node).await;
             tokio::time::sleep(held).await;
-            cluster.restart_node(node).await;
+            // A node registers at start-up, so it needs the coordinator back.
             cluster.restart_coordinator().await;
+            cluster.restart_node(node).await;
             format!("coordinator down, crashed node {node}, for {held:?}")
         }
         Schedule::ReplicaMove => move_leader_replica(cluster, rng).await,

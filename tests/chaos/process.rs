@@ -258,6 +258,7 @@ pub async fn run_signals(bin: &Path, settings: Settings) -> RunReport {
     let report = RunReport {
         schedule: "kill-stop-processes",
         seed: settings.seed,
+        bug: None,
         faults,
         ops: history.summary(),
         violations: check.violations().count(),
