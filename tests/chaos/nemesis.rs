@@ -68,7 +68,7 @@ pub async fn cycle(
 ) -> String {
     let held = hold(rng);
     let done = match schedule {
-        Schedule::PartitionLeader if cycle % 2 == 0 => {
+        Schedule::PartitionLeader if cycle.is_multiple_of(2) => {
             let node = leader_or_any(cluster, rng);
             cut_nodes(cluster, |a, b| a == node || b == node);
             tokio::time::sleep(held).await;
@@ -94,7 +94,7 @@ pub async fn cycle(
         Schedule::SplitAndRing => {
             let mut nodes: Vec<usize> = (0..cluster.node_count()).collect();
             nodes.shuffle(rng);
-            let what = if cycle % 2 == 0 {
+            let what = if cycle.is_multiple_of(2) {
                 let (a, b) = nodes.split_at(nodes.len() / 2);
                 cut_nodes(cluster, |x, y| a.contains(&x) != a.contains(&y));
                 format!("split {a:?} | {b:?}")

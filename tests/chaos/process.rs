@@ -216,11 +216,11 @@ pub async fn run_signals(bin: &Path, settings: Settings) -> RunReport {
     }
 
     let end = Instant::now() + settings.duration;
-    let (mut faults, mut recovery) = (0, Vec::new());
+    let (mut faults, mut recovery) = (0usize, Vec::new());
     while Instant::now() < end {
         let node = rng.random_range(0..3);
         let held = Duration::from_millis(rng.random_range(2_000..4_000));
-        let what = if faults % 2 == 0 {
+        let what = if faults.is_multiple_of(2) {
             cluster.kill(node);
             tokio::time::sleep(held).await;
             cluster.restart(node);
