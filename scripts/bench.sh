@@ -9,6 +9,10 @@
 #
 #   scripts/bench.sh [run]         the whole benchmark (the binary must be built)
 #   scripts/bench.sh table FILE..  the table of saved JSON results (one per line)
+#   scripts/bench.sh profile [put|get] [gateway|smart]
+#                                  one longer run (PROFILE_SECONDS, 20) over the
+#                                  spread key space: CPU share of every process
+#                                  and, when perf works, a system-wide profile
 #
 # Settings (environment): KVDB, BENCH_DIR, CONCURRENCY, REQUESTS, VALUE_SIZE,
 # KEY_SPACE (spread runs), BENCH_TARGETS ("gateway smart"), BENCH_OPS
@@ -143,6 +147,64 @@ cpu_report() {
     done
 }
 
+# Clock ticks of CPU (user + system) a process has used; 0 once it is gone.
+cpu_ticks() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+    awk '{ print $12 + $13 }' <<<"${stat##*) }"
+}
+
+# Where the CPU goes during one steady run: cores used by each process, then a
+# perf profile of the whole machine (`perf report -i $BENCH_DIR/perf.data`).
+profile() { # op target
+    local op=${1:-put} target=${2:-gateway} seconds=${PROFILE_SECONDS:-20}
+    command -v jq >/dev/null || { echo "bench: needs jq" >&2; exit 1; }
+    [[ -x "$KVDB" ]] || { echo "bench: no $KVDB: run make build" >&2; exit 1; }
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+    start_cluster
+    local args=(bench --op "$op" -c "$CONCURRENCY" --value-size "$VALUE_SIZE"
+        --key-space "$KEY_SPACE" --key-prefix profile- --consistency strong --json)
+    case $target in
+        gateway) args+=(--gateway "$GATEWAY") ;;
+        smart) args+=(--coordinators "$COORD") ;;
+    esac
+    [[ $op == get ]] && "$KVDB" "${args[@]}" --preload -n 1 >/dev/null
+    "$KVDB" "${args[@]}" --duration "${seconds}s" >"$BENCH_DIR/profile.json" &
+    local client=$!
+    sleep 2 # past connection setup: measure the steady state
+    local names=() procs=() before=() f i window=$(( seconds - 4 ))
+    for f in "$BENCH_DIR"/pids/*.pid; do
+        names+=("$(basename "$f" .pid)"); procs+=("$(cat "$f")")
+    done
+    names+=("bench client"); procs+=("$client")
+    for i in "${!procs[@]}"; do before[i]=$(cpu_ticks "${procs[i]}"); done
+    local idle_before; idle_before=$(awk '/^cpu / { print $5 + $6 }' /proc/stat)
+    if command -v perf >/dev/null; then
+        perf record -a -g -F 199 -o "$BENCH_DIR/perf.data" -- sleep "$window" \
+            >"$BENCH_DIR/logs/perf.log" 2>&1 || echo "bench: perf record failed (see $BENCH_DIR/logs/perf.log)"
+    else
+        sleep "$window"
+    fi
+    local hz; hz=$(getconf CLK_TCK)
+    echo "cores used during ${window} s of a steady $op run via $target:"
+    for i in "${!procs[@]}"; do
+        awk -v n="${names[i]}" -v d="$(( $(cpu_ticks "${procs[i]}") - before[i] ))" -v hz="$hz" -v w="$window" \
+            'BEGIN { printf "  %-12s %.2f\n", n, d / hz / w }'
+    done
+    awk -v b="$idle_before" -v hz="$hz" -v w="$window" \
+        '/^cpu / { printf "  %-12s %.2f\n", "idle+iowait", ($5 + $6 - b) / hz / w }' /proc/stat
+    wait "$client" || true
+    jq -r '"run: \(.throughput | floor) ops/s, p50 \(.latency_ms.p50) ms, p99 \(.latency_ms.p99) ms, errors \(.errors | add)"' \
+        "$BENCH_DIR/profile.json"
+    if [[ -s "$BENCH_DIR/perf.data" ]]; then
+        echo "hottest functions in the cluster and client processes (perf report --no-children):"
+        perf report -i "$BENCH_DIR/perf.data" --pid "$(IFS=,; echo "${procs[*]}")" \
+            --no-children --sort dso,sym --stdio 2>/dev/null |
+            grep -E '^ +[0-9]' | head -n "${PROFILE_TOP:-30}"
+    fi
+}
+
 run() {
     command -v jq >/dev/null || { echo "bench: needs jq (apt-get install jq)" >&2; exit 1; }
     [[ -x "$KVDB" ]] || { echo "bench: no $KVDB: run make build" >&2; exit 1; }
@@ -170,5 +232,6 @@ run() {
 case "${1:-run}" in
     run) run ;;
     table) shift; table "$@" ;;
-    *) echo "usage: $0 [run] | table FILE..." >&2; exit 2 ;;
+    profile) shift; profile "$@" ;;
+    *) echo "usage: $0 [run] | table FILE... | profile [put|get] [gateway|smart]" >&2; exit 2 ;;
 esac
