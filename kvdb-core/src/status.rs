@@ -163,9 +163,10 @@ impl From<Status> for KvError {
 /// malformed the result is [`KvError::Internal`]. Without the trailer, or with
 /// a kind this version does not know, the code decides:
 ///
-/// - `UNAVAILABLE`, `CANCELLED`, and `UNKNOWN` carrying a source error (tonic
-///   builds those locally from connection failures; a status received from a
-///   peer never has a source) -> [`KvError::Unavailable`];
+/// - `UNAVAILABLE`, `CANCELLED`, and `UNKNOWN` or `INTERNAL` carrying a
+///   source error (tonic builds those locally from connection failures and
+///   from streams a dying peer reset; a status received from a peer never
+///   has a source) -> [`KvError::Unavailable`];
 /// - `DEADLINE_EXCEEDED` -> [`KvError::DeadlineExceeded`];
 /// - `INVALID_ARGUMENT`, `OUT_OF_RANGE` -> [`KvError::InvalidArgument`];
 /// - anything else -> [`KvError::Internal`].
@@ -227,7 +228,7 @@ fn from_code(status: &Status) -> KvError {
     let message = status.message().to_owned();
     match status.code() {
         Code::Unavailable | Code::Cancelled => KvError::Unavailable(message),
-        Code::Unknown if std::error::Error::source(status).is_some() => {
+        Code::Unknown | Code::Internal if std::error::Error::source(status).is_some() => {
             KvError::Unavailable(message)
         }
         Code::DeadlineExceeded => KvError::DeadlineExceeded,
