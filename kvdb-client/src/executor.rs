@@ -6,9 +6,16 @@
 //! - NOT_LEADER with a hint: retry once, at once, at the hinted leader, and
 //!   remember it as the shard's leader in the cache.
 //! - SHARD_MOVED: forced map refresh, then retry.
-//! - STALE_EPOCH / NOT_LEADER without a usable hint: throttled refresh, retry.
-//! - Transport errors: mark the node failed for a cool-down, back off with
-//!   jitter, throttled refresh, retry (another replica where that is allowed).
+//! - STALE_EPOCH / NOT_LEADER without a usable hint: throttled refresh,
+//!   waited for at most `refresh_patience`, retry.
+//! - Transport errors: mark the node failed for a cool-down, start a
+//!   throttled refresh without waiting for it, back off with jitter, retry.
+//!   A failed leader is passed over for a healthy replica, which answers
+//!   NOT_LEADER with the new leader once one is elected, so failover does
+//!   not wait for the map (nor for a coordinator that is down).
+//!
+//! Refreshes run in tasks of their own: a request that stops waiting does
+//! not cancel the fetch, and a slow coordinator never eats a deadline.
 //!
 //! Writes carry a (client id, sequence) assigned once per logical write, so a
 //! retry of a write whose first attempt was applied returns the first result.
