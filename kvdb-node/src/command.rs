@@ -45,6 +45,18 @@ pub enum Op {
         /// `(key, version)` pairs the leader found expired.
         keys: Vec<(Vec<u8>, Version)>,
     },
+    /// Several client writes proposed as one entry (see `crate::write_queue`), applied in
+    /// order, each with its own clock and its own version. Never nested.
+    Batch(Vec<Command>),
+}
+
+/// How many low bits of a [`Version`] hold a write's position in its entry's batch.
+pub const BATCH_POSITION_BITS: u32 = 16;
+
+/// The version of the write at `position` in the batch of the entry at log `index`: versions
+/// grow with log order, and two writes of one entry never share one.
+pub fn write_version(index: u64, position: usize) -> Version {
+    Version(index << BATCH_POSITION_BITS | position as u64)
 }
 
 /// A conditional, deduplicated put.
@@ -82,13 +94,13 @@ impl Command {
         match &self.op {
             Op::Put(put) => put.write_id.as_ref(),
             Op::Delete(delete) => delete.write_id.as_ref(),
-            Op::Purge { .. } => None,
+            Op::Purge { .. } | Op::Batch(_) => None,
         }
     }
 }
 
 /// The outcome of applying one Raft log entry.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandResult {
     /// The outcome of a [`Op::Put`].
     Put {
@@ -112,6 +124,8 @@ pub enum CommandResult {
         /// How many keys were removed.
         purged: u32,
     },
+    /// The outcomes of an [`Op::Batch`], one per command, in order.
+    Batch(Vec<CommandResult>),
     /// A duplicate write that is older than the remembered window of its
     /// client: it may or may not have been applied, and its first result is
     /// no longer known. Nothing was written.

@@ -7,7 +7,10 @@
 //! of earlier ones through an in-memory overlay.
 //!
 //! Semantics, all decided from the log alone:
-//! - a value's version is the log index of the entry that wrote it;
+//! - a value's version is the log index of the entry that wrote it, shifted
+//!   left by [`BATCH_POSITION_BITS`], plus the write's position in the entry's
+//!   batch (see [`write_version`]): versions follow log order and two writes
+//!   of one entry never share one;
 //! - a key whose expiry is at or before the command's `now_ms` is absent,
 //!   and an absent key has version 0;
 //! - `if_version_equals` compares with that live version, `if_not_exists`
@@ -29,7 +32,9 @@ use kvdb_core::storage::{Storage, StorageError, StoredValue, WriteBatch, WriteOp
 use openraft::{EntryPayload, LogId, StoredMembership};
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Command, CommandResult, Delete, Op, Put};
+#[cfg(doc)]
+use crate::command::BATCH_POSITION_BITS;
+use crate::command::{Command, CommandResult, Delete, Op, Put, write_version};
 use crate::raft_types::{Entry, NodeId, ShardNode, ShardRaftConfig};
 use crate::sessions::{Seen, Sessions};
 
@@ -133,7 +138,7 @@ impl KvMachine {
                     CommandResult::None
                 }
                 EntryPayload::Normal(command) => {
-                    self.apply_command(&mut pending, entry.log_id.index, &command)?
+                    self.apply_entry(&mut pending, entry.log_id.index, &command)?
                 }
             };
             results.push(result);
@@ -200,10 +205,28 @@ impl KvMachine {
         Ok(())
     }
 
+    /// Applies the command of the entry at `index`: a batch command by command.
+    fn apply_entry(
+        &mut self,
+        pending: &mut Pending<'_>,
+        index: u64,
+        command: &Command,
+    ) -> Result<CommandResult, MachineError> {
+        let Op::Batch(commands) = &command.op else {
+            return self.apply_command(pending, index, 0, command);
+        };
+        let mut results = Vec::with_capacity(commands.len());
+        for (position, command) in commands.iter().enumerate() {
+            results.push(self.apply_command(pending, index, position, command)?);
+        }
+        Ok(CommandResult::Batch(results))
+    }
+
     fn apply_command(
         &mut self,
         pending: &mut Pending<'_>,
         index: u64,
+        position: usize,
         command: &Command,
     ) -> Result<CommandResult, MachineError> {
         if let Some(id) = command.write_id() {
@@ -214,13 +237,16 @@ impl KvMachine {
             }
         }
         let now = command.now_ms;
+        let version = write_version(index, position);
         let result = match &command.op {
-            Op::Put(put) => apply_put(pending, index, now, put)?,
-            Op::Delete(delete) => apply_delete(pending, index, now, delete)?,
+            Op::Put(put) => apply_put(pending, version, now, put)?,
+            Op::Delete(delete) => apply_delete(pending, version, now, delete)?,
             Op::Purge { keys } => apply_purge(pending, now, keys)?,
+            // A batch inside a batch is never proposed; it changes nothing.
+            Op::Batch(_) => CommandResult::None,
         };
         if let Some(id) = command.write_id() {
-            self.meta.sessions.record(id, index, result);
+            self.meta.sessions.record(id, index, result.clone());
         }
         Ok(result)
     }
@@ -228,7 +254,7 @@ impl KvMachine {
 
 fn apply_put(
     pending: &mut Pending<'_>,
-    index: u64,
+    version: Version,
     now_ms: u64,
     put: &Put,
 ) -> Result<CommandResult, StorageError> {
@@ -244,19 +270,19 @@ fn apply_put(
     }
     let value = StoredValue {
         value: put.value.clone(),
-        version: Version(index),
+        version,
         expire_at_ms: put.expire_at_ms,
     };
     pending.put(put.key.clone(), value);
     Ok(CommandResult::Put {
         applied: true,
-        version: Version(index),
+        version,
     })
 }
 
 fn apply_delete(
     pending: &mut Pending<'_>,
-    index: u64,
+    version: Version,
     now_ms: u64,
     delete: &Delete,
 ) -> Result<CommandResult, StorageError> {
@@ -279,7 +305,7 @@ fn apply_delete(
     Ok(CommandResult::Delete {
         applied: true,
         existed: current.is_some(),
-        version: Version(index),
+        version,
     })
 }
 

@@ -8,6 +8,11 @@ use openraft::{CommittedLeaderId, EntryPayload, LogId};
 use super::*;
 use crate::command::WriteId;
 
+/// The version of the only write of the entry at `index`.
+fn ver(index: u64) -> Version {
+    write_version(index, 0)
+}
+
 const NOW: u64 = 1_000_000;
 
 struct Fixture {
@@ -35,7 +40,7 @@ impl Fixture {
 
     fn run(&mut self, now_ms: u64, op: Op) -> CommandResult {
         let entry = self.entry(EntryPayload::Normal(Command { now_ms, op }));
-        self.machine.apply([entry]).unwrap()[0]
+        self.machine.apply([entry]).unwrap().remove(0)
     }
 
     fn value(&self, key: &[u8], now_ms: u64) -> Option<StoredValue> {
@@ -65,14 +70,14 @@ fn delete(key: &str) -> Delete {
 fn written(v: u64) -> CommandResult {
     CommandResult::Put {
         applied: true,
-        version: Version(v),
+        version: ver(v),
     }
 }
 
 fn refused(v: u64) -> CommandResult {
     CommandResult::Put {
         applied: false,
-        version: Version(v),
+        version: ver(v),
     }
 }
 
@@ -82,7 +87,7 @@ fn a_put_is_versioned_by_its_log_index() {
     assert_eq!(f.run(NOW, Op::Put(put("k", "a"))), written(1));
     assert_eq!(f.run(NOW, Op::Put(put("k", "b"))), written(2));
     let v = f.value(b"k", NOW).unwrap();
-    assert_eq!((v.value.as_slice(), v.version), (&b"b"[..], Version(2)));
+    assert_eq!((v.value.as_slice(), v.version), (&b"b"[..], ver(2)));
 }
 
 #[test]
@@ -90,12 +95,12 @@ fn if_version_equals_applies_only_on_the_current_version() {
     let mut f = Fixture::new();
     f.run(NOW, Op::Put(put("k", "a")));
     let stale = Put {
-        if_version_equals: Some(Version(7)),
+        if_version_equals: Some(ver(7)),
         ..put("k", "b")
     };
     assert_eq!(f.run(NOW, Op::Put(stale)), refused(1));
     let fresh = Put {
-        if_version_equals: Some(Version(1)),
+        if_version_equals: Some(ver(1)),
         ..put("k", "c")
     };
     assert_eq!(f.run(NOW, Op::Put(fresh)), written(3));
@@ -106,7 +111,7 @@ fn if_version_equals_applies_only_on_the_current_version() {
 fn version_zero_means_absent() {
     let mut f = Fixture::new();
     let create = Put {
-        if_version_equals: Some(Version(0)),
+        if_version_equals: Some(ver(0)),
         ..put("k", "a")
     };
     assert_eq!(f.run(NOW, Op::Put(create.clone())), written(1));
@@ -147,7 +152,7 @@ fn expired_values_read_as_absent() {
     assert!(f.value(b"k", NOW + 100).is_none());
     // An expired key has version 0 for conditions.
     let cas = Put {
-        if_version_equals: Some(Version(0)),
+        if_version_equals: Some(ver(0)),
         ..put("k", "b")
     };
     assert_eq!(f.run(NOW + 100, Op::Put(cas)), written(2));
@@ -158,26 +163,26 @@ fn deletes_report_existence_and_honour_conditions() {
     let mut f = Fixture::new();
     f.run(NOW, Op::Put(put("k", "a")));
     let wrong = Delete {
-        if_version_equals: Some(Version(9)),
+        if_version_equals: Some(ver(9)),
         ..delete("k")
     };
     let refused = CommandResult::Delete {
         applied: false,
         existed: true,
-        version: Version(1),
+        version: ver(1),
     };
     assert_eq!(f.run(NOW, Op::Delete(wrong)), refused);
     let gone = CommandResult::Delete {
         applied: true,
         existed: true,
-        version: Version(3),
+        version: ver(3),
     };
     assert_eq!(f.run(NOW, Op::Delete(delete("k"))), gone);
     assert!(f.storage.get(b"k").unwrap().is_none());
     let absent = CommandResult::Delete {
         applied: true,
         existed: false,
-        version: Version(4),
+        version: ver(4),
     };
     assert_eq!(f.run(NOW, Op::Delete(delete("k"))), absent);
 }
@@ -214,14 +219,14 @@ fn purge_removes_only_the_expired_version_it_names() {
     f.run(NOW, Op::Put(short("b")));
     // "b" is rewritten after the leader saw it expire.
     f.run(NOW + 20, Op::Put(put("b", "fresh")));
-    let keys = vec![(b"a".to_vec(), Version(1)), (b"b".to_vec(), Version(2))];
+    let keys = vec![(b"a".to_vec(), ver(1)), (b"b".to_vec(), ver(2))];
     let result = f.run(NOW + 20, Op::Purge { keys });
     assert_eq!(result, CommandResult::Purge { purged: 1 });
     assert!(f.storage.get(b"a").unwrap().is_none());
     assert_eq!(f.value(b"b", NOW + 20).unwrap().value, b"fresh");
     // A purge proposed before expiry (clock skew) removes nothing.
     f.run(NOW, Op::Put(short("c")));
-    let early = vec![(b"c".to_vec(), Version(5))];
+    let early = vec![(b"c".to_vec(), ver(5))];
     let result = f.run(NOW + 5, Op::Purge { keys: early });
     assert_eq!(result, CommandResult::Purge { purged: 0 });
 }
@@ -234,7 +239,7 @@ fn commands_in_one_run_see_each_other_and_state_survives_reopen() {
         op: Op::Put(put("k", "a")),
     }));
     let cas = Put {
-        if_version_equals: Some(Version(1)),
+        if_version_equals: Some(ver(1)),
         write_id: Some(WriteId {
             client_id: "c".into(),
             sequence: 9,
@@ -285,4 +290,46 @@ fn export_then_import_restores_data_and_sessions() {
     assert_eq!(g.machine.applied_state(), f.machine.applied_state());
     g.next_index = 2;
     assert_eq!(g.run(NOW, Op::Put(first)), written(1));
+}
+
+#[test]
+fn a_batch_applies_in_order_with_a_version_per_write_and_dedup_inside() {
+    let mut f = Fixture::new();
+    let id = WriteId {
+        client_id: "c".into(),
+        sequence: 1,
+    };
+    let tagged = Put {
+        write_id: Some(id),
+        ..put("k", "a")
+    };
+    let cas = Put {
+        if_version_equals: Some(write_version(1, 0)),
+        ..put("k", "b")
+    };
+    let batch = Op::Batch(
+        [Op::Put(tagged.clone()), Op::Put(cas), Op::Put(tagged)]
+            .into_iter()
+            .map(|op| Command { now_ms: NOW, op })
+            .collect(),
+    );
+    let first = CommandResult::Put {
+        applied: true,
+        version: write_version(1, 0),
+    };
+    let second = CommandResult::Put {
+        applied: true,
+        version: write_version(1, 1),
+    };
+    // The retry of the first write, third in the batch, answers the first result.
+    assert_eq!(
+        f.run(NOW, batch),
+        CommandResult::Batch(vec![first.clone(), second, first])
+    );
+    let v = f.value(b"k", NOW).unwrap();
+    assert_eq!(
+        (v.value.as_slice(), v.version),
+        (&b"b"[..], write_version(1, 1))
+    );
+    assert!(write_version(1, 1) < ver(2));
 }

@@ -5,11 +5,13 @@
 //! node's map and its replica of the shard (hosted? same epoch? key in
 //! range? leader if needed?). Then:
 //! - a STRONG get confirms leadership with a read-index round
-//!   (`ensure_linearizable`, which also waits until the read index is
+//!   (`ensure_linearizable`, shared by concurrent reads through the
+//!   replica's read queue, which also waits until the read index is
 //!   applied) and reads the applied state; an EVENTUAL get reads this
 //!   replica's applied state at once;
 //! - a put or delete becomes a `Command` stamped
-//!   with this leader's clock and goes through `client_write`, which answers
+//!   with this leader's clock and goes through the replica's write queue
+//!   (batched with concurrent writes into one Raft entry), which answers
 //!   once the entry is committed on a majority and applied here.
 //!
 //! Errors are [`KvError`]s, turned into statuses and trailers by core's
@@ -125,10 +127,9 @@ impl KvService {
         };
         let replica = self.route(req.target, &get.key, access)?;
         if !eventual {
-            let confirmed =
-                tokio::time::timeout(self.timeout, replica.raft().ensure_linearizable())
-                    .await
-                    .map_err(|_| timed_out())?;
+            let confirmed = tokio::time::timeout(self.timeout, replica.confirm_read())
+                .await
+                .map_err(|_| timed_out())?;
             confirmed.map_err(|e| read_error(replica.shard(), e))?;
         }
         let stored = replica
@@ -167,12 +168,10 @@ impl KvService {
         if self.planted(crate::planted::PlantedBug::AckBeforeCommit) {
             return Ok(crate::planted::ack_before_commit(replica, command));
         }
-        let written = tokio::time::timeout(self.timeout, replica.raft().client_write(command))
+        let written = tokio::time::timeout(self.timeout, replica.write(command))
             .await
             .map_err(|_| timed_out())?;
-        written
-            .map(|response| response.data)
-            .map_err(|e| write_error(replica.shard(), e))
+        written.map_err(|e| write_error(replica.shard(), e))
     }
 }
 

@@ -16,6 +16,8 @@
 //! - [`raft_types`]: the openraft type configuration of a shard group.
 //! - [`proposal`]: request -> command and result -> response, with limits.
 //! - [`replica`]: this node's member of one shard group, plus its purger.
+//! - [`read_queue`]: shares one read-index confirmation among concurrent strong reads.
+//! - [`write_queue`]: batches a leader's concurrent writes into shared Raft entries.
 //! - [`replica_manager`]: opens, initializes, moves and removes replicas to
 //!   follow the map; reports leaders.
 //! - [`reconfigure`]: a shard move run by the shard's leader.
@@ -45,12 +47,14 @@ pub mod node;
 pub mod planted;
 pub mod proposal;
 pub mod raft_types;
+pub mod read_queue;
 pub mod reconfigure;
 pub mod replica;
 pub mod replica_manager;
 pub mod server;
 pub mod sessions;
 pub mod shutdown;
+pub mod write_queue;
 
 pub use config::NodeConfig;
 pub use control::{ControlError, ControlPlane};

@@ -25,10 +25,12 @@ use tokio::sync::Notify;
 use tokio::task::{JoinError, JoinHandle};
 
 use crate::clock;
-use crate::command::{Command, Op};
+use crate::command::{Command, CommandResult, Op};
 use crate::config::{ConfigError, NodeConfig};
 use crate::kv_machine::{KvMachine, MachineError};
 use crate::raft_types::{ShardRaft, ShardRaftConfig};
+use crate::read_queue::{ReadError, ReadQueue};
+use crate::write_queue::{WriteError, WriteQueue};
 
 /// What every replica of a node shares.
 #[derive(Clone)]
@@ -128,6 +130,8 @@ pub struct Replica {
     node: NodeId,
     raft: ShardRaft,
     storage: Arc<dyn Storage>,
+    writes: WriteQueue,
+    reads: ReadQueue,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
     /// Set by the first [`Replica::stop`].
     stopped: AtomicBool,
@@ -173,7 +177,11 @@ impl Replica {
                 source: Box::new(source),
             })?;
         env.router.register(shard.0, raft.clone());
+        let (writes, batcher) = WriteQueue::spawn(raft.clone());
+        let (reads, confirmer) = ReadQueue::spawn(raft.clone());
         let tasks = std::sync::Mutex::new(vec![
+            batcher,
+            confirmer,
             tokio::spawn(watch_leadership(
                 raft.clone(),
                 env.leadership_changed.clone(),
@@ -190,6 +198,8 @@ impl Replica {
             node: env.node,
             raft,
             storage,
+            writes,
+            reads,
             tasks,
             stopped: AtomicBool::new(false),
         })
@@ -203,6 +213,18 @@ impl Replica {
     /// The group's Raft handle.
     pub fn raft(&self) -> &ShardRaft {
         &self.raft
+    }
+
+    /// Proposes a client write through the replica's batching [`WriteQueue`]; answers once it
+    /// is committed on a majority and applied here.
+    pub async fn write(&self, command: Command) -> Result<CommandResult, WriteError> {
+        self.writes.write(command).await
+    }
+
+    /// Confirms, for a strong read, that this replica leads (by a heartbeat round that began
+    /// after the call, shared with concurrent reads) and has applied that round's read index.
+    pub async fn confirm_read(&self) -> Result<(), ReadError> {
+        self.reads.confirm().await
     }
 
     /// The applied state, which reads are served from.

@@ -22,15 +22,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::{CommandResult, WriteId};
 
-/// Results remembered per client.
-pub const WINDOW: usize = 16;
+/// Results remembered per client. It bounds how many writes one client id may have in flight
+/// to a shard at once without spurious "outcome unknown" refusals (the gateway writes under
+/// one id for all its callers), so it is far above a client's usual concurrency.
+pub const WINDOW: usize = 256;
 
 /// Clients remembered per shard; the one whose last write is oldest is
 /// forgotten first.
 pub const MAX_CLIENTS: usize = 1024;
 
 /// What the table knows about a write id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seen {
     /// Never applied: apply it and [`Sessions::record`] the result.
     New,
@@ -67,7 +69,7 @@ impl Sessions {
             return Seen::New;
         };
         match session.results.get(&id.sequence) {
-            Some(result) => Seen::Duplicate(*result),
+            Some(result) => Seen::Duplicate(result.clone()),
             None if id.sequence <= session.floor => Seen::Forgotten,
             None => Seen::New,
         }
