@@ -9,7 +9,6 @@ use std::future::Future;
 use kvdb_core::raft::transport::RaftTransportService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::coordinator::Coordinator;
 use crate::service::CoordinatorService;
@@ -44,7 +43,7 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .add_service(service)
         .add_service(raft)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(kvdb_core::incoming::incoming(listener), shutdown)
         .await?;
     Ok(())
 }

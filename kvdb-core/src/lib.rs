@@ -12,6 +12,7 @@
 //! - [`error`]: routing errors and the retry decision.
 //! - [`status`]: the one mapping of errors to and from `tonic::Status` + trailers.
 //! - [`cache`]: lock-free shard-map cache fed by a `ShardMapSource`.
+//! - [`incoming`]: accepting server connections (TCP_NODELAY on).
 //! - [`storage`]: a shard's key-value state (`Storage`), on redb or in memory.
 //! - [`raft`]: openraft log and state-machine storage on redb, shared by the
 //!   coordinator and the shard groups.
@@ -24,6 +25,7 @@ pub mod coordinator_client;
 pub mod epoch;
 pub mod error;
 pub mod ids;
+pub mod incoming;
 pub mod proto;
 pub mod raft;
 pub mod router;

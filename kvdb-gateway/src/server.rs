@@ -9,7 +9,6 @@ use kvdb_core::coordinator_client::CoordinatorClient;
 use kvdb_core::error::KvError;
 use kvdb_core::proto::v1::kv_gateway_server::KvGatewayServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::service::GatewayService;
 
@@ -54,6 +53,6 @@ pub async fn serve(
         .tcp_nodelay(true)
         .add_service(health)
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(kvdb_core::incoming::incoming(listener), shutdown)
         .await
 }

@@ -26,7 +26,6 @@ use tokio::sync::{Notify, watch};
 
 use crate::shutdown::Shutdown;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::{ConfigError, KV_DB_FILE, LOG_DB_FILE, NodeConfig};
 use crate::control::{ControlError, ControlPlane};
@@ -270,7 +269,7 @@ async fn serve(
     transport: RaftTransportService<crate::raft_types::ShardRaftConfig>,
     mut stop: Shutdown,
 ) {
-    let incoming = TcpListenerStream::new(listener);
+    let incoming = kvdb_core::incoming::incoming(listener);
     let served = tonic::transport::Server::builder()
         .add_service(kv.into_server())
         .add_service(transport.into_server())
