@@ -6,7 +6,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use kvdb_client::{
-    ClientError, Client, Consistency, DeleteOptions, GatewayClient, GetOptions, Kv, PutOptions,
+    Client, ClientError, Consistency, DeleteOptions, ExecutorConfig, GatewayClient, GetOptions, Kv,
+    PutOptions,
 };
 use kvdb_core::Version;
 
@@ -29,7 +30,11 @@ enum AnyClient {
 
 async fn connect(target: &Target) -> Result<AnyClient, ClientError> {
     if target.smart {
-        let client = Client::connect(&target.coordinators).await?;
+        let config = ExecutorConfig {
+            default_timeout: target.timeout,
+            ..ExecutorConfig::default()
+        };
+        let client = Client::connect_with(&target.coordinators, config).await?;
         Ok(AnyClient::Smart(client))
     } else {
         let client = GatewayClient::connect(&target.gateway)?.with_timeout(target.timeout);
@@ -87,7 +92,9 @@ pub async fn put(args: PutArgs) -> ExitCode {
 pub async fn cas(args: CasArgs) -> ExitCode {
     let (key, value) = (args.key.as_bytes(), args.value.as_bytes());
     let expected = Version(args.expected_version);
-    let result = with_client!(&args.target, |c| c.compare_and_swap(key, expected, value).await);
+    let result = with_client!(&args.target, |c| c
+        .compare_and_swap(key, expected, value)
+        .await);
     print_version(&args.target, result)
 }
 
