@@ -16,19 +16,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "cluster up: coordinator {}, gateway {}",
         cluster.coordinator_address(),
-        cluster.gateway_address().map(|a| a.to_string()).unwrap_or_default()
+        cluster
+            .gateway_address()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
     );
 
     // The smart client routes each key straight to its shard's leader.
     let client = cluster.client().await?;
     let v1 = client.put(b"user:1", b"ada").await?;
     let read = client.get(b"user:1").await?.expect("just written");
-    println!("user:1 = {} (version {})", String::from_utf8_lossy(&read.value), read.version);
+    println!(
+        "user:1 = {} (version {})",
+        String::from_utf8_lossy(&read.value),
+        read.version
+    );
 
     // Compare-and-swap: only the writer holding the current version wins.
-    let v2 = client.compare_and_swap(b"user:1", v1, b"ada lovelace").await?;
-    let stale = client.compare_and_swap(b"user:1", v1, b"someone else").await;
-    println!("cas with {v1} -> {v2}; again with {v1}: {}", stale.unwrap_err());
+    let v2 = client
+        .compare_and_swap(b"user:1", v1, b"ada lovelace")
+        .await?;
+    let stale = client
+        .compare_and_swap(b"user:1", v1, b"someone else")
+        .await;
+    println!(
+        "cas with {v1} -> {v2}; again with {v1}: {}",
+        stale.unwrap_err()
+    );
 
     // A value with a time to live.
     let ttl = PutOptions {
@@ -40,7 +54,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The same API through the gateway.
     let gateway = cluster.gateway_client()?;
     let via_gateway = gateway.get(b"user:1").await?.expect("present");
-    println!("via gateway: {}", String::from_utf8_lossy(&via_gateway.value));
+    println!(
+        "via gateway: {}",
+        String::from_utf8_lossy(&via_gateway.value)
+    );
 
     cluster.shutdown().await;
     std::fs::remove_dir_all(&data)?;

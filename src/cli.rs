@@ -15,7 +15,11 @@ pub const DEFAULT_COORDINATOR: &str = "127.0.0.1:7380";
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:7381";
 
 #[derive(Debug, Parser)]
-#[command(name = "kvdb", version, about = "KvDB: a sharded, Raft-replicated, Redis-like key-value store")]
+#[command(
+    name = "kvdb",
+    version,
+    about = "KvDB: a sharded, Raft-replicated, Redis-like key-value store"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -276,7 +280,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "" | "s" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
         "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!("invalid duration unit in {s:?} (use ms, s, m or h)")),
+        _ => Err(format!(
+            "invalid duration unit in {s:?} (use ms, s, m or h)"
+        )),
     }
 }
 

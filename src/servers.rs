@@ -34,11 +34,13 @@ pub enum StartError {
 
 /// Binds `addr` for the server named `what`.
 pub async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
-        what: what.to_owned(),
-        addr,
-        source,
-    })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            what: what.to_owned(),
+            addr,
+            source,
+        })
 }
 
 /// The address `listener` is bound to.
@@ -108,4 +110,3 @@ impl RunningCoordinator {
         self.coordinator.shutdown().await;
     }
 }
-

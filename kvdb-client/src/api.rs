@@ -40,7 +40,11 @@ pub trait Kv: Send + Sync {
     }
 
     /// Unconditional write with no expiry.
-    fn put(&self, key: &[u8], value: &[u8]) -> impl Future<Output = Result<Version, ClientError>> + Send {
+    fn put(
+        &self,
+        key: &[u8],
+        value: &[u8],
+    ) -> impl Future<Output = Result<Version, ClientError>> + Send {
         self.put_with(key, value, PutOptions::default())
     }
 

@@ -9,7 +9,9 @@ use kvdb_core::status::from_status;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::api::{Kv, delete_request, delete_result, get_request, put_request, put_result, value_of};
+use crate::api::{
+    Kv, delete_request, delete_result, get_request, put_request, put_result, value_of,
+};
 use crate::backoff::Backoff;
 use crate::options::{DeleteOptions, GetOptions, PutOptions};
 use crate::value::{ClientError, Value};
@@ -91,7 +93,11 @@ fn with_deadline<T>(message: T, left: Duration) -> tonic::Request<T> {
 }
 
 impl Kv for GatewayClient {
-    async fn get_with(&self, key: &[u8], options: GetOptions) -> Result<Option<Value>, ClientError> {
+    async fn get_with(
+        &self,
+        key: &[u8],
+        options: GetOptions,
+    ) -> Result<Option<Value>, ClientError> {
         let req = get_request(key, &options);
         let reply = self
             .call(options.timeout, |mut c, left| {
@@ -102,7 +108,12 @@ impl Kv for GatewayClient {
         Ok(value_of(reply))
     }
 
-    async fn put_with(&self, key: &[u8], value: &[u8], options: PutOptions) -> Result<Version, ClientError> {
+    async fn put_with(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        options: PutOptions,
+    ) -> Result<Version, ClientError> {
         let req = put_request(key, value, &options, self.ids.next());
         let reply = self
             .call(options.timeout, |mut c, left| {

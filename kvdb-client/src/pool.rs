@@ -72,7 +72,9 @@ impl NodePool {
         });
         self.peers.rcu(|peers| {
             let mut peers = HashMap::clone(peers);
-            peers.entry(address.to_owned()).or_insert_with(|| peer.clone());
+            peers
+                .entry(address.to_owned())
+                .or_insert_with(|| peer.clone());
             peers
         });
         Ok(self.peers.load()[address].client.clone())

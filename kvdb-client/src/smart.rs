@@ -3,13 +3,15 @@
 
 use std::sync::Arc;
 
+use kvdb_core::MapVersion;
 use kvdb_core::Version;
 use kvdb_core::cache::{CacheConfig, ShardMapCache};
-use kvdb_core::error::KvError;
-use kvdb_core::MapVersion;
 use kvdb_core::coordinator_client::CoordinatorClient;
+use kvdb_core::error::KvError;
 
-use crate::api::{Kv, delete_request, delete_result, get_request, put_request, put_result, value_of};
+use crate::api::{
+    Kv, delete_request, delete_result, get_request, put_request, put_result, value_of,
+};
 use crate::executor::{Executor, ExecutorConfig};
 use crate::options::{DeleteOptions, GetOptions, PutOptions};
 use crate::value::{ClientError, Value};
@@ -35,14 +37,18 @@ impl Client {
         coordinators: &[String],
         config: ExecutorConfig,
     ) -> Result<Client, ClientError> {
-        let source = CoordinatorClient::new(coordinators).map_err(|e| ClientError::BadEndpoint {
-            endpoint: coordinators.join(","),
-            reason: e.to_string(),
-        })?;
+        let source =
+            CoordinatorClient::new(coordinators).map_err(|e| ClientError::BadEndpoint {
+                endpoint: coordinators.join(","),
+                reason: e.to_string(),
+            })?;
         let (cache, _driver) = ShardMapCache::spawn(Arc::new(source), CacheConfig::default())
             .map_err(|e| ClientError::Kv(KvError::InvalidArgument(e.to_string())))?;
         let first = cache.wait_for_version(MapVersion(1));
-        if tokio::time::timeout(config.default_timeout, first).await.is_err() {
+        if tokio::time::timeout(config.default_timeout, first)
+            .await
+            .is_err()
+        {
             return Err(ClientError::Kv(KvError::Unavailable(format!(
                 "no shard map from coordinators {} within {:?}",
                 coordinators.join(","),
@@ -72,13 +78,25 @@ impl Client {
 }
 
 impl Kv for Client {
-    async fn get_with(&self, key: &[u8], options: GetOptions) -> Result<Option<Value>, ClientError> {
+    async fn get_with(
+        &self,
+        key: &[u8],
+        options: GetOptions,
+    ) -> Result<Option<Value>, ClientError> {
         let deadline = self.executor.deadline(options.timeout);
-        let reply = self.executor.get(get_request(key, &options), deadline).await?;
+        let reply = self
+            .executor
+            .get(get_request(key, &options), deadline)
+            .await?;
         Ok(value_of(reply))
     }
 
-    async fn put_with(&self, key: &[u8], value: &[u8], options: PutOptions) -> Result<Version, ClientError> {
+    async fn put_with(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        options: PutOptions,
+    ) -> Result<Version, ClientError> {
         let deadline = self.executor.deadline(options.timeout);
         let req = put_request(key, value, &options, self.ids.next());
         put_result(self.executor.put(req, deadline).await?)

@@ -37,8 +37,9 @@ impl ClientError {
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            ClientError::Kv(KvError::Unavailable(_) | KvError::DeadlineExceeded | KvError::NoShardMap)
-                | ClientError::Kv(KvError::Routing(_))
+            ClientError::Kv(
+                KvError::Unavailable(_) | KvError::DeadlineExceeded | KvError::NoShardMap
+            ) | ClientError::Kv(KvError::Routing(_))
         )
     }
 }

@@ -40,7 +40,8 @@ impl GatewayService {
     }
 
     fn write_id(&self, id: Option<pb::WriteId>) -> pb::WriteId {
-        id.filter(|w| !w.client_id.is_empty()).unwrap_or_else(|| self.ids.next())
+        id.filter(|w| !w.client_id.is_empty())
+            .unwrap_or_else(|| self.ids.next())
     }
 }
 
@@ -66,12 +67,18 @@ fn reply<T>(result: Result<T, KvError>) -> Result<Response<T>, Status> {
 
 #[tonic::async_trait]
 impl KvGateway for GatewayService {
-    async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
+    async fn get(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::GetResponse>, Status> {
         let deadline = self.deadline(&request);
         reply(self.executor.get(request.into_inner(), deadline).await)
     }
 
-    async fn put(&self, request: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
+    async fn put(
+        &self,
+        request: Request<pb::PutRequest>,
+    ) -> Result<Response<pb::PutResponse>, Status> {
         let deadline = self.deadline(&request);
         let mut req = request.into_inner();
         req.write_id = Some(self.write_id(req.write_id.take()));
@@ -96,11 +103,14 @@ mod tests {
     #[test]
     fn parses_grpc_timeouts() {
         let mut r = Request::new(());
-        r.metadata_mut().insert("grpc-timeout", "250m".parse().unwrap());
+        r.metadata_mut()
+            .insert("grpc-timeout", "250m".parse().unwrap());
         assert_eq!(grpc_timeout(&r), Some(Duration::from_millis(250)));
-        r.metadata_mut().insert("grpc-timeout", "3S".parse().unwrap());
+        r.metadata_mut()
+            .insert("grpc-timeout", "3S".parse().unwrap());
         assert_eq!(grpc_timeout(&r), Some(Duration::from_secs(3)));
-        r.metadata_mut().insert("grpc-timeout", "x".parse().unwrap());
+        r.metadata_mut()
+            .insert("grpc-timeout", "x".parse().unwrap());
         assert_eq!(grpc_timeout(&r), None);
     }
 }

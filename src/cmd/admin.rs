@@ -148,7 +148,10 @@ fn show<T: Serialize>(json: bool, value: &T, table: impl FnOnce(&T)) -> Result<(
 }
 
 fn print_nodes(list: &NodeList) {
-    println!("{:<4} {:<12} {:<22} {:<10} STATUS", "ID", "NAME", "ADDRESS", "ZONE");
+    println!(
+        "{:<4} {:<12} {:<22} {:<10} STATUS",
+        "ID", "NAME", "ADDRESS", "ZONE"
+    );
     for n in &list.nodes {
         println!(
             "{:<4} {:<12} {:<22} {:<10} {}",
@@ -177,7 +180,10 @@ fn print_shard_header() {
 
 fn print_shard(s: &ShardView) {
     let ids = |v: &[kvdb_coordinator::admin::api::NodeRef]| {
-        v.iter().map(|n| n.id.0.to_string()).collect::<Vec<_>>().join(",")
+        v.iter()
+            .map(|n| n.id.0.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
     };
     let mut replicas = ids(&s.replicas);
     if !s.target.is_empty() {
@@ -189,7 +195,9 @@ fn print_shard(s: &ShardView) {
         format!("{}-{}", s.slot_start, s.slot_end),
         s.epoch.0,
         s.state,
-        s.leader.as_ref().map_or("-".to_owned(), |l| l.id.0.to_string()),
+        s.leader
+            .as_ref()
+            .map_or("-".to_owned(), |l| l.id.0.to_string()),
         replicas
     );
 }

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use kvdb_client::ExecutorConfig;
 use kvdb::servers::{RunningCoordinator, bind};
+use kvdb_client::ExecutorConfig;
 use kvdb_coordinator::CoordinatorConfig;
 use kvdb_coordinator::admin::AdminConfig;
 use kvdb_gateway::Gateway;
@@ -68,7 +68,8 @@ pub async fn coordinator(args: CoordinatorArgs) -> ExitCode {
         Ok(l) => l,
         Err(e) => return start_failed(e),
     };
-    let running = match RunningCoordinator::start(config, grpc, admin_listener, admin_config).await {
+    let running = match RunningCoordinator::start(config, grpc, admin_listener, admin_config).await
+    {
         Ok(r) => r,
         Err(e) => return start_failed(e),
     };
