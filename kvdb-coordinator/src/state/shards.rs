@@ -6,6 +6,11 @@
 //! still serves. The shard's leader changes its Raft membership and then
 //! `ReportShardConfig`s the new set for the same epoch, which makes the shard
 //! `Stable` on the target. Leader changes never bump the epoch.
+//!
+//! A leader report is accepted for the current epoch with a newer term, or
+//! with the same term when it names a leader other than the map's (only that
+//! term's real leader can send it: the map then heals after a transfer that
+//! did not happen).
 
 use kvdb_core::{Epoch, NodeId, NodeStatus, ShardId, ShardInfo, ShardState};
 
@@ -94,9 +99,11 @@ impl MetaState {
         if shard.leader == Some(node) {
             return Ok(Outcome::Version(self.version()));
         }
-        // The map now names the desired leader; the current shard leader sees
-        // it and transfers. `leader_term` is kept, so the new leader's report
-        // (with a higher term) is accepted and stale ones are not.
+        // The map now names the desired leader; the shard's current leader
+        // sees it and hands over (best effort, see the node's `transfer`
+        // module). `leader_term` is kept, so the new leader's report (a
+        // higher term) is accepted, stale ones are not, and the old leader
+        // can reclaim the entry with its own term if the transfer fails.
         let shard = ShardInfo {
             leader: Some(node),
             ..shard.clone()
@@ -121,7 +128,12 @@ impl MetaState {
                 version,
             });
         }
-        if shard.epoch != epoch || term <= shard.leader_term || !shard.members().contains(&leader) {
+        // A newer term always wins. The same term is accepted too when it
+        // names another leader: Raft elects one leader per term, so such a
+        // report can only come from that term's real leader, and the map's
+        // `leader` was set by a `SetShardLeader` that has not (yet) happened.
+        // This is how the map heals after a transfer that did not take place.
+        if shard.epoch != epoch || term < shard.leader_term || !shard.members().contains(&leader) {
             return Ok(Outcome::Report {
                 accepted: false,
                 version,

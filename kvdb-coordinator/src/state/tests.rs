@@ -284,20 +284,48 @@ fn leader_reports_need_the_current_epoch_and_a_newer_term() {
     );
     assert_eq!(state.version(), v, "and changes nothing");
     assert!(!accepted(state.apply(report(1, 3, 4))), "older term");
-    assert!(
-        !accepted(state.apply(report(1, 3, 5))),
-        "same term, other leader"
-    );
     assert!(!accepted(state.apply(report(0, 3, 6))), "stale epoch");
     assert!(!accepted(state.apply(report(1, 9, 6))), "not a member");
     assert_eq!(state.version(), v);
     assert!(accepted(state.apply(report(1, 3, 6))));
+    assert_eq!(state.map().shards[&shard].leader, Some(NodeId(3)));
+    assert!(!accepted(state.apply(report(1, 2, 5))), "older term again");
     assert_eq!(state.map().shards[&shard].leader, Some(NodeId(3)));
     assert_eq!(
         state.map().shards[&shard].epoch,
         Epoch(1),
         "leaders never bump epochs"
     );
+}
+
+#[test]
+fn the_real_leader_of_the_same_term_heals_a_transfer_that_did_not_happen() {
+    let mut state = cluster();
+    let shard = ShardId(2);
+    let report = |leader, term| Command::ReportShardLeader {
+        shard,
+        epoch: Epoch(1),
+        leader: NodeId(leader),
+        term,
+    };
+    let accepted = |o: CommandResult| matches!(o, Ok(Outcome::Report { accepted: true, .. }));
+    assert!(accepted(state.apply(report(2, 5))));
+    let transfer = Command::SetShardLeader {
+        shard,
+        epoch: Epoch(1),
+        node: NodeId(3),
+    };
+    state.apply(transfer).unwrap();
+    let s = &state.map().shards[&shard];
+    assert_eq!((s.leader, s.leader_term), (Some(NodeId(3)), 5));
+    assert!(
+        accepted(state.apply(report(2, 5))),
+        "term 5's leader reclaims the entry"
+    );
+    let s = &state.map().shards[&shard];
+    assert_eq!((s.leader, s.leader_term), (Some(NodeId(2)), 5));
+    assert!(!accepted(state.apply(report(3, 4))), "an older term never");
+    assert_eq!(state.map().shards[&shard].leader, Some(NodeId(2)));
 }
 
 #[test]
