@@ -21,6 +21,7 @@
 //! - [`replica_manager`]: opens, initializes, moves and removes replicas to
 //!   follow the map; reports leaders.
 //! - [`reconfigure`]: a shard move run by the shard's leader.
+//! - [`transfer`]: best-effort leader transfer for `SetShardLeader`.
 //! - [`kv_service`]: the `KvNode` gRPC service.
 //! - [`control`]: the coordinator as the node uses it ([`control::ControlPlane`]).
 //! - [`config`]: [`config::NodeConfig`] with named defaults.
@@ -31,7 +32,8 @@
 //!   prove the chaos suite can fail.
 //!
 //! # Out of scope
-//! - Leader transfer on `SetShardLeader` (openraft 0.9 has no transfer API).
+//! - A guaranteed leader transfer: `SetShardLeader` is acted on best effort
+//!   (openraft 0.9 has no transfer API; see [`transfer`]).
 //! - Shard splits and merges: slot ranges never change here.
 //! - Changing a node's address: Raft memberships keep the address a member
 //!   had when it joined, so a node must restart on the same address.
@@ -54,6 +56,7 @@ pub mod replica_manager;
 pub mod server;
 pub mod sessions;
 pub mod shutdown;
+pub mod transfer;
 pub mod write_queue;
 
 pub use config::NodeConfig;

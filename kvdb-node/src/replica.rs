@@ -133,6 +133,8 @@ pub struct Replica {
     writes: WriteQueue,
     reads: ReadQueue,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// While this leader hands the shard over: the target's address.
+    handover: Arc<std::sync::Mutex<Option<String>>>,
     /// Set by the first [`Replica::stop`].
     stopped: AtomicBool,
 }
@@ -179,6 +181,7 @@ impl Replica {
         env.router.register(shard.0, raft.clone());
         let (writes, batcher) = WriteQueue::spawn(raft.clone());
         let (reads, confirmer) = ReadQueue::spawn(raft.clone());
+        let handover = Arc::default();
         let tasks = std::sync::Mutex::new(vec![
             batcher,
             confirmer,
@@ -190,6 +193,7 @@ impl Replica {
                 raft.clone(),
                 storage.clone(),
                 env.config.clone(),
+                Arc::clone(&handover),
             )),
         ]);
         tracing::debug!(%shard, node = %env.node, "replica opened");
@@ -201,6 +205,7 @@ impl Replica {
             writes,
             reads,
             tasks,
+            handover,
             stopped: AtomicBool::new(false),
         })
     }
@@ -208,6 +213,28 @@ impl Replica {
     /// The shard this replica belongs to.
     pub fn shard(&self) -> ShardId {
         self.shard
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
+    /// While this leader hands the shard over (see [`crate::transfer`]): the
+    /// target's address, which writes and strong reads are sent to instead.
+    pub fn handover_target(&self) -> Option<String> {
+        self.handover
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Starts (`Some(target address)`) or ends (`None`) a handover.
+    pub fn set_handover(&self, target: Option<String>) {
+        *self
+            .handover
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = target;
     }
 
     /// The group's Raft handle.
@@ -338,13 +365,23 @@ async fn watch_leadership(raft: ShardRaft, notify: Arc<Notify>) {
     }
 }
 
-/// While this node leads, proposes deletes of expired keys in small batches.
-async fn purge_expired(raft: ShardRaft, storage: Arc<dyn Storage>, config: Arc<NodeConfig>) {
+/// While this node leads, proposes deletes of expired keys in small batches;
+/// not during a handover (its entries would refresh the followers' leases).
+async fn purge_expired(
+    raft: ShardRaft,
+    storage: Arc<dyn Storage>,
+    config: Arc<NodeConfig>,
+    handover: Arc<std::sync::Mutex<Option<String>>>,
+) {
     let mut tick = tokio::time::interval(config.purge_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if raft.metrics().borrow().state != ServerState::Leader {
+        let handing_over = handover
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some();
+        if handing_over || raft.metrics().borrow().state != ServerState::Leader {
             continue;
         }
         loop {

@@ -11,13 +11,16 @@
 //!   committed: epoch bumped, this node not in `replicas`) is stopped, never
 //!   earlier, and its data deleted as soon as no request or task holds it;
 //! - on a shard this node leads: a leader the map does not know yet is
-//!   reported, and a pending move is run (see [`crate::reconfigure`]).
+//!   reported, and a pending move is run (see [`crate::reconfigure`]);
+//! - a `SetShardLeader` (the map names another voter for the current Raft
+//!   term) is acted on, best effort: the leader hands over, the target
+//!   campaigns (see [`crate::transfer`]); a leader whose handover ended
+//!   without a transfer reports itself again, which heals the map.
 //!
 //! Rounds run when the map changes, when any replica's leader or term
 //! changes, and on a timer (which retries failed reports and opens).
 //!
-//! Out of scope: leader transfer for `SetShardLeader` (openraft 0.9 has no
-//! transfer API); data of a removed replica still in use when the node shuts
+//! Out of scope: data of a removed replica still in use when the node shuts
 //! down, and of shards the map drops entirely (it never does today), stays
 //! on disk.
 
@@ -33,6 +36,7 @@ use crate::control::ControlPlane;
 use crate::reconfigure::{self, Move};
 use crate::replica::{Replica, ReplicaEnv};
 use crate::shutdown::Shutdown;
+use crate::transfer::{self, Progress, Role, Transfers};
 
 /// Opens, initializes, reconfigures and removes this node's shard replicas.
 pub struct ReplicaManager {
@@ -44,6 +48,8 @@ pub struct ReplicaManager {
     moves: Mutex<HashMap<ShardId, (Epoch, JoinHandle<()>)>>,
     /// The last `(epoch, term)` leadership report the coordinator answered.
     reported: Mutex<HashMap<ShardId, (Epoch, u64)>>,
+    /// The leader-transfer task per shard.
+    transfers: Transfers,
     /// Stopped replicas of removed shards whose data is deleted as soon as
     /// no request or task holds them any more.
     retired: Mutex<Vec<Arc<Replica>>>,
@@ -68,6 +74,7 @@ impl ReplicaManager {
             replicas: RwLock::default(),
             moves: Mutex::default(),
             reported: Mutex::default(),
+            transfers: Transfers::default(),
             retired: Mutex::default(),
         }
     }
@@ -114,13 +121,18 @@ impl ReplicaManager {
         }
         let replica = self.replica(shard)?;
         let leadership = replica.leadership();
+        // A leader handing over sends leader-only requests to the target.
+        let (is_leader, leader_address) = match replica.handover_target() {
+            Some(target) if leadership.is_leader => (false, Some(target)),
+            _ => (leadership.is_leader, leadership.leader_address),
+        };
         let local = LocalReplica {
             shard,
             epoch: info.epoch,
             slot_start: info.slot_start,
             slot_end: info.slot_end,
-            is_leader: leadership.is_leader,
-            leader_address: leadership.leader_address,
+            is_leader,
+            leader_address,
         };
         Some((local, replica))
     }
@@ -144,6 +156,7 @@ impl ReplicaManager {
 
     /// Stops every replica (keeping its data) and every move task.
     pub async fn stop_all(&self) {
+        self.transfers.abort_all();
         for (_, (_, task)) in self
             .moves
             .lock()
@@ -187,7 +200,16 @@ impl ReplicaManager {
             let Some(replica) = self.replica(info.id) else {
                 continue;
             };
-            if replica.leadership().is_leader {
+            let leadership = replica.leadership();
+            let handing_over = self.drive_transfer(&map, info, &replica);
+            if leadership.is_leader && handing_over != Some(Progress::Running) {
+                if handing_over == Some(Progress::Finished) {
+                    // Still leading after the handover: report again.
+                    self.reported
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&info.id);
+                }
                 self.report_leadership(info, &replica).await;
                 self.drive_move(&map, info, replica);
             }
@@ -247,6 +269,7 @@ impl ReplicaManager {
         {
             task.abort();
         }
+        self.transfers.abort(shard);
         if let Some(replica) = removed {
             replica.stop(&self.env).await;
             self.retired
@@ -344,5 +367,43 @@ impl ReplicaManager {
         if let Some((_, old)) = moves.insert(info.id, (info.epoch, task)) {
             old.abort();
         }
+    }
+
+    /// Starts or tracks this node's part in a pending leader transfer of
+    /// `info`'s shard. Returns the progress of a handover this node runs.
+    fn drive_transfer(
+        &self,
+        map: &ShardMap,
+        info: &ShardInfo,
+        replica: &Arc<Replica>,
+    ) -> Option<Progress> {
+        let me = self.env.node;
+        let role = transfer::role(me, info, &replica.leadership(), |n| {
+            map.address(n).map(str::to_owned)
+        });
+        let is_handover = matches!(role, Some(Role::HandOver { .. }));
+        let lease = self.env.config.election_timeout_max;
+        let heartbeat = self.env.config.heartbeat_interval;
+        let progress = self
+            .transfers
+            .drive(info.id, role.map(|r| (info.epoch, r)), |role| {
+                let replica = replica.clone();
+                match role.clone() {
+                    Role::HandOver { address, .. } => {
+                        tokio::spawn(transfer::handover(replica, address, lease))
+                    }
+                    Role::Campaign => {
+                        let (cache, shard, epoch) = (self.cache.clone(), info.id, info.epoch);
+                        let still_named = move || {
+                            let map = cache.current();
+                            map.shards
+                                .get(&shard)
+                                .is_some_and(|s| s.epoch == epoch && s.leader == Some(me))
+                        };
+                        tokio::spawn(transfer::campaign(replica, still_named, lease, heartbeat))
+                    }
+                }
+            });
+        progress.filter(|_| is_handover)
     }
 }

@@ -8,8 +8,9 @@
 //! Partitions cut node-to-node links only: clients keep reaching every node,
 //! like clients on the minority side of a real partition, which is what lets
 //! a deposed leader be asked for stale data. Leader transfers are not
-//! injected: openraft 0.9 has no transfer API and KvDB ignores
-//! SetShardLeader, so moving the leader's replica away stands in for one.
+//! injected: KvDB's SetShardLeader is only a best-effort transfer built on
+//! openraft 0.9 elections (see kvdb-node's `transfer` module), so moving the
+//! leader's replica away stands in for one.
 
 use std::time::Duration;
 

@@ -1,7 +1,8 @@
 //! An in-memory coordinator for node tests: registration, shard placement,
 //! leader and configuration reports, and the map feed, with the same rules
 //! the real coordinator applies (epochs bump on replica-set changes only;
-//! a leader report needs the current epoch and a term at least as new).
+//! a leader report needs the current epoch and a term at least as new;
+//! `SetShardLeader` renames the leader and keeps its term).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -101,6 +102,16 @@ impl FakeCoordinator {
             let s = map.shards.get_mut(&shard).expect("unknown shard");
             s.epoch = s.epoch.next();
             s.state = ShardState::Moving { target };
+        });
+    }
+
+    /// Names `node` the leader of `shard`, keeping the term and epoch, as
+    /// the coordinator's `SetShardLeader` does.
+    pub fn set_leader(&self, shard: ShardId, node: NodeId) {
+        self.mutate(|map| {
+            let s = map.shards.get_mut(&shard).expect("unknown shard");
+            assert!(s.replicas.contains(&node), "not a replica");
+            s.leader = Some(node);
         });
     }
 

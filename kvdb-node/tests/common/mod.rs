@@ -323,7 +323,14 @@ impl TestCluster {
             match call(self, addr, shard).await {
                 Err(KvError::Routing(RoutingError::NotLeader {
                     leader: Some(a), ..
-                })) => hint = Some(a),
+                })) => {
+                    // Hints can bounce between two nodes while leadership
+                    // moves; back off a little after the first few.
+                    if attempt > 2 {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    hint = Some(a);
+                }
                 Err(e) if e.is_retryable() && Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
