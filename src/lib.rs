@@ -5,9 +5,13 @@
 //! `kvdb dev`, the embedded example and the end-to-end tests run).
 //!
 //! # Layout
+//! - [`args`]: command-line vocabulary shared by the binary and drivers.
+//! - [`bench`]: the closed-loop load generator behind `kvdb bench`.
 //! - [`cluster`]: an in-process cluster with fault hooks (stop, restart a node).
 //! - [`servers`]: a coordinator serving gRPC and the Admin API, as a unit.
 
+pub mod args;
+pub mod bench;
 pub mod cluster;
 pub mod servers;
 

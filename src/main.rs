@@ -6,9 +6,9 @@
 //! - `cmd::dev`: the single-process development cluster.
 //! - `cmd::kv`: `get`, `put`, `del`, `cas`.
 //! - `cmd::admin`: `admin ...` over the Admin HTTP API.
-//! - `bench`: the `bench` load generator.
+//! - `kvdb::bench`: the `bench` load generator (in the library, so other
+//!   drivers reuse its method).
 
-mod bench;
 mod cli;
 mod cmd;
 
@@ -42,7 +42,7 @@ async fn run(command: Command) -> ExitCode {
         Command::Del(args) => cmd::kv::del(args).await,
         Command::Cas(args) => cmd::kv::cas(args).await,
         Command::Admin(args) => cmd::admin::run(args).await,
-        Command::Bench(args) => bench::run(args).await,
+        Command::Bench(args) => kvdb::bench::run(args).await,
     }
 }
 

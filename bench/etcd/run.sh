@@ -30,7 +30,10 @@ KEY_SPACE=${KEY_SPACE:-10000}
 BENCH_OPS=${BENCH_OPS:-put get}
 BENCH_KEYS=${BENCH_KEYS:-spread hot}
 port_base=${ETCD_PORT_BASE:-23790}
-DRIVER=$here/driver/target/release/etcd-bench
+# The driver shares the repository's target directory, so it reuses the
+# release build of KvDB that `make bench` made.
+REPO_TARGET=$(cd "$here/../.." && pwd)/target
+DRIVER=$REPO_TARGET/release/etcd-bench
 
 names=(m1 m2 m3)
 client_url() { echo "127.0.0.1:$(( port_base + $1 + 1 ))"; }
@@ -105,7 +108,7 @@ endpoints() {
 run() {
     command -v "$ETCD" >/dev/null || { echo "etcd bench: no etcd (apt-get install etcd-server etcd-client)" >&2; exit 1; }
     command -v jq >/dev/null || { echo "etcd bench: needs jq" >&2; exit 1; }
-    (cd "$here/driver" && cargo build --release --quiet)
+    (cd "$here/driver" && CARGO_TARGET_DIR=$REPO_TARGET cargo build --release --quiet)
     trap cleanup EXIT
     trap 'exit 130' INT TERM
     echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"

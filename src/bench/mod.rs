@@ -38,10 +38,10 @@ use kvdb_client::{Client, ClientError, Consistency, GatewayClient, GetOptions, K
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use crate::cli::{ConsistencyArg, DEFAULT_COORDINATOR, DEFAULT_GATEWAY, parse_duration};
+use crate::args::{ConsistencyArg, DEFAULT_COORDINATOR, DEFAULT_GATEWAY, parse_duration};
 use driver::{Budget, Counters, KeyOrder, Phase};
 use progress::Progress;
-use report::{Setup, Summary};
+pub use report::{Setup, Summary};
 use workload::{KeySpace, OpMix};
 
 /// Exit code: some requests failed.
@@ -188,6 +188,12 @@ impl BenchArgs {
             Target::Gateway(address) => ("gateway", vec![address]),
             Target::Smart(coordinators) => ("smart", coordinators),
         };
+        self.setup_for(target, endpoints)
+    }
+
+    /// The report's description of this run against `target` (e.g. `etcd`)
+    /// at `endpoints`.
+    pub fn setup_for(&self, target: &'static str, endpoints: Vec<String>) -> Setup {
         Setup {
             op: match self.op {
                 BenchOp::Put => "put",
@@ -233,34 +239,47 @@ impl BenchArgs {
     }
 }
 
-/// Runs `kvdb bench` and prints its report.
+/// Runs `kvdb bench` against the KvDB target its flags name and prints the
+/// report.
 pub async fn run(args: BenchArgs) -> ExitCode {
-    let result = match args.target() {
+    match args.target() {
         Target::Gateway(address) => match gateway_clients(&address, &args) {
-            Ok(clients) => execute(&clients, &args).await,
-            Err(e) => Err(e),
+            Ok(clients) => run_on(&clients, &args, args.setup()).await,
+            Err(e) => fail(e),
         },
         Target::Smart(coordinators) => match smart_clients(&coordinators, &args).await {
-            Ok(clients) => execute(&clients, &args).await,
-            Err(e) => Err(e),
+            Ok(clients) => run_on(&clients, &args, args.setup()).await,
+            Err(e) => fail(e),
         },
-    };
-    let summary = match result {
+    }
+}
+
+/// Runs the benchmark `args` describe on `clients` (any store behind the
+/// [`Kv`] API; `args`' target flags are ignored) and prints the report,
+/// echoing `setup` (see [`BenchArgs::setup_for`]). This is how other stores
+/// are measured with exactly the same method.
+pub async fn run_on<K: Kv + Clone + 'static>(
+    clients: &[K],
+    args: &BenchArgs,
+    setup: Setup,
+) -> ExitCode {
+    let summary = match execute(clients, args, setup).await {
         Ok(summary) => summary,
-        Err(e) => {
-            eprintln!("kvdb bench: {e}");
-            return e.exit_code();
-        }
+        Err(e) => return fail(e),
     };
     if let Err(e) = print(&summary, args.json) {
-        eprintln!("kvdb bench: {e}");
-        return e.exit_code();
+        return fail(e);
     }
     if summary.errors.total() == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_FAILED_REQUESTS)
     }
+}
+
+fn fail(error: BenchError) -> ExitCode {
+    eprintln!("kvdb bench: {error}");
+    error.exit_code()
 }
 
 fn gateway_clients(address: &str, args: &BenchArgs) -> Result<Vec<GatewayClient>, BenchError> {
@@ -291,11 +310,11 @@ async fn smart_clients(
 async fn execute<K: Kv + Clone + 'static>(
     clients: &[K],
     args: &BenchArgs,
+    setup: Setup,
 ) -> Result<Summary, BenchError> {
     let seed = args.seed.unwrap_or_else(rand::random);
     let concurrency = args.concurrency as usize;
     let visible = !args.json && std::io::stdout().is_terminal();
-    let setup = args.setup();
 
     if setup.preload {
         let total = args.key_space;

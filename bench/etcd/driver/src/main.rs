@@ -1,216 +1,151 @@
-//! `etcd-bench`: drives etcd's KV gRPC API the way `kvdb bench` drives KvDB, so that
-//! docs/performance.md compares the two stores and not two load tools.
+//! `etcd-bench`: drives etcd's KV gRPC API with `kvdb bench`'s own load
+//! generator (`kvdb::bench::run_on`), so docs/performance.md compares two
+//! stores and not two load tools: same closed loop, key choice, value sizes,
+//! preload, HDR histograms and report fields.
 //!
-//! Same method as `kvdb bench`: `concurrency` closed-loop workers (each sends one request and
-//! waits for its answer) share a budget of `--requests`; keys are `{prefix}{i}` drawn
-//! uniformly from `--key-space` (1 = one hot key); values are `--value-size` bytes; every
-//! latency (failures included) goes into per-worker HDR histograms (1 µs .. 60 s, 3
-//! significant digits) merged at the end; `--json` prints the same fields as
-//! `kvdb bench --json` (throughput, `latency_ms.p50/p90/p99/p999/max`, `errors` by kind).
+//! etcd is put behind KvDB's [`Kv`] client API: a get is a single-key
+//! `Range` (linearizable; `--consistency eventual` asks for a serializable
+//! one), a put is a `Put`. Workers spread over `--connections` channels,
+//! channel `i` to endpoint `i % endpoints`. The `kvdb bench` target flags
+//! (`--gateway`, `--smart`, `--coordinators`) are ignored.
 //!
-//! Gets are linearizable (etcd's default, `serializable=false`) unless `--serializable`.
-//! Workers spread over `--connections` gRPC channels (HTTP/2 connections), channel `i` to
-//! endpoint `i % endpoints`.
-//!
-//! Out of scope: other etcd operations (txn, watch, lease), TLS and auth, and client-side
-//! retries (etcd's own Go client retries some failures; on a healthy local cluster there are
-//! none to retry, and any failure is counted).
-
-mod load;
-mod report;
+//! Out of scope: deletes and conditional writes (the benchmark sends neither),
+//! other etcd operations, TLS and auth, and client-side retries.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+use kvdb::bench::BenchArgs;
+use kvdb::client::{ClientError, Consistency, DeleteOptions, GetOptions, Kv, PutOptions, Value};
+use kvdb::core::Version;
+use kvdb::core::error::KvError;
 use tonic::transport::{Channel, Endpoint};
-
-use load::{KeyOrder, Phase};
-use report::Summary;
 
 /// Generated client of the KV service subset in proto/kv.proto.
 mod pb {
     tonic::include_proto!("etcdserverpb");
 }
 
-use pb::kv_client::KvClient;
-
-/// Which requests to send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BenchOp {
-    /// Unconditional puts.
-    Put,
-    /// Single-key ranges (use `--preload` so that they find values).
-    Get,
-}
-
-/// Command-line flags; names and defaults follow `kvdb bench`.
+/// Command-line flags: `kvdb bench`'s, plus etcd's endpoints.
 #[derive(Debug, Parser)]
-#[command(version, about = "Closed-loop load generator for etcd's KV API")]
+#[command(version, about = "kvdb bench's load generator, aimed at etcd's KV API")]
 struct Args {
-    /// Operation to send.
-    #[arg(long, value_enum, default_value = "put")]
-    op: BenchOp,
-    /// etcd client URLs' host:port, comma separated.
+    /// etcd client addresses (host:port), comma separated.
     #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:2379")]
     endpoints: Vec<String>,
-    /// Concurrent requests in flight (closed-loop workers).
-    #[arg(short = 'c', long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
-    concurrency: u32,
-    /// Total requests to send.
-    #[arg(short = 'n', long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
-    requests: u64,
-    /// Distinct keys; 1 is one hot key.
-    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
-    key_space: u64,
-    /// Key names are this prefix followed by a number.
-    #[arg(long, default_value = "bench-")]
-    key_prefix: String,
-    /// Value size in bytes.
-    #[arg(long, default_value_t = 100)]
-    value_size: usize,
-    /// Serve gets from the contacted member's state instead of linearizably.
-    #[arg(long)]
-    serializable: bool,
-    /// gRPC channels (HTTP/2 connections) the workers are spread over.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-    connections: u32,
-    /// Before a get run, write every key of the key space once (not measured).
-    #[arg(long)]
-    preload: bool,
-    /// Deadline of each request, in milliseconds.
-    #[arg(long, default_value_t = 5_000)]
-    timeout_ms: u64,
-    /// Seed of the key and value generators.
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Print one JSON object instead of the text report.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    bench: BenchArgs,
 }
 
-/// Why the driver could not finish.
-#[derive(Debug, thiserror::Error)]
-pub enum DriverError {
-    /// An endpoint address did not form a valid URI.
-    #[error("bad endpoint {endpoint:?}: {source}")]
-    Endpoint {
-        endpoint: String,
-        #[source]
-        source: tonic::transport::Error,
-    },
-    /// An endpoint could not be connected to.
-    #[error("cannot connect to {endpoint}: {source}")]
-    Connect {
-        endpoint: String,
-        #[source]
-        source: tonic::transport::Error,
-    },
-    /// No endpoint was given.
-    #[error("no endpoints")]
-    NoEndpoints,
-    /// Some preload writes failed, so gets would miss.
-    #[error("preload: {failed} of {total} writes failed; first error: {first}")]
-    Preload {
-        failed: u64,
-        total: u64,
-        first: String,
-    },
-    /// The latency histogram could not be created.
-    #[error("latency histogram: {0}")]
-    Histogram(#[from] hdrhistogram::errors::CreationError),
-    /// Two workers' histograms could not be merged.
-    #[error("merging latencies: {0}")]
-    Merge(#[from] hdrhistogram::errors::AdditionError),
-    /// A worker task panicked.
-    #[error("worker failed: {0}")]
-    Worker(#[from] tokio::task::JoinError),
-    /// The JSON report could not be encoded.
-    #[error("encoding the JSON report: {0}")]
-    Json(#[from] serde_json::Error),
+/// One connection to one etcd member, seen through KvDB's client API.
+#[derive(Clone)]
+struct EtcdKv {
+    kv: pb::kv_client::KvClient<Channel>,
+}
+
+/// Deadline of a request that names none, as KvDB's clients use.
+const DEFAULT_TIMEOUT: Duration = kvdb::client::GatewayClient::DEFAULT_TIMEOUT;
+
+fn request<T>(message: T, timeout: Option<Duration>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(timeout.unwrap_or(DEFAULT_TIMEOUT));
+    request
+}
+
+fn failed(status: tonic::Status) -> ClientError {
+    ClientError::Kv(kvdb::core::status::from_status(&status))
+}
+
+impl Kv for EtcdKv {
+    async fn get_with(
+        &self,
+        key: &[u8],
+        options: GetOptions,
+    ) -> Result<Option<Value>, ClientError> {
+        let range = pb::RangeRequest {
+            key: key.to_vec().into(),
+            serializable: options.consistency == Consistency::Eventual,
+        };
+        let reply = self
+            .kv
+            .clone()
+            .range(request(range, options.timeout))
+            .await
+            .map_err(failed)?
+            .into_inner();
+        Ok(reply.kvs.into_iter().next().map(|kv| Value {
+            value: kv.value.to_vec(),
+            version: Version(kv.mod_revision as u64),
+            expires_at_ms: None,
+        }))
+    }
+
+    async fn put_with(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        options: PutOptions,
+    ) -> Result<Version, ClientError> {
+        if options.if_version.is_some() || options.if_not_exists || options.ttl.is_some() {
+            return Err(unsupported("conditional or expiring puts"));
+        }
+        let put = pb::PutRequest {
+            key: key.to_vec().into(),
+            value: value.to_vec().into(),
+        };
+        let reply = self
+            .kv
+            .clone()
+            .put(request(put, options.timeout))
+            .await
+            .map_err(failed)?
+            .into_inner();
+        Ok(Version(reply.header.map_or(0, |h| h.revision as u64)))
+    }
+
+    async fn delete_with(&self, _key: &[u8], _options: DeleteOptions) -> Result<bool, ClientError> {
+        Err(unsupported("deletes"))
+    }
+}
+
+fn unsupported(what: &str) -> ClientError {
+    ClientError::Kv(KvError::InvalidArgument(format!(
+        "etcd-bench sends no {what}"
+    )))
+}
+
+/// `connections` channels, channel `i` to endpoint `i % endpoints.len()`,
+/// each connected before the run so that connection set-up is not timed.
+async fn connect(endpoints: &[String], connections: usize) -> Result<Vec<EtcdKv>, String> {
+    if endpoints.is_empty() {
+        return Err("no --endpoints".to_owned());
+    }
+    let mut clients = Vec::with_capacity(connections);
+    for endpoint in endpoints.iter().cycle().take(connections) {
+        let channel = Endpoint::from_shared(format!("http://{endpoint}"))
+            .map_err(|e| format!("bad endpoint {endpoint:?}: {e}"))?
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .map_err(|e| format!("cannot connect to {endpoint}: {e}"))?;
+        clients.push(EtcdKv {
+            kv: pb::kv_client::KvClient::new(channel),
+        });
+    }
+    Ok(clients)
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    match run(&args).await {
-        Ok(summary) if summary.errors.total() == 0 => ExitCode::SUCCESS,
-        Ok(_) => ExitCode::from(1),
+    let clients = match connect(&args.endpoints, args.bench.connections as usize).await {
+        Ok(clients) => clients,
         Err(e) => {
             eprintln!("etcd-bench: {e}");
-            ExitCode::from(5)
+            return ExitCode::from(4);
         }
-    }
-}
-
-async fn run(args: &Args) -> Result<Summary, DriverError> {
-    let clients = connect(&args.endpoints, args.connections as usize).await?;
-    let seed = args.seed.unwrap_or_else(rand::random);
-    let concurrency = args.concurrency as usize;
-    let timeout = Duration::from_millis(args.timeout_ms);
-
-    if args.preload && args.op == BenchOp::Get {
-        let phase = Phase::new(
-            args,
-            BenchOp::Put,
-            KeyOrder::Sequential,
-            args.key_space,
-            seed,
-            timeout,
-        );
-        let (tally, _) = load::run(&clients, concurrency, phase).await?;
-        if tally.errors.total() > 0 {
-            return Err(DriverError::Preload {
-                failed: tally.errors.total(),
-                total: args.key_space,
-                first: tally.first_error.unwrap_or_default(),
-            });
-        }
-    }
-
-    let phase = Phase::new(
-        args,
-        args.op,
-        KeyOrder::Random,
-        args.requests,
-        seed,
-        timeout,
-    );
-    let (tally, elapsed) = load::run(&clients, concurrency, phase).await?;
-    let summary = Summary::new(report::Setup::of(args), &tally, elapsed);
-    if args.json {
-        println!("{}", serde_json::to_string(&summary)?);
-    } else {
-        println!("{summary}");
-    }
-    Ok(summary)
-}
-
-/// `connections` channels, channel `i` to endpoint `i % endpoints.len()`, each connected
-/// before the measured phase so that connection setup is not timed.
-async fn connect(
-    endpoints: &[String],
-    connections: usize,
-) -> Result<Vec<KvClient<Channel>>, DriverError> {
-    if endpoints.is_empty() {
-        return Err(DriverError::NoEndpoints);
-    }
-    let mut clients = Vec::with_capacity(connections);
-    for endpoint in endpoints.iter().cycle().take(connections) {
-        let uri = format!("http://{endpoint}");
-        let channel = Endpoint::from_shared(uri)
-            .map_err(|source| DriverError::Endpoint {
-                endpoint: endpoint.clone(),
-                source,
-            })?
-            .tcp_nodelay(true)
-            .connect()
-            .await
-            .map_err(|source| DriverError::Connect {
-                endpoint: endpoint.clone(),
-                source,
-            })?;
-        clients.push(KvClient::new(channel));
-    }
-    Ok(clients)
+    };
+    let setup = args.bench.setup_for("etcd", args.endpoints.clone());
+    kvdb::bench::run_on(&clients, &args.bench, setup).await
 }
