@@ -253,13 +253,18 @@ impl ChaosCluster {
     /// The node that leads `shard` according to the nodes themselves (the
     /// coordinator's hint may lag).
     pub fn leader_of(&self, shard: ShardId) -> Option<usize> {
-        let map = self.map()?;
-        (0..self.nodes.len()).find(|&i| {
-            self.nodes[i].as_ref().is_some_and(|node| {
-                node.manager()
-                    .local(&map, shard)
-                    .is_some_and(|(local, _)| local.is_leader)
-            })
+        (0..self.nodes.len()).find(|&i| self.is_leader(i, shard))
+    }
+
+    /// Whether node `i` runs and believes it leads `shard`.
+    pub fn is_leader(&self, i: usize, shard: ShardId) -> bool {
+        let Some(map) = self.map() else {
+            return false;
+        };
+        self.nodes[i].as_ref().is_some_and(|node| {
+            node.manager()
+                .local(&map, shard)
+                .is_some_and(|(local, _)| local.is_leader)
         })
     }
 

@@ -15,6 +15,7 @@
 //! - `nemesis`: [`nemesis::Schedule`] and one fault cycle each.
 //! - `verify`: writability, final reads, lost writes, the epoch probe.
 //! - `process`: a multi-process cluster of `kvdb` binaries for signals.
+//! - `stale_read`: a targeted STRONG-read-on-a-stale-follower scenario.
 //!
 //! Out of scope: TTLs and deletes in the workload, multi-member coordinator
 //! groups, and network faults on coordinator links.
@@ -24,6 +25,7 @@
 pub mod cluster;
 pub mod nemesis;
 pub mod process;
+pub mod stale_read;
 pub mod verify;
 pub mod workload;
 
