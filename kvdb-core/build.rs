@@ -1,17 +1,20 @@
 //! Compiles proto/kvdb/v1 with protox (pure Rust), so a machine with only the
 //! Rust toolchain builds KvDB: no system `protoc`.
 
+use std::path::PathBuf;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../proto");
-    let files = [
-        "kvdb/v1/gateway.proto",
-        "kvdb/v1/node.proto",
-        "kvdb/v1/coordinator.proto",
-    ];
-    let descriptors = protox::compile(files, [root])?;
+    // Absolute, `..`-free paths: protox resolves relative file names against
+    // the working directory, and matches files to include paths by prefix.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../proto")
+        .canonicalize()?;
+    let files = ["gateway.proto", "node.proto", "coordinator.proto"]
+        .map(|name| root.join("kvdb/v1").join(name));
+    let descriptors = protox::compile(&files, [&root])?;
     tonic_prost_build::configure()
         .bytes(".")
         .compile_fds(descriptors)?;
-    println!("cargo:rerun-if-changed={root}");
+    println!("cargo:rerun-if-changed={}", root.display());
     Ok(())
 }
