@@ -19,6 +19,7 @@ use clap::Parser;
 use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = Cli::parse();
     init_tracing(&cli.command);
     let runtime = match tokio::runtime::Runtime::new() {
@@ -43,6 +44,17 @@ async fn run(command: Command) -> ExitCode {
         Command::Cas(args) => cmd::kv::cas(args).await,
         Command::Admin(args) => cmd::admin::run(args).await,
         Command::Bench(args) => kvdb::bench::run(args).await,
+    }
+}
+
+/// Rust ignores SIGPIPE, so `kvdb admin nodes | head` would panic in
+/// `println!` once `head` exits. Unix tools end quietly instead; so does kvdb.
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any thread exists; it only
+    // resets one signal's disposition to the default.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
