@@ -8,7 +8,7 @@
 
 use kvdb_core::MapVersion;
 use openraft::{RaftMetrics, ServerState};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::command::Command;
@@ -17,7 +17,7 @@ use crate::feed::View;
 use crate::state::MemberAddress;
 
 /// Where the coordinator leader is, as far as this member knows.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaderInfo {
     /// Raft id of the leader.
     pub id: Option<u64>,
@@ -28,7 +28,7 @@ pub struct LeaderInfo {
 }
 
 /// One member of the coordinator group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberInfo {
     pub id: u64,
     pub grpc_address: String,
@@ -36,14 +36,15 @@ pub struct MemberInfo {
     pub admin_address: Option<String>,
 }
 
-/// A summary of the coordinator group and the map, as this member sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A summary of the coordinator group and the map, as this member sees it;
+/// also the body of the Admin API's `GET /admin/cluster`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterInfo {
     /// This member's id.
     pub member_id: u64,
     /// This member's Raft role: `leader`, `follower`, `candidate`, `learner`
     /// or `shutdown`.
-    pub role: &'static str,
+    pub role: String,
     /// This member's current Raft term.
     pub term: u64,
     pub leader: LeaderInfo,
@@ -95,7 +96,7 @@ pub(crate) fn cluster_info(
         .collect();
     ClusterInfo {
         member_id: metrics.id,
-        role: role(metrics.state),
+        role: role(metrics.state).to_owned(),
         term: metrics.current_term,
         leader: leader_info(metrics, view),
         members,

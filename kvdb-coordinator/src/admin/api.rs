@@ -13,8 +13,6 @@ use std::fmt;
 use kvdb_core::{Epoch, MapVersion, NodeId, NodeInfo, NodeStatus, ShardInfo, ShardMap, ShardState};
 use serde::{Deserialize, Serialize};
 
-use crate::leadership::ClusterInfo;
-
 /// Zone given to a node registered without one.
 pub const DEFAULT_ZONE: &str = "default";
 
@@ -188,76 +186,11 @@ impl ShardView {
     }
 }
 
-/// `GET /admin/cluster`: the coordinator group and a summary of the map, as
-/// the answering member sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClusterView {
-    /// The answering member's id.
-    pub member_id: u64,
-    /// Its Raft role: `leader`, `follower`, `candidate`, `learner`, `shutdown`.
-    pub role: String,
-    pub term: u64,
-    pub leader: LeaderView,
-    pub members: Vec<MemberView>,
-    /// Whether the answering member knows a leader and has caught up.
-    pub ready: bool,
-    pub last_applied: Option<u64>,
-    pub map_version: MapVersion,
-    pub initialized: bool,
-    pub num_shards: Option<u32>,
-    pub replication_factor: Option<u32>,
-    pub node_count: usize,
-    pub shard_count: usize,
-}
-
-/// Where the coordinator leader is, as far as the answering member knows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LeaderView {
-    pub id: Option<u64>,
-    pub grpc_address: Option<String>,
-    pub admin_address: Option<String>,
-}
-
-/// One coordinator member.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemberView {
-    pub id: u64,
-    pub grpc_address: String,
-    /// Known once the member has led.
-    pub admin_address: Option<String>,
-}
-
-impl From<ClusterInfo> for ClusterView {
-    fn from(c: ClusterInfo) -> Self {
-        Self {
-            member_id: c.member_id,
-            role: c.role.to_owned(),
-            term: c.term,
-            leader: LeaderView {
-                id: c.leader.id,
-                grpc_address: c.leader.grpc_address,
-                admin_address: c.leader.admin_address,
-            },
-            members: c
-                .members
-                .into_iter()
-                .map(|m| MemberView {
-                    id: m.id,
-                    grpc_address: m.grpc_address,
-                    admin_address: m.admin_address,
-                })
-                .collect(),
-            ready: c.ready,
-            last_applied: c.last_applied,
-            map_version: c.map_version,
-            initialized: c.initialized,
-            num_shards: c.num_shards,
-            replication_factor: c.replication_factor,
-            node_count: c.node_count,
-            shard_count: c.shard_count,
-        }
-    }
-}
+/// `GET /admin/cluster`: the coordinator's own summary, served as is so that
+/// a field added to it reaches the API without a second copy.
+pub use crate::leadership::{
+    ClusterInfo as ClusterView, LeaderInfo as LeaderView, MemberInfo as MemberView,
+};
 
 /// `GET /admin/nodes`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -55,7 +55,7 @@ pub(crate) fn routes() -> Router<AdminState> {
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
 async fn cluster(State(s): State<AdminState>) -> Json<ClusterView> {
-    Json(ClusterView::from(s.coordinator.cluster()))
+    Json(s.coordinator.cluster())
 }
 
 async fn list_nodes(State(s): State<AdminState>) -> Json<NodeList> {
