@@ -126,6 +126,10 @@ pub struct NodeArgs {
     /// across shards (for measurement; slower).
     #[arg(long, env = "KVDB_NO_GROUP_COMMIT")]
     pub no_group_commit: bool,
+    /// Run a heartbeat round for every strong read instead of answering it
+    /// under the shard leader's lease (for clocks that may drift apart fast).
+    #[arg(long, env = "KVDB_NO_LEASE_READS")]
+    pub no_lease_reads: bool,
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,9 @@
 //! `LocalStrongReads` only shows when a STRONG read reaches a stale replica,
 //! which a random schedule does by chance; it is checked with the targeted
 //! scenario of `chaos::stale_read` instead, together with a control run on
-//! correct nodes proving that scenario sound. The other two bugs show on
+//! correct nodes proving that scenario sound. `EndlessLease` (a leader that
+//! trusts its read lease for as long as it believes it leads) likewise gets
+//! the targeted `chaos::deposed_leader` scenario and its control run. The other two bugs show on
 //! every run without luck: the epoch probe sends a wrong-epoch write to a
 //! leader every 200 ms, and acknowledging before commit hands concurrent
 //! writes made-up versions, which breaks every busy key (all eight keys
@@ -17,6 +19,7 @@ mod chaos;
 use std::time::Duration;
 
 use chaos::cluster::ChaosOptions;
+use chaos::deposed_leader::strong_reads_on_deposed_leader;
 use chaos::nemesis::Schedule;
 use chaos::stale_read::strong_reads_on_isolated_follower;
 use chaos::{RunReport, Settings, run};
@@ -73,4 +76,23 @@ async fn skipping_the_epoch_check_is_caught() {
         report.epoch_served > 0,
         "planted SkipEpochCheck went unnoticed: {report}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_endless_read_lease_is_caught() {
+    let report = strong_reads_on_deposed_leader(Some(PlantedBug::EndlessLease)).await;
+    assert!(
+        report.served > 0 && report.violations > 0,
+        "planted EndlessLease went unnoticed: {report:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn strong_reads_on_a_deposed_leader_are_refused_without_planted_bugs() {
+    let report = strong_reads_on_deposed_leader(None).await;
+    assert_eq!(
+        report.served, 0,
+        "a leader cut off from its group answered STRONG reads: {report:?}"
+    );
+    assert_eq!(report.violations, 0, "{}", report.details);
 }

@@ -62,6 +62,12 @@ pub struct NodeConfig {
     pub max_value_bytes: usize,
     /// Whether concurrent shards' log appends share one fsync.
     pub group_commit: bool,
+    /// Whether a shard leader holding a lease answers strong reads from its applied state
+    /// without a heartbeat round (see `kvdb_core::raft::lease`). The lease lasts
+    /// `election_timeout_min` from the send time of the heartbeats a majority accepted, while
+    /// followers refuse other candidates for `election_timeout_max`; the difference is the
+    /// margin for clock drift between nodes. Off: every strong read runs a read-index round.
+    pub lease_reads: bool,
     /// Raft heartbeat interval.
     pub heartbeat_interval: Duration,
     /// Lower bound of the randomized election timeout.
@@ -109,6 +115,7 @@ impl NodeConfig {
             max_key_bytes: DEFAULT_MAX_KEY_BYTES,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             group_commit: kvdb_core::raft::log_store::DEFAULT_GROUP_COMMIT,
+            lease_reads: true,
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             election_timeout_min: DEFAULT_ELECTION_TIMEOUT_MIN,
             election_timeout_max: DEFAULT_ELECTION_TIMEOUT_MAX,

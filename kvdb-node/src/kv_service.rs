@@ -4,10 +4,11 @@
 //! Every request is first checked by core's `EpochValidator` against this
 //! node's map and its replica of the shard (hosted? same epoch? key in
 //! range? leader if needed?). Then:
-//! - a STRONG get confirms leadership with a read-index round
-//!   (`ensure_linearizable`, shared by concurrent reads through the
-//!   replica's read queue, which also waits until the read index is
-//!   applied) and reads the applied state; an EVENTUAL get reads this
+//! - a STRONG get reads the applied state at once while the leader holds
+//!   its lease (`Replica::holds_read_lease`); otherwise it first confirms
+//!   leadership with a read-index round (`ensure_linearizable`, shared by
+//!   concurrent reads through the replica's read queue, which also waits
+//!   until the read index is applied); an EVENTUAL get reads this
 //!   replica's applied state at once;
 //! - a put or delete becomes a `Command` stamped
 //!   with this leader's clock and goes through the replica's write queue
@@ -126,7 +127,13 @@ impl KvService {
             Access::StrongRead
         };
         let replica = self.route(req.target, &get.key, access)?;
-        if !eventual {
+        let leased = replica.holds_read_lease();
+        // PLANTED BUG (EndlessLease): a leader trusts its lease forever.
+        #[cfg(feature = "planted-bugs")]
+        let leased = leased
+            || (self.planted(crate::planted::PlantedBug::EndlessLease)
+                && replica.leadership().is_leader);
+        if !eventual && !leased {
             let confirmed = tokio::time::timeout(self.timeout, replica.confirm_read())
                 .await
                 .map_err(|_| timed_out())?;

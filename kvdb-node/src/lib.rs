@@ -6,8 +6,8 @@
 //! size limits, the leader's clock fixed in the command by `proposal`) ->
 //! the shard's Raft group (`replica`) -> a majority fsyncs the log entry ->
 //! `kv_machine` applies it (versions, CAS, TTL, exactly-once via `sessions`)
-//! -> the client gets the result. Reads are served from the applied state,
-//! after a read-index round for STRONG.
+//! -> the client gets the result. Reads are served from the applied state;
+//! STRONG ones under the leader's lease, or else after a read-index round.
 //!
 //! # Layout
 //! - [`command`]: the shard's Raft command and its result.
@@ -15,7 +15,8 @@
 //! - [`kv_machine`]: the replicated state machine over core's `Storage`.
 //! - [`raft_types`]: the openraft type configuration of a shard group.
 //! - [`proposal`]: request -> command and result -> response, with limits.
-//! - [`replica`]: this node's member of one shard group, plus its purger.
+//! - [`replica`]: this node's member of one shard group, and its read lease.
+//! - `replica_tasks`: a replica's leadership watcher and expiry purger.
 //! - [`read_queue`]: shares one read-index confirmation among concurrent strong reads.
 //! - [`write_queue`]: batches a leader's concurrent writes into shared Raft entries.
 //! - [`replica_manager`]: opens, initializes, moves and removes replicas to
@@ -53,6 +54,7 @@ pub mod read_queue;
 pub mod reconfigure;
 pub mod replica;
 pub mod replica_manager;
+mod replica_tasks;
 pub mod server;
 pub mod sessions;
 pub mod shutdown;

@@ -24,6 +24,9 @@ pub enum PlantedBug {
     /// Serve STRONG reads from this replica's applied state, on a follower
     /// or a deposed leader, without a read-index round.
     LocalStrongReads,
+    /// Trust the read lease for as long as this replica believes it leads,
+    /// however old the last acknowledgement from a majority is.
+    EndlessLease,
 }
 
 /// PLANTED BUG (AckBeforeCommit): proposes `command` in the background and

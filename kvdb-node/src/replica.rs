@@ -3,9 +3,10 @@
 //! A replica bundles the group's [`openraft::Raft`] handle (log in the node's
 //! shared [`LogDb`], state machine [`KvMachine`] over the shard's tables in the
 //! node's key-value database, network over the shared peer pool) with the
-//! [`Storage`] that reads are served from, and two small background tasks:
-//! one wakes the replica manager whenever the group's leader or term
-//! changes, the other proposes purges of expired keys while this node leads.
+//! [`Storage`] that reads are served from, its read lease, and two small
+//! background tasks (`replica_tasks`): one wakes the replica manager whenever
+//! the group's leader or term changes, the other proposes purges of expired
+//! keys while this node leads.
 //!
 //! Out of scope: deciding which replicas exist, initializing groups and
 //! changing membership; that is the replica manager's job.
@@ -13,23 +14,25 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
+use kvdb_core::raft::lease::LeaseClock;
 use kvdb_core::raft::log_store::{LogDb, LogDbError};
 use kvdb_core::raft::state_machine::{StateMachineError, StateMachineStore};
 use kvdb_core::raft::transport::{GrpcNetworkFactory, PeerChannels, RaftRouter};
 use kvdb_core::storage::{RedbStorage, Storage, StorageError};
 use kvdb_core::{NodeId, ShardId};
 use openraft::error::{Fatal, InitializeError, RaftError};
-use openraft::{BasicNode, ServerState};
-use tokio::sync::Notify;
+use openraft::{BasicNode, RaftMetrics, ServerState};
+use tokio::sync::{Notify, watch};
 use tokio::task::{JoinError, JoinHandle};
 
-use crate::clock;
-use crate::command::{Command, CommandResult, Op};
+use crate::command::{Command, CommandResult};
 use crate::config::{ConfigError, NodeConfig};
 use crate::kv_machine::{KvMachine, MachineError};
 use crate::raft_types::{ShardRaft, ShardRaftConfig};
 use crate::read_queue::{ReadError, ReadQueue};
+use crate::replica_tasks;
 use crate::write_queue::{WriteError, WriteQueue};
 
 /// What every replica of a node shares.
@@ -132,6 +135,11 @@ pub struct Replica {
     storage: Arc<dyn Storage>,
     writes: WriteQueue,
     reads: ReadQueue,
+    /// Who acknowledged this replica's leadership, and when; `None` without lease reads.
+    lease: Option<Arc<LeaseClock>>,
+    /// How long an acknowledgement keeps the lease.
+    lease_window: Duration,
+    metrics: watch::Receiver<RaftMetrics<u64, BasicNode>>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
     /// While this leader hands the shard over: the target's address.
     handover: Arc<std::sync::Mutex<Option<String>>>,
@@ -170,8 +178,13 @@ impl Replica {
         .await
         .map_err(|source| ReplicaError::Task { shard, source })?;
         let (storage, store) = state_machine?;
-        let log = env.log_db.group::<ShardRaftConfig>(shard.0);
-        let network = GrpcNetworkFactory::new(shard.0, env.peers.clone());
+        let lease = env.config.lease_reads.then(Arc::<LeaseClock>::default);
+        let mut log = env.log_db.group::<ShardRaftConfig>(shard.0);
+        let mut network = GrpcNetworkFactory::new(shard.0, env.peers.clone());
+        if let Some(lease) = &lease {
+            log = log.with_lease_clock(lease.clone());
+            network = network.with_lease_clock(lease.clone());
+        }
         let raft = ShardRaft::new(env.node.0, raft_config, network, log, store)
             .await
             .map_err(|source| ReplicaError::Fatal {
@@ -185,11 +198,11 @@ impl Replica {
         let tasks = std::sync::Mutex::new(vec![
             batcher,
             confirmer,
-            tokio::spawn(watch_leadership(
+            tokio::spawn(replica_tasks::watch_leadership(
                 raft.clone(),
                 env.leadership_changed.clone(),
             )),
-            tokio::spawn(purge_expired(
+            tokio::spawn(replica_tasks::purge_expired(
                 raft.clone(),
                 storage.clone(),
                 env.config.clone(),
@@ -200,10 +213,13 @@ impl Replica {
         Ok(Self {
             shard,
             node: env.node,
+            metrics: raft.metrics(),
             raft,
             storage,
             writes,
             reads,
+            lease,
+            lease_window: env.config.election_timeout_min,
             tasks,
             handover,
             stopped: AtomicBool::new(false),
@@ -252,6 +268,27 @@ impl Replica {
     /// after the call, shared with concurrent reads) and has applied that round's read index.
     pub async fn confirm_read(&self) -> Result<(), ReadError> {
         self.reads.confirm().await
+    }
+
+    /// Whether a strong read may be answered from the applied state now, without a read-index
+    /// round: this leader holds a lease (a majority accepted its heartbeats within the window,
+    /// so no other leader can exist yet) and has applied an entry of its own term (so the
+    /// state holds every write acknowledged before). Joint memberships never qualify.
+    pub fn holds_read_lease(&self) -> bool {
+        let Some(lease) = &self.lease else {
+            return false;
+        };
+        let m = self.metrics.borrow();
+        let membership = m.membership_config.membership();
+        if membership.get_joint_config().len() != 1 {
+            return false;
+        }
+        let voters = membership.voter_ids();
+        let Some(vote) = lease.lease(self.node.0, voters, self.lease_window, Instant::now()) else {
+            return false;
+        };
+        m.last_applied
+            .is_some_and(|applied| applied.leader_id == *vote.leader_id())
     }
 
     /// The applied state, which reads are served from.
@@ -343,69 +380,5 @@ impl Replica {
             .map_err(|source| ReplicaError::Log { shard, source })?;
         tracing::info!(%shard, "replica removed and its data deleted");
         Ok(())
-    }
-}
-
-/// Wakes `notify` whenever the group's leader or term changes.
-async fn watch_leadership(raft: ShardRaft, notify: Arc<Notify>) {
-    let mut metrics = raft.metrics();
-    let mut last = None;
-    loop {
-        let now = {
-            let m = metrics.borrow_and_update();
-            (m.current_leader, m.current_term)
-        };
-        if last != Some(now) {
-            last = Some(now);
-            notify.notify_one();
-        }
-        if metrics.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
-/// While this node leads, proposes deletes of expired keys in small batches;
-/// not during a handover (its entries would refresh the followers' leases).
-async fn purge_expired(
-    raft: ShardRaft,
-    storage: Arc<dyn Storage>,
-    config: Arc<NodeConfig>,
-    handover: Arc<std::sync::Mutex<Option<String>>>,
-) {
-    let mut tick = tokio::time::interval(config.purge_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let handing_over = handover
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_some();
-        if handing_over || raft.metrics().borrow().state != ServerState::Leader {
-            continue;
-        }
-        loop {
-            let now_ms = clock::now_ms();
-            let limit = config.purge_batch;
-            let storage = storage.clone();
-            let due = tokio::task::spawn_blocking(move || storage.expired(now_ms, limit)).await;
-            let keys = match due {
-                Ok(Ok(keys)) if !keys.is_empty() => keys,
-                Ok(Ok(_)) => break,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "listing expired keys failed");
-                    break;
-                }
-                Err(_) => return,
-            };
-            let full = keys.len() == limit;
-            let purge = Command {
-                now_ms,
-                op: Op::Purge { keys },
-            };
-            if raft.client_write(purge).await.is_err() || !full {
-                break;
-            }
-        }
     }
 }

@@ -105,6 +105,7 @@ pub async fn node(args: NodeArgs) -> ExitCode {
     config.max_key_bytes = args.max_key_bytes;
     config.max_value_bytes = args.max_value_bytes;
     config.group_commit = !args.no_group_commit;
+    config.lease_reads = !args.no_lease_reads;
     let listener = match bind("storage node", args.listen).await {
         Ok(l) => l,
         Err(e) => return start_failed(e),

@@ -16,6 +16,7 @@
 //! - `verify`: writability, final reads, lost writes, the epoch probe.
 //! - `process`: a multi-process cluster of `kvdb` binaries for signals.
 //! - `stale_read`: a targeted STRONG-read-on-a-stale-follower scenario.
+//! - `deposed_leader`: a targeted STRONG-read-on-a-cut-off-leader scenario (read leases).
 //!
 //! Out of scope: TTLs and deletes in the workload, multi-member coordinator
 //! groups, and network faults on coordinator links.
@@ -23,6 +24,7 @@
 #![allow(dead_code)] // Each chaos test binary uses a different subset.
 
 pub mod cluster;
+pub mod deposed_leader;
 pub mod nemesis;
 pub mod process;
 pub mod stale_read;

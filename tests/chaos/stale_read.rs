@@ -31,16 +31,16 @@ use super::cluster::{ChaosCluster, ChaosOptions, Endpoint};
 use super::{DEADLINE, init_tracing, wait_for};
 
 /// The key the scenario writes and reads.
-const KEY: &[u8] = b"stale-read";
+pub(super) const KEY: &[u8] = b"stale-read";
 /// Writes acknowledged by the leader while the follower is cut off.
 const NEWER_WRITES: usize = 3;
 /// STRONG reads sent to the cut-off follower.
 const STRONG_READS: usize = 5;
 /// Bound on each direct call to the follower.
-const READ_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// Client ids in the recorded history.
-const WRITER: ClientId = ClientId(0);
-const READER: ClientId = ClientId(1);
+pub(super) const WRITER: ClientId = ClientId(0);
+pub(super) const READER: ClientId = ClientId(1);
 
 /// What the cut-off follower answered to the STRONG reads.
 #[derive(Debug, Default)]
@@ -179,7 +179,7 @@ async fn strong_read(
 }
 
 /// The shard serving [`KEY`] in the coordinator's current map.
-fn shard_of_key(cluster: &ChaosCluster) -> ShardInfo {
+pub(super) fn shard_of_key(cluster: &ChaosCluster) -> ShardInfo {
     let map = cluster.map().expect("coordinator runs");
     map.shards
         .values()
@@ -189,7 +189,7 @@ fn shard_of_key(cluster: &ChaosCluster) -> ShardInfo {
 }
 
 /// Node `i`'s real data-plane address (no proxy: clients always reach it).
-fn node_address(cluster: &ChaosCluster, i: usize) -> String {
+pub(super) fn node_address(cluster: &ChaosCluster, i: usize) -> String {
     let map = cluster.map().expect("coordinator runs");
     map.address(cluster.id_of(i))
         .expect("the node is registered")
@@ -198,7 +198,7 @@ fn node_address(cluster: &ChaosCluster, i: usize) -> String {
 
 /// Writes `value` through the smart client, recorded; the cluster is healthy
 /// on the leader's side, so the write must be acknowledged.
-async fn recorded_put(client: &Client, recorder: &Recorder, value: Vec<u8>) {
+pub(super) async fn recorded_put(client: &Client, recorder: &Recorder, value: Vec<u8>) {
     let pending = recorder.invoke(WRITER, KEY.to_vec(), Op::Write(value.clone()));
     let version = client
         .put(KEY, &value)
@@ -232,7 +232,7 @@ async fn wait_until_caught_up(cluster: &ChaosCluster, node: &str) {
 /// One GET of [`KEY`] sent to the node at address `node` over a fresh
 /// connection, routed with the shard's current target; the value and
 /// version, or the node's error.
-async fn get(
+pub(super) async fn get(
     cluster: &ChaosCluster,
     node: &str,
     consistency: pb::Consistency,
@@ -267,6 +267,6 @@ async fn get(
 }
 
 /// A connection failure, as the error a client would report for it.
-fn connect_error(error: &dyn std::error::Error) -> KvError {
+pub(super) fn connect_error(error: &dyn std::error::Error) -> KvError {
     KvError::Unavailable(format!("cannot connect to the follower: {error}"))
 }

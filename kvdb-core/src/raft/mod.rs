@@ -3,12 +3,14 @@
 //!
 //! # Layout
 //! - [`codec`]: the byte encoding of Raft messages, entries and snapshots.
+//! - [`lease`]: when a leader may serve linearizable reads without a heartbeat round.
 //! - [`log_store`]: `RaftLogStorage` on redb, many groups per database, group commit.
 //! - [`state_machine`]: `RaftStateMachine` over a pluggable [`Machine`].
 //! - [`transport`]: `RaftNetworkFactory` over the `RaftTransport` gRPC service, and
 //!   the server side that dispatches to the right group.
 
 pub mod codec;
+pub mod lease;
 pub mod log_store;
 pub mod state_machine;
 pub mod transport;

@@ -22,6 +22,7 @@ use super::overlay::{EncodedEntry, Overlay};
 use super::writer::{MetaKey, WriteOp, Writer};
 use super::{KvdbRaftConfig, LOG_TABLE, LogDbError, META_TABLE, RowKey};
 use crate::raft::codec::{self, CodecError};
+use crate::raft::lease::LeaseClock;
 
 /// The latest committed log id saved, if any since the store was made: `Some(None)` is a saved
 /// "nothing committed".
@@ -36,6 +37,7 @@ pub struct RedbLogStore<C> {
     writer: Arc<Writer>,
     overlay: Arc<Overlay>,
     committed: SavedCommitted,
+    lease: Option<Arc<LeaseClock>>,
     _config: PhantomData<fn() -> C>,
 }
 
@@ -47,6 +49,7 @@ impl<C> Clone for RedbLogStore<C> {
             writer: self.writer.clone(),
             overlay: self.overlay.clone(),
             committed: self.committed.clone(),
+            lease: self.lease.clone(),
             _config: PhantomData,
         }
     }
@@ -60,8 +63,15 @@ impl<C: KvdbRaftConfig> RedbLogStore<C> {
             writer,
             overlay: Arc::default(),
             committed: Arc::default(),
+            lease: None,
             _config: PhantomData,
         }
+    }
+
+    /// Reports every vote this store saves to `lease`, before saving it.
+    pub fn with_lease_clock(mut self, lease: Arc<LeaseClock>) -> Self {
+        self.lease = Some(lease);
+        self
     }
 
     /// The Raft group this store belongs to.
@@ -201,6 +211,11 @@ impl<C: KvdbRaftConfig> RaftLogStorage<C> for RedbLogStore<C> {
     }
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
+        // Before the write: a replica granting its vote away must stop serving lease reads
+        // before the reply that could elect someone else leaves.
+        if let Some(lease) = &self.lease {
+            lease.vote_saved(*vote);
+        }
         self.put_meta(MetaKey::Vote, Some(vote))
             .await
             .map_err(|e| storage_error(ErrorSubject::Vote, ErrorVerb::Write, e))

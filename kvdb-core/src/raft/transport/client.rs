@@ -10,7 +10,8 @@
 //! [`NetworkError`]; an error returned by the remote Raft is a [`RemoteError`].
 
 use std::marker::PhantomData;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use openraft::BasicNode;
 use openraft::error::{
@@ -32,6 +33,7 @@ use super::{MAX_MESSAGE_SIZE, TransportTypeConfig};
 use crate::proto::v1::raft_transport_client::RaftTransportClient;
 use crate::proto::v1::{RaftReply, RaftRequest};
 use crate::raft::codec;
+use crate::raft::lease::LeaseClock;
 
 /// The error openraft expects from a network call whose remote API error is `E`.
 type CallError<E = openraft::error::Infallible> = RPCError<u64, BasicNode, RaftError<u64, E>>;
@@ -41,6 +43,7 @@ type CallError<E = openraft::error::Infallible> = RPCError<u64, BasicNode, RaftE
 pub struct GrpcNetworkFactory<C> {
     group: u64,
     peers: PeerChannels,
+    lease: Option<Arc<LeaseClock>>,
     _types: PhantomData<fn() -> C>,
 }
 
@@ -50,8 +53,15 @@ impl<C: TransportTypeConfig> GrpcNetworkFactory<C> {
         Self {
             group,
             peers,
+            lease: None,
             _types: PhantomData,
         }
+    }
+
+    /// Records every accepted AppendEntries in `lease`, for lease reads.
+    pub fn with_lease_clock(mut self, lease: Arc<LeaseClock>) -> Self {
+        self.lease = Some(lease);
+        self
     }
 }
 
@@ -69,6 +79,7 @@ impl<C: TransportTypeConfig> RaftNetworkFactory<C> for GrpcNetworkFactory<C> {
             target,
             node: node.clone(),
             client,
+            lease: self.lease.clone(),
             _types: PhantomData,
         }
     }
@@ -82,6 +93,7 @@ pub struct GrpcNetwork<C> {
     target: u64,
     node: BasicNode,
     client: Result<RaftTransportClient<Channel>, TransportError>,
+    lease: Option<Arc<LeaseClock>>,
     _types: PhantomData<fn() -> C>,
 }
 
@@ -209,7 +221,16 @@ impl<C: TransportTypeConfig> RaftNetwork<C> for GrpcNetwork<C> {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, CallError> {
         let entries = rpc.entries.len() as u64;
-        self.call(Rpc::AppendEntries, &rpc, &option, entries).await
+        let (vote, sent) = (rpc.vote, Instant::now());
+        let response = self
+            .call(Rpc::AppendEntries, &rpc, &option, entries)
+            .await?;
+        if let Some(lease) = &self.lease
+            && !matches!(response, AppendEntriesResponse::HigherVote(_))
+        {
+            lease.accepted(self.target, vote, sent);
+        }
+        Ok(response)
     }
 
     async fn vote(
