@@ -9,6 +9,8 @@
 #
 #   scripts/bench.sh [run]         the whole benchmark (the binary must be built)
 #   scripts/bench.sh table FILE..  the table of saved JSON results (one per line)
+#   scripts/bench.sh up            start the cluster and keep it until interrupted,
+#                                  to drive or profile it by hand
 #   scripts/bench.sh profile [put|get] [gateway|smart]
 #                                  one longer run (PROFILE_SECONDS, 20) over the
 #                                  spread key space: CPU share of every process
@@ -233,5 +235,6 @@ case "${1:-run}" in
     run) run ;;
     table) shift; table "$@" ;;
     profile) shift; profile "$@" ;;
-    *) echo "usage: $0 [run] | table FILE... | profile [put|get] [gateway|smart]" >&2; exit 2 ;;
+    up) trap cleanup EXIT; trap 'exit 130' INT TERM; start_cluster; wait ;;
+    *) echo "usage: $0 [run] | table FILE... | up | profile [put|get] [gateway|smart]" >&2; exit 2 ;;
 esac

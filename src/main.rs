@@ -18,6 +18,12 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command};
 
+/// mimalloc: the servers allocate and free many small buffers per request (protobuf
+/// messages, HTTP/2 frames, Raft entries) across threads, where it spends less time than
+/// the system allocator; see docs/performance.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     restore_sigpipe();
     let cli = Cli::parse();
