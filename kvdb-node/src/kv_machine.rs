@@ -1,9 +1,9 @@
 //! [`KvMachine`]: a shard's replicated state machine over a [`Storage`].
 //!
 //! Applying a run of committed entries builds one [`WriteBatch`]: the data
-//! mutations of every command in the run, plus the metadata blob (last
-//! applied log id, membership, client sessions), so the state on disk always
-//! matches exactly one log position. Commands later in a run see the writes
+//! mutations of every command in the run, the client-session rows they
+//! changed, and the metadata blob (last applied log id, membership), so the
+//! state on disk always matches exactly one log position. Commands later in a run see the writes
 //! of earlier ones through an in-memory overlay.
 //!
 //! Semantics, all decided from the log alone:
@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use crate::command::BATCH_POSITION_BITS;
 use crate::command::{Command, CommandResult, Delete, Op, Put, write_version};
 use crate::raft_types::{Entry, NodeId, ShardNode, ShardRaftConfig};
-use crate::sessions::{Seen, Sessions};
+use crate::sessions::{Seen, SessionRowError, Sessions};
 
 /// Why the state machine could not apply, export or import.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +47,9 @@ pub enum MachineError {
     /// The metadata blob or a snapshot could not be encoded or decoded.
     #[error("state machine metadata: {0}")]
     Codec(#[from] CodecError),
+    /// The client-session rows could not be encoded or read back.
+    #[error("client sessions: {0}")]
+    Sessions(#[from] SessionRowError),
 }
 
 /// The part of the machine's state kept in the storage's metadata blob.
@@ -54,13 +57,13 @@ pub enum MachineError {
 struct Meta {
     last_applied: Option<LogId<NodeId>>,
     membership: StoredMembership<NodeId, ShardNode>,
-    sessions: Sessions,
 }
 
 /// A full copy of the machine's state: what a snapshot carries.
 #[derive(Serialize, Deserialize)]
 struct SnapshotImage {
     meta: Meta,
+    sessions: Sessions,
     entries: Vec<ImageEntry>,
 }
 
@@ -77,6 +80,8 @@ struct ImageEntry {
 pub struct KvMachine {
     storage: Arc<dyn Storage>,
     meta: Meta,
+    /// Kept in the storage's auxiliary rows.
+    sessions: Sessions,
     /// Batches applied since the last [`Storage::sync`].
     unsynced_batches: u32,
 }
@@ -102,9 +107,11 @@ impl KvMachine {
             Some(bytes) => codec::decode(&bytes)?,
             None => Meta::default(),
         };
+        let sessions = Sessions::from_rows(storage.aux()?)?;
         Ok(Self {
             storage,
             meta,
+            sessions,
             unsynced_batches: 0,
         })
     }
@@ -146,7 +153,10 @@ impl KvMachine {
         if results.is_empty() {
             return Ok(results);
         }
-        let batch = pending.batch.with_meta(codec::encode(&self.meta)?);
+        let batch = pending
+            .batch
+            .with_meta(codec::encode(&self.meta)?)
+            .with_aux(self.sessions.take_changes()?);
         self.storage.apply(batch)?;
         self.unsynced_batches += 1;
         if self.unsynced_batches >= SYNC_EVERY_BATCHES {
@@ -171,6 +181,7 @@ impl KvMachine {
             .collect();
         let image = SnapshotImage {
             meta: self.meta.clone(),
+            sessions: self.sessions.clone(),
             entries,
         };
         Ok(codec::encode(&image)?)
@@ -199,9 +210,13 @@ impl KvMachine {
                 (e.key, value)
             })
             .collect();
+        let mut sessions = image.sessions;
+        // Installed whole below: nothing is left to journal.
+        sessions.take_changes()?;
         self.storage
-            .install(entries, Some(codec::encode(&image.meta)?))?;
+            .install(entries, Some(codec::encode(&image.meta)?), sessions.rows()?)?;
         self.meta = image.meta;
+        self.sessions = sessions;
         Ok(())
     }
 
@@ -230,7 +245,7 @@ impl KvMachine {
         command: &Command,
     ) -> Result<CommandResult, MachineError> {
         if let Some(id) = command.write_id() {
-            match self.meta.sessions.check(id) {
+            match self.sessions.check(id) {
                 Seen::Duplicate(first) => return Ok(first),
                 Seen::Forgotten => return Ok(CommandResult::ForgottenDuplicate),
                 Seen::New => {}
@@ -246,7 +261,7 @@ impl KvMachine {
             Op::Batch(_) => CommandResult::None,
         };
         if let Some(id) = command.write_id() {
-            self.meta.sessions.record(id, index, result.clone());
+            self.sessions.record(id, index, result.clone());
         }
         Ok(result)
     }

@@ -289,6 +289,9 @@ fn export_then_import_restores_data_and_sessions() {
     assert_eq!((v.value.len(), v.expire_at_ms), (0, Some(NOW + 50)));
     assert_eq!(g.machine.applied_state(), f.machine.applied_state());
     g.next_index = 2;
+    assert_eq!(g.run(NOW, Op::Put(first.clone())), written(1));
+    // The sessions were installed with the data, not only kept in memory.
+    g.machine = KvMachine::open(g.storage.clone()).unwrap();
     assert_eq!(g.run(NOW, Op::Put(first)), written(1));
 }
 

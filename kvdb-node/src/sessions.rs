@@ -9,18 +9,46 @@
 //! is not remembered may have been applied, and is refused rather than
 //! risk applying it twice.
 //!
-//! The table is part of the replicated state (it travels in the metadata
-//! blob and in snapshots), and every decision in it depends only on the log:
-//! clients are evicted by the log index of their last write, never by time.
+//! The table is part of the replicated state, and every decision in it depends only on the
+//! log: clients are evicted by the log index of their last write, never by time. It is
+//! stored as auxiliary rows of the shard's storage, one per remembered result and one per
+//! client, and the table journals which rows each batch changed
+//! ([`Sessions::take_changes`]), so persisting a batch costs what the batch changed, not
+//! the table's size. Snapshots carry the whole table.
 //!
 //! Out of scope: expiring idle clients by wall-clock age; the client count
 //! cap ([`MAX_CLIENTS`]) bounds the table instead.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+use kvdb_core::raft::codec::{self, CodecError};
+use kvdb_core::storage::{AuxChanges, AuxRows};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{CommandResult, WriteId};
+
+/// First byte of a client's row: its floor and last index.
+const CLIENT_ROW: u8 = b'c';
+/// First byte of a remembered result's row.
+const RESULT_ROW: u8 = b'r';
+
+/// A stored session row that cannot be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionRowError {
+    /// The row's key has no known layout.
+    #[error("session row key {key:?} is malformed")]
+    Key { key: Vec<u8> },
+    /// The row's value does not decode.
+    #[error("session row {key:?}: {source}")]
+    Value {
+        key: Vec<u8>,
+        #[source]
+        source: CodecError,
+    },
+    /// A row could not be encoded.
+    #[error("session row: {0}")]
+    Encode(#[from] CodecError),
+}
 
 /// Results remembered per client. It bounds how many writes one client id may have in flight
 /// to a shard at once without spurious "outcome unknown" refusals (the gateway writes under
@@ -43,9 +71,28 @@ pub enum Seen {
 }
 
 /// Recent writes of every client, keyed by client id.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Sessions {
     clients: BTreeMap<String, Session>,
+    /// Rows changed since the last [`Sessions::take_changes`]; not part of the state.
+    #[serde(skip)]
+    journal: Journal,
+}
+
+impl PartialEq for Sessions {
+    fn eq(&self, other: &Self) -> bool {
+        self.clients == other.clients
+    }
+}
+
+impl Eq for Sessions {}
+
+#[derive(Debug, Clone, Default)]
+struct Journal {
+    /// Result rows stored (`true`) or removed (`false`), in order.
+    results: Vec<(String, u64, bool)>,
+    /// Clients whose row changed or went away.
+    clients: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,11 +130,82 @@ impl Sessions {
         let session = self.clients.entry(id.client_id.clone()).or_default();
         session.last_index = index;
         session.results.insert(id.sequence, result);
+        self.journal
+            .results
+            .push((id.client_id.clone(), id.sequence, true));
         while session.results.len() > WINDOW {
             if let Some((seq, _)) = session.results.pop_first() {
                 session.floor = session.floor.max(seq);
+                self.journal
+                    .results
+                    .push((id.client_id.clone(), seq, false));
             }
         }
+        self.journal.clients.insert(id.client_id.clone());
+    }
+
+    /// The row changes since the last call, in order (`None` removes a row), for the batch
+    /// that persists the writes recorded since.
+    pub fn take_changes(&mut self) -> Result<AuxChanges, SessionRowError> {
+        let journal = std::mem::take(&mut self.journal);
+        let mut changes = Vec::with_capacity(journal.results.len() + journal.clients.len());
+        for (client, sequence, stored) in journal.results {
+            let key = result_key(&client, sequence);
+            if !stored {
+                changes.push((key, None));
+                continue;
+            }
+            // A result stored and forgotten within the batch has its removal later on.
+            let session = self.clients.get(&client);
+            if let Some(result) = session.and_then(|s| s.results.get(&sequence)) {
+                changes.push((key, Some(codec::encode(result)?)));
+            }
+        }
+        for client in journal.clients {
+            let row = match self.clients.get(&client) {
+                Some(session) => Some(codec::encode(&(session.floor, session.last_index))?),
+                None => None,
+            };
+            changes.push((client_key(&client), row));
+        }
+        Ok(changes)
+    }
+
+    /// Every row of the table, in key order: what a fresh storage needs to hold it.
+    pub fn rows(&self) -> Result<AuxRows, SessionRowError> {
+        let mut rows = Vec::new();
+        for (client, session) in &self.clients {
+            rows.push((
+                client_key(client),
+                codec::encode(&(session.floor, session.last_index))?,
+            ));
+            for (sequence, result) in &session.results {
+                rows.push((result_key(client, *sequence), codec::encode(result)?));
+            }
+        }
+        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(rows)
+    }
+
+    /// The table stored as `rows` (see [`Sessions::rows`]).
+    pub fn from_rows(rows: AuxRows) -> Result<Self, SessionRowError> {
+        let mut table = Self::default();
+        for (key, value) in rows {
+            let decoded = match parse_key(&key) {
+                Some(RowKey::Client(client)) => codec::decode(&value).map(|(floor, last_index)| {
+                    let session = table.clients.entry(client).or_default();
+                    session.floor = floor;
+                    session.last_index = last_index;
+                }),
+                Some(RowKey::Result(client, sequence)) => codec::decode(&value).map(|result| {
+                    let session = table.clients.entry(client).or_default();
+                    session.results.insert(sequence, result);
+                }),
+                None => return Err(SessionRowError::Key { key }),
+            };
+            decoded.map_err(|source| SessionRowError::Value { key, source })?;
+        }
+        Ok(table)
     }
 
     /// Number of clients remembered.
@@ -106,9 +224,57 @@ impl Sessions {
             .iter()
             .min_by_key(|(name, s)| (s.last_index, name.as_str()))
             .map(|(name, _)| name.clone());
-        if let Some(name) = oldest {
-            self.clients.remove(&name);
+        if let Some(name) = oldest
+            && let Some(session) = self.clients.remove(&name)
+        {
+            let gone = session
+                .results
+                .into_keys()
+                .map(|seq| (name.clone(), seq, false));
+            self.journal.results.extend(gone);
+            self.journal.clients.insert(name);
         }
+    }
+}
+
+/// A session row's key, parsed.
+enum RowKey {
+    Client(String),
+    Result(String, u64),
+}
+
+fn client_key(client: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + client.len());
+    key.push(CLIENT_ROW);
+    key.extend_from_slice(client.as_bytes());
+    key
+}
+
+/// The client id is length-prefixed so that one client's rows sort together, by sequence.
+fn result_key(client: &str, sequence: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + 4 + client.len() + 8);
+    key.push(RESULT_ROW);
+    key.extend_from_slice(&(client.len() as u32).to_be_bytes());
+    key.extend_from_slice(client.as_bytes());
+    key.extend_from_slice(&sequence.to_be_bytes());
+    key
+}
+
+fn parse_key(key: &[u8]) -> Option<RowKey> {
+    let (&kind, rest) = key.split_first()?;
+    match kind {
+        CLIENT_ROW => Some(RowKey::Client(String::from_utf8(rest.to_vec()).ok()?)),
+        RESULT_ROW => {
+            let (len, rest) = rest.split_first_chunk::<4>()?;
+            let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
+            let (client, sequence) = (rest.get(..len)?, rest.get(len..)?);
+            let sequence = u64::from_be_bytes(sequence.try_into().ok()?);
+            Some(RowKey::Result(
+                String::from_utf8(client.to_vec()).ok()?,
+                sequence,
+            ))
+        }
+        _ => None,
     }
 }
 
@@ -168,5 +334,52 @@ mod tests {
         assert_eq!(s.len(), MAX_CLIENTS);
         assert_eq!(s.check(&id("0", 1)), Seen::New);
         assert_eq!(s.check(&id("1", 1)), Seen::Duplicate(put(2)));
+    }
+
+    /// Applies `changes` to `rows` as a storage would.
+    fn persist(rows: &mut BTreeMap<Vec<u8>, Vec<u8>>, changes: AuxChanges) {
+        for (key, row) in changes {
+            match row {
+                Some(row) => rows.insert(key, row),
+                None => rows.remove(&key),
+            };
+        }
+    }
+
+    #[test]
+    fn journaled_changes_keep_the_stored_rows_equal_to_the_table() {
+        let mut s = Sessions::new();
+        let mut stored = BTreeMap::new();
+        // Batches that fill and slide the window, and push clients out at the cap.
+        for batch in 0..6u64 {
+            for n in 0..(WINDOW as u64 / 2 + 7) {
+                let seq = batch * 1_000 + n;
+                s.record(&id("busy", seq), seq, put(seq));
+            }
+            for c in 0..(MAX_CLIENTS as u64 / 3) {
+                let client = format!("c{}", batch * 1_000 + c);
+                s.record(&id(&client, 1), batch, put(c));
+            }
+            persist(&mut stored, s.take_changes().unwrap());
+            let rows: BTreeMap<_, _> = s.rows().unwrap().into_iter().collect();
+            assert_eq!(stored, rows, "after batch {batch}");
+        }
+        assert!(s.take_changes().unwrap().is_empty());
+        let reloaded = Sessions::from_rows(stored.into_iter().collect()).unwrap();
+        assert_eq!(reloaded, s);
+        assert_eq!(
+            reloaded.check(&id("busy", 5_000)),
+            Seen::Duplicate(put(5_000))
+        );
+        assert_eq!(reloaded.check(&id("busy", 1)), Seen::Forgotten);
+    }
+
+    #[test]
+    fn a_malformed_row_is_an_error() {
+        let rows = vec![(b"x-unknown".to_vec(), Vec::new())];
+        assert!(matches!(
+            Sessions::from_rows(rows),
+            Err(SessionRowError::Key { .. })
+        ));
     }
 }

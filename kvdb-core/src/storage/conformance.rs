@@ -24,6 +24,7 @@ pub fn run_all<S: Storage>(make: impl Fn() -> S) {
     zero_expiry_is_stored_as_already_expired(&make());
     export_then_install_replaces_prior_content(&make(), &make());
     clear_drops_data_and_meta(&make());
+    aux_rows_change_with_their_batch_and_stay_apart_from_data(&make());
 }
 
 fn v(value: &[u8], version: u64) -> StoredValue {
@@ -256,16 +257,26 @@ pub fn export_then_install_replaces_prior_content(source: &impl Storage, target:
 
     let snapshot = source.export().expect("export");
     let meta = source.meta().expect("meta");
-    target.install(snapshot.clone(), meta).expect("install");
+    target
+        .apply(WriteBatch::new().with_aux(vec![(b"stale".to_vec(), Some(b"row".to_vec()))]))
+        .expect("apply aux");
+    let aux = vec![(b"session".to_vec(), b"s".to_vec())];
+    target
+        .install(snapshot.clone(), meta, aux.clone())
+        .expect("install");
     assert_eq!(target.export().expect("export"), snapshot);
+    assert_eq!(target.aux().expect("aux"), aux);
     assert_eq!(target.meta().expect("meta"), Some(b"source".to_vec()));
     assert_eq!(target.len().expect("len"), 3);
     assert_eq!(target.get(b"z").expect("get"), None);
     assert_eq!(expired_keys(target, u64::MAX, 10), [(b"b".to_vec(), 2)]);
 
     // Installing nothing, without metadata, empties the store.
-    target.install(Vec::new(), None).expect("install empty");
+    target
+        .install(Vec::new(), None, Vec::new())
+        .expect("install empty");
     assert!(target.export().expect("export").is_empty());
+    assert!(target.aux().expect("aux").is_empty());
     assert_eq!(target.meta().expect("meta"), None);
     assert!(expired_keys(target, u64::MAX, 10).is_empty());
 }
@@ -275,10 +286,12 @@ pub fn clear_drops_data_and_meta(store: &impl Storage) {
     let batch = WriteBatch::new()
         .put(b"a", v(b"1", 1))
         .put(b"b", v(b"2", 1).with_expiry(10))
-        .with_meta(b"m".to_vec());
+        .with_meta(b"m".to_vec())
+        .with_aux(vec![(b"row".to_vec(), Some(b"r".to_vec()))]);
     store.apply(batch).expect("apply");
     store.clear().expect("clear");
     assert_eq!(store.len().expect("len"), 0);
+    assert!(store.aux().expect("aux").is_empty());
     assert_eq!(store.get(b"a").expect("get"), None);
     assert_eq!(store.meta().expect("meta"), None);
     assert!(expired_keys(store, u64::MAX, 10).is_empty());
@@ -287,4 +300,36 @@ pub fn clear_drops_data_and_meta(store: &impl Storage) {
         store.export().expect("export"),
         [(b"after".to_vec(), v(b"3", 2))]
     );
+}
+
+/// Auxiliary rows are stored and removed in order with their batch, and never show up as data.
+pub fn aux_rows_change_with_their_batch_and_stay_apart_from_data(store: &impl Storage) {
+    let batch = WriteBatch::new().put(b"k", v(b"data", 1)).with_aux(vec![
+        (b"b".to_vec(), Some(b"2".to_vec())),
+        (b"a".to_vec(), Some(b"1".to_vec())),
+        (b"c".to_vec(), Some(b"3".to_vec())),
+        (b"c".to_vec(), None),
+    ]);
+    store.apply(batch).expect("apply");
+    assert_eq!(
+        store.aux().expect("aux"),
+        [
+            (b"a".to_vec(), b"1".to_vec()),
+            (b"b".to_vec(), b"2".to_vec())
+        ]
+    );
+    assert_eq!(store.get(b"a").expect("get"), None);
+    assert_eq!(store.len().expect("len"), 1);
+    assert_eq!(store.export().expect("export").len(), 1);
+
+    let batch = WriteBatch::new().with_aux(vec![
+        (b"a".to_vec(), None),
+        (b"b".to_vec(), Some(b"two".to_vec())),
+    ]);
+    store.apply(batch).expect("apply");
+    assert_eq!(
+        store.aux().expect("aux"),
+        [(b"b".to_vec(), b"two".to_vec())]
+    );
+    assert_eq!(store.get(b"k").expect("get"), Some(v(b"data", 1)));
 }

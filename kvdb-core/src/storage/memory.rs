@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::{Storage, StorageError, StorageOp, StoredValue, WriteBatch, WriteOp};
+use super::{AuxRows, Storage, StorageError, StorageOp, StoredValue, WriteBatch, WriteOp};
 use crate::Version;
 
 /// An in-memory [`Storage`]: an ordered map plus an expiry index, behind one
@@ -21,6 +21,7 @@ struct State {
     /// `(expire_at_ms, key)` for every entry with an expiry.
     expiry: BTreeSet<(u64, Vec<u8>)>,
     meta: Option<Vec<u8>>,
+    aux: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 impl State {
@@ -76,10 +77,25 @@ impl Storage for MemoryStorage {
                 WriteOp::Delete { key } => state.delete(&key),
             }
         }
+        for (key, row) in batch.aux {
+            match row {
+                Some(row) => state.aux.insert(key, row),
+                None => state.aux.remove(&key),
+            };
+        }
         if let Some(meta) = batch.meta {
             state.meta = Some(meta);
         }
         Ok(())
+    }
+
+    fn aux(&self) -> Result<AuxRows, StorageError> {
+        let state = self.read(StorageOp::Aux)?;
+        Ok(state
+            .aux
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
     }
 
     fn meta(&self) -> Result<Option<Vec<u8>>, StorageError> {
@@ -99,10 +115,12 @@ impl Storage for MemoryStorage {
         &self,
         entries: Vec<(Vec<u8>, StoredValue)>,
         meta: Option<Vec<u8>>,
+        aux: AuxRows,
     ) -> Result<(), StorageError> {
         // Build the replacement first so readers never see a partial install.
         let mut fresh = State {
             meta,
+            aux: aux.into_iter().collect(),
             ..State::default()
         };
         for (key, value) in entries {

@@ -103,6 +103,15 @@ pub enum WriteOp {
     },
 }
 
+/// Auxiliary rows: a state machine's bookkeeping that must change atomically with the data
+/// but is not user data (client sessions): key -> bytes, in key order. Unlike the metadata
+/// blob, rows change one by one, so a large table costs only what changed per batch. Not
+/// exported, counted, or expired.
+pub type AuxRows = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Changes to auxiliary rows, in order: `Some` stores the row, `None` removes it.
+pub type AuxChanges = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
 /// Mutations applied as one atomic unit, in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteBatch {
@@ -110,6 +119,8 @@ pub struct WriteBatch {
     pub ops: Vec<WriteOp>,
     /// New metadata blob, or `None` to leave the stored one unchanged.
     pub meta: Option<Vec<u8>>,
+    /// Auxiliary row changes, applied after the ops.
+    pub aux: AuxChanges,
 }
 
 impl WriteBatch {
@@ -138,6 +149,15 @@ impl WriteBatch {
         self.meta = Some(meta.into());
         self
     }
+
+    /// Appends auxiliary row changes (`None` removes the row).
+    pub fn with_aux(
+        mut self,
+        changes: impl IntoIterator<Item = (Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Self {
+        self.aux.extend(changes);
+        self
+    }
 }
 
 /// One shard's key-value state.
@@ -158,21 +178,25 @@ pub trait Storage: Send + Sync + 'static {
     /// The stored value of `key`, expired or not.
     fn get(&self, key: &[u8]) -> Result<Option<StoredValue>, StorageError>;
 
-    /// Applies every op in `batch`, then its metadata, atomically.
+    /// Applies every op in `batch`, then its auxiliary rows and metadata, atomically.
     fn apply(&self, batch: WriteBatch) -> Result<(), StorageError>;
 
     /// The metadata blob stored by the last batch or install that set one.
     fn meta(&self) -> Result<Option<Vec<u8>>, StorageError>;
 
+    /// Every auxiliary row, in ascending key order.
+    fn aux(&self) -> Result<AuxRows, StorageError>;
+
     /// Every entry, expired ones included, in ascending key order.
     fn export(&self) -> Result<Vec<(Vec<u8>, StoredValue)>, StorageError>;
 
-    /// Replaces all entries and the metadata with the given ones, atomically
-    /// and durably. A later duplicate key wins.
+    /// Replaces all entries, auxiliary rows and the metadata with the given
+    /// ones, atomically and durably. A later duplicate key wins.
     fn install(
         &self,
         entries: Vec<(Vec<u8>, StoredValue)>,
         meta: Option<Vec<u8>>,
+        aux: AuxRows,
     ) -> Result<(), StorageError>;
 
     /// Up to `limit` keys whose expiry is at or before `now_ms`, earliest
@@ -188,7 +212,7 @@ pub trait Storage: Send + Sync + 'static {
         Ok(self.len()? == 0)
     }
 
-    /// Drops every entry and the metadata, durably (a removed replica).
+    /// Drops every entry, auxiliary row and the metadata, durably (a removed replica).
     fn clear(&self) -> Result<(), StorageError>;
 
     /// Makes every earlier mutation durable. Call it before the Raft log is
@@ -208,6 +232,8 @@ pub enum StorageOp {
     Apply,
     /// [`Storage::meta`].
     Meta,
+    /// Reading the auxiliary rows.
+    Aux,
     /// [`Storage::export`].
     Export,
     /// [`Storage::install`].
@@ -229,6 +255,7 @@ impl fmt::Display for StorageOp {
             Self::Get => "get",
             Self::Apply => "apply",
             Self::Meta => "meta",
+            Self::Aux => "aux",
             Self::Export => "export",
             Self::Install => "install",
             Self::Expired => "expired",

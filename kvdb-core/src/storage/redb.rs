@@ -40,7 +40,7 @@ use redb::{
     Table, TableDefinition, WriteTransaction,
 };
 
-use super::{Storage, StorageError, StorageOp, StoredValue, WriteBatch, WriteOp};
+use super::{AuxRows, Storage, StorageError, StorageOp, StoredValue, WriteBatch, WriteOp};
 use crate::{ShardId, Version};
 
 /// Every shard's metadata blob, keyed by shard id.
@@ -84,6 +84,7 @@ pub struct RedbStorage {
     shard: ShardId,
     kv_name: String,
     expiry_name: String,
+    aux_name: String,
     durability: CommitDurability,
 }
 
@@ -106,11 +107,13 @@ impl RedbStorage {
             shard,
             kv_name: format!("kv_{shard}"),
             expiry_name: format!("kv_exp_{shard}"),
+            aux_name: format!("kv_aux_{shard}"),
             durability,
         };
         // Create the tables up front so readers never find them missing.
         store.write(StorageOp::Open, Durability::Immediate, |txn| {
             store.tables(txn, StorageOp::Open)?;
+            txn.open_table(store.aux_def()).during(StorageOp::Open)?;
             txn.open_table(META_TABLE).during(StorageOp::Open)?;
             Ok(())
         })?;
@@ -128,6 +131,10 @@ impl RedbStorage {
 
     fn expiry_def(&self) -> ExpiryDefinition<'_> {
         TableDefinition::new(&self.expiry_name)
+    }
+
+    fn aux_def(&self) -> KvDefinition<'_> {
+        TableDefinition::new(&self.aux_name)
     }
 
     fn tables<'txn>(
@@ -158,19 +165,27 @@ impl RedbStorage {
         self.db.begin_read().during(op)
     }
 
-    /// Replaces all of the shard's entries and metadata in `txn`.
+    /// Replaces all of the shard's entries, auxiliary rows and metadata in `txn`.
     fn replace_all(
         &self,
         txn: &WriteTransaction,
         op: StorageOp,
         entries: Vec<(Vec<u8>, StoredValue)>,
         meta: Option<Vec<u8>>,
+        aux: AuxRows,
     ) -> Result<(), StorageError> {
         txn.delete_table(self.kv_def()).during(op)?;
         txn.delete_table(self.expiry_def()).during(op)?;
+        txn.delete_table(self.aux_def()).during(op)?;
         let (mut kv, mut expiry) = self.tables(txn, op)?;
         for (key, value) in entries {
             put(&mut kv, &mut expiry, &key, value, op)?;
+        }
+        let mut aux_table = txn.open_table(self.aux_def()).during(op)?;
+        for (key, row) in aux {
+            aux_table
+                .insert(key.as_slice(), row.as_slice())
+                .during(op)?;
         }
         let mut meta_table = txn.open_table(META_TABLE).during(op)?;
         match meta {
@@ -199,6 +214,16 @@ impl Storage for RedbStorage {
                     WriteOp::Delete { key } => delete(&mut kv, &mut expiry, &key, op)?,
                 }
             }
+            if !batch.aux.is_empty() {
+                let mut aux = txn.open_table(self.aux_def()).during(op)?;
+                for (key, row) in batch.aux {
+                    match row {
+                        Some(row) => aux.insert(key.as_slice(), row.as_slice()).map(drop),
+                        None => aux.remove(key.as_slice()).map(drop),
+                    }
+                    .during(op)?;
+                }
+            }
             if let Some(blob) = batch.meta {
                 let mut meta = txn.open_table(META_TABLE).during(op)?;
                 meta.insert(self.shard.0, blob.as_slice()).during(op)?;
@@ -212,6 +237,17 @@ impl Storage for RedbStorage {
         let table = self.read(op)?.open_table(META_TABLE).during(op)?;
         let blob = table.get(self.shard.0).during(op)?;
         Ok(blob.map(|b| b.value().to_vec()))
+    }
+
+    fn aux(&self) -> Result<AuxRows, StorageError> {
+        let op = StorageOp::Aux;
+        let table = self.read(op)?.open_table(self.aux_def()).during(op)?;
+        let mut out = Vec::new();
+        for row in table.iter().during(op)? {
+            let (key, row) = row.during(op)?;
+            out.push((key.value().to_vec(), row.value().to_vec()));
+        }
+        Ok(out)
     }
 
     fn export(&self) -> Result<Vec<(Vec<u8>, StoredValue)>, StorageError> {
@@ -230,10 +266,11 @@ impl Storage for RedbStorage {
         &self,
         entries: Vec<(Vec<u8>, StoredValue)>,
         meta: Option<Vec<u8>>,
+        aux: AuxRows,
     ) -> Result<(), StorageError> {
         let op = StorageOp::Install;
         self.write(op, Durability::Immediate, |txn| {
-            self.replace_all(txn, op, entries, meta)
+            self.replace_all(txn, op, entries, meta, aux)
         })
     }
 
@@ -264,7 +301,7 @@ impl Storage for RedbStorage {
     fn clear(&self) -> Result<(), StorageError> {
         let op = StorageOp::Clear;
         self.write(op, Durability::Immediate, |txn| {
-            self.replace_all(txn, op, Vec::new(), None)
+            self.replace_all(txn, op, Vec::new(), None, Vec::new())
         })
     }
 

@@ -104,7 +104,7 @@ fn redb_shards_in_one_database_are_isolated() {
     assert_eq!(one.len().unwrap(), 0);
     assert_eq!(two.meta().unwrap(), Some(b"two".to_vec()));
     assert_eq!(two.get(b"a").unwrap().unwrap().version, Version(5));
-    two.install(Vec::new(), None).unwrap();
+    two.install(Vec::new(), None, Vec::new()).unwrap();
     one.apply(sample_batch()).unwrap();
     assert_holds_sample(&one);
 }
