@@ -10,9 +10,9 @@
 //! group commit on, the writer drains every request queued while the previous transaction was
 //! being fsync'd into one transaction: one fsync makes many groups' entries durable. With it
 //! off, each request is its own transaction, which is the baseline group commit is measured
-//! against ([`LogDbStats`]). Committed-id saves alone are committed without an fsync: the
-//! next durable transaction (or closing the database) persists them, and losing the latest
-//! one in a crash only means re-applying less at restart.
+//! against ([`LogDbStats`]). Committed-id saves never cost a transaction of their own: one that
+//! finds nothing else to write waits for the next transaction (or closing the database), and
+//! losing the latest one in a crash only means re-applying less at restart.
 //!
 //! `append` returns as soon as its entries are readable, not when they are durable: they wait
 //! in the group's in-memory overlay, which readers merge over the database rows, and the

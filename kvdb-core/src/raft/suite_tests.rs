@@ -13,7 +13,7 @@ use openraft::{
 };
 
 use super::codec;
-use super::log_store::{LogDb, LogDbOptions, RedbLogStore};
+use super::log_store::{LogDb, LogDbOptions, LogDbStats, RedbLogStore};
 use super::state_machine::StateMachineStore;
 use super::test_support::{KvRequest, MemKv, TempLogDb, TestConfig};
 
@@ -290,30 +290,46 @@ async fn every_append_commits_alone_without_group_commit() {
 }
 
 #[tokio::test]
-async fn committed_id_saves_skip_the_fsync_yet_survive_reopen() {
+async fn committed_id_saves_ride_along_with_other_writes_and_survive_reopen() {
     let TempLogDb { dir, log_db } = TempLogDb::new(LogDbOptions::default());
     let mut log = log_db.group::<TestConfig>(1);
 
-    // --- a committed-id save alone is committed without an fsync
+    // --- a committed-id save alone waits, readable at once, without a transaction
     log.blocking_append([set(1, 1, "k", "v")]).await.unwrap();
     log.save_committed(Some(log_id(1, 1, 1))).await.unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while log_db.stats().unsynced_commits == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the save never committed"
-        );
-        tokio::task::yield_now().await;
-    }
-    let stats = log_db.stats();
-    assert_eq!((stats.commits, stats.unsynced_commits), (1, 1));
+    wait_for_stats(&log_db, |s| s.held_saves == 1).await;
+    assert_eq!(log_db.stats().commits, 1);
     assert_eq!(log.read_committed().await.unwrap(), Some(log_id(1, 1, 1)));
 
-    // --- closing the database syncs it
+    // --- the next append carries it
+    log.blocking_append([set(1, 2, "k", "w")]).await.unwrap();
+    let stats = log_db.stats();
+    assert_eq!((stats.commits, stats.requests), (2, 3));
     drop((log, log_db));
     let log_db = LogDb::open(dir.path().join(TempLogDb::FILE), LogDbOptions::default()).unwrap();
     let mut log = log_db.group::<TestConfig>(1);
     assert_eq!(log.read_committed().await.unwrap(), Some(log_id(1, 1, 1)));
+
+    // --- closing the database writes a save that is still waiting
+    log.save_committed(Some(log_id(1, 1, 2))).await.unwrap();
+    wait_for_stats(&log_db, |s| s.held_saves == 1).await;
+    drop((log, log_db));
+    let log_db = LogDb::open(dir.path().join(TempLogDb::FILE), LogDbOptions::default()).unwrap();
+    let mut log = log_db.group::<TestConfig>(1);
+    assert_eq!(log.read_committed().await.unwrap(), Some(log_id(1, 1, 2)));
+}
+
+/// Waits until the writer's counters satisfy `done`.
+async fn wait_for_stats(log_db: &LogDb, done: impl Fn(&LogDbStats) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done(&log_db.stats()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer never got there: {:?}",
+            log_db.stats()
+        );
+        tokio::task::yield_now().await;
+    }
 }
 
 #[test]

@@ -56,7 +56,7 @@ pub(super) enum WriteOp {
 impl WriteOp {
     /// Whether the write must be on disk before it is acknowledged. The committed log id need
     /// not be: losing its latest value in a crash only means re-applying less at restart. It
-    /// is made durable by the next durable transaction (redb persists commits in order).
+    /// waits for the next transaction that another write needs, and rides along with it.
     fn needs_fsync(&self) -> bool {
         !matches!(
             self,
@@ -91,8 +91,9 @@ pub struct LogDbStats {
     pub entries: u64,
     /// Durable (fsync'd) transactions committed. With group commit, fewer than `requests`.
     pub commits: u64,
-    /// Transactions committed without an fsync (holding only committed-id updates).
-    pub unsynced_commits: u64,
+    /// Committed-id saves that arrived with nothing to sync and waited for a later commit
+    /// (every shard saves one per commit round: alone they would double the transactions).
+    pub held_saves: u64,
     /// Transactions that failed, failing every request in them.
     pub failed_commits: u64,
 }
@@ -103,7 +104,7 @@ struct Counters {
     appends: AtomicU64,
     entries: AtomicU64,
     commits: AtomicU64,
-    unsynced_commits: AtomicU64,
+    held_saves: AtomicU64,
     failed_commits: AtomicU64,
 }
 
@@ -187,7 +188,7 @@ impl Writer {
             appends: c.appends.load(Ordering::Relaxed),
             entries: c.entries.load(Ordering::Relaxed),
             commits: c.commits.load(Ordering::Relaxed),
-            unsynced_commits: c.unsynced_commits.load(Ordering::Relaxed),
+            held_saves: c.held_saves.load(Ordering::Relaxed),
             failed_commits: c.failed_commits.load(Ordering::Relaxed),
         }
     }
@@ -223,39 +224,48 @@ fn run(ctx: &Context<'_>, requests: &mpsc::Receiver<WriteRequest>) {
     } else {
         1
     };
-    // Whether a non-durable commit awaits the next durable one.
-    let mut unsynced = false;
+    // Committed-id saves waiting for a commit that something else needs.
+    let mut held: Vec<WriteRequest> = Vec::new();
     while let Ok(first) = requests.recv() {
-        let mut batch = vec![first];
+        let mut batch = std::mem::take(&mut held);
+        batch.push(first);
         while batch.len() < max_batch {
             match requests.try_recv() {
                 Ok(request) => batch.push(request),
                 Err(_) => break,
             }
         }
+        if !batch.iter().any(|request| request.op.needs_fsync()) {
+            counters.held_saves.fetch_add(1, Ordering::Relaxed);
+            held = batch;
+            continue;
+        }
         #[cfg(test)]
         if !ctx.gate.pass() {
             // A simulated crash: nothing queued reaches the disk, nobody hears back.
             return;
         }
-        let durable = batch.iter().any(|request| request.op.needs_fsync());
-        let result = commit(db, &batch, durable).map_err(Arc::new);
-        record(counters, &batch, durable, result.is_ok());
-        unsynced = !durable || (unsynced && result.is_err());
-        if let Err(e) = &result {
-            tracing::error!(error = %e, requests = batch.len(), "raft log commit failed");
-        }
-        for request in batch {
-            (request.done)(result.clone());
-        }
+        commit_and_answer(db, counters, batch);
     }
-    // Shutting down: make the last committed-id updates durable too.
-    if unsynced && let Err(e) = commit(db, &[], true) {
-        tracing::error!(error = %e, "raft log final sync failed");
+    // Shutting down: make the held committed-id saves durable too.
+    if !held.is_empty() {
+        commit_and_answer(db, counters, held);
     }
 }
 
-fn record(counters: &Counters, batch: &[WriteRequest], durable: bool, ok: bool) {
+/// Commits `batch` durably and tells every request the outcome.
+fn commit_and_answer(db: &Database, counters: &Counters, batch: Vec<WriteRequest>) {
+    let result = commit(db, &batch).map_err(Arc::new);
+    record(counters, &batch, result.is_ok());
+    if let Err(e) = &result {
+        tracing::error!(error = %e, requests = batch.len(), "raft log commit failed");
+    }
+    for request in batch {
+        (request.done)(result.clone());
+    }
+}
+
+fn record(counters: &Counters, batch: &[WriteRequest], ok: bool) {
     if !ok {
         counters.failed_commits.fetch_add(1, Ordering::Relaxed);
         return;
@@ -267,12 +277,7 @@ fn record(counters: &Counters, batch: &[WriteRequest], durable: bool, ok: bool) 
             entries += e.len() as u64;
         }
     }
-    let kind = if durable {
-        &counters.commits
-    } else {
-        &counters.unsynced_commits
-    };
-    kind.fetch_add(1, Ordering::Relaxed);
+    counters.commits.fetch_add(1, Ordering::Relaxed);
     counters
         .requests
         .fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -280,14 +285,10 @@ fn record(counters: &Counters, batch: &[WriteRequest], durable: bool, ok: bool) 
     counters.entries.fetch_add(entries, Ordering::Relaxed);
 }
 
-fn commit(db: &Database, batch: &[WriteRequest], durable: bool) -> Result<(), redb::Error> {
+fn commit(db: &Database, batch: &[WriteRequest]) -> Result<(), redb::Error> {
     let mut txn = db.begin_write()?;
     // Raft's safety rests on Immediate: the commit returns only once the data is on disk.
-    txn.set_durability(if durable {
-        Durability::Immediate
-    } else {
-        Durability::None
-    })?;
+    txn.set_durability(Durability::Immediate)?;
     {
         let mut log = txn.open_table(LOG_TABLE)?;
         let mut meta = txn.open_table(META_TABLE)?;
