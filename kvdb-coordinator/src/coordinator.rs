@@ -75,10 +75,17 @@ impl Coordinator {
     /// started: pass the handle to [`crate::serve`] (and the admin router).
     pub async fn start(config: CoordinatorConfig) -> Result<Coordinator, CoordinatorError> {
         config.validate()?;
-        let feed = Arc::new(Feed::new(config.watch_buffer));
+        let (stop, _) = watch::channel(false);
+        let (feed, distributor) = Feed::new(config.watch_buffer);
+        let feed = Arc::new(feed);
+        // Runs before the group opens, which may already apply entries; ends
+        // when `stop` turns true or is dropped (a failed start).
+        let mut distributor_stop = stop.subscribe();
+        let distributor = tokio::spawn(distributor.run(async move {
+            let _ = distributor_stop.wait_for(|stopped| *stopped).await;
+        }));
         let group = raft_group::open(&config, feed.clone()).await?;
         let tracker = LivenessTracker::new(config.suspect_after, config.dead_after, Instant::now());
-        let (stop, _) = watch::channel(false);
         let coordinator = Coordinator {
             inner: Arc::new(Inner {
                 config,
@@ -95,6 +102,7 @@ impl Coordinator {
         };
         let interval = coordinator.inner.config.liveness_check_interval;
         let tasks = vec![
+            distributor,
             tokio::spawn(liveness::run(
                 coordinator.clone(),
                 interval,

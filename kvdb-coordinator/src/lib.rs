@@ -15,12 +15,14 @@
 //! - [`raft_group`]: the openraft type config, storage and bootstrap.
 //! - [`machine`]: `MetaState` behind core's Raft `Machine` contract.
 //! - [`feed`]: the applied state published to readers and watchers.
+//! - [`event`]: watch events, shared with their wire encoding built once.
 //! - [`watch`]: one watcher's ordered stream of map events.
 //! - [`coordinator`]: [`Coordinator`], the handle everything uses.
 //! - [`leadership`]: leader and cluster info; leader address announcements.
 //! - [`liveness`]: node failure detection on the leader.
 //! - [`forward`]: forwarding mutations from a follower to the leader.
 //! - [`service`]: the `kvdb.v1.Coordinator` gRPC service.
+//! - [`watch_route`]: WatchShardMap sending pre-encoded shared events.
 //! - [`server`]: [`serve`]: Coordinator + Raft transport on one listener.
 //! - [`admin`]: the admin HTTP API.
 
@@ -29,6 +31,7 @@ pub mod command;
 pub mod config;
 pub mod coordinator;
 pub mod error;
+pub mod event;
 pub mod feed;
 pub mod forward;
 pub mod leadership;
@@ -40,13 +43,15 @@ pub mod server;
 pub mod service;
 pub mod state;
 pub mod watch;
+pub mod watch_route;
 
 pub use command::{Command, CommandResult, Outcome};
 pub use config::CoordinatorConfig;
 pub use coordinator::{Coordinator, Report};
 pub use error::CoordinatorError;
+pub use event::{MapEvent, SharedEvent};
 pub use leadership::{ClusterInfo, LeaderInfo, MemberInfo};
 pub use server::{ServeError, serve};
 pub use service::CoordinatorService;
 pub use state::MetaState;
-pub use watch::{MapEvent, Watcher};
+pub use watch::Watcher;

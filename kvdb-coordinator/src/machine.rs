@@ -13,6 +13,7 @@ use kvdb_core::raft::state_machine::Machine;
 use openraft::{BasicNode, Entry, EntryPayload, LogId, StoredMembership};
 
 use crate::command::{CommandResult, Outcome};
+use crate::event::SharedEvent;
 use crate::feed::{Feed, FeedEvent, View};
 use crate::raft_group::TypeConfig;
 use crate::state::MetaState;
@@ -44,12 +45,12 @@ impl MetaMachine {
     }
 
     fn publish(&self, events: Vec<FeedEvent>) {
-        let view = View {
-            map: self.state.map().clone(),
-            init: self.state.init_params(),
-            members: self.state.members().clone(),
-            applied: self.applied,
-        };
+        let view = View::new(
+            self.state.map().clone(),
+            self.state.init_params(),
+            self.state.members().clone(),
+            self.applied,
+        );
         self.feed.publish(view, events);
     }
 }
@@ -77,7 +78,10 @@ impl Machine<TypeConfig> for MetaMachine {
             responses.push(response);
         }
         let events = match self.state.deltas_after(before) {
-            Some(deltas) => deltas.into_iter().map(FeedEvent::Delta).collect(),
+            Some(deltas) => deltas
+                .into_iter()
+                .map(|delta| FeedEvent::Delta(SharedEvent::delta(delta)))
+                .collect(),
             // More changes in one batch than the history holds.
             None => vec![FeedEvent::Reset],
         };

@@ -1,5 +1,7 @@
 //! Serving one coordinator member over gRPC: the Coordinator service and the
 //! Raft transport of the coordinator group, on one already-bound listener.
+//! WatchShardMap is routed to [`crate::watch_route`], which sends each event's
+//! shared encoding instead of encoding it per stream.
 //!
 //! Out of scope: the admin HTTP API, which runs on its own listener
 //! (`admin::router`), and TLS.
@@ -9,9 +11,11 @@ use std::future::Future;
 use kvdb_core::raft::transport::RaftTransportService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tonic::service::Routes;
 
 use crate::coordinator::Coordinator;
 use crate::service::CoordinatorService;
+use crate::watch_route::{WATCH_SHARD_MAP_PATH, WatchShardMapRoute};
 
 /// The largest Coordinator message accepted or sent: room for the full map
 /// of a cluster with every slot in its own shard.
@@ -31,18 +35,23 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let (closing, closed) = watch::channel(false);
-    let service = CoordinatorService::new(coordinator.clone(), closed)
+    let service = CoordinatorService::new(coordinator.clone(), closed.clone())
         .into_server()
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let watch = WatchShardMapRoute::new(coordinator.clone(), closed, MAX_MESSAGE_SIZE);
     let raft = RaftTransportService::new(coordinator.router()).into_server();
+    // The exact path of the watch method wins over the service's wildcard.
+    let routes = Routes::new(service)
+        .add_service(raft)
+        .into_axum_router()
+        .route_service(WATCH_SHARD_MAP_PATH, watch);
     let shutdown = async move {
         shutdown.await;
         let _ = closing.send(true);
     };
     tonic::transport::Server::builder()
-        .add_service(service)
-        .add_service(raft)
+        .add_routes(Routes::from(routes))
         .serve_with_incoming_shutdown(kvdb_core::incoming::incoming(listener), shutdown)
         .await?;
     Ok(())

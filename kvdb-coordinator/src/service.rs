@@ -21,7 +21,8 @@ use crate::command::{Command, Outcome};
 use crate::coordinator::Coordinator;
 use crate::error::CoordinatorError;
 use crate::forward;
-use crate::watch::{MapEvent, Watcher};
+use crate::watch::Watcher;
+use crate::watch_route;
 
 /// The Coordinator gRPC service of one member.
 #[derive(Debug, Clone)]
@@ -70,20 +71,13 @@ fn node_ids(ids: &[u64]) -> Vec<NodeId> {
     ids.iter().copied().map(NodeId).collect()
 }
 
-fn watch_stream(watcher: Watcher, mut closing: watch::Receiver<bool>) -> WatchStream {
-    let events = futures::stream::unfold(watcher, |mut watcher| async move {
-        let event = watcher.next().await?;
-        let event = match event {
-            MapEvent::Snapshot(map) => pb::watch_shard_map_event::Event::Snapshot((&*map).into()),
-            MapEvent::Delta(delta) => pb::watch_shard_map_event::Event::Delta((&*delta).into()),
-        };
-        let event = pb::WatchShardMapEvent { event: Some(event) };
-        Some((Ok(event), watcher))
-    });
-    let closed = async move {
-        let _ = closing.wait_for(|closed| *closed).await;
-    };
-    Box::pin(events.take_until(closed))
+/// The generated method's stream: converts and encodes every event for this
+/// stream alone. [`crate::serve`] routes watches to
+/// [`crate::watch_route`] instead, which shares one encoding per event.
+fn watch_stream(watcher: Watcher, closing: watch::Receiver<bool>) -> WatchStream {
+    let events = watch_route::shared_events(watcher, closing)
+        .map(|event| Ok(pb::WatchShardMapEvent::from(event.event())));
+    Box::pin(events)
 }
 
 #[tonic::async_trait]

@@ -9,43 +9,49 @@
 //! snapshot it skips every delta the snapshot already contains. Versions seen
 //! by a watcher therefore only increase, and deltas are contiguous between
 //! snapshots.
+//!
+//! Events travel as [`SharedEvent`]s: the broadcast deltas and the view's
+//! snapshot are the same allocations for every watcher, so their wire
+//! encoding is built once. Out of scope: sharing the history deltas replayed
+//! to a watcher that resumes from an older version (each such watcher gets
+//! its own copies; resuming is rare next to following the feed).
 
 use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
-use kvdb_core::{MapVersion, ShardMap, ShardMapDelta};
+use futures::future::Fuse;
+use futures::future::{FusedFuture, FutureExt};
+use kvdb_core::MapVersion;
 use tokio::sync::{RwLock, broadcast, watch};
 
+pub use crate::event::MapEvent;
+use crate::event::SharedEvent;
 use crate::feed::{Feed, FeedEvent};
 use crate::machine::MetaMachine;
 
-/// One event of a watch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MapEvent {
-    /// The full map; the watcher resumes after its version.
-    Snapshot(Arc<ShardMap>),
-    /// The change that produced the next map version.
-    Delta(Arc<ShardMapDelta>),
-}
-
-impl MapEvent {
-    /// The map version after this event.
-    pub fn version(&self) -> MapVersion {
-        match self {
-            MapEvent::Snapshot(map) => map.version,
-            MapEvent::Delta(delta) => delta.version,
-        }
-    }
-}
+/// Completes once the coordinator stops. Kept across calls to
+/// [`Watcher::next`] so that it registers its interest once, not per event.
+type Stopped = Fuse<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>;
 
 /// A stream of [`MapEvent`]s for one watcher; see the module docs.
-#[derive(Debug)]
 pub struct Watcher {
     feed: Arc<Feed>,
     events: broadcast::Receiver<FeedEvent>,
-    pending: VecDeque<MapEvent>,
+    pending: VecDeque<Arc<SharedEvent>>,
     last: MapVersion,
-    stop: watch::Receiver<bool>,
+    stopped: Stopped,
+}
+
+impl fmt::Debug for Watcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watcher")
+            .field("last", &self.last)
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Watcher {
@@ -55,7 +61,7 @@ impl Watcher {
         feed: Arc<Feed>,
         machine: &RwLock<MetaMachine>,
         from: MapVersion,
-        stop: watch::Receiver<bool>,
+        mut stop: watch::Receiver<bool>,
     ) -> Self {
         // Subscribe before reading the history, so nothing falls in between.
         let events = feed.subscribe();
@@ -64,24 +70,35 @@ impl Watcher {
         let history = (from > MapVersion(0))
             .then(|| state.deltas_after(from))
             .flatten();
-        let (pending, last): (VecDeque<MapEvent>, MapVersion) = match history {
+        let (pending, last): (VecDeque<Arc<SharedEvent>>, MapVersion) = match history {
             Some(deltas) => {
                 let last = deltas.last().map_or(from, |d| d.version);
-                (deltas.into_iter().map(MapEvent::Delta).collect(), last)
+                (deltas.into_iter().map(SharedEvent::delta).collect(), last)
             }
             None => {
-                let map = state.map().clone();
-                let last = map.version;
-                (VecDeque::from([MapEvent::Snapshot(map)]), last)
+                // The view is published while the machine is locked for
+                // applying, so under the read lock it matches the state.
+                let view = feed.view();
+                let snapshot = if view.map.version == state.version() {
+                    view.snapshot.clone()
+                } else {
+                    SharedEvent::snapshot(state.map().clone())
+                };
+                let last = snapshot.version();
+                (VecDeque::from([snapshot]), last)
             }
         };
         drop(machine);
+        let stopped: Pin<Box<dyn Future<Output = ()> + Send + Sync>> = Box::pin(async move {
+            // An error means the coordinator is gone: stopped as well.
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        });
         Self {
             feed,
             events,
             pending,
             last,
-            stop,
+            stopped: stopped.fuse(),
         }
     }
 
@@ -92,19 +109,29 @@ impl Watcher {
 
     /// The next event, or `None` once the coordinator stops.
     pub async fn next(&mut self) -> Option<MapEvent> {
+        let shared = self.next_shared().await?;
+        Some(shared.event().clone())
+    }
+
+    /// The next event in its shared form (see [`SharedEvent`]), or `None`
+    /// once the coordinator stops.
+    pub(crate) async fn next_shared(&mut self) -> Option<Arc<SharedEvent>> {
         loop {
             if let Some(event) = self.pending.pop_front() {
                 return Some(event);
             }
+            if self.stopped.is_terminated() {
+                return None;
+            }
             let received = tokio::select! {
                 received = self.events.recv() => received,
-                _ = self.stop.wait_for(|stopped| *stopped) => return None,
+                _ = &mut self.stopped => return None,
             };
             let resync = match received {
-                Ok(FeedEvent::Delta(delta)) if delta.version <= self.last => continue,
-                Ok(FeedEvent::Delta(delta)) if delta.version == self.last.next() => {
-                    self.last = delta.version;
-                    return Some(MapEvent::Delta(delta));
+                Ok(FeedEvent::Delta(delta)) if delta.version() <= self.last => continue,
+                Ok(FeedEvent::Delta(delta)) if delta.version() == self.last.next() => {
+                    self.last = delta.version();
+                    return Some(delta);
                 }
                 Ok(FeedEvent::Delta(_)) | Ok(FeedEvent::Reset) => true,
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
@@ -114,10 +141,10 @@ impl Watcher {
                 Err(broadcast::error::RecvError::Closed) => return None,
             };
             if resync {
-                let map = self.feed.view().map.clone();
-                if map.version > self.last {
-                    self.last = map.version;
-                    return Some(MapEvent::Snapshot(map));
+                let snapshot = self.feed.view().snapshot.clone();
+                if snapshot.version() > self.last {
+                    self.last = snapshot.version();
+                    return Some(snapshot);
                 }
             }
         }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::{TestCluster, register_nodes};
 use kvdb_core::proto::v1 as pb;
@@ -53,15 +53,7 @@ async fn measure_init_4096_shards_and_fan_out_to_1000_watchers() {
     let map = coordinator.map();
 
     // --- 1,000 gRPC watchers over 20 connections, all subscribed
-    let mut clients = Vec::new();
-    for _ in 0..CONNECTIONS {
-        let channel = Channel::from_shared(format!("http://{}", cluster.addrs[&1]))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        clients.push(CoordinatorClient::new(channel));
-    }
+    let clients = connect(&cluster).await;
     let from = map.version.0;
     let (arrived, mut arrivals) = tokio::sync::mpsc::unbounded_channel();
     for i in 0..WATCHERS {
@@ -83,12 +75,7 @@ async fn measure_init_4096_shards_and_fan_out_to_1000_watchers() {
         .await
         .unwrap();
     let committed = sent.elapsed();
-    let mut latencies = Vec::with_capacity(WATCHERS);
-    for _ in 0..WATCHERS {
-        let at = arrivals.recv().await.unwrap();
-        latencies.push(at.duration_since(sent));
-    }
-    latencies.sort();
+    let latencies = collect(&mut arrivals, sent).await;
     println!(
         "one delta to {WATCHERS} gRPC watchers ({CONNECTIONS} connections): committed in \
          {committed:?}, median {:?}, p99 {:?}, last {:?}",
@@ -96,5 +83,57 @@ async fn measure_init_4096_shards_and_fan_out_to_1000_watchers() {
         latencies[WATCHERS * 99 / 100],
         latencies[WATCHERS - 1]
     );
+
+    // --- 1,000 more watchers, each starting with a snapshot of the map
+    fan_out_snapshot(&clients).await;
     cluster.shutdown().await;
+}
+
+/// A reconnect storm: every watcher starts from version 0, so each is sent
+/// the full map first. Runs after the delta measurement, not beside it, so
+/// that the two do not share the two cores.
+async fn fan_out_snapshot(clients: &[CoordinatorClient<Channel>]) {
+    let started = Instant::now();
+    let (arrived, mut arrivals) = tokio::sync::mpsc::unbounded_channel();
+    for i in 0..WATCHERS {
+        let mut client = clients[i % CONNECTIONS].clone();
+        let arrived = arrived.clone();
+        tokio::spawn(async move {
+            let request = pb::WatchShardMapRequest { from_version: 0 };
+            let mut stream = client.watch_shard_map(request).await.unwrap().into_inner();
+            if let Ok(Some(_)) = stream.message().await {
+                let _ = arrived.send(Instant::now());
+            }
+        });
+    }
+    let latencies = collect(&mut arrivals, started).await;
+    println!(
+        "the 4096-shard map to {WATCHERS} new gRPC watchers ({CONNECTIONS} connections): \
+         median {:?}, p99 {:?}, last {:?}",
+        latencies[WATCHERS / 2],
+        latencies[WATCHERS * 99 / 100],
+        latencies[WATCHERS - 1]
+    );
+}
+
+async fn connect(cluster: &TestCluster) -> Vec<CoordinatorClient<Channel>> {
+    let mut clients = Vec::new();
+    for _ in 0..CONNECTIONS {
+        clients.push(cluster.client(1).await);
+    }
+    clients
+}
+
+/// The sorted latencies of `WATCHERS` arrivals after `since`.
+async fn collect(
+    arrivals: &mut tokio::sync::mpsc::UnboundedReceiver<Instant>,
+    since: Instant,
+) -> Vec<Duration> {
+    let mut latencies = Vec::with_capacity(WATCHERS);
+    for _ in 0..WATCHERS {
+        let at = arrivals.recv().await.unwrap();
+        latencies.push(at.duration_since(since));
+    }
+    latencies.sort();
+    latencies
 }
