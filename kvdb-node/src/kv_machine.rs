@@ -91,6 +91,9 @@ pub struct KvMachine {
 /// lets a deferred-commit backend reclaim space.
 pub const SYNC_EVERY_BATCHES: u32 = 256;
 
+/// The most writes an apply runs inline on the Raft task rather than on the blocking pool.
+pub const INLINE_APPLY_WRITES: usize = 256;
+
 impl std::fmt::Debug for KvMachine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KvMachine")
@@ -392,6 +395,22 @@ impl Machine<ShardRaftConfig> for KvMachine {
 
     fn apply(&mut self, entries: Vec<Entry>) -> Result<Vec<CommandResult>, io::Error> {
         KvMachine::apply(self, entries).map_err(io::Error::other)
+    }
+
+    /// An apply blocks when it is due to sync the storage, or writes many keys; a usual
+    /// run of batches is one deferred transaction of well under a millisecond.
+    fn apply_blocks(&self, entries: &[Entry]) -> bool {
+        let writes: usize = entries
+            .iter()
+            .map(|entry| match &entry.payload {
+                EntryPayload::Normal(Command {
+                    op: Op::Batch(commands),
+                    ..
+                }) => commands.len(),
+                _ => 1,
+            })
+            .sum();
+        self.unsynced_batches + 1 >= SYNC_EVERY_BATCHES || writes > INLINE_APPLY_WRITES
     }
 
     fn export(&self) -> Result<Vec<u8>, io::Error> {

@@ -336,3 +336,32 @@ fn a_batch_applies_in_order_with_a_version_per_write_and_dedup_inside() {
     );
     assert!(write_version(1, 1) < ver(2));
 }
+
+#[test]
+fn applies_run_inline_unless_they_sync_or_write_many_keys() {
+    let mut f = Fixture::new();
+    let small = f.entry(EntryPayload::Normal(Command {
+        now_ms: NOW,
+        op: Op::Put(put("k", "v")),
+    }));
+    assert!(!Machine::apply_blocks(
+        &f.machine,
+        std::slice::from_ref(&small)
+    ));
+    let many = (0..=INLINE_APPLY_WRITES)
+        .map(|i| Command {
+            now_ms: NOW,
+            op: Op::Put(put(&format!("k{i}"), "v")),
+        })
+        .collect();
+    let big = f.entry(EntryPayload::Normal(Command {
+        now_ms: NOW,
+        op: Op::Batch(many),
+    }));
+    assert!(Machine::apply_blocks(&f.machine, &[big]));
+    // The apply that will sync the storage blocks, whatever its size.
+    for _ in 1..SYNC_EVERY_BATCHES {
+        f.run(NOW, Op::Put(put("k", "v")));
+    }
+    assert!(Machine::apply_blocks(&f.machine, &[small]));
+}

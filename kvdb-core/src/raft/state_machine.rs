@@ -51,6 +51,14 @@ pub trait Machine<C: KvdbRaftConfig>: Send + Sync + 'static {
     /// new applied state, atomically.
     fn apply(&mut self, entries: Vec<Entry<C>>) -> Result<Vec<C::R>, io::Error>;
 
+    /// Whether applying `entries` next may block the thread for long (an fsync, a large
+    /// transaction). Such applies run on the blocking pool; the rest run inline on the Raft
+    /// task, which saves a thread hand-off per apply (about 10% of smart-client puts).
+    fn apply_blocks(&self, entries: &[Entry<C>]) -> bool {
+        let _ = entries;
+        true
+    }
+
     /// The full state as bytes, for a snapshot. Called under a read lock, so it sees the state
     /// as of [`Machine::applied_state`].
     fn export(&self) -> Result<Vec<u8>, io::Error>;
@@ -189,7 +197,8 @@ impl<C: KvdbRaftConfig, M: Machine<C>> RaftStateMachine<C> for StateMachineStore
             return Ok(Vec::new());
         };
         let mut machine = self.machine.clone().write_owned().await;
-        let result = blocking(move || {
+        let blocks = machine.apply_blocks(&entries);
+        let apply = move || {
             let count = entries.len();
             let responses = machine.apply(entries)?;
             if responses.len() != count {
@@ -199,8 +208,12 @@ impl<C: KvdbRaftConfig, M: Machine<C>> RaftStateMachine<C> for StateMachineStore
                 });
             }
             Ok(responses)
-        })
-        .await;
+        };
+        let result = if blocks {
+            blocking(apply).await
+        } else {
+            apply()
+        };
         result.map_err(|e| StorageIOError::apply(last, AnyError::new(&e)).into())
     }
 
