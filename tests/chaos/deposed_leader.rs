@@ -16,14 +16,15 @@ use kvdb::core::proto::v1 as pb;
 use kvdb::core::proto::v1::kv_node_client::KvNodeClient;
 use kvdb::core::status::from_status;
 use kvdb_node::planted::PlantedBug;
-use kvdb_testkit::{CheckConfig, Fault, Op, Outcome, Output, Recorder, Version, check};
+use kvdb_testkit::{Fault, Op, Outcome, Output, Recorder, Version};
 use tokio::time::Instant;
 
-use super::cluster::{ChaosCluster, ChaosOptions, Endpoint};
+use super::cluster::{ChaosCluster, Endpoint};
 use super::stale_read::{
-    KEY, READ_TIMEOUT, READER, WRITER, connect_error, get, node_address, recorded_put, shard_of_key,
+    KEY, READ_TIMEOUT, READER, WRITER, check_history, connect_error, get, node_address,
+    recorded_put, shard_of_key, start_one_shard,
 };
-use super::{DEADLINE, init_tracing, wait_for};
+use super::{DEADLINE, wait_for};
 
 /// Writes the new leader acknowledges after the cut.
 const NEWER_WRITES: usize = 3;
@@ -52,15 +53,7 @@ pub struct DeposedLeaderReport {
 /// values, then sends [`STRONG_READS`] STRONG reads to the old leader. Writes and reads are
 /// recorded and checked for linearizability.
 pub async fn strong_reads_on_deposed_leader(bug: Option<PlantedBug>) -> DeposedLeaderReport {
-    init_tracing();
-    let options = ChaosOptions {
-        shards: 1,
-        bug,
-        ..ChaosOptions::default()
-    };
-    let cluster = ChaosCluster::start(options).await;
-    let client = cluster.client().await;
-    let recorder = Recorder::new();
+    let (cluster, client, recorder) = start_one_shard(bug).await;
     recorded_put(&client, &recorder, b"first".to_vec()).await;
 
     let shard = shard_of_key(&cluster).id;
@@ -101,11 +94,7 @@ pub async fn strong_reads_on_deposed_leader(bug: Option<PlantedBug>) -> DeposedL
             }
         }
     }
-    let checked = check(&recorder.history(), &CheckConfig::default());
-    report.violations = checked.violations().count();
-    if !checked.is_linearizable() {
-        report.details = checked.to_string();
-    }
+    (report.violations, report.details) = check_history(&recorder);
     println!("    {report:?}");
     cluster.partition.heal();
     cluster.shutdown().await;

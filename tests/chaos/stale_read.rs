@@ -68,15 +68,7 @@ pub struct StaleReadReport {
 /// reads to it with the shard's current target. Writes and STRONG reads are
 /// recorded and checked for linearizability.
 pub async fn strong_reads_on_isolated_follower(bug: Option<PlantedBug>) -> StaleReadReport {
-    init_tracing();
-    let options = ChaosOptions {
-        shards: 1,
-        bug,
-        ..ChaosOptions::default()
-    };
-    let cluster = ChaosCluster::start(options).await;
-    let client = cluster.client().await;
-    let recorder = Recorder::new();
+    let (cluster, client, recorder) = start_one_shard(bug).await;
 
     let first = b"first".to_vec();
     recorded_put(&client, &recorder, first.clone()).await;
@@ -101,16 +93,37 @@ pub async fn strong_reads_on_isolated_follower(bug: Option<PlantedBug>) -> Stale
     for _ in 0..STRONG_READS {
         strong_read(&cluster, &node, &recorder, &mut report).await;
     }
-    let checked = check(&recorder.history(), &CheckConfig::default());
-    report.violations = checked.violations().count();
-    if !checked.is_linearizable() {
-        report.details = checked.to_string();
-    }
+    (report.violations, report.details) = check_history(&recorder);
     println!("    {report:?}");
     // Blackholed links would stall the nodes' shutdown.
     cluster.partition.heal();
     cluster.shutdown().await;
     report
+}
+
+/// A fresh one-shard cluster whose nodes run `bug`, a smart client and an empty history.
+pub(super) async fn start_one_shard(bug: Option<PlantedBug>) -> (ChaosCluster, Client, Recorder) {
+    init_tracing();
+    let options = ChaosOptions {
+        shards: 1,
+        bug,
+        ..ChaosOptions::default()
+    };
+    let cluster = ChaosCluster::start(options).await;
+    let client = cluster.client().await;
+    (cluster, client, Recorder::new())
+}
+
+/// The number of keys the linearizability checker flags in `recorder`'s history, and its
+/// explanation when there are any.
+pub(super) fn check_history(recorder: &Recorder) -> (usize, String) {
+    let checked = check(&recorder.history(), &CheckConfig::default());
+    let details = if checked.is_linearizable() {
+        String::new()
+    } else {
+        checked.to_string()
+    };
+    (checked.violations().count(), details)
 }
 
 /// Waits until some follower of [`KEY`]'s shard applied the writes so far,
