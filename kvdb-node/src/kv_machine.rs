@@ -59,23 +59,6 @@ struct Meta {
     membership: StoredMembership<NodeId, ShardNode>,
 }
 
-/// A full copy of the machine's state: what a snapshot carries.
-#[derive(Serialize, Deserialize)]
-struct SnapshotImage {
-    meta: Meta,
-    sessions: Sessions,
-    entries: Vec<ImageEntry>,
-}
-
-/// One key in a [`SnapshotImage`].
-#[derive(Serialize, Deserialize)]
-struct ImageEntry {
-    key: Vec<u8>,
-    value: Vec<u8>,
-    version: u64,
-    expire_at_ms: Option<u64>,
-}
-
 /// One shard's state machine.
 pub struct KvMachine {
     storage: Arc<dyn Storage>,
@@ -167,60 +150,6 @@ impl KvMachine {
             self.unsynced_batches = 0;
         }
         Ok(results)
-    }
-
-    /// Encodes the whole state (data and metadata) as a snapshot image.
-    pub fn export(&self) -> Result<Vec<u8>, MachineError> {
-        let entries = self
-            .storage
-            .export()?
-            .into_iter()
-            .map(|(key, v)| ImageEntry {
-                key,
-                value: v.value,
-                version: v.version.0,
-                expire_at_ms: v.expire_at_ms,
-            })
-            .collect();
-        let image = SnapshotImage {
-            meta: self.meta.clone(),
-            sessions: self.sessions.clone(),
-            entries,
-        };
-        Ok(codec::encode(&image)?)
-    }
-
-    /// Replaces the whole state with a snapshot image made by
-    /// [`export`](Self::export), applied up to `last_applied` with `membership`.
-    pub fn import(
-        &mut self,
-        last_applied: Option<LogId<NodeId>>,
-        membership: StoredMembership<NodeId, ShardNode>,
-        bytes: &[u8],
-    ) -> Result<(), MachineError> {
-        let mut image: SnapshotImage = codec::decode(bytes)?;
-        image.meta.last_applied = last_applied;
-        image.meta.membership = membership;
-        let entries = image
-            .entries
-            .into_iter()
-            .map(|e| {
-                let value = StoredValue {
-                    value: e.value,
-                    version: Version(e.version),
-                    expire_at_ms: e.expire_at_ms,
-                };
-                (e.key, value)
-            })
-            .collect();
-        let mut sessions = image.sessions;
-        // Installed whole below: nothing is left to journal.
-        sessions.take_changes()?;
-        self.storage
-            .install(entries, Some(codec::encode(&image.meta)?), sessions.rows()?)?;
-        self.meta = image.meta;
-        self.sessions = sessions;
-        Ok(())
     }
 
     /// Applies the command of the entry at `index`: a batch command by command.
@@ -426,6 +355,9 @@ impl Machine<ShardRaftConfig> for KvMachine {
         KvMachine::import(self, last_applied, membership, data).map_err(io::Error::other)
     }
 }
+
+#[path = "kv_machine_snapshot.rs"]
+mod snapshot;
 
 #[cfg(test)]
 #[path = "kv_machine_tests.rs"]
