@@ -39,19 +39,11 @@ COORD=127.0.0.1:$port_base
 ADMIN=127.0.0.1:$(( port_base + 1 ))
 NODE_PORTS=($(( port_base + 11 )) $(( port_base + 12 )) $(( port_base + 13 )))
 
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+WAIT_HINT="logs in $BENCH_DIR/logs"
 pids=()
 
-# Stops the processes this script started, and only those.
-cleanup() {
-    local pid
-    for pid in "${pids[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    pids=()
-}
 
 spawn() { # name, then the kvdb arguments
     local name=$1; shift
@@ -61,16 +53,6 @@ spawn() { # name, then the kvdb arguments
 }
 
 # Polls a command until it succeeds or the deadline (seconds) passes.
-wait_for() {
-    local what=$1 deadline=$(( SECONDS + $2 )); shift 2
-    until "$@" >/dev/null 2>&1; do
-        if (( SECONDS >= deadline )); then
-            echo "bench: timed out waiting for $what (logs in $BENCH_DIR/logs)" >&2
-            return 1
-        fi
-        sleep 0.2
-    done
-}
 
 start_cluster() {
     rm -rf "$BENCH_DIR"
@@ -133,12 +115,6 @@ table() {
         | @tsv' "$@" | column -t -s $'\t'
 }
 
-# CPU seconds (user + system) a live process has used, from /proc.
-cpu_seconds() {
-    local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo gone; return; }
-    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.1f s", ($12 + $13) / hz }' <<<"${stat##*) }"
-}
 
 # CPU each cluster process used since it started (warm-up and preloads included).
 cpu_report() {
@@ -149,12 +125,6 @@ cpu_report() {
     done
 }
 
-# Clock ticks of CPU (user + system) a process has used; 0 once it is gone.
-cpu_ticks() {
-    local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
-    awk '{ print $12 + $13 }' <<<"${stat##*) }"
-}
 
 # Where the CPU goes during one steady run: cores used by each process, then a
 # perf profile of the whole machine (`perf report -i $BENCH_DIR/perf.data`).
@@ -162,7 +132,7 @@ profile() { # op target
     local op=${1:-put} target=${2:-gateway} seconds=${PROFILE_SECONDS:-20}
     command -v jq >/dev/null || { echo "bench: needs jq" >&2; exit 1; }
     [[ -x "$KVDB" ]] || { echo "bench: no $KVDB: run make build" >&2; exit 1; }
-    trap cleanup EXIT
+    trap stop_started EXIT
     trap 'exit 130' INT TERM
     start_cluster
     local args=(bench --op "$op" -c "$CONCURRENCY" --value-size "$VALUE_SIZE"
@@ -210,7 +180,7 @@ profile() { # op target
 run() {
     command -v jq >/dev/null || { echo "bench: needs jq (apt-get install jq)" >&2; exit 1; }
     [[ -x "$KVDB" ]] || { echo "bench: no $KVDB: run make build" >&2; exit 1; }
-    trap cleanup EXIT
+    trap stop_started EXIT
     trap 'exit 130' INT TERM
     echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
     start_cluster
@@ -235,6 +205,6 @@ case "${1:-run}" in
     run) run ;;
     table) shift; table "$@" ;;
     profile) shift; profile "$@" ;;
-    up) trap cleanup EXIT; trap 'exit 130' INT TERM; start_cluster; wait ;;
+    up) trap stop_started EXIT; trap 'exit 130' INT TERM; start_cluster; wait ;;
     *) echo "usage: $0 [run] | table FILE... | up | profile [put|get] [gateway|smart]" >&2; exit 2 ;;
 esac

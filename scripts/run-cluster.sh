@@ -11,6 +11,9 @@ ADMIN=127.0.0.1:7381
 GATEWAY=127.0.0.1:7379
 NODE_PORTS=(7391 7392 7393)
 
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+
 pids="$RUN_DIR/pids"
 logs="$RUN_DIR/logs"
 
@@ -25,17 +28,6 @@ spawn() { # name, then the kvdb arguments
     echo "started $name (pid $!), log $logs/$name.log"
 }
 
-# Polls a command until it succeeds or the deadline (seconds) passes.
-wait_for() {
-    local what=$1 deadline=$(( SECONDS + $2 )); shift 2
-    until "$@" >/dev/null 2>&1; do
-        if (( SECONDS >= deadline )); then
-            echo "timed out waiting for $what" >&2
-            return 1
-        fi
-        sleep 0.2
-    done
-}
 
 start() {
     [[ -x "$KVDB" ]] || { echo "no $KVDB: run make build" >&2; exit 1; }

@@ -39,25 +39,11 @@ names=(m1 m2 m3)
 client_url() { echo "127.0.0.1:$(( port_base + $1 + 1 ))"; }
 peer_url() { echo "http://127.0.0.1:$(( port_base + $1 + 11 ))"; }
 
+# shellcheck source=scripts/lib.sh
+source "$root/scripts/lib.sh"
 pids=()
 
-cleanup() {
-    local pid
-    for pid in "${pids[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    pids=()
-}
 
-# CPU seconds (user + system) a live process has used, from /proc.
-cpu_seconds() {
-    local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo gone; return; }
-    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.1f s", ($12 + $13) / hz }' <<<"${stat##*) }"
-}
 
 start_etcd() {
     rm -rf "$ETCD_DIR"
@@ -78,15 +64,10 @@ start_etcd() {
             >"$ETCD_DIR/logs/${names[i]}.log" 2>&1 &
         pids+=("$!")
     done
-    local all deadline=$(( SECONDS + 60 ))
+    local all
     all=$(for i in 0 1 2; do client_url "$i"; done | paste -sd,)
-    until ETCDCTL_API=3 etcdctl --endpoints "$all" endpoint health >/dev/null 2>&1; do
-        if (( SECONDS >= deadline )); then
-            echo "etcd bench: members not healthy (logs in $ETCD_DIR/logs)" >&2
-            return 1
-        fi
-        sleep 0.2
-    done
+    WAIT_HINT="logs in $ETCD_DIR/logs" wait_for "healthy etcd members" 60 \
+        env ETCDCTL_API=3 etcdctl --endpoints "$all" endpoint health
     echo "etcd $("$ETCD" --version | head -1 | awk '{print $3}') up: 3 members, clients on $all"
 }
 
@@ -109,7 +90,7 @@ run() {
     command -v "$ETCD" >/dev/null || { echo "etcd bench: no etcd (apt-get install etcd-server etcd-client)" >&2; exit 1; }
     command -v jq >/dev/null || { echo "etcd bench: needs jq" >&2; exit 1; }
     (cd "$here/driver" && CARGO_TARGET_DIR=$REPO_TARGET cargo build --release --quiet)
-    trap cleanup EXIT
+    trap stop_started EXIT
     trap 'exit 130' INT TERM
     echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
     start_etcd
