@@ -127,13 +127,7 @@ impl KvService {
             Access::StrongRead
         };
         let replica = self.route(req.target, &get.key, access)?;
-        let leased = replica.holds_read_lease();
-        // PLANTED BUG (EndlessLease): a leader trusts its lease forever.
-        #[cfg(feature = "planted-bugs")]
-        let leased = leased
-            || (self.planted(crate::planted::PlantedBug::EndlessLease)
-                && replica.leadership().is_leader);
-        if !eventual && !leased {
+        if !eventual && !self.holds_read_lease(&replica) {
             let confirmed = tokio::time::timeout(self.timeout, replica.confirm_read())
                 .await
                 .map_err(|_| timed_out())?;
@@ -153,6 +147,17 @@ impl KvService {
             },
             None => pb::GetResponse::default(),
         })
+    }
+
+    /// Whether `replica` may answer a strong read without a read-index round.
+    fn holds_read_lease(&self, replica: &Replica) -> bool {
+        // PLANTED BUG (EndlessLease): a leader trusts its lease forever.
+        #[cfg(feature = "planted-bugs")]
+        if self.planted(crate::planted::PlantedBug::EndlessLease) && replica.leadership().is_leader
+        {
+            return true;
+        }
+        replica.holds_read_lease()
     }
 
     async fn put(&self, req: pb::NodePutRequest) -> Result<pb::PutResponse, KvError> {
