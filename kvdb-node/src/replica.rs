@@ -139,6 +139,7 @@ pub struct Replica {
     lease: Option<Arc<LeaseClock>>,
     /// How long an acknowledgement keeps the lease.
     lease_window: Duration,
+    /// The group's Raft metrics, for the leadership and lease checks.
     metrics: watch::Receiver<RaftMetrics<u64, BasicNode>>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
     /// While this leader hands the shard over: the target's address.
@@ -298,8 +299,7 @@ impl Replica {
 
     /// Who leads the group, per this replica's Raft metrics.
     pub fn leadership(&self) -> Leadership {
-        let metrics = self.raft.metrics();
-        let m = metrics.borrow();
+        let m = self.metrics.borrow();
         let membership = m.membership_config.membership();
         let leader = m.current_leader;
         Leadership {
