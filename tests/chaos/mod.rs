@@ -34,14 +34,14 @@ pub mod workload;
 use std::fmt;
 use std::time::Duration;
 
-use kvdb_testkit::{CheckConfig, Recorder, Summary, check};
+use kvdb_testkit::{Recorder, Summary};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::time::Instant;
 
 use cluster::{ChaosCluster, ChaosOptions};
 use nemesis::Schedule;
-use verify::{EpochProbe, final_reads, lost_writes, probe_keys, time_to_writable};
+use verify::{EpochProbe, check_run, probe_keys, time_to_writable};
 use workload::{Workload, keys};
 
 /// Run length and seed, from the environment of the test process.
@@ -219,29 +219,19 @@ pub async fn run(schedule: Schedule, options: ChaosOptions, settings: Settings) 
     let epoch_served = probe.stop().await;
 
     // --- final reads and checks
-    let finals = final_reads(&checker_client, &keys(), &recorder).await;
-    let history = recorder.history();
-    let check = check(&history, &CheckConfig::default());
-    let lost = lost_writes(&history, &finals);
-    let mut details = String::new();
-    if !check.is_linearizable() {
-        details.push_str(&check.to_string());
-    }
-    for line in lost.iter().take(10) {
-        details.push_str(&format!("lost write: {line}\n"));
-    }
+    let found = check_run(&checker_client, &keys(), &recorder).await;
     let report = RunReport {
         schedule: schedule.name(),
         seed: settings.seed,
         bug: options.bug,
         faults,
-        ops: history.summary(),
-        violations: check.violations().count(),
-        inconclusive: check.inconclusive().count(),
-        lost_writes: lost,
+        ops: found.ops,
+        violations: found.violations,
+        inconclusive: found.inconclusive,
+        lost_writes: found.lost_writes,
         epoch_served,
         recovery,
-        details,
+        details: found.details,
     };
     println!("{report}");
     if !report.is_clean() {

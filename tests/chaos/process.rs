@@ -16,14 +16,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use kvdb_client::{Client, ExecutorConfig};
-use kvdb_testkit::{CheckConfig, Recorder, check};
+use kvdb_testkit::Recorder;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tempfile::TempDir;
 use tokio::time::Instant;
 
 use super::cluster::CALL_TIMEOUT;
-use super::verify::{final_reads, lost_writes, probe_keys, time_to_writable};
+use super::verify::{check_run, probe_keys, time_to_writable};
 use super::workload::{Workload, keys};
 use super::{RunReport, Settings, wait_for};
 
@@ -244,29 +244,19 @@ pub async fn run_signals(bin: &Path, settings: Settings) -> RunReport {
     })
     .await;
     workload.stop().await;
-    let finals = final_reads(&checker, &keys(), &recorder).await;
-    let history = recorder.history();
-    let check = check(&history, &CheckConfig::default());
-    let lost = lost_writes(&history, &finals);
-    let mut details = String::new();
-    if !check.is_linearizable() {
-        details.push_str(&check.to_string());
-    }
-    for line in lost.iter().take(10) {
-        details.push_str(&format!("lost write: {line}\n"));
-    }
+    let found = check_run(&checker, &keys(), &recorder).await;
     let report = RunReport {
         schedule: "kill-stop-processes",
         seed: settings.seed,
         bug: None,
         faults,
-        ops: history.summary(),
-        violations: check.violations().count(),
-        inconclusive: check.inconclusive().count(),
-        lost_writes: lost,
+        ops: found.ops,
+        violations: found.violations,
+        inconclusive: found.inconclusive,
+        lost_writes: found.lost_writes,
         epoch_served: 0,
         recovery,
-        details,
+        details: found.details,
     };
     println!("{report}");
     report

@@ -17,7 +17,9 @@ use kvdb::core::proto::v1::kv_node_client::KvNodeClient;
 use kvdb::core::slot::slot;
 use kvdb::core::{ShardId, ShardMap};
 use kvdb_client::{Client, Kv, PutOptions};
-use kvdb_testkit::{ClientId, History, Key, Op, Outcome, Output, Recorder, Version};
+use kvdb_testkit::{
+    CheckConfig, ClientId, History, Key, Op, Outcome, Output, Recorder, Summary, Version, check,
+};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -98,6 +100,43 @@ pub async fn final_reads(
         }
     }
     seen
+}
+
+/// What the end-of-run checks found in a history.
+pub struct Findings {
+    /// Recorded operations by outcome.
+    pub ops: Summary,
+    /// Keys found not linearizable.
+    pub violations: usize,
+    /// Keys the checker could not decide.
+    pub inconclusive: usize,
+    /// Acknowledged writes missing from the final state.
+    pub lost_writes: Vec<String>,
+    /// The checker's explanation and the first lost writes, when something failed.
+    pub details: String,
+}
+
+/// Reads every workload key with `client` ([`final_reads`]), then checks the whole
+/// history for linearizability and lost acknowledged writes.
+pub async fn check_run(client: &Client, keys: &[Vec<u8>], recorder: &Recorder) -> Findings {
+    let finals = final_reads(client, keys, recorder).await;
+    let history = recorder.history();
+    let checked = check(&history, &CheckConfig::default());
+    let lost = lost_writes(&history, &finals);
+    let mut details = String::new();
+    if !checked.is_linearizable() {
+        details.push_str(&checked.to_string());
+    }
+    for line in lost.iter().take(10) {
+        details.push_str(&format!("lost write: {line}\n"));
+    }
+    Findings {
+        ops: history.summary(),
+        violations: checked.violations().count(),
+        inconclusive: checked.inconclusive().count(),
+        lost_writes: lost,
+        details,
+    }
 }
 
 /// Acknowledged writes that the final state does not reflect: the final
