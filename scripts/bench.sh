@@ -13,8 +13,10 @@
 #                                  to drive or profile it by hand
 #   scripts/bench.sh profile [put|get] [gateway|smart]
 #                                  one longer run (PROFILE_SECONDS, 20) over the
-#                                  spread key space: CPU share of every process
-#                                  and, when perf works, a system-wide profile
+#                                  spread key space: CPU share and CPU time per
+#                                  operation of every process and, when perf
+#                                  works (and PROFILE_PERF is not 0), a
+#                                  system-wide profile
 #
 # Settings (environment): KVDB, BENCH_DIR, CONCURRENCY, REQUESTS, VALUE_SIZE,
 # KEY_SPACE (spread runs), BENCH_TARGETS ("gateway smart"), BENCH_OPS
@@ -152,21 +154,24 @@ profile() { # op target
     names+=("bench client"); procs+=("$client")
     for i in "${!procs[@]}"; do before[i]=$(cpu_ticks "${procs[i]}"); done
     local idle_before; idle_before=$(awk '/^cpu / { print $5 + $6 }' /proc/stat)
-    if command -v perf >/dev/null; then
+    if [[ ${PROFILE_PERF:-1} != 0 ]] && command -v perf >/dev/null; then
         perf record -a -g -F 199 -o "$BENCH_DIR/perf.data" -- sleep "$window" \
             >"$BENCH_DIR/logs/perf.log" 2>&1 || echo "bench: perf record failed (see $BENCH_DIR/logs/perf.log)"
     else
         sleep "$window"
     fi
-    local hz; hz=$(getconf CLK_TCK)
-    echo "cores used during ${window} s of a steady $op run via $target:"
-    for i in "${!procs[@]}"; do
-        awk -v n="${names[i]}" -v d="$(( $(cpu_ticks "${procs[i]}") - before[i] ))" -v hz="$hz" -v w="$window" \
-            'BEGIN { printf "  %-12s %.2f\n", n, d / hz / w }'
-    done
-    awk -v b="$idle_before" -v hz="$hz" -v w="$window" \
-        '/^cpu / { printf "  %-12s %.2f\n", "idle+iowait", ($5 + $6 - b) / hz / w }' /proc/stat
+    local hz used=(); hz=$(getconf CLK_TCK)
+    for i in "${!procs[@]}"; do used[i]=$(( $(cpu_ticks "${procs[i]}") - before[i] )); done
+    local idle; idle=$(awk -v b="$idle_before" -v hz="$hz" -v w="$window" \
+        '/^cpu / { printf "%.2f", ($5 + $6 - b) / hz / w }' /proc/stat)
     wait "$client" || true
+    local rate; rate=$(jq -r '.throughput' "$BENCH_DIR/profile.json")
+    echo "cores used during ${window} s of a steady $op run via $target, and CPU per operation:"
+    for i in "${!procs[@]}"; do
+        awk -v n="${names[i]}" -v d="${used[i]}" -v hz="$hz" -v w="$window" -v r="$rate" \
+            'BEGIN { c = d / hz / w; printf "  %-12s %.2f  %6.1f us/op\n", n, c, (r > 0 ? c * 1e6 / r : 0) }'
+    done
+    echo "  idle+iowait  $idle"
     jq -r '"run: \(.throughput | floor) ops/s, p50 \(.latency_ms.p50) ms, p99 \(.latency_ms.p99) ms, errors \(.errors | add)"' \
         "$BENCH_DIR/profile.json"
     if [[ -s "$BENCH_DIR/perf.data" ]]; then
