@@ -29,13 +29,11 @@ use kvdb_core::cache::{Refresh, ShardMapCache};
 use kvdb_core::epoch::Access;
 use kvdb_core::error::{KvError, RetryAction};
 use kvdb_core::proto::v1 as pb;
-use kvdb_core::proto::v1::kv_node_client::KvNodeClient;
 use kvdb_core::router::Route;
-use kvdb_core::status::from_status;
 use tokio::time::Instant;
-use tonic::transport::Channel;
 
 use crate::backoff::Backoff;
+use crate::call_link::NodeLink;
 use crate::pool::NodePool;
 
 /// Tuning of the executor.
@@ -126,12 +124,12 @@ impl Executor {
             _ => Access::StrongRead,
         };
         let key = req.key.clone();
-        self.run(&key, access, deadline, |mut client, target| {
+        self.run(&key, access, deadline, |link, target| {
             let request = pb::NodeGetRequest {
                 target: Some(target),
                 request: Some(req.clone()),
             };
-            async move { client.get(request).await.map(tonic::Response::into_inner) }
+            async move { link.get(request).await }
         })
         .await
     }
@@ -144,12 +142,12 @@ impl Executor {
         deadline: Instant,
     ) -> Result<pb::PutResponse, KvError> {
         let key = req.key.clone();
-        self.run(&key, Access::Write, deadline, |mut client, target| {
+        self.run(&key, Access::Write, deadline, |link, target| {
             let request = pb::NodePutRequest {
                 target: Some(target),
                 request: Some(req.clone()),
             };
-            async move { client.put(request).await.map(tonic::Response::into_inner) }
+            async move { link.put(request).await }
         })
         .await
     }
@@ -161,17 +159,12 @@ impl Executor {
         deadline: Instant,
     ) -> Result<pb::DeleteResponse, KvError> {
         let key = req.key.clone();
-        self.run(&key, Access::Write, deadline, |mut client, target| {
+        self.run(&key, Access::Write, deadline, |link, target| {
             let request = pb::NodeDeleteRequest {
                 target: Some(target),
                 request: Some(req.clone()),
             };
-            async move {
-                client
-                    .delete(request)
-                    .await
-                    .map(tonic::Response::into_inner)
-            }
+            async move { link.delete(request).await }
         })
         .await
     }
@@ -185,8 +178,8 @@ impl Executor {
         mut call: F,
     ) -> Result<T, KvError>
     where
-        F: FnMut(KvNodeClient<Channel>, pb::ShardTarget) -> Fut,
-        Fut: Future<Output = Result<T, tonic::Status>>,
+        F: FnMut(NodeLink, pb::ShardTarget) -> Fut,
+        Fut: Future<Output = Result<T, KvError>>,
     {
         let mut attempt = 0u32;
         let mut hint: Option<String> = None;
@@ -220,10 +213,10 @@ impl Executor {
                 shard_id: route.shard.0,
                 epoch: route.epoch.0,
             };
-            let client = self.pool.client(&address)?;
-            let error = match tokio::time::timeout_at(deadline, call(client, target)).await {
+            let link = self.pool.link(&address)?;
+            let error = match tokio::time::timeout_at(deadline, call(link, target)).await {
                 Ok(Ok(reply)) => return Ok(reply),
-                Ok(Err(status)) => from_status(&status),
+                Ok(Err(error)) => error,
                 Err(_) => return Err(KvError::DeadlineExceeded),
             };
             tracing::debug!(%address, %error, attempt, "request failed");
@@ -241,6 +234,12 @@ impl Executor {
                 }
                 RetryAction::RefreshThenRetry { force: true } => {
                     self.refresh(Refresh::Forced, deadline, deadline).await;
+                    // The first retry after a move goes at once. Later ones pause: a map that
+                    // still routes to a node which disagrees with it (say, one restarting
+                    // without its replicas yet) would otherwise be retried in a tight loop.
+                    if attempt > 0 {
+                        self.pause(attempt, deadline).await;
+                    }
                 }
                 RetryAction::Backoff => {
                     // Not waiting for the map: the node, not the map, is the

@@ -60,7 +60,7 @@ async fn writes_go_to_the_leader_while_it_is_healthy() {
 #[tokio::test]
 async fn a_failed_leader_is_passed_over_for_a_replica_that_can_hint() {
     let executor = executor();
-    executor.pool().client("127.0.0.1:1").unwrap();
+    executor.pool().link("127.0.0.1:1").unwrap();
     executor.pool().mark_failed("127.0.0.1:1");
     assert_eq!(
         executor.pick(&route(Some(0)), Access::Write).as_deref(),
@@ -69,7 +69,7 @@ async fn a_failed_leader_is_passed_over_for_a_replica_that_can_hint() {
     // With every replica failed, the leader is still worth a try.
     for n in 2..=3 {
         let address = format!("127.0.0.1:{n}");
-        executor.pool().client(&address).unwrap();
+        executor.pool().link(&address).unwrap();
         executor.pool().mark_failed(&address);
     }
     assert_eq!(

@@ -1,11 +1,12 @@
-//! The thin client: every request goes to a gateway, which routes it.
+//! The thin client: every request goes to a gateway, which routes it. Requests share one
+//! call stream to the gateway (`call_link`).
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use kvdb_core::Version;
 use kvdb_core::error::KvError;
 use kvdb_core::proto::v1::kv_gateway_client::KvGatewayClient;
-use kvdb_core::status::from_status;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
@@ -13,6 +14,7 @@ use crate::api::{
     Kv, delete_request, delete_result, get_request, put_request, put_result, value_of,
 };
 use crate::backoff::Backoff;
+use crate::call_link::GatewayLink;
 use crate::options::{DeleteOptions, GetOptions, PutOptions};
 use crate::value::{ClientError, Value};
 use crate::write_id::WriteIds;
@@ -23,7 +25,9 @@ use crate::write_id::WriteIds;
 #[derive(Clone)]
 pub struct GatewayClient {
     inner: KvGatewayClient<Channel>,
-    ids: std::sync::Arc<WriteIds>,
+    /// Opened on first use, inside the caller's runtime.
+    link: Arc<OnceLock<GatewayLink>>,
+    ids: Arc<WriteIds>,
     timeout: Duration,
     backoff: Backoff,
 }
@@ -43,7 +47,8 @@ impl GatewayClient {
             .tcp_nodelay(true);
         Ok(GatewayClient {
             inner: KvGatewayClient::new(endpoint.connect_lazy()),
-            ids: std::sync::Arc::new(WriteIds::new()),
+            link: Arc::default(),
+            ids: Arc::new(WriteIds::new()),
             timeout: Self::DEFAULT_TIMEOUT,
             backoff: Backoff::DEFAULT,
         })
@@ -57,9 +62,12 @@ impl GatewayClient {
 
     async fn call<T, F, Fut>(&self, timeout: Option<Duration>, mut send: F) -> Result<T, KvError>
     where
-        F: FnMut(KvGatewayClient<Channel>, Duration) -> Fut,
-        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+        F: FnMut(GatewayLink, u64) -> Fut,
+        Fut: std::future::Future<Output = Result<T, KvError>>,
     {
+        let link = self
+            .link
+            .get_or_init(|| GatewayLink::open(self.inner.clone()));
         let deadline = Instant::now() + timeout.unwrap_or(self.timeout);
         let mut attempt = 0;
         let mut last = KvError::DeadlineExceeded;
@@ -70,9 +78,12 @@ impl GatewayClient {
                 // time ran out.
                 return Err(last);
             }
-            let error = match tokio::time::timeout(left, send(self.inner.clone(), left)).await {
-                Ok(Ok(reply)) => return Ok(reply.into_inner()),
-                Ok(Err(status)) => from_status(&status),
+            // The gateway gives up when the caller would; at least a millisecond, since 0
+            // means its default.
+            let left_ms = (left.as_millis() as u64).max(1);
+            let error = match tokio::time::timeout(left, send(link.clone(), left_ms)).await {
+                Ok(Ok(reply)) => return Ok(reply),
+                Ok(Err(error)) => error,
                 Err(_) => return Err(KvError::DeadlineExceeded),
             };
             if !matches!(error, KvError::Unavailable(_)) {
@@ -86,12 +97,6 @@ impl GatewayClient {
     }
 }
 
-fn with_deadline<T>(message: T, left: Duration) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.set_timeout(left);
-    request
-}
-
 impl Kv for GatewayClient {
     async fn get_with(
         &self,
@@ -100,9 +105,9 @@ impl Kv for GatewayClient {
     ) -> Result<Option<Value>, ClientError> {
         let req = get_request(key, &options);
         let reply = self
-            .call(options.timeout, |mut c, left| {
-                let req = with_deadline(req.clone(), left);
-                async move { c.get(req).await }
+            .call(options.timeout, |link, left_ms| {
+                let req = req.clone();
+                async move { link.get(req, left_ms).await }
             })
             .await?;
         Ok(value_of(reply))
@@ -116,9 +121,9 @@ impl Kv for GatewayClient {
     ) -> Result<Version, ClientError> {
         let req = put_request(key, value, &options, self.ids.next());
         let reply = self
-            .call(options.timeout, |mut c, left| {
-                let req = with_deadline(req.clone(), left);
-                async move { c.put(req).await }
+            .call(options.timeout, |link, left_ms| {
+                let req = req.clone();
+                async move { link.put(req, left_ms).await }
             })
             .await?;
         put_result(reply)
@@ -127,9 +132,9 @@ impl Kv for GatewayClient {
     async fn delete_with(&self, key: &[u8], options: DeleteOptions) -> Result<bool, ClientError> {
         let req = delete_request(key, &options, self.ids.next());
         let reply = self
-            .call(options.timeout, |mut c, left| {
-                let req = with_deadline(req.clone(), left);
-                async move { c.delete(req).await }
+            .call(options.timeout, |link, left_ms| {
+                let req = req.clone();
+                async move { link.delete(req, left_ms).await }
             })
             .await?;
         delete_result(reply)

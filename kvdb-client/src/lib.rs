@@ -9,12 +9,14 @@
 //! - [`options`], [`value`]: request options, values and errors.
 //! - [`executor`]: routing, retries on routing hints, backoff, deadlines.
 //! - [`pool`]: one connection per node, failure cool-downs.
+//! - [`call_link`]: the call stream all requests to one node (or gateway) share.
 //! - [`backoff`]: exponential backoff with jitter as a value.
 //! - [`write_id`]: (client id, sequence) pairs for exactly-once retries.
 //! - [`smart`], [`gateway_client`]: the two clients.
 
 pub mod api;
 pub mod backoff;
+pub mod call_link;
 pub mod executor;
 pub mod gateway_client;
 pub mod options;

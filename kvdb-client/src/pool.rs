@@ -1,5 +1,6 @@
 //! Connections to storage nodes: one lazily connected channel per address,
-//! reused by every request, and a failure cool-down per address.
+//! carrying the [`NodeLink`] call stream that every request to the node
+//! shares, and a failure cool-down per address.
 //!
 //! Lookups are lock-free (copy-on-write map behind an atomic pointer);
 //! only the rare insertion of a new address clones the map.
@@ -13,13 +14,15 @@ use arc_swap::ArcSwap;
 use kvdb_core::AddressRewrite;
 use kvdb_core::error::KvError;
 use kvdb_core::proto::v1::kv_node_client::KvNodeClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
+
+use crate::call_link::NodeLink;
 
 /// Timeout for establishing a connection to a node.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 struct Peer {
-    client: KvNodeClient<Channel>,
+    link: NodeLink,
     /// Milliseconds since the pool's epoch until which the node counts as failed.
     failed_until_ms: AtomicU64,
 }
@@ -52,10 +55,10 @@ impl NodePool {
         }
     }
 
-    /// The client for `address` (`host:port`), connecting lazily.
-    pub fn client(&self, address: &str) -> Result<KvNodeClient<Channel>, KvError> {
+    /// The link to `address` (`host:port`), connecting lazily.
+    pub fn link(&self, address: &str) -> Result<NodeLink, KvError> {
         if let Some(peer) = self.peers.load().get(address) {
-            return Ok(peer.client.clone());
+            return Ok(peer.link.clone());
         }
         let dialed = match &self.rewrite {
             Some(rewrite) => rewrite.apply(address),
@@ -67,7 +70,7 @@ impl NodePool {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10));
         let peer = Arc::new(Peer {
-            client: KvNodeClient::new(endpoint.connect_lazy()),
+            link: NodeLink::open(KvNodeClient::new(endpoint.connect_lazy())),
             failed_until_ms: AtomicU64::new(0),
         });
         self.peers.rcu(|peers| {
@@ -77,7 +80,7 @@ impl NodePool {
                 .or_insert_with(|| peer.clone());
             peers
         });
-        Ok(self.peers.load()[address].client.clone())
+        Ok(self.peers.load()[address].link.clone())
     }
 
     /// Records a transport failure of `address`.
@@ -118,16 +121,16 @@ mod tests {
     #[tokio::test]
     async fn reuses_one_channel_per_address() {
         let pool = NodePool::new(Duration::from_secs(1));
-        pool.client("127.0.0.1:1").unwrap();
-        pool.client("127.0.0.1:1").unwrap();
-        pool.client("127.0.0.1:2").unwrap();
+        pool.link("127.0.0.1:1").unwrap();
+        pool.link("127.0.0.1:1").unwrap();
+        pool.link("127.0.0.1:2").unwrap();
         assert_eq!(pool.len(), 2);
     }
 
     #[tokio::test]
     async fn failure_cools_down() {
         let pool = NodePool::new(Duration::from_millis(50));
-        pool.client("127.0.0.1:1").unwrap();
+        pool.link("127.0.0.1:1").unwrap();
         assert!(!pool.is_failed("127.0.0.1:1"));
         pool.mark_failed("127.0.0.1:1");
         assert!(pool.is_failed("127.0.0.1:1"));
@@ -142,7 +145,7 @@ mod tests {
     fn bad_address_is_invalid_argument() {
         let pool = NodePool::new(Duration::from_secs(1));
         assert!(matches!(
-            pool.client("not a uri \u{0}"),
+            pool.link("not a uri \u{0}"),
             Err(KvError::InvalidArgument(_))
         ));
     }

@@ -18,14 +18,19 @@
 //! transport failure, or one from a foreign server) is classified by its code
 //! alone, see [`from_status`].
 //!
+//! On a call stream (`KvNode.Calls`, `KvGateway.Calls`) each operation's error travels as the same
+//! code, message and trailers inside its reply ([`to_call_error`],
+//! [`from_call_error`]), so it decodes exactly as the unary RPC's status.
+//!
 //! Out of scope: HTTP status codes for the admin API, and structured details
 //! (`grpc-status-details-bin`), which KvDB does not use.
 
-use tonic::metadata::{AsciiMetadataValue, MetadataMap};
+use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, KeyAndValueRef, MetadataMap};
 use tonic::{Code, Status};
 
 use crate::error::{KvError, RoutingError};
 use crate::ids::{Epoch, ShardId};
+use crate::proto::v1::CallError;
 
 /// Trailer naming the error kind.
 pub const ERROR_KIND: &str = "x-kvdb-error";
@@ -154,6 +159,47 @@ impl From<Status> for KvError {
     fn from(status: Status) -> KvError {
         from_status(&status)
     }
+}
+
+/// Encodes `err` for one operation of a call stream: the code, message and
+/// trailers of the status the unary RPC would have answered with.
+pub fn to_call_error(err: KvError) -> CallError {
+    let status = Status::from(err);
+    let trailers = status
+        .metadata()
+        .iter()
+        .filter_map(|entry| match entry {
+            KeyAndValueRef::Ascii(key, value) => {
+                Some((key.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+            }
+            KeyAndValueRef::Binary(..) => None,
+        })
+        .collect();
+    CallError {
+        code: status.code() as i32,
+        message: status.message().to_owned(),
+        trailers,
+    }
+}
+
+/// Decodes the error of one operation of a call stream, exactly as
+/// [`from_status`] decodes the same status. Trailers that are not valid
+/// metadata are dropped, which at worst makes a routing error `INTERNAL`.
+pub fn from_call_error(err: &CallError) -> KvError {
+    let mut md = MetadataMap::new();
+    for (key, value) in &err.trailers {
+        if let (Ok(key), Ok(value)) = (
+            AsciiMetadataKey::from_bytes(key.as_bytes()),
+            AsciiMetadataValue::try_from(value.as_str()),
+        ) {
+            md.insert(key, value);
+        }
+    }
+    from_status(&Status::with_metadata(
+        Code::from_i32(err.code),
+        err.message.clone(),
+        md,
+    ))
 }
 
 /// Decodes a status into the error it reports.
@@ -315,6 +361,15 @@ mod tests {
     fn over_the_wire(status: Status) -> Status {
         let response = status.into_http::<()>();
         Status::from_header_map(response.headers()).expect("grpc-status header")
+    }
+
+    #[test]
+    fn every_error_round_trips_through_a_call_error() {
+        for (err, code, _) in all_errors() {
+            let call = to_call_error(err.clone());
+            assert_eq!(call.code, code as i32, "{err:?}");
+            assert_eq!(from_call_error(&call), err);
+        }
     }
 
     #[test]

@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 use kvdb_client::{Executor, ExecutorConfig};
 use kvdb_core::cache::{CacheConfig, ShardMapCache};
+use kvdb_core::call_stream::Closing;
 use kvdb_core::coordinator_client::CoordinatorClient;
 use kvdb_core::error::KvError;
 use kvdb_core::proto::v1::kv_gateway_server::KvGatewayServer;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::service::GatewayService;
 
@@ -48,11 +50,16 @@ pub async fn serve(
     reporter
         .set_serving::<KvGatewayServer<GatewayService>>()
         .await;
-    let service = KvGatewayServer::new(GatewayService::new(gateway.executor.clone()));
+    let (closing, closed) = watch::channel(false);
+    let service = GatewayService::new(gateway.executor.clone()).with_closing(Closing::on(closed));
+    let shutdown = async move {
+        shutdown.await;
+        let _ = closing.send(true);
+    };
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(health)
-        .add_service(service)
+        .add_service(KvGatewayServer::new(service))
         .serve_with_incoming_shutdown(kvdb_core::incoming::incoming(listener), shutdown)
         .await
 }

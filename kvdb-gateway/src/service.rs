@@ -1,14 +1,18 @@
-//! The `KvGateway` service: decode, execute, map the error.
+//! The `KvGateway` service: decode, execute, map the error; one operation per RPC or many
+//! on a `Calls` stream (served by `kvdb_core::call_stream`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use kvdb_client::{Executor, WriteIds};
+use kvdb_core::call_stream;
 use kvdb_core::error::KvError;
 use kvdb_core::proto::v1 as pb;
+use kvdb_core::proto::v1::call::Op;
 use kvdb_core::proto::v1::kv_gateway_server::KvGateway;
+use kvdb_core::proto::v1::reply::Result as Outcome;
 use tokio::time::Instant;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 /// Serves client requests by routing them with a shared executor.
 #[derive(Clone)]
@@ -17,6 +21,8 @@ pub struct GatewayService {
     /// Write ids for requests that arrive without one.
     ids: Arc<WriteIds>,
     max_timeout: Duration,
+    /// Ends the `Calls` streams when the gateway stops.
+    closing: call_stream::Closing,
 }
 
 impl GatewayService {
@@ -29,7 +35,15 @@ impl GatewayService {
             executor,
             ids: Arc::new(WriteIds::new()),
             max_timeout: Self::MAX_TIMEOUT,
+            closing: call_stream::Closing::never(),
         }
+    }
+
+    /// Ends every `Calls` stream once `closing` closes; the server cannot stop gracefully
+    /// while one is open.
+    pub fn with_closing(mut self, closing: call_stream::Closing) -> GatewayService {
+        self.closing = closing;
+        self
     }
 
     /// The request's own deadline (gRPC `grpc-timeout`), or the executor's
@@ -37,6 +51,30 @@ impl GatewayService {
     fn deadline<T>(&self, request: &Request<T>) -> Instant {
         let timeout = grpc_timeout(request).map(|t| t.min(self.max_timeout));
         self.executor.deadline(timeout)
+    }
+
+    /// One operation of a `Calls` stream, answered as its unary RPC; `timeout_ms` stands
+    /// for the RPC's `grpc-timeout`.
+    async fn answer(&self, op: Option<pb::call::Op>, timeout_ms: u64) -> Result<Outcome, KvError> {
+        let timeout = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms));
+        let deadline = self
+            .executor
+            .deadline(timeout.map(|t| t.min(self.max_timeout)));
+        match op {
+            Some(Op::Get(req)) => self.executor.get(req, deadline).await.map(Outcome::Get),
+            Some(Op::Put(mut req)) => {
+                req.write_id = Some(self.write_id(req.write_id.take()));
+                self.executor.put(req, deadline).await.map(Outcome::Put)
+            }
+            Some(Op::Delete(mut req)) => {
+                req.write_id = Some(self.write_id(req.write_id.take()));
+                self.executor
+                    .delete(req, deadline)
+                    .await
+                    .map(Outcome::Delete)
+            }
+            None => Err(KvError::InvalidArgument("call without an operation".into())),
+        }
     }
 
     fn write_id(&self, id: Option<pb::WriteId>) -> pb::WriteId {
@@ -93,6 +131,27 @@ impl KvGateway for GatewayService {
         let mut req = request.into_inner();
         req.write_id = Some(self.write_id(req.write_id.take()));
         reply(self.executor.delete(req, deadline).await)
+    }
+
+    type CallsStream = call_stream::RepliesStream;
+
+    async fn calls(
+        &self,
+        request: Request<Streaming<pb::Calls>>,
+    ) -> Result<Response<Self::CallsStream>, Status> {
+        let service = Arc::new(self.clone());
+        Ok(Response::new(call_stream::serve(
+            request.into_inner(),
+            |message: pb::Calls| message.calls,
+            move |call: pb::Call| {
+                let service = service.clone();
+                async move {
+                    let outcome = service.answer(call.op, call.timeout_ms).await;
+                    call_stream::reply(call.id, outcome)
+                }
+            },
+            self.closing.clone(),
+        )))
     }
 }
 

@@ -21,14 +21,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kvdb_core::call_stream;
 use kvdb_core::epoch::{Access, EpochValidator};
 use kvdb_core::error::{KvError, RoutingError};
 use kvdb_core::proto::v1 as pb;
 use kvdb_core::proto::v1::kv_node_server::{KvNode, KvNodeServer};
+use kvdb_core::proto::v1::node_call::Op;
+use kvdb_core::proto::v1::reply::Result as Outcome;
 use kvdb_core::{Epoch, ShardId};
 use openraft::BasicNode;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::clock;
 use crate::command::{Command, CommandResult};
@@ -43,6 +46,8 @@ pub struct KvService {
     validator: EpochValidator,
     limits: Limits,
     timeout: Duration,
+    /// Ends the `Calls` streams when the node stops.
+    closing: call_stream::Closing,
     #[cfg(feature = "planted-bugs")]
     bug: Option<crate::planted::PlantedBug>,
 }
@@ -59,9 +64,17 @@ impl KvService {
             validator,
             limits,
             timeout,
+            closing: call_stream::Closing::never(),
             #[cfg(feature = "planted-bugs")]
             bug: None,
         }
+    }
+
+    /// Ends every `Calls` stream once `closing` closes; the node's server cannot stop
+    /// gracefully while one is open.
+    pub fn with_closing(mut self, closing: call_stream::Closing) -> Self {
+        self.closing = closing;
+        self
     }
 
     /// Switches on a deliberate bug (chaos-suite sensitivity tests only).
@@ -187,6 +200,18 @@ impl KvService {
     }
 }
 
+impl KvService {
+    /// One operation of a `Calls` stream, answered as its unary RPC.
+    async fn answer(&self, op: Option<pb::node_call::Op>) -> Result<Outcome, KvError> {
+        match op {
+            Some(Op::Get(req)) => self.get(req).await.map(Outcome::Get),
+            Some(Op::Put(req)) => self.put(req).await.map(Outcome::Put),
+            Some(Op::Delete(req)) => self.delete(req).await.map(Outcome::Delete),
+            None => Err(KvError::InvalidArgument("call without an operation".into())),
+        }
+    }
+}
+
 fn missing(what: &str) -> KvError {
     KvError::InvalidArgument(format!("missing {what} request"))
 }
@@ -250,5 +275,23 @@ impl KvNode for KvService {
         Ok(Response::new(
             KvService::delete(self, request.into_inner()).await?,
         ))
+    }
+
+    type CallsStream = call_stream::RepliesStream;
+
+    async fn calls(
+        &self,
+        request: Request<Streaming<pb::NodeCalls>>,
+    ) -> Result<Response<Self::CallsStream>, Status> {
+        let service = Arc::new(self.clone());
+        Ok(Response::new(call_stream::serve(
+            request.into_inner(),
+            |message: pb::NodeCalls| message.calls,
+            move |call: pb::NodeCall| {
+                let service = service.clone();
+                async move { call_stream::reply(call.id, service.answer(call.op).await) }
+            },
+            self.closing.clone(),
+        )))
     }
 }

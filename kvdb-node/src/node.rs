@@ -140,7 +140,8 @@ impl Node {
             max_key_bytes: config.max_key_bytes,
             max_value_bytes: config.max_value_bytes,
         };
-        let kv = KvService::new(manager.clone(), limits, config.request_timeout);
+        let kv = KvService::new(manager.clone(), limits, config.request_timeout)
+            .with_closing(stopped.closing());
         #[cfg(feature = "planted-bugs")]
         let kv = kv.with_planted_bug(config.planted_bug);
         let transport = RaftTransportService::new(router);

@@ -21,6 +21,11 @@ impl Shutdown {
         *self.0.borrow()
     }
 
+    /// The same signal, for ending call streams.
+    pub fn closing(&self) -> kvdb_core::call_stream::Closing {
+        kvdb_core::call_stream::Closing::on(self.0.clone())
+    }
+
     /// Completes once shutdown is signalled (or its sender is gone).
     pub async fn recv(&mut self) {
         // An error means the sender was dropped, which is a shutdown too.

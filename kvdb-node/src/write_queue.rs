@@ -77,6 +77,10 @@ async fn run(raft: ShardRaft, mut waiting: mpsc::UnboundedReceiver<Queued>) {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
+        // Writes often arrive in bursts (a client's message of many calls, a batch of
+        // replies answered at once), each in a task of its own that is ready to run: let them
+        // queue before the batch is cut, rather than proposing the first alone.
+        tokio::task::yield_now().await;
         // Everything that queued while we waited for the slot rides along.
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {

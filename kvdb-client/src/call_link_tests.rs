@@ -1,0 +1,164 @@
+//! [`CallLink`] against a fake node that answers out of order, or drops its first stream.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::Stream;
+use kvdb_core::proto::v1::kv_node_server::{KvNode, KvNodeServer};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
+use tonic::transport::{Endpoint, Server};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::*;
+
+/// Answers every get with its own key as the value, the replies of a message in reverse
+/// order. With `drop_first`, its first stream answers nothing and ends after one message.
+struct FakeNode {
+    drop_first: bool,
+    opened: Arc<AtomicUsize>,
+}
+
+type Replies = Pin<Box<dyn Stream<Item = Result<pb::Replies, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl KvNode for FakeNode {
+    async fn get(
+        &self,
+        _: Request<pb::NodeGetRequest>,
+    ) -> Result<Response<pb::GetResponse>, Status> {
+        Err(Status::unimplemented("calls only"))
+    }
+
+    async fn put(
+        &self,
+        _: Request<pb::NodePutRequest>,
+    ) -> Result<Response<pb::PutResponse>, Status> {
+        Err(Status::unimplemented("calls only"))
+    }
+
+    async fn delete(
+        &self,
+        _: Request<pb::NodeDeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        Err(Status::unimplemented("calls only"))
+    }
+
+    type CallsStream = Replies;
+
+    async fn calls(
+        &self,
+        request: Request<Streaming<pb::NodeCalls>>,
+    ) -> Result<Response<Replies>, Status> {
+        let first = self.opened.fetch_add(1, Ordering::SeqCst) == 0;
+        let drop_it = first && self.drop_first;
+        let mut calls = request.into_inner();
+        let (replies, out) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(Some(message)) = calls.message().await {
+                if drop_it {
+                    return; // ends the response stream with nothing answered
+                }
+                let answered = message.calls.into_iter().rev().map(|call| {
+                    let Some(pb::node_call::Op::Get(get)) = call.op else {
+                        panic!("the fake serves gets only");
+                    };
+                    pb::Reply {
+                        id: call.id,
+                        result: Some(Outcome::Get(pb::GetResponse {
+                            found: true,
+                            value: get.request.unwrap().key,
+                            version: call.id,
+                            ..Default::default()
+                        })),
+                    }
+                });
+                let message = pb::Replies {
+                    replies: answered.collect(),
+                };
+                if replies.send(Ok(message)).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(out))))
+    }
+}
+
+/// Serves `node` on an ephemeral loopback port until the returned sender is dropped.
+async fn serve(node: FakeNode) -> (String, oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(
+        Server::builder()
+            .add_service(KvNodeServer::new(node))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                let _ = stopped.await;
+            }),
+    );
+    (address, stop)
+}
+
+fn link_to(address: &str) -> NodeLink {
+    let channel = Endpoint::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect_lazy();
+    NodeLink::open(KvNodeClient::new(channel))
+}
+
+fn get(key: String) -> pb::NodeGetRequest {
+    pb::NodeGetRequest {
+        target: None,
+        request: Some(pb::GetRequest {
+            key: key.into_bytes().into(),
+            consistency: pb::Consistency::Strong as i32,
+        }),
+    }
+}
+
+#[tokio::test]
+async fn concurrent_calls_each_get_their_own_reply() {
+    let opened = Arc::new(AtomicUsize::new(0));
+    let (address, _stop) = serve(FakeNode {
+        drop_first: false,
+        opened: opened.clone(),
+    })
+    .await;
+    let link = link_to(&address);
+    let calls = (0..200).map(|i| {
+        let link = link.clone();
+        async move { (i, link.get(get(format!("key-{i}"))).await) }
+    });
+    for (i, reply) in futures::future::join_all(calls).await {
+        let reply = reply.unwrap();
+        assert_eq!(reply.value.as_ref(), format!("key-{i}").as_bytes());
+    }
+    assert_eq!(
+        opened.load(Ordering::SeqCst),
+        1,
+        "one stream carried every call"
+    );
+}
+
+#[tokio::test]
+async fn a_lost_stream_fails_its_calls_as_unavailable_and_the_next_call_reopens() {
+    let opened = Arc::new(AtomicUsize::new(0));
+    let (address, _stop) = serve(FakeNode {
+        drop_first: true,
+        opened: opened.clone(),
+    })
+    .await;
+    let link = link_to(&address);
+    let lost = tokio::time::timeout(Duration::from_secs(10), link.get(get("lost".into())))
+        .await
+        .expect("a call on a lost stream fails rather than waits forever")
+        .unwrap_err();
+    assert!(matches!(lost, KvError::Unavailable(_)), "{lost:?}");
+    let reply = link.get(get("after".into())).await.unwrap();
+    assert_eq!(reply.value.as_ref(), b"after");
+    assert_eq!(opened.load(Ordering::SeqCst), 2);
+}
