@@ -8,6 +8,7 @@
 
 use std::future::Future;
 
+use kvdb_core::call_stream::Closing;
 use kvdb_core::raft::transport::RaftTransportService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -39,8 +40,10 @@ pub async fn serve(
         .into_server()
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let raft = RaftTransportService::new(coordinator.router())
+        .with_closing(Closing::on(closed.clone()))
+        .into_server();
     let watch = WatchShardMapRoute::new(coordinator.clone(), closed, MAX_MESSAGE_SIZE);
-    let raft = RaftTransportService::new(coordinator.router()).into_server();
     // The exact path of the watch method wins over the service's wildcard.
     let routes = Routes::new(service)
         .add_service(raft)

@@ -1,5 +1,6 @@
-//! The serving half of a call stream (`KvNode.Calls`, `KvGateway.Calls`): any number of
-//! operations over one long-lived gRPC stream.
+//! The serving half of a call stream (`KvNode.Calls`, `KvGateway.Calls`, and
+//! `RaftTransport.AppendEntriesStream` between nodes): any number of operations over one
+//! long-lived gRPC stream.
 //!
 //! One task reads the client's messages and runs each operation as a task of its own, so a
 //! read never waits behind a slow write that arrived with it. Finished operations queue their
@@ -7,7 +8,7 @@
 //! operations that finish together share the cost of a write to the connection.
 //!
 //! Each operation is answered as its unary RPC would be, errors included
-//! ([`crate::status::to_call_error`]). The client half is `kvdb_client::call_link`.
+//! ([`crate::status::to_call_error`]). The client half is [`crate::call_link`].
 //!
 //! A server that stops must end its call streams itself ([`Closing`]): tonic's graceful
 //! shutdown waits for open streams, and a call stream stays open as long as its client lives.
@@ -26,8 +27,28 @@ use crate::error::KvError;
 use crate::proto::v1 as pb;
 use crate::status::to_call_error;
 
-/// The response stream of one call stream.
-pub type RepliesStream = Pin<Box<dyn Stream<Item = Result<pb::Replies, Status>> + Send>>;
+/// The response stream of one call stream whose messages are `B`.
+pub type ReplyStream<B> = Pin<Box<dyn Stream<Item = Result<B, Status>> + Send>>;
+
+/// The response stream of `KvNode.Calls` and `KvGateway.Calls`.
+pub type RepliesStream = ReplyStream<pb::Replies>;
+
+/// A message of replies.
+pub trait ReplyBatch: Send + 'static {
+    /// One reply.
+    type Reply: Send + 'static;
+
+    /// Packs replies into one message.
+    fn of(replies: Vec<Self::Reply>) -> Self;
+}
+
+impl ReplyBatch for pb::Replies {
+    type Reply = pb::Reply;
+
+    fn of(replies: Vec<pb::Reply>) -> Self {
+        pb::Replies { replies }
+    }
+}
 
 /// The most replies one message carries.
 const MAX_REPLIES_PER_MESSAGE: usize = 256;
@@ -59,20 +80,21 @@ impl Closing {
 /// Starts serving one call stream: `calls_of` splits each client message into its calls, and
 /// `answer` runs one. The response stream ends once the client has closed its side and every
 /// call it sent has been answered, or when `closing` closes.
-pub fn serve<M, C, F, Fut>(
+pub fn serve<M, C, B, F, Fut>(
     mut inbound: Streaming<M>,
     calls_of: fn(M) -> Vec<C>,
     answer: F,
     closing: Closing,
-) -> RepliesStream
+) -> ReplyStream<B>
 where
     M: Send + 'static,
     C: Send + 'static,
+    B: ReplyBatch,
     F: Fn(C) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = pb::Reply> + Send + 'static,
+    Fut: Future<Output = B::Reply> + Send + 'static,
 {
     let answer = Arc::new(answer);
-    let (replies, queued) = mpsc::unbounded_channel::<pb::Reply>();
+    let (replies, queued) = mpsc::unbounded_channel::<B::Reply>();
     let mut reader_closing = closing.clone();
     tokio::spawn(async move {
         loop {
@@ -108,7 +130,7 @@ where
                     Err(_) => break,
                 }
             }
-            Some((Ok(pb::Replies { replies }), (queued, closing)))
+            Some((Ok(B::of(replies)), (queued, closing)))
         },
     ))
 }

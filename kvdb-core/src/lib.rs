@@ -11,7 +11,8 @@
 //! - [`epoch`]: the node-side request validation (`EpochValidator`).
 //! - [`error`]: routing errors and the retry decision.
 //! - [`status`]: the one mapping of errors to and from `tonic::Status` + trailers.
-//! - [`call_stream`]: serving a stream of many operations (`KvNode.Calls`, `KvGateway.Calls`).
+//! - [`call_stream`], [`call_link`]: the serving and calling halves of a stream of many calls
+//!   (`KvNode.Calls`, `KvGateway.Calls`, Raft's AppendEntries between nodes).
 //! - [`cache`]: lock-free shard-map cache fed by a `ShardMapSource`.
 //! - [`incoming`]: accepting server connections (TCP_NODELAY on).
 //! - [`storage`]: a shard's key-value state (`Storage`), on redb or in memory.
@@ -21,6 +22,7 @@
 
 pub mod address_rewrite;
 pub mod cache;
+pub mod call_link;
 pub mod call_stream;
 pub mod convert;
 pub mod coordinator_client;

@@ -144,7 +144,7 @@ impl Node {
             .with_closing(stopped.closing());
         #[cfg(feature = "planted-bugs")]
         let kv = kv.with_planted_bug(config.planted_bug);
-        let transport = RaftTransportService::new(router);
+        let transport = RaftTransportService::new(router).with_closing(stopped.closing());
         let tasks = vec![
             tokio::spawn(serve(listener, kv, transport, stopped.clone())),
             tokio::spawn(manager.clone().run(stopped.clone())),

@@ -4,16 +4,23 @@
 //! groups share one HTTP/2 connection per peer address rather than opening
 //! one per group: a tonic [`Channel`] multiplexes concurrent calls and
 //! reconnects by itself after a failure. Channels connect lazily, so creating
-//! a group's network never blocks on a peer that is down.
+//! a group's network never blocks on a peer that is down. Over each channel
+//! runs one AppendEntries call stream ([`AppendLink`]) that all groups share.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::{Channel, Endpoint};
+use tonic::{Status, Streaming};
 
+use super::MAX_MESSAGE_SIZE;
 use super::error::TransportError;
 use crate::address_rewrite::AddressRewrite;
+use crate::call_link::{CallLink, CallService};
+use crate::proto::v1::raft_transport_client::RaftTransportClient;
+use crate::proto::v1::{RaftCall, RaftCallReplies, RaftCallReply, RaftCalls, RaftRequest};
 
 /// How the pool's connections are set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +62,7 @@ pub struct PeerChannels {
 #[derive(Debug, Default)]
 struct Inner {
     config: PeerChannelsConfig,
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Mutex<HashMap<String, Peer>>,
     /// Applied to a peer's address when its channel is created (tests
     /// route links through fault proxies); the key stays the real address.
     rewrite: Option<AddressRewrite>,
@@ -89,13 +96,23 @@ impl PeerChannels {
     /// happens here: the channel connects when the first call is made. Must
     /// run inside a Tokio runtime, which drives the channel.
     pub fn channel(&self, addr: &str) -> Result<Channel, TransportError> {
+        Ok(self.peer(addr)?.channel)
+    }
+
+    /// The channel to `addr` and the AppendEntries stream over it, created on
+    /// first use like [`PeerChannels::channel`].
+    pub fn peer(&self, addr: &str) -> Result<Peer, TransportError> {
         let mut channels = self.lock();
-        if let Some(channel) = channels.get(addr) {
-            return Ok(channel.clone());
+        if let Some(peer) = channels.get(addr) {
+            return Ok(peer.clone());
         }
         let channel = self.endpoint(addr)?.connect_lazy();
-        channels.insert(addr.to_owned(), channel.clone());
-        Ok(channel)
+        let peer = Peer {
+            link: CallLink::open(AppendStream(client(channel.clone()))),
+            channel,
+        };
+        channels.insert(addr.to_owned(), peer.clone());
+        Ok(peer)
     }
 
     /// Forgets the channel to `addr`, closing it once no group holds a clone.
@@ -134,12 +151,64 @@ impl PeerChannels {
             .keep_alive_while_idle(true))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Channel>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Peer>> {
         // The map is never left half-updated, so a panic elsewhere cannot
         // poison its contents.
         self.inner
             .channels
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The connection to one peer process.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// For unary calls: votes, snapshots and large AppendEntries.
+    pub channel: Channel,
+    /// The AppendEntries stream every group shares.
+    pub link: AppendLink,
+}
+
+/// The AppendEntries call stream to one peer.
+pub type AppendLink = CallLink<AppendStream>;
+
+/// The transport's client with its message size limits.
+pub(super) fn client(channel: Channel) -> RaftTransportClient<Channel> {
+    RaftTransportClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE)
+}
+
+/// `RaftTransport.AppendEntriesStream` as a call service.
+#[derive(Debug, Clone)]
+pub struct AppendStream(RaftTransportClient<Channel>);
+
+impl CallService for AppendStream {
+    type Call = RaftRequest;
+    type Calls = RaftCalls;
+    type Reply = RaftCallReply;
+    type Replies = RaftCallReplies;
+
+    fn message(calls: Vec<(u64, RaftRequest)>) -> RaftCalls {
+        let calls = calls
+            .into_iter()
+            .map(|(id, request)| RaftCall {
+                id,
+                request: Some(request),
+            })
+            .collect();
+        RaftCalls { calls }
+    }
+
+    fn replies(message: RaftCallReplies) -> impl Iterator<Item = (u64, RaftCallReply)> {
+        message.replies.into_iter().map(|reply| (reply.id, reply))
+    }
+
+    async fn open(
+        &mut self,
+        calls: UnboundedReceiverStream<RaftCalls>,
+    ) -> Result<Streaming<RaftCallReplies>, Status> {
+        Ok(self.0.append_entries_stream(calls).await?.into_inner())
     }
 }

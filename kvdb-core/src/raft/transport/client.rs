@@ -1,6 +1,10 @@
 //! The sending side: openraft's network for one group, over the shared
 //! [`PeerChannels`] pool.
 //!
+//! AppendEntries travel on the peer's call stream, which every group shares,
+//! unless the encoded request exceeds [`STREAM_CALL_MAX_BYTES`]: such large
+//! catch-up batches, votes and snapshot chunks are unary calls.
+//!
 //! Each call is bounded by the `hard_ttl` openraft passes in [`RPCOption`];
 //! the deadline also travels as the gRPC timeout so the peer stops working on
 //! a call nobody waits for. Failures are mapped so that openraft reacts well:
@@ -27,13 +31,18 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
 
-use super::channels::PeerChannels;
+use super::channels::{self, AppendLink, PeerChannels};
 use super::error::{FailureKind, TransportError};
 use super::{MAX_MESSAGE_SIZE, TransportTypeConfig};
+use crate::call_link::MAX_CALLS_PER_MESSAGE;
 use crate::proto::v1::raft_transport_client::RaftTransportClient;
 use crate::proto::v1::{RaftReply, RaftRequest};
 use crate::raft::codec;
 use crate::raft::lease::LeaseClock;
+
+/// The largest encoded AppendEntries sent on a call stream: a full message of calls this size,
+/// with room for framing, stays within [`MAX_MESSAGE_SIZE`].
+pub const STREAM_CALL_MAX_BYTES: usize = MAX_MESSAGE_SIZE / MAX_CALLS_PER_MESSAGE - 1024;
 
 /// The error openraft expects from a network call whose remote API error is `E`.
 type CallError<E = openraft::error::Infallible> = RPCError<u64, BasicNode, RaftError<u64, E>>;
@@ -69,11 +78,10 @@ impl<C: TransportTypeConfig> RaftNetworkFactory<C> for GrpcNetworkFactory<C> {
     type Network = GrpcNetwork<C>;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> GrpcNetwork<C> {
-        let client = self.peers.channel(&node.addr).map(|channel| {
-            RaftTransportClient::new(channel)
-                .max_decoding_message_size(MAX_MESSAGE_SIZE)
-                .max_encoding_message_size(MAX_MESSAGE_SIZE)
-        });
+        let client = self
+            .peers
+            .peer(&node.addr)
+            .map(|peer| (channels::client(peer.channel), peer.link));
         GrpcNetwork {
             group: self.group,
             target,
@@ -92,7 +100,7 @@ pub struct GrpcNetwork<C> {
     group: u64,
     target: u64,
     node: BasicNode,
-    client: Result<RaftTransportClient<Channel>, TransportError>,
+    client: Result<(RaftTransportClient<Channel>, AppendLink), TransportError>,
     lease: Option<Arc<LeaseClock>>,
     _types: PhantomData<fn() -> C>,
 }
@@ -120,8 +128,8 @@ impl<C: TransportTypeConfig> GrpcNetwork<C> {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let client = match &mut self.client {
-            Ok(client) => client,
+        let (client, link) = match &mut self.client {
+            Ok((client, link)) => (client, &*link),
             Err(invalid_address) => return Err(Unreachable::new(invalid_address).into()),
         };
         let call = Call {
@@ -129,7 +137,7 @@ impl<C: TransportTypeConfig> GrpcNetwork<C> {
             addr: &self.node.addr,
             timeout: option.hard_ttl(),
         };
-        let decoded = match call.exchange(client, rpc, request).await {
+        let decoded = match call.exchange(client, link, rpc, request).await {
             Ok(reply) if reply.error.is_empty() => call.decode(&reply.payload).map(Ok),
             Ok(reply) => call.decode(&reply.error).map(Err),
             Err(err) => Err(err),
@@ -159,24 +167,31 @@ impl Call<'_> {
     async fn exchange<Req: Serialize>(
         &self,
         client: &mut RaftTransportClient<Channel>,
+        link: &AppendLink,
         rpc: Rpc,
         request: &Req,
     ) -> Result<RaftReply, TransportError> {
         let payload = codec::encode(request).map_err(|source| self.codec_error(source))?;
-        let mut request = tonic::Request::new(RaftRequest {
+        let streamed = matches!(rpc, Rpc::AppendEntries) && payload.len() <= STREAM_CALL_MAX_BYTES;
+        let request = RaftRequest {
             group: self.group,
             payload: payload.into(),
-        });
-        request.set_timeout(self.timeout);
+        };
         let reply = async {
-            match rpc {
+            if streamed {
+                return streamed_reply(link.call(request).await?);
+            }
+            let mut request = tonic::Request::new(request);
+            request.set_timeout(self.timeout);
+            let reply = match rpc {
                 Rpc::AppendEntries => client.append_entries(request).await,
                 Rpc::Vote => client.vote(request).await,
                 Rpc::InstallSnapshot => client.install_snapshot(request).await,
-            }
+            };
+            reply.map(tonic::Response::into_inner)
         };
         match tokio::time::timeout(self.timeout, reply).await {
-            Ok(Ok(reply)) => Ok(reply.into_inner()),
+            Ok(Ok(reply)) => Ok(reply),
             Ok(Err(status)) => Err(TransportError::Rpc {
                 group: self.group,
                 addr: self.addr.to_owned(),
@@ -201,6 +216,16 @@ impl Call<'_> {
             source,
         }
     }
+}
+
+/// The reply of a streamed call, or the status the unary call would have failed with.
+fn streamed_reply(reply: crate::proto::v1::RaftCallReply) -> Result<RaftReply, tonic::Status> {
+    if reply.code != 0 {
+        return Err(tonic::Status::new(reply.code.into(), reply.message));
+    }
+    reply
+        .reply
+        .ok_or_else(|| tonic::Status::internal("the peer sent a raft reply without a result"))
 }
 
 /// Maps a transport failure to the [`RPCError`] variant openraft reacts to best.

@@ -10,7 +10,11 @@
 //!
 //! # Wire format
 //! A `RaftRequest` carries the group id and the [`codec`](super::codec)-encoded
-//! openraft request. A `RaftReply` carries either the encoded response in
+//! openraft request. AppendEntries normally travel on one call stream per
+//! peer (`AppendEntriesStream`, see [`crate::call_link`]), each as a
+//! `RaftCall` whose `RaftCallReply` carries the reply, or the status the
+//! unary call would have failed with; large ones, votes and snapshot chunks
+//! are unary calls. A `RaftReply` carries either the encoded response in
 //! `payload`, or, when the remote Raft refused the call, the encoded error in
 //! `error` (`RaftError<u64>`, or `RaftError<u64, InstallSnapshotError>` for
 //! InstallSnapshot).
@@ -45,8 +49,8 @@ use std::io::Cursor;
 
 use openraft::{BasicNode, Entry, RaftTypeConfig};
 
-pub use channels::{PeerChannels, PeerChannelsConfig};
-pub use client::{GrpcNetwork, GrpcNetworkFactory};
+pub use channels::{AppendLink, AppendStream, Peer, PeerChannels, PeerChannelsConfig};
+pub use client::{GrpcNetwork, GrpcNetworkFactory, STREAM_CALL_MAX_BYTES};
 pub use error::{DispatchError, TransportError};
 pub use router::RaftRouter;
 pub use service::RaftTransportService;

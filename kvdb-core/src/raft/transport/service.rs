@@ -5,13 +5,16 @@ use openraft::Raft;
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::error::DispatchError;
 use super::router::RaftRouter;
 use super::{MAX_MESSAGE_SIZE, TransportTypeConfig};
+use crate::call_stream::{self, Closing, ReplyBatch, ReplyStream};
 use crate::proto::v1::raft_transport_server::{RaftTransport, RaftTransportServer};
-use crate::proto::v1::{RaftReply, RaftRequest};
+use crate::proto::v1::{
+    RaftCall, RaftCallReplies, RaftCallReply, RaftCalls, RaftReply, RaftRequest,
+};
 use crate::raft::codec;
 
 /// The `RaftTransport` gRPC service: decodes the message, finds the group in
@@ -23,12 +26,23 @@ use crate::raft::codec;
 #[derive(Debug, Clone)]
 pub struct RaftTransportService<C: TransportTypeConfig> {
     router: RaftRouter<C>,
+    closing: Closing,
 }
 
 impl<C: TransportTypeConfig> RaftTransportService<C> {
     /// A service dispatching to the groups in `router`.
     pub fn new(router: RaftRouter<C>) -> Self {
-        Self { router }
+        Self {
+            router,
+            closing: Closing::never(),
+        }
+    }
+
+    /// Ends the service's AppendEntries streams when `closing` closes. A server that shuts
+    /// down gracefully needs this: its peers keep their streams open as long as they run.
+    pub fn with_closing(mut self, closing: Closing) -> Self {
+        self.closing = closing;
+        self
     }
 
     /// The tonic server for this service, accepting messages up to
@@ -42,9 +56,9 @@ impl<C: TransportTypeConfig> RaftTransportService<C> {
     /// The target group's Raft and the decoded message.
     fn open<T: DeserializeOwned>(
         &self,
-        request: Request<RaftRequest>,
+        request: RaftRequest,
     ) -> Result<(u64, Raft<C>, T), DispatchError> {
-        let RaftRequest { group, payload } = request.into_inner();
+        let RaftRequest { group, payload } = request;
         let raft = self.router.get(group).ok_or_else(|| {
             tracing::debug!(group, "raft message for a group this node does not host");
             DispatchError::UnknownGroup { group }
@@ -53,13 +67,48 @@ impl<C: TransportTypeConfig> RaftTransportService<C> {
             .map_err(|source| DispatchError::BadRequest { group, source })?;
         Ok((group, raft, message))
     }
+
+    /// Hands one AppendEntries to its group.
+    async fn append(&self, request: RaftRequest) -> Result<RaftReply, DispatchError> {
+        let (group, raft, rpc) = self.open::<AppendEntriesRequest<C>>(request)?;
+        reply(group, raft.append_entries(rpc).await)
+    }
+
+    /// Answers one call of an AppendEntries stream.
+    async fn answer(&self, call: RaftCall) -> RaftCallReply {
+        let outcome = match call.request {
+            Some(request) => self.append(request).await.map_err(Status::from),
+            None => Err(Status::invalid_argument("a raft call without a request")),
+        };
+        match outcome {
+            Ok(reply) => RaftCallReply {
+                id: call.id,
+                reply: Some(reply),
+                ..Default::default()
+            },
+            Err(status) => RaftCallReply {
+                id: call.id,
+                reply: None,
+                code: status.code() as i32,
+                message: status.message().to_owned(),
+            },
+        }
+    }
+}
+
+impl ReplyBatch for RaftCallReplies {
+    type Reply = RaftCallReply;
+
+    fn of(replies: Vec<RaftCallReply>) -> Self {
+        RaftCallReplies { replies }
+    }
 }
 
 /// Encodes what the group's Raft returned: the response, or its error.
 fn reply<T: Serialize, E: Serialize>(
     group: u64,
     outcome: Result<T, E>,
-) -> Result<Response<RaftReply>, Status> {
+) -> Result<RaftReply, DispatchError> {
     let encoded = match &outcome {
         Ok(response) => codec::encode(response).map(|payload| RaftReply {
             payload: payload.into(),
@@ -70,8 +119,7 @@ fn reply<T: Serialize, E: Serialize>(
             error: error.into(),
         }),
     };
-    let reply = encoded.map_err(|source| DispatchError::BadReply { group, source })?;
-    Ok(Response::new(reply))
+    encoded.map_err(|source| DispatchError::BadReply { group, source })
 }
 
 #[tonic::async_trait]
@@ -80,20 +128,40 @@ impl<C: TransportTypeConfig> RaftTransport for RaftTransportService<C> {
         &self,
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
-        let (group, raft, rpc) = self.open::<AppendEntriesRequest<C>>(request)?;
-        reply(group, raft.append_entries(rpc).await)
+        Ok(Response::new(self.append(request.into_inner()).await?))
     }
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let (group, raft, rpc) = self.open::<VoteRequest<u64>>(request)?;
-        reply(group, raft.vote(rpc).await)
+        let (group, raft, rpc) = self.open::<VoteRequest<u64>>(request.into_inner())?;
+        Ok(Response::new(reply(group, raft.vote(rpc).await)?))
     }
 
     async fn install_snapshot(
         &self,
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
-        let (group, raft, rpc) = self.open::<InstallSnapshotRequest<C>>(request)?;
-        reply(group, raft.install_snapshot(rpc).await)
+        let (group, raft, rpc) = self.open::<InstallSnapshotRequest<C>>(request.into_inner())?;
+        Ok(Response::new(reply(
+            group,
+            raft.install_snapshot(rpc).await,
+        )?))
+    }
+
+    type AppendEntriesStreamStream = ReplyStream<RaftCallReplies>;
+
+    async fn append_entries_stream(
+        &self,
+        request: Request<Streaming<RaftCalls>>,
+    ) -> Result<Response<Self::AppendEntriesStreamStream>, Status> {
+        let service = self.clone();
+        Ok(Response::new(call_stream::serve(
+            request.into_inner(),
+            |message: RaftCalls| message.calls,
+            move |call| {
+                let service = service.clone();
+                async move { service.answer(call).await }
+            },
+            self.closing.clone(),
+        )))
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use openraft::error::{Fatal, RPCError, RaftError};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
-use openraft::raft::VoteRequest;
+use openraft::raft::{AppendEntriesRequest, VoteRequest};
 use openraft::{BasicNode, Config, Raft, Vote};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -19,8 +19,8 @@ use tonic::transport::Server;
 
 use self::mem_store::{MemLog, MemMachine};
 use super::{GrpcNetworkFactory, PeerChannels, RaftRouter, RaftTransportService};
-use crate::proto::v1::RaftRequest;
 use crate::proto::v1::raft_transport_client::RaftTransportClient;
+use crate::proto::v1::{RaftCall, RaftCalls, RaftRequest};
 use crate::raft::codec;
 
 openraft::declare_raft_types!(
@@ -326,4 +326,61 @@ async fn groups_share_one_channel_per_peer() {
     assert!(peers.remove(addrs[0]));
     assert!(!peers.remove(addrs[0]));
     assert_eq!(peers.len(), 1);
+}
+
+#[tokio::test]
+async fn streamed_calls_fail_as_their_unary_call_would() {
+    let node = TestNode::start(1, &[1]).await;
+
+    // --- the raw stream answers each call by id, with the unary call's status code
+    let mut client = RaftTransportClient::connect(format!("http://{}", node.addr))
+        .await
+        .unwrap();
+    let append = AppendEntriesRequest::<TestTypes> {
+        vote: Vote::new(1, 2),
+        prev_log_id: None,
+        entries: Vec::new(),
+        leader_commit: None,
+    };
+    let calls = RaftCalls {
+        calls: vec![
+            RaftCall {
+                id: 10,
+                request: Some(RaftRequest {
+                    group: 7,
+                    payload: codec::encode(&append).unwrap().into(),
+                }),
+            },
+            RaftCall {
+                id: 11,
+                request: Some(RaftRequest {
+                    group: 1,
+                    payload: vec![0xff; 3].into(),
+                }),
+            },
+        ],
+    };
+    let mut replies = client
+        .append_entries_stream(tokio_stream::iter([calls]))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut codes = BTreeMap::new();
+    while codes.len() < 2 {
+        let message = replies.message().await.unwrap().expect("a reply per call");
+        for reply in message.replies {
+            assert!(reply.reply.is_none(), "{reply:?}");
+            codes.insert(reply.id, Code::from(reply.code));
+        }
+    }
+    assert_eq!(
+        codes,
+        BTreeMap::from([(10, Code::NotFound), (11, Code::InvalidArgument)])
+    );
+
+    // --- through the network, the unknown group is an unreachable peer
+    let mut factory = GrpcNetworkFactory::<TestTypes>::new(7, PeerChannels::default());
+    let mut network = factory.new_client(1, &node.basic_node()).await;
+    let err = network.append_entries(append, option()).await.unwrap_err();
+    assert!(matches!(err, RPCError::Unreachable(_)), "{err:?}");
 }
