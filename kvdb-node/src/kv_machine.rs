@@ -119,8 +119,10 @@ impl KvMachine {
     where
         I: IntoIterator<Item = Entry>,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
         let storage = self.storage.clone();
         let mut pending = Pending::new(storage.as_ref());
+        pending.prefetch(&entries)?;
         let mut results = Vec::new();
         for entry in entries {
             self.meta.last_applied = Some(entry.log_id);
@@ -274,11 +276,28 @@ fn apply_purge(
     Ok(CommandResult::Purge { purged })
 }
 
+/// The keys `command` reads and writes, appended to `keys`.
+fn command_keys<'c>(command: &'c Command, keys: &mut Vec<&'c [u8]>) {
+    match &command.op {
+        Op::Put(put) => keys.push(&put.key),
+        Op::Delete(delete) => keys.push(&delete.key),
+        Op::Purge { keys: purged } => keys.extend(purged.iter().map(|(key, _)| key.as_slice())),
+        Op::Batch(commands) => {
+            for command in commands {
+                command_keys(command, keys);
+            }
+        }
+    }
+}
+
 /// The writes of a run of entries not yet committed to storage, readable by
 /// later entries of the same run.
 struct Pending<'a> {
     storage: &'a dyn Storage,
+    /// What the run wrote so far.
     overlay: HashMap<Vec<u8>, Option<StoredValue>>,
+    /// The stored values of the keys the run touches, read before it began.
+    stored: HashMap<Vec<u8>, Option<StoredValue>>,
     batch: WriteBatch,
 }
 
@@ -287,13 +306,31 @@ impl<'a> Pending<'a> {
         Self {
             storage,
             overlay: HashMap::new(),
+            stored: HashMap::new(),
             batch: WriteBatch::new(),
         }
     }
 
+    /// Reads every key the entries' commands touch in one call, so that a run pays for one
+    /// read transaction rather than one per write.
+    fn prefetch(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
+        let mut keys = Vec::new();
+        for entry in entries {
+            if let EntryPayload::Normal(command) = &entry.payload {
+                command_keys(command, &mut keys);
+            }
+        }
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let values = self.storage.get_many(&keys)?;
+        self.stored = keys.into_iter().map(<[u8]>::to_vec).zip(values).collect();
+        Ok(())
+    }
+
     /// The stored value, expired or not.
     fn get(&self, key: &[u8]) -> Result<Option<StoredValue>, StorageError> {
-        match self.overlay.get(key) {
+        match self.overlay.get(key).or_else(|| self.stored.get(key)) {
             Some(value) => Ok(value.clone()),
             None => self.storage.get(key),
         }

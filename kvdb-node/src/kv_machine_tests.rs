@@ -365,3 +365,113 @@ fn applies_run_inline_unless_they_sync_or_write_many_keys() {
     }
     assert!(Machine::apply_blocks(&f.machine, &[small]));
 }
+
+/// Counts single-key reads; everything else goes to the wrapped storage.
+struct CountingStorage {
+    inner: MemoryStorage,
+    gets: std::sync::atomic::AtomicUsize,
+    get_manys: std::sync::atomic::AtomicUsize,
+}
+
+impl Storage for CountingStorage {
+    fn get(&self, key: &[u8]) -> Result<Option<StoredValue>, StorageError> {
+        self.gets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.get(key)
+    }
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<StoredValue>>, StorageError> {
+        self.get_manys
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.get_many(keys)
+    }
+    fn apply(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        self.inner.apply(batch)
+    }
+    fn meta(&self) -> Result<Option<Vec<u8>>, StorageError> {
+        self.inner.meta()
+    }
+    fn aux(&self) -> Result<kvdb_core::storage::AuxRows, StorageError> {
+        self.inner.aux()
+    }
+    fn export(&self) -> Result<Vec<(Vec<u8>, StoredValue)>, StorageError> {
+        self.inner.export()
+    }
+    fn install(
+        &self,
+        entries: Vec<(Vec<u8>, StoredValue)>,
+        meta: Option<Vec<u8>>,
+        aux: kvdb_core::storage::AuxRows,
+    ) -> Result<(), StorageError> {
+        self.inner.install(entries, meta, aux)
+    }
+    fn expired(&self, now_ms: u64, limit: usize) -> Result<Vec<(Vec<u8>, Version)>, StorageError> {
+        self.inner.expired(now_ms, limit)
+    }
+    fn len(&self) -> Result<u64, StorageError> {
+        self.inner.len()
+    }
+    fn clear(&self) -> Result<(), StorageError> {
+        self.inner.clear()
+    }
+    fn sync(&self) -> Result<(), StorageError> {
+        self.inner.sync()
+    }
+}
+
+#[test]
+fn a_run_reads_every_key_it_touches_in_one_call() {
+    let storage = Arc::new(CountingStorage {
+        inner: MemoryStorage::new(),
+        gets: Default::default(),
+        get_manys: Default::default(),
+    });
+    storage
+        .inner
+        .apply(WriteBatch::new().put("a", StoredValue::new("old", Version(7))))
+        .unwrap();
+    let mut machine = KvMachine::open(storage.clone()).unwrap();
+    let mut fixture = Fixture::new();
+    let cas = Put {
+        if_version_equals: Some(Version(7)),
+        ..put("a", "new")
+    };
+    let batch = Command {
+        now_ms: NOW,
+        op: Op::Batch(vec![
+            Command {
+                now_ms: NOW,
+                op: Op::Put(cas),
+            },
+            Command {
+                now_ms: NOW,
+                op: Op::Put(put("b", "1")),
+            },
+            Command {
+                now_ms: NOW,
+                op: Op::Delete(delete("a")),
+            },
+        ]),
+    };
+    let first = fixture.entry(EntryPayload::Normal(batch));
+    let second = fixture.entry(EntryPayload::Normal(Command {
+        now_ms: NOW,
+        op: Op::Put(put("c", "2")),
+    }));
+    let results = machine.apply([first, second]).unwrap();
+
+    // --- the CAS saw the stored version, the delete saw the CAS's write
+    let CommandResult::Batch(batch) = &results[0] else {
+        panic!("expected a batch result, got {results:?}");
+    };
+    assert_eq!(batch[0], written(1));
+    let CommandResult::Delete { existed, .. } = batch[2] else {
+        panic!("expected a delete result, got {batch:?}");
+    };
+    assert!(existed);
+    assert!(storage.get(b"a").unwrap().is_none());
+    assert_eq!(storage.get(b"c").unwrap().unwrap().value, b"2");
+
+    // --- one read for the whole run, none per key (the two gets above are this test's)
+    let order = std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(storage.get_manys.load(order), 1);
+    assert_eq!(storage.gets.load(order), 2);
+}

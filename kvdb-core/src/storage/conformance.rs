@@ -12,6 +12,7 @@ use crate::Version;
 pub fn run_all<S: Storage>(make: impl Fn() -> S) {
     empty_store_has_nothing(&make());
     put_then_get_returns_the_value(&make());
+    get_many_reads_each_key_in_order(&make());
     overwrite_replaces_value_and_version(&make());
     delete_removes_the_key(&make());
     batch_applies_ops_in_order_with_meta(&make());
@@ -25,6 +26,20 @@ pub fn run_all<S: Storage>(make: impl Fn() -> S) {
     export_then_install_replaces_prior_content(&make(), &make());
     clear_drops_data_and_meta(&make());
     aux_rows_change_with_their_batch_and_stay_apart_from_data(&make());
+}
+
+fn get_many_reads_each_key_in_order(store: &impl Storage) {
+    put(store, b"a", v(b"1", 1));
+    put(store, b"c", v(b"3", 3));
+    let got = store.get_many(&[b"c", b"b", b"a", b"c"]).expect("get_many");
+    assert_eq!(
+        got,
+        vec![Some(v(b"3", 3)), None, Some(v(b"1", 1)), Some(v(b"3", 3))]
+    );
+    assert_eq!(
+        store.get_many(&[]).expect("get_many of nothing"),
+        Vec::new()
+    );
 }
 
 fn v(value: &[u8], version: u64) -> StoredValue {

@@ -178,6 +178,13 @@ pub trait Storage: Send + Sync + 'static {
     /// The stored value of `key`, expired or not.
     fn get(&self, key: &[u8]) -> Result<Option<StoredValue>, StorageError>;
 
+    /// The stored values of `keys`, in the same order, all read at one point in time. A
+    /// state machine applying a batch of writes reads their keys this way: backends whose
+    /// reads each pay for a transaction override it to pay once.
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<StoredValue>>, StorageError> {
+        keys.iter().map(|key| self.get(key)).collect()
+    }
+
     /// Applies every op in `batch`, then its auxiliary rows and metadata, atomically.
     fn apply(&self, batch: WriteBatch) -> Result<(), StorageError>;
 

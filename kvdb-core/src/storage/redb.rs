@@ -204,6 +204,17 @@ impl Storage for RedbStorage {
         record.map(|r| decode(key, r.value(), op)).transpose()
     }
 
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<StoredValue>>, StorageError> {
+        let op = StorageOp::Get;
+        let table = self.read(op)?.open_table(self.kv_def()).during(op)?;
+        keys.iter()
+            .map(|key| {
+                let record = table.get(*key).during(op)?;
+                record.map(|r| decode(key, r.value(), op)).transpose()
+            })
+            .collect()
+    }
+
     fn apply(&self, batch: WriteBatch) -> Result<(), StorageError> {
         let op = StorageOp::Apply;
         self.write(op, self.durability.into(), |txn| {
