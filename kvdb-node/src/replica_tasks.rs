@@ -12,14 +12,16 @@ use crate::command::{Command, Op};
 use crate::config::NodeConfig;
 use crate::raft_types::ShardRaft;
 
-/// Wakes `notify` whenever the group's leader or term changes.
+/// Wakes `notify` whenever the group's leader or term changes. Watches the server metrics,
+/// which change with the vote, state or membership only: the full metrics change with every
+/// append and apply, and would wake this task once per replication round.
 pub(crate) async fn watch_leadership(raft: ShardRaft, notify: Arc<Notify>) {
-    let mut metrics = raft.metrics();
+    let mut metrics = raft.server_metrics();
     let mut last = None;
     loop {
         let now = {
             let m = metrics.borrow_and_update();
-            (m.current_leader, m.current_term)
+            (m.current_leader, m.vote.leader_id().term)
         };
         if last != Some(now) {
             last = Some(now);
