@@ -6,8 +6,9 @@
 //! catch-up batches, votes and snapshot chunks are unary calls.
 //!
 //! Each call is bounded by the `hard_ttl` openraft passes in [`RPCOption`];
-//! the deadline also travels as the gRPC timeout so the peer stops working on
-//! a call nobody waits for. Failures are mapped so that openraft reacts well:
+//! on unary calls the deadline also travels as the gRPC timeout so the peer
+//! stops working on a call nobody waits for (a streamed AppendEntries is short,
+//! and its late reply is dropped). Failures are mapped so that openraft reacts well:
 //! a peer that is down, or does not host the group yet, is [`Unreachable`]
 //! (openraft backs off); an oversized AppendEntries asks for a smaller batch
 //! ([`PayloadTooLarge`]); other transport failures, timeouts included, are a
