@@ -294,10 +294,9 @@ fn command_keys<'c>(command: &'c Command, keys: &mut Vec<&'c [u8]>) {
 /// later entries of the same run.
 struct Pending<'a> {
     storage: &'a dyn Storage,
-    /// What the run wrote so far.
+    /// The value of each key the run touches at this point of the run: read before it
+    /// began, then as the run wrote it.
     overlay: HashMap<Vec<u8>, Option<StoredValue>>,
-    /// The stored values of the keys the run touches, read before it began.
-    stored: HashMap<Vec<u8>, Option<StoredValue>>,
     batch: WriteBatch,
 }
 
@@ -306,13 +305,12 @@ impl<'a> Pending<'a> {
         Self {
             storage,
             overlay: HashMap::new(),
-            stored: HashMap::new(),
             batch: WriteBatch::new(),
         }
     }
 
     /// Reads every key the entries' commands touch in one call, so that a run pays for one
-    /// read transaction rather than one per write.
+    /// read transaction rather than one per write. Runs before the run's first command.
     fn prefetch(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
         let mut keys = Vec::new();
         for entry in entries {
@@ -324,13 +322,13 @@ impl<'a> Pending<'a> {
             return Ok(());
         }
         let values = self.storage.get_many(&keys)?;
-        self.stored = keys.into_iter().map(<[u8]>::to_vec).zip(values).collect();
+        self.overlay = keys.into_iter().map(<[u8]>::to_vec).zip(values).collect();
         Ok(())
     }
 
     /// The stored value, expired or not.
     fn get(&self, key: &[u8]) -> Result<Option<StoredValue>, StorageError> {
-        match self.overlay.get(key).or_else(|| self.stored.get(key)) {
+        match self.overlay.get(key) {
             Some(value) => Ok(value.clone()),
             None => self.storage.get(key),
         }

@@ -200,19 +200,13 @@ impl Storage for RedbStorage {
     fn get(&self, key: &[u8]) -> Result<Option<StoredValue>, StorageError> {
         let op = StorageOp::Get;
         let table = self.read(op)?.open_table(self.kv_def()).during(op)?;
-        let record = table.get(key).during(op)?;
-        record.map(|r| decode(key, r.value(), op)).transpose()
+        lookup(&table, key, op)
     }
 
     fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<StoredValue>>, StorageError> {
         let op = StorageOp::Get;
         let table = self.read(op)?.open_table(self.kv_def()).during(op)?;
-        keys.iter()
-            .map(|key| {
-                let record = table.get(*key).during(op)?;
-                record.map(|r| decode(key, r.value(), op)).transpose()
-            })
-            .collect()
+        keys.iter().map(|key| lookup(&table, key, op)).collect()
     }
 
     fn apply(&self, batch: WriteBatch) -> Result<(), StorageError> {
@@ -417,6 +411,16 @@ fn split<'r>(
         (expiry != 0).then_some(expiry),
         value,
     ))
+}
+
+/// The stored value of `key` in an open data table.
+fn lookup(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    key: &[u8],
+    op: StorageOp,
+) -> Result<Option<StoredValue>, StorageError> {
+    let record = table.get(key).during(op)?;
+    record.map(|r| decode(key, r.value(), op)).transpose()
 }
 
 fn decode(key: &[u8], record: &[u8], op: StorageOp) -> Result<StoredValue, StorageError> {
