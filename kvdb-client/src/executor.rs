@@ -227,19 +227,17 @@ impl Executor {
                     self.note_leader(&route, &leader);
                     hint = Some(leader);
                 }
-                RetryAction::RetryAt(leader) => {
+                action @ (RetryAction::RetryAt(_)
+                | RetryAction::RefreshThenRetry { force: false }) => {
                     // A hint already followed once this request: no second retry at once (two
                     // nodes hinting at each other would loop), but the newest hint is still
                     // the best guess. The first may have named a leader that died just after;
                     // without noting the later one, picks would keep to the stale one.
-                    if leader != address {
+                    if let RetryAction::RetryAt(leader) = action
+                        && leader != address
+                    {
                         self.note_leader(&route, &leader);
                     }
-                    self.refresh(Refresh::Throttled, self.patience(), deadline)
-                        .await;
-                    self.pause(attempt, deadline).await;
-                }
-                RetryAction::RefreshThenRetry { force: false } => {
                     self.refresh(Refresh::Throttled, self.patience(), deadline)
                         .await;
                     self.pause(attempt, deadline).await;
