@@ -93,7 +93,8 @@ pub struct NodeConfig {
     /// node still advertises its own real address. `None` in production.
     pub peer_address_rewrite: Option<AddressRewrite>,
     /// A deliberately broken behaviour to switch on (chaos-suite
-    /// sensitivity tests only). `None` unless a test sets it.
+    /// sensitivity tests only). `None` unless a test sets it or names it in
+    /// `KVDB_PLANTED_BUG`.
     #[cfg(feature = "planted-bugs")]
     pub planted_bug: Option<crate::planted::PlantedBug>,
 }
@@ -128,7 +129,7 @@ impl NodeConfig {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             peer_address_rewrite: None,
             #[cfg(feature = "planted-bugs")]
-            planted_bug: None,
+            planted_bug: crate::planted::PlantedBug::from_env(),
         }
     }
 

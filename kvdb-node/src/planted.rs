@@ -3,8 +3,9 @@
 //! cargo feature (enabled by KvDB's own chaos tests) and, even then, active
 //! only when [`NodeConfig::planted_bug`](crate::config::NodeConfig) names one.
 //!
-//! Each bug is one small, marked branch in `kv_service`; this module holds
-//! the switch and the one branch too long to inline.
+//! Each bug is one small, marked branch (in `kv_service`, and in `replica`
+//! for the read floor); this module holds the switch and the one branch too
+//! long to inline.
 //!
 //! Out of scope: anything a production build could reach.
 
@@ -27,6 +28,29 @@ pub enum PlantedBug {
     /// Trust the read lease for as long as this replica believes it leads,
     /// however old the last acknowledgement from a majority is.
     EndlessLease,
+    /// Serve STRONG reads at openraft's read index alone, without the leadership's read
+    /// floor: a leader that resumed its term at restart answers before it knows that the
+    /// entries it holds are committed.
+    ResumedLeaderReads,
+}
+
+impl PlantedBug {
+    /// The environment variable that switches a bug on in a node process (the chaos suite's
+    /// process schedules), read only in builds with the `planted-bugs` feature.
+    pub const ENV: &'static str = "KVDB_PLANTED_BUG";
+
+    /// The bug named by [`Self::ENV`], if any (its variant name, as `Debug` prints it).
+    pub fn from_env() -> Option<PlantedBug> {
+        let name = std::env::var(Self::ENV).ok()?;
+        let all = [
+            PlantedBug::AckBeforeCommit,
+            PlantedBug::SkipEpochCheck,
+            PlantedBug::LocalStrongReads,
+            PlantedBug::EndlessLease,
+            PlantedBug::ResumedLeaderReads,
+        ];
+        all.into_iter().find(|bug| format!("{bug:?}") == name)
+    }
 }
 
 /// PLANTED BUG (AckBeforeCommit): proposes `command` in the background and

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use kvdb_core::raft::lease::LeaseClock;
 use kvdb_core::raft::log_store::{LogDb, LogDbError};
+use kvdb_core::raft::read_floor::ReadFloor;
 use kvdb_core::raft::state_machine::{StateMachineError, StateMachineStore};
 use kvdb_core::raft::transport::{GrpcNetworkFactory, PeerChannels, RaftRouter};
 use kvdb_core::storage::{RedbStorage, Storage, StorageError};
@@ -31,7 +32,7 @@ use crate::command::{Command, CommandResult};
 use crate::config::{ConfigError, NodeConfig};
 use crate::kv_machine::{KvMachine, MachineError};
 use crate::raft_types::{ShardRaft, ShardRaftConfig};
-use crate::read_queue::{ReadError, ReadQueue};
+use crate::read_queue::{ReadError, ReadQueue, observed};
 use crate::replica_tasks;
 use crate::write_queue::{WriteError, WriteQueue};
 
@@ -139,6 +140,8 @@ pub struct Replica {
     lease: Option<Arc<LeaseClock>>,
     /// How long an acknowledgement keeps the lease.
     lease_window: Duration,
+    /// The index each leadership's strong reads wait for; `None` only with a planted bug.
+    floor: Option<Arc<ReadFloor>>,
     /// The group's Raft metrics, for the leadership and lease checks.
     metrics: watch::Receiver<RaftMetrics<u64, BasicNode>>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
@@ -193,8 +196,9 @@ impl Replica {
                 source: Box::new(source),
             })?;
         env.router.register(shard.0, raft.clone());
+        let floor = enforces_read_floor(&env.config).then(Arc::<ReadFloor>::default);
         let (writes, batcher) = WriteQueue::spawn(raft.clone());
-        let (reads, confirmer) = ReadQueue::spawn(raft.clone());
+        let (reads, confirmer) = ReadQueue::spawn(raft.clone(), env.node.0, floor.clone());
         let handover = Arc::default();
         let tasks = std::sync::Mutex::new(vec![
             batcher,
@@ -202,6 +206,7 @@ impl Replica {
             tokio::spawn(replica_tasks::watch_leadership(
                 raft.clone(),
                 env.leadership_changed.clone(),
+                floor.clone(),
             )),
             tokio::spawn(replica_tasks::purge_expired(
                 raft.clone(),
@@ -221,6 +226,7 @@ impl Replica {
             reads,
             lease,
             lease_window: env.config.election_timeout_min,
+            floor,
             tasks,
             handover,
             stopped: AtomicBool::new(false),
@@ -273,8 +279,9 @@ impl Replica {
 
     /// Whether a strong read may be answered from the applied state now, without a read-index
     /// round: this leader holds a lease (a majority accepted its heartbeats within the window,
-    /// so no other leader can exist yet) and has applied an entry of its own term (so the
-    /// state holds every write acknowledged before). Joint memberships never qualify.
+    /// so no other leader can exist yet) and has applied its leadership's read floor (so the
+    /// state holds every write acknowledged before; see [`ReadFloor`]). Joint memberships
+    /// never qualify.
     pub fn holds_read_lease(&self) -> bool {
         let Some(lease) = &self.lease else {
             return false;
@@ -288,8 +295,15 @@ impl Replica {
         let Some(vote) = lease.lease(self.node.0, voters, self.lease_window, Instant::now()) else {
             return false;
         };
-        m.last_applied
-            .is_some_and(|applied| applied.leader_id == *vote.leader_id())
+        let Some(floor) = &self.floor else {
+            // PLANTED BUG (ResumedLeaderReads): an applied entry of the own term is enough.
+            return m
+                .last_applied
+                .is_some_and(|applied| applied.leader_id == *vote.leader_id());
+        };
+        floor.observe(observed(self.node.0, &m)).is_some_and(|f| {
+            f.leader == *vote.leader_id() && m.last_applied.map(|a| a.index) >= f.index
+        })
     }
 
     /// The applied state, which reads are served from.
@@ -381,4 +395,15 @@ impl Replica {
         tracing::info!(%shard, "replica removed and its data deleted");
         Ok(())
     }
+}
+
+/// Whether strong reads wait for the leadership's read floor: always, unless the chaos suite
+/// planted the bug that skips it.
+fn enforces_read_floor(config: &NodeConfig) -> bool {
+    #[cfg(feature = "planted-bugs")]
+    if config.planted_bug == Some(crate::planted::PlantedBug::ResumedLeaderReads) {
+        return false;
+    }
+    let _ = config;
+    true
 }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use kvdb_core::raft::read_floor::ReadFloor;
 use kvdb_core::storage::Storage;
 use openraft::ServerState;
 use tokio::sync::Notify;
@@ -11,11 +12,18 @@ use crate::clock;
 use crate::command::{Command, Op};
 use crate::config::NodeConfig;
 use crate::raft_types::ShardRaft;
+use crate::read_queue::observed;
 
-/// Wakes `notify` whenever the group's leader or term changes. Watches the server metrics,
-/// which change with the vote, state or membership only: the full metrics change with every
-/// append and apply, and would wake this task once per replication round.
-pub(crate) async fn watch_leadership(raft: ShardRaft, notify: Arc<Notify>) {
+/// Wakes `notify` whenever the group's leader or term changes, and records the read floor of
+/// each leadership of this replica as soon as it starts (a later record only raises the floor).
+/// Watches the server metrics, which change with the vote, state or membership only: the full
+/// metrics change with every append and apply, and would wake this task once per replication
+/// round.
+pub(crate) async fn watch_leadership(
+    raft: ShardRaft,
+    notify: Arc<Notify>,
+    floor: Option<Arc<ReadFloor>>,
+) {
     let mut metrics = raft.server_metrics();
     let mut last = None;
     loop {
@@ -23,6 +31,11 @@ pub(crate) async fn watch_leadership(raft: ShardRaft, notify: Arc<Notify>) {
             let m = metrics.borrow_and_update();
             (m.current_leader, m.vote.leader_id().term)
         };
+        if let Some(floor) = &floor {
+            let full = raft.metrics();
+            let m = full.borrow();
+            floor.observe(observed(m.id, &m));
+        }
         if last != Some(now) {
             last = Some(now);
             notify.notify_one();

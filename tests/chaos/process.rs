@@ -16,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use kvdb_client::{Client, ExecutorConfig};
+use kvdb_node::planted::PlantedBug;
 use kvdb_testkit::Recorder;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -39,13 +40,29 @@ pub struct ProcessCluster {
     bin: PathBuf,
     coordinator: Child,
     coordinator_address: String,
+    admin_address: String,
     nodes: Vec<(Vec<String>, Option<Child>)>,
+    /// Gateways started with [`Self::start_gateway`].
+    gateways: Vec<Child>,
+    /// The planted bug every node process runs with, by name.
+    bug: Option<PlantedBug>,
 }
 
 impl ProcessCluster {
     /// Starts a coordinator and `nodes` nodes of `bin`, and initializes
     /// `shards` shards at replication factor 3.
     pub async fn start(bin: &Path, nodes: usize, shards: u32) -> ProcessCluster {
+        Self::start_with(bin, nodes, shards, None).await
+    }
+
+    /// [`Self::start`] with nodes that run the planted `bug` (named to them in
+    /// `KVDB_PLANTED_BUG`; the test build of the binary has the feature).
+    pub async fn start_with(
+        bin: &Path,
+        nodes: usize,
+        shards: u32,
+        bug: Option<PlantedBug>,
+    ) -> ProcessCluster {
         let dir = tempfile::tempdir().expect("temporary directory");
         let coordinator_address = free_address();
         let admin = free_address();
@@ -64,13 +81,16 @@ impl ProcessCluster {
         ]
         .map(str::to_owned)
         .to_vec();
-        let coordinator = spawn(bin, dir.path(), "coordinator", &coordinator_args);
+        let coordinator = spawn(bin, dir.path(), "coordinator", &coordinator_args, None);
         let mut cluster = ProcessCluster {
             bin: bin.to_owned(),
             coordinator,
             coordinator_address: coordinator_address.clone(),
+            admin_address: admin.clone(),
             nodes: Vec::new(),
+            gateways: Vec::new(),
             dir,
+            bug,
         };
         for i in 0..nodes {
             let name = format!("node-{}", i + 1);
@@ -87,7 +107,7 @@ impl ProcessCluster {
             ]
             .map(str::to_owned)
             .to_vec();
-            let child = spawn(bin, cluster.dir.path(), &name, &args);
+            let child = spawn(bin, cluster.dir.path(), &name, &args, bug);
             cluster.nodes.push((args, Some(child)));
         }
         let init = [
@@ -150,13 +170,89 @@ impl ProcessCluster {
         }
     }
 
+    /// Sends SIGKILL to every node before reaping any: a crash of the whole cluster at once.
+    pub fn kill_all(&mut self) {
+        let mut killed: Vec<Child> = self.nodes.iter_mut().filter_map(|n| n.1.take()).collect();
+        for child in &mut killed {
+            let _ = child.kill();
+        }
+        for mut child in killed {
+            let _ = child.wait();
+        }
+    }
+
     /// Restarts a killed node `i` with its old arguments (address, data).
     pub fn restart(&mut self, i: usize) {
         if self.nodes[i].1.is_none() {
             let name = format!("node-{}", i + 1);
-            let child = spawn(&self.bin, self.dir.path(), &name, &self.nodes[i].0);
+            let child = spawn(
+                &self.bin,
+                self.dir.path(),
+                &name,
+                &self.nodes[i].0,
+                self.bug,
+            );
             self.nodes[i].1 = Some(child);
         }
+    }
+
+    /// Whether node `i` runs: started, not killed, and not exited on its own.
+    pub fn is_running(&mut self, i: usize) -> bool {
+        self.nodes[i]
+            .1
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// Node `i`'s data-plane address.
+    pub fn node_address(&self, i: usize) -> &str {
+        let args = &self.nodes[i].0;
+        let at = args.iter().position(|a| a == "--listen").expect("--listen");
+        &args[at + 1]
+    }
+
+    /// The index of the node registered at `address`, if any.
+    pub fn index_of_address(&self, address: &str) -> Option<usize> {
+        (0..self.nodes.len()).find(|&i| self.node_address(i) == address)
+    }
+
+    /// Starts a gateway process of the cluster; returns its process id and address.
+    pub fn start_gateway(&mut self) -> (u32, String) {
+        let address = free_address();
+        let args: Vec<String> = [
+            "gateway",
+            "--listen",
+            &address,
+            "--coordinators",
+            &self.coordinator_address,
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let name = format!("gateway-{}", self.gateways.len() + 1);
+        let child = spawn(&self.bin, self.dir.path(), &name, &args, None);
+        let pid = child.id();
+        self.gateways.push(child);
+        (pid, address)
+    }
+
+    /// The process ids of the coordinator and every running node.
+    pub fn server_pids(&self) -> Vec<u32> {
+        let nodes = self.nodes.iter().filter_map(|(_, c)| c.as_ref());
+        std::iter::once(&self.coordinator)
+            .chain(nodes)
+            .map(Child::id)
+            .collect()
+    }
+
+    /// The coordinator's Admin API address.
+    pub fn admin_address(&self) -> &str {
+        &self.admin_address
+    }
+
+    /// The node log of node `i` so far, for a failing test's message.
+    pub fn node_log(&self, i: usize) -> String {
+        let path = self.dir.path().join(format!("node-{}.log", i + 1));
+        std::fs::read_to_string(path).unwrap_or_default()
     }
 
     /// Sends `signal` (`STOP`, `CONT`) to node `i`.
@@ -172,7 +268,8 @@ impl ProcessCluster {
 
 impl Drop for ProcessCluster {
     fn drop(&mut self) {
-        for child in self.nodes.iter_mut().filter_map(|(_, c)| c.as_mut()) {
+        let nodes = self.nodes.iter_mut().filter_map(|(_, c)| c.as_mut());
+        for child in nodes.chain(self.gateways.iter_mut()) {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -181,20 +278,24 @@ impl Drop for ProcessCluster {
     }
 }
 
-fn spawn(bin: &Path, dir: &Path, name: &str, args: &[String]) -> Child {
+fn spawn(bin: &Path, dir: &Path, name: &str, args: &[String], bug: Option<PlantedBug>) -> Child {
     let log = File::options()
         .create(true)
         .append(true)
         .open(dir.join(format!("{name}.log")))
         .expect("log file");
     let err = log.try_clone().expect("log file");
-    Command::new(bin)
+    let mut command = Command::new(bin);
+    command
         .args(args)
         .env("RUST_LOG", "warn")
         .stdout(log)
-        .stderr(err)
-        .spawn()
-        .expect("spawn kvdb")
+        .stderr(err);
+    match bug {
+        Some(bug) => command.env(PlantedBug::ENV, format!("{bug:?}")),
+        None => command.env_remove(PlantedBug::ENV),
+    };
+    command.spawn().expect("spawn kvdb")
 }
 
 /// Runs the signal schedule on processes of `bin`.

@@ -15,7 +15,8 @@
 //! its old acknowledgements before the candidate can win.
 //!
 //! Out of scope: joint memberships (the caller falls back to a read-index round), and the
-//! applied-state check (the caller's: a new leader must apply an entry of its own term first).
+//! applied-state check (the caller's: a leader must have applied its leadership's
+//! [`read_floor`](super::read_floor) first).
 
 use std::collections::HashMap;
 use std::sync::Mutex;

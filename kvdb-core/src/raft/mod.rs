@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`codec`]: the byte encoding of Raft messages, entries and snapshots.
 //! - [`lease`]: when a leader may serve linearizable reads without a heartbeat round.
+//! - [`read_floor`]: the index a leader must have applied before its first linearizable read.
 //! - [`log_store`]: `RaftLogStorage` on redb, many groups per database, group commit.
 //! - [`state_machine`]: `RaftStateMachine` over a pluggable [`Machine`].
 //! - [`transport`]: `RaftNetworkFactory` over the `RaftTransport` gRPC service, and
@@ -12,6 +13,7 @@
 pub mod codec;
 pub mod lease;
 pub mod log_store;
+pub mod read_floor;
 pub mod state_machine;
 pub mod transport;
 

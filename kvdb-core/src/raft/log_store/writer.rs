@@ -55,8 +55,10 @@ pub(super) enum WriteOp {
 
 impl WriteOp {
     /// Whether the write must be on disk before it is acknowledged. The committed log id need
-    /// not be: losing its latest value in a crash only means re-applying less at restart. It
-    /// waits for the next transaction that another write needs, and rides along with it.
+    /// not be: after a crash the replica re-applies less at restart, and a leader that resumes
+    /// its term starts from an older commit index, which its reads must not trust (the read
+    /// floor, `super::super::read_floor`, makes them wait). It waits for the next transaction
+    /// that another write needs, and rides along with it.
     fn needs_fsync(&self) -> bool {
         !matches!(
             self,
