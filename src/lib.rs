@@ -8,11 +8,13 @@
 //! - [`args`]: command-line vocabulary shared by the binary and drivers.
 //! - [`bench`]: the closed-loop load generator behind `kvdb bench`.
 //! - [`cluster`]: an in-process cluster with fault hooks (stop, restart a node).
+//! - [`out`]: stdout of the client commands, which end quietly when it is closed.
 //! - [`servers`]: a coordinator serving gRPC and the Admin API, as a unit.
 
 pub mod args;
 pub mod bench;
 pub mod cluster;
+pub mod out;
 pub mod servers;
 
 pub use kvdb_client as client;

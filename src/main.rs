@@ -25,7 +25,6 @@ use crate::cli::{Cli, Command};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    restore_sigpipe();
     let cli = Cli::parse();
     init_tracing(&cli.command);
     let runtime = match tokio::runtime::Runtime::new() {
@@ -50,17 +49,6 @@ async fn run(command: Command) -> ExitCode {
         Command::Cas(args) => cmd::kv::cas(args).await,
         Command::Admin(args) => cmd::admin::run(args).await,
         Command::Bench(args) => kvdb::bench::run(args).await,
-    }
-}
-
-/// Rust ignores SIGPIPE, so `kvdb admin nodes | head` would panic in
-/// `println!` once `head` exits. Unix tools end quietly instead; so does kvdb.
-fn restore_sigpipe() {
-    #[cfg(unix)]
-    // SAFETY: called first thing in main, before any thread exists; it only
-    // resets one signal's disposition to the default.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -347,9 +347,9 @@ async fn execute<K: Kv + Clone + 'static>(
 
 fn print(summary: &Summary, json: bool) -> Result<(), BenchError> {
     if json {
-        println!("{}", serde_json::to_string(summary)?);
+        crate::outln!("{}", serde_json::to_string(summary)?);
     } else {
-        println!("{summary}");
+        crate::outln!("{summary}");
     }
     Ok(())
 }

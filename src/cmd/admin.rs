@@ -44,7 +44,7 @@ async fn execute(client: &AdminClient, command: AdminCommand, json: bool) -> Res
             if json {
                 return show(true, &cluster, |_| {});
             }
-            println!(
+            kvdb::outln!(
                 "coordinator {} ({}), term {}, leader {}, ready {}",
                 cluster.member_id,
                 cluster.role,
@@ -55,7 +55,7 @@ async fn execute(client: &AdminClient, command: AdminCommand, json: bool) -> Res
                     .map_or("none".to_owned(), |id| id.to_string()),
                 cluster.ready
             );
-            println!(
+            kvdb::outln!(
                 "map version {}, {} nodes, {} shards{}",
                 cluster.map_version,
                 cluster.node_count,
@@ -65,7 +65,7 @@ async fn execute(client: &AdminClient, command: AdminCommand, json: bool) -> Res
                     _ => " (not initialized)".to_owned(),
                 }
             );
-            println!();
+            kvdb::outln!();
             print_shards(&client.shards().await?);
             Ok(())
         }
@@ -76,7 +76,7 @@ async fn execute(client: &AdminClient, command: AdminCommand, json: bool) -> Res
         } => {
             let node = client.register_node(&name, &address, Some(&zone)).await?;
             show(json, &node, |n| {
-                println!("registered {} as node {} at {}", n.name, n.id, n.address)
+                kvdb::outln!("registered {} as node {} at {}", n.name, n.id, n.address)
             })
         }
         AdminCommand::ShardInit {
@@ -85,7 +85,7 @@ async fn execute(client: &AdminClient, command: AdminCommand, json: bool) -> Res
         } => {
             let r = client.init_shards(num_shards, replication_factor).await?;
             show(json, &r, |r| {
-                println!(
+                kvdb::outln!(
                     "initialized {num_shards} shards at replication factor {replication_factor} (map version {})",
                     r.map_version
                 )
@@ -94,7 +94,9 @@ async fn execute(client: &AdminClient, command: AdminCommand, json: bool) -> Res
         AdminCommand::SetStatus { node, status } => {
             let status = parse_status(&status)?;
             let r = client.set_node_status(&selector(&node), status).await?;
-            show(json, &r, |r| println!("ok (map version {})", r.map_version))
+            show(json, &r, |r| {
+                kvdb::outln!("ok (map version {})", r.map_version)
+            })
         }
         AdminCommand::SetReplicas {
             shard,
@@ -114,7 +116,9 @@ async fn execute(client: &AdminClient, command: AdminCommand, json: bool) -> Res
             let r = client
                 .set_shard_leader(ShardId(shard), selector(&node), Epoch(epoch))
                 .await?;
-            show(json, &r, |r| println!("ok (map version {})", r.map_version))
+            show(json, &r, |r| {
+                kvdb::outln!("ok (map version {})", r.map_version)
+            })
         }
     }
 }
@@ -140,7 +144,7 @@ fn show<T: Serialize>(json: bool, value: &T, table: impl FnOnce(&T)) -> Result<(
     if json {
         let text = serde_json::to_string_pretty(value)
             .map_err(|e| Failure::Usage(format!("cannot print JSON: {e}")))?;
-        println!("{text}");
+        kvdb::outln!("{text}");
     } else {
         table(value);
     }
@@ -148,12 +152,15 @@ fn show<T: Serialize>(json: bool, value: &T, table: impl FnOnce(&T)) -> Result<(
 }
 
 fn print_nodes(list: &NodeList) {
-    println!(
+    kvdb::outln!(
         "{:<4} {:<12} {:<22} {:<10} STATUS",
-        "ID", "NAME", "ADDRESS", "ZONE"
+        "ID",
+        "NAME",
+        "ADDRESS",
+        "ZONE"
     );
     for n in &list.nodes {
-        println!(
+        kvdb::outln!(
             "{:<4} {:<12} {:<22} {:<10} {}",
             n.id.0,
             n.name,
@@ -172,9 +179,13 @@ fn print_shards(list: &ShardList) {
 }
 
 fn print_shard_header() {
-    println!(
+    kvdb::outln!(
         "{:<6} {:<13} {:<6} {:<7} {:<8} REPLICAS",
-        "SHARD", "SLOTS", "EPOCH", "STATE", "LEADER"
+        "SHARD",
+        "SLOTS",
+        "EPOCH",
+        "STATE",
+        "LEADER"
     );
 }
 
@@ -189,7 +200,7 @@ fn print_shard(s: &ShardView) {
     if !s.target.is_empty() {
         replicas = format!("{replicas} -> {}", ids(&s.target));
     }
-    println!(
+    kvdb::outln!(
         "{:<6} {:<13} {:<6} {:<7} {:<8} {}",
         s.id.0,
         format!("{}-{}", s.slot_start, s.slot_end),

@@ -114,7 +114,7 @@ pub async fn del(args: DelArgs) -> ExitCode {
 fn print_version(target: &Target, result: Result<Version, ClientError>) -> ExitCode {
     match result {
         Ok(version) => {
-            println!("{version}");
+            kvdb::outln!("{version}");
             ExitCode::SUCCESS
         }
         Err(e) => fail(target, e),
