@@ -16,7 +16,7 @@ endif
 
 export KVDB RUN_DIR
 
-.PHONY: build run-cluster bootstrap-cluster smoke-test stop test bench chaos clean-run
+.PHONY: build run-cluster bootstrap-cluster smoke-test stop test bench chaos availability clean-run
 
 build:
 	$(CARGO) build $(CARGO_PROFILE_FLAG) --bin kvdb
@@ -60,6 +60,11 @@ chaos:
 	  | sed 's/.*recovery_ms=\[\(.*\)\].*/\1/' | tr ', ' '\n\n' | grep -v '^$$' | sort -n \
 	  | awk '{a[NR]=$$1} END {if (NR) printf "recovery after heal: n=%d p50=%dms p99=%dms max=%dms\n", \
 	      NR, a[int((NR-1)*0.5)+1], a[int((NR-1)*0.99)+1], a[NR]}'
+
+# What isolating or delaying one node costs: figures, no assertions (tests/chaos/availability.rs).
+availability:
+	$(CARGO) test --release --test chaos_availability -- --ignored --nocapture --test-threads 1 \
+	  | grep '^AVAILABILITY'
 
 clean-run: stop
 	rm -rf $(RUN_DIR)

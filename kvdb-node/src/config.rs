@@ -10,6 +10,8 @@ use std::time::Duration;
 use kvdb_core::AddressRewrite;
 use openraft::SnapshotPolicy;
 
+use crate::slow_leader::SlowLeaderPolicy;
+
 /// Default cap on key size: 8 KiB.
 pub const DEFAULT_MAX_KEY_BYTES: usize = 8 * 1024;
 /// Default cap on value size: 1 MiB.
@@ -20,6 +22,15 @@ pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
 pub const DEFAULT_ELECTION_TIMEOUT_MIN: Duration = Duration::from_millis(300);
 /// Default upper bound of the randomized Raft election timeout.
 pub const DEFAULT_ELECTION_TIMEOUT_MAX: Duration = Duration::from_millis(600);
+/// A slow-leader policy for clusters whose heartbeat interval exceeds their worst round trip
+/// (openraft 0.9 bounds each AppendEntries by the heartbeat interval, so with the 100 ms
+/// default a leader behind a slower link never hears a reply and cannot hand over either).
+/// Off by default until the defaults change; see docs/operations.md.
+pub const DEFAULT_SLOW_LEADER: SlowLeaderPolicy = SlowLeaderPolicy {
+    threshold: Duration::from_millis(150),
+    sustain: Duration::from_secs(1),
+    cooldown: Duration::from_secs(30),
+};
 /// Default number of log entries after which a shard builds a snapshot.
 pub const DEFAULT_SNAPSHOT_LOGS: u64 = 10_000;
 /// Default number of log entries kept behind a snapshot, so that a briefly
@@ -88,6 +99,9 @@ pub struct NodeConfig {
     pub purge_batch: usize,
     /// Bound on how long a write or strong read waits for Raft.
     pub request_timeout: Duration,
+    /// When a shard leader whose majority answers slowly hands its leadership over (see
+    /// [`crate::slow_leader`]); `None`: never.
+    pub slow_leader: Option<SlowLeaderPolicy>,
     /// Rewrites a peer's address when this node first dials it for Raft
     /// traffic (fault-injection tests route links through proxies). The
     /// node still advertises its own real address. `None` in production.
@@ -127,6 +141,7 @@ impl NodeConfig {
             purge_interval: DEFAULT_PURGE_INTERVAL,
             purge_batch: DEFAULT_PURGE_BATCH,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            slow_leader: None,
             peer_address_rewrite: None,
             #[cfg(feature = "planted-bugs")]
             planted_bug: crate::planted::PlantedBug::from_env(),

@@ -70,6 +70,16 @@ pub trait ControlPlane: Send + Sync + 'static {
         epoch: Epoch,
         replicas: Vec<NodeId>,
     ) -> BoxFuture<'_, Result<bool, ControlError>>;
+
+    /// Asks for `shard`'s leadership (at `epoch`) to move to `node`, as an operator's
+    /// `SetShardLeader` does: the map names `node`, and the leader and `node` act on it
+    /// (see [`crate::transfer`]).
+    fn request_shard_leader(
+        &self,
+        shard: ShardId,
+        epoch: Epoch,
+        node: NodeId,
+    ) -> BoxFuture<'_, Result<(), ControlError>>;
 }
 
 impl ControlPlane for CoordinatorClient {
@@ -122,6 +132,21 @@ impl ControlPlane for CoordinatorClient {
             CoordinatorClient::report_shard_config(self, shard, epoch, &replicas)
                 .await
                 .map_err(ControlError::during("report_shard_config"))
+        }
+        .boxed()
+    }
+
+    fn request_shard_leader(
+        &self,
+        shard: ShardId,
+        epoch: Epoch,
+        node: NodeId,
+    ) -> BoxFuture<'_, Result<(), ControlError>> {
+        async move {
+            CoordinatorClient::set_shard_leader(self, shard, epoch, node)
+                .await
+                .map(|_| ())
+                .map_err(ControlError::during("request_shard_leader"))
         }
         .boxed()
     }

@@ -23,6 +23,7 @@
 //!   follow the map; reports leaders.
 //! - [`reconfigure`]: a shard move run by the shard's leader.
 //! - [`transfer`]: best-effort leader transfer for `SetShardLeader`.
+//! - [`slow_leader`]: a leader whose majority answers slowly hands its leadership over.
 //! - [`kv_service`]: the `KvNode` gRPC service.
 //! - [`control`]: the coordinator as the node uses it ([`control::ControlPlane`]).
 //! - [`config`]: [`config::NodeConfig`] with named defaults.
@@ -58,6 +59,7 @@ mod replica_tasks;
 pub mod server;
 pub mod sessions;
 pub mod shutdown;
+pub mod slow_leader;
 pub mod transfer;
 pub mod write_queue;
 

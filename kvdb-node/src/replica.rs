@@ -34,6 +34,7 @@ use crate::kv_machine::{KvMachine, MachineError};
 use crate::raft_types::{ShardRaft, ShardRaftConfig};
 use crate::read_queue::{ReadError, ReadQueue, observed};
 use crate::replica_tasks;
+use crate::slow_leader::{self, SlowLeaderPolicy, SlowLeaderState};
 use crate::write_queue::{WriteError, WriteQueue};
 
 /// What every replica of a node shares.
@@ -149,6 +150,8 @@ pub struct Replica {
     handover: Arc<std::sync::Mutex<Option<String>>>,
     /// Set by the first [`Replica::stop`].
     stopped: AtomicBool,
+    /// The slow-leader check's memory.
+    slow: std::sync::Mutex<SlowLeaderState>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -230,6 +233,7 @@ impl Replica {
             tasks,
             handover,
             stopped: AtomicBool::new(false),
+            slow: std::sync::Mutex::default(),
         })
     }
 
@@ -304,6 +308,31 @@ impl Replica {
         floor.observe(observed(self.node.0, &m)).is_some_and(|f| {
             f.leader == *vote.leader_id() && m.last_applied.map(|a| a.index) >= f.index
         })
+    }
+
+    /// Whether this leader should hand its leadership over because its majority answers
+    /// slowly (see [`crate::slow_leader`]), and to whom: the most caught-up voter among its
+    /// followers, with its address. Call once per reconcile round.
+    pub fn slow_leader_target(&self, policy: &SlowLeaderPolicy) -> Option<(NodeId, String)> {
+        let m = self.metrics.borrow();
+        let leads = m.state == ServerState::Leader;
+        let age = m.millis_since_quorum_ack.map(Duration::from_millis);
+        let mut slow = self
+            .slow
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !slow_leader::judge(&mut slow, policy, leads, age, tokio::time::Instant::now()) {
+            return None;
+        }
+        let membership = m.membership_config.membership();
+        let voters: Vec<u64> = membership.voter_ids().collect();
+        let matched = m.replication.as_ref()?;
+        let (id, _) = matched
+            .iter()
+            .filter(|(id, _)| **id != self.node.0 && voters.contains(id))
+            .max_by_key(|(_, log)| log.map(|l| l.index))?;
+        let address = membership.get_node(id)?.addr.clone();
+        Some((NodeId(*id), address))
     }
 
     /// The applied state, which reads are served from.

@@ -211,6 +211,9 @@ impl ReplicaManager {
                         .remove(&info.id);
                 }
                 self.report_leadership(info, &replica).await;
+                if handing_over.is_none() && self.step_down_if_slow(info, &replica).await {
+                    continue;
+                }
                 self.drive_move(&map, info, replica);
             }
         }
@@ -367,6 +370,34 @@ impl ReplicaManager {
         if let Some((_, old)) = moves.insert(info.id, (info.epoch, task)) {
             old.abort();
         }
+    }
+
+    /// Asks the coordinator to name `info`'s most caught-up follower as leader when this
+    /// leader's majority has answered slowly for a while (see [`crate::slow_leader`]); the
+    /// transfer then runs as an operator's would. Whether it asked.
+    async fn step_down_if_slow(&self, info: &ShardInfo, replica: &Replica) -> bool {
+        let Some(policy) = &self.env.config.slow_leader else {
+            return false;
+        };
+        if info.state != ShardState::Stable {
+            return false;
+        }
+        let Some((target, _)) = replica.slow_leader_target(policy) else {
+            return false;
+        };
+        tracing::warn!(
+            shard = %info.id,
+            %target,
+            "the shard's majority answers this leader slowly; asking to move leadership"
+        );
+        if let Err(e) = self
+            .control
+            .request_shard_leader(info.id, info.epoch, target)
+            .await
+        {
+            tracing::warn!(shard = %info.id, error = %e, "cannot ask to move leadership");
+        }
+        true
     }
 
     /// Starts or tracks this node's part in a pending leader transfer of

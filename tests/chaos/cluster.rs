@@ -268,6 +268,14 @@ impl ChaosCluster {
         })
     }
 
+    /// The Raft term of node `i`'s replica of `shard`, if it runs and holds one.
+    pub fn term(&self, i: usize, shard: ShardId) -> Option<u64> {
+        let map = self.map()?;
+        let node = self.nodes[i].as_ref()?;
+        let (_, replica) = node.manager().local(&map, shard)?;
+        Some(replica.leadership().term)
+    }
+
     /// Whether node `i` runs.
     pub fn is_running(&self, i: usize) -> bool {
         self.nodes[i].is_some()

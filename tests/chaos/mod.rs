@@ -15,6 +15,7 @@
 //! - `nemesis`: [`nemesis::Schedule`] and one fault cycle each.
 //! - `verify`: writability, final reads, lost writes, the epoch probe.
 //! - `process`: a multi-process cluster of `kvdb` binaries for signals.
+//! - `availability`: what isolating or delaying one node costs (a measurement, no assertion).
 //! - `crash_all`: a targeted STRONG-read-after-a-whole-cluster-crash scenario (processes).
 //! - `stale_read`: a targeted STRONG-read-on-a-stale-follower scenario.
 //! - `deposed_leader`: a targeted STRONG-read-on-a-cut-off-leader scenario (read leases).
@@ -24,6 +25,7 @@
 
 #![allow(dead_code)] // Each chaos test binary uses a different subset.
 
+pub mod availability;
 pub mod cluster;
 pub mod crash_all;
 pub mod deposed_leader;

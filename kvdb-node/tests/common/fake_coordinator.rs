@@ -198,6 +198,19 @@ impl ControlPlane for FakeCoordinator {
         async move { Ok(self.report_leader(shard, epoch, leader, term)) }.boxed()
     }
 
+    fn request_shard_leader(
+        &self,
+        shard: ShardId,
+        _epoch: Epoch,
+        node: NodeId,
+    ) -> BoxFuture<'_, Result<(), ControlError>> {
+        async move {
+            self.set_leader(shard, node);
+            Ok(())
+        }
+        .boxed()
+    }
+
     fn report_shard_config(
         &self,
         shard: ShardId,
