@@ -312,8 +312,8 @@ impl Replica {
 
     /// Whether this leader should hand its leadership over because its majority answers
     /// slowly (see [`crate::slow_leader`]), and to whom: the most caught-up voter among its
-    /// followers, with its address. Call once per reconcile round.
-    pub fn slow_leader_target(&self, policy: &SlowLeaderPolicy) -> Option<(NodeId, String)> {
+    /// followers. Call once per reconcile round.
+    pub fn slow_leader_target(&self, policy: &SlowLeaderPolicy) -> Option<NodeId> {
         let m = self.metrics.borrow();
         let leads = m.state == ServerState::Leader;
         let age = m.millis_since_quorum_ack.map(Duration::from_millis);
@@ -324,15 +324,13 @@ impl Replica {
         if !slow_leader::judge(&mut slow, policy, leads, age, tokio::time::Instant::now()) {
             return None;
         }
-        let membership = m.membership_config.membership();
-        let voters: Vec<u64> = membership.voter_ids().collect();
+        let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
         let matched = m.replication.as_ref()?;
         let (id, _) = matched
             .iter()
             .filter(|(id, _)| **id != self.node.0 && voters.contains(id))
             .max_by_key(|(_, log)| log.map(|l| l.index))?;
-        let address = membership.get_node(id)?.addr.clone();
-        Some((NodeId(*id), address))
+        Some(NodeId(*id))
     }
 
     /// The applied state, which reads are served from.

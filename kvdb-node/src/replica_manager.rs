@@ -382,7 +382,7 @@ impl ReplicaManager {
         if info.state != ShardState::Stable {
             return false;
         }
-        let Some((target, _)) = replica.slow_leader_target(policy) else {
+        let Some(target) = replica.slow_leader_target(policy) else {
             return false;
         };
         tracing::warn!(
