@@ -64,7 +64,7 @@ chaos:
 # What isolating or delaying one node costs: figures, no assertions (tests/chaos/availability.rs).
 availability:
 	$(CARGO) test --release --test chaos_availability -- --ignored --nocapture --test-threads 1 \
-	  | grep '^AVAILABILITY'
+	  | grep -o 'AVAILABILITY.*'
 
 clean-run: stop
 	rm -rf $(RUN_DIR)

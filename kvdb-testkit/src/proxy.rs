@@ -11,6 +11,10 @@
 //! where TCP keeps retransmitting. When the link heals the stream resumes
 //! intact, or the endpoints have timed out and reconnect.
 //!
+//! [`Fault::Delay`] behaves like a long link rather than a slow one: every chunk leaves one
+//! delay after it arrived, however many are in flight, so latency grows and bandwidth does not
+//! shrink.
+//!
 //! Out of scope: packet-level faults (reordering, corruption, partial loss),
 //! which TCP hides from KvDB anyway, and refusing the TCP handshake itself: a
 //! blackholed proxy still accepts connections, which then hang.
@@ -25,6 +29,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
 
 /// Which way bytes travel through a proxied connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -241,37 +246,54 @@ async fn serve(
     }
 }
 
+/// Chunks a direction holds in flight under [`Fault::Delay`]: enough for a busy link's
+/// bandwidth-delay product, bounded so a stalled reader pushes back on the sender.
+const IN_FLIGHT: usize = 1024;
+
 /// Copies one direction, chunk by chunk, through the fault gate. End of
 /// stream is forwarded (as a write shutdown) through the gate too.
+///
+/// Reading and writing are separate loops joined by a queue of chunks stamped with when they
+/// may leave, so a delay adds latency without cutting throughput, as on a long link: chunks
+/// read 1 ms apart leave 1 ms apart, each `by` after it arrived.
 async fn pump(
     mut from: impl AsyncRead + Unpin,
     mut to: impl AsyncWrite + Unpin,
     direction: Direction,
     mut fault: watch::Receiver<Fault>,
 ) -> io::Result<()> {
-    let mut buf = vec![0; CHUNK_SIZE];
-    loop {
-        let n = from.read(&mut buf).await?;
-        pass_gate(&mut fault, direction).await;
-        if n == 0 {
-            return to.shutdown().await;
+    let (queue, mut queued) = tokio::sync::mpsc::channel::<(Instant, Vec<u8>)>(IN_FLIGHT);
+    let read = async move {
+        let mut buf = vec![0; CHUNK_SIZE];
+        loop {
+            let n = from.read(&mut buf).await?;
+            let due = pass_gate(&mut fault, direction).await;
+            if queue.send((due, buf[..n].to_vec())).await.is_err() || n == 0 {
+                return Ok::<(), io::Error>(());
+            }
         }
-        to.write_all(&buf[..n]).await?;
-    }
+    };
+    let write = async move {
+        while let Some((due, chunk)) = queued.recv().await {
+            tokio::time::sleep_until(due).await;
+            if chunk.is_empty() {
+                return to.shutdown().await;
+            }
+            to.write_all(&chunk).await?;
+        }
+        Ok(())
+    };
+    tokio::try_join!(read, write).map(|_| ())
 }
 
-/// Waits until the current fault lets a chunk through in `direction`.
-async fn pass_gate(fault: &mut watch::Receiver<Fault>, direction: Direction) {
-    let mut delayed = false;
+/// Waits until the current fault lets a chunk through in `direction`, and says when the
+/// chunk may leave.
+async fn pass_gate(fault: &mut watch::Receiver<Fault>, direction: Direction) -> Instant {
     loop {
         let current = *fault.borrow_and_update();
         match current.gate(direction) {
-            Gate::Forward => return,
-            Gate::Delay(by) if !delayed => {
-                tokio::time::sleep(by).await;
-                delayed = true;
-            }
-            Gate::Delay(_) => return,
+            Gate::Forward => return Instant::now(),
+            Gate::Delay(by) => return Instant::now() + by,
             Gate::Hold => {
                 if fault.changed().await.is_err() {
                     // The proxy is gone; the connection is about to be aborted.

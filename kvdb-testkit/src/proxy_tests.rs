@@ -140,6 +140,43 @@ async fn delay_adds_latency_in_each_direction() {
     assert!(started.elapsed() >= 2 * delay, "{:?}", started.elapsed());
 }
 
+/// A delayed link adds latency, not a toll per chunk: chunks sent apart each arrive one delay
+/// late, rather than queueing behind the delay of the chunk before.
+#[tokio::test]
+async fn delay_keeps_chunks_in_flight_together() {
+    let (proxy, mut received) = start().await;
+    let mut stream = connect(&proxy).await;
+    let delay = Duration::from_millis(200);
+    proxy.set(Fault::Delay(delay));
+
+    let chunks = 20u8;
+    let sender = tokio::spawn(async move {
+        let mut sent = Vec::new();
+        for i in 0..chunks {
+            sent.push(Instant::now());
+            stream.write_all(&[i]).await.unwrap();
+            // Far enough apart to be read as separate chunks.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        (sent, stream)
+    });
+    let mut arrived = Vec::new();
+    while arrived.len() < usize::from(chunks) {
+        let chunk = timeout(PATIENCE, received.recv()).await.unwrap().unwrap();
+        arrived.extend(chunk.into_iter().map(|byte| (byte, Instant::now())));
+    }
+    let (sent, _stream) = sender.await.unwrap();
+    for (i, (byte, at)) in arrived.into_iter().enumerate() {
+        assert_eq!(usize::from(byte), i, "order is kept");
+        let late = at - sent[i];
+        // Behind the previous chunk's delay it would be up to twice the delay late.
+        assert!(
+            late < delay * 3 / 2,
+            "chunk {i} arrived {late:?} after it was sent"
+        );
+    }
+}
+
 #[tokio::test]
 async fn cut_towards_the_client_still_delivers_requests() {
     let (proxy, mut received) = start().await;

@@ -37,6 +37,8 @@ pub enum LinkFault {
 #[derive(Debug)]
 pub struct AvailabilityReport {
     pub fault: LinkFault,
+    /// Whether nodes ran with a slow-leader policy.
+    pub slow_leader: bool,
     pub held: Duration,
     /// The longest time any key went without an acknowledged write, from the fault's start
     /// until every key answered after the heal.
@@ -53,13 +55,14 @@ pub struct AvailabilityReport {
 }
 
 /// Measures `fault` on the node that leads the most shards, held for `held`, on a fresh
-/// 3-node cluster with `shards` shards.
-pub async fn measure(fault: LinkFault, held: Duration, shards: u32) -> AvailabilityReport {
+/// cluster started with `options`.
+pub async fn measure(
+    fault: LinkFault,
+    held: Duration,
+    options: ChaosOptions,
+) -> AvailabilityReport {
     super::init_tracing();
-    let options = ChaosOptions {
-        shards,
-        ..ChaosOptions::default()
-    };
+    let slow_leader = options.slow_leader.is_some();
     let cluster = ChaosCluster::start(options).await;
     let map = cluster.map().expect("coordinator runs");
     let keys = spread_keys(&map.shards.values().map(|s| s.id).collect::<Vec<_>>(), &map);
@@ -122,6 +125,7 @@ pub async fn measure(fault: LinkFault, held: Duration, shards: u32) -> Availabil
         .unwrap_or_default();
     let report = AvailabilityReport {
         fault,
+        slow_leader,
         held,
         longest_stall: stalls.iter().max().copied().unwrap_or_default(),
         keys_stalled_over_1s: stalls

@@ -24,9 +24,10 @@ use kvdb::core::{AddressRewrite, NodeId, ShardId, ShardMap};
 use kvdb::servers::{RunningCoordinator, bind};
 use kvdb_client::{Client, ExecutorConfig, GatewayClient};
 use kvdb_gateway::Gateway;
-use kvdb_node::config::NodeConfig;
+use kvdb_node::config::{DEFAULT_SLOW_LEADER, NodeConfig};
 use kvdb_node::node::Node;
 use kvdb_node::planted::PlantedBug;
+use kvdb_node::slow_leader::SlowLeaderPolicy;
 use kvdb_testkit::{FaultProxy, Partition};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -55,6 +56,8 @@ pub struct ChaosOptions {
     pub shards: u32,
     /// A planted bug every node runs with.
     pub bug: Option<PlantedBug>,
+    /// Every node's slow-leader policy (see `kvdb_node::slow_leader`); the nodes' default.
+    pub slow_leader: Option<SlowLeaderPolicy>,
 }
 
 impl Default for ChaosOptions {
@@ -63,6 +66,7 @@ impl Default for ChaosOptions {
             nodes: 3,
             shards: 4,
             bug: None,
+            slow_leader: Some(DEFAULT_SLOW_LEADER),
         }
     }
 }
@@ -145,6 +149,7 @@ impl ChaosCluster {
         config.request_timeout = CALL_TIMEOUT;
         config.peer_address_rewrite = Some(self.rewrite_for(Endpoint::Node(i)));
         config.planted_bug = self.options.bug;
+        config.slow_leader = self.options.slow_leader;
         Node::start(config, listener).await.expect("node starts")
     }
 
