@@ -130,6 +130,10 @@ pub struct NodeArgs {
     /// under the shard leader's lease (for clocks that may drift apart fast).
     #[arg(long, env = "KVDB_NO_LEASE_READS")]
     pub no_lease_reads: bool,
+    /// Keep shard leaderships whose majority answers slowly instead of handing them to a
+    /// follower (see docs/operations.md).
+    #[arg(long, env = "KVDB_NO_SLOW_LEADER_HAND_OVER")]
+    pub no_slow_leader_hand_over: bool,
 }
 
 #[derive(Debug, Args)]

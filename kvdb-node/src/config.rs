@@ -22,10 +22,11 @@ pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
 pub const DEFAULT_ELECTION_TIMEOUT_MIN: Duration = Duration::from_millis(300);
 /// Default upper bound of the randomized Raft election timeout.
 pub const DEFAULT_ELECTION_TIMEOUT_MAX: Duration = Duration::from_millis(600);
-/// A slow-leader policy for clusters whose heartbeat interval exceeds their worst round trip
-/// (openraft 0.9 bounds each AppendEntries by the heartbeat interval, so with the 100 ms
-/// default a leader behind a slower link never hears a reply and cannot hand over either).
-/// Off by default until the defaults change; see docs/operations.md.
+/// The default slow-leader policy: a leader whose majority has not acknowledged it for 150 ms,
+/// for a whole second, hands its leadership over (at most once per 30 s). openraft 0.9 bounds
+/// each AppendEntries by the heartbeat interval, so a leader behind a link slower than that
+/// never hears a reply and its shard commits nothing until it steps down; see
+/// docs/operations.md.
 pub const DEFAULT_SLOW_LEADER: SlowLeaderPolicy = SlowLeaderPolicy {
     threshold: Duration::from_millis(150),
     sustain: Duration::from_secs(1),
@@ -141,7 +142,7 @@ impl NodeConfig {
             purge_interval: DEFAULT_PURGE_INTERVAL,
             purge_batch: DEFAULT_PURGE_BATCH,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
-            slow_leader: None,
+            slow_leader: Some(DEFAULT_SLOW_LEADER),
             peer_address_rewrite: None,
             #[cfg(feature = "planted-bugs")]
             planted_bug: crate::planted::PlantedBug::from_env(),

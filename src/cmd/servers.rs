@@ -106,6 +106,9 @@ pub async fn node(args: NodeArgs) -> ExitCode {
     config.max_value_bytes = args.max_value_bytes;
     config.group_commit = !args.no_group_commit;
     config.lease_reads = !args.no_lease_reads;
+    if args.no_slow_leader_hand_over {
+        config.slow_leader = None;
+    }
     let listener = match bind("storage node", args.listen).await {
         Ok(l) => l,
         Err(e) => return start_failed(e),
