@@ -10,12 +10,11 @@
 //! - [`executor`]: routing, retries on routing hints, backoff, deadlines.
 //! - [`pool`]: one connection per node, failure cool-downs.
 //! - [`call_link`]: the call stream all requests to one node (or gateway) share.
-//! - [`backoff`]: exponential backoff with jitter as a value.
+//! - [`backoff`]: exponential backoff with jitter as a value (core's, re-exported).
 //! - [`write_id`]: (client id, sequence) pairs for exactly-once retries.
 //! - [`smart`], [`gateway_client`]: the two clients.
 
 pub mod api;
-pub mod backoff;
 pub mod call_link;
 pub mod executor;
 pub mod gateway_client;
@@ -28,6 +27,7 @@ pub mod write_id;
 pub use api::Kv;
 pub use executor::{Executor, ExecutorConfig};
 pub use gateway_client::GatewayClient;
+pub use kvdb_core::backoff;
 pub use options::{Consistency, DeleteOptions, GetOptions, PutOptions};
 pub use smart::Client;
 pub use value::{ClientError, Value};

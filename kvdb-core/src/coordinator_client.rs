@@ -24,10 +24,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rand::Rng;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
+use crate::backoff::{Backoff, Jitter};
 use crate::convert::ConvertError;
 use crate::proto::v1::coordinator_client::CoordinatorClient as Grpc;
 use crate::status::{ERROR_KIND, LEADER_HINT};
@@ -262,12 +262,14 @@ impl CoordinatorClient {
         };
         let mut index = preferred.load(Ordering::Relaxed) % addresses.len();
         let mut hint: Option<String> = None;
-        let mut pause = self.inner.config.backoff_initial;
+        let config = &self.inner.config;
+        let backoff = Backoff::new(config.backoff_initial, config.backoff_max, Jitter::Half);
+        let mut pauses = 0;
         let mut last = String::new();
         for round in 0..self.inner.config.max_attempts {
             if round > 0 && hint.is_none() {
-                tokio::time::sleep(jittered(pause)).await;
-                pause = (pause * 2).min(self.inner.config.backoff_max);
+                tokio::time::sleep(backoff.delay(pauses)).await;
+                pauses += 1;
             }
             let address = hint.take().unwrap_or_else(|| addresses[index].clone());
             match attempt(self.grpc(&address)?).await {
@@ -296,12 +298,6 @@ impl CoordinatorClient {
             last,
         })
     }
-}
-
-/// `pause` scaled by a random factor in [0.5, 1.0).
-fn jittered(pause: Duration) -> Duration {
-    let half = pause / 2;
-    half + half.mul_f64(rand::rng().random::<f64>())
 }
 
 #[cfg(test)]
@@ -353,13 +349,5 @@ mod tests {
             bad,
             Err(CoordinatorClientError::BadAddress { .. })
         ));
-    }
-
-    #[test]
-    fn jitter_stays_within_half_and_full() {
-        for _ in 0..100 {
-            let p = jittered(Duration::from_millis(100));
-            assert!(p >= Duration::from_millis(50) && p < Duration::from_millis(100));
-        }
     }
 }

@@ -21,6 +21,7 @@
 //! - [`proto`]: generated protobuf and gRPC code.
 
 pub mod address_rewrite;
+pub mod backoff;
 pub mod cache;
 pub mod call_link;
 pub mod call_stream;

@@ -15,7 +15,6 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures::StreamExt;
-use rand::Rng;
 use tokio::task::{JoinError, JoinHandle};
 use tokio::time::{Instant, sleep_until};
 
@@ -24,6 +23,7 @@ use super::{
     CacheConfig, ConfigError, Mode, Refresh, ShardMapCache, ShardMapSource, UpdateError,
     WatchEvent, WatchStream,
 };
+use crate::backoff::{Backoff, Jitter};
 
 /// Controls the driver task started by [`ShardMapCache::spawn`].
 ///
@@ -87,7 +87,8 @@ impl ShardMapCache {
 /// The driver loop. Returns `None` once the cache is gone.
 async fn drive(weak: &Weak<ShardMapCache>) -> Option<()> {
     let config = weak.upgrade()?.config.clone();
-    let mut backoff = Backoff::new(config.watch_retry_min, config.watch_retry_max);
+    let backoff = Backoff::new(config.watch_retry_min, config.watch_retry_max, Jitter::Half);
+    let mut failed_watches = 0;
     let mut next_poll = Instant::now();
     let mut watched_before = false;
     loop {
@@ -104,12 +105,13 @@ async fn drive(weak: &Weak<ShardMapCache>) -> Option<()> {
             let healthy = follow(weak, stream, config.watch_retry_max).await?;
             weak.upgrade()?.set_mode(Mode::Polling);
             if healthy {
-                backoff.reset();
+                failed_watches = 0;
             }
             // Changes may have been missed while the stream was dying.
             next_poll = Instant::now();
         }
-        let retry_at = Instant::now() + backoff.next_delay();
+        let retry_at = Instant::now() + backoff.delay(failed_watches);
+        failed_watches = failed_watches.saturating_add(1);
         while next_poll < retry_at {
             sleep_until(next_poll).await;
             poll(weak).await?;
@@ -189,35 +191,5 @@ async fn absorb_event(cache: &ShardMapCache, event: WatchEvent) {
                 tracing::warn!(%error, "shard-map fetch after a gap failed");
             }
         }
-    }
-}
-
-/// Exponential backoff with jitter for reopening the watch.
-#[derive(Debug, Clone)]
-struct Backoff {
-    min: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    fn new(min: Duration, max: Duration) -> Self {
-        Self {
-            min,
-            max,
-            next: min,
-        }
-    }
-
-    /// A delay in `[base/2, base]`, then doubles the base up to `max`.
-    fn next_delay(&mut self) -> Duration {
-        let base = self.next;
-        self.next = base.saturating_mul(2).min(self.max);
-        let half = base / 2;
-        half + half.mul_f64(rand::rng().random::<f64>())
-    }
-
-    fn reset(&mut self) {
-        self.next = self.min;
     }
 }
