@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{TestCluster, put_req, target, wait_until};
+use common::{TestCluster, put_req, target, wait_until_async};
 use kvdb_core::error::{KvError, RoutingError};
 use kvdb_core::proto::v1 as pb;
 use kvdb_core::{Epoch, ShardId};
@@ -36,7 +36,7 @@ async fn writes_on_leaders_are_read_strongly_and_eventually_everywhere() {
         let shard = cluster.shard_of(key.as_bytes());
         for node in 0..3 {
             let addr = cluster.address(node);
-            wait_until("an eventual read to see the write", || async {
+            wait_until_async("an eventual read to see the write", || async {
                 let got = cluster
                     .get_at(&addr, &shard, key.as_bytes(), pb::Consistency::Eventual)
                     .await
@@ -222,12 +222,12 @@ async fn cas_ttl_and_deletes_follow_their_conditions() {
     cluster.put(short).await.unwrap();
     let got = cluster.get(b"ttl").await.unwrap();
     assert!(got.found && got.expires_at_ms > 0);
-    wait_until("the key to expire", || async {
+    wait_until_async("the key to expire", || async {
         !cluster.get(b"ttl").await.unwrap().found
     })
     .await;
     let shard = cluster.shard_of(b"ttl");
-    wait_until("the purger to delete the key on every replica", || async {
+    wait_until_async("the purger to delete the key on every replica", || async {
         (0..3).all(|i| {
             let replica = cluster.node(i).manager().replica(shard.id).unwrap();
             replica.storage().get(b"ttl").unwrap().is_none()

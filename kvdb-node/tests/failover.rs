@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestCluster, put_req, wait_until};
+use common::{TestCluster, put_req, wait_until_async};
 use kvdb_core::proto::v1 as pb;
 
 /// Writes `count` keys `prefix-i` and returns them with their versions.
@@ -60,7 +60,7 @@ async fn wait_caught_up(cluster: &TestCluster, index: usize, acked: &[(String, u
     let addr = cluster.address(index);
     for (key, version) in acked {
         let shard = cluster.shard_of(key.as_bytes());
-        wait_until("the restarted node to serve the latest value", || async {
+        wait_until_async("the restarted node to serve the latest value", || async {
             let got = cluster
                 .get_at(&addr, &shard, key.as_bytes(), pb::Consistency::Eventual)
                 .await;
@@ -116,7 +116,7 @@ async fn a_restarted_node_catches_up_by_snapshot() {
     cluster.stop_node(follower).await;
     acked.extend(write_keys_in(&cluster, shard.id, "late", 60).await);
     let leader_raft = cluster.node(leader).manager().replica(shard.id).unwrap();
-    wait_until("the leader to snapshot and purge its log", || async {
+    wait_until_async("the leader to snapshot and purge its log", || async {
         let m = leader_raft.raft().metrics().borrow().clone();
         m.purged.is_some_and(|p| p.index > 20)
     })

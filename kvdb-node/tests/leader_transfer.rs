@@ -6,7 +6,7 @@ mod common;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use common::{TestCluster, put_req, wait_until};
+use common::{TestCluster, put_req, wait_until_async};
 use kvdb_core::ShardId;
 
 /// Writes keys of `shard` until `stop` is set; returns the acknowledged
@@ -47,14 +47,14 @@ async fn set_shard_leader_moves_raft_leadership_to_the_named_follower() {
     let stop = AtomicBool::new(false);
     let written = AtomicUsize::new(0);
     let mover = async {
-        wait_until("a few writes before the transfer", || async {
+        wait_until_async("a few writes before the transfer", || async {
             written.load(Ordering::Relaxed) >= 10
         })
         .await;
         tracing::info!("--- name node {target_id} the leader of shard {}", shard.id);
         let started = Instant::now();
         cluster.coordinator.set_leader(shard.id, target_id);
-        wait_until("the target to lead in Raft and in the map", || async {
+        wait_until_async("the target to lead in Raft and in the map", || async {
             let s = cluster.map().shards[&shard.id].clone();
             cluster.raft_leader(shard.id) == Some(target)
                 && s.leader == Some(target_id)
@@ -66,7 +66,7 @@ async fn set_shard_leader_moves_raft_leadership_to_the_named_follower() {
             started.elapsed()
         );
         let before = written.load(Ordering::Relaxed);
-        wait_until("a few writes on the new leader", || async {
+        wait_until_async("a few writes on the new leader", || async {
             written.load(Ordering::Relaxed) >= before + 10
         })
         .await;
@@ -95,7 +95,7 @@ async fn a_transfer_that_cannot_happen_heals_the_map() {
     tracing::info!("--- name a stopped follower the leader");
     cluster.stop_node(target).await;
     cluster.coordinator.set_leader(shard.id, target_id);
-    wait_until("the map to name a running Raft leader again", || async {
+    wait_until_async("the map to name a running Raft leader again", || async {
         let s = cluster.map().shards[&shard.id].clone();
         let leader = cluster.raft_leader(shard.id);
         leader.is_some_and(|i| Some(cluster.node(i).id()) == s.leader) && s.leader_term >= old_term
@@ -120,7 +120,7 @@ async fn a_leader_whose_handover_fails_reclaims_the_map_in_its_term() {
 
     cluster.stop_node(target).await;
     cluster.coordinator.set_leader(shard.id, target_id);
-    wait_until("the old leader to reclaim the map", || async {
+    wait_until_async("the old leader to reclaim the map", || async {
         let s = cluster.map().shards[&shard.id].clone();
         s.leader == Some(old_id) && s.leader_term == old_term
     })

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestCluster, put_req, wait_until};
+use common::{TestCluster, put_req, wait_until_async};
 use kvdb_core::error::KvError;
 use kvdb_core::proto::v1 as pb;
 
@@ -19,7 +19,7 @@ async fn a_leader_cut_off_from_its_majority_loses_its_lease_and_stops_answering(
     let shard = cluster.shard_of(b"k");
     let leader = cluster.raft_leader(shard.id).unwrap();
     let replica = cluster.node(leader).manager().replica(shard.id).unwrap();
-    wait_until("the leader to hold a read lease", || async {
+    wait_until_async("the leader to hold a read lease", || async {
         replica.holds_read_lease()
     })
     .await;
@@ -35,7 +35,7 @@ async fn a_leader_cut_off_from_its_majority_loses_its_lease_and_stops_answering(
     for i in (0..3).filter(|&i| i != leader) {
         cluster.stop_node(i).await;
     }
-    wait_until("the lease to run out without acknowledgements", || async {
+    wait_until_async("the lease to run out without acknowledgements", || async {
         !replica.holds_read_lease()
     })
     .await;

@@ -5,7 +5,7 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use common::{TestCluster, put_req, wait_until};
+use common::{TestCluster, put_req, wait_until_async};
 use kvdb_core::error::{KvError, RoutingError};
 use kvdb_core::proto::v1 as pb;
 use kvdb_core::storage::{RedbStorage, Storage};
@@ -61,18 +61,18 @@ async fn a_replica_moves_to_a_new_node_without_losing_writes() {
     let stop = AtomicBool::new(false);
     let written = AtomicUsize::new(0);
     let mover = async {
-        wait_until("a few writes before the move", || async {
+        wait_until_async("a few writes before the move", || async {
             written.load(Ordering::Relaxed) >= 10
         })
         .await;
         cluster.coordinator.set_replicas(shard.id, target.clone());
-        wait_until("the move to be committed and reported", || async {
+        wait_until_async("the move to be committed and reported", || async {
             let map = cluster.map();
             let s = &map.shards[&shard.id];
             s.state == ShardState::Stable && s.replicas.contains(&new_id) && s.leader.is_some()
         })
         .await;
-        wait_until("the old replica to be removed", || async {
+        wait_until_async("the old replica to be removed", || async {
             cluster.node(0).manager().replica(shard.id).is_none()
         })
         .await;
@@ -87,7 +87,7 @@ async fn a_replica_moves_to_a_new_node_without_losing_writes() {
     for (key, version) in &acked {
         let got = cluster.get(key.as_bytes()).await.unwrap();
         assert!(got.found && got.version == *version, "lost {key}");
-        wait_until("node 4 to serve the key", || async {
+        wait_until_async("node 4 to serve the key", || async {
             let got = cluster
                 .get_at(&addr4, &current, key.as_bytes(), pb::Consistency::Eventual)
                 .await;

@@ -18,6 +18,7 @@
 //! - `proxy`: [`FaultProxy`], a TCP proxy whose [`Fault`] mode can be
 //!   switched at run time (pass, blackhole, reset, delay, one-way cut).
 //! - `partition`: [`Partition`], named proxied links cut by node sets.
+//! - `wait`: [`wait_until`] a condition with a deadline; [`init_tracing`] for test logs.
 
 mod checker;
 mod history;
@@ -28,6 +29,7 @@ mod proxy;
 mod reduce;
 mod report;
 mod search;
+mod wait;
 
 pub use checker::{CheckConfig, check, check_key};
 pub use history::{Event, EventKind, History, Operation, PendingOp, Recorder, Summary};
@@ -36,3 +38,4 @@ pub use op::{ClientId, Key, Op, OpId, Outcome, Output, Value, Version};
 pub use partition::Partition;
 pub use proxy::{Direction, Fault, FaultProxy, ProxyError};
 pub use report::{CheckReport, Inconclusive, KeyReport, KeyState, PlacedOp, Verdict, Violation};
+pub use wait::{DEADLINE, init_tracing, wait_until, wait_until_async};

@@ -17,7 +17,7 @@ use kvdb_testkit::Fault;
 use tokio::time::Instant;
 
 use super::cluster::{ChaosCluster, ChaosOptions, Endpoint};
-use super::wait_for;
+use super::wait_until;
 
 /// Keys written in the loop, as in the fault test that motivated this report.
 const KEYS: usize = 16;
@@ -78,7 +78,7 @@ pub async fn measure(
     }
     // Every key answers before the fault.
     let warm = successes.clone();
-    wait_for("every key answering before the fault", || {
+    wait_until("every key answering before the fault", || {
         warm.lock().unwrap().iter().all(|s| !s.is_empty())
     })
     .await;
@@ -98,7 +98,7 @@ pub async fn measure(
     cluster.partition.heal();
     let healed = Instant::now();
     let after = successes.clone();
-    wait_for("every key answering after the heal", || {
+    wait_until("every key answering after the heal", || {
         after
             .lock()
             .unwrap()

@@ -34,7 +34,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::wait_for;
+use super::wait_until;
 
 /// One end of a proxied link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -178,7 +178,7 @@ impl ChaosCluster {
     async fn bootstrap(&self) {
         let coordinator = self.coordinator();
         let wanted = self.options.nodes;
-        wait_for("nodes to register", || {
+        wait_until("nodes to register", || {
             coordinator.map().nodes.len() >= wanted
         })
         .await;
@@ -186,7 +186,7 @@ impl ChaosCluster {
             .init_shards(self.options.shards, 3)
             .await
             .expect("shards initialize");
-        wait_for("every shard to elect a leader", || {
+        wait_until("every shard to elect a leader", || {
             coordinator.map().shards.values().all(|s| s.leader_term > 0)
         })
         .await;
@@ -323,7 +323,7 @@ impl ChaosCluster {
         let running = launch_coordinator(&self.dir, grpc, admin).await;
         let coordinator = running.coordinator.clone();
         self.coordinator = Some(running);
-        wait_for("the coordinator to lead again", || {
+        wait_until("the coordinator to lead again", || {
             coordinator.is_leader() && coordinator.map().is_initialized()
         })
         .await;

@@ -24,7 +24,7 @@ use super::stale_read::{
     KEY, READ_TIMEOUT, READER, WRITER, check_history, connect_error, get, node_address,
     recorded_put, shard_of_key, start_one_shard,
 };
-use super::{DEADLINE, wait_for};
+use super::{DEADLINE, wait_until};
 
 /// Writes the new leader acknowledges after the cut.
 const NEWER_WRITES: usize = 3;
@@ -57,12 +57,12 @@ pub async fn strong_reads_on_deposed_leader(bug: Option<PlantedBug>) -> DeposedL
     recorded_put(&client, &recorder, b"first".to_vec()).await;
 
     let shard = shard_of_key(&cluster).id;
-    wait_for("the shard's leader", || cluster.leader_of(shard).is_some()).await;
+    wait_until("the shard's leader", || cluster.leader_of(shard).is_some()).await;
     let old = cluster.leader_of(shard).expect("leader found");
     cluster.partition.set_where(Fault::Blackhole, |from, to| {
         matches!((from, to), (Endpoint::Node(a), Endpoint::Node(b)) if *a == old || *b == old)
     });
-    wait_for("another node to lead the shard", || {
+    wait_until("another node to lead the shard", || {
         (0..cluster.node_count()).any(|i| i != old && cluster.is_leader(i, shard))
     })
     .await;

@@ -39,6 +39,7 @@ use std::fmt;
 use std::time::Duration;
 
 use kvdb_testkit::{Recorder, Summary};
+pub use kvdb_testkit::{init_tracing, wait_until};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::time::Instant;
@@ -150,25 +151,6 @@ impl fmt::Display for RunReport {
 /// How long a harness condition may take.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
-/// Polls `ready` until it holds; panics naming `what` after [`DEADLINE`].
-pub async fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-/// Logs to the test output when `RUST_LOG` is set.
-pub fn init_tracing() {
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-    }
-}
-
 /// Logical clients of each kind.
 const SMART_CLIENTS: usize = 3;
 const GATEWAY_CLIENTS: usize = 2;
@@ -215,7 +197,7 @@ pub async fn run(schedule: Schedule, options: ChaosOptions, settings: Settings) 
     recovery.push(time_to_writable(&checker_client, &probes).await);
     let issued = workload.issued.clone();
     let target = issued.load(std::sync::atomic::Ordering::Relaxed) + RECOVERY_WINDOW_OPS;
-    wait_for("the recovery window", || {
+    wait_until("the recovery window", || {
         issued.load(std::sync::atomic::Ordering::Relaxed) >= target
     })
     .await;

@@ -21,7 +21,7 @@ use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 
 use super::cluster::{ChaosCluster, Endpoint};
-use super::wait_for;
+use super::wait_until;
 
 /// A named fault schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,7 +196,7 @@ async fn move_leader_replica(cluster: &mut ChaosCluster, rng: &mut StdRng) -> St
         .await
         .expect("move accepted");
     let coordinator = cluster.coordinator().clone();
-    wait_for("the replica move to finish", || {
+    wait_until("the replica move to finish", || {
         let map = coordinator.map();
         let s = &map.shards[&shard];
         s.state == ShardState::Stable && s.replicas == replicas

@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use super::cluster::CALL_TIMEOUT;
 use super::verify::{check_run, probe_keys, time_to_writable};
 use super::workload::{Workload, keys};
-use super::{RunReport, Settings, wait_for};
+use super::{RunReport, Settings, wait_until};
 
 /// A free loopback port, released for a child process to bind.
 fn free_address() -> String {
@@ -340,7 +340,7 @@ pub async fn run_signals(bin: &Path, settings: Settings) -> RunReport {
 
     let issued = workload.issued.clone();
     let target = issued.load(std::sync::atomic::Ordering::Relaxed) + 100;
-    wait_for("the recovery window", || {
+    wait_until("the recovery window", || {
         issued.load(std::sync::atomic::Ordering::Relaxed) >= target
     })
     .await;

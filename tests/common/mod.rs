@@ -22,6 +22,7 @@ use kvdb_client::{Client, Executor, ExecutorConfig};
 use tempfile::TempDir;
 use tokio::time::Instant;
 
+pub use kvdb_testkit::{init_tracing, wait_until, wait_until_async};
 pub use source::{ControlledSource, WatchGate};
 
 /// How long a condition in these tests may take before the test fails.
@@ -51,38 +52,6 @@ impl TestCluster {
     pub async fn stop(self) {
         self.cluster.shutdown().await;
         drop(self.dir);
-    }
-}
-
-/// Logs to the test's captured output when `RUST_LOG` is set.
-pub fn init_tracing() {
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-    }
-}
-
-/// Polls `ready` until it holds; panics naming `what` after [`DEADLINE`].
-pub async fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-/// Like [`wait_until`] with an async condition.
-pub async fn wait_until_async<F, Fut>(what: &str, mut ready: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    while !ready().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(POLL).await;
     }
 }
 

@@ -18,6 +18,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
+pub use kvdb_testkit::{init_tracing, wait_until};
+
 /// How long any test condition may take.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -39,26 +41,6 @@ pub fn fast_liveness(config: &mut CoordinatorConfig) {
     config.suspect_after = Duration::from_millis(400);
     config.dead_after = Duration::from_millis(800);
     config.liveness_check_interval = Duration::from_millis(50);
-}
-
-/// Logs to the test output, filtered by `RUST_LOG`.
-pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-}
-
-/// Polls `condition` until it holds, panicking with `what` at [`DEADLINE`].
-pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// Retries `attempt` until it returns `Some`, panicking with `what` at [`DEADLINE`].

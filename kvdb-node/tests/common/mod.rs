@@ -25,33 +25,10 @@ use tokio::time::Instant;
 use tonic::transport::Channel;
 
 pub use fake_coordinator::FakeCoordinator;
+pub use kvdb_testkit::{init_tracing, wait_until_async};
 
 /// How long any condition in these tests may take.
 pub const DEADLINE: Duration = Duration::from_secs(20);
-
-/// Waits until `check` returns true, polling; panics after `DEADLINE`.
-pub async fn wait_until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Installs a test log subscriber once; silent unless `RUST_LOG` is set.
-pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
-        )
-        .with_test_writer()
-        .try_init();
-}
 
 struct Member {
     name: String,
@@ -202,7 +179,7 @@ impl TestCluster {
 
     /// Waits until every shard's Raft leader is the map's leader.
     pub async fn wait_for_leaders(&self) {
-        wait_until("every shard to have a reported leader", || async {
+        wait_until_async("every shard to have a reported leader", || async {
             let map = self.map();
             map.shards.values().all(|s| {
                 s.leader.is_some_and(|l| {
