@@ -2,77 +2,41 @@
 //! API, storage nodes and a gateway, on loopback. `kvdb dev` runs one with
 //! fixed ports; tests and the embedded example run one on ephemeral ports.
 //!
+//! It is the one way KvDB starts a cluster in a process: `kvdb dev`, the
+//! embedded example, the end-to-end tests and the chaos suite all use it.
+//! Hooks tune each node's configuration by index and the gateway's executor,
+//! and [`LocalCluster::bind`] hands out every address before anything starts,
+//! so a caller can put fault proxies between the members first.
+//!
 //! Fault hooks stop and restart a node, or the coordinator, in place (same
 //! address, same data), which is what a crash-and-restart looks like to the
 //! rest of the cluster.
-//! Out of scope: network faults (see `kvdb-testkit`'s fault proxy) and
-//! multi-member coordinator groups.
+//!
+//! Out of scope: network faults themselves (see `kvdb-testkit`'s fault proxy)
+//! and multi-member coordinator groups.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use kvdb_client::{Client, ExecutorConfig, GatewayClient};
+use kvdb_client::{Client, GatewayClient};
 use kvdb_coordinator::admin::AdminConfig;
 use kvdb_coordinator::{Coordinator, CoordinatorConfig};
+use kvdb_core::{NodeId, ShardId, ShardMap};
 use kvdb_gateway::Gateway;
 use kvdb_node::config::NodeConfig;
 use kvdb_node::node::Node;
+use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::servers::{RunningCoordinator, StartError, bind, local_addr};
 
-/// What to run.
-#[derive(Debug, Clone)]
-pub struct ClusterConfig {
-    /// Root of every member's data (`coordinator/`, `node-N/`).
-    pub data_dir: PathBuf,
-    /// Coordinator gRPC address; port 0 picks one.
-    pub coordinator: SocketAddr,
-    /// Admin API address; port 0 picks one.
-    pub admin: SocketAddr,
-    /// Gateway address; `None` runs no gateway.
-    pub gateway: Option<SocketAddr>,
-    /// One address per storage node; port 0 picks one (kept across restarts).
-    pub nodes: Vec<SocketAddr>,
-    /// Shards created when the cluster is new.
-    pub shards: u32,
-    pub replication_factor: u32,
-    /// Applied to every node's configuration (tests tune timeouts here).
-    pub tune_node: fn(&mut NodeConfig),
-    /// Applied to the coordinator's configuration.
-    pub tune_coordinator: fn(&mut CoordinatorConfig),
-    /// How long start-up and bootstrap may take.
-    pub startup_timeout: Duration,
-}
+mod bound;
+mod config;
 
-impl ClusterConfig {
-    /// Default shard count.
-    pub const DEFAULT_SHARDS: u32 = 8;
-    /// Default replication factor.
-    pub const DEFAULT_REPLICATION: u32 = 3;
-    /// Default start-up bound.
-    pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
-
-    /// `nodes` storage nodes, coordinator, Admin API and gateway, all on
-    /// ephemeral loopback ports, 8 shards at RF 3 (or RF = nodes if fewer).
-    pub fn ephemeral(data_dir: impl Into<PathBuf>, nodes: usize) -> ClusterConfig {
-        let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
-        ClusterConfig {
-            data_dir: data_dir.into(),
-            coordinator: any,
-            admin: any,
-            gateway: Some(any),
-            nodes: vec![any; nodes],
-            shards: Self::DEFAULT_SHARDS,
-            replication_factor: Self::DEFAULT_REPLICATION.min(nodes as u32),
-            tune_node: |_| {},
-            tune_coordinator: |_| {},
-            startup_timeout: Self::DEFAULT_STARTUP_TIMEOUT,
-        }
-    }
-}
+pub use bound::BoundCluster;
+pub use config::{ClusterConfig, NodeHook};
 
 struct RunningGateway {
     address: SocketAddr,
@@ -90,64 +54,65 @@ pub struct LocalCluster {
     /// Bound address of each node (fixed at first start).
     node_addresses: Vec<SocketAddr>,
     nodes: Vec<Option<Node>>,
+    /// Each node's coordinator id (fixed at first start).
+    node_ids: Vec<NodeId>,
     gateway: Option<RunningGateway>,
 }
 
 impl LocalCluster {
-    /// Starts every member; on a new data directory, initializes the shards
-    /// once all nodes registered. Returns when every shard has a leader.
+    /// Binds every listener of `config` and starts the cluster; see
+    /// [`BoundCluster::start`].
     pub async fn start(config: ClusterConfig) -> Result<LocalCluster, StartError> {
-        let grpc = bind("coordinator", config.coordinator).await?;
-        let admin = bind("Admin API", config.admin).await?;
-        let coordinator_address = local_addr("coordinator", &grpc)?;
-        let admin_address = local_addr("Admin API", &admin)?;
-        let coordinator = launch_coordinator(&config, grpc, admin).await?;
-        let mut cluster = LocalCluster {
-            node_addresses: Vec::new(),
-            nodes: Vec::new(),
-            gateway: None,
-            coordinator_address,
-            admin_address,
-            coordinator: Some(coordinator),
-            config,
-        };
-        for i in 0..cluster.config.nodes.len() {
-            let requested = cluster.config.nodes[i];
-            let node = cluster.launch_node(i, requested).await?;
-            cluster
-                .node_addresses
-                .push(addr_from(node.address(), requested));
-            cluster.nodes.push(Some(node));
-        }
-        cluster.bootstrap().await?;
-        if let Some(addr) = cluster.config.gateway {
-            cluster.gateway = Some(cluster.launch_gateway(addr).await?);
-        }
-        Ok(cluster)
+        LocalCluster::bind(config).await?.start().await
     }
 
-    async fn launch_node(&self, i: usize, addr: SocketAddr) -> Result<Node, StartError> {
+    /// Binds every listener of `config` and starts nothing.
+    pub async fn bind(config: ClusterConfig) -> Result<BoundCluster, StartError> {
+        let coordinator = bind("coordinator", config.coordinator).await?;
+        let admin = bind("Admin API", config.admin).await?;
+        let mut nodes = Vec::new();
+        let mut node_addresses = Vec::new();
+        for (i, addr) in config.nodes.iter().enumerate() {
+            let listener = bind(&node_name(i), *addr).await?;
+            node_addresses.push(local_addr(&node_name(i), &listener)?);
+            nodes.push(listener);
+        }
+        let gateway = match config.gateway {
+            Some(addr) => Some(bind("gateway", addr).await?),
+            None => None,
+        };
+        Ok(BoundCluster {
+            coordinator_address: local_addr("coordinator", &coordinator)?,
+            admin_address: local_addr("Admin API", &admin)?,
+            coordinator,
+            admin,
+            nodes,
+            gateway,
+            node_addresses,
+            config,
+        })
+    }
+
+    async fn launch_node(&self, i: usize, listener: TcpListener) -> Result<Node, StartError> {
         let name = node_name(i);
-        let listener = bind(&name, addr).await?;
         let mut config = NodeConfig::new(
             name.clone(),
             self.config.data_dir.join(&name),
             vec![self.coordinator_address.to_string()],
         );
         config.zone = "default".to_owned();
-        (self.config.tune_node)(&mut config);
+        self.config.tune_node.apply(i, &mut config);
         Node::start(config, listener)
             .await
             .map_err(|source| StartError::Node { name, source })
     }
 
-    async fn launch_gateway(&self, addr: SocketAddr) -> Result<RunningGateway, StartError> {
+    async fn launch_gateway(&self, listener: TcpListener) -> Result<RunningGateway, StartError> {
         let gateway = Gateway::connect(
             &[self.coordinator_address.to_string()],
-            ExecutorConfig::default(),
+            self.config.gateway_executor.clone(),
         )
         .map_err(StartError::Gateway)?;
-        let listener = bind("gateway", addr).await?;
         let address = local_addr("gateway", &listener)?;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -236,6 +201,49 @@ impl LocalCluster {
         self.nodes[i].as_ref()
     }
 
+    /// Whether node `i` runs.
+    pub fn is_running(&self, i: usize) -> bool {
+        self.nodes[i].is_some()
+    }
+
+    /// Node `i`'s coordinator id.
+    pub fn node_id(&self, i: usize) -> NodeId {
+        self.node_ids[i]
+    }
+
+    /// The index of the node with coordinator id `id`.
+    pub fn index_of(&self, id: NodeId) -> Option<usize> {
+        self.node_ids.iter().position(|n| *n == id)
+    }
+
+    /// The coordinator's current map, while it runs.
+    pub fn map(&self) -> Option<Arc<ShardMap>> {
+        self.coordinator.as_ref().map(|c| c.coordinator.map())
+    }
+
+    /// Whether node `i` runs and believes it leads `shard` (the coordinator's
+    /// leader hint may lag).
+    pub fn is_leader(&self, i: usize, shard: ShardId) -> bool {
+        let (Some(map), Some(node)) = (self.map(), self.nodes[i].as_ref()) else {
+            return false;
+        };
+        node.manager()
+            .local(&map, shard)
+            .is_some_and(|(local, _)| local.is_leader)
+    }
+
+    /// The node that leads `shard` according to the nodes themselves.
+    pub fn leader_of(&self, shard: ShardId) -> Option<usize> {
+        (0..self.nodes.len()).find(|&i| self.is_leader(i, shard))
+    }
+
+    /// The Raft term of node `i`'s replica of `shard`, if it runs and holds one.
+    pub fn term(&self, i: usize, shard: ShardId) -> Option<u64> {
+        let map = self.map()?;
+        let (_, replica) = self.nodes[i].as_ref()?.manager().local(&map, shard)?;
+        Some(replica.leadership().term)
+    }
+
     /// A smart client of this cluster.
     pub async fn client(&self) -> Result<Client, kvdb_client::ClientError> {
         Client::connect(&[self.coordinator_address()]).await
@@ -259,7 +267,8 @@ impl LocalCluster {
     /// Restarts a stopped node `i` at its old address with its old data.
     pub async fn restart_node(&mut self, i: usize) -> Result<(), StartError> {
         if self.nodes[i].is_none() {
-            let node = self.launch_node(i, self.node_addresses[i]).await?;
+            let listener = bind(&node_name(i), self.node_addresses[i]).await?;
+            let node = self.launch_node(i, listener).await?;
             self.nodes[i] = Some(node);
         }
         Ok(())
@@ -308,8 +317,8 @@ impl LocalCluster {
 /// Starts the coordinator of `config` on bound listeners.
 async fn launch_coordinator(
     config: &ClusterConfig,
-    grpc: tokio::net::TcpListener,
-    admin: tokio::net::TcpListener,
+    grpc: TcpListener,
+    admin: TcpListener,
 ) -> Result<RunningCoordinator, StartError> {
     let address = local_addr("coordinator", &grpc)?;
     let mut coordinator_config =
@@ -321,10 +330,6 @@ async fn launch_coordinator(
 /// Name of node `i` (0-based): `node-1`, `node-2`, ...
 pub fn node_name(i: usize) -> String {
     format!("node-{}", i + 1)
-}
-
-fn addr_from(advertised: &str, fallback: SocketAddr) -> SocketAddr {
-    advertised.parse().unwrap_or(fallback)
 }
 
 /// Polls `ready` (cheap, in-memory) until it holds or `deadline` passes.
