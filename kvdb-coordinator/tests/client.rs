@@ -48,10 +48,10 @@ async fn the_client_follows_the_leader_across_a_failover() {
 
     // --- refusals are final and typed
     let err = client.init_shards(5, 3).await.unwrap_err();
-    let CoordinatorClientError::Rejected { kind, .. } = &err else {
+    let CoordinatorClientError::Rejected { error, .. } = &err else {
         panic!("{err}")
     };
-    assert_eq!(kind.as_deref(), Some("CONFLICT"));
+    assert_eq!(error.code(), "CONFLICT");
     assert!(!err.is_retryable());
 
     // --- kill the leader: mutations still go through

@@ -24,17 +24,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use tonic::Status;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Status};
 
 use crate::backoff::{Backoff, Jitter};
 use crate::convert::ConvertError;
+use crate::coordinator_error::CoordinatorError;
 use crate::proto::v1::coordinator_client::CoordinatorClient as Grpc;
-use crate::status::{ERROR_KIND, LEADER_HINT};
-
-/// Trailer with the coordinator leader's Raft id on a `NOT_LEADER` error
-/// (next to [`crate::status::LEADER_HINT`] with its gRPC address).
-pub const LEADER_ID_HEADER: &str = "x-leader-id";
+use crate::status::control;
 
 /// The largest message the client accepts: a full map of a large cluster.
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
@@ -90,14 +87,11 @@ pub enum CoordinatorClientError {
     #[error("bad coordinator address {address:?}: {reason}")]
     BadAddress { address: String, reason: String },
     /// The coordinator answered and refused the call; retrying the same call
-    /// will not help. `kind` is the coordinator's error code (`CONFLICT`,
-    /// `NOT_FOUND`, `INVALID_ARGUMENT`, ...) when it sent one.
-    #[error("coordinator refused {call}: {message} ({kind:?}, {code:?})")]
+    /// will not help. `error` is what the coordinator said, as it said it.
+    #[error("coordinator refused {call}: {error}")]
     Rejected {
         call: &'static str,
-        code: Code,
-        kind: Option<String>,
-        message: String,
+        error: CoordinatorError,
     },
     /// No member could take the call within the attempts allowed. Retryable.
     #[error("coordinator {call} unavailable after {attempts} attempts: {last}")]
@@ -127,31 +121,14 @@ enum Failure {
 }
 
 fn classify(call: &'static str, status: Status) -> Failure {
-    let meta = status.metadata();
-    let kind = meta
-        .get(ERROR_KIND)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let hint = meta
-        .get(LEADER_HINT)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
     let why = format!("{:?}: {}", status.code(), status.message());
-    match (kind.as_deref(), status.code()) {
-        (Some("NOT_LEADER"), _) => Failure::Retry { hint, why },
-        (
-            Some("UNAVAILABLE") | None,
-            Code::Unavailable | Code::DeadlineExceeded | Code::Unknown,
-        ) => Failure::Retry { hint: None, why },
-        (None, Code::Cancelled | Code::Aborted | Code::ResourceExhausted) => {
-            Failure::Retry { hint: None, why }
-        }
-        _ => Failure::Final(CoordinatorClientError::Rejected {
-            call,
-            code: status.code(),
-            kind,
-            message: status.message().to_owned(),
-        }),
+    match control::from_status(&status) {
+        CoordinatorError::NotLeader { leader_grpc, .. } => Failure::Retry {
+            hint: leader_grpc,
+            why,
+        },
+        CoordinatorError::Unavailable(_) => Failure::Retry { hint: None, why },
+        error => Failure::Final(CoordinatorClientError::Rejected { call, error }),
     }
 }
 
@@ -302,19 +279,17 @@ impl CoordinatorClient {
 
 #[cfg(test)]
 mod tests {
-    use tonic::metadata::MetadataValue;
+    use tonic::Code;
 
     use super::*;
 
     #[test]
     fn not_leader_with_a_hint_retries_there() {
-        let mut status = Status::unavailable("not leader");
-        status
-            .metadata_mut()
-            .insert(ERROR_KIND, MetadataValue::from_static("NOT_LEADER"));
-        status
-            .metadata_mut()
-            .insert(LEADER_HINT, MetadataValue::from_static("10.0.0.2:7000"));
+        let status = Status::from(CoordinatorError::NotLeader {
+            leader_id: Some(2),
+            leader_grpc: Some("10.0.0.2:7000".into()),
+            leader_admin: None,
+        });
         match classify("init_shards", status) {
             Failure::Retry { hint, .. } => assert_eq!(hint.as_deref(), Some("10.0.0.2:7000")),
             Failure::Final(e) => panic!("{e}"),
@@ -325,14 +300,14 @@ mod tests {
     fn transport_failures_retry_and_refusals_are_final() {
         let retry = classify("heartbeat", Status::unavailable("connection refused"));
         assert!(matches!(retry, Failure::Retry { hint: None, .. }));
-        let mut conflict = Status::failed_precondition("already initialized");
-        conflict
-            .metadata_mut()
-            .insert(ERROR_KIND, MetadataValue::from_static("CONFLICT"));
+        let conflict = Status::from(CoordinatorError::AlreadyInitialized {
+            num_shards: 4,
+            replication_factor: 3,
+        });
         match classify("init_shards", conflict) {
-            Failure::Final(CoordinatorClientError::Rejected { kind, code, .. }) => {
-                assert_eq!(kind.as_deref(), Some("CONFLICT"));
-                assert_eq!(code, Code::FailedPrecondition);
+            Failure::Final(CoordinatorClientError::Rejected { error, .. }) => {
+                assert_eq!(error.code(), "CONFLICT");
+                assert_eq!(error.grpc_code(), Code::FailedPrecondition);
             }
             _ => panic!("a conflict is final"),
         }

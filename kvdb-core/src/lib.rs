@@ -9,8 +9,10 @@
 //! - [`coordinator_client`]: gRPC client of the coordinator group (leader-following, a `ShardMapSource`).
 //! - [`router`]: key -> shard, epoch, leader and replica addresses.
 //! - [`epoch`]: the node-side request validation (`EpochValidator`).
-//! - [`error`]: routing errors and the retry decision.
-//! - [`status`]: the one mapping of errors to and from `tonic::Status` + trailers.
+//! - [`error`]: data-plane errors (`KvError`) and the retry decision.
+//! - [`coordinator_error`]: control-plane errors (`CoordinatorError`).
+//! - [`status`]: the one mapping of both to and from `tonic::Status` + trailers.
+//! - [`backoff`]: the one retry backoff, as a value.
 //! - [`call_stream`], [`call_link`]: the serving and calling halves of a stream of many calls
 //!   (`KvNode.Calls`, `KvGateway.Calls`, Raft's AppendEntries between nodes).
 //! - [`cache`]: lock-free shard-map cache fed by a `ShardMapSource`.
@@ -27,6 +29,7 @@ pub mod call_link;
 pub mod call_stream;
 pub mod convert;
 pub mod coordinator_client;
+pub mod coordinator_error;
 pub mod epoch;
 pub mod error;
 pub mod ids;

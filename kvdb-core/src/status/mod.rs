@@ -22,8 +22,14 @@
 //! code, message and trailers inside its reply ([`to_call_error`],
 //! [`from_call_error`]), so it decodes exactly as the unary RPC's status.
 //!
+//! Control-plane errors ([`crate::coordinator_error::CoordinatorError`]) travel in the same
+//! scheme, with two more `x-kvdb-error` values (`NOT_FOUND`, `CONFLICT`) and their own field
+//! trailers: see [`control`].
+//!
 //! Out of scope: HTTP status codes for the admin API, and structured details
 //! (`grpc-status-details-bin`), which KvDB does not use.
+
+pub mod control;
 
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, KeyAndValueRef, MetadataMap};
 use tonic::{Code, Status};

@@ -1,0 +1,125 @@
+//! The errors a control-plane (coordinator) operation can end with, shared by the coordinator
+//! that raises them, the members that forward them and every client that receives them.
+//!
+//! [`CoordinatorError`] is produced by the coordinator's metadata state machine (so it is
+//! serde: it travels inside Raft responses), by its Raft group (no leader, storage failure)
+//! and by forwarding. It crosses the gRPC wire through the codec in
+//! [`crate::status::control`], as a code plus trailers, like [`crate::error::KvError`] on the
+//! data plane; [`codes`] are the values of its `x-kvdb-error` trailer, shared with the Admin
+//! HTTP API.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Epoch, NodeId, NodeStatus, ShardId};
+
+/// Every way a coordinator operation can fail. Variants carry what the
+/// caller needs to react without reading the message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum CoordinatorError {
+    /// Malformed or out-of-range input. Nothing was changed.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// No node with this name or id.
+    #[error("node not found: {0}")]
+    NodeNotFound(String),
+    /// No shard with this id (or shards are not initialized).
+    #[error("shard not found: {0}")]
+    ShardNotFound(ShardId),
+    /// The shards are not initialized yet.
+    #[error("shards are not initialized")]
+    NotInitialized,
+    /// Shards were already initialized with other parameters.
+    #[error(
+        "already initialized with {num_shards} shards and replication factor {replication_factor}"
+    )]
+    AlreadyInitialized {
+        num_shards: u32,
+        replication_factor: u32,
+    },
+    /// The request was made against another epoch of the shard.
+    #[error("shard {shard}: request epoch {expected}, current {current}")]
+    EpochMismatch {
+        shard: ShardId,
+        expected: Epoch,
+        current: Epoch,
+    },
+    /// Fewer alive nodes than the requested replication factor.
+    #[error("{alive} alive nodes, replication factor {replication_factor}")]
+    NotEnoughNodes { alive: u32, replication_factor: u32 },
+    /// The node cannot receive a new replica in its current status.
+    #[error("node {node} is {status:?} and cannot receive new replicas")]
+    NodeNotAssignable { node: NodeId, status: NodeStatus },
+    /// Another node is already registered with this data-plane address.
+    #[error("address {address} is already registered by node {node}")]
+    AddressInUse { address: String, node: String },
+    /// This member cannot take the write; retry at the leader when known.
+    #[error("not the coordinator leader (leader: {leader_id:?} at {leader_grpc:?})")]
+    NotLeader {
+        /// Raft id of the leader, if known.
+        leader_id: Option<u64>,
+        /// The leader's gRPC address, if known.
+        leader_grpc: Option<String>,
+        /// The leader's admin HTTP address, if known.
+        leader_admin: Option<String>,
+    },
+    /// Transient: no quorum, shutting down, or a transport failure. The
+    /// operation may or may not have been applied; every command is safe to retry.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or a storage failure; retrying will not help.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Machine-readable error codes, shared by gRPC and the admin API.
+pub mod codes {
+    /// Bad input.
+    pub const INVALID_ARGUMENT: &str = "INVALID_ARGUMENT";
+    /// Unknown node or shard.
+    pub const NOT_FOUND: &str = "NOT_FOUND";
+    /// The request conflicts with the current state.
+    pub const CONFLICT: &str = "CONFLICT";
+    /// Not the leader; see the leader hint.
+    pub const NOT_LEADER: &str = "NOT_LEADER";
+    /// Transient failure.
+    pub const UNAVAILABLE: &str = "UNAVAILABLE";
+    /// Bug or storage failure.
+    pub const INTERNAL: &str = "INTERNAL";
+}
+
+impl CoordinatorError {
+    /// The stable code of this error, for clients that branch on it.
+    pub fn code(&self) -> &'static str {
+        use CoordinatorError::*;
+        match self {
+            InvalidArgument(_) => codes::INVALID_ARGUMENT,
+            NodeNotFound(_) | ShardNotFound(_) => codes::NOT_FOUND,
+            NotInitialized
+            | AlreadyInitialized { .. }
+            | EpochMismatch { .. }
+            | NotEnoughNodes { .. }
+            | NodeNotAssignable { .. }
+            | AddressInUse { .. } => codes::CONFLICT,
+            NotLeader { .. } => codes::NOT_LEADER,
+            Unavailable(_) => codes::UNAVAILABLE,
+            Internal(_) => codes::INTERNAL,
+        }
+    }
+
+    /// Whether retrying (at the leader, after a pause) may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::NotLeader { .. } | Self::Unavailable(_))
+    }
+
+    /// The gRPC code this error travels with.
+    pub fn grpc_code(&self) -> tonic::Code {
+        match self.code() {
+            codes::INVALID_ARGUMENT => tonic::Code::InvalidArgument,
+            codes::NOT_FOUND => tonic::Code::NotFound,
+            codes::CONFLICT => tonic::Code::FailedPrecondition,
+            codes::NOT_LEADER | codes::UNAVAILABLE => tonic::Code::Unavailable,
+            _ => tonic::Code::Internal,
+        }
+    }
+}
