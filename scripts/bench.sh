@@ -44,33 +44,17 @@ NODE_PORTS=($(( port_base + 11 )) $(( port_base + 12 )) $(( port_base + 13 )))
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 WAIT_HINT="logs in $BENCH_DIR/logs"
-pids=()
+QUIET_PROCESSES=1
 
-
-spawn() { # name, then the kvdb arguments
-    local name=$1; shift
-    "$KVDB" "$@" >"$BENCH_DIR/logs/$name.log" 2>&1 &
-    pids+=("$!")
-    echo "$!" >"$BENCH_DIR/pids/$name.pid"
+stop_bench_cluster() {
+    stop_processes "$BENCH_DIR"
 }
 
-# Polls a command until it succeeds or the deadline (seconds) passes.
-
-start_cluster() {
+# The cluster (start_cluster in lib.sh) on a fresh $BENCH_DIR, 8 shards at RF 3,
+# every shard with a leader and the clients' connections warm.
+start_bench_cluster() {
     rm -rf "$BENCH_DIR"
-    mkdir -p "$BENCH_DIR/pids" "$BENCH_DIR/logs" "$BENCH_DIR/data"
-    spawn coordinator coordinator --id 1 --listen "$COORD" --admin-listen "$ADMIN" \
-        --data "$BENCH_DIR/data/coordinator"
-    wait_for "the coordinator" 30 "$KVDB" admin --admin "$ADMIN" cluster
-    local i=1 port
-    for port in "${NODE_PORTS[@]}"; do
-        spawn "node-$i" node --name "node-$i" --listen "127.0.0.1:$port" \
-            --coordinators "$COORD" --data "$BENCH_DIR/data/node-$i"
-        i=$(( i + 1 ))
-    done
-    spawn gateway gateway --listen "$GATEWAY" --coordinators "$COORD"
-    wait_for "3 registered nodes" 30 bash -c \
-        "[[ \$('$KVDB' admin --admin '$ADMIN' --json nodes | grep -o '\"address\"' | wc -l) -ge 3 ]]"
+    start_cluster "$BENCH_DIR"
     "$KVDB" admin --admin "$ADMIN" shard-init --num-shards 8 --replication-factor 3 >/dev/null
     # Every shard has a leader once a put to keys spread over all of them succeeds;
     # this also warms connections and caches (not measured).
@@ -117,7 +101,6 @@ table() {
         | @tsv' "$@" | column -t -s $'\t'
 }
 
-
 # CPU each cluster process used since it started (warm-up and preloads included).
 cpu_report() {
     local f
@@ -127,16 +110,15 @@ cpu_report() {
     done
 }
 
-
 # Where the CPU goes during one steady run: cores used by each process, then a
 # perf profile of the whole machine (`perf report -i $BENCH_DIR/perf.data`).
 profile() { # op target
     local op=${1:-put} target=${2:-gateway} seconds=${PROFILE_SECONDS:-20}
     command -v jq >/dev/null || { echo "bench: needs jq" >&2; exit 1; }
     [[ -x "$KVDB" ]] || { echo "bench: no $KVDB: run make build" >&2; exit 1; }
-    trap stop_started EXIT
+    trap stop_bench_cluster EXIT
     trap 'exit 130' INT TERM
-    start_cluster
+    start_bench_cluster
     local args=(bench --op "$op" -c "$CONCURRENCY" --value-size "$VALUE_SIZE"
         --key-space "$KEY_SPACE" --key-prefix profile- --consistency strong --json)
     case $target in
@@ -185,10 +167,10 @@ profile() { # op target
 run() {
     command -v jq >/dev/null || { echo "bench: needs jq (apt-get install jq)" >&2; exit 1; }
     [[ -x "$KVDB" ]] || { echo "bench: no $KVDB: run make build" >&2; exit 1; }
-    trap stop_started EXIT
+    trap stop_bench_cluster EXIT
     trap 'exit 130' INT TERM
     echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-    start_cluster
+    start_bench_cluster
     echo "workload: concurrency $CONCURRENCY, $REQUESTS requests, $VALUE_SIZE-byte values," \
         "spread = $KEY_SPACE keys, hot = 1 key; gets are strong and preloaded"
     local target keys op failed=0
@@ -210,6 +192,6 @@ case "${1:-run}" in
     run) run ;;
     table) shift; table "$@" ;;
     profile) shift; profile "$@" ;;
-    up) trap stop_started EXIT; trap 'exit 130' INT TERM; start_cluster; wait ;;
+    up) trap stop_bench_cluster EXIT; trap 'exit 130' INT TERM; start_bench_cluster; wait ;;
     *) echo "usage: $0 [run] | table FILE... | up | profile [put|get] [gateway|smart]" >&2; exit 2 ;;
 esac
