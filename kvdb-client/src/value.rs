@@ -7,8 +7,10 @@ use kvdb_core::error::KvError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Value {
     pub value: Vec<u8>,
-    /// Raft log index of the write that produced the value; the token for
-    /// compare-and-swap.
+    /// Version of the write that produced the value, `log_index << 16 |
+    /// position`: the Raft log index of its entry and its position in that
+    /// entry's batch, so versions stay unique and increasing when one entry
+    /// carries several writes. The token for compare-and-swap.
     pub version: Version,
     /// Unix milliseconds at which the value expires, if it has a TTL.
     pub expires_at_ms: Option<u64>,

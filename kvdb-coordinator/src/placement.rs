@@ -24,7 +24,9 @@ pub fn slot_range(index: u32, num_shards: u32) -> (Slot, Slot) {
 /// The shards of a fresh map: shard `i` covers [`slot_range`]`(i)`, its
 /// replicas are `rf` consecutive nodes of `nodes` starting at `i` (wrapping),
 /// and its initial leader is the first of them, so replicas and leaders are
-/// spread evenly. Epochs start at 1 (0 means "unchecked" in requests).
+/// spread evenly. Epochs start at 1, so no shard ever has epoch 0: a data-path
+/// request routed with epoch 0 is refused as `STALE_EPOCH`, and only the
+/// coordinator's `SetShardReplicas` call reads epoch 0 as "skip the check".
 ///
 /// `nodes` must hold at least `replication_factor` distinct ids, and
 /// `num_shards` must be in `1..=SLOT_COUNT`.

@@ -23,9 +23,11 @@
 //! is down. Callers that learn the map is out of date (a routing error)
 //! ask for a [`Refresh`]; refreshes are single-flight and throttled.
 //!
-//! Out of scope: talking to the coordinator (the gRPC source lives in
-//! `kvdb-client`), routing itself (`router`), and the retry policy that
-//! decides when to refresh or note a leader (the request executor's job).
+//! Out of scope: talking to the coordinator (the gRPC source is
+//! [`CoordinatorClient`](crate::coordinator_client::CoordinatorClient), in
+//! `coordinator_client/source.rs`), routing itself (`router`), and the retry
+//! policy that decides when to refresh or note a leader (the request
+//! executor's job).
 //!
 //! # Layout
 //! - `source`: the [`ShardMapSource`] trait and its events and errors.

@@ -46,12 +46,14 @@ impl Access {
     }
 }
 
-/// What a node knows about its own replica of a shard, from its Raft group
-/// and its applied configuration.
+/// What a node knows about its own replica of a shard: the epoch and slot
+/// range come from the node's cached shard map (the shard's record there),
+/// and only the leader fields from the replica's Raft group (see
+/// `ReplicaManager::local` in `kvdb-node`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalReplica {
     pub shard: ShardId,
-    /// The epoch of the configuration this replica runs.
+    /// The shard's epoch in this node's cached shard map.
     pub epoch: Epoch,
     /// First slot of the replica's range (inclusive).
     pub slot_start: Slot,

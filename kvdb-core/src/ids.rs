@@ -49,7 +49,10 @@ id_type!(
     MapVersion(u64)
 );
 id_type!(
-    /// Version of a stored value: the Raft log index of the write that made it.
+    /// Version of a stored value: `log_index << 16 | position`, the Raft log
+    /// index of the entry that wrote it shifted left 16 bits, OR the write's
+    /// position in that entry's batch. Versions stay unique and increasing
+    /// when one log entry carries a batch of writes; an absent key has 0.
     Version(u64)
 );
 

@@ -116,7 +116,8 @@ pub enum CommandResult {
         applied: bool,
         /// Whether a live value was present before the delete.
         existed: bool,
-        /// The delete's log index when applied; the current version when not.
+        /// The delete's own version ([`write_version`] of its entry and
+        /// position) when applied; the current version when not.
         version: Version,
     },
     /// The outcome of a [`Op::Purge`].

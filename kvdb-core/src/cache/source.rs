@@ -1,8 +1,9 @@
 //! Where a [`ShardMapCache`](super::ShardMapCache) gets its maps from.
 //!
 //! The trait is deliberately small: one "give me the map if it is newer"
-//! call and one event stream. The coordinator-backed gRPC implementation
-//! lives in `kvdb-client`; tests use an in-memory fake.
+//! call and one event stream. The coordinator-backed gRPC implementation is
+//! [`CoordinatorClient`](crate::coordinator_client::CoordinatorClient), in
+//! `kvdb-core/src/coordinator_client/source.rs`; tests use an in-memory fake.
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;

@@ -15,9 +15,11 @@
 //! can propose deletes for them without scanning the keyspace.
 //!
 //! # Layout
-//! - [`MemoryStorage`]: `BTreeMap` + expiry set behind an `RwLock`; tests and
-//!   the embedded dev cluster.
-//! - [`RedbStorage`]: one shard's tables in a redb database shared by shards.
+//! - [`MemoryStorage`]: `BTreeMap` + expiry set behind an `RwLock`; for tests
+//!   and benchmarks only.
+//! - [`RedbStorage`]: one shard's tables in a redb database shared by shards;
+//!   what every replica uses (`Replica::open` in `kvdb-node`), the embedded
+//!   and dev clusters included.
 //! - [`conformance`]: the property suite every backend must pass.
 //!
 //! # Out of scope
@@ -45,7 +47,9 @@ use crate::Version;
 pub struct StoredValue {
     /// The value bytes; may be empty.
     pub value: Vec<u8>,
-    /// The Raft log index of the write that produced this value.
+    /// The version of the write that produced this value:
+    /// `log_index << 16 | position` (the Raft log index of its entry and its
+    /// position in that entry's batch), chosen by the state machine.
     pub version: Version,
     /// Wall-clock instant (ms since the Unix epoch) from which the key reads
     /// as absent; `None` never expires. Backends store `Some(0)` as
