@@ -1,7 +1,7 @@
 //! The wall clock, read in exactly three places: when a leader proposes a
 //! write (to fix `now_ms` and expiry instants in the command), when a
 //! replica judges whether a value it serves has expired, and when a leader's
-//! expiry purger (`purge_expired` in `replica_tasks`) lists the keys due for
+//! expiry purger (`purge_expired` in `expiry`) lists the keys due for
 //! deletion and stamps the purge command with that instant.
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -16,7 +16,8 @@
 //! - [`raft_types`]: the openraft type configuration of a shard group.
 //! - [`proposal`]: request -> command and result -> response, with limits.
 //! - [`replica`]: this node's member of one shard group, and its read lease.
-//! - `replica_tasks`: a replica's leadership watcher and expiry purger.
+//! - `replica_tasks`: a replica's leadership watcher (leader changes, read floors).
+//! - [`expiry`]: TTL in one place: absolute expiry at proposal, purgeable keys, the purger.
 //! - [`read_queue`]: shares one read-index confirmation among concurrent strong reads.
 //! - [`write_queue`]: batches a leader's concurrent writes into shared Raft entries.
 //! - [`replica_manager`]: opens, initializes, moves and removes replicas to
@@ -44,6 +45,7 @@ pub mod clock;
 pub mod command;
 pub mod config;
 pub mod control;
+pub mod expiry;
 pub mod kv_machine;
 pub mod kv_service;
 pub mod node;

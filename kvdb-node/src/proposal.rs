@@ -12,6 +12,7 @@ use kvdb_core::error::KvError;
 use kvdb_core::proto::v1 as pb;
 
 use crate::command::{Command, CommandResult, Delete, Op, Put, WriteId};
+use crate::expiry;
 
 /// Size caps on keys and values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +53,7 @@ impl Limits {
 pub fn put_command(req: &pb::PutRequest, now_ms: u64, limits: &Limits) -> Result<Command, KvError> {
     limits.check_key(&req.key)?;
     limits.check_value(&req.value)?;
-    let expire_at_ms = (req.ttl_ms > 0).then(|| now_ms.saturating_add(req.ttl_ms));
+    let expire_at_ms = expiry::expire_at(now_ms, req.ttl_ms);
     let put = Put {
         key: req.key.to_vec(),
         value: req.value.to_vec(),

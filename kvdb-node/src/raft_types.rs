@@ -21,8 +21,9 @@ openraft::declare_raft_types!(
         AsyncRuntime = openraft::TokioRuntime,
 );
 
-/// A shard member's Raft node id (the coordinator's node id).
-pub type NodeId = u64;
+/// A shard member's Raft node id: the number of its [`kvdb_core::NodeId`], as openraft
+/// wants it.
+pub type RaftId = u64;
 /// A shard member's address record.
 pub type ShardNode = openraft::BasicNode;
 /// A shard log entry.

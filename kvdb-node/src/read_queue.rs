@@ -34,14 +34,14 @@ use openraft::{BasicNode, RaftMetrics, ServerState};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::raft_types::{NodeId, ShardRaft};
+use crate::raft_types::{RaftId, ShardRaft};
 
 /// The most read-index confirmations of one shard running at once. One lets every read that
 /// arrives during a round share the next one, which measured best on a CPU-bound box.
 pub const MAX_IN_FLIGHT: usize = 1;
 
 /// Why leadership could not be confirmed: what `ensure_linearizable` reports.
-pub type ReadError = RaftError<NodeId, CheckIsLeaderError<NodeId, BasicNode>>;
+pub type ReadError = RaftError<RaftId, CheckIsLeaderError<RaftId, BasicNode>>;
 
 type Reply = oneshot::Sender<Result<(), ReadError>>;
 
@@ -56,7 +56,7 @@ impl ReadQueue {
     /// reads wait for openraft's read index only (a planted bug of the chaos suite).
     pub fn spawn(
         raft: ShardRaft,
-        me: NodeId,
+        me: RaftId,
         floor: Option<Arc<ReadFloor>>,
     ) -> (Self, JoinHandle<()>) {
         let (queue, waiting) = mpsc::unbounded_channel();
@@ -79,7 +79,7 @@ fn stopped() -> ReadError {
 
 async fn run(
     raft: ShardRaft,
-    me: NodeId,
+    me: RaftId,
     floor: Option<Arc<ReadFloor>>,
     mut waiting: mpsc::UnboundedReceiver<Reply>,
 ) {
@@ -110,7 +110,7 @@ async fn run(
 }
 
 /// What `m` shows of replica `me`, for its [`ReadFloor`].
-pub fn observed(me: NodeId, m: &RaftMetrics<NodeId, BasicNode>) -> Observed<'_> {
+pub fn observed(me: RaftId, m: &RaftMetrics<RaftId, BasicNode>) -> Observed<'_> {
     Observed {
         me,
         vote: &m.vote,
@@ -121,7 +121,7 @@ pub fn observed(me: NodeId, m: &RaftMetrics<NodeId, BasicNode>) -> Observed<'_> 
 
 /// Waits until the applied index reaches the floor of this replica's leadership. Fails with
 /// `ForwardToLeader` if the leadership ends first: the read must go to the next leader.
-async fn reach_floor(raft: &ShardRaft, me: NodeId, floor: &ReadFloor) -> Result<(), ReadError> {
+async fn reach_floor(raft: &ShardRaft, me: RaftId, floor: &ReadFloor) -> Result<(), ReadError> {
     let mut metrics = raft.metrics();
     let mut leadership = None;
     loop {
@@ -141,7 +141,7 @@ async fn reach_floor(raft: &ShardRaft, me: NodeId, floor: &ReadFloor) -> Result<
     }
 }
 
-fn not_leader(m: &RaftMetrics<NodeId, BasicNode>) -> ReadError {
+fn not_leader(m: &RaftMetrics<RaftId, BasicNode>) -> ReadError {
     let leader = m.current_leader.filter(|&id| id != m.id);
     let node = leader.and_then(|id| m.membership_config.membership().get_node(&id).cloned());
     RaftError::APIError(CheckIsLeaderError::ForwardToLeader(ForwardToLeader {

@@ -30,6 +30,7 @@ use tokio::task::{JoinError, JoinHandle};
 
 use crate::command::{Command, CommandResult};
 use crate::config::{ConfigError, NodeConfig};
+use crate::expiry;
 use crate::kv_machine::{KvMachine, MachineError};
 use crate::raft_types::{ShardRaft, ShardRaftConfig};
 use crate::read_queue::{ReadError, ReadQueue, observed};
@@ -211,7 +212,7 @@ impl Replica {
                 env.leadership_changed.clone(),
                 floor.clone(),
             )),
-            tokio::spawn(replica_tasks::purge_expired(
+            tokio::spawn(expiry::purge_expired(
                 raft.clone(),
                 storage.clone(),
                 env.config.clone(),

@@ -1,16 +1,12 @@
-//! The background tasks of every [`Replica`](crate::replica::Replica): telling the replica
-//! manager about leadership changes, and purging expired keys while leading.
+//! The leadership watcher of every [`Replica`](crate::replica::Replica): telling the replica
+//! manager about leadership changes and recording each leadership's read floor. (The other
+//! background task, the expiry purger, lives in [`crate::expiry`].)
 
 use std::sync::Arc;
 
 use kvdb_core::raft::read_floor::ReadFloor;
-use kvdb_core::storage::Storage;
-use openraft::ServerState;
 use tokio::sync::Notify;
 
-use crate::clock;
-use crate::command::{Command, Op};
-use crate::config::NodeConfig;
 use crate::raft_types::ShardRaft;
 use crate::read_queue::observed;
 
@@ -42,51 +38,6 @@ pub(crate) async fn watch_leadership(
         }
         if metrics.changed().await.is_err() {
             return;
-        }
-    }
-}
-
-/// While this node leads, proposes deletes of expired keys in small batches;
-/// not during a handover (its entries would refresh the followers' leases).
-pub(crate) async fn purge_expired(
-    raft: ShardRaft,
-    storage: Arc<dyn Storage>,
-    config: Arc<NodeConfig>,
-    handover: Arc<std::sync::Mutex<Option<String>>>,
-) {
-    let mut tick = tokio::time::interval(config.purge_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let handing_over = handover
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_some();
-        if handing_over || raft.metrics().borrow().state != ServerState::Leader {
-            continue;
-        }
-        loop {
-            let now_ms = clock::now_ms();
-            let limit = config.purge_batch;
-            let storage = storage.clone();
-            let due = tokio::task::spawn_blocking(move || storage.expired(now_ms, limit)).await;
-            let keys = match due {
-                Ok(Ok(keys)) if !keys.is_empty() => keys,
-                Ok(Ok(_)) => break,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "listing expired keys failed");
-                    break;
-                }
-                Err(_) => return,
-            };
-            let full = keys.len() == limit;
-            let purge = Command {
-                now_ms,
-                op: Op::Purge { keys },
-            };
-            if raft.client_write(purge).await.is_err() || !full {
-                break;
-            }
         }
     }
 }

@@ -22,7 +22,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::command::{Command, CommandResult, Op};
-use crate::raft_types::{NodeId, ShardRaft};
+use crate::raft_types::{RaftId, ShardRaft};
 
 /// The most writes one Raft entry carries.
 pub const MAX_BATCH: usize = 1024;
@@ -32,7 +32,7 @@ pub const MAX_BATCH: usize = 1024;
 pub const MAX_IN_FLIGHT: usize = 1;
 
 /// Why a queued write failed: what `client_write` reports.
-pub type WriteError = RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>;
+pub type WriteError = RaftError<RaftId, ClientWriteError<RaftId, BasicNode>>;
 
 type Reply = oneshot::Sender<Result<CommandResult, WriteError>>;
 

@@ -371,5 +371,4 @@ fn parse_positive_duration(s: &str) -> Result<Duration, String> {
 }
 
 #[cfg(test)]
-#[path = "args_tests.rs"]
 mod tests;

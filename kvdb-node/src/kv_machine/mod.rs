@@ -35,7 +35,8 @@ use serde::{Deserialize, Serialize};
 #[cfg(doc)]
 use crate::command::BATCH_POSITION_BITS;
 use crate::command::{Command, CommandResult, Delete, Op, Put, write_version};
-use crate::raft_types::{Entry, NodeId, ShardNode, ShardRaftConfig};
+use crate::expiry;
+use crate::raft_types::{Entry, RaftId, ShardNode, ShardRaftConfig};
 use crate::sessions::{Seen, SessionRowError, Sessions};
 
 /// Why the state machine could not apply, export or import.
@@ -55,8 +56,8 @@ pub enum MachineError {
 /// The part of the machine's state kept in the storage's metadata blob.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Meta {
-    last_applied: Option<LogId<NodeId>>,
-    membership: StoredMembership<NodeId, ShardNode>,
+    last_applied: Option<LogId<RaftId>>,
+    membership: StoredMembership<RaftId, ShardNode>,
 }
 
 /// One shard's state machine.
@@ -108,7 +109,7 @@ impl KvMachine {
     }
 
     /// The last applied log id and the last applied membership.
-    pub fn applied_state(&self) -> (Option<LogId<NodeId>>, StoredMembership<NodeId, ShardNode>) {
+    pub fn applied_state(&self) -> (Option<LogId<RaftId>>, StoredMembership<RaftId, ShardNode>) {
         (self.meta.last_applied, self.meta.membership.clone())
     }
 
@@ -265,10 +266,7 @@ fn apply_purge(
 ) -> Result<CommandResult, StorageError> {
     let mut purged = 0u32;
     for (key, version) in keys {
-        let due = pending
-            .get(key)?
-            .is_some_and(|v| v.version == *version && !v.is_live(now_ms));
-        if due {
+        if expiry::is_purgeable(pending.get(key)?.as_ref(), *version, now_ms) {
             pending.delete(key.clone());
             purged += 1;
         }
@@ -353,7 +351,7 @@ impl<'a> Pending<'a> {
 impl Machine<ShardRaftConfig> for KvMachine {
     fn applied_state(
         &self,
-    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, ShardNode>), io::Error> {
+    ) -> Result<(Option<LogId<RaftId>>, StoredMembership<RaftId, ShardNode>), io::Error> {
         Ok(KvMachine::applied_state(self))
     }
 
@@ -383,17 +381,15 @@ impl Machine<ShardRaftConfig> for KvMachine {
 
     fn import(
         &mut self,
-        last_applied: Option<LogId<NodeId>>,
-        membership: StoredMembership<NodeId, ShardNode>,
+        last_applied: Option<LogId<RaftId>>,
+        membership: StoredMembership<RaftId, ShardNode>,
         data: &[u8],
     ) -> Result<(), io::Error> {
         KvMachine::import(self, last_applied, membership, data).map_err(io::Error::other)
     }
 }
 
-#[path = "kv_machine_snapshot.rs"]
 mod snapshot;
 
 #[cfg(test)]
-#[path = "kv_machine_tests.rs"]
 mod tests;

@@ -157,5 +157,4 @@ impl<K: Kv> Worker<K> {
 }
 
 #[cfg(test)]
-#[path = "driver_tests.rs"]
 mod tests;

@@ -7,7 +7,7 @@ use openraft::{LogId, StoredMembership};
 use serde::{Deserialize, Serialize};
 
 use super::{KvMachine, MachineError, Meta};
-use crate::raft_types::{NodeId, ShardNode};
+use crate::raft_types::{RaftId, ShardNode};
 use crate::sessions::Sessions;
 
 /// A full copy of the machine's state: what a snapshot carries.
@@ -53,8 +53,8 @@ impl KvMachine {
     /// [`export`](Self::export), applied up to `last_applied` with `membership`.
     pub fn import(
         &mut self,
-        last_applied: Option<LogId<NodeId>>,
-        membership: StoredMembership<NodeId, ShardNode>,
+        last_applied: Option<LogId<RaftId>>,
+        membership: StoredMembership<RaftId, ShardNode>,
         bytes: &[u8],
     ) -> Result<(), MachineError> {
         let mut image: SnapshotImage = codec::decode(bytes)?;

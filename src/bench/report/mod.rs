@@ -304,5 +304,4 @@ impl fmt::Display for Summary {
 }
 
 #[cfg(test)]
-#[path = "report_tests.rs"]
 mod tests;
