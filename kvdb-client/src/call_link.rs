@@ -113,14 +113,18 @@ impl NodeLink {
         NodeLink(CallLink::open(NodeCalls(client)))
     }
 
+    /// A GET on the shared stream. If the stream fails, every call waiting on it fails with
+    /// the error its status encodes (usually a retryable [`KvError::Unavailable`]).
     pub async fn get(&self, req: pb::NodeGetRequest) -> Result<pb::GetResponse, KvError> {
         get_reply(call(&self.0, pb::node_call::Op::Get(req)).await?)
     }
 
+    /// A PUT on the shared stream; failures as for [`get`](Self::get).
     pub async fn put(&self, req: pb::NodePutRequest) -> Result<pb::PutResponse, KvError> {
         put_reply(call(&self.0, pb::node_call::Op::Put(req)).await?)
     }
 
+    /// A DELETE on the shared stream; failures as for [`get`](Self::get).
     pub async fn delete(&self, req: pb::NodeDeleteRequest) -> Result<pb::DeleteResponse, KvError> {
         delete_reply(call(&self.0, pb::node_call::Op::Delete(req)).await?)
     }
@@ -132,6 +136,8 @@ impl GatewayLink {
         GatewayLink(CallLink::open(GatewayCalls(client)))
     }
 
+    /// A GET through the gateway, which routes and retries it within `timeout_ms`
+    /// (0: the gateway's default; the gateway caps it at its maximum).
     pub async fn get(
         &self,
         req: pb::GetRequest,
@@ -140,6 +146,7 @@ impl GatewayLink {
         get_reply(call(&self.0, (pb::call::Op::Get(req), timeout_ms)).await?)
     }
 
+    /// A PUT through the gateway; `timeout_ms` as for [`get`](Self::get).
     pub async fn put(
         &self,
         req: pb::PutRequest,
@@ -148,6 +155,7 @@ impl GatewayLink {
         put_reply(call(&self.0, (pb::call::Op::Put(req), timeout_ms)).await?)
     }
 
+    /// A DELETE through the gateway; `timeout_ms` as for [`get`](Self::get).
     pub async fn delete(
         &self,
         req: pb::DeleteRequest,

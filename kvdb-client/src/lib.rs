@@ -14,6 +14,8 @@
 //! - [`write_id`]: (client id, sequence) pairs for exactly-once retries.
 //! - [`smart`], [`gateway_client`]: the two clients.
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod call_link;
 pub mod executor;

@@ -27,6 +27,7 @@ impl From<Consistency> for pb::Consistency {
 /// Options of a read.
 #[derive(Debug, Clone, Default)]
 pub struct GetOptions {
+    /// Strong by default; eventual trades freshness for load spread.
     pub consistency: Consistency,
     /// Deadline for the whole call, retries included; the client default
     /// when `None`.
@@ -42,6 +43,8 @@ pub struct PutOptions {
     pub if_version: Option<Version>,
     /// Apply only if the key is absent.
     pub if_not_exists: bool,
+    /// Deadline for the whole call, retries included; the client default
+    /// when `None`.
     pub timeout: Option<Duration>,
 }
 
@@ -50,5 +53,7 @@ pub struct PutOptions {
 pub struct DeleteOptions {
     /// Delete only if the key's current version equals this.
     pub if_version: Option<Version>,
+    /// Deadline for the whole call, retries included; the client default
+    /// when `None`.
     pub timeout: Option<Duration>,
 }

@@ -6,6 +6,7 @@ use kvdb_core::error::KvError;
 /// A stored value with its version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Value {
+    /// The bytes stored.
     pub value: Vec<u8>,
     /// Version of the write that produced the value, `log_index << 16 |
     /// position`: the Raft log index of its entry and its position in that
@@ -23,14 +24,22 @@ pub enum ClientError {
     /// A condition (`if_version`, `if_not_exists`) did not hold. Nothing was
     /// written. `current` is the key's version (0 when absent).
     #[error("condition failed: current version is {current}")]
-    ConditionFailed { current: Version },
+    ConditionFailed {
+        /// The key's version when the condition was checked.
+        current: Version,
+    },
     /// The request failed with this error; retryable kinds mean the deadline
     /// ran out while retrying.
     #[error(transparent)]
     Kv(#[from] KvError),
     /// The endpoint given to the client is malformed.
     #[error("bad endpoint {endpoint:?}: {reason}")]
-    BadEndpoint { endpoint: String, reason: String },
+    BadEndpoint {
+        /// The endpoint as given (the coordinators comma-joined).
+        endpoint: String,
+        /// Why it was refused.
+        reason: String,
+    },
 }
 
 impl ClientError {

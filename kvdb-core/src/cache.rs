@@ -72,19 +72,25 @@ pub enum UpdateError {
     /// Not newer than the cached map; ignoring it is correct.
     #[error("map version {offered} is not newer than cached version {current}")]
     Stale {
+        /// The cached map's version.
         current: MapVersion,
+        /// The version that was offered.
         offered: MapVersion,
     },
     /// A delta skipped versions; the caller must fetch a full map.
     #[error("delta version {delta} skips versions after cached version {current}")]
     Gap {
+        /// The cached map's version.
         current: MapVersion,
+        /// The version the delta produces (more than `current + 1`).
         delta: MapVersion,
     },
     /// The resulting map breaks the shard-map invariants.
     #[error("shard map version {version} is invalid: {error}")]
     Invalid {
+        /// The version of the rejected map.
         version: MapVersion,
+        /// The first invariant it breaks.
         #[source]
         error: MapError,
     },

@@ -8,7 +8,9 @@ use crate::shard_map::{NodeInfo, NodeStatus, ShardInfo, ShardMap, ShardMapDelta,
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {what}: {why}")]
 pub struct ConvertError {
+    /// The kind of field or record, e.g. `"slot"` or `"node status"`.
     pub what: &'static str,
+    /// What is wrong with it, for logs.
     pub why: String,
 }
 

@@ -85,19 +85,29 @@ pub enum CoordinatorClientError {
     NoEndpoints,
     /// An address is not `host:port`.
     #[error("bad coordinator address {address:?}: {reason}")]
-    BadAddress { address: String, reason: String },
+    BadAddress {
+        /// The address as given (or as hinted by a coordinator).
+        address: String,
+        /// Why it does not parse as a URI.
+        reason: String,
+    },
     /// The coordinator answered and refused the call; retrying the same call
     /// will not help. `error` is what the coordinator said, as it said it.
     #[error("coordinator refused {call}: {error}")]
     Rejected {
+        /// The call that was refused, e.g. `"init_shards"`.
         call: &'static str,
+        /// The coordinator's typed refusal.
         error: CoordinatorError,
     },
     /// No member could take the call within the attempts allowed. Retryable.
     #[error("coordinator {call} unavailable after {attempts} attempts: {last}")]
     Unavailable {
+        /// The call that could not be placed.
         call: &'static str,
+        /// How many attempts were allowed (`max_attempts`).
         attempts: u32,
+        /// The last attempt's address and failure, for logs.
         last: String,
     },
     /// The coordinator sent a record that does not decode.

@@ -34,25 +34,45 @@ pub enum CoordinatorError {
         "already initialized with {num_shards} shards and replication factor {replication_factor}"
     )]
     AlreadyInitialized {
+        /// The shard count the cluster was initialized with.
         num_shards: u32,
+        /// The replication factor it was initialized with.
         replication_factor: u32,
     },
     /// The request was made against another epoch of the shard.
     #[error("shard {shard}: request epoch {expected}, current {current}")]
     EpochMismatch {
+        /// The shard the request named.
         shard: ShardId,
+        /// The epoch the request expected.
         expected: Epoch,
+        /// The shard's epoch now; retry against it after re-reading the shard.
         current: Epoch,
     },
     /// Fewer alive nodes than the requested replication factor.
     #[error("{alive} alive nodes, replication factor {replication_factor}")]
-    NotEnoughNodes { alive: u32, replication_factor: u32 },
+    NotEnoughNodes {
+        /// Nodes that could receive a replica.
+        alive: u32,
+        /// Replicas asked for per shard.
+        replication_factor: u32,
+    },
     /// The node cannot receive a new replica in its current status.
     #[error("node {node} is {status:?} and cannot receive new replicas")]
-    NodeNotAssignable { node: NodeId, status: NodeStatus },
+    NodeNotAssignable {
+        /// The node named as a new replica.
+        node: NodeId,
+        /// Its status (not `Alive`).
+        status: NodeStatus,
+    },
     /// Another node is already registered with this data-plane address.
     #[error("address {address} is already registered by node {node}")]
-    AddressInUse { address: String, node: String },
+    AddressInUse {
+        /// The contested data-plane address.
+        address: String,
+        /// The name of the node that already holds it.
+        node: String,
+    },
     /// This member cannot take the write; retry at the leader when known.
     #[error("not the coordinator leader (leader: {leader_id:?} at {leader_grpc:?})")]
     NotLeader {

@@ -52,6 +52,8 @@ impl Access {
 /// `ReplicaManager::local` in `kvdb-node`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalReplica {
+    /// The shard this replica belongs to; a mismatch with the request is
+    /// treated as "not hosted here".
     pub shard: ShardId,
     /// The shard's epoch in this node's cached shard map.
     pub epoch: Epoch,

@@ -22,6 +22,7 @@ pub enum RoutingError {
     /// the leader (a write or a strong read).
     #[error("shard {shard}: not leader (hint: {leader:?})")]
     NotLeader {
+        /// The shard the request named.
         shard: ShardId,
         /// The leader's data-plane address (`host:port`), if known.
         leader: Option<String>,
@@ -30,6 +31,7 @@ pub enum RoutingError {
     /// the shard's range: the caller's map is out of date.
     #[error("shard {shard} moved (try {to:?})")]
     ShardMoved {
+        /// The shard the request named (not necessarily the key's owner now).
         shard: ShardId,
         /// A node (`host:port`) that serves the key per this node's map.
         to: Option<String>,
@@ -38,6 +40,7 @@ pub enum RoutingError {
     /// node's replica has.
     #[error("shard {shard}: request epoch {request}, current {current}")]
     StaleEpoch {
+        /// The shard the request named.
         shard: ShardId,
         /// The epoch the request carried.
         request: Epoch,

@@ -22,6 +22,8 @@
 //!   coordinator and the shard groups.
 //! - [`proto`]: generated protobuf and gRPC code.
 
+#![warn(missing_docs)]
+
 pub mod address_rewrite;
 pub mod backoff;
 pub mod cache;

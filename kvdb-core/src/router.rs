@@ -27,6 +27,7 @@ use crate::slot::slot;
 /// One replica of a shard and where to reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replica {
+    /// The node holding the replica.
     pub node: NodeId,
     /// Data-plane address, `host:port`.
     pub address: String,
@@ -35,6 +36,7 @@ pub struct Replica {
 /// Where to send a request for one shard, as of one map version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
+    /// The shard to name in the request.
     pub shard: ShardId,
     /// The epoch to send with the request.
     pub epoch: Epoch,

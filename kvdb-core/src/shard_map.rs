@@ -23,22 +23,28 @@ pub enum NodeStatus {
 /// A storage node's record in the map.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeInfo {
+    /// Assigned by the coordinator at registration; also the node's Raft id.
     pub id: NodeId,
     /// Operator-chosen unique name, e.g. `node-1`.
     pub name: String,
     /// Data-plane address, `host:port`.
     pub address: String,
+    /// Failure-domain label given at registration; carried and shown, not
+    /// yet read by placement.
     pub zone: String,
+    /// Liveness and role, as the coordinator last judged it.
     pub status: NodeStatus,
 }
 
 /// Whether a shard's replica set is settled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ShardState {
+    /// `replicas` is the whole configuration; no move in progress.
     Stable,
     /// Moving to `target`; the epoch was already bumped. Settles when the
     /// shard's leader reports the new configuration committed.
     Moving {
+        /// The replica set being moved to (the full new set, not the additions).
         target: Vec<NodeId>,
     },
 }
@@ -46,14 +52,19 @@ pub enum ShardState {
 /// One shard: a contiguous inclusive slot range and its replicas.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardInfo {
+    /// Also the id of the shard's Raft group.
     pub id: ShardId,
+    /// First slot served, inclusive.
     pub slot_start: Slot,
+    /// Last slot served, inclusive.
     pub slot_end: Slot,
     /// Replicas of the committed configuration.
     pub replicas: Vec<NodeId>,
     /// Last reported leader, if any.
     pub leader: Option<NodeId>,
+    /// Configuration generation; requests carrying another epoch are rejected.
     pub epoch: Epoch,
+    /// Settled, or moving to a new replica set.
     pub state: ShardState,
     /// Raft term of the last reported leader.
     pub leader_term: u64,
@@ -83,18 +94,26 @@ impl ShardInfo {
 /// The full map at one version.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardMap {
+    /// Bumped by every metadata change; caches keep only newer maps.
     pub version: MapVersion,
+    /// Every registered node, by id.
     pub nodes: BTreeMap<NodeId, NodeInfo>,
+    /// Every shard, by id; empty until the cluster is initialized.
     pub shards: BTreeMap<ShardId, ShardInfo>,
 }
 
 /// Everything that changed at one map version, as full records.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardMapDelta {
+    /// The map version this delta produces; applies only to a map at `version - 1`.
     pub version: MapVersion,
+    /// Nodes added or changed, as full records that replace the old ones.
     pub nodes: Vec<NodeInfo>,
+    /// Shards added or changed, as full records that replace the old ones.
     pub shards: Vec<ShardInfo>,
+    /// Nodes to drop; removals are applied before the upserts.
     pub removed_nodes: Vec<NodeId>,
+    /// Shards to drop; removals are applied before the upserts.
     pub removed_shards: Vec<ShardId>,
 }
 
@@ -103,37 +122,78 @@ pub struct ShardMapDelta {
 pub enum DeltaError {
     /// The delta is not newer than the map; ignoring it is correct.
     #[error("delta version {delta} is not newer than map version {map}")]
-    Stale { map: MapVersion, delta: MapVersion },
+    Stale {
+        /// The map's version.
+        map: MapVersion,
+        /// The delta's version (not newer).
+        delta: MapVersion,
+    },
     /// A version was skipped; the caller must fetch a snapshot.
     #[error("delta version {delta} skips versions after map version {map}")]
-    Gap { map: MapVersion, delta: MapVersion },
+    Gap {
+        /// The map's version.
+        map: MapVersion,
+        /// The delta's version (more than one ahead).
+        delta: MapVersion,
+    },
 }
 
 /// Why a map is not a valid assignment of slots to nodes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MapError {
+    /// A slot no shard serves: keys hashing to it could not be routed.
     #[error("slot {0} is not covered by any shard")]
     Uncovered(Slot),
+    /// Two shards claim a slot: routing would be ambiguous.
     #[error("slot {slot} is covered by shards {first} and {second}")]
     Overlap {
+        /// The first slot claimed twice.
         slot: Slot,
+        /// The shard whose range already covers it.
         first: ShardId,
+        /// The shard whose range starts inside `first`'s.
         second: ShardId,
     },
+    /// A range that is inverted or ends past the last slot.
     #[error("shard {shard} has an empty or inverted slot range {start}..={end}")]
     BadRange {
+        /// The shard with the bad range.
         shard: ShardId,
+        /// Its `slot_start`.
         start: Slot,
+        /// Its `slot_end`.
         end: Slot,
     },
+    /// A replica or move target that is not in the map's node list.
     #[error("shard {shard} references unknown node {node}")]
-    UnknownNode { shard: ShardId, node: NodeId },
+    UnknownNode {
+        /// The shard naming the node.
+        shard: ShardId,
+        /// The node missing from `nodes`.
+        node: NodeId,
+    },
+    /// A shard with an empty committed replica set: nothing could serve it.
     #[error("shard {shard} has no replicas")]
-    NoReplicas { shard: ShardId },
+    NoReplicas {
+        /// The shard without replicas.
+        shard: ShardId,
+    },
+    /// A node listed twice in the replicas or twice in the move target.
     #[error("shard {shard} lists node {node} twice")]
-    DuplicateReplica { shard: ShardId, node: NodeId },
+    DuplicateReplica {
+        /// The shard with the duplicate.
+        shard: ShardId,
+        /// The node listed twice.
+        node: NodeId,
+    },
+    /// A leader that is neither a replica nor a move target.
     #[error("shard {shard} leader {node} is not one of its replicas")]
-    LeaderNotReplica { shard: ShardId, node: NodeId },
+    LeaderNotReplica {
+        /// The shard with the bad leader.
+        shard: ShardId,
+        /// The leader it names.
+        node: NodeId,
+    },
 }
 
 impl ShardMap {

@@ -8,6 +8,8 @@
 //! - [`service`]: the `KvGateway` service (decode, execute, map errors).
 //! - [`server`]: serving it with health and graceful shutdown.
 
+#![warn(missing_docs)]
+
 pub mod server;
 pub mod service;
 

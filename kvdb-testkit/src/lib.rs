@@ -20,6 +20,8 @@
 //! - `partition`: [`Partition`], named proxied links cut by node sets.
 //! - `wait`: [`wait_until`] a condition with a deadline; [`init_tracing`] for test logs.
 
+#![warn(missing_docs)]
+
 mod checker;
 mod history;
 mod model;

@@ -48,7 +48,12 @@ pub enum ConfigError {
     ZeroWatchRetry,
     /// The retry range is inverted.
     #[error("watch_retry_min ({min:?}) is greater than watch_retry_max ({max:?})")]
-    WatchRetryRange { min: Duration, max: Duration },
+    WatchRetryRange {
+        /// The configured `watch_retry_min`.
+        min: Duration,
+        /// The configured `watch_retry_max`, smaller than `min`.
+        max: Duration,
+    },
 }
 
 impl CacheConfig {

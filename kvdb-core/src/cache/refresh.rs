@@ -50,7 +50,9 @@ pub enum RefreshError {
     /// the cache kept its previous map.
     #[error("shard-map refresh fetched invalid map version {version}: {error}")]
     InvalidMap {
+        /// The version of the rejected map.
         version: MapVersion,
+        /// The first invariant it breaks.
         #[source]
         error: MapError,
     },

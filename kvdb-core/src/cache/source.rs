@@ -31,7 +31,10 @@ pub enum WatchEvent {
 pub enum SourceError {
     /// The source (e.g. the coordinator) could not be reached or refused.
     #[error("shard-map source unavailable: {reason}")]
-    Unavailable { reason: String },
+    Unavailable {
+        /// Human-readable cause, for logs only.
+        reason: String,
+    },
     /// The source answered with something that is not a shard map.
     #[error("shard-map source sent an invalid record: {0}")]
     Invalid(#[from] ConvertError),

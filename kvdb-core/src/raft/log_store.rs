@@ -115,7 +115,9 @@ pub enum LogDbError {
     /// The database file could not be created or opened.
     #[error("open raft log database {path}: {source}")]
     Open {
+        /// The database file.
         path: PathBuf,
+        /// Why redb could not open it.
         #[source]
         source: redb::DatabaseError,
     },
@@ -125,6 +127,7 @@ pub enum LogDbError {
     /// The transaction holding a write failed; every write batched into it failed with it.
     #[error("raft log commit failed: {source}")]
     Commit {
+        /// The transaction's failure, shared (hence the `Arc`) by every write batched into it.
         #[source]
         source: Arc<redb::Error>,
     },

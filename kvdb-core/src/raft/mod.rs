@@ -6,7 +6,7 @@
 //! - [`lease`]: when a leader may serve linearizable reads without a heartbeat round.
 //! - [`read_floor`]: the index a leader must have applied before its first linearizable read.
 //! - [`log_store`]: `RaftLogStorage` on redb, many groups per database, group commit.
-//! - [`state_machine`]: `RaftStateMachine` over a pluggable [`Machine`].
+//! - [`state_machine`]: `RaftStateMachine` over a pluggable [`Machine`](state_machine::Machine).
 //! - [`transport`]: `RaftNetworkFactory` over the `RaftTransport` gRPC service, and
 //!   the server side that dispatches to the right group.
 

@@ -88,10 +88,18 @@ pub enum StateMachineError {
     Machine(#[from] io::Error),
     /// A snapshot meta row exists without its data row: the database is damaged.
     #[error("raft group {group}: snapshot meta without data")]
-    MissingSnapshotData { group: u64 },
+    MissingSnapshotData {
+        /// The Raft group whose snapshot is damaged.
+        group: u64,
+    },
     /// The machine returned a different number of responses than it was given entries.
     #[error("state machine returned {responses} responses for {entries} entries")]
-    ResponseCount { entries: usize, responses: usize },
+    ResponseCount {
+        /// Entries handed to the machine.
+        entries: usize,
+        /// Responses it returned.
+        responses: usize,
+    },
     /// A blocking task running the machine panicked or was cancelled.
     #[error("state machine task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
