@@ -13,6 +13,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use kvdb_core::raft::transport::forward::{self, ForwardError};
 use kvdb_core::raft::transport::{PeerChannels, RaftRouter};
 use kvdb_core::{MapVersion, NodeId, NodeStatus, ShardMap};
 use openraft::error::{ClientWriteError, RaftError};
@@ -25,7 +26,7 @@ use crate::command::{Command, CommandResult};
 use crate::config::CoordinatorConfig;
 use crate::error::CoordinatorError;
 use crate::feed::{Feed, View};
-use crate::forward;
+use crate::forward::FORWARD_TIMEOUT;
 use crate::leadership::{self, ClusterInfo, LeaderInfo};
 use crate::liveness::{self, LivenessTracker};
 use crate::machine::MetaMachine;
@@ -212,7 +213,7 @@ impl Coordinator {
                 if !self.forward {
                     return Err(self.not_leader());
                 }
-                return forward::command(self.channel(&node)?, command).await;
+                return self.forward_write(&node, command).await;
             }
             // No leader known (an election), or a stale view of ourselves.
             if !self.wait_for_leader(deadline, attempt > 0).await {
@@ -249,6 +250,35 @@ impl Coordinator {
             leader_grpc: leader.grpc_address,
             leader_admin: leader.admin_address,
         }
+    }
+
+    /// Has the leader at `node` apply `command`, over the Raft transport's forwarded write
+    /// (the one forwarding path for commands), and returns its outcome. The leader never
+    /// forwards it again: if it lost the leadership on the way, this member answers
+    /// `NotLeader` with what it knows.
+    async fn forward_write(&self, node: &BasicNode, command: Command) -> CommandResult {
+        let channel = self.channel(node)?;
+        let written =
+            forward::client_write::<TypeConfig>(channel, GROUP_ID, &command, FORWARD_TIMEOUT).await;
+        let refused = match written {
+            Ok(response) => return response.data,
+            Err(ForwardError::Refused(refused)) => *refused,
+            Err(e @ (ForwardError::Call(_) | ForwardError::Codec(_))) => {
+                return Err(CoordinatorError::Unavailable(format!(
+                    "leader {}: {e}",
+                    node.addr
+                )));
+            }
+        };
+        Err(match refused {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => self.not_leader(),
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+                CoordinatorError::Internal(e.to_string())
+            }
+            RaftError::Fatal(e) => {
+                CoordinatorError::Unavailable(format!("leader {} stopped: {e}", node.addr))
+            }
+        })
     }
 
     /// A channel to another member's gRPC address.

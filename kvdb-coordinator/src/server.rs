@@ -41,6 +41,7 @@ pub async fn serve(
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
     let raft = RaftTransportService::new(coordinator.router())
+        .with_forwarded_writes()
         .with_closing(Closing::on(closed.clone()))
         .into_server();
     let watch = WatchShardMapRoute::new(coordinator.clone(), closed, MAX_MESSAGE_SIZE);

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use common::{TestCluster, eventually, register_nodes, wait_until};
+use kvdb_coordinator::CoordinatorError;
 use kvdb_core::proto::v1 as pb;
 use kvdb_core::{MapVersion, NodeId, NodeStatus, ShardMap, ShardMapDelta};
 
@@ -50,6 +51,32 @@ async fn a_mutation_on_a_follower_is_forwarded() {
     // --- heartbeats are relayed to the leader too
     let heartbeat = follower.heartbeat(NodeId(1)).await.unwrap();
     assert!(heartbeat >= MapVersion(2));
+    cluster.shutdown().await;
+}
+
+/// A command a follower forwards that the leader refuses comes back as the leader's exact
+/// error, through the forwarded write and over the follower's gRPC port alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_of_a_forwarded_command_comes_back_typed() {
+    let cluster = TestCluster::start(3).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.member(cluster.other_than(leader));
+    register_nodes(follower, 3).await;
+    follower.init_shards(4, 3).await.unwrap();
+
+    let again = follower.init_shards(5, 3).await.unwrap_err();
+    let wanted = CoordinatorError::AlreadyInitialized {
+        num_shards: 4,
+        replication_factor: 3,
+    };
+    assert_eq!(again, wanted);
+    let mut client = cluster.client(cluster.other_than(leader)).await;
+    let request = pb::InitShardsRequest {
+        num_shards: 5,
+        replication_factor: 3,
+    };
+    let status = client.init_shards(request).await.unwrap_err();
+    assert_eq!(CoordinatorError::from(status), wanted);
     cluster.shutdown().await;
 }
 

@@ -35,10 +35,12 @@
 //! - `router`: [`RaftRouter`], the group id -> `Raft` registry.
 //! - `service`: [`RaftTransportService`], the gRPC server dispatching to groups.
 //! - `error`: [`TransportError`] (sending side) and [`DispatchError`] (serving side).
+//! - [`forward`]: a member's client write forwarded to its group's leader (`ClientWrite`).
 
 mod channels;
 mod client;
 mod error;
+pub mod forward;
 mod router;
 mod service;
 
@@ -47,6 +49,7 @@ mod tests;
 
 use std::io::Cursor;
 
+use openraft::impls::OneshotResponder;
 use openraft::{BasicNode, Entry, RaftTypeConfig};
 
 pub use channels::{AppendLink, AppendStream, Peer, PeerChannels, PeerChannelsConfig};
@@ -61,11 +64,18 @@ pub const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
 
 /// The openraft type configurations the transport carries: `u64` node ids,
 /// [`BasicNode`] (whose `addr` is the peer's `host:port`), openraft's own log
-/// entry, and in-memory snapshot data sent in chunks.
+/// entry, in-memory snapshot data sent in chunks, and openraft's default
+/// responder (so a forwarded write can be awaited).
 ///
 /// Implemented for every matching [`RaftTypeConfig`]; never implement it by hand.
 pub trait TransportTypeConfig:
-    RaftTypeConfig<NodeId = u64, Node = BasicNode, Entry = Entry<Self>, SnapshotData = Cursor<Vec<u8>>>
+    RaftTypeConfig<
+        NodeId = u64,
+        Node = BasicNode,
+        Entry = Entry<Self>,
+        SnapshotData = Cursor<Vec<u8>>,
+        Responder = OneshotResponder<Self>,
+    >
 {
 }
 
@@ -75,6 +85,7 @@ impl<C> TransportTypeConfig for C where
             Node = BasicNode,
             Entry = Entry<C>,
             SnapshotData = Cursor<Vec<u8>>,
+            Responder = OneshotResponder<C>,
         >
 {
 }

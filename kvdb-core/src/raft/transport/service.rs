@@ -27,6 +27,8 @@ use crate::raft::codec;
 pub struct RaftTransportService<C: TransportTypeConfig> {
     router: RaftRouter<C>,
     closing: Closing,
+    /// Whether `ClientWrite` is served (see [`Self::with_forwarded_writes`]).
+    forwarded_writes: bool,
 }
 
 impl<C: TransportTypeConfig> RaftTransportService<C> {
@@ -35,7 +37,17 @@ impl<C: TransportTypeConfig> RaftTransportService<C> {
         Self {
             router,
             closing: Closing::never(),
+            forwarded_writes: false,
         }
+    }
+
+    /// Serves `ClientWrite`: other members may hand this process's groups a client write
+    /// when they are not the leader (see [`super::forward`]). Only for groups whose every
+    /// command is safe to take from a peer as it is: the coordinator's. Storage nodes leave it
+    /// off, so their groups take writes only through the KV service and its checks.
+    pub fn with_forwarded_writes(mut self) -> Self {
+        self.forwarded_writes = true;
+        self
     }
 
     /// Ends the service's AppendEntries streams when `closing` closes. A server that shuts
@@ -145,6 +157,19 @@ impl<C: TransportTypeConfig> RaftTransport for RaftTransportService<C> {
             group,
             raft.install_snapshot(rpc).await,
         )?))
+    }
+
+    async fn client_write(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
+        if !self.forwarded_writes {
+            return Err(Status::permission_denied(
+                "this server takes no forwarded client writes",
+            ));
+        }
+        let (group, raft, data) = self.open::<C::D>(request.into_inner())?;
+        Ok(Response::new(reply(group, raft.client_write(data).await)?))
     }
 
     type AppendEntriesStreamStream = ReplyStream<RaftCallReplies>;

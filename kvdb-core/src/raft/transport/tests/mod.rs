@@ -8,16 +8,17 @@ use std::io::Cursor;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{Fatal, RPCError, RaftError};
+use openraft::error::{ClientWriteError, Fatal, RPCError, RaftError};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{AppendEntriesRequest, VoteRequest};
 use openraft::{BasicNode, Config, Raft, Vote};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::Code;
-use tonic::transport::Server;
+use tonic::transport::{Channel, Server};
 
 use self::mem_store::{MemLog, MemMachine};
+use super::forward::{self, ForwardError};
 use super::{GrpcNetworkFactory, PeerChannels, RaftRouter, RaftTransportService};
 use crate::proto::v1::raft_transport_client::RaftTransportClient;
 use crate::proto::v1::{RaftCall, RaftCalls, RaftRequest};
@@ -57,6 +58,11 @@ struct TestNode {
 
 impl TestNode {
     async fn start(id: u64, groups: &[u64]) -> Self {
+        Self::start_with(id, groups, false).await
+    }
+
+    /// A node whose transport serves forwarded client writes when `forwarded_writes`.
+    async fn start_with(id: u64, groups: &[u64], forwarded_writes: bool) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let peers = PeerChannels::default();
@@ -71,7 +77,11 @@ impl TestNode {
             router.register(group, raft.clone());
             rafts.insert(group, (raft, machine));
         }
-        let service = RaftTransportService::new(router.clone()).into_server();
+        let mut service = RaftTransportService::new(router.clone());
+        if forwarded_writes {
+            service = service.with_forwarded_writes();
+        }
+        let service = service.into_server();
         tokio::spawn(
             Server::builder()
                 .add_service(service)
@@ -96,6 +106,13 @@ impl TestNode {
 
     fn basic_node(&self) -> BasicNode {
         BasicNode::new(&self.addr)
+    }
+
+    /// A fresh channel to this node's transport.
+    fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect_lazy()
     }
 }
 
@@ -222,6 +239,64 @@ async fn learner_catches_up_through_chunked_snapshot() {
         .await
         .unwrap();
     assert_eq!(learner.applied(1), expected);
+}
+
+#[tokio::test]
+async fn a_forwarded_write_is_applied_by_the_leader_and_never_forwarded_again() {
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        nodes.push(TestNode::start_with(id, &[1], true).await);
+    }
+    nodes[0].raft(1).initialize(members(&nodes)).await.unwrap();
+    let leader = agreed_leader(&nodes, 1).await;
+    let follower = nodes.iter().find(|n| n.id != leader.id).unwrap();
+    let timeout = Duration::from_secs(5);
+
+    // --- sent to the leader: committed and applied everywhere, the leader's outcome back
+    let value = "forwarded".to_owned();
+    let written = forward::client_write::<TestTypes>(leader.channel(), 1, &value, timeout)
+        .await
+        .unwrap();
+    for node in &nodes {
+        node.raft(1)
+            .wait(DEADLINE)
+            .applied_index_at_least(Some(written.log_id.index), "forwarded write applied")
+            .await
+            .unwrap();
+        assert_eq!(node.applied(1), vec![value.clone()]);
+    }
+
+    // --- sent to a follower: refused with the leader's whereabouts, not passed on
+    let other = "to a follower".to_owned();
+    let err = forward::client_write::<TestTypes>(follower.channel(), 1, &other, timeout)
+        .await
+        .unwrap_err();
+    let ForwardError::Refused(refused) = &err else {
+        panic!("{err:?}")
+    };
+    let RaftError::APIError(ClientWriteError::ForwardToLeader(to)) = refused.as_ref() else {
+        panic!("{refused:?}")
+    };
+    assert_eq!(to.leader_id, Some(leader.id));
+    assert_eq!(leader.applied(1), vec![value]);
+}
+
+#[tokio::test]
+async fn forwarded_writes_are_refused_where_not_served() {
+    let node = TestNode::start(1, &[1]).await;
+    let single = BTreeMap::from([(1, node.basic_node())]);
+    node.raft(1).initialize(single).await.unwrap();
+    agreed_leader(std::slice::from_ref(&node), 1).await;
+
+    let value = "smuggled".to_owned();
+    let err = forward::client_write::<TestTypes>(node.channel(), 1, &value, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ForwardError::Call(status) if status.code() == Code::PermissionDenied),
+        "{err:?}"
+    );
+    assert!(node.applied(1).is_empty());
 }
 
 #[tokio::test]
