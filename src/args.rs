@@ -16,7 +16,9 @@ pub const DEFAULT_ADMIN: &str = "127.0.0.1:7381";
 /// `--consistency` of reads.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ConsistencyArg {
+    /// Linearizable: the shard leader confirms its leadership first.
     Strong,
+    /// Any replica's applied state; may be stale.
     Eventual,
 }
 

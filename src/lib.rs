@@ -6,10 +6,12 @@
 //!
 //! # Layout
 //! - [`args`]: command-line vocabulary shared by the binary and drivers.
-//! - [`bench`]: the closed-loop load generator behind `kvdb bench`.
+//! - [`bench`](mod@bench): the closed-loop load generator behind `kvdb bench`.
 //! - [`cluster`]: an in-process cluster with fault hooks (stop, restart a node).
 //! - [`out`]: stdout of the client commands, which end quietly when it is closed.
 //! - [`servers`]: a coordinator serving gRPC and the Admin API, as a unit.
+
+#![warn(missing_docs)]
 
 pub mod args;
 pub mod bench;

@@ -11,23 +11,34 @@ use tokio::task::JoinHandle;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
+    /// A listener could not be bound, or its address read.
     #[error("cannot listen on {addr} for the {what}: {source}")]
     Bind {
+        /// The server it was for (`coordinator`, `Admin API`, ...).
         what: String,
+        /// The address asked for; `0.0.0.0:0` when reading a bound listener's address failed.
         addr: SocketAddr,
+        /// The socket error.
         source: std::io::Error,
     },
+    /// The coordinator did not start, or did not create the shards at bootstrap.
     #[error("coordinator: {0}")]
     Coordinator(#[from] CoordinatorError),
+    /// The Admin API configuration is invalid.
     #[error("Admin API: {0}")]
     Admin(#[from] AdminConfigError),
+    /// A storage node did not start.
     #[error("{name}: {source}")]
     Node {
+        /// The node's name (`node-N`).
         name: String,
+        /// Why it did not start.
         source: kvdb_node::node::NodeError,
     },
+    /// The gateway refused its coordinator addresses or map-cache settings.
     #[error("gateway: {0}")]
     Gateway(kvdb_core::error::KvError),
+    /// The cluster did not come up before the start-up timeout; says what it waited for.
     #[error("{0}")]
     Bootstrap(String),
 }
@@ -54,6 +65,7 @@ pub fn local_addr(what: &str, listener: &TcpListener) -> Result<SocketAddr, Star
 
 /// A coordinator serving gRPC and the Admin API on bound listeners.
 pub struct RunningCoordinator {
+    /// The coordinator itself (map, admin operations); shut down through [`Self::shutdown`].
     pub coordinator: Coordinator,
     grpc: JoinHandle<()>,
     admin: JoinHandle<()>,

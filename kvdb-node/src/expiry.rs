@@ -3,10 +3,10 @@
 //! see [`crate::proposal`]), so every replica agrees on it and apply never reads a clock.
 //! From that instant on the value is invisible: conditional writes treat it as absent as of
 //! the command's clock, and reads as of the serving replica's wall clock
-//! (`StoredValue::is_live` in core's storage). The space is given back by the shard leader's purger ([`purge_expired`]),
-//! which proposes `Purge` commands for keys whose expiry has passed; each key is deleted on
-//! apply only if it still holds the version the leader saw expire, so a key rewritten in
-//! between survives ([`is_purgeable`]).
+//! (`StoredValue::is_live` in core's storage). The space is given back by the shard leader's
+//! purger (the crate-internal `purge_expired`), which proposes `Purge` commands for keys
+//! whose expiry has passed; each key is deleted on apply only if it still holds the version
+//! the leader saw expire, so a key rewritten in between survives ([`is_purgeable`]).
 //!
 //! Out of scope: giving the space back sooner than one purge interval after expiry, and
 //! per-key expiry notifications.

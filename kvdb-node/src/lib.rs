@@ -41,6 +41,8 @@
 //! - Changing a node's address: Raft memberships keep the address a member
 //!   had when it joined, so a node must restart on the same address.
 
+#![warn(missing_docs)]
+
 pub mod clock;
 pub mod command;
 pub mod config;

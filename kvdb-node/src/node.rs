@@ -51,6 +51,7 @@ pub enum NodeError {
     Io {
         /// What was being done.
         what: String,
+        /// The I/O failure (a panicked blocking task arrives as `io::Error::other`).
         #[source]
         source: std::io::Error,
     },
@@ -62,6 +63,7 @@ pub enum NodeError {
     KvDb {
         /// The file.
         path: PathBuf,
+        /// Why redb could not open or create it.
         #[source]
         source: redb::DatabaseError,
     },

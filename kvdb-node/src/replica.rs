@@ -64,42 +64,54 @@ pub enum ReplicaError {
     /// The shard's key-value tables failed.
     #[error("shard {shard}: storage: {source}")]
     Storage {
+        /// The shard whose replica failed.
         shard: ShardId,
+        /// Why the shard's tables could not be opened or cleared.
         #[source]
         source: StorageError,
     },
     /// The state machine could not be opened.
     #[error("shard {shard}: state machine: {source}")]
     Machine {
+        /// The shard whose replica failed.
         shard: ShardId,
+        /// Why the machine's state (metadata, sessions) could not be loaded.
         #[source]
         source: MachineError,
     },
     /// The Raft state-machine store (snapshots) failed.
     #[error("shard {shard}: raft state machine store: {source}")]
     StateMachine {
+        /// The shard whose replica failed.
         shard: ShardId,
+        /// Why the snapshot store could not be opened, or the snapshot removed.
         #[source]
         source: StateMachineError,
     },
     /// The Raft log database failed.
     #[error("shard {shard}: raft log: {source}")]
     Log {
+        /// The shard whose replica failed.
         shard: ShardId,
+        /// Why the group's log could not be removed.
         #[source]
         source: LogDbError,
     },
     /// The Raft group stopped with a fatal error.
     #[error("shard {shard}: raft: {source}")]
     Fatal {
+        /// The shard whose replica failed.
         shard: ShardId,
+        /// openraft's error from starting the group; boxed, as it would bloat every `Result`.
         #[source]
         source: Box<Fatal<u64>>,
     },
     /// Initializing the group failed for a reason other than "already initialized".
     #[error("shard {shard}: initialize: {source}")]
     Initialize {
+        /// The shard whose replica failed.
         shard: ShardId,
+        /// openraft's refusal; boxed, as it would bloat every `Result`.
         #[source]
         source: Box<RaftError<u64, InitializeError<u64, BasicNode>>>,
     },
@@ -109,7 +121,9 @@ pub enum ReplicaError {
     /// A blocking storage task panicked.
     #[error("shard {shard}: storage task: {source}")]
     Task {
+        /// The shard whose replica failed.
         shard: ShardId,
+        /// The panic (or cancellation) of the blocking task.
         #[source]
         source: JoinError,
     },

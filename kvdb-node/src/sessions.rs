@@ -37,11 +37,16 @@ const RESULT_ROW: u8 = b'r';
 pub enum SessionRowError {
     /// The row's key has no known layout.
     #[error("session row key {key:?} is malformed")]
-    Key { key: Vec<u8> },
+    Key {
+        /// The row's key, as stored.
+        key: Vec<u8>,
+    },
     /// The row's value does not decode.
     #[error("session row {key:?}: {source}")]
     Value {
+        /// The row's key, as stored.
         key: Vec<u8>,
+        /// Why its value did not decode.
         #[source]
         source: CodecError,
     },

@@ -5,7 +5,7 @@
 //! gateway or the smart client, until `--requests` are done or `--duration` has passed.
 //! Latencies of every request (failed ones included) go into per-worker HDR histograms merged
 //! at the end; the report gives throughput, p50/p90/p99/p99.9/max, and failures by kind, as
-//! text or (`--json`) one JSON object. Both clients run the same generic code ([`driver`]).
+//! text or (`--json`) one JSON object. Both clients run the same generic code (`driver`).
 //!
 //! Target: the gateway at `--gateway` by default; the smart client when `--smart` is given or
 //! `--coordinators` is set (then `--gateway` is ignored; `--smart` alone uses the default
@@ -18,10 +18,10 @@
 //! histogram covers both), and starting a cluster (`make bench` does that).
 //!
 //! # Layout
-//! - [`workload`]: operation mix, key space, values.
-//! - [`driver`]: the workers and their budget.
-//! - [`report`]: tallies, error kinds, the summary and its text and JSON forms.
-//! - [`progress`]: the progress bar.
+//! - `workload`: operation mix, key space, values.
+//! - `driver`: the workers and their budget.
+//! - `report`: tallies, error kinds, the summary and its text and JSON forms.
+//! - `progress`: the progress bar.
 
 mod driver;
 mod progress;
@@ -127,8 +127,11 @@ pub enum BenchError {
     /// Some preload writes failed, so gets would miss.
     #[error("preload: {failed} of {total} writes failed; first error: {first}")]
     Preload {
+        /// Preload writes that failed.
         failed: u64,
+        /// Preload writes sent: one per key of the key space.
         total: u64,
+        /// The first failure's message.
         first: String,
     },
     /// The latency histogram could not be created.

@@ -26,6 +26,7 @@ pub struct ClusterConfig {
     pub nodes: Vec<SocketAddr>,
     /// Shards created when the cluster is new.
     pub shards: u32,
+    /// Replicas per shard when the cluster is new ([`Self::ephemeral`] caps it at the node count).
     pub replication_factor: u32,
     /// Applied to each node's configuration, at every start of the node.
     pub tune_node: NodeHook,

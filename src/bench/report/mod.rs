@@ -195,29 +195,39 @@ pub struct Setup {
     pub target: &'static str,
     /// The gateway address, or the coordinator addresses.
     pub endpoints: Vec<String>,
+    /// Closed-loop workers, each with one request in flight.
     pub concurrency: usize,
+    /// Clients the workers are spread over.
     pub connections: usize,
+    /// Distinct keys.
     pub key_space: u64,
+    /// Value size in bytes.
     pub value_size: usize,
     /// `strong` or `eventual`.
     pub consistency: &'static str,
+    /// Whether every key was written once before the measured phase.
     pub preload: bool,
 }
 
 /// The result of a run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
+    /// The run's setup; flattened into the JSON object.
     #[serde(flatten)]
     pub setup: Setup,
     /// Requests sent (succeeded or failed).
     pub requests: u64,
+    /// Gets sent.
     pub gets: u64,
+    /// Puts sent.
     pub puts: u64,
     /// Requests that succeeded.
     pub ok: u64,
     /// Gets that found no value (they count as successes).
     pub misses: u64,
+    /// Failed requests by kind.
     pub errors: ErrorCounts,
+    /// The first failure's message, to show why requests fail.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
     /// Wall-clock time of the measured phase, in seconds.
