@@ -17,50 +17,76 @@ pub enum Command {
     /// Adds a storage node, or updates its address and zone when the name is
     /// already registered. The id is assigned at apply time.
     RegisterNode {
+        /// Unique node name; the key that makes re-registration an update.
         name: String,
+        /// Data-plane `host:port`; must not belong to another node.
         address: String,
+        /// Failure zone.
         zone: String,
     },
     /// Splits the slot space into `num_shards` shards and places
     /// `replication_factor` replicas of each on the alive nodes.
     InitShards {
+        /// How many shards, `1..=SLOT_COUNT`.
         num_shards: u32,
+        /// Replicas per shard; at least this many nodes must be alive.
         replication_factor: u32,
     },
     /// Sets a node's status (operator or failure detector).
-    SetNodeStatus { node: NodeId, status: NodeStatus },
+    SetNodeStatus {
+        /// The node to change.
+        node: NodeId,
+        /// Its new status.
+        status: NodeStatus,
+    },
     /// Starts moving a shard to a new replica set; `epoch` (when given) must
     /// be the shard's current epoch.
     SetShardReplicas {
+        /// The shard to move.
         shard: ShardId,
+        /// The epoch the caller saw; `None` skips the check.
         epoch: Option<Epoch>,
+        /// The target replica set; nodes not already replicas must be alive.
         replicas: Vec<NodeId>,
     },
     /// Asks the shard's current leader to hand leadership to `node`.
     SetShardLeader {
+        /// The shard whose leader should change.
         shard: ShardId,
+        /// Must be the shard's current epoch.
         epoch: Epoch,
+        /// The replica that should lead.
         node: NodeId,
     },
     /// A shard leader reports itself, with its Raft term.
     ReportShardLeader {
+        /// The shard being reported.
         shard: ShardId,
+        /// The epoch the leader serves; a report for another epoch is ignored.
         epoch: Epoch,
+        /// The reporting leader.
         leader: NodeId,
+        /// Its Raft term; a report older than the map's term is ignored.
         term: u64,
     },
     /// A shard leader reports that the replica set of a move is committed.
     ReportShardConfig {
+        /// The shard being reported.
         shard: ShardId,
+        /// The epoch of the move; a report for another epoch is ignored.
         epoch: Epoch,
+        /// The committed replica set; must equal the move's target.
         replicas: Vec<NodeId>,
     },
     /// A coordinator member that became leader records its addresses, so
     /// every member can tell clients where the leader's APIs are.
     /// Not part of the shard map: does not bump the map version.
     AnnounceMember {
+        /// The member's Raft id.
         id: u64,
+        /// Its gRPC address (Coordinator service and Raft transport).
         grpc_address: String,
+        /// Its Admin API address, when it serves one.
         admin_address: Option<String>,
     },
 }
@@ -86,14 +112,26 @@ impl Command {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     /// The registered (or updated) node.
-    Node { node: NodeInfo, version: MapVersion },
+    Node {
+        /// The node's record as stored.
+        node: NodeInfo,
+        /// The map version after the command.
+        version: MapVersion,
+    },
     /// The shard after the change.
     Shard {
+        /// The shard's record as stored.
         shard: ShardInfo,
+        /// The map version after the command.
         version: MapVersion,
     },
     /// A report was accepted or ignored (stale epoch or term).
-    Report { accepted: bool, version: MapVersion },
+    Report {
+        /// False when the report was stale and changed nothing.
+        accepted: bool,
+        /// The map version after the command.
+        version: MapVersion,
+    },
     /// Anything else: the map version after the command.
     Version(MapVersion),
 }

@@ -30,7 +30,9 @@ pub struct LeaderInfo {
 /// One member of the coordinator group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberInfo {
+    /// The member's Raft id.
     pub id: u64,
+    /// Its gRPC address, from the Raft membership.
     pub grpc_address: String,
     /// Known once the member has led.
     pub admin_address: Option<String>,
@@ -47,18 +49,25 @@ pub struct ClusterInfo {
     pub role: String,
     /// This member's current Raft term.
     pub term: u64,
+    /// The leader, as far as this member knows.
     pub leader: LeaderInfo,
+    /// Every member of the current Raft membership.
     pub members: Vec<MemberInfo>,
     /// See [`Coordinator::is_ready`].
     pub ready: bool,
     /// Index of the last applied Raft log entry.
     pub last_applied: Option<u64>,
+    /// Version of this member's applied map (a follower's may lag).
     pub map_version: MapVersion,
+    /// Whether the shards exist (shard init has been applied).
     pub initialized: bool,
+    /// Shard count given at initialization; `None` before it.
     pub num_shards: Option<u32>,
+    /// Replication factor given at initialization; `None` before it.
     pub replication_factor: Option<u32>,
     /// Registered storage nodes.
     pub node_count: usize,
+    /// Shards in the map.
     pub shard_count: usize,
 }
 

@@ -26,6 +26,8 @@
 //! - [`server`]: [`serve`]: Coordinator + Raft transport on one listener.
 //! - [`admin`]: the admin HTTP API.
 
+#![warn(missing_docs)]
+
 pub mod admin;
 pub mod command;
 pub mod config;

@@ -10,7 +10,7 @@
 //! node's clock fresh from the moment it took over: a node is only declared
 //! suspect after this leader itself has waited `suspect_after` for it.
 //!
-//! [`LivenessTracker`] is the pure part (time is passed in); [`run`] is the
+//! [`LivenessTracker`] is the pure part (time is passed in); `run` is the
 //! leader-side loop that turns its verdicts into proposals.
 
 use std::collections::HashMap;

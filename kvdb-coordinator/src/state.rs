@@ -36,14 +36,18 @@ pub const DEFAULT_DELTA_HISTORY: usize = 1024;
 /// The parameters the shards were initialized with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InitParams {
+    /// How many shards the slot space was split into.
     pub num_shards: u32,
+    /// Replicas per shard at initialization.
     pub replication_factor: u32,
 }
 
 /// Where a coordinator member that has led serves its APIs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberAddress {
+    /// Its gRPC address (Coordinator service and Raft transport).
     pub grpc_address: String,
+    /// Its Admin API address, when it serves one.
     pub admin_address: Option<String>,
 }
 

@@ -33,7 +33,9 @@ pub struct RegisterNodeRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShardInitRequest {
+    /// How many shards to split the slot space into.
     pub num_shards: u32,
+    /// Replicas per shard; at least this many nodes must be alive.
     pub replication_factor: u32,
 }
 
@@ -41,6 +43,7 @@ pub struct ShardInitRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeStatusRequest {
+    /// The new status, by its lowercase name.
     #[serde(with = "status_name")]
     pub status: NodeStatus,
 }
@@ -49,6 +52,7 @@ pub struct NodeStatusRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShardReplicasRequest {
+    /// The target replica set, each by id or name.
     pub replicas: Vec<NodeSelector>,
     /// The epoch the caller saw; the change is refused if it moved on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -59,7 +63,10 @@ pub struct ShardReplicasRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShardLeaderRequest {
+    /// The replica that should lead, by id or name (`node_id` as in the
+    /// Java original).
     pub node_id: NodeSelector,
+    /// The shard's current epoch; the change is refused if it moved on.
     pub epoch: Epoch,
 }
 
@@ -67,7 +74,9 @@ pub struct ShardLeaderRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum NodeSelector {
+    /// A numeric id (a JSON number).
     Id(NodeId),
+    /// A name (a JSON string); a numeric one is tried as an id first.
     Name(String),
 }
 
@@ -111,10 +120,15 @@ impl From<&str> for NodeSelector {
 /// A storage node as the Admin API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeView {
+    /// Numeric id, assigned at registration.
     pub id: NodeId,
+    /// Unique name.
     pub name: String,
+    /// Data-plane address, `host:port`.
     pub address: String,
+    /// Failure zone.
     pub zone: String,
+    /// Status, by its lowercase name.
     #[serde(with = "status_name")]
     pub status: NodeStatus,
 }
@@ -134,7 +148,9 @@ impl From<&NodeInfo> for NodeView {
 /// A node referenced by a shard, with its address when the map knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeRef {
+    /// The node's id.
     pub id: NodeId,
+    /// Its data-plane address; `None` when the map has no such node.
     pub address: Option<String>,
 }
 
@@ -150,15 +166,21 @@ impl NodeRef {
 /// A shard as the Admin API shows it: slots, replicas with addresses, leader.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardView {
+    /// The shard's id.
     pub id: kvdb_core::ShardId,
+    /// First slot served (inclusive).
     pub slot_start: u16,
+    /// Last slot served (inclusive).
     pub slot_end: u16,
+    /// Bumped by every replica move; leader changes keep it.
     pub epoch: Epoch,
     /// `"stable"`, or `"moving"` while `target` is being committed.
     pub state: String,
+    /// The committed replica set, which serves (during a move too).
     pub replicas: Vec<NodeRef>,
     /// The replica set being moved to; empty when stable.
     pub target: Vec<NodeRef>,
+    /// The leader the map names, if any.
     pub leader: Option<NodeRef>,
     /// Raft term of the last reported leader.
     pub leader_term: u64,
@@ -195,14 +217,18 @@ pub use crate::leadership::{
 /// `GET /admin/nodes`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeList {
+    /// The version of the map the list was read from.
     pub map_version: MapVersion,
+    /// Every registered node, by id.
     pub nodes: Vec<NodeView>,
 }
 
 /// `GET /admin/shards`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardList {
+    /// The version of the map the list was read from.
     pub map_version: MapVersion,
+    /// Every shard, by id.
     pub shards: Vec<ShardView>,
 }
 
@@ -210,6 +236,7 @@ pub struct ShardList {
 /// includes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MutationResponse {
+    /// The map version after the mutation (unchanged for a no-op).
     pub map_version: MapVersion,
 }
 

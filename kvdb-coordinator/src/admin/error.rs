@@ -45,7 +45,10 @@ pub enum ApiError {
     InvalidRequest(String),
     /// The body exceeds the limit.
     #[error("request body exceeds {limit} bytes")]
-    PayloadTooLarge { limit: usize },
+    PayloadTooLarge {
+        /// The configured limit, in bytes.
+        limit: usize,
+    },
     /// The body is not declared as JSON.
     #[error("expected Content-Type: application/json")]
     UnsupportedMediaType,
@@ -60,7 +63,10 @@ pub enum ApiError {
     MethodNotAllowed,
     /// This member has no leader or has not caught up with it (`/readyz`).
     #[error("coordinator not ready: no leader known or not caught up")]
-    NotReady { leader: Option<String> },
+    NotReady {
+        /// The leader's admin address, when known.
+        leader: Option<String>,
+    },
 }
 
 impl ApiError {

@@ -78,8 +78,10 @@ impl AdminConfig {
 /// Why an [`AdminConfig`] is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AdminConfigError {
+    /// `max_body_bytes` is 0, which would refuse every request body.
     #[error("the admin body limit must be positive")]
     ZeroBodyLimit,
+    /// `token` is `Some("")`: use `None` to turn authentication off.
     #[error("the admin token must not be empty when set")]
     EmptyToken,
 }

@@ -15,35 +15,57 @@ pub enum AdminError {
     /// The server answered with an error status.
     #[error("HTTP {status} {code}: {message}")]
     Api {
+        /// The HTTP status.
         status: StatusCode,
         /// The server's stable error code, e.g. `CONFLICT`.
         code: String,
+        /// Human-readable detail; never parse it.
         message: String,
         /// On 503: the coordinator leader's admin address, when known.
         leader: Option<String>,
     },
     /// The base URL cannot be used.
     #[error("invalid admin URL {url:?}: {reason}")]
-    InvalidUrl { url: String, reason: String },
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// The request could not be built (e.g. a token that is not a valid
     /// header value).
     #[error("cannot build the request to {url}: {reason}")]
-    InvalidRequest { url: String, reason: String },
+    InvalidRequest {
+        /// The URL of the call.
+        url: String,
+        /// Why the request could not be built.
+        reason: String,
+    },
     /// The request could not be sent or the connection failed.
     #[error("cannot reach {url}: {source}")]
     Transport {
+        /// The URL of the call.
         url: String,
+        /// The connection or HTTP error underneath.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// No complete answer within the client's timeout.
     #[error("{url}: no answer within {timeout:?}")]
-    Timeout { url: String, timeout: Duration },
+    Timeout {
+        /// The URL of the call.
+        url: String,
+        /// The client's timeout that ran out.
+        timeout: Duration,
+    },
     /// The server answered something that is not the expected body.
     #[error("unexpected response from {url} (HTTP {status}): {reason}")]
     Decode {
+        /// The URL of the call.
         url: String,
+        /// The HTTP status of the answer.
         status: StatusCode,
+        /// The decode error; for an error status, the start of the body.
         reason: String,
     },
 }
