@@ -75,7 +75,7 @@ pub trait Kv: Send + Sync {
 pub(crate) fn get_request(key: &[u8], options: &GetOptions) -> pb::GetRequest {
     pb::GetRequest {
         key: key.to_vec().into(),
-        consistency: pb::Consistency::from(options.consistency) as i32,
+        consistency: options.consistency.to_wire() as i32,
     }
 }
 

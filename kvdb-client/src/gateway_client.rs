@@ -13,11 +13,11 @@ use tonic::transport::{Channel, Endpoint};
 use crate::api::{
     Kv, delete_request, delete_result, get_request, put_request, put_result, value_of,
 };
-use crate::backoff::Backoff;
 use crate::call_link::GatewayLink;
 use crate::options::{DeleteOptions, GetOptions, PutOptions};
 use crate::value::{ClientError, Value};
 use crate::write_id::WriteIds;
+use kvdb_core::backoff::Backoff;
 
 /// A client of one gateway. The gateway handles routing errors; this client
 /// retries only transport failures (with the same write id, so a retried

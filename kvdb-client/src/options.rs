@@ -15,9 +15,10 @@ pub enum Consistency {
     Eventual,
 }
 
-impl From<Consistency> for pb::Consistency {
-    fn from(c: Consistency) -> Self {
-        match c {
+impl Consistency {
+    /// Its wire value.
+    pub(crate) fn to_wire(self) -> pb::Consistency {
+        match self {
             Consistency::Strong => pb::Consistency::Strong,
             Consistency::Eventual => pb::Consistency::Eventual,
         }

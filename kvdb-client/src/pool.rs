@@ -40,11 +40,12 @@ pub struct NodePool {
 
 impl NodePool {
     /// A pool that avoids a failed node for `cool_down` when it has a choice.
+    #[cfg(test)]
     pub fn new(cool_down: Duration) -> NodePool {
         NodePool::with_rewrite(cool_down, None)
     }
 
-    /// [`NodePool::new`] dialing `rewrite(address)` instead of a node's
+    /// A pool (see `NodePool::new`) dialing `rewrite(address)` instead of a node's
     /// `address`, if a rewrite is given.
     pub fn with_rewrite(cool_down: Duration, rewrite: Option<AddressRewrite>) -> NodePool {
         NodePool {
@@ -100,13 +101,9 @@ impl NodePool {
     }
 
     /// Number of distinct node addresses with a channel.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.peers.load().len()
-    }
-
-    /// Whether no channel was opened yet.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn now_ms(&self) -> u64 {

@@ -55,10 +55,14 @@ impl Client {
                 config.default_timeout
             ))));
         }
-        Ok(Client::from_executor(Executor::new(cache, config)))
+        Ok(Client {
+            executor: Executor::new(cache, config),
+            ids: Arc::new(WriteIds::new()),
+        })
     }
 
     /// A client over an existing executor (the gateway shares one).
+    #[cfg(feature = "wire")]
     pub fn from_executor(executor: Executor) -> Client {
         Client {
             executor,
@@ -67,6 +71,7 @@ impl Client {
     }
 
     /// The executor, for sharing its map and connections.
+    #[cfg(feature = "wire")]
     pub fn executor(&self) -> &Executor {
         &self.executor
     }

@@ -23,6 +23,7 @@ impl WriteIds {
     }
 
     /// This client's id.
+    #[cfg(test)]
     pub fn client_id(&self) -> &str {
         &self.client_id
     }

@@ -13,6 +13,6 @@
 pub mod server;
 pub mod service;
 
-pub use kvdb_client::Executor;
+pub use kvdb_client::wire::Executor;
 pub use server::{Gateway, serve};
 pub use service::GatewayService;

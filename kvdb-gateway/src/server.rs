@@ -3,7 +3,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use kvdb_client::{Executor, ExecutorConfig};
+use kvdb_client::ExecutorConfig;
+use kvdb_client::wire::Executor;
 use kvdb_core::cache::{CacheConfig, ShardMapCache};
 use kvdb_core::call_stream::Closing;
 use kvdb_core::coordinator_client::CoordinatorClient;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kvdb_client::{Executor, WriteIds};
+use kvdb_client::wire::{Executor, WriteIds};
 use kvdb_core::call_stream;
 use kvdb_core::error::KvError;
 use kvdb_core::proto::v1 as pb;

@@ -18,7 +18,8 @@ use kvdb::cluster::{ClusterConfig, LocalCluster};
 use kvdb::core::cache::{CacheConfig, ShardMapCache};
 use kvdb::core::coordinator_client::CoordinatorClient;
 use kvdb::core::{MapVersion, ShardId, ShardInfo, ShardMap, ShardState, slot};
-use kvdb_client::{Client, Executor, ExecutorConfig};
+use kvdb_client::wire::Executor;
+use kvdb_client::{Client, ExecutorConfig};
 use tempfile::TempDir;
 use tokio::time::Instant;
 

@@ -192,5 +192,4 @@ fn mismatch() -> KvError {
 }
 
 #[cfg(test)]
-#[path = "call_link_tests.rs"]
 mod tests;

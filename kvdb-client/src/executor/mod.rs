@@ -32,9 +32,9 @@ use kvdb_core::proto::v1 as pb;
 use kvdb_core::router::Route;
 use tokio::time::Instant;
 
-use crate::backoff::Backoff;
 use crate::call_link::NodeLink;
 use crate::pool::NodePool;
+use kvdb_core::backoff::Backoff;
 
 /// Tuning of the executor.
 #[derive(Debug, Clone)]
@@ -104,7 +104,8 @@ impl Executor {
     }
 
     /// The node connection pool.
-    pub fn pool(&self) -> &NodePool {
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> &NodePool {
         &self.pool
     }
 
@@ -135,7 +136,7 @@ impl Executor {
     }
 
     /// Writes a key. The request's write id must be set by the caller (see
-    /// [`crate::WriteIds`]).
+    /// [`WriteIds`](crate::write_id::WriteIds)).
     pub async fn put(
         &self,
         req: pb::PutRequest,
@@ -333,5 +334,4 @@ impl Executor {
 }
 
 #[cfg(test)]
-#[path = "executor_tests.rs"]
 mod tests;

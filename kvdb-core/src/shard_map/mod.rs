@@ -317,5 +317,4 @@ impl ShardMap {
 }
 
 #[cfg(test)]
-#[path = "shard_map_tests.rs"]
 mod tests;

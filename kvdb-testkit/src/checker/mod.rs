@@ -114,9 +114,7 @@ fn explain(key: &[u8], compiled: &[Compiled<'_>], values: &Interner, best: Best)
 }
 
 #[cfg(test)]
-#[path = "checker_tests.rs"]
 mod tests;
 
 #[cfg(test)]
-#[path = "checker_proptests.rs"]
 mod proptests;

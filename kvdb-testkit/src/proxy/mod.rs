@@ -312,5 +312,4 @@ fn reset(stream: &TcpStream) {
 }
 
 #[cfg(test)]
-#[path = "proxy_tests.rs"]
 mod tests;
