@@ -64,7 +64,14 @@ pub(crate) async fn purge_expired(
                     tracing::warn!(error = %e, "listing expired keys failed");
                     break;
                 }
-                Err(_) => return,
+                // The runtime is shutting down.
+                Err(e) if e.is_cancelled() => return,
+                Err(e) => {
+                    // A panic while listing: say so, and try again next round rather than
+                    // leaving this leader without a purger.
+                    tracing::error!(error = %e, "listing expired keys panicked");
+                    break;
+                }
             };
             let full = keys.len() == limit;
             let purge = Command {

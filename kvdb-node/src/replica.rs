@@ -32,7 +32,7 @@ use crate::command::{Command, CommandResult};
 use crate::config::{ConfigError, NodeConfig};
 use crate::expiry;
 use crate::kv_machine::{KvMachine, MachineError};
-use crate::raft_types::{ShardRaft, ShardRaftConfig};
+use crate::raft_types::{RaftId, ShardRaft, ShardRaftConfig};
 use crate::read_queue::{ReadError, ReadQueue, observed};
 use crate::replica_tasks;
 use crate::slow_leader::{self, SlowLeaderPolicy, SlowLeaderState};
@@ -104,7 +104,7 @@ pub enum ReplicaError {
         shard: ShardId,
         /// openraft's error from starting the group; boxed, as it would bloat every `Result`.
         #[source]
-        source: Box<Fatal<u64>>,
+        source: Box<Fatal<RaftId>>,
     },
     /// Initializing the group failed for a reason other than "already initialized".
     #[error("shard {shard}: initialize: {source}")]
@@ -113,7 +113,7 @@ pub enum ReplicaError {
         shard: ShardId,
         /// openraft's refusal; boxed, as it would bloat every `Result`.
         #[source]
-        source: Box<RaftError<u64, InitializeError<u64, BasicNode>>>,
+        source: Box<RaftError<RaftId, InitializeError<RaftId, BasicNode>>>,
     },
     /// The node configuration gives no valid Raft configuration.
     #[error(transparent)]
@@ -159,7 +159,7 @@ pub struct Replica {
     /// The index each leadership's strong reads wait for; `None` only with a planted bug.
     floor: Option<Arc<ReadFloor>>,
     /// The group's Raft metrics, for the leadership and lease checks.
-    metrics: watch::Receiver<RaftMetrics<u64, BasicNode>>,
+    metrics: watch::Receiver<RaftMetrics<RaftId, BasicNode>>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
     /// While this leader hands the shard over: the target's address.
     handover: Arc<std::sync::Mutex<Option<String>>>,
@@ -339,7 +339,7 @@ impl Replica {
         if !slow_leader::judge(&mut slow, policy, leads, age, tokio::time::Instant::now()) {
             return None;
         }
-        let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+        let voters: Vec<RaftId> = m.membership_config.membership().voter_ids().collect();
         let matched = m.replication.as_ref()?;
         let (id, _) = matched
             .iter()
@@ -372,7 +372,7 @@ impl Replica {
     /// Initializes a new group with `members` (node id and address) as its
     /// voters. Does nothing when the group already is initialized.
     pub async fn initialize(&self, members: &[(NodeId, String)]) -> Result<(), ReplicaError> {
-        let nodes: BTreeMap<u64, BasicNode> = members
+        let nodes: BTreeMap<RaftId, BasicNode> = members
             .iter()
             .map(|(id, addr)| (id.0, BasicNode::new(addr)))
             .collect();
