@@ -17,6 +17,12 @@
 #                                  operation of every process and, when perf
 #                                  works (and PROFILE_PERF is not 0), a
 #                                  system-wide profile
+#   scripts/bench.sh memory        resident memory of every node, every
+#                                  MEMORY_SAMPLE (15) s, during MEMORY_SECONDS
+#                                  (150) of smart puts over MEMORY_KEYS (100000)
+#                                  keys of MEMORY_VALUE_SIZE (200) bytes, and the
+#                                  throughput and data size at the end; nodes take
+#                                  KVDB_CACHE_MIB from the environment
 #
 # Settings (environment): KVDB, BENCH_DIR, CONCURRENCY, REQUESTS, VALUE_SIZE,
 # KEY_SPACE (spread runs), BENCH_TARGETS ("gateway smart"), BENCH_OPS
@@ -164,6 +170,41 @@ profile() { # op target
     fi
 }
 
+# Resident memory under a steady write load (the page caches' budget at work).
+memory() {
+    local seconds=${MEMORY_SECONDS:-150} sample=${MEMORY_SAMPLE:-15}
+    command -v jq >/dev/null || { echo "bench: needs jq" >&2; exit 1; }
+    [[ -x "$KVDB" ]] || { echo "bench: no $KVDB: run make build" >&2; exit 1; }
+    trap stop_bench_cluster EXIT
+    trap 'exit 130' INT TERM
+    start_bench_cluster
+    echo "memory: ${seconds} s of smart puts, c=$CONCURRENCY, ${MEMORY_KEYS:-100000} keys of" \
+        "${MEMORY_VALUE_SIZE:-200} bytes; node cache budget ${KVDB_CACHE_MIB:-default} MiB"
+    "$KVDB" bench --coordinators "$COORD" --op put -c "$CONCURRENCY" --duration "${seconds}s" \
+        --value-size "${MEMORY_VALUE_SIZE:-200}" --key-space "${MEMORY_KEYS:-100000}" \
+        --key-prefix memory- --json >"$BENCH_DIR/memory.json" &
+    local client=$! elapsed=0 i
+    printf '  %6s' "s"; for i in "${!NODE_PORTS[@]}"; do printf '  node-%d MiB' $(( i + 1 )); done; echo
+    while (( elapsed <= seconds )); do
+        printf '  %6d' "$elapsed"
+        for i in "${!NODE_PORTS[@]}"; do
+            printf '  %10s' "$(rss_mib "$(cat "$BENCH_DIR/pids/node-$(( i + 1 )).pid")")"
+        done
+        echo
+        sleep "$sample"; elapsed=$(( elapsed + sample ))
+    done
+    wait "$client" || true
+    jq -r '"run: \(.throughput | floor) ops/s, p50 \(.latency_ms.p50) ms, p99 \(.latency_ms.p99) ms, errors \(.errors | add)"' \
+        "$BENCH_DIR/memory.json"
+    echo "data directory per node: $(du -sm "$BENCH_DIR/data/node-1" | cut -f1) MiB (node-1)"
+}
+
+# rss_mib PID: the process's resident memory in MiB, or "gone".
+rss_mib() {
+    awk '/^VmRSS:/ { printf "%d", $2 / 1024; found = 1 } END { if (!found) printf "gone" }' \
+        "/proc/$1/status" 2>/dev/null || echo gone
+}
+
 run() {
     command -v jq >/dev/null || { echo "bench: needs jq (apt-get install jq)" >&2; exit 1; }
     [[ -x "$KVDB" ]] || { echo "bench: no $KVDB: run make build" >&2; exit 1; }
@@ -192,6 +233,7 @@ case "${1:-run}" in
     run) run ;;
     table) shift; table "$@" ;;
     profile) shift; profile "$@" ;;
+    memory) memory ;;
     up) trap stop_bench_cluster EXIT; trap 'exit 130' INT TERM; start_bench_cluster; wait ;;
-    *) echo "usage: $0 [run] | table FILE... | up | profile [put|get] [gateway|smart]" >&2; exit 2 ;;
+    *) echo "usage: $0 [run] | table FILE... | up | profile [put|get] [gateway|smart] | memory" >&2; exit 2 ;;
 esac

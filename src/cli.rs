@@ -126,6 +126,10 @@ pub struct NodeArgs {
     /// across shards (for measurement; slower).
     #[arg(long, env = "KVDB_NO_GROUP_COMMIT")]
     pub no_group_commit: bool,
+    /// Memory for the node's page caches, in MiB: a quarter for the Raft log, the rest for
+    /// the stored data.
+    #[arg(long, env = "KVDB_CACHE_MIB", default_value_t = kvdb_node::config::DEFAULT_CACHE_BYTES / (1024 * 1024))]
+    pub cache_mib: usize,
     /// Run a heartbeat round for every strong read instead of answering it
     /// under the shard leader's lease (for clocks that may drift apart fast).
     #[arg(long, env = "KVDB_NO_LEASE_READS")]

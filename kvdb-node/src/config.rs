@@ -32,6 +32,10 @@ pub const DEFAULT_SLOW_LEADER: SlowLeaderPolicy = SlowLeaderPolicy {
     sustain: Duration::from_secs(1),
     cooldown: Duration::from_secs(30),
 };
+/// Default memory budget of a node's page caches: 128 MiB (see [`NodeConfig::cache_bytes`]).
+pub const DEFAULT_CACHE_BYTES: usize = 128 * 1024 * 1024;
+/// The smallest accepted [`NodeConfig::cache_bytes`].
+pub const MIN_CACHE_BYTES: usize = 4 * 1024 * 1024;
 /// Default number of log entries after which a shard builds a snapshot.
 pub const DEFAULT_SNAPSHOT_LOGS: u64 = 10_000;
 /// Default number of log entries kept behind a snapshot, so that a briefly
@@ -74,6 +78,11 @@ pub struct NodeConfig {
     pub max_value_bytes: usize,
     /// Whether concurrent shards' log appends share one fsync.
     pub group_commit: bool,
+    /// The memory, in bytes, the node's two databases may use for their page caches,
+    /// together: a quarter goes to the Raft log (written at its tail, read back soon after),
+    /// the rest to the applied state that reads are served from. redb's default is 1 GiB
+    /// for each, which a node fills as its files grow whatever its live data.
+    pub cache_bytes: usize,
     /// Whether a shard leader holding a lease answers strong reads from its applied state
     /// without a heartbeat round (see `kvdb_core::raft::lease`). The lease lasts
     /// `election_timeout_min` from the send time of the heartbeats a majority accepted, while
@@ -131,6 +140,7 @@ impl NodeConfig {
             max_key_bytes: DEFAULT_MAX_KEY_BYTES,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             group_commit: kvdb_core::raft::log_store::DEFAULT_GROUP_COMMIT,
+            cache_bytes: DEFAULT_CACHE_BYTES,
             lease_reads: true,
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             election_timeout_min: DEFAULT_ELECTION_TIMEOUT_MIN,
@@ -168,6 +178,9 @@ impl NodeConfig {
         if self.election_timeout_min >= self.election_timeout_max {
             return fail("election_timeout_min must be below election_timeout_max");
         }
+        if self.cache_bytes < MIN_CACHE_BYTES {
+            return fail("cache_bytes must be at least 4 MiB");
+        }
         if self.snapshot_logs == 0 || self.purge_batch == 0 {
             return fail("snapshot_logs and purge_batch must be at least 1");
         }
@@ -179,6 +192,13 @@ impl NodeConfig {
             return fail("intervals and timeouts must be positive");
         }
         Ok(())
+    }
+
+    /// The page caches of the Raft log and the applied state, in bytes: [`Self::cache_bytes`]
+    /// split a quarter and three quarters.
+    pub fn cache_split(&self) -> (usize, usize) {
+        let log = self.cache_bytes / 4;
+        (log, self.cache_bytes - log)
     }
 
     /// The openraft configuration of one shard group.
@@ -228,6 +248,22 @@ mod tests {
         let mut c = config();
         c.election_timeout_max = c.election_timeout_min;
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn the_cache_budget_is_split_and_bounded_below() {
+        let mut c = config();
+        c.cache_bytes = 128 << 20;
+        assert_eq!(c.cache_split(), (32 << 20, 96 << 20));
+        c.cache_bytes = MIN_CACHE_BYTES - 1;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("cache_bytes")
+        );
+        c.cache_bytes = MIN_CACHE_BYTES;
+        c.validate().unwrap();
     }
 
     #[test]

@@ -218,6 +218,7 @@ fn advertised_address(config: &NodeConfig, listener: &TcpListener) -> Result<Str
 async fn open_databases(config: &NodeConfig) -> Result<(LogDb, Arc<redb::Database>), NodeError> {
     let dir = config.data_dir.clone();
     let group_commit = config.group_commit;
+    let (log_cache, kv_cache) = config.cache_split();
     tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&dir).map_err(|source| NodeError::Io {
             what: format!("create data directory {}", dir.display()),
@@ -225,14 +226,18 @@ async fn open_databases(config: &NodeConfig) -> Result<(LogDb, Arc<redb::Databas
         })?;
         let options = LogDbOptions {
             group_commit,
+            cache_bytes: log_cache,
             ..LogDbOptions::default()
         };
         let log_db = LogDb::open(dir.join(LOG_DB_FILE), options)?;
         let kv_path = dir.join(KV_DB_FILE);
-        let kv_db = redb::Database::create(&kv_path).map_err(|source| NodeError::KvDb {
-            path: kv_path,
-            source,
-        })?;
+        let kv_db = redb::Database::builder()
+            .set_cache_size(kv_cache)
+            .create(&kv_path)
+            .map_err(|source| NodeError::KvDb {
+                path: kv_path,
+                source,
+            })?;
         Ok::<_, NodeError>((log_db, Arc::new(kv_db)))
     })
     .await

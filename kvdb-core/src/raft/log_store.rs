@@ -78,6 +78,10 @@ const META_TABLE: TableDefinition<(u64, u8), &[u8]> = TableDefinition::new("raft
 pub const DEFAULT_GROUP_COMMIT: bool = true;
 /// The most write requests one group-commit transaction takes.
 pub const DEFAULT_MAX_BATCH: usize = 1024;
+/// Default page cache of a log database: 32 MiB. A log is written at its tail and read back
+/// mostly right after (replication, apply), so a small cache serves it; redb's own default
+/// (1 GiB) let an idle node's memory grow with the log's size.
+pub const DEFAULT_LOG_CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 /// How a [`LogDb`] writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +91,8 @@ pub struct LogDbOptions {
     pub group_commit: bool,
     /// The most requests one transaction takes when group commit is on.
     pub max_batch: usize,
+    /// The database's page cache, in bytes (used by [`LogDb::open`]).
+    pub cache_bytes: usize,
 }
 
 impl Default for LogDbOptions {
@@ -94,6 +100,7 @@ impl Default for LogDbOptions {
         Self {
             group_commit: DEFAULT_GROUP_COMMIT,
             max_batch: DEFAULT_MAX_BATCH,
+            cache_bytes: DEFAULT_LOG_CACHE_BYTES,
         }
     }
 }
@@ -173,13 +180,17 @@ pub struct LogDb {
 }
 
 impl LogDb {
-    /// Creates or opens the database file at `path`.
+    /// Creates or opens the database file at `path`, with a page cache of
+    /// [`LogDbOptions::cache_bytes`].
     pub fn open(path: impl AsRef<Path>, options: LogDbOptions) -> Result<Self, LogDbError> {
         let path = path.as_ref();
-        let db = Database::create(path).map_err(|source| LogDbError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let db = Database::builder()
+            .set_cache_size(options.cache_bytes)
+            .create(path)
+            .map_err(|source| LogDbError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
         Self::new(Arc::new(db), options)
     }
 
