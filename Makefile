@@ -16,7 +16,7 @@ endif
 
 export KVDB RUN_DIR
 
-.PHONY: build run-cluster bootstrap-cluster smoke-test stop test bench chaos availability clean-run
+.PHONY: build run-cluster bootstrap-cluster smoke-test stop test bench bench-shards chaos availability clean-run
 
 build:
 	$(CARGO) build $(CARGO_PROFILE_FLAG) --bin kvdb
@@ -39,6 +39,11 @@ test:
 # Starts its own cluster on ports apart from run-cluster's; see scripts/bench.sh.
 bench: build
 	scripts/bench.sh
+
+# The shard-count curve (scripts/bench.sh shards): idle CPU, memory and put throughput of a
+# fresh cluster per shard count. SHARD_COUNTS, CONCURRENCY, KEY_SPACE tune it.
+bench-shards: build
+	scripts/bench.sh shards
 
 # Long chaos run: every chaos schedule for CHAOS_SECS of faults with a random
 # seed (printed; rerun one with KVDB_CHAOS_SEED=...), CHAOS_ROUNDS times, then

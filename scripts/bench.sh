@@ -23,6 +23,11 @@
 #                                  keys of MEMORY_VALUE_SIZE (200) bytes, and the
 #                                  throughput and data size at the end; nodes take
 #                                  KVDB_CACHE_MIB from the environment
+#   scripts/bench.sh shards        the shard-count curve: for each count in
+#                                  SHARD_COUNTS ("2 8 32 128"), a fresh cluster,
+#                                  its nodes' idle CPU over IDLE_SECONDS (10) and
+#                                  resident memory, then CURVE_SECONDS (5) of smart
+#                                  puts at CONCURRENCY over KEY_SPACE keys
 #
 # Settings (environment): KVDB, BENCH_DIR, CONCURRENCY, REQUESTS, VALUE_SIZE,
 # KEY_SPACE (spread runs), BENCH_TARGETS ("gateway smart"), BENCH_OPS
@@ -56,12 +61,12 @@ stop_bench_cluster() {
     stop_processes "$BENCH_DIR"
 }
 
-# The cluster (start_cluster in lib.sh) on a fresh $BENCH_DIR, 8 shards at RF 3,
-# every shard with a leader and the clients' connections warm.
+# The cluster (start_cluster in lib.sh) on a fresh $BENCH_DIR, SHARDS (8) shards at
+# RF 3, every shard with a leader and the clients' connections warm.
 start_bench_cluster() {
     rm -rf "$BENCH_DIR"
     start_cluster "$BENCH_DIR"
-    "$KVDB" admin --admin "$ADMIN" shard-init --num-shards 8 --replication-factor 3 >/dev/null
+    "$KVDB" admin --admin "$ADMIN" shard-init --num-shards "${SHARDS:-8}" --replication-factor 3 >/dev/null
     # Every shard has a leader once a put to keys spread over all of them succeeds;
     # this also warms connections and caches (not measured).
     wait_for "every shard to elect a leader" 60 "$KVDB" bench --gateway "$GATEWAY" \
@@ -69,7 +74,7 @@ start_bench_cluster() {
     wait_for "the smart client" 30 "$KVDB" bench --coordinators "$COORD" \
         --op put -c 8 -n 400 --key-space 400 --key-prefix warmup- --json
     echo "bench cluster up: gateway $GATEWAY, coordinator $COORD, nodes ${NODE_PORTS[*]}," \
-        "8 shards, RF 3 (logs in $BENCH_DIR/logs)"
+        "${SHARDS:-8} shards, RF 3 (logs in $BENCH_DIR/logs)"
 }
 
 # One measured run; appends its JSON summary to the results file.
@@ -199,6 +204,44 @@ memory() {
     echo "data directory per node: $(du -sm "$BENCH_DIR/data/node-1" | cut -f1) MiB (node-1)"
 }
 
+# The shard-count curve, one fresh cluster per count (see the usage above).
+shards() {
+    local counts=${SHARD_COUNTS:-2 8 32 128} idle=${IDLE_SECONDS:-10} secs=${CURVE_SECONDS:-5}
+    command -v jq >/dev/null || { echo "bench: needs jq" >&2; exit 1; }
+    [[ -x "$KVDB" ]] || { echo "bench: no $KVDB: run make build" >&2; exit 1; }
+    trap stop_bench_cluster EXIT
+    trap 'exit 130' INT TERM
+    echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "shard-count curve: smart puts, c=$CONCURRENCY, $KEY_SPACE keys of $VALUE_SIZE bytes," \
+        "${secs} s each; idle CPU over ${idle} s before the load (cores, summed over 3 nodes)"
+    local rows=() n start_ms ready_s
+    for n in $counts; do
+        start_ms=$(date +%s%3N)
+        SHARDS=$n start_bench_cluster >/dev/null
+        ready_s=$(awk -v a="$start_ms" -v b="$(date +%s%3N)" 'BEGIN { printf "%.1f", (b - a) / 1000 }')
+        local pids=() before=() i used=0 hz rss=0
+        for i in "${!NODE_PORTS[@]}"; do pids+=("$(cat "$BENCH_DIR/pids/node-$(( i + 1 )).pid")"); done
+        for i in "${!pids[@]}"; do before[i]=$(cpu_ticks "${pids[i]}"); done
+        sleep "$idle"
+        for i in "${!pids[@]}"; do
+            used=$(( used + $(cpu_ticks "${pids[i]}") - before[i] ))
+            rss=$(( rss + $(rss_mib "${pids[i]}") ))
+        done
+        hz=$(getconf CLK_TCK)
+        "$KVDB" bench --coordinators "$COORD" --op put -c "$CONCURRENCY" --duration "${secs}s" \
+            --value-size "$VALUE_SIZE" --key-space "$KEY_SPACE" --key-prefix "curve-$n-" \
+            --json >"$BENCH_DIR/curve.json" || true
+        rows+=("$(jq -r --arg n "$n" --arg r "$ready_s" \
+            --arg idle "$(awk -v d="$used" -v hz="$hz" -v w="$idle" 'BEGIN { printf "%.2f", d / hz / w }')" \
+            --arg rss "$(( rss / ${#pids[@]} ))" \
+            '"\($n)\t\($r)\t\($idle)\t\($rss)\t\(.throughput | floor)\t\(.latency_ms.p50)\t\(.latency_ms.p99)\t\(.errors | add)"' \
+            "$BENCH_DIR/curve.json")")
+        stop_bench_cluster
+    done
+    { printf 'shards\tready s\tidle cores\tRSS/node MiB\tputs/s\tp50 ms\tp99 ms\terrors\n'
+      printf '%s\n' "${rows[@]}"; } | column -t -s $'\t'
+}
+
 # rss_mib PID: the process's resident memory in MiB, or "gone".
 rss_mib() {
     awk '/^VmRSS:/ { printf "%d", $2 / 1024; found = 1 } END { if (!found) printf "gone" }' \
@@ -234,6 +277,7 @@ case "${1:-run}" in
     table) shift; table "$@" ;;
     profile) shift; profile "$@" ;;
     memory) memory ;;
+    shards) shards ;;
     up) trap stop_bench_cluster EXIT; trap 'exit 130' INT TERM; start_bench_cluster; wait ;;
-    *) echo "usage: $0 [run] | table FILE... | up | profile [put|get] [gateway|smart] | memory" >&2; exit 2 ;;
+    *) echo "usage: $0 [run] | table FILE... | up | profile [put|get] [gateway|smart] | memory | shards" >&2; exit 2 ;;
 esac
