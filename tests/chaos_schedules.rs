@@ -4,6 +4,9 @@
 //! write, no wrong-epoch write served, and every shard writable within
 //! `RECOVERY_BOUND` of each heal.
 //!
+//! One targeted scenario sits beside them: a write to a leader that hangs moves on to the
+//! new leader within its deadline (`chaos::hung_leader`).
+//!
 //! `KVDB_CHAOS_SECS` sets each schedule's fault phase (default 12 s) and
 //! `KVDB_CHAOS_SEED` its seed (default random, printed); `make chaos` runs
 //! the long version.
@@ -11,6 +14,7 @@
 mod chaos;
 
 use chaos::cluster::ChaosOptions;
+use chaos::hung_leader::write_to_a_hung_leader;
 use chaos::nemesis::Schedule;
 use chaos::run_clean;
 
@@ -45,4 +49,11 @@ async fn replica_move_under_load() {
         ..ChaosOptions::default()
     };
     run_clean(Schedule::ReplicaMove, options).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_to_a_hung_leader_moves_on_to_the_new_leader() {
+    write_to_a_hung_leader()
+        .await
+        .expect("the write reaches the new leader within its deadline");
 }

@@ -29,6 +29,7 @@ pub mod availability;
 pub mod cluster;
 pub mod crash_all;
 pub mod deposed_leader;
+pub mod hung_leader;
 pub mod nemesis;
 pub mod process;
 pub mod stale_read;

@@ -41,6 +41,11 @@ use kvdb_core::backoff::Backoff;
 pub struct ExecutorConfig {
     /// Deadline of a request that names none.
     pub default_timeout: Duration,
+    /// How long one attempt at one node may take before the request moves on, within its
+    /// deadline: a node that hangs (paused, or cut off without a reset) then costs about this
+    /// plus an election, not the whole deadline. The node is avoided for `node_cool_down`
+    /// and a retry keeps its write id, so it is applied at most once.
+    pub attempt_timeout: Duration,
     /// Wait between retries after transport errors.
     pub backoff: Backoff,
     /// How long a node that failed is avoided when there is a choice.
@@ -59,6 +64,9 @@ pub struct ExecutorConfig {
 impl ExecutorConfig {
     /// Default request deadline.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Default bound on one attempt: well above a healthy write's latency under load (tens
+    /// of milliseconds) and an election (under a second).
+    pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
     /// Default cool-down of a failed node.
     pub const DEFAULT_COOL_DOWN: Duration = Duration::from_secs(1);
     /// Default wait for a throttled refresh.
@@ -69,6 +77,7 @@ impl Default for ExecutorConfig {
     fn default() -> Self {
         ExecutorConfig {
             default_timeout: Self::DEFAULT_TIMEOUT,
+            attempt_timeout: Self::DEFAULT_ATTEMPT_TIMEOUT,
             backoff: Backoff::DEFAULT,
             node_cool_down: Self::DEFAULT_COOL_DOWN,
             refresh_patience: Self::DEFAULT_REFRESH_PATIENCE,
@@ -215,10 +224,17 @@ impl Executor {
                 epoch: route.epoch.0,
             };
             let link = self.pool.link(&address)?;
-            let error = match tokio::time::timeout_at(deadline, call(link, target)).await {
+            let attempt_deadline = (Instant::now() + self.config.attempt_timeout).min(deadline);
+            let error = match tokio::time::timeout_at(attempt_deadline, call(link, target)).await {
                 Ok(Ok(reply)) => return Ok(reply),
                 Ok(Err(error)) => error,
-                Err(_) => return Err(KvError::DeadlineExceeded),
+                Err(_) if attempt_deadline >= deadline => return Err(KvError::DeadlineExceeded),
+                // A node that does not answer is treated as down: avoided, and the request
+                // goes to a replica that knows the current leader.
+                Err(_) => KvError::Unavailable(format!(
+                    "{address} did not answer within {:?}",
+                    self.config.attempt_timeout
+                )),
             };
             tracing::debug!(%address, %error, attempt, "request failed");
             match error.retry_action() {
