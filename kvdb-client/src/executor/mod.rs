@@ -36,13 +36,16 @@ use crate::call_link::NodeLink;
 use crate::pool::NodePool;
 use kvdb_core::backoff::Backoff;
 
+/// The shortest an attempt is given before it may be abandoned for another node.
+pub const MIN_ATTEMPT: Duration = Duration::from_millis(100);
+
 /// Tuning of the executor.
 #[derive(Debug, Clone)]
 pub struct ExecutorConfig {
     /// Deadline of a request that names none.
     pub default_timeout: Duration,
     /// How long one attempt at one node may take before the request moves on, within its
-    /// deadline: a node that hangs (paused, or cut off without a reset) then costs about this
+    /// deadline (and at most half of the time the request has left): a node that hangs (paused, or cut off without a reset) then costs about this
     /// plus an election, not the whole deadline. The node is avoided for `node_cool_down`
     /// and a retry keeps its write id, so it is applied at most once.
     pub attempt_timeout: Duration,
@@ -224,17 +227,20 @@ impl Executor {
                 epoch: route.epoch.0,
             };
             let link = self.pool.link(&address)?;
-            let attempt_deadline = (Instant::now() + self.config.attempt_timeout).min(deadline);
+            let attempt_deadline = self.attempt_deadline(deadline);
             let error = match tokio::time::timeout_at(attempt_deadline, call(link, target)).await {
                 Ok(Ok(reply)) => return Ok(reply),
                 Ok(Err(error)) => error,
-                Err(_) if attempt_deadline >= deadline => return Err(KvError::DeadlineExceeded),
-                // A node that does not answer is treated as down: avoided, and the request
-                // goes to a replica that knows the current leader.
-                Err(_) => KvError::Unavailable(format!(
-                    "{address} did not answer within {:?}",
-                    self.config.attempt_timeout
-                )),
+                Err(_) => {
+                    // A node that does not answer in time is treated as down: avoided for
+                    // its cool-down (by this request's retry and by the next requests), so
+                    // they go to a replica that knows the current leader.
+                    self.pool.mark_failed(&address);
+                    if attempt_deadline >= deadline {
+                        return Err(KvError::DeadlineExceeded);
+                    }
+                    KvError::Unavailable(format!("{address} did not answer in time"))
+                }
             };
             tracing::debug!(%address, %error, attempt, "request failed");
             match error.retry_action() {
@@ -320,6 +326,17 @@ impl Executor {
         if let Some(r) = route.replicas.iter().find(|r| r.address == leader) {
             self.cache.note_leader(route.shard, r.node);
         }
+    }
+
+    /// When the next attempt gives up on its node: after `attempt_timeout`, or half of what
+    /// is left of the request's time, whichever is sooner (so a short request still has
+    /// time for a second attempt elsewhere), but never sooner than [`MIN_ATTEMPT`] and never
+    /// after the request's `deadline`.
+    fn attempt_deadline(&self, deadline: Instant) -> Instant {
+        let now = Instant::now();
+        let half_left = deadline.saturating_duration_since(now) / 2;
+        let bound = self.config.attempt_timeout.min(half_left).max(MIN_ATTEMPT);
+        (now + bound).min(deadline)
     }
 
     /// When a throttled refresh stops being worth waiting for.
