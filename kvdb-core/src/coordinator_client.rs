@@ -62,6 +62,22 @@ impl CoordinatorClientConfig {
     pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_millis(50);
     /// Default [`backoff_max`](Self::backoff_max).
     pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+    /// Checks the settings can work: at least one attempt, positive timeouts, and a first
+    /// pause no longer than the longest.
+    pub fn validate(&self) -> Result<(), CoordinatorClientError> {
+        let bad = |why| Err(CoordinatorClientError::BadConfig(why));
+        if self.max_attempts == 0 {
+            return bad("max_attempts must be at least 1");
+        }
+        if self.connect_timeout.is_zero() || self.request_timeout.is_zero() {
+            return bad("connect_timeout and request_timeout must be positive");
+        }
+        if self.backoff_initial > self.backoff_max {
+            return bad("backoff_initial must not exceed backoff_max");
+        }
+        Ok(())
+    }
 }
 
 impl Default for CoordinatorClientConfig {
@@ -83,6 +99,9 @@ pub enum CoordinatorClientError {
     /// The client was given no coordinator address.
     #[error("no coordinator addresses given")]
     NoEndpoints,
+    /// The client's settings cannot work.
+    #[error("bad coordinator client settings: {0}")]
+    BadConfig(&'static str),
     /// An address is not `host:port`.
     #[error("bad coordinator address {address:?}: {reason}")]
     BadAddress {
@@ -176,6 +195,7 @@ impl CoordinatorClient {
         if addresses.is_empty() {
             return Err(CoordinatorClientError::NoEndpoints);
         }
+        config.validate()?;
         let client = Self {
             inner: Arc::new(Inner {
                 config,
@@ -271,7 +291,8 @@ impl CoordinatorClient {
                     Failure::Retry { hint: next, why } => {
                         tracing::debug!(call, %address, %why, "coordinator call failed");
                         last = format!("{address}: {why}");
-                        hint = next.filter(|h| *h != address);
+                        // A hint that cannot be dialed is no better than none.
+                        hint = next.filter(|h| *h != address && dialable(h));
                         if hint.is_none() {
                             index = (index + 1) % addresses.len();
                         }
@@ -285,6 +306,11 @@ impl CoordinatorClient {
             last,
         })
     }
+}
+
+/// Whether `address` (`host:port`) makes a valid endpoint.
+fn dialable(address: &str) -> bool {
+    Endpoint::from_shared(format!("http://{address}")).is_ok()
 }
 
 #[cfg(test)]
@@ -321,6 +347,32 @@ mod tests {
             }
             _ => panic!("a conflict is final"),
         }
+    }
+
+    #[test]
+    fn only_dialable_hints_are_followed() {
+        assert!(dialable("10.0.0.2:7000"));
+        assert!(dialable("coordinator-2.internal:7000"));
+        assert!(!dialable("not a uri"));
+        assert!(!dialable(""));
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_refused() {
+        let addresses = ["127.0.0.1:7000".to_string()];
+        let config = CoordinatorClientConfig {
+            max_attempts: 0,
+            ..CoordinatorClientConfig::default()
+        };
+        let refused = CoordinatorClient::with_config(&addresses, config);
+        assert!(matches!(refused, Err(CoordinatorClientError::BadConfig(_))));
+        let config = CoordinatorClientConfig {
+            backoff_initial: Duration::from_secs(2),
+            backoff_max: Duration::from_secs(1),
+            ..CoordinatorClientConfig::default()
+        };
+        assert!(config.validate().is_err());
+        CoordinatorClientConfig::default().validate().unwrap();
     }
 
     #[test]
