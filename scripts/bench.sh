@@ -188,12 +188,13 @@ memory() {
     "$KVDB" bench --coordinators "$COORD" --op put -c "$CONCURRENCY" --duration "${seconds}s" \
         --value-size "${MEMORY_VALUE_SIZE:-200}" --key-space "${MEMORY_KEYS:-100000}" \
         --key-prefix memory- --json >"$BENCH_DIR/memory.json" &
-    local client=$! elapsed=0 i
-    printf '  %6s' "s"; for i in "${!NODE_PORTS[@]}"; do printf '  node-%d MiB' $(( i + 1 )); done; echo
+    local client=$! elapsed=0 i pid pids
+    read -ra pids <<<"$(node_pids)"
+    printf '  %6s' "s"; for i in "${!pids[@]}"; do printf '  node-%d MiB' $(( i + 1 )); done; echo
     while (( elapsed <= seconds )); do
         printf '  %6d' "$elapsed"
-        for i in "${!NODE_PORTS[@]}"; do
-            printf '  %10s' "$(rss_mib "$(cat "$BENCH_DIR/pids/node-$(( i + 1 )).pid")")"
+        for pid in "${pids[@]}"; do
+            printf '  %10s' "$(rss_mib "$pid")"
         done
         echo
         sleep "$sample"; elapsed=$(( elapsed + sample ))
@@ -219,8 +220,8 @@ shards() {
         start_ms=$(date +%s%3N)
         SHARDS=$n start_bench_cluster >/dev/null
         ready_s=$(awk -v a="$start_ms" -v b="$(date +%s%3N)" 'BEGIN { printf "%.1f", (b - a) / 1000 }')
-        local pids=() before=() i used=0 hz rss=0
-        for i in "${!NODE_PORTS[@]}"; do pids+=("$(cat "$BENCH_DIR/pids/node-$(( i + 1 )).pid")"); done
+        local pids before=() i used=0 hz rss=0
+        read -ra pids <<<"$(node_pids)"
         for i in "${!pids[@]}"; do before[i]=$(cpu_ticks "${pids[i]}"); done
         sleep "$idle"
         for i in "${!pids[@]}"; do
@@ -240,6 +241,12 @@ shards() {
     done
     { printf 'shards\tready s\tidle cores\tRSS/node MiB\tputs/s\tp50 ms\tp99 ms\terrors\n'
       printf '%s\n' "${rows[@]}"; } | column -t -s $'\t'
+}
+
+# node_pids: the PIDs of the bench cluster's storage nodes, in node order.
+node_pids() {
+    local i
+    for i in "${!NODE_PORTS[@]}"; do printf '%s ' "$(cat "$BENCH_DIR/pids/node-$(( i + 1 )).pid")"; done
 }
 
 # rss_mib PID: the process's resident memory in MiB, or "gone".

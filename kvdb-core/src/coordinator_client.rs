@@ -230,7 +230,7 @@ impl CoordinatorClient {
             address: address.to_owned(),
             reason,
         };
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        let endpoint = endpoint(address)
             .map_err(|e| bad(e.to_string()))?
             .connect_timeout(self.inner.config.connect_timeout);
         let channel = endpoint.connect_lazy();
@@ -308,9 +308,14 @@ impl CoordinatorClient {
     }
 }
 
+/// The endpoint of a member's `host:port`.
+fn endpoint(address: &str) -> Result<Endpoint, tonic::transport::Error> {
+    Endpoint::from_shared(format!("http://{address}"))
+}
+
 /// Whether `address` (`host:port`) makes a valid endpoint.
 fn dialable(address: &str) -> bool {
-    Endpoint::from_shared(format!("http://{address}")).is_ok()
+    endpoint(address).is_ok()
 }
 
 #[cfg(test)]

@@ -8,8 +8,9 @@
 //! - SHARD_MOVED: forced map refresh, then retry.
 //! - STALE_EPOCH / NOT_LEADER without a usable hint: throttled refresh,
 //!   waited for at most `refresh_patience`, retry.
-//! - Transport errors: mark the node failed for a cool-down, start a
-//!   throttled refresh without waiting for it, back off with jitter, retry.
+//! - Transport errors, and an attempt that outlives `attempt_timeout`: mark
+//!   the node failed for a cool-down, start a throttled refresh without
+//!   waiting for it, back off with jitter, retry.
 //!   A failed leader is passed over for a healthy replica, which answers
 //!   NOT_LEADER with the new leader once one is elected, so failover does
 //!   not wait for the map (nor for a coordinator that is down).
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kvdb_core::AddressRewrite;
+use kvdb_core::backoff::Backoff;
 use kvdb_core::cache::{Refresh, ShardMapCache};
 use kvdb_core::epoch::Access;
 use kvdb_core::error::{KvError, RetryAction};
@@ -34,10 +36,9 @@ use tokio::time::Instant;
 
 use crate::call_link::NodeLink;
 use crate::pool::NodePool;
-use kvdb_core::backoff::Backoff;
 
 /// The shortest an attempt is given before it may be abandoned for another node.
-pub const MIN_ATTEMPT: Duration = Duration::from_millis(100);
+const MIN_ATTEMPT: Duration = Duration::from_millis(100);
 
 /// Tuning of the executor.
 #[derive(Debug, Clone)]
@@ -45,9 +46,10 @@ pub struct ExecutorConfig {
     /// Deadline of a request that names none.
     pub default_timeout: Duration,
     /// How long one attempt at one node may take before the request moves on, within its
-    /// deadline (and at most half of the time the request has left): a node that hangs (paused, or cut off without a reset) then costs about this
-    /// plus an election, not the whole deadline. The node is avoided for `node_cool_down`
-    /// and a retry keeps its write id, so it is applied at most once.
+    /// deadline (and at most half of the time the request has left): a node that hangs
+    /// (paused, or cut off without a reset) then costs about this plus an election, not the
+    /// whole deadline. The node is avoided for `node_cool_down` and a retry keeps its write
+    /// id, so it is applied at most once.
     pub attempt_timeout: Duration,
     /// Wait between retries after transport errors.
     pub backoff: Backoff,
@@ -231,16 +233,14 @@ impl Executor {
             let error = match tokio::time::timeout_at(attempt_deadline, call(link, target)).await {
                 Ok(Ok(reply)) => return Ok(reply),
                 Ok(Err(error)) => error,
-                Err(_) => {
-                    // A node that does not answer in time is treated as down: avoided for
-                    // its cool-down (by this request's retry and by the next requests), so
-                    // they go to a replica that knows the current leader.
+                // A node that does not answer in time is treated as down: avoided for its
+                // cool-down (by the next requests, and by this one's retry, whose Backoff arm
+                // below marks it), so they go to a replica that knows the current leader.
+                Err(_) if attempt_deadline >= deadline => {
                     self.pool.mark_failed(&address);
-                    if attempt_deadline >= deadline {
-                        return Err(KvError::DeadlineExceeded);
-                    }
-                    KvError::Unavailable(format!("{address} did not answer in time"))
+                    return Err(KvError::DeadlineExceeded);
                 }
+                Err(_) => KvError::Unavailable(format!("{address} did not answer in time")),
             };
             tracing::debug!(%address, %error, attempt, "request failed");
             match error.retry_action() {
