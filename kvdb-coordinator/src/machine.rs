@@ -9,7 +9,7 @@
 use std::io;
 use std::sync::Arc;
 
-use kvdb_core::raft::state_machine::Machine;
+use kvdb_core::raft::state_machine::{Applied, Machine};
 use openraft::{BasicNode, Entry, EntryPayload, LogId, StoredMembership};
 
 use crate::command::{CommandResult, Outcome};
@@ -62,7 +62,10 @@ impl Machine<TypeConfig> for MetaMachine {
         Ok((self.applied, self.membership.clone()))
     }
 
-    fn apply(&mut self, entries: Vec<Entry<TypeConfig>>) -> Result<Vec<CommandResult>, io::Error> {
+    fn apply(
+        &mut self,
+        entries: Vec<Entry<TypeConfig>>,
+    ) -> Result<Applied<CommandResult>, io::Error> {
         let before = self.state.version();
         let mut responses = Vec::with_capacity(entries.len());
         for entry in entries {
@@ -86,7 +89,7 @@ impl Machine<TypeConfig> for MetaMachine {
             None => vec![FeedEvent::Reset],
         };
         self.publish(events);
-        Ok(responses)
+        Ok(responses.into())
     }
 
     fn export(&self) -> Result<Vec<u8>, io::Error> {

@@ -26,7 +26,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use futures::future::join_all;
 use kvdb_core::raft::log_store::{LogDb, LogDbOptions};
-use kvdb_core::raft::state_machine::{AppliedState, Machine, StateMachineStore};
+use kvdb_core::raft::state_machine::{Applied, AppliedState, Machine, StateMachineStore};
 use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -122,7 +122,7 @@ impl Machine<BenchConfig> for NullMachine {
         Ok((self.applied, self.membership.clone()))
     }
 
-    fn apply(&mut self, entries: Vec<Entry<BenchConfig>>) -> Result<Vec<()>, io::Error> {
+    fn apply(&mut self, entries: Vec<Entry<BenchConfig>>) -> Result<Applied<()>, io::Error> {
         let count = entries.len();
         for entry in entries {
             self.applied = Some(entry.log_id);
@@ -130,7 +130,7 @@ impl Machine<BenchConfig> for NullMachine {
                 self.membership = StoredMembership::new(Some(entry.log_id), m);
             }
         }
-        Ok(vec![(); count])
+        Ok(vec![(); count].into())
     }
 
     fn export(&self) -> Result<Vec<u8>, io::Error> {

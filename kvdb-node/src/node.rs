@@ -21,6 +21,7 @@ use kvdb_core::raft::log_store::{LogDb, LogDbError, LogDbOptions, LogDbStats};
 use kvdb_core::raft::transport::{
     PeerChannels, PeerChannelsConfig, RaftRouter, RaftTransportService,
 };
+use kvdb_core::storage::WriteBuffer;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
@@ -215,7 +216,7 @@ fn advertised_address(config: &NodeConfig, listener: &TcpListener) -> Result<Str
     Ok(local.to_string())
 }
 
-async fn open_databases(config: &NodeConfig) -> Result<(LogDb, Arc<redb::Database>), NodeError> {
+async fn open_databases(config: &NodeConfig) -> Result<(LogDb, Arc<WriteBuffer>), NodeError> {
     let dir = config.data_dir.clone();
     let group_commit = config.group_commit;
     let (log_cache, kv_cache) = config.cache_split();
@@ -238,7 +239,7 @@ async fn open_databases(config: &NodeConfig) -> Result<(LogDb, Arc<redb::Databas
                 path: kv_path,
                 source,
             })?;
-        Ok::<_, NodeError>((log_db, Arc::new(kv_db)))
+        Ok::<_, NodeError>((log_db, WriteBuffer::new(Arc::new(kv_db))))
     })
     .await
     .map_err(|e| NodeError::Io {

@@ -21,7 +21,7 @@ use kvdb_core::raft::log_store::{LogDb, LogDbError};
 use kvdb_core::raft::read_floor::ReadFloor;
 use kvdb_core::raft::state_machine::{StateMachineError, StateMachineStore};
 use kvdb_core::raft::transport::{GrpcNetworkFactory, PeerChannels, RaftRouter};
-use kvdb_core::storage::{RedbStorage, Storage, StorageError};
+use kvdb_core::storage::{CommitDurability, RedbStorage, Storage, StorageError, WriteBuffer};
 use kvdb_core::{NodeId, ShardId};
 use openraft::error::{Fatal, InitializeError, RaftError};
 use openraft::{BasicNode, RaftMetrics, ServerState};
@@ -47,8 +47,8 @@ pub struct ReplicaEnv {
     pub config: Arc<NodeConfig>,
     /// Every group's Raft log (and snapshots).
     pub log_db: LogDb,
-    /// Every shard's key-value tables.
-    pub kv_db: Arc<redb::Database>,
+    /// Every shard's key-value tables, behind the buffer that flushes their writes together.
+    pub kv_db: Arc<WriteBuffer>,
     /// Connections to peer nodes, shared by all groups.
     pub peers: PeerChannels,
     /// The groups the Raft transport service dispatches to.
@@ -188,7 +188,7 @@ impl Replica {
         let snapshot_db = env.log_db.database().clone();
         let state_machine = tokio::task::spawn_blocking(move || {
             let storage: Arc<dyn Storage> = Arc::new(
-                RedbStorage::open(kv_db, shard)
+                RedbStorage::open_in(&kv_db, shard, CommitDurability::Deferred)
                     .map_err(|source| ReplicaError::Storage { shard, source })?,
             );
             let machine = KvMachine::open(storage.clone())

@@ -7,7 +7,10 @@
 //!
 //! - the machine sits behind a tokio [`RwLock`], so a node serves reads from the applied state
 //!   ([`StateMachineStore::machine`]) while apply takes the write lock;
-//! - machine calls (which may fsync) run on tokio's blocking pool, never on an async worker;
+//! - machine calls that may block for long run on tokio's blocking pool, never on an async
+//!   worker; a machine may hand its write to the storage as a commit to wait for
+//!   ([`Applied::commit`]), which the store awaits while it still holds the write lock, so no
+//!   reader or snapshot sees an applied state whose data is not yet committed;
 //! - the current snapshot (meta and bytes) is stored durably per group, so
 //!   `get_current_snapshot` answers after a restart, and at open a stored snapshot newer than
 //!   the machine's applied state is imported (an install that crashed half way is finished).
@@ -17,8 +20,10 @@
 
 mod snapshot_table;
 
+use std::future::Future;
 use std::io::{self, Cursor};
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use openraft::storage::RaftStateMachine;
@@ -36,6 +41,28 @@ use snapshot_table::SnapshotTable;
 /// The last applied log id and the membership as of it.
 pub type AppliedState = (Option<LogId<u64>>, StoredMembership<u64, BasicNode>);
 
+/// A write that [`Machine::apply`] handed to its storage, still being committed.
+pub type PendingCommit = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
+
+/// What [`Machine::apply`] produced: one response per entry and, for a machine that does not
+/// write inline, the commit that makes the new state visible.
+pub struct Applied<R> {
+    /// One response per applied entry, in order.
+    pub responses: Vec<R>,
+    /// The state's commit, awaited before the responses are released; `None` when the state
+    /// is already written.
+    pub commit: Option<PendingCommit>,
+}
+
+impl<R> From<Vec<R>> for Applied<R> {
+    fn from(responses: Vec<R>) -> Self {
+        Self {
+            responses,
+            commit: None,
+        }
+    }
+}
+
 /// The application part of a Raft state machine.
 ///
 /// Deterministic: `apply` must not read clocks or randomness, so every replica that applies
@@ -48,8 +75,9 @@ pub trait Machine<C: KvdbRaftConfig>: Send + Sync + 'static {
     /// Applies committed entries in log order, returning one response per entry. Blank and
     /// membership entries are included: the machine records the log id (and membership) and
     /// returns its "empty" response. A durable machine persists its state together with the
-    /// new applied state, atomically.
-    fn apply(&mut self, entries: Vec<Entry<C>>) -> Result<Vec<C::R>, io::Error>;
+    /// new applied state, atomically, either before it returns or in the returned
+    /// [`Applied::commit`].
+    fn apply(&mut self, entries: Vec<Entry<C>>) -> Result<Applied<C::R>, io::Error>;
 
     /// Whether applying `entries` next may block the thread for long (an fsync, a large
     /// transaction). Such applies run on the blocking pool; the rest run inline on the Raft
@@ -208,21 +236,30 @@ impl<C: KvdbRaftConfig, M: Machine<C>> RaftStateMachine<C> for StateMachineStore
         let blocks = machine.apply_blocks(&entries);
         let apply = move || {
             let count = entries.len();
-            let responses = machine.apply(entries)?;
-            if responses.len() != count {
+            let applied = machine.apply(entries)?;
+            if applied.responses.len() != count {
                 return Err(StateMachineError::ResponseCount {
                     entries: count,
-                    responses: responses.len(),
+                    responses: applied.responses.len(),
                 });
             }
-            Ok(responses)
+            Ok((machine, applied))
         };
         let result = if blocks {
             blocking(apply).await
         } else {
             apply()
         };
-        result.map_err(|e| StorageIOError::apply(last, AnyError::new(&e)).into())
+        let (machine, applied) =
+            result.map_err(|e| StorageIOError::apply(last, AnyError::new(&e)))?;
+        if let Some(commit) = applied.commit {
+            commit
+                .await
+                .map_err(|e| StorageIOError::apply(last, AnyError::new(&e)))?;
+        }
+        // Readers see the new applied state only now that its data is committed.
+        drop(machine);
+        Ok(applied.responses)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {

@@ -11,7 +11,7 @@ use tempfile::TempDir;
 
 use super::codec;
 use super::log_store::{LogDb, LogDbOptions, RedbLogStore};
-use super::state_machine::{AppliedState, Machine, StateMachineStore};
+use super::state_machine::{Applied, AppliedState, Machine, StateMachineStore};
 
 /// A write to the test machine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,7 +50,7 @@ impl Machine<TestConfig> for MemKv {
         Ok((self.applied, self.membership.clone()))
     }
 
-    fn apply(&mut self, entries: Vec<Entry<TestConfig>>) -> Result<Vec<KvResponse>, io::Error> {
+    fn apply(&mut self, entries: Vec<Entry<TestConfig>>) -> Result<Applied<KvResponse>, io::Error> {
         let mut responses = Vec::with_capacity(entries.len());
         for entry in entries {
             self.applied = Some(entry.log_id);
@@ -66,7 +66,7 @@ impl Machine<TestConfig> for MemKv {
             };
             responses.push(response);
         }
-        Ok(responses)
+        Ok(responses.into())
     }
 
     fn export(&self) -> Result<Vec<u8>, io::Error> {

@@ -1,7 +1,9 @@
 //! A shard's key-value state: the data a shard's Raft state machine applies
 //! committed writes to and serves reads from.
 //!
-//! [`Storage`] is deliberately small and synchronous. The state machine
+//! [`Storage`] is deliberately small and synchronous, but for
+//! [`Storage::commit`], which lets shards that share a backend commit
+//! together without holding a thread while they wait. The state machine
 //! decides *what* to write (versions, CAS outcomes, TTL instants fixed by the
 //! leader); a storage backend only makes each [`WriteBatch`] atomic together
 //! with an opaque metadata blob, in which the state machine keeps its
@@ -37,9 +39,14 @@ mod redb;
 mod tests;
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 
 pub use self::memory::MemoryStorage;
-pub use self::redb::{CommitDurability, RedbStorage};
+pub use self::redb::{
+    CommitDurability, FLUSH_BYTES, FLUSH_INTERVAL, FlushStats, MAX_BUFFERED_BYTES, RedbStorage,
+    SYNC_INTERVAL, WriteBuffer,
+};
 use crate::Version;
 
 /// A value as stored: its bytes, the version that wrote it, and its expiry.
@@ -106,6 +113,9 @@ pub enum WriteOp {
         key: Vec<u8>,
     },
 }
+
+/// A [`Storage::commit`] in flight.
+pub type Commit = Pin<Box<dyn Future<Output = Result<(), StorageError>> + Send>>;
 
 /// Auxiliary rows: a state machine's bookkeeping that must change atomically with the data
 /// but is not user data (client sessions): key -> bytes, in key order. Unlike the metadata
@@ -192,6 +202,16 @@ pub trait Storage: Send + Sync + 'static {
     /// Applies every op in `batch`, then its auxiliary rows and metadata, atomically.
     fn apply(&self, batch: WriteBatch) -> Result<(), StorageError>;
 
+    /// Applies `batch` like [`apply`](Self::apply), without holding the caller's thread while
+    /// it waits for the backend, and perhaps without writing it yet: a backend may buffer
+    /// batches and write many shards' together ([`RedbStorage`] does), as long as reads see
+    /// them and a crash leaves a prefix of them. The batch is visible to reads once the
+    /// future resolves `Ok`; the caller must wait for that before it stages its next batch.
+    /// The default applies inline.
+    fn commit(&self, batch: WriteBatch) -> Commit {
+        Box::pin(std::future::ready(self.apply(batch)))
+    }
+
     /// The metadata blob stored by the last batch or install that set one.
     fn meta(&self) -> Result<Option<Vec<u8>>, StorageError>;
 
@@ -257,6 +277,8 @@ pub enum StorageOp {
     Clear,
     /// [`Storage::sync`].
     Sync,
+    /// Writing buffered batches to the database.
+    Flush,
 }
 
 impl fmt::Display for StorageOp {
@@ -273,6 +295,7 @@ impl fmt::Display for StorageOp {
             Self::Len => "len",
             Self::Clear => "clear",
             Self::Sync => "sync",
+            Self::Flush => "flush",
         };
         f.write_str(name)
     }
@@ -301,6 +324,13 @@ pub enum StorageError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// An earlier flush of buffered writes failed: the database may lack batches that reads
+    /// have seen, so no more writes are taken.
+    #[error("storage refuses writes: an earlier flush failed: {reason}")]
+    FlushFailed {
+        /// The flush's error.
+        reason: String,
+    },
     /// An earlier operation panicked while holding the in-memory state, which
     /// may therefore be inconsistent.
     #[error("storage {op}: state poisoned by an earlier panic")]
@@ -315,6 +345,7 @@ impl StorageError {
     pub fn op(&self) -> StorageOp {
         match self {
             Self::Backend { op, .. } | Self::Corrupt { op, .. } | Self::Poisoned { op } => *op,
+            Self::FlushFailed { .. } => StorageOp::Flush,
         }
     }
 }

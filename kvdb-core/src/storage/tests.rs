@@ -5,13 +5,14 @@ use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use proptest::prelude::*;
 use redb::{Database, StorageBackend, TableDefinition};
 
 use super::{
     CommitDurability, MemoryStorage, RedbStorage, Storage, StorageError, StorageOp, StoredValue,
-    WriteBatch, conformance,
+    WriteBatch, WriteBuffer, conformance,
 };
 use crate::{ShardId, Version};
 
@@ -52,6 +53,69 @@ fn redb_storage_conforms() {
     conformance::run_all(|| {
         let shard = ShardId(next_shard.fetch_add(1, Ordering::Relaxed));
         RedbStorage::open(db.clone(), shard).unwrap()
+    });
+}
+
+/// A redb store whose writes stay in the write buffer until a sync, so that every read
+/// merges the buffer with the tables.
+struct Buffered(RedbStorage);
+
+impl Buffered {
+    fn open(buffer: &Arc<WriteBuffer>, shard: ShardId) -> Self {
+        Self(RedbStorage::open_in(buffer, shard, CommitDurability::Deferred).unwrap())
+    }
+}
+
+impl Storage for Buffered {
+    fn get(&self, key: &[u8]) -> Result<Option<StoredValue>, StorageError> {
+        self.0.get(key)
+    }
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<StoredValue>>, StorageError> {
+        self.0.get_many(keys)
+    }
+    fn apply(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        futures::executor::block_on(self.0.commit(batch))
+    }
+    fn meta(&self) -> Result<Option<Vec<u8>>, StorageError> {
+        self.0.meta()
+    }
+    fn aux(&self) -> Result<super::AuxRows, StorageError> {
+        self.0.aux()
+    }
+    fn export(&self) -> Result<Vec<(Vec<u8>, StoredValue)>, StorageError> {
+        self.0.export()
+    }
+    fn install(
+        &self,
+        entries: Vec<(Vec<u8>, StoredValue)>,
+        meta: Option<Vec<u8>>,
+        aux: super::AuxRows,
+    ) -> Result<(), StorageError> {
+        self.0.install(entries, meta, aux)
+    }
+    fn expired(&self, now_ms: u64, limit: usize) -> Result<Vec<(Vec<u8>, Version)>, StorageError> {
+        self.0.expired(now_ms, limit)
+    }
+    fn len(&self) -> Result<u64, StorageError> {
+        self.0.len()
+    }
+    fn clear(&self) -> Result<(), StorageError> {
+        self.0.clear()
+    }
+    fn sync(&self) -> Result<(), StorageError> {
+        self.0.sync()
+    }
+}
+
+const NO_TIMED_FLUSH: Duration = Duration::from_secs(3600);
+
+#[test]
+fn buffered_redb_storage_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let buffer = WriteBuffer::with_flush_interval(create_db(dir.path()), NO_TIMED_FLUSH);
+    let next_shard = AtomicU64::new(1);
+    conformance::run_all(|| {
+        Buffered::open(&buffer, ShardId(next_shard.fetch_add(1, Ordering::Relaxed)))
     });
 }
 
@@ -247,15 +311,22 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(32))]
 
     /// Random batches leave both backends with the same entries, expiry
-    /// index and metadata.
+    /// index and metadata, and so does redb with its writes buffered and
+    /// flushed at random points.
     #[test]
     fn backends_agree_on_random_batches(
-        batches in prop::collection::vec(prop::collection::vec(op_strategy(), 0..5), 1..8),
+        batches in prop::collection::vec(
+            (prop::collection::vec(op_strategy(), 0..5), any::<bool>()),
+            1..8,
+        ),
     ) {
         let dir = tempfile::tempdir().unwrap();
         let redb = RedbStorage::open(create_db(dir.path()), ShardId(1)).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let buffer = WriteBuffer::with_flush_interval(create_db(other.path()), NO_TIMED_FLUSH);
+        let buffered = Buffered::open(&buffer, ShardId(1));
         let memory = MemoryStorage::new();
-        for (index, ops) in batches.into_iter().enumerate() {
+        for (index, (ops, flush)) in batches.into_iter().enumerate() {
             let version = Version(index as u64 + 1);
             let batch = ops.into_iter().fold(WriteBatch::new(), |batch, op| match op {
                 Op::Put(k, v, exp) => {
@@ -266,11 +337,19 @@ proptest! {
             });
             let batch = batch.with_meta(version.0.to_le_bytes().to_vec());
             redb.apply(batch.clone()).unwrap();
+            buffered.apply(batch.clone()).unwrap();
             memory.apply(batch).unwrap();
+            if flush {
+                buffered.sync().unwrap();
+            }
             prop_assert_eq!(redb.export().unwrap(), memory.export().unwrap());
             prop_assert_eq!(redb.meta().unwrap(), memory.meta().unwrap());
+            prop_assert_eq!(buffered.export().unwrap(), memory.export().unwrap());
+            prop_assert_eq!(buffered.meta().unwrap(), memory.meta().unwrap());
+            prop_assert_eq!(buffered.len().unwrap(), memory.len().unwrap());
             for now in [0, 2, 5] {
                 prop_assert_eq!(redb.expired(now, 3).unwrap(), memory.expired(now, 3).unwrap());
+                prop_assert_eq!(buffered.expired(now, 3).unwrap(), memory.expired(now, 3).unwrap());
             }
         }
     }

@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use kvdb_core::Version;
 use kvdb_core::raft::codec::{self, CodecError};
-use kvdb_core::raft::state_machine::Machine;
+use kvdb_core::raft::state_machine::{Applied, Machine, PendingCommit};
 use kvdb_core::storage::{Storage, StorageError, StoredValue, WriteBatch, WriteOp};
 use openraft::{EntryPayload, LogId, StoredMembership};
 use serde::{Deserialize, Serialize};
@@ -66,14 +66,7 @@ pub struct KvMachine {
     meta: Meta,
     /// Kept in the storage's auxiliary rows.
     sessions: Sessions,
-    /// Batches applied since the last [`Storage::sync`].
-    unsynced_batches: u32,
 }
-
-/// How many applied batches may stay unsynced. The Raft log makes them
-/// recoverable anyway; the periodic sync bounds replay after a crash and
-/// lets a deferred-commit backend reclaim space.
-pub const SYNC_EVERY_BATCHES: u32 = 256;
 
 /// The most writes an apply runs inline on the Raft task rather than on the blocking pool.
 pub const INLINE_APPLY_WRITES: usize = 256;
@@ -99,7 +92,6 @@ impl KvMachine {
             storage,
             meta,
             sessions,
-            unsynced_batches: 0,
         })
     }
 
@@ -117,6 +109,22 @@ impl KvMachine {
     /// per entry. On error nothing is written, but the in-memory session
     /// table may be ahead of the storage: the replica must stop.
     pub fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, MachineError>
+    where
+        I: IntoIterator<Item = Entry>,
+    {
+        let (results, batch) = self.stage(entries)?;
+        if let Some(batch) = batch {
+            self.storage.apply(batch)?;
+        }
+        Ok(results)
+    }
+
+    /// Decides the results of `entries` and the batch that records them, without writing it.
+    /// The batch must be written before the next call reads the storage.
+    fn stage<I>(
+        &mut self,
+        entries: I,
+    ) -> Result<(Vec<CommandResult>, Option<WriteBatch>), MachineError>
     where
         I: IntoIterator<Item = Entry>,
     {
@@ -140,19 +148,13 @@ impl KvMachine {
             results.push(result);
         }
         if results.is_empty() {
-            return Ok(results);
+            return Ok((results, None));
         }
         let batch = pending
             .batch
             .with_meta(codec::encode(&self.meta)?)
             .with_aux(self.sessions.take_changes()?);
-        self.storage.apply(batch)?;
-        self.unsynced_batches += 1;
-        if self.unsynced_batches >= SYNC_EVERY_BATCHES {
-            self.storage.sync()?;
-            self.unsynced_batches = 0;
-        }
-        Ok(results)
+        Ok((results, Some(batch)))
     }
 
     /// Applies the command of the entry at `index`: a batch command by command.
@@ -355,12 +357,18 @@ impl Machine<ShardRaftConfig> for KvMachine {
         Ok(KvMachine::applied_state(self))
     }
 
-    fn apply(&mut self, entries: Vec<Entry>) -> Result<Vec<CommandResult>, io::Error> {
-        KvMachine::apply(self, entries).map_err(io::Error::other)
+    /// Hands the batch to [`Storage::commit`], which may share one commit with other shards.
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<Applied<CommandResult>, io::Error> {
+        let (responses, staged) = self.stage(entries).map_err(io::Error::other)?;
+        let commit = staged.map(|batch| {
+            let commit = self.storage.commit(batch);
+            Box::pin(async move { commit.await.map_err(io::Error::other) }) as PendingCommit
+        });
+        Ok(Applied { responses, commit })
     }
 
-    /// An apply blocks when it is due to sync the storage, or writes many keys; a usual
-    /// run of batches is one deferred transaction of well under a millisecond.
+    /// An apply blocks when it writes many keys; a usual run of batches is staged in well
+    /// under a millisecond, and its commit waits without holding the thread.
     fn apply_blocks(&self, entries: &[Entry]) -> bool {
         let writes: usize = entries
             .iter()
@@ -372,7 +380,7 @@ impl Machine<ShardRaftConfig> for KvMachine {
                 _ => 1,
             })
             .sum();
-        self.unsynced_batches + 1 >= SYNC_EVERY_BATCHES || writes > INLINE_APPLY_WRITES
+        writes > INLINE_APPLY_WRITES
     }
 
     fn export(&self) -> Result<Vec<u8>, io::Error> {

@@ -1,6 +1,7 @@
 //! Unit tests of the state machine over the in-memory storage.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use kvdb_core::storage::MemoryStorage;
 use openraft::{CommittedLeaderId, EntryPayload, LogId};
@@ -338,7 +339,7 @@ fn a_batch_applies_in_order_with_a_version_per_write_and_dedup_inside() {
 }
 
 #[test]
-fn applies_run_inline_unless_they_sync_or_write_many_keys() {
+fn applies_run_inline_unless_they_write_many_keys() {
     let mut f = Fixture::new();
     let small = f.entry(EntryPayload::Normal(Command {
         now_ms: NOW,
@@ -359,28 +360,42 @@ fn applies_run_inline_unless_they_sync_or_write_many_keys() {
         op: Op::Batch(many),
     }));
     assert!(Machine::apply_blocks(&f.machine, &[big]));
-    // The apply that will sync the storage blocks, whatever its size.
-    for _ in 1..SYNC_EVERY_BATCHES {
-        f.run(NOW, Op::Put(put("k", "v")));
-    }
-    assert!(Machine::apply_blocks(&f.machine, &[small]));
 }
 
-/// Counts single-key reads; everything else goes to the wrapped storage.
+#[test]
+fn the_raft_apply_hands_its_batch_to_the_storage_commit() {
+    let storage = Arc::new(CountingStorage::default());
+    let mut machine = KvMachine::open(storage.clone()).unwrap();
+    let entry = Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
+        payload: EntryPayload::Normal(Command {
+            now_ms: NOW,
+            op: Op::Put(put("k", "v")),
+        }),
+    };
+    let applied = Machine::apply(&mut machine, vec![entry]).unwrap();
+    assert_eq!(applied.responses, [written(1)]);
+    assert_eq!(storage.commits.load(Ordering::Relaxed), 1);
+    futures::executor::block_on(applied.commit.expect("a write to commit")).unwrap();
+    assert_eq!(storage.get(b"k").unwrap().unwrap().version, ver(1));
+}
+
+/// Counts reads and commits; everything goes to the wrapped storage.
+#[derive(Default)]
 struct CountingStorage {
     inner: MemoryStorage,
-    gets: std::sync::atomic::AtomicUsize,
-    get_manys: std::sync::atomic::AtomicUsize,
+    gets: AtomicUsize,
+    get_manys: AtomicUsize,
+    commits: AtomicUsize,
 }
 
 impl Storage for CountingStorage {
     fn get(&self, key: &[u8]) -> Result<Option<StoredValue>, StorageError> {
-        self.gets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.gets.fetch_add(1, Ordering::Relaxed);
         self.inner.get(key)
     }
     fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<StoredValue>>, StorageError> {
-        self.get_manys
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.get_manys.fetch_add(1, Ordering::Relaxed);
         self.inner.get_many(keys)
     }
     fn apply(&self, batch: WriteBatch) -> Result<(), StorageError> {
@@ -415,15 +430,15 @@ impl Storage for CountingStorage {
     fn sync(&self) -> Result<(), StorageError> {
         self.inner.sync()
     }
+    fn commit(&self, batch: WriteBatch) -> kvdb_core::storage::Commit {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.inner.commit(batch)
+    }
 }
 
 #[test]
 fn a_run_reads_every_key_it_touches_in_one_call() {
-    let storage = Arc::new(CountingStorage {
-        inner: MemoryStorage::new(),
-        gets: Default::default(),
-        get_manys: Default::default(),
-    });
+    let storage = Arc::new(CountingStorage::default());
     storage
         .inner
         .apply(WriteBatch::new().put("a", StoredValue::new("old", Version(7))))
@@ -471,7 +486,7 @@ fn a_run_reads_every_key_it_touches_in_one_call() {
     assert_eq!(storage.get(b"c").unwrap().unwrap().value, b"2");
 
     // --- one read for the whole run, none per key (the two gets above are this test's)
-    let order = std::sync::atomic::Ordering::Relaxed;
+    let order = Ordering::Relaxed;
     assert_eq!(storage.get_manys.load(order), 1);
     assert_eq!(storage.gets.load(order), 2);
 }
