@@ -128,3 +128,31 @@ async fn ten_thousand_keys_per_client_land_on_every_shard_and_read_back() {
 
     test.stop().await;
 }
+
+/// One client with a thousand writes in flight to one key, so all to one shard: none may fail.
+/// Shards once remembered only a client's last 256 results, and refused writes that arrived
+/// after their sequence slid out of that window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_writes_in_flight_to_one_key_all_succeed() {
+    const IN_FLIGHT: usize = 1_000;
+    let test = TestCluster::start(3).await;
+    let gateway = test.cluster.gateway_client().unwrap();
+    let smart = test.cluster.client().await.unwrap();
+    async fn hammer(client: &impl Kv, name: &str) {
+        let failures: Vec<String> = futures::stream::iter(0..IN_FLIGHT)
+            .map(|i| async move { client.put(b"hot", &i.to_le_bytes()).await })
+            .buffer_unordered(IN_FLIGHT)
+            .filter_map(|result| async move { result.err().map(|e| e.to_string()) })
+            .collect()
+            .await;
+        assert!(
+            failures.is_empty(),
+            "{} of {IN_FLIGHT} puts through the {name} failed, e.g. {:?}",
+            failures.len(),
+            failures.first()
+        );
+    }
+    hammer(&smart, "smart client").await;
+    hammer(&gateway, "gateway").await;
+    test.stop().await;
+}

@@ -119,7 +119,8 @@ impl Kv for GatewayClient {
         value: &[u8],
         options: PutOptions,
     ) -> Result<Version, ClientError> {
-        let req = put_request(key, value, &options, self.ids.next());
+        let ticket = self.ids.next();
+        let req = put_request(key, value, &options, ticket.id());
         let reply = self
             .call(options.timeout, |link, left_ms| {
                 let req = req.clone();
@@ -130,7 +131,8 @@ impl Kv for GatewayClient {
     }
 
     async fn delete_with(&self, key: &[u8], options: DeleteOptions) -> Result<bool, ClientError> {
-        let req = delete_request(key, &options, self.ids.next());
+        let ticket = self.ids.next();
+        let req = delete_request(key, &options, ticket.id());
         let reply = self
             .call(options.timeout, |link, left_ms| {
                 let req = req.clone();

@@ -55,5 +55,5 @@ pub use value::{ClientError, Value};
 #[cfg(feature = "wire")]
 pub mod wire {
     pub use crate::executor::Executor;
-    pub use crate::write_id::WriteIds;
+    pub use crate::write_id::{WriteIds, WriteTicket};
 }

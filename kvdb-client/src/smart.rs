@@ -103,13 +103,15 @@ impl Kv for Client {
         options: PutOptions,
     ) -> Result<Version, ClientError> {
         let deadline = self.executor.deadline(options.timeout);
-        let req = put_request(key, value, &options, self.ids.next());
+        let ticket = self.ids.next();
+        let req = put_request(key, value, &options, ticket.id());
         put_result(self.executor.put(req, deadline).await?)
     }
 
     async fn delete_with(&self, key: &[u8], options: DeleteOptions) -> Result<bool, ClientError> {
         let deadline = self.executor.deadline(options.timeout);
-        let req = delete_request(key, &options, self.ids.next());
+        let ticket = self.ids.next();
+        let req = delete_request(key, &options, ticket.id());
         delete_result(self.executor.delete(req, deadline).await?)
     }
 }

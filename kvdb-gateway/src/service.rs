@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kvdb_client::wire::{Executor, WriteIds};
+use kvdb_client::wire::{Executor, WriteIds, WriteTicket};
 use kvdb_core::call_stream;
 use kvdb_core::error::KvError;
 use kvdb_core::proto::v1 as pb;
@@ -63,11 +63,11 @@ impl GatewayService {
         match op {
             Some(Op::Get(req)) => self.executor.get(req, deadline).await.map(Outcome::Get),
             Some(Op::Put(mut req)) => {
-                req.write_id = Some(self.write_id(req.write_id.take()));
+                let _ticket = self.write_id(&mut req.write_id);
                 self.executor.put(req, deadline).await.map(Outcome::Put)
             }
             Some(Op::Delete(mut req)) => {
-                req.write_id = Some(self.write_id(req.write_id.take()));
+                let _ticket = self.write_id(&mut req.write_id);
                 self.executor
                     .delete(req, deadline)
                     .await
@@ -77,9 +77,15 @@ impl GatewayService {
         }
     }
 
-    fn write_id(&self, id: Option<pb::WriteId>) -> pb::WriteId {
-        id.filter(|w| !w.client_id.is_empty())
-            .unwrap_or_else(|| self.ids.next())
+    /// Keeps a caller's own write id; gives a write without one the gateway's, with the
+    /// ticket that settles it once dropped.
+    fn write_id(&self, id: &mut Option<pb::WriteId>) -> Option<WriteTicket<'_>> {
+        if id.as_ref().is_some_and(|w| !w.client_id.is_empty()) {
+            return None;
+        }
+        let ticket = self.ids.next();
+        *id = Some(ticket.id());
+        Some(ticket)
     }
 }
 
@@ -119,7 +125,7 @@ impl KvGateway for GatewayService {
     ) -> Result<Response<pb::PutResponse>, Status> {
         let deadline = self.deadline(&request);
         let mut req = request.into_inner();
-        req.write_id = Some(self.write_id(req.write_id.take()));
+        let _ticket = self.write_id(&mut req.write_id);
         reply(self.executor.put(req, deadline).await)
     }
 
@@ -129,7 +135,7 @@ impl KvGateway for GatewayService {
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let deadline = self.deadline(&request);
         let mut req = request.into_inner();
-        req.write_id = Some(self.write_id(req.write_id.take()));
+        let _ticket = self.write_id(&mut req.write_id);
         reply(self.executor.delete(req, deadline).await)
     }
 

@@ -20,6 +20,9 @@ pub struct WriteId {
     pub client_id: String,
     /// Increases with every write the client makes.
     pub sequence: u64,
+    /// Every lower sequence of the client is settled (answered or abandoned): the shard may
+    /// forget those results and refuse late copies. `0` settles nothing.
+    pub settled_below: u64,
 }
 
 /// A command proposed to a shard's Raft group.

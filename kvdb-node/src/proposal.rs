@@ -60,7 +60,7 @@ pub fn put_command(req: &pb::PutRequest, now_ms: u64, limits: &Limits) -> Result
         expire_at_ms,
         if_version_equals: req.if_version_equals.map(Version),
         if_not_exists: req.if_not_exists,
-        write_id: write_id(req.write_id.as_ref()),
+        write_id: write_id(req.write_id.as_ref())?,
     };
     Ok(Command {
         now_ms,
@@ -78,7 +78,7 @@ pub fn delete_command(
     let delete = Delete {
         key: req.key.to_vec(),
         if_version_equals: req.if_version_equals.map(Version),
-        write_id: write_id(req.write_id.as_ref()),
+        write_id: write_id(req.write_id.as_ref())?,
     };
     Ok(Command {
         now_ms,
@@ -87,11 +87,21 @@ pub fn delete_command(
 }
 
 /// A write id with an empty client id asks for no deduplication.
-fn write_id(id: Option<&pb::WriteId>) -> Option<WriteId> {
-    id.filter(|id| !id.client_id.is_empty()).map(|id| WriteId {
+fn write_id(id: Option<&pb::WriteId>) -> Result<Option<WriteId>, KvError> {
+    let Some(id) = id.filter(|id| !id.client_id.is_empty()) else {
+        return Ok(None);
+    };
+    if id.settled_below > id.sequence {
+        return Err(KvError::InvalidArgument(format!(
+            "write_id.settled_below ({}) is above its own sequence ({}): a write cannot be settled before it is sent",
+            id.settled_below, id.sequence
+        )));
+    }
+    Ok(Some(WriteId {
         client_id: id.client_id.clone(),
         sequence: id.sequence,
-    })
+        settled_below: id.settled_below,
+    }))
 }
 
 /// The client's answer to a put.
@@ -182,9 +192,22 @@ mod tests {
         req.write_id = Some(pb::WriteId {
             client_id: String::new(),
             sequence: 3,
+            settled_below: 0,
         });
         let cmd = put_command(&req, 0, &LIMITS).unwrap();
         assert_eq!(cmd.write_id(), None);
+    }
+
+    #[test]
+    fn a_write_id_settled_past_its_own_sequence_is_refused() {
+        let mut req = put(b"k", b"v");
+        req.write_id = Some(pb::WriteId {
+            client_id: "c".into(),
+            sequence: 3,
+            settled_below: 4,
+        });
+        let err = put_command(&req, 0, &LIMITS).unwrap_err();
+        assert!(matches!(err, KvError::InvalidArgument(_)), "{err}");
     }
 
     #[test]

@@ -1,13 +1,17 @@
 //! Client sessions: the memory that makes retried writes apply once.
 //!
 //! For every client that wrote recently the state machine keeps the results
-//! of its last [`WINDOW`] writes, by sequence number. A write whose
+//! of its unsettled writes, by sequence number. A write whose
 //! `(client id, sequence)` is remembered is not applied again; its first
-//! result is returned instead. Sequences may reach a shard out of order (a
-//! client with several writes in flight), so a session also keeps a `floor`:
-//! the highest sequence it has forgotten. A write at or below the floor that
-//! is not remembered may have been applied, and is refused rather than
-//! risk applying it twice.
+//! result is returned instead. Each write also says below which sequence the
+//! client's writes are settled (answered or abandoned, never to be sent
+//! again): their results are forgotten, and the session's `floor` rises to
+//! that point. A write at or below the floor that is not remembered may have
+//! been applied, and is refused rather than risk applying it twice. Since a
+//! client never settles a write it still waits for, no level of concurrency
+//! makes a shard forget a write that has not arrived yet (the standard
+//! client-acknowledgement scheme of Raft's client sessions). [`WINDOW`] only
+//! bounds what a client that never settles can make a shard keep.
 //!
 //! The table is part of the replicated state, and every decision in it depends only on the
 //! log: clients are evicted by the log index of their last write, never by time. It is
@@ -55,10 +59,10 @@ pub enum SessionRowError {
     Encode(#[from] CodecError),
 }
 
-/// Results remembered per client. It bounds how many writes one client id may have in flight
-/// to a shard at once without spurious "outcome unknown" refusals (the gateway writes under
-/// one id for all its callers), so it is far above a client's usual concurrency.
-pub const WINDOW: usize = 256;
+/// Most results remembered per client, settled or not: a bound for clients that never settle
+/// their writes. Far above any client's concurrency to one shard (the gateway writes under one
+/// id for all its callers); past it, the oldest results are forgotten even if unsettled.
+pub const WINDOW: usize = 16_384;
 
 /// Clients remembered per shard; the one whose last write is oldest is
 /// forgotten first.
@@ -102,7 +106,7 @@ struct Journal {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Session {
-    /// Highest sequence evicted from `results`; lower unknown ones are refused.
+    /// Highest sequence settled or evicted from `results`; lower unknown ones are refused.
     floor: u64,
     /// Log index of the client's last applied write (for eviction).
     last_index: u64,
@@ -138,6 +142,15 @@ impl Sessions {
         self.journal
             .results
             .push((id.client_id.clone(), id.sequence, true));
+        session.floor = session.floor.max(id.settled_below.saturating_sub(1));
+        while let Some(entry) = session.results.first_entry()
+            && *entry.key() < id.settled_below
+        {
+            let seq = entry.remove_entry().0;
+            self.journal
+                .results
+                .push((id.client_id.clone(), seq, false));
+        }
         while session.results.len() > WINDOW {
             if let Some((seq, _)) = session.results.pop_first() {
                 session.floor = session.floor.max(seq);
@@ -289,9 +302,14 @@ mod tests {
     use kvdb_core::Version;
 
     fn id(client: &str, sequence: u64) -> WriteId {
+        settled(client, sequence, 0)
+    }
+
+    fn settled(client: &str, sequence: u64, settled_below: u64) -> WriteId {
         WriteId {
             client_id: client.into(),
             sequence,
+            settled_below,
         }
     }
 
@@ -316,6 +334,34 @@ mod tests {
         let mut s = Sessions::new();
         s.record(&id("a", 5), 10, put(10));
         assert_eq!(s.check(&id("a", 3)), Seen::New);
+    }
+
+    /// A client with a thousand writes in flight to one shard, arriving in reverse order: none
+    /// is settled, so none may be forgotten.
+    #[test]
+    fn unsettled_writes_are_never_forgotten_however_many_are_in_flight() {
+        let mut s = Sessions::new();
+        for seq in (1..=1_000).rev() {
+            assert_eq!(s.check(&settled("a", seq, 1)), Seen::New, "sequence {seq}");
+            s.record(&settled("a", seq, 1), 2_000 - seq, put(seq));
+        }
+        assert_eq!(s.check(&id("a", 1)), Seen::Duplicate(put(1)));
+    }
+
+    #[test]
+    fn settled_results_are_forgotten_and_late_copies_refused() {
+        let mut s = Sessions::new();
+        for seq in 1..=5 {
+            s.record(&settled("a", seq, 1), seq, put(seq));
+        }
+        // Writes 1 to 3 have their answers; 4 and 5 may still be retried.
+        s.record(&settled("a", 6, 4), 6, put(6));
+        assert_eq!(s.check(&id("a", 2)), Seen::Forgotten);
+        assert_eq!(s.check(&id("a", 3)), Seen::Forgotten);
+        assert_eq!(s.check(&id("a", 4)), Seen::Duplicate(put(4)));
+        assert_eq!(s.check(&id("a", 7)), Seen::New);
+        let rows = s.rows().unwrap();
+        assert_eq!(rows.len(), 1 + 3, "the client row and results 4 to 6");
     }
 
     #[test]
@@ -358,7 +404,7 @@ mod tests {
         // Batches that fill and slide the window, and push clients out at the cap.
         for batch in 0..6u64 {
             for n in 0..(WINDOW as u64 / 2 + 7) {
-                let seq = batch * 1_000 + n;
+                let seq = batch * WINDOW as u64 + n;
                 s.record(&id("busy", seq), seq, put(seq));
             }
             for c in 0..(MAX_CLIENTS as u64 / 3) {
@@ -372,9 +418,10 @@ mod tests {
         assert!(s.take_changes().unwrap().is_empty());
         let reloaded = Sessions::from_rows(stored.into_iter().collect()).unwrap();
         assert_eq!(reloaded, s);
+        let last = 5 * WINDOW as u64;
         assert_eq!(
-            reloaded.check(&id("busy", 5_000)),
-            Seen::Duplicate(put(5_000))
+            reloaded.check(&id("busy", last)),
+            Seen::Duplicate(put(last))
         );
         assert_eq!(reloaded.check(&id("busy", 1)), Seen::Forgotten);
     }

@@ -243,6 +243,7 @@ async fn a_duplicate_write_is_applied_once() {
     let write_id = Some(pb::WriteId {
         client_id: "client-a".into(),
         sequence: 7,
+        settled_below: 0,
     });
     let first = pb::PutRequest {
         write_id: write_id.clone(),

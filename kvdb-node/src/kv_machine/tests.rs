@@ -194,6 +194,7 @@ fn a_duplicate_write_returns_its_first_result_without_applying() {
     let id = WriteId {
         client_id: "c1".into(),
         sequence: 1,
+        settled_below: 0,
     };
     let first = Put {
         write_id: Some(id.clone()),
@@ -244,6 +245,7 @@ fn commands_in_one_run_see_each_other_and_state_survives_reopen() {
         write_id: Some(WriteId {
             client_id: "c".into(),
             sequence: 9,
+            settled_below: 0,
         }),
         ..put("k", "b")
     };
@@ -274,6 +276,7 @@ fn export_then_import_restores_data_and_sessions() {
         write_id: Some(WriteId {
             client_id: "c".into(),
             sequence: 1,
+            settled_below: 0,
         }),
         expire_at_ms: Some(NOW + 50),
         ..put("k", "")
@@ -302,6 +305,7 @@ fn a_batch_applies_in_order_with_a_version_per_write_and_dedup_inside() {
     let id = WriteId {
         client_id: "c".into(),
         sequence: 1,
+        settled_below: 0,
     };
     let tagged = Put {
         write_id: Some(id),
