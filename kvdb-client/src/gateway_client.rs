@@ -5,6 +5,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use kvdb_core::Version;
+use kvdb_core::call_link::MAX_CLIENT_MESSAGE_BYTES;
 use kvdb_core::error::KvError;
 use kvdb_core::proto::v1::kv_gateway_client::KvGatewayClient;
 use tokio::time::Instant;
@@ -46,7 +47,9 @@ impl GatewayClient {
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true);
         Ok(GatewayClient {
-            inner: KvGatewayClient::new(endpoint.connect_lazy()),
+            inner: KvGatewayClient::new(endpoint.connect_lazy())
+                .max_decoding_message_size(MAX_CLIENT_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_CLIENT_MESSAGE_BYTES),
             link: Arc::default(),
             ids: Arc::new(WriteIds::new()),
             timeout: Self::DEFAULT_TIMEOUT,

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use kvdb_core::AddressRewrite;
+use kvdb_core::call_link::MAX_CLIENT_MESSAGE_BYTES;
 use kvdb_core::error::KvError;
 use kvdb_core::proto::v1::kv_node_client::KvNodeClient;
 use tonic::transport::Endpoint;
@@ -71,7 +72,11 @@ impl NodePool {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10));
         let peer = Arc::new(Peer {
-            link: NodeLink::open(KvNodeClient::new(endpoint.connect_lazy())),
+            link: NodeLink::open(
+                KvNodeClient::new(endpoint.connect_lazy())
+                    .max_decoding_message_size(MAX_CLIENT_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_CLIENT_MESSAGE_BYTES),
+            ),
             failed_until_ms: AtomicU64::new(0),
         });
         self.peers.rcu(|peers| {

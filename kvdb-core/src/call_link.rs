@@ -22,6 +22,22 @@ use tonic::{Status, Streaming};
 
 /// The most calls one message carries.
 pub const MAX_CALLS_PER_MESSAGE: usize = 256;
+
+/// A message of calls or replies takes no more once it holds this many bytes; its first one
+/// goes whatever its size. So a message never exceeds [`max_message_bytes`] of its largest
+/// call, however many calls wait.
+pub const MESSAGE_BUDGET_BYTES: usize = 1 << 20;
+
+/// The largest message a call stream can carry when no single call (or reply) exceeds
+/// `max_item_bytes`: a budget's worth, one more item, and framing. Servers and clients size
+/// their gRPC message limits with it.
+pub const fn max_message_bytes(max_item_bytes: usize) -> usize {
+    MESSAGE_BUDGET_BYTES + max_item_bytes + 64 * 1024
+}
+
+/// The largest message a client-facing server (gateway, node) accepts and a client receives:
+/// room for a key and value of up to 60 MiB together. A node refuses limits above that.
+pub const MAX_CLIENT_MESSAGE_BYTES: usize = max_message_bytes(60 << 20);
 /// Past this many calls waiting on one stream, those whose callers gave up are dropped.
 const PRUNE_WAITING_ABOVE: usize = 4096;
 
@@ -39,6 +55,9 @@ pub trait CallService: Clone + Send + 'static {
 
     /// Packs calls tagged with their ids.
     fn message(calls: Vec<(u64, Self::Call)>) -> Self::Calls;
+
+    /// A call's encoded size in bytes, roughly: what it adds to a message.
+    fn size(call: &Self::Call) -> usize;
 
     /// Unpacks replies, each with the id of its call.
     fn replies(message: Self::Replies) -> impl Iterator<Item = (u64, Self::Reply)>;
@@ -150,12 +169,14 @@ fn take_batch<S: CallService>(
     next_id: &mut u64,
 ) -> S::Calls {
     let mut calls = Vec::new();
+    let mut bytes = 0;
     let mut job = Some(first);
     while let Some(Job { call, reply }) = job.take() {
         *next_id += 1;
         waiting.insert(*next_id, reply);
+        bytes += S::size(&call);
         calls.push((*next_id, call));
-        if calls.len() < MAX_CALLS_PER_MESSAGE {
+        if calls.len() < MAX_CALLS_PER_MESSAGE && bytes < MESSAGE_BUDGET_BYTES {
             job = queued.try_recv().ok();
         }
     }

@@ -10,6 +10,10 @@
 //! Each operation is answered as its unary RPC would be, errors included
 //! ([`crate::status::to_call_error`]). The client half is [`crate::call_link`].
 //!
+//! A client message that cannot be read (not protobuf, or over the size limit) ends the
+//! response stream with `INVALID_ARGUMENT` after the replies already queued, never with `OK`:
+//! the client must learn that the calls it sent from there on will get no answer.
+//!
 //! A server that stops must end its call streams itself ([`Closing`]): tonic's graceful
 //! shutdown waits for open streams, and a call stream stays open as long as its client lives.
 //! Calls still running then go unanswered, and their client fails them as unavailable, as it
@@ -23,6 +27,7 @@ use futures::Stream;
 use tokio::sync::{mpsc, watch};
 use tonic::{Status, Streaming};
 
+use crate::call_link::MESSAGE_BUDGET_BYTES;
 use crate::error::KvError;
 use crate::proto::v1 as pb;
 use crate::status::to_call_error;
@@ -40,6 +45,9 @@ pub trait ReplyBatch: Send + 'static {
 
     /// Packs replies into one message.
     fn of(replies: Vec<Self::Reply>) -> Self;
+
+    /// A reply's encoded size in bytes, roughly: what it adds to a message.
+    fn size(reply: &Self::Reply) -> usize;
 }
 
 impl ReplyBatch for pb::Replies {
@@ -48,9 +56,14 @@ impl ReplyBatch for pb::Replies {
     fn of(replies: Vec<pb::Reply>) -> Self {
         pb::Replies { replies }
     }
+
+    fn size(reply: &pb::Reply) -> usize {
+        prost::Message::encoded_len(reply)
+    }
 }
 
-/// The most replies one message carries.
+/// The most replies one message carries (and no more than [`MESSAGE_BUDGET_BYTES`] of them,
+/// but for the first).
 const MAX_REPLIES_PER_MESSAGE: usize = 256;
 
 /// Ends a server's call streams when its shutdown begins.
@@ -94,45 +107,97 @@ where
     Fut: Future<Output = B::Reply> + Send + 'static,
 {
     let answer = Arc::new(answer);
-    let (replies, queued) = mpsc::unbounded_channel::<B::Reply>();
+    let (replies, queued) = mpsc::unbounded_channel::<Result<B::Reply, Status>>();
     let mut reader_closing = closing.clone();
     tokio::spawn(async move {
+        // The calls still running, so that an unreadable message is reported after them.
+        let mut running = tokio::task::JoinSet::new();
         loop {
+            while running.try_join_next().is_some() {}
             let message = tokio::select! {
                 message = inbound.message() => message,
-                () = reader_closing.wait() => return,
+                () = reader_closing.wait() => break,
             };
-            // A read error means the client or its connection is gone: nobody is left to
-            // answer.
-            let Ok(Some(message)) = message else { return };
+            let message = match message {
+                Ok(Some(message)) => message,
+                Ok(None) => break,
+                Err(status) => {
+                    while running.join_next().await.is_some() {}
+                    // If the client is gone, nobody reads this; if not, it must hear why.
+                    let _ = replies.send(Err(unreadable(&status)));
+                    break;
+                }
+            };
             for call in calls_of(message) {
                 let answer = answer.clone();
                 let replies = replies.clone();
-                tokio::spawn(async move {
+                running.spawn(async move {
                     // Fails only when the response stream is gone with its client.
-                    let _ = replies.send(answer(call).await);
+                    let _ = replies.send(Ok(answer(call).await));
                 });
             }
         }
+        // Calls still running answer on their own; dropping the set would cancel them.
+        running.detach_all();
     });
-    let state = (queued, closing);
-    Box::pin(futures::stream::unfold(
-        state,
-        |(mut queued, mut closing)| async move {
-            let first = tokio::select! {
-                reply = queued.recv() => reply?,
-                () = closing.wait() => return None,
-            };
-            let mut replies = vec![first];
-            while replies.len() < MAX_REPLIES_PER_MESSAGE {
-                match queued.try_recv() {
-                    Ok(reply) => replies.push(reply),
-                    Err(_) => break,
-                }
+    let state = Outbound {
+        queued,
+        closing,
+        error: None,
+        ended: false,
+    };
+    Box::pin(futures::stream::unfold(state, |mut out| async move {
+        if out.ended {
+            return None;
+        }
+        let first = match out.error.take() {
+            Some(status) => Err(status),
+            None => tokio::select! {
+                reply = out.queued.recv() => reply?,
+                () = out.closing.wait() => return None,
+            },
+        };
+        let mut replies = match first {
+            Ok(reply) => vec![reply],
+            Err(status) => {
+                out.ended = true;
+                return Some((Err(status), out));
             }
-            Some((Ok(B::of(replies)), (queued, closing)))
-        },
-    ))
+        };
+        let mut bytes = B::size(&replies[0]);
+        while replies.len() < MAX_REPLIES_PER_MESSAGE && bytes < MESSAGE_BUDGET_BYTES {
+            match out.queued.try_recv() {
+                Ok(Ok(reply)) => {
+                    bytes += B::size(&reply);
+                    replies.push(reply);
+                }
+                // Ends the stream at the next poll, after these replies.
+                Ok(Err(status)) => {
+                    out.error = Some(status);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        Some((Ok(B::of(replies)), out))
+    }))
+}
+
+/// The response side of one call stream.
+struct Outbound<R> {
+    queued: mpsc::UnboundedReceiver<Result<R, Status>>,
+    closing: Closing,
+    /// Why the stream ends, once the replies queued before it are sent.
+    error: Option<Status>,
+    ended: bool,
+}
+
+/// The status that ends a call stream whose next client message could not be read.
+fn unreadable(status: &Status) -> Status {
+    Status::from(KvError::InvalidArgument(format!(
+        "call stream message could not be read, so it and every later call go unanswered: {}",
+        status.message()
+    )))
 }
 
 /// Packs the outcome of the call `id`.
@@ -142,3 +207,6 @@ pub fn reply(id: u64, outcome: Result<pb::reply::Result, KvError>) -> pb::Reply 
         result: Some(outcome.unwrap_or_else(|e| pb::reply::Result::Error(to_call_error(e)))),
     }
 }
+
+#[cfg(test)]
+mod tests;

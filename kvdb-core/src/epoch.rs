@@ -22,8 +22,10 @@
 //! read-index confirmation of leadership (Raft's job, after this check), and
 //! request size limits.
 
+use crate::error::KvError;
 use crate::error::RoutingError;
 use crate::ids::{Epoch, NodeId, ShardId, Slot};
+use crate::proto::v1::Consistency;
 use crate::shard_map::{ShardInfo, ShardMap};
 use crate::slot::slot;
 
@@ -40,6 +42,18 @@ pub enum Access {
 }
 
 impl Access {
+    /// The access a read asks for with its wire `consistency` (`CONSISTENCY_UNSPECIFIED` is
+    /// strong); a value the protocol does not define is refused rather than guessed.
+    pub fn for_read(consistency: i32) -> Result<Access, KvError> {
+        match Consistency::try_from(consistency) {
+            Ok(Consistency::Unspecified | Consistency::Strong) => Ok(Access::StrongRead),
+            Ok(Consistency::Eventual) => Ok(Access::EventualRead),
+            Err(_) => Err(KvError::InvalidArgument(format!(
+                "consistency {consistency} is not one of UNSPECIFIED (0), STRONG (1), EVENTUAL (2)"
+            ))),
+        }
+    }
+
     /// Whether only the shard's leader may serve this access.
     pub fn needs_leader(self) -> bool {
         matches!(self, Access::Write | Access::StrongRead)
@@ -157,6 +171,19 @@ mod tests {
 
     fn address(node: u64) -> String {
         format!("10.0.0.{node}:7000")
+    }
+
+    #[test]
+    fn a_read_consistency_outside_the_protocol_is_refused() {
+        assert_eq!(Access::for_read(0).unwrap(), Access::StrongRead);
+        assert_eq!(Access::for_read(1).unwrap(), Access::StrongRead);
+        assert_eq!(Access::for_read(2).unwrap(), Access::EventualRead);
+        for bad in [3, 99, -1] {
+            assert!(matches!(
+                Access::for_read(bad),
+                Err(KvError::InvalidArgument(_))
+            ));
+        }
     }
 
     /// Nodes 1..=3; `SHARD` holds the first half of the slots and is led by

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use kvdb_client::ExecutorConfig;
 use kvdb_client::wire::Executor;
 use kvdb_core::cache::{CacheConfig, ShardMapCache};
+use kvdb_core::call_link::MAX_CLIENT_MESSAGE_BYTES;
 use kvdb_core::call_stream::Closing;
 use kvdb_core::coordinator_client::CoordinatorClient;
 use kvdb_core::error::KvError;
@@ -60,7 +61,11 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(health)
-        .add_service(KvGatewayServer::new(service))
+        .add_service(
+            KvGatewayServer::new(service)
+                .max_decoding_message_size(MAX_CLIENT_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_CLIENT_MESSAGE_BYTES),
+        )
         .serve_with_incoming_shutdown(kvdb_core::incoming::incoming(listener), shutdown)
         .await
 }

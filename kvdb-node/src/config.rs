@@ -36,6 +36,10 @@ pub const DEFAULT_SLOW_LEADER: SlowLeaderPolicy = SlowLeaderPolicy {
 pub const DEFAULT_CACHE_BYTES: usize = 128 * 1024 * 1024;
 /// The smallest accepted [`NodeConfig::cache_bytes`].
 pub const MIN_CACHE_BYTES: usize = 4 * 1024 * 1024;
+
+/// The most `max_key_bytes + max_value_bytes` may add up to: a request at the limits must fit
+/// the largest message clients accept (`kvdb_core::call_link::MAX_CLIENT_MESSAGE_BYTES`).
+pub const MAX_KEY_AND_VALUE_BYTES: usize = 60 << 20;
 /// Default number of log entries after which a shard builds a snapshot.
 pub const DEFAULT_SNAPSHOT_LOGS: u64 = 10_000;
 /// Default number of log entries kept behind a snapshot, so that a briefly
@@ -170,6 +174,9 @@ impl NodeConfig {
         }
         if self.max_key_bytes == 0 {
             return fail("max_key_bytes must be at least 1");
+        }
+        if self.max_key_bytes.saturating_add(self.max_value_bytes) > MAX_KEY_AND_VALUE_BYTES {
+            return fail("max_key_bytes + max_value_bytes must not exceed 60 MiB");
         }
         if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.election_timeout_min
         {

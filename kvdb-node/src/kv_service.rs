@@ -92,7 +92,10 @@ impl KvService {
 
     /// The tonic server wrapping this service.
     pub fn into_server(self) -> KvNodeServer<Self> {
+        let limit = self.limits.max_message_bytes();
         KvNodeServer::new(self)
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit)
     }
 
     /// Validates the request's routing and returns the replica to serve it.
@@ -130,7 +133,7 @@ impl KvService {
     async fn get(&self, req: pb::NodeGetRequest) -> Result<pb::GetResponse, KvError> {
         let get = req.request.ok_or_else(|| missing("get"))?;
         self.limits.check_key(&get.key)?;
-        let eventual = get.consistency == pb::Consistency::Eventual as i32;
+        let eventual = Access::for_read(get.consistency)? == Access::EventualRead;
         // PLANTED BUG (LocalStrongReads): serve STRONG like EVENTUAL.
         #[cfg(feature = "planted-bugs")]
         let eventual = eventual || self.planted(crate::planted::PlantedBug::LocalStrongReads);

@@ -13,6 +13,7 @@ use kvdb_core::proto::v1 as pb;
 
 use crate::command::{Command, CommandResult, Delete, Op, Put, WriteId};
 use crate::expiry;
+use kvdb_core::call_link::max_message_bytes;
 
 /// Size caps on keys and values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +25,13 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// The largest gRPC message the node's data plane accepts or sends: a call stream's
+    /// budget plus one request or reply at these limits. Anything between the limits and it
+    /// gets the limits' `INVALID_ARGUMENT`, not a transport error.
+    pub fn max_message_bytes(&self) -> usize {
+        max_message_bytes(self.max_key_bytes + self.max_value_bytes + 1024)
+    }
+
     /// Refuses a key over the cap.
     pub fn check_key(&self, key: &[u8]) -> Result<(), KvError> {
         if key.len() > self.max_key_bytes {

@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::workload::DEFAULT_KEYS;
 use kvdb::cluster::{ClusterConfig, LocalCluster, NodeHook};
 use kvdb::coordinator::Coordinator;
 use kvdb::core::{AddressRewrite, NodeId, ShardId, ShardMap};
@@ -49,6 +50,8 @@ pub struct ChaosOptions {
     pub bug: Option<PlantedBug>,
     /// Every node's slow-leader policy (see `kvdb_node::slow_leader`); the nodes' default.
     pub slow_leader: Option<SlowLeaderPolicy>,
+    /// Keys the workload writes and reads (spread over the shards by slot).
+    pub keys: usize,
 }
 
 impl Default for ChaosOptions {
@@ -58,6 +61,7 @@ impl Default for ChaosOptions {
             shards: 4,
             bug: None,
             slow_leader: Some(DEFAULT_SLOW_LEADER),
+            keys: DEFAULT_KEYS,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! and the checks every schedule must pass.
 //!
 //! A run: start the cluster and the workload (smart and gateway clients on
-//! eight keys), run fault cycles for `KVDB_CHAOS_SECS` (each cycle heals and
+//! eight keys unless the options say otherwise), run fault cycles for `KVDB_CHAOS_SECS` (each cycle heals and
 //! measures how long until every shard is writable), heal everything, let
 //! the workload run through a recovery window, read every key, then check
 //! the history (kvdb-testkit's linearizability checker), look for lost
@@ -170,7 +170,7 @@ pub async fn run(schedule: Schedule, options: ChaosOptions, settings: Settings) 
     let mut rng = StdRng::seed_from_u64(settings.seed);
     let mut cluster = ChaosCluster::start(options).await;
     let recorder = Recorder::new();
-    let mut workload = Workload::new(&recorder, settings.seed);
+    let mut workload = Workload::new(&recorder, settings.seed, options.keys);
     for _ in 0..SMART_CLIENTS {
         workload.spawn(cluster.client().await);
     }
@@ -206,7 +206,7 @@ pub async fn run(schedule: Schedule, options: ChaosOptions, settings: Settings) 
     let epoch_served = probe.stop().await;
 
     // --- final reads and checks
-    let found = check_run(&checker_client, &keys(), &recorder).await;
+    let found = check_run(&checker_client, &keys(options.keys), &recorder).await;
     let report = RunReport {
         schedule: schedule.name(),
         seed: settings.seed,

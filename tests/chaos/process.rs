@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use super::cluster::CALL_TIMEOUT;
 use super::verify::{check_run, probe_keys, time_to_writable};
-use super::workload::{Workload, keys};
+use super::workload::{DEFAULT_KEYS, Workload, keys};
 use super::{RunReport, Settings, wait_until};
 
 /// A free loopback port, released for a child process to bind.
@@ -311,7 +311,7 @@ pub async fn run_signals(bin: &Path, settings: Settings) -> RunReport {
     let first = time_to_writable(&checker, &probes).await;
     println!("    cluster writable after {first:?}");
     let recorder = Recorder::new();
-    let mut workload = Workload::new(&recorder, settings.seed);
+    let mut workload = Workload::new(&recorder, settings.seed, DEFAULT_KEYS);
     for _ in 0..3 {
         workload.spawn(cluster.client().await);
     }
@@ -345,7 +345,7 @@ pub async fn run_signals(bin: &Path, settings: Settings) -> RunReport {
     })
     .await;
     workload.stop().await;
-    let found = check_run(&checker, &keys(), &recorder).await;
+    let found = check_run(&checker, &keys(DEFAULT_KEYS), &recorder).await;
     let report = RunReport {
         schedule: "kill-stop-processes",
         seed: settings.seed,

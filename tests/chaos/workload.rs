@@ -21,13 +21,19 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::task::JoinSet;
 
-/// The keys every client works on.
-pub fn keys() -> Vec<Vec<u8>> {
-    (0..8).map(|k| format!("chaos-{k}").into_bytes()).collect()
+/// Keys a workload works on unless told otherwise: few, so that each key's history is long.
+pub const DEFAULT_KEYS: usize = 8;
+
+/// The `count` keys every client of a workload works on.
+pub fn keys(count: usize) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|k| format!("chaos-{k}").into_bytes())
+        .collect()
 }
 
 /// A running workload.
 pub struct Workload {
+    key_count: usize,
     stop: Arc<AtomicBool>,
     tasks: JoinSet<()>,
     recorder: Recorder,
@@ -38,9 +44,11 @@ pub struct Workload {
 }
 
 impl Workload {
-    /// A workload recording into `recorder`, its clients seeded from `seed`.
-    pub fn new(recorder: &Recorder, seed: u64) -> Workload {
+    /// A workload over [`keys`]`(key_count)` recording into `recorder`, its clients seeded
+    /// from `seed`.
+    pub fn new(recorder: &Recorder, seed: u64, key_count: usize) -> Workload {
         Workload {
+            key_count,
             stop: Arc::new(AtomicBool::new(false)),
             tasks: JoinSet::new(),
             recorder: recorder.clone(),
@@ -59,8 +67,8 @@ impl Workload {
             client,
             recorder: self.recorder.clone(),
             rng: StdRng::seed_from_u64(self.seed.wrapping_add(id)),
-            keys: keys(),
-            seen: vec![Version::ABSENT; 8],
+            keys: keys(self.key_count),
+            seen: vec![Version::ABSENT; self.key_count],
             written: 0,
         };
         self.tasks

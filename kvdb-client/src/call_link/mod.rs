@@ -35,6 +35,10 @@ impl CallService for NodeCalls {
         pb::NodeCalls { calls }
     }
 
+    fn size(call: &pb::node_call::Op) -> usize {
+        call.encoded_len()
+    }
+
     fn replies(message: pb::Replies) -> impl Iterator<Item = (u64, Option<Outcome>)> {
         message.replies.into_iter().map(|r| (r.id, r.result))
     }
@@ -70,6 +74,10 @@ impl CallService for GatewayCalls {
             })
             .collect();
         pb::Calls { calls }
+    }
+
+    fn size((op, _): &GatewayCall) -> usize {
+        op.encoded_len() + 16
     }
 
     fn replies(message: pb::Replies) -> impl Iterator<Item = (u64, Option<Outcome>)> {

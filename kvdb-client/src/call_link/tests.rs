@@ -162,3 +162,27 @@ async fn a_lost_stream_fails_its_calls_as_unavailable_and_the_next_call_reopens(
     assert_eq!(reply.value.as_ref(), b"after");
     assert_eq!(opened.load(Ordering::SeqCst), 2);
 }
+
+/// Calls that together exceed a server's message limit (tonic's default 4 MiB here) go in
+/// several messages: a message stops taking calls at the byte budget, not only at a count.
+#[tokio::test]
+async fn calls_larger_than_a_message_limit_together_are_split_across_messages() {
+    let opened = Arc::new(AtomicUsize::new(0));
+    let (address, _stop) = serve(FakeNode {
+        drop_first: false,
+        opened: opened.clone(),
+    })
+    .await;
+    let link = link_to(&address);
+    let big_key = |i: usize| format!("{i:05}-{}", "k".repeat(16 * 1024));
+    // 300 calls of 16 KiB: 4.8 MiB, which would be one message at 256 calls per message.
+    let calls = (0..300).map(|i| {
+        let link = link.clone();
+        async move { (i, link.get(get(big_key(i))).await) }
+    });
+    for (i, reply) in futures::future::join_all(calls).await {
+        let reply = reply.unwrap_or_else(|e| panic!("call {i}: {e}"));
+        assert_eq!(reply.value.as_ref(), big_key(i).as_bytes());
+    }
+    assert_eq!(opened.load(Ordering::SeqCst), 1, "no stream failed");
+}

@@ -134,10 +134,7 @@ impl Executor {
         req: pb::GetRequest,
         deadline: Instant,
     ) -> Result<pb::GetResponse, KvError> {
-        let access = match pb::Consistency::try_from(req.consistency) {
-            Ok(pb::Consistency::Eventual) => Access::EventualRead,
-            _ => Access::StrongRead,
-        };
+        let access = Access::for_read(req.consistency)?;
         let key = req.key.clone();
         self.run(&key, access, deadline, |link, target| {
             let request = pb::NodeGetRequest {

@@ -201,6 +201,10 @@ impl CallService for AppendStream {
         RaftCalls { calls }
     }
 
+    fn size(call: &RaftRequest) -> usize {
+        prost::Message::encoded_len(call)
+    }
+
     fn replies(message: RaftCallReplies) -> impl Iterator<Item = (u64, RaftCallReply)> {
         message.replies.into_iter().map(|reply| (reply.id, reply))
     }

@@ -114,6 +114,10 @@ impl ReplyBatch for RaftCallReplies {
     fn of(replies: Vec<RaftCallReply>) -> Self {
         RaftCallReplies { replies }
     }
+
+    fn size(reply: &RaftCallReply) -> usize {
+        prost::Message::encoded_len(reply)
+    }
 }
 
 /// Encodes what the group's Raft returned: the response, or its error.

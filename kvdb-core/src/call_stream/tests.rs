@@ -1,0 +1,173 @@
+//! A call stream whose client sends a message that is not protobuf: the calls before it are
+//! answered, and the stream ends with `INVALID_ARGUMENT` rather than `OK`.
+
+use std::pin::Pin;
+
+use futures::StreamExt;
+use prost::Message;
+use prost::bytes::{Buf, BufMut};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::transport::{Endpoint, Server};
+use tonic::{Code, Request, Response, Status, Streaming};
+
+use super::{Closing, RepliesStream, reply, serve};
+use crate::proto::v1 as pb;
+use crate::proto::v1::kv_node_server::{KvNode, KvNodeServer};
+use crate::status::ERROR_KIND;
+
+/// Answers every get with its key as the value.
+struct EchoNode;
+
+#[tonic::async_trait]
+impl KvNode for EchoNode {
+    async fn get(
+        &self,
+        _: Request<pb::NodeGetRequest>,
+    ) -> Result<Response<pb::GetResponse>, Status> {
+        Err(Status::unimplemented("calls only"))
+    }
+
+    async fn put(
+        &self,
+        _: Request<pb::NodePutRequest>,
+    ) -> Result<Response<pb::PutResponse>, Status> {
+        Err(Status::unimplemented("calls only"))
+    }
+
+    async fn delete(
+        &self,
+        _: Request<pb::NodeDeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        Err(Status::unimplemented("calls only"))
+    }
+
+    type CallsStream = RepliesStream;
+
+    async fn calls(
+        &self,
+        request: Request<Streaming<pb::NodeCalls>>,
+    ) -> Result<Response<RepliesStream>, Status> {
+        let calls_of = |message: pb::NodeCalls| message.calls;
+        let answer = |call: pb::NodeCall| async move {
+            let key = match call.op {
+                Some(pb::node_call::Op::Get(get)) => get.request.map(|r| r.key).unwrap_or_default(),
+                _ => Default::default(),
+            };
+            let found = pb::GetResponse {
+                found: true,
+                value: key,
+                ..Default::default()
+            };
+            reply(call.id, Ok(pb::reply::Result::Get(found)))
+        };
+        Ok(Response::new(serve(
+            request.into_inner(),
+            calls_of,
+            answer,
+            Closing::never(),
+        )))
+    }
+}
+
+/// Sends pre-encoded messages as they are, and decodes replies.
+#[derive(Default)]
+struct RawCodec;
+
+struct RawEncoder;
+struct RepliesDecoder;
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = pb::Replies;
+    type Encoder = RawEncoder;
+    type Decoder = RepliesDecoder;
+
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+
+    fn decoder(&mut self) -> RepliesDecoder {
+        RepliesDecoder
+    }
+}
+
+impl Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for RepliesDecoder {
+    type Item = pb::Replies;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<pb::Replies>, Status> {
+        let bytes = src.copy_to_bytes(src.remaining());
+        pb::Replies::decode(bytes)
+            .map(Some)
+            .map_err(|e| Status::internal(e.to_string()))
+    }
+}
+
+fn get_call(id: u64, key: &str) -> Vec<u8> {
+    let call = pb::NodeCall {
+        id,
+        op: Some(pb::node_call::Op::Get(pb::NodeGetRequest {
+            target: None,
+            request: Some(pb::GetRequest {
+                key: key.as_bytes().to_vec().into(),
+                consistency: pb::Consistency::Strong as i32,
+            }),
+        })),
+    };
+    pb::NodeCalls { calls: vec![call] }.encode_to_vec()
+}
+
+#[tokio::test]
+async fn an_unreadable_message_ends_the_stream_with_invalid_argument() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(
+        Server::builder()
+            .add_service(KvNodeServer::new(EchoNode))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                let _ = stopped.await;
+            }),
+    );
+    let channel = Endpoint::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    // A valid message, then bytes that are not protobuf (a field tag with wire type 7), then
+    // a valid message that must go unanswered.
+    let garbage = vec![0x0f, 0xff, 0xff, 0xff];
+    let outbound = futures::stream::iter([get_call(1, "a"), garbage, get_call(2, "b")]);
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/kvdb.v1.KvNode/Calls");
+    let response = grpc
+        .streaming(Request::new(outbound), path, RawCodec)
+        .await
+        .unwrap();
+    let mut inbound: Pin<Box<Streaming<pb::Replies>>> = Box::pin(response.into_inner());
+    let mut answered = Vec::new();
+    let ending = loop {
+        match inbound.next().await {
+            Some(Ok(message)) => answered.extend(message.replies.iter().map(|r| r.id)),
+            Some(Err(status)) => break status,
+            None => panic!("the stream ended with OK after answering {answered:?}"),
+        }
+    };
+    assert_eq!(answered, [1]);
+    assert_eq!(ending.code(), Code::InvalidArgument, "{ending:?}");
+    assert!(ending.metadata().contains_key(ERROR_KIND), "{ending:?}");
+    drop(stop);
+}
