@@ -10,6 +10,9 @@
 //! Each operation is answered as its unary RPC would be, errors included
 //! ([`crate::status::to_call_error`]). The client half is [`crate::call_link`].
 //!
+//! A stream has at most [`MAX_CALLS_IN_FLIGHT`] calls running or waiting to send their
+//! replies; past that it stops reading the client's messages until replies go out.
+//!
 //! A client message that cannot be read (not protobuf, or over the size limit) ends the
 //! response stream with `INVALID_ARGUMENT` after the replies already queued, never with `OK`:
 //! the client must learn that the calls it sent from there on will get no answer.
@@ -24,7 +27,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tonic::{Status, Streaming};
 
 use crate::call_link::MESSAGE_BUDGET_BYTES;
@@ -61,6 +64,11 @@ impl ReplyBatch for pb::Replies {
         prost::Message::encoded_len(reply)
     }
 }
+
+/// The most calls of one stream that may be running or waiting to send their reply. Past it
+/// the stream reads no more calls until replies go out: a client that sends without reading
+/// its replies is held back by HTTP/2 flow control instead of growing the server's memory.
+pub const MAX_CALLS_IN_FLIGHT: usize = 1024;
 
 /// The most replies one message carries (and no more than [`MESSAGE_BUDGET_BYTES`] of them,
 /// but for the first).
@@ -107,12 +115,13 @@ where
     Fut: Future<Output = B::Reply> + Send + 'static,
 {
     let answer = Arc::new(answer);
-    let (replies, queued) = mpsc::unbounded_channel::<Result<B::Reply, Status>>();
+    let (replies, queued) = mpsc::unbounded_channel::<Result<Answered<B::Reply>, Status>>();
+    let in_flight = Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT));
     let mut reader_closing = closing.clone();
     tokio::spawn(async move {
         // The calls still running, so that an unreadable message is reported after them.
         let mut running = tokio::task::JoinSet::new();
-        loop {
+        'read: loop {
             while running.try_join_next().is_some() {}
             let message = tokio::select! {
                 message = inbound.message() => message,
@@ -129,11 +138,19 @@ where
                 }
             };
             for call in calls_of(message) {
+                // Backpressure: at the limit, stop reading until replies are sent, so that
+                // HTTP/2 flow control holds the client back.
+                let permit = tokio::select! {
+                    permit = in_flight.clone().acquire_owned() => permit,
+                    () = reader_closing.wait() => break 'read,
+                };
+                let Ok(permit) = permit else { break 'read };
                 let answer = answer.clone();
                 let replies = replies.clone();
                 running.spawn(async move {
+                    let reply = answer(call).await;
                     // Fails only when the response stream is gone with its client.
-                    let _ = replies.send(Ok(answer(call).await));
+                    let _ = replies.send(Ok((reply, permit)));
                 });
             }
         }
@@ -157,8 +174,9 @@ where
                 () = out.closing.wait() => return None,
             },
         };
+        // A reply's permit is released once the reply is in a message handed to the transport.
         let mut replies = match first {
-            Ok(reply) => vec![reply],
+            Ok((reply, _permit)) => vec![reply],
             Err(status) => {
                 out.ended = true;
                 return Some((Err(status), out));
@@ -167,7 +185,7 @@ where
         let mut bytes = B::size(&replies[0]);
         while replies.len() < MAX_REPLIES_PER_MESSAGE && bytes < MESSAGE_BUDGET_BYTES {
             match out.queued.try_recv() {
-                Ok(Ok(reply)) => {
+                Ok(Ok((reply, _permit))) => {
                     bytes += B::size(&reply);
                     replies.push(reply);
                 }
@@ -183,9 +201,12 @@ where
     }))
 }
 
+/// A finished call's reply, holding its place among the stream's calls in flight.
+type Answered<R> = (R, OwnedSemaphorePermit);
+
 /// The response side of one call stream.
 struct Outbound<R> {
-    queued: mpsc::UnboundedReceiver<Result<R, Status>>,
+    queued: mpsc::UnboundedReceiver<Result<Answered<R>, Status>>,
     closing: Closing,
     /// Why the stream ends, once the replies queued before it are sent.
     error: Option<Status>,

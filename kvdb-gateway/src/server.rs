@@ -13,6 +13,9 @@ use kvdb_core::error::KvError;
 use kvdb_core::proto::v1::kv_gateway_server::KvGatewayServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tonic::server::NamedService;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
 use crate::service::GatewayService;
 
@@ -24,7 +27,8 @@ pub struct Gateway {
 
 impl Gateway {
     /// Follows the coordinators at `coordinators`; does not wait for a map
-    /// (requests before the first map retry until their deadline).
+    /// (requests before the first map retry until their deadline, then fail
+    /// `UNAVAILABLE` with `NO_SHARD_MAP`; health says `NOT_SERVING` meanwhile).
     pub fn connect(coordinators: &[String], config: ExecutorConfig) -> Result<Gateway, KvError> {
         let source = CoordinatorClient::new(coordinators)
             .map_err(|e| KvError::InvalidArgument(format!("coordinators: {e}")))?;
@@ -49,16 +53,22 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_serving::<KvGatewayServer<GatewayService>>()
-        .await;
+    // NOT_SERVING until there is a shard map to route by: without one every request would
+    // only wait for its deadline.
+    set_health(&reporter, ServingStatus::NotServing).await;
+    let mut maps = gateway.executor.cache().subscribe();
+    let health_updates = tokio::spawn(async move {
+        if maps.wait_for(|map| !map.shards.is_empty()).await.is_ok() {
+            set_health(&reporter, ServingStatus::Serving).await;
+        }
+    });
     let (closing, closed) = watch::channel(false);
     let service = GatewayService::new(gateway.executor.clone()).with_closing(Closing::on(closed));
     let shutdown = async move {
         shutdown.await;
         let _ = closing.send(true);
     };
-    tonic::transport::Server::builder()
+    let served = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(health)
         .add_service(
@@ -67,5 +77,18 @@ pub async fn serve(
                 .max_encoding_message_size(MAX_CLIENT_MESSAGE_BYTES),
         )
         .serve_with_incoming_shutdown(kvdb_core::incoming::incoming(listener), shutdown)
-        .await
+        .await;
+    health_updates.abort();
+    served
+}
+
+/// Sets the gateway's status, for the whole server (`""`) and for `KvGateway`.
+async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
+    reporter
+        .set_service_status(
+            <KvGatewayServer<GatewayService> as NamedService>::NAME,
+            status,
+        )
+        .await;
+    reporter.set_service_status("", status).await;
 }

@@ -46,10 +46,12 @@ impl GatewayService {
         self
     }
 
-    /// The request's own deadline (gRPC `grpc-timeout`), or the executor's
-    /// default, capped.
+    /// The request's own deadline (gRPC `grpc-timeout`) less a margin, or the executor's
+    /// default, capped. The margin lets the answer reach a caller before its own timer
+    /// fires, so that it learns why the request failed (say, `NO_SHARD_MAP`), not only that
+    /// time ran out.
     fn deadline<T>(&self, request: &Request<T>) -> Instant {
-        let timeout = grpc_timeout(request).map(|t| t.min(self.max_timeout));
+        let timeout = grpc_timeout(request).map(|t| answer_within(t).min(self.max_timeout));
         self.executor.deadline(timeout)
     }
 
@@ -87,6 +89,11 @@ impl GatewayService {
         *id = Some(ticket.id());
         Some(ticket)
     }
+}
+
+/// The part of a caller's timeout the gateway works in: all but a tenth, at most 50 ms.
+fn answer_within(timeout: Duration) -> Duration {
+    timeout.saturating_sub((timeout / 10).min(Duration::from_millis(50)))
 }
 
 /// Parses the `grpc-timeout` header (e.g. `250m`, `5S`).
@@ -164,6 +171,14 @@ impl KvGateway for GatewayService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_gateway_answers_before_the_callers_timer_fires() {
+        let ms = Duration::from_millis;
+        assert_eq!(answer_within(ms(300)), ms(270));
+        assert_eq!(answer_within(Duration::from_secs(5)), ms(4_950));
+        assert_eq!(answer_within(ms(5)), Duration::from_micros(4_500));
+    }
 
     #[test]
     fn parses_grpc_timeouts() {

@@ -200,7 +200,12 @@ impl Executor {
         loop {
             if Instant::now() >= deadline {
                 tracing::debug!(error = %last, "request deadline passed while retrying");
-                return Err(KvError::DeadlineExceeded);
+                // With no map at all, the cause is known and is not the deadline: the
+                // coordinators are unreachable, or the cluster is not initialized.
+                return Err(match last {
+                    KvError::NoShardMap => KvError::NoShardMap,
+                    _ => KvError::DeadlineExceeded,
+                });
             }
             let route = match self.cache.router().route(key) {
                 Ok(route) => route,

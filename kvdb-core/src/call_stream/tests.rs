@@ -1,18 +1,22 @@
-//! A call stream whose client sends a message that is not protobuf: the calls before it are
-//! answered, and the stream ends with `INVALID_ARGUMENT` rather than `OK`.
+//! Call streams against clients that misbehave: one that sends a message that is not protobuf
+//! (the calls before it are answered, and the stream ends with `INVALID_ARGUMENT` rather than
+//! `OK`), and one that sends far more calls than the stream runs at once.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::StreamExt;
 use prost::Message;
 use prost::bytes::{Buf, BufMut};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::{Endpoint, Server};
 use tonic::{Code, Request, Response, Status, Streaming};
 
-use super::{Closing, RepliesStream, reply, serve};
+use super::{Closing, MAX_CALLS_IN_FLIGHT, RepliesStream, reply, serve};
 use crate::proto::v1 as pb;
 use crate::proto::v1::kv_node_server::{KvNode, KvNodeServer};
 use crate::status::ERROR_KIND;
@@ -170,4 +174,118 @@ async fn an_unreadable_message_ends_the_stream_with_invalid_argument() {
     assert_eq!(ending.code(), Code::InvalidArgument, "{ending:?}");
     assert!(ending.metadata().contains_key(ERROR_KIND), "{ending:?}");
     drop(stop);
+}
+
+/// Gets whose answers wait on a gate the test holds, counting the calls started.
+struct GatedNode {
+    started: Arc<AtomicUsize>,
+    gate: Arc<Semaphore>,
+}
+
+#[tonic::async_trait]
+impl KvNode for GatedNode {
+    async fn get(
+        &self,
+        _: Request<pb::NodeGetRequest>,
+    ) -> Result<Response<pb::GetResponse>, Status> {
+        Err(Status::unimplemented("calls only"))
+    }
+
+    async fn put(
+        &self,
+        _: Request<pb::NodePutRequest>,
+    ) -> Result<Response<pb::PutResponse>, Status> {
+        Err(Status::unimplemented("calls only"))
+    }
+
+    async fn delete(
+        &self,
+        _: Request<pb::NodeDeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        Err(Status::unimplemented("calls only"))
+    }
+
+    type CallsStream = RepliesStream;
+
+    async fn calls(
+        &self,
+        request: Request<Streaming<pb::NodeCalls>>,
+    ) -> Result<Response<RepliesStream>, Status> {
+        let (started, gate) = (self.started.clone(), self.gate.clone());
+        let answer = move |call: pb::NodeCall| {
+            let (started, gate) = (started.clone(), gate.clone());
+            async move {
+                started.fetch_add(1, Ordering::SeqCst);
+                gate.acquire().await.expect("the gate stays open").forget();
+                reply(
+                    call.id,
+                    Ok(pb::reply::Result::Get(pb::GetResponse::default())),
+                )
+            }
+        };
+        let calls_of = |message: pb::NodeCalls| message.calls;
+        Ok(Response::new(serve(
+            request.into_inner(),
+            calls_of,
+            answer,
+            Closing::never(),
+        )))
+    }
+}
+
+#[tokio::test]
+async fn a_stream_runs_at_most_its_limit_of_calls_and_takes_more_as_they_finish() {
+    let started = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(Semaphore::new(0));
+    let node = GatedNode {
+        started: started.clone(),
+        gate: gate.clone(),
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(
+        Server::builder()
+            .add_service(KvNodeServer::new(node))
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    let channel = Endpoint::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    // Three times the limit, in small messages, and never a reply read.
+    let total = 3 * MAX_CALLS_IN_FLIGHT;
+    let messages = (0..total as u64).map(|id| get_call(id, "k"));
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/kvdb.v1.KvNode/Calls");
+    let _response = grpc
+        .streaming(
+            Request::new(futures::stream::iter(messages)),
+            path,
+            RawCodec,
+        )
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let wait_for = |count: usize| {
+        let started = started.clone();
+        async move {
+            while started.load(Ordering::SeqCst) < count {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "only {started:?} calls started"
+                );
+                tokio::task::yield_now().await;
+            }
+        }
+    };
+    wait_for(MAX_CALLS_IN_FLIGHT).await;
+    assert_eq!(started.load(Ordering::SeqCst), MAX_CALLS_IN_FLIGHT);
+    // Finishing calls makes room for as many more (their replies go out unread, within
+    // HTTP/2's windows).
+    gate.add_permits(10);
+    wait_for(MAX_CALLS_IN_FLIGHT + 10).await;
+    gate.add_permits(total);
+    wait_for(total).await;
 }
