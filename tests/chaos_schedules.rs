@@ -37,27 +37,24 @@ async fn kill_restart() {
     run_clean(Schedule::KillRestart, ChaosOptions::default()).await;
 }
 
-/// Writes spread over 64 shards while nodes crash and restart, so that every node's batched
-/// log writes and buffered applies carry many groups at once under faults.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn kill_restart_over_64_shards() {
-    let options = ChaosOptions {
+/// Writes spread over 64 shards, so that every node's batched log writes and buffered applies
+/// carry many groups at once under faults.
+fn over_64_shards() -> ChaosOptions {
+    ChaosOptions {
         shards: 64,
         keys: 128,
         ..ChaosOptions::default()
-    };
-    run_clean(Schedule::KillRestart, options).await;
+    }
 }
 
-/// The same spread while leaders are cut off from their peers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_restart_over_64_shards() {
+    run_clean(Schedule::KillRestart, over_64_shards()).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn partition_leader_over_64_shards() {
-    let options = ChaosOptions {
-        shards: 64,
-        keys: 128,
-        ..ChaosOptions::default()
-    };
-    run_clean(Schedule::PartitionLeader, options).await;
+    run_clean(Schedule::PartitionLeader, over_64_shards()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

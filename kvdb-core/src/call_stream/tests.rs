@@ -2,6 +2,7 @@
 //! (the calls before it are answered, and the stream ends with `INVALID_ARGUMENT` rather than
 //! `OK`), and one that sends far more calls than the stream runs at once.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,11 +22,15 @@ use crate::proto::v1 as pb;
 use crate::proto::v1::kv_node_server::{KvNode, KvNodeServer};
 use crate::status::ERROR_KIND;
 
-/// Answers every get with its key as the value.
-struct EchoNode;
+/// A node whose only working RPC is `Calls`, served by [`serve`] with `answer`.
+struct CallsOnly<F>(F);
 
 #[tonic::async_trait]
-impl KvNode for EchoNode {
+impl<F, Fut> KvNode for CallsOnly<F>
+where
+    F: Fn(pb::NodeCall) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = pb::Reply> + Send + 'static,
+{
     async fn get(
         &self,
         _: Request<pb::NodeGetRequest>,
@@ -54,26 +59,53 @@ impl KvNode for EchoNode {
         request: Request<Streaming<pb::NodeCalls>>,
     ) -> Result<Response<RepliesStream>, Status> {
         let calls_of = |message: pb::NodeCalls| message.calls;
-        let answer = |call: pb::NodeCall| async move {
-            let key = match call.op {
-                Some(pb::node_call::Op::Get(get)) => get.request.map(|r| r.key).unwrap_or_default(),
-                _ => Default::default(),
-            };
-            let found = pb::GetResponse {
-                found: true,
-                value: key,
-                ..Default::default()
-            };
-            reply(call.id, Ok(pb::reply::Result::Get(found)))
-        };
         Ok(Response::new(serve(
             request.into_inner(),
             calls_of,
-            answer,
+            self.0.clone(),
             Closing::never(),
         )))
     }
 }
+
+/// Answers a get with its key as the value.
+async fn echo(call: pb::NodeCall) -> pb::Reply {
+    let key = match call.op {
+        Some(pb::node_call::Op::Get(get)) => get.request.map(|r| r.key).unwrap_or_default(),
+        _ => Default::default(),
+    };
+    let found = pb::GetResponse {
+        found: true,
+        value: key,
+        ..Default::default()
+    };
+    reply(call.id, Ok(pb::reply::Result::Get(found)))
+}
+
+/// Serves `node` on an ephemeral loopback port and connects a raw client to it.
+async fn start<F, Fut>(node: CallsOnly<F>) -> tonic::client::Grpc<tonic::transport::Channel>
+where
+    F: Fn(pb::NodeCall) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = pb::Reply> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(
+        Server::builder()
+            .add_service(KvNodeServer::new(node))
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    let channel = Endpoint::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    grpc
+}
+
+const CALLS_PATH: &str = "/kvdb.v1.KvNode/Calls";
 
 /// Sends pre-encoded messages as they are, and decodes replies.
 #[derive(Default)]
@@ -135,28 +167,12 @@ fn get_call(id: u64, key: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn an_unreadable_message_ends_the_stream_with_invalid_argument() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(
-        Server::builder()
-            .add_service(KvNodeServer::new(EchoNode))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                let _ = stopped.await;
-            }),
-    );
-    let channel = Endpoint::from_shared(format!("http://{address}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.unwrap();
+    let mut grpc = start(CallsOnly(echo)).await;
     // A valid message, then bytes that are not protobuf (a field tag with wire type 7), then
     // a valid message that must go unanswered.
     let garbage = vec![0x0f, 0xff, 0xff, 0xff];
     let outbound = futures::stream::iter([get_call(1, "a"), garbage, get_call(2, "b")]);
-    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/kvdb.v1.KvNode/Calls");
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(CALLS_PATH);
     let response = grpc
         .streaming(Request::new(outbound), path, RawCodec)
         .await
@@ -173,46 +189,16 @@ async fn an_unreadable_message_ends_the_stream_with_invalid_argument() {
     assert_eq!(answered, [1]);
     assert_eq!(ending.code(), Code::InvalidArgument, "{ending:?}");
     assert!(ending.metadata().contains_key(ERROR_KIND), "{ending:?}");
-    drop(stop);
 }
 
-/// Gets whose answers wait on a gate the test holds, counting the calls started.
-struct GatedNode {
-    started: Arc<AtomicUsize>,
-    gate: Arc<Semaphore>,
-}
-
-#[tonic::async_trait]
-impl KvNode for GatedNode {
-    async fn get(
-        &self,
-        _: Request<pb::NodeGetRequest>,
-    ) -> Result<Response<pb::GetResponse>, Status> {
-        Err(Status::unimplemented("calls only"))
-    }
-
-    async fn put(
-        &self,
-        _: Request<pb::NodePutRequest>,
-    ) -> Result<Response<pb::PutResponse>, Status> {
-        Err(Status::unimplemented("calls only"))
-    }
-
-    async fn delete(
-        &self,
-        _: Request<pb::NodeDeleteRequest>,
-    ) -> Result<Response<pb::DeleteResponse>, Status> {
-        Err(Status::unimplemented("calls only"))
-    }
-
-    type CallsStream = RepliesStream;
-
-    async fn calls(
-        &self,
-        request: Request<Streaming<pb::NodeCalls>>,
-    ) -> Result<Response<RepliesStream>, Status> {
-        let (started, gate) = (self.started.clone(), self.gate.clone());
-        let answer = move |call: pb::NodeCall| {
+#[tokio::test]
+async fn a_stream_runs_at_most_its_limit_of_calls_and_takes_more_as_they_finish() {
+    let started = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(Semaphore::new(0));
+    // Every call counts itself, then waits on the gate the test holds.
+    let gated = {
+        let (started, gate) = (started.clone(), gate.clone());
+        move |call: pb::NodeCall| {
             let (started, gate) = (started.clone(), gate.clone());
             async move {
                 started.fetch_add(1, Ordering::SeqCst);
@@ -222,43 +208,13 @@ impl KvNode for GatedNode {
                     Ok(pb::reply::Result::Get(pb::GetResponse::default())),
                 )
             }
-        };
-        let calls_of = |message: pb::NodeCalls| message.calls;
-        Ok(Response::new(serve(
-            request.into_inner(),
-            calls_of,
-            answer,
-            Closing::never(),
-        )))
-    }
-}
-
-#[tokio::test]
-async fn a_stream_runs_at_most_its_limit_of_calls_and_takes_more_as_they_finish() {
-    let started = Arc::new(AtomicUsize::new(0));
-    let gate = Arc::new(Semaphore::new(0));
-    let node = GatedNode {
-        started: started.clone(),
-        gate: gate.clone(),
+        }
     };
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(
-        Server::builder()
-            .add_service(KvNodeServer::new(node))
-            .serve_with_incoming(TcpListenerStream::new(listener)),
-    );
-    let channel = Endpoint::from_shared(format!("http://{address}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.unwrap();
+    let mut grpc = start(CallsOnly(gated)).await;
     // Three times the limit, in small messages, and never a reply read.
     let total = 3 * MAX_CALLS_IN_FLIGHT;
     let messages = (0..total as u64).map(|id| get_call(id, "k"));
-    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/kvdb.v1.KvNode/Calls");
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(CALLS_PATH);
     let _response = grpc
         .streaming(
             Request::new(futures::stream::iter(messages)),

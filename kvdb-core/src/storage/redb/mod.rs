@@ -294,6 +294,19 @@ fn write(
     txn.commit().during(op)
 }
 
+/// Applies buffered changes (`None` removes) on top of what the tables hold.
+fn overlay<V>(
+    stored: &mut BTreeMap<Vec<u8>, V>,
+    changes: impl IntoIterator<Item = (Vec<u8>, Option<V>)>,
+) {
+    for (key, change) in changes {
+        match change {
+            Some(value) => stored.insert(key, value),
+            None => stored.remove(&key),
+        };
+    }
+}
+
 /// Runs blocking `f` on tokio's blocking pool when called within a runtime, else inline.
 async fn run_blocking(
     f: impl FnOnce() -> Result<(), StorageError> + Send + 'static,
@@ -389,12 +402,7 @@ impl Storage for RedbStorage {
             let (key, row) = row.during(op)?;
             rows.insert(key.value().to_vec(), row.value().to_vec());
         }
-        for (key, row) in buffered {
-            match row {
-                Some(row) => rows.insert(key, row),
-                None => rows.remove(&key),
-            };
-        }
+        overlay(&mut rows, buffered);
         Ok(rows.into_iter().collect())
     }
 
@@ -411,12 +419,7 @@ impl Storage for RedbStorage {
             let key = key.value();
             entries.insert(key.to_vec(), decode(key, record.value(), op)?);
         }
-        for (key, value) in buffered {
-            match value {
-                Some(value) => entries.insert(key, value),
-                None => entries.remove(&key),
-            };
-        }
+        overlay(&mut entries, buffered);
         Ok(entries.into_iter().collect())
     }
 
