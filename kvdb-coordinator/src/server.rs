@@ -54,7 +54,7 @@ pub async fn serve(
         shutdown.await;
         let _ = closing.send(true);
     };
-    tonic::transport::Server::builder()
+    kvdb_core::incoming::server()
         .add_routes(Routes::from(routes))
         .serve_with_incoming_shutdown(kvdb_core::incoming::incoming(listener), shutdown)
         .await?;

@@ -4,12 +4,198 @@
 //! combined with delayed ACKs stalls them for tens of milliseconds. tonic
 //! ignores its builder's `tcp_nodelay` for a caller-supplied listener, so
 //! every server accepts through this.
+//!
+//! A connection must also send its first bytes (the HTTP/2 preface) within
+//! [`HANDSHAKE_TIMEOUT`] of being accepted, or it is closed: otherwise sockets
+//! that never speak would hold a descriptor each for ever, and enough of them
+//! lock every client out. Once a connection has spoken, HTTP/2 keep-alive
+//! pings ([`server`]) take over finding dead peers.
 
-use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Sleep;
+use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
+
+/// How long an accepted connection may stay silent before its first byte.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often a server pings a connection's peer, and how long it waits for the answer before
+/// it closes the connection: a peer that vanished without closing is noticed within a minute.
+pub const KEEP_ALIVE: (Duration, Duration) = (Duration::from_secs(30), Duration::from_secs(20));
+
+/// A server builder with KvDB's connection settings: keep-alive pings ([`KEEP_ALIVE`]).
+/// Serve it [`incoming`] connections.
+pub fn server() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(KEEP_ALIVE.0))
+        .http2_keepalive_timeout(Some(KEEP_ALIVE.1))
+}
 
 /// The connection stream of `listener`, with `TCP_NODELAY` on every accepted
-/// socket.
-pub fn incoming(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener).with_nodelay(Some(true))
+/// socket and the [`HANDSHAKE_TIMEOUT`].
+pub fn incoming(
+    listener: TcpListener,
+) -> impl Stream<Item = io::Result<FirstBytesDeadline>> + Send + 'static {
+    incoming_with(listener, HANDSHAKE_TIMEOUT)
+}
+
+/// [`incoming`] with another handshake timeout.
+pub fn incoming_with(
+    listener: TcpListener,
+    handshake: Duration,
+) -> impl Stream<Item = io::Result<FirstBytesDeadline>> + Send + 'static {
+    TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .map(move |accepted| accepted.map(|stream| FirstBytesDeadline::new(stream, handshake)))
+}
+
+/// An accepted connection that fails its reads once its deadline passes with nothing read,
+/// which makes the server close it.
+#[derive(Debug)]
+pub struct FirstBytesDeadline {
+    stream: TcpStream,
+    /// Pending until the first byte arrives; `None` after.
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl FirstBytesDeadline {
+    fn new(stream: TcpStream, handshake: Duration) -> Self {
+        Self {
+            stream,
+            deadline: Some(Box::pin(tokio::time::sleep(handshake))),
+        }
+    }
+}
+
+impl Connected for FirstBytesDeadline {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+impl AsyncRead for FirstBytesDeadline {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let filled = buf.filled().len();
+        let read = Pin::new(&mut self.stream).poll_read(cx, buf);
+        let Some(deadline) = self.deadline.as_mut() else {
+            return read;
+        };
+        match read {
+            Poll::Ready(Ok(())) if buf.filled().len() > filled => {
+                self.deadline = None;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no bytes within the handshake timeout",
+                )))
+            }
+            other => other,
+        }
+    }
+}
+
+impl AsyncWrite for FirstBytesDeadline {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+    use tonic::service::Routes;
+    use tonic::transport::{Endpoint, Server};
+
+    use super::*;
+
+    const SHORT: Duration = Duration::from_millis(200);
+
+    async fn serve() -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(
+            Server::builder()
+                .add_routes(Routes::default())
+                .serve_with_incoming(incoming_with(listener, SHORT)),
+        );
+        address
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_never_speaks_is_closed() {
+        let address = serve().await;
+        let mut silent = TcpStream::connect(address).await.unwrap();
+        // The server speaks first (its HTTP/2 settings); the client never does.
+        let until_closed = async {
+            let mut buf = [0u8; 1024];
+            loop {
+                match silent.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => continue,
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), until_closed)
+            .await
+            .expect("the server closes a silent connection");
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_spoke_stays_open_past_the_timeout() {
+        let address = serve().await;
+        let channel = Endpoint::from_shared(format!("http://{address}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut grpc = tonic::client::Grpc::new(channel);
+        // The HTTP/2 handshake has happened; wait past the timeout on the same connection.
+        grpc.ready().await.unwrap();
+        tokio::time::sleep(SHORT * 3).await;
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static("/none.None/Nothing");
+        let codec = tonic_prost::ProstCodec::<(), ()>::default();
+        let answer = grpc
+            .unary(tonic::Request::new(()), path, codec)
+            .await
+            .unwrap_err();
+        assert_eq!(answer.code(), tonic::Code::Unimplemented, "{answer:?}");
+    }
 }

@@ -68,7 +68,7 @@ pub async fn serve(
         shutdown.await;
         let _ = closing.send(true);
     };
-    let served = tonic::transport::Server::builder()
+    let served = kvdb_core::incoming::server()
         .tcp_nodelay(true)
         .add_service(health)
         .add_service(

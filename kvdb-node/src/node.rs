@@ -279,7 +279,7 @@ async fn serve(
     mut stop: Shutdown,
 ) {
     let incoming = kvdb_core::incoming::incoming(listener);
-    let served = tonic::transport::Server::builder()
+    let served = kvdb_core::incoming::server()
         .add_service(kv.into_server())
         .add_service(transport.into_server())
         .serve_with_incoming_shutdown(incoming, async move { stop.recv().await })
