@@ -27,7 +27,10 @@
 #                                  SHARD_COUNTS ("2 8 32 128"), a fresh cluster,
 #                                  its nodes' idle CPU over IDLE_SECONDS (10) and
 #                                  resident memory, then CURVE_SECONDS (5) of smart
-#                                  puts at CONCURRENCY over KEY_SPACE keys
+#                                  puts at CONCURRENCY over KEY_SPACE keys; when
+#                                  etcd and etcdctl are installed (and ETCD_ROW is
+#                                  not 0), a last row drives a 3-member etcd the
+#                                  same way (bench/etcd/run.sh) for comparison
 #
 # Settings (environment): KVDB, BENCH_DIR, CONCURRENCY, REQUESTS, VALUE_SIZE,
 # KEY_SPACE (spread runs), BENCH_TARGETS ("gateway smart"), BENCH_OPS
@@ -239,6 +242,18 @@ shards() {
             "$BENCH_DIR/curve.json")")
         stop_bench_cluster
     done
+    if [[ ${ETCD_ROW:-1} != 0 ]] && command -v etcd >/dev/null && command -v etcdctl >/dev/null; then
+        # etcd has no shards: one row, the same puts, as many as the last KvDB run made.
+        local etcd_requests
+        etcd_requests=$(jq -r '.requests' "$BENCH_DIR/curve.json" 2>/dev/null || echo 20000)
+        if CONCURRENCY=$CONCURRENCY BENCH_OPS=put BENCH_KEYS=spread REQUESTS="$etcd_requests" \
+            KEY_SPACE=$KEY_SPACE VALUE_SIZE=$VALUE_SIZE bench/etcd/run.sh >"$BENCH_DIR/etcd.log" 2>&1; then
+            rows+=("$(jq -r '"etcd\t-\t-\t-\t\(.throughput | floor)\t\(.latency_ms.p50)\t\(.latency_ms.p99)\t\(.errors | add)"' \
+                run/etcd-bench/results.jsonl | tail -n 1)")
+        else
+            echo "bench: the etcd row failed (see $BENCH_DIR/etcd.log)" >&2
+        fi
+    fi
     { printf 'shards\tready s\tidle cores\tRSS/node MiB\tputs/s\tp50 ms\tp99 ms\terrors\n'
       printf '%s\n' "${rows[@]}"; } | column -t -s $'\t'
 }

@@ -86,6 +86,17 @@ async fn misrouted_requests_get_routing_errors_with_hints() {
         .map(|n| cluster.index_of(*n))
         .find(|i| *i != leader)
         .unwrap();
+    // A follower learns of a new leader from its first AppendEntries, which may still be on
+    // its way when the leader already knows itself elected.
+    let leader_id = cluster.node(leader).id();
+    wait_until_async("the follower to know the leader", || async {
+        cluster
+            .node(follower)
+            .manager()
+            .replica(shard.id)
+            .is_some_and(|r| r.leadership().leader == Some(leader_id))
+    })
+    .await;
     let err = cluster
         .put_at(
             &cluster.address(follower),
