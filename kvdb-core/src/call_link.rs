@@ -35,9 +35,12 @@ pub const fn max_message_bytes(max_item_bytes: usize) -> usize {
     MESSAGE_BUDGET_BYTES + max_item_bytes + 64 * 1024
 }
 
+/// The most a node's key and value limits may add up to (a node refuses more).
+pub const MAX_KEY_AND_VALUE_BYTES: usize = 60 << 20;
+
 /// The largest message a client-facing server (gateway, node) accepts and a client receives:
-/// room for a key and value of up to 60 MiB together. A node refuses limits above that.
-pub const MAX_CLIENT_MESSAGE_BYTES: usize = max_message_bytes(60 << 20);
+/// room for one request or reply at [`MAX_KEY_AND_VALUE_BYTES`].
+pub const MAX_CLIENT_MESSAGE_BYTES: usize = max_message_bytes(MAX_KEY_AND_VALUE_BYTES);
 /// Past this many calls waiting on one stream, those whose callers gave up are dropped.
 const PRUNE_WAITING_ABOVE: usize = 4096;
 

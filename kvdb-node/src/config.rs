@@ -39,7 +39,7 @@ pub const MIN_CACHE_BYTES: usize = 4 * 1024 * 1024;
 
 /// The most `max_key_bytes + max_value_bytes` may add up to: a request at the limits must fit
 /// the largest message clients accept (`kvdb_core::call_link::MAX_CLIENT_MESSAGE_BYTES`).
-pub const MAX_KEY_AND_VALUE_BYTES: usize = 60 << 20;
+pub use kvdb_core::call_link::MAX_KEY_AND_VALUE_BYTES;
 /// Default number of log entries after which a shard builds a snapshot.
 pub const DEFAULT_SNAPSHOT_LOGS: u64 = 10_000;
 /// Default number of log entries kept behind a snapshot, so that a briefly

@@ -29,7 +29,7 @@ impl Limits {
     /// budget plus one request or reply at these limits. Anything between the limits and it
     /// gets the limits' `INVALID_ARGUMENT`, not a transport error.
     pub fn max_message_bytes(&self) -> usize {
-        max_message_bytes(self.max_key_bytes + self.max_value_bytes + 1024)
+        max_message_bytes(self.max_key_bytes + self.max_value_bytes)
     }
 
     /// Refuses a key over the cap.

@@ -110,6 +110,18 @@ fn link_to(address: &str) -> NodeLink {
     NodeLink::open(KvNodeClient::new(channel))
 }
 
+/// A fake node (see [`FakeNode`]) on a loopback port, a link to it, and the count of streams
+/// it opened. The node serves until the returned sender is dropped.
+async fn start(drop_first: bool) -> (NodeLink, Arc<AtomicUsize>, oneshot::Sender<()>) {
+    let opened = Arc::new(AtomicUsize::new(0));
+    let node = FakeNode {
+        drop_first,
+        opened: opened.clone(),
+    };
+    let (address, stop) = serve(node).await;
+    (link_to(&address), opened, stop)
+}
+
 fn get(key: String) -> pb::NodeGetRequest {
     pb::NodeGetRequest {
         target: None,
@@ -122,13 +134,7 @@ fn get(key: String) -> pb::NodeGetRequest {
 
 #[tokio::test]
 async fn concurrent_calls_each_get_their_own_reply() {
-    let opened = Arc::new(AtomicUsize::new(0));
-    let (address, _stop) = serve(FakeNode {
-        drop_first: false,
-        opened: opened.clone(),
-    })
-    .await;
-    let link = link_to(&address);
+    let (link, opened, _stop) = start(false).await;
     let calls = (0..200).map(|i| {
         let link = link.clone();
         async move { (i, link.get(get(format!("key-{i}"))).await) }
@@ -146,13 +152,7 @@ async fn concurrent_calls_each_get_their_own_reply() {
 
 #[tokio::test]
 async fn a_lost_stream_fails_its_calls_as_unavailable_and_the_next_call_reopens() {
-    let opened = Arc::new(AtomicUsize::new(0));
-    let (address, _stop) = serve(FakeNode {
-        drop_first: true,
-        opened: opened.clone(),
-    })
-    .await;
-    let link = link_to(&address);
+    let (link, opened, _stop) = start(true).await;
     let lost = tokio::time::timeout(Duration::from_secs(10), link.get(get("lost".into())))
         .await
         .expect("a call on a lost stream fails rather than waits forever")
@@ -167,13 +167,7 @@ async fn a_lost_stream_fails_its_calls_as_unavailable_and_the_next_call_reopens(
 /// several messages: a message stops taking calls at the byte budget, not only at a count.
 #[tokio::test]
 async fn calls_larger_than_a_message_limit_together_are_split_across_messages() {
-    let opened = Arc::new(AtomicUsize::new(0));
-    let (address, _stop) = serve(FakeNode {
-        drop_first: false,
-        opened: opened.clone(),
-    })
-    .await;
-    let link = link_to(&address);
+    let (link, opened, _stop) = start(false).await;
     let big_key = |i: usize| format!("{i:05}-{}", "k".repeat(16 * 1024));
     // 300 calls of 16 KiB: 4.8 MiB, which would be one message at 256 calls per message.
     let calls = (0..300).map(|i| {

@@ -20,10 +20,8 @@
 
 mod snapshot_table;
 
-use std::future::Future;
 use std::io::{self, Cursor};
 use std::marker::PhantomData;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use openraft::storage::RaftStateMachine;
@@ -36,13 +34,11 @@ use tokio::sync::RwLock;
 
 use super::codec::CodecError;
 use super::log_store::KvdbRaftConfig;
+use crate::storage::Commit;
 use snapshot_table::SnapshotTable;
 
 /// The last applied log id and the membership as of it.
 pub type AppliedState = (Option<LogId<u64>>, StoredMembership<u64, BasicNode>);
-
-/// A write that [`Machine::apply`] handed to its storage, still being committed.
-pub type PendingCommit = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
 
 /// What [`Machine::apply`] produced: one response per entry and, for a machine that does not
 /// write inline, the commit that makes the new state visible.
@@ -51,7 +47,7 @@ pub struct Applied<R> {
     pub responses: Vec<R>,
     /// The state's commit, awaited before the responses are released; `None` when the state
     /// is already written.
-    pub commit: Option<PendingCommit>,
+    pub commit: Option<Commit>,
 }
 
 impl<R> From<Vec<R>> for Applied<R> {

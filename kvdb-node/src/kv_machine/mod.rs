@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use kvdb_core::Version;
 use kvdb_core::raft::codec::{self, CodecError};
-use kvdb_core::raft::state_machine::{Applied, Machine, PendingCommit};
+use kvdb_core::raft::state_machine::{Applied, Machine};
 use kvdb_core::storage::{Storage, StorageError, StoredValue, WriteBatch, WriteOp};
 use openraft::{EntryPayload, LogId, StoredMembership};
 use serde::{Deserialize, Serialize};
@@ -105,30 +105,14 @@ impl KvMachine {
         (self.meta.last_applied, self.meta.membership.clone())
     }
 
-    /// Applies committed entries in order, atomically, and returns one result
-    /// per entry. On error nothing is written, but the in-memory session
-    /// table may be ahead of the storage: the replica must stop.
-    pub fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, MachineError>
-    where
-        I: IntoIterator<Item = Entry>,
-    {
-        let (results, batch) = self.stage(entries)?;
-        if let Some(batch) = batch {
-            self.storage.apply(batch)?;
-        }
-        Ok(results)
-    }
-
-    /// Decides the results of `entries` and the batch that records them, without writing it.
-    /// The batch must be written before the next call reads the storage.
-    fn stage<I>(
+    /// Decides the results of committed `entries`, in order, and the batch that records them
+    /// atomically, without writing it; the batch must be committed before the next call reads
+    /// the storage. On error nothing is staged, but the in-memory session table may be ahead
+    /// of the storage: the replica must stop.
+    fn stage(
         &mut self,
-        entries: I,
-    ) -> Result<(Vec<CommandResult>, Option<WriteBatch>), MachineError>
-    where
-        I: IntoIterator<Item = Entry>,
-    {
-        let entries: Vec<Entry> = entries.into_iter().collect();
+        entries: Vec<Entry>,
+    ) -> Result<(Vec<CommandResult>, Option<WriteBatch>), MachineError> {
         let storage = self.storage.clone();
         let mut pending = Pending::new(storage.as_ref());
         pending.prefetch(&entries)?;
@@ -357,13 +341,10 @@ impl Machine<ShardRaftConfig> for KvMachine {
         Ok(KvMachine::applied_state(self))
     }
 
-    /// Hands the batch to [`Storage::commit`], which may share one commit with other shards.
+    /// Hands the batch to [`Storage::commit`], which may buffer it with other shards'.
     fn apply(&mut self, entries: Vec<Entry>) -> Result<Applied<CommandResult>, io::Error> {
         let (responses, staged) = self.stage(entries).map_err(io::Error::other)?;
-        let commit = staged.map(|batch| {
-            let commit = self.storage.commit(batch);
-            Box::pin(async move { commit.await.map_err(io::Error::other) }) as PendingCommit
-        });
+        let commit = staged.map(|batch| self.storage.commit(batch));
         Ok(Applied { responses, commit })
     }
 

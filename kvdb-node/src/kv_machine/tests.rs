@@ -9,6 +9,15 @@ use openraft::{CommittedLeaderId, EntryPayload, LogId};
 use super::*;
 use crate::command::WriteId;
 
+/// Applies `entries` as the Raft state machine store does: stage, then wait for the commit.
+fn apply(machine: &mut KvMachine, entries: Vec<Entry>) -> Vec<CommandResult> {
+    let applied = Machine::apply(machine, entries).unwrap();
+    if let Some(commit) = applied.commit {
+        futures::executor::block_on(commit).unwrap();
+    }
+    applied.responses
+}
+
 /// The version of the only write of the entry at `index`.
 fn ver(index: u64) -> Version {
     write_version(index, 0)
@@ -41,7 +50,7 @@ impl Fixture {
 
     fn run(&mut self, now_ms: u64, op: Op) -> CommandResult {
         let entry = self.entry(EntryPayload::Normal(Command { now_ms, op }));
-        self.machine.apply([entry]).unwrap().remove(0)
+        apply(&mut self.machine, vec![entry]).remove(0)
     }
 
     fn value(&self, key: &[u8], now_ms: u64) -> Option<StoredValue> {
@@ -254,7 +263,7 @@ fn commands_in_one_run_see_each_other_and_state_survives_reopen() {
         op: Op::Put(cas.clone()),
     }));
     let blank = f.entry(EntryPayload::Blank);
-    let results = f.machine.apply([a, b, blank]).unwrap();
+    let results = apply(&mut f.machine, vec![a, b, blank]);
     assert_eq!(results, vec![written(1), written(2), CommandResult::None]);
 
     let mut reopened = KvMachine::open(f.storage.clone()).unwrap();
@@ -266,7 +275,7 @@ fn commands_in_one_run_see_each_other_and_state_survives_reopen() {
             op: Op::Put(cas),
         }),
     };
-    assert_eq!(reopened.apply([retry]).unwrap(), vec![written(2)]);
+    assert_eq!(apply(&mut reopened, vec![retry]), vec![written(2)]);
 }
 
 #[test]
@@ -475,7 +484,7 @@ fn a_run_reads_every_key_it_touches_in_one_call() {
         now_ms: NOW,
         op: Op::Put(put("c", "2")),
     }));
-    let results = machine.apply([first, second]).unwrap();
+    let results = apply(&mut machine, vec![first, second]);
 
     // --- the CAS saw the stored version, the delete saw the CAS's write
     let CommandResult::Batch(batch) = &results[0] else {

@@ -126,10 +126,10 @@ pub(super) struct Layer {
     pub(super) meta: Option<Vec<u8>>,
 }
 
-/// What a shard's buffer says about a key or row.
-pub(super) enum Buffered<T> {
+/// What a shard's buffer says about a key.
+pub(super) enum Buffered {
     /// Written (`Some`) or removed (`None`) by a buffered batch.
-    Known(Option<T>),
+    Known(Option<StoredValue>),
     /// Not buffered: the database has it.
     Unknown,
 }
@@ -198,8 +198,16 @@ impl ShardBuffer {
     }
 
     /// What the buffer holds for `key`.
-    pub(super) fn get(&self, key: &[u8]) -> Buffered<StoredValue> {
-        self.lookup(|layer| layer.writes.get(key).cloned())
+    pub(super) fn get(&self, key: &[u8]) -> Buffered {
+        let layers = self.read();
+        let newest = layers.active.writes.get(key).or_else(|| {
+            let flushing = layers.flushing.as_deref()?;
+            flushing.writes.get(key)
+        });
+        match newest {
+            Some(known) => Buffered::Known(known.clone()),
+            None => Buffered::Unknown,
+        }
     }
 
     /// The newest buffered metadata blob.
@@ -210,14 +218,6 @@ impl ShardBuffer {
             .meta
             .clone()
             .or_else(|| layers.flushing.as_ref().and_then(|f| f.meta.clone()))
-    }
-
-    fn lookup<T>(&self, find: impl Fn(&Layer) -> Option<Option<T>>) -> Buffered<T> {
-        let layers = self.read();
-        match find(&layers.active).or_else(|| layers.flushing.as_deref().and_then(&find)) {
-            Some(known) => Buffered::Known(known),
-            None => Buffered::Unknown,
-        }
     }
 
     /// Every buffered write, the flushing layer under the active one.
