@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 pub use kvdb::args::{
     ConsistencyArg, DEFAULT_ADMIN, DEFAULT_COORDINATOR, DEFAULT_GATEWAY, parse_duration,
 };
+use kvdb_coordinator::scheduler::SchedulerConfig;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -93,6 +94,15 @@ pub struct CoordinatorArgs {
     /// A node silent this long becomes dead.
     #[arg(long, env = "KVDB_DEAD_AFTER", value_parser = parse_duration, default_value = "6s")]
     pub dead_after: Duration,
+    /// A node dead this long gets each of its replicas replaced on an alive node.
+    #[arg(long, env = "KVDB_REPAIR_AFTER", value_parser = parse_duration, default_value = "30s")]
+    pub repair_after: Duration,
+    /// Shards the scheduler may have moving at once, cluster-wide.
+    #[arg(long, env = "KVDB_MAX_MOVES", default_value_t = SchedulerConfig::DEFAULT_MAX_MOVES as u16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_moves: u16,
+    /// Leader transfers the scheduler may start per round (0: never balance leaders).
+    #[arg(long, env = "KVDB_MAX_LEADER_TRANSFERS", default_value_t = SchedulerConfig::DEFAULT_MAX_LEADER_TRANSFERS as u16)]
+    pub max_leader_transfers: u16,
 }
 
 #[derive(Debug, Args)]
@@ -269,6 +279,32 @@ pub enum AdminCommand {
         #[arg(long)]
         epoch: u64,
     },
+    /// Move every replica and leadership off a node (status draining).
+    Drain {
+        node: String,
+        /// Wait until the node holds no replica and leads no shard.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait may take.
+        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+    /// Show what the scheduler is doing: moving shards, recent operations.
+    Operations,
+    /// Pause or resume the scheduler (repair, drain and balancing).
+    Scheduler {
+        #[arg(value_enum)]
+        action: SchedulerAction,
+    },
+}
+
+/// `kvdb admin scheduler ACTION`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SchedulerAction {
+    /// Start no new operation; moves already started finish.
+    Pause,
+    /// Start operations again.
+    Resume,
 }
 
 #[cfg(test)]

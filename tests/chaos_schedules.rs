@@ -61,6 +61,7 @@ async fn coordinator_down() {
 async fn replica_move_under_load() {
     let options = ChaosOptions {
         nodes: 4,
+        scheduler: false,
         ..ChaosOptions::default()
     };
     run_clean(Schedule::ReplicaMove, options).await;

@@ -85,3 +85,79 @@ async fn client_commands_print_results_and_exit_with_script_friendly_codes() {
 
     test.stop().await;
 }
+
+/// `kvdb admin drain --wait` empties a node through the scheduler; a drain that would leave
+/// too few nodes is refused and changes nothing; `scheduler pause` is what `operations` shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_drain_waits_for_an_empty_node_and_refuses_what_cannot_finish() {
+    let test = TestCluster::start(4).await;
+    let admin = test.cluster.admin_address().to_string();
+    let admin_cmd = |args: &[&str]| {
+        let mut all = vec!["admin", "--admin", admin.as_str()];
+        all.extend_from_slice(args);
+        all.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        kvdb(&args).await
+    };
+
+    // --- drain node-1 and wait: it ends with no replica and no leadership
+    let drain = run(admin_cmd(&[
+        "drain",
+        "node-1",
+        "--wait",
+        "--timeout",
+        "60s",
+    ]))
+    .await;
+    assert_eq!(drain.status.code(), Some(0), "stderr: {}", stderr(&drain));
+    assert_eq!(stdout(&drain), "node node-1 is drained\n");
+    let map = test.cluster.coordinator().map();
+    assert!(
+        map.shards
+            .values()
+            .all(|s| !s.members().contains(&test.cluster.node_id(0)))
+    );
+
+    // --- draining a second node would leave 2 alive nodes for 3 replicas: refused
+    let refused = run(admin_cmd(&["drain", "node-2"])).await;
+    assert_eq!(
+        refused.status.code(),
+        Some(5),
+        "stderr: {}",
+        stderr(&refused)
+    );
+    assert!(
+        stderr(&refused).contains("replication factor is 3"),
+        "{}",
+        stderr(&refused)
+    );
+    let nodes = run(admin_cmd(&["--json", "nodes"])).await;
+    let nodes: serde_json::Value = serde_json::from_slice(&nodes.stdout).unwrap();
+    assert_eq!(nodes["nodes"][1]["status"], "alive");
+
+    // --- pause and resume show in `operations`
+    let pause = run(admin_cmd(&["scheduler", "pause"])).await;
+    assert_eq!(pause.status.code(), Some(0), "stderr: {}", stderr(&pause));
+    let ops = run(admin_cmd(&["--json", "operations"])).await;
+    let ops: serde_json::Value = serde_json::from_slice(&ops.stdout).unwrap();
+    assert_eq!(ops["paused"], true);
+    assert!(
+        ops["recent"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|op| op["reason"] == "drain"),
+        "the drain's operations are listed: {ops}"
+    );
+    run(admin_cmd(&["scheduler", "resume"])).await;
+    let ops = run(admin_cmd(&["operations"])).await;
+    assert!(
+        stdout(&ops).starts_with("scheduler running"),
+        "{}",
+        stdout(&ops)
+    );
+
+    test.stop().await;
+}

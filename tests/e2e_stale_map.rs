@@ -111,7 +111,7 @@ async fn use_stale_client(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn clients_with_stale_maps_recover_transparently_after_moves() {
-    let test = TestCluster::start(4).await;
+    let test = TestCluster::start_paused(4).await;
     let cluster = &test.cluster;
     let map = cluster.coordinator().map();
     let shard: ShardId = *map.shards.keys().next().unwrap();

@@ -49,7 +49,7 @@ async fn write_loop(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn polling_keeps_routes_fresh_while_the_watch_is_cut() {
-    let mut test = TestCluster::start(4).await;
+    let mut test = TestCluster::start_paused(4).await;
     let (client, source) = controlled_client(&test.cluster, fast_cache_config()).await;
     let cache = client.cache().clone();
     wait_until("the client to watch", || cache.mode() == Mode::Watching).await;

@@ -89,6 +89,12 @@ pub enum Command {
         /// Its Admin API address, when it serves one.
         admin_address: Option<String>,
     },
+    /// Pauses or resumes the scheduler (repair, drain and balancing).
+    /// Not part of the shard map: does not bump the map version.
+    SetSchedulerPaused {
+        /// True to pause, false to resume.
+        paused: bool,
+    },
 }
 
 impl Command {
@@ -103,6 +109,7 @@ impl Command {
             Command::ReportShardLeader { .. } => "report_shard_leader",
             Command::ReportShardConfig { .. } => "report_shard_config",
             Command::AnnounceMember { .. } => "announce_member",
+            Command::SetSchedulerPaused { .. } => "set_scheduler_paused",
         }
     }
 }

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::CoordinatorError;
+use crate::scheduler::SchedulerConfig;
 use crate::state::DEFAULT_DELTA_HISTORY;
 
 /// How one coordinator member runs.
@@ -48,6 +49,8 @@ pub struct CoordinatorConfig {
     pub raft_election_timeout: Duration,
     /// A Raft snapshot is taken every this many log entries.
     pub snapshot_every: u64,
+    /// How the leader repairs and balances the cluster.
+    pub scheduler: SchedulerConfig,
 }
 
 impl CoordinatorConfig {
@@ -87,6 +90,7 @@ impl CoordinatorConfig {
             raft_heartbeat_interval: Self::DEFAULT_RAFT_HEARTBEAT_INTERVAL,
             raft_election_timeout: Self::DEFAULT_RAFT_ELECTION_TIMEOUT,
             snapshot_every: Self::DEFAULT_SNAPSHOT_EVERY,
+            scheduler: SchedulerConfig::default(),
         }
     }
 
@@ -130,6 +134,12 @@ impl CoordinatorConfig {
         }
         if self.snapshot_every == 0 {
             return bad("snapshot_every must be non-zero".into());
+        }
+        if self.scheduler.interval.is_zero() {
+            return bad("scheduler interval must be non-zero".into());
+        }
+        if self.scheduler.limits.max_moves == 0 {
+            return bad("the scheduler's move limit must be at least 1".into());
         }
         Ok(())
     }

@@ -31,6 +31,7 @@ use crate::leadership::{self, ClusterInfo, LeaderInfo};
 use crate::liveness::{self, LivenessTracker};
 use crate::machine::MetaMachine;
 use crate::raft_group::{self, GROUP_ID, MetaRaft, TypeConfig};
+use crate::scheduler::{self, SchedulerMemory, StartedOperation};
 use crate::watch::Watcher;
 
 mod api;
@@ -57,6 +58,7 @@ struct Inner {
     peers: PeerChannels,
     feed: Arc<Feed>,
     liveness: Mutex<LivenessTracker>,
+    scheduler: SchedulerMemory,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -96,6 +98,7 @@ impl Coordinator {
                 peers: group.peers,
                 feed,
                 liveness: Mutex::new(tracker),
+                scheduler: SchedulerMemory::default(),
                 stop,
                 tasks: Mutex::default(),
             }),
@@ -107,6 +110,11 @@ impl Coordinator {
             tokio::spawn(liveness::run(
                 coordinator.clone(),
                 interval,
+                coordinator.stopped(),
+            )),
+            tokio::spawn(scheduler::run(
+                coordinator.clone(),
+                coordinator.inner.config.scheduler,
                 coordinator.stopped(),
             )),
             tokio::spawn(leadership::announce(
@@ -174,6 +182,17 @@ impl Coordinator {
         let metrics = self.raft_metrics();
         let metrics = metrics.borrow();
         metrics.state == ServerState::Leader && metrics.current_leader == Some(metrics.id)
+    }
+
+    /// Whether an operator paused the scheduler, as this member applied it.
+    pub fn scheduler_paused(&self) -> bool {
+        self.inner.feed.view().scheduler_paused
+    }
+
+    /// The operations this member's scheduler started while it led, newest
+    /// first (kept in memory; a new leader starts an empty list).
+    pub fn recent_operations(&self) -> Vec<StartedOperation> {
+        self.inner.scheduler.recent()
     }
 
     /// A watcher of every map change after `from`; see [`Watcher`].
@@ -337,6 +356,10 @@ impl Coordinator {
         let mut tracker = self.lock_liveness();
         tracker.lead(term, now);
         tracker.due(&map, now)
+    }
+
+    pub(crate) fn scheduler_memory(&self) -> &SchedulerMemory {
+        &self.inner.scheduler
     }
 
     /// Records a heartbeat in the leader's clocks.

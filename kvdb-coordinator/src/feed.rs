@@ -45,6 +45,8 @@ pub struct View {
     pub members: BTreeMap<u64, MemberAddress>,
     /// The last applied Raft log id.
     pub applied: Option<LogId<u64>>,
+    /// Whether an operator paused the scheduler.
+    pub scheduler_paused: bool,
 }
 
 impl View {
@@ -61,6 +63,7 @@ impl View {
             init,
             members,
             applied,
+            scheduler_paused: false,
         }
     }
 }

@@ -20,6 +20,7 @@
 //! - [`coordinator`]: [`Coordinator`], the handle everything uses.
 //! - [`leadership`]: leader and cluster info; leader address announcements.
 //! - [`liveness`]: node failure detection on the leader.
+//! - [`scheduler`]: replica repair, drain and balancing, run by the leader.
 //! - [`forward`]: forwarding mutations from a follower to the leader.
 //! - [`service`]: the `kvdb.v1.Coordinator` gRPC service.
 //! - [`watch_route`]: WatchShardMap sending pre-encoded shared events.
@@ -41,6 +42,7 @@ pub mod liveness;
 pub mod machine;
 pub mod placement;
 pub mod raft_group;
+pub mod scheduler;
 pub mod server;
 pub mod service;
 pub mod state;

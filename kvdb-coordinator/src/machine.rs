@@ -45,12 +45,13 @@ impl MetaMachine {
     }
 
     fn publish(&self, events: Vec<FeedEvent>) {
-        let view = View::new(
+        let mut view = View::new(
             self.state.map().clone(),
             self.state.init_params(),
             self.state.members().clone(),
             self.applied,
         );
+        view.scheduler_paused = self.state.scheduler_paused();
         self.feed.publish(view, events);
     }
 }

@@ -1,8 +1,8 @@
 //! Where the shards of a fresh cluster go: contiguous slot ranges, and
 //! replicas and initial leaders spread round-robin over the alive nodes.
 //!
-//! Pure functions over plain data. Rebalancing an existing cluster is out of
-//! scope: after initialization, replicas move only by operator commands.
+//! Pure functions over plain data. Later changes to a running cluster
+//! (repair, drain, balancing) are the [`crate::scheduler`]'s.
 
 use kvdb_core::{Epoch, NodeId, SLOT_COUNT, ShardId, ShardInfo, ShardState, Slot};
 

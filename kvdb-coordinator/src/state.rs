@@ -58,6 +58,7 @@ struct Exported {
     init: Option<InitParams>,
     history: Vec<ShardMapDelta>,
     members: BTreeMap<u64, MemberAddress>,
+    scheduler_paused: bool,
 }
 
 /// The cluster metadata and its recent history.
@@ -68,6 +69,7 @@ pub struct MetaState {
     history: VecDeque<Arc<ShardMapDelta>>,
     history_limit: usize,
     members: BTreeMap<u64, MemberAddress>,
+    scheduler_paused: bool,
 }
 
 impl Default for MetaState {
@@ -92,6 +94,7 @@ impl MetaState {
             history: VecDeque::new(),
             history_limit: history_limit.max(1),
             members: BTreeMap::new(),
+            scheduler_paused: false,
         }
     }
 
@@ -118,6 +121,11 @@ impl MetaState {
     /// Every coordinator member address recorded so far.
     pub fn members(&self) -> &BTreeMap<u64, MemberAddress> {
         &self.members
+    }
+
+    /// Whether an operator paused the scheduler.
+    pub fn scheduler_paused(&self) -> bool {
+        self.scheduler_paused
     }
 
     /// Every delta after `version`, oldest first; `None` when the history no
@@ -177,6 +185,10 @@ impl MetaState {
                     admin_address,
                 };
                 self.members.insert(id, address);
+                Ok(Outcome::Version(self.version()))
+            }
+            Command::SetSchedulerPaused { paused } => {
+                self.scheduler_paused = paused;
                 Ok(Outcome::Version(self.version()))
             }
         }
@@ -266,6 +278,7 @@ impl MetaState {
                 .map(|d| ShardMapDelta::clone(d))
                 .collect(),
             members: self.members.clone(),
+            scheduler_paused: self.scheduler_paused,
         };
         codec::encode(&exported).map_err(|e| CoordinatorError::Internal(e.to_string()))
     }
@@ -281,6 +294,7 @@ impl MetaState {
             self.history.pop_front();
         }
         self.members = exported.members;
+        self.scheduler_paused = exported.scheduler_paused;
         Ok(())
     }
 }

@@ -49,8 +49,11 @@ pub enum CoordinatorError {
         /// The shard's epoch now; retry against it after re-reading the shard.
         current: Epoch,
     },
-    /// Fewer alive nodes than the requested replication factor.
-    #[error("{alive} alive nodes, replication factor {replication_factor}")]
+    /// Fewer alive nodes than the replication factor: at init, or when a
+    /// drain would leave too few nodes able to hold every shard's replicas.
+    #[error(
+        "only {alive} alive nodes could hold replicas, but the replication factor is {replication_factor}"
+    )]
     NotEnoughNodes {
         /// Nodes that could receive a replica.
         alive: u32,

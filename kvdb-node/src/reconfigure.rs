@@ -13,7 +13,7 @@
 //! data themselves once they see the stable map without them (see the
 //! replica manager).
 //!
-//! Out of scope: choosing targets (the coordinator's placement) and slot
+//! Out of scope: choosing targets (the coordinator's scheduler, or an operator) and slot
 //! range changes (splits and merges are not supported).
 
 use std::collections::BTreeSet;

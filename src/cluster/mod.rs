@@ -15,7 +15,7 @@
 //! Out of scope: network faults themselves (see `kvdb-testkit`'s fault proxy)
 //! and multi-member coordinator groups.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -255,6 +255,22 @@ impl LocalCluster {
             .gateway_address()
             .expect("this cluster runs no gateway");
         GatewayClient::connect(&addr.to_string())
+    }
+
+    /// Starts one more storage node on an ephemeral loopback port, as an
+    /// operator adding a machine would: it registers, and the coordinator's
+    /// scheduler gives it replicas. Returns its index.
+    pub async fn add_node(&mut self) -> Result<usize, StartError> {
+        let i = self.nodes.len();
+        let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+        let listener = bind(&node_name(i), any).await?;
+        self.node_addresses
+            .push(local_addr(&node_name(i), &listener)?);
+        self.config.nodes.push(any);
+        let node = self.launch_node(i, listener).await?;
+        self.node_ids.push(node.id());
+        self.nodes.push(Some(node));
+        Ok(i)
     }
 
     /// Stops node `i` as a crash would look to its peers (its data stays).

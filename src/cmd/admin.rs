@@ -2,14 +2,20 @@
 //! tables or, with `--json`, the API's own JSON.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
-use kvdb_coordinator::admin::api::{NodeList, NodeSelector, ShardList, ShardView};
+use kvdb_coordinator::admin::api::{NodeList, NodeSelector, OperationsView, ShardList, ShardView};
 use kvdb_coordinator::admin::{AdminClient, AdminError};
+use kvdb_coordinator::scheduler::OperationKind;
 use kvdb_core::{Epoch, NodeStatus, ShardId};
 use serde::Serialize;
+use tokio::time::Instant;
 
-use crate::cli::{AdminArgs, AdminCommand};
+use crate::cli::{AdminArgs, AdminCommand, SchedulerAction};
 use crate::cmd::kv::{EXIT_ERROR, EXIT_UNAVAILABLE};
+
+/// How often `drain --wait` checks the node.
+const DRAIN_POLL: Duration = Duration::from_millis(500);
 
 pub async fn run(args: AdminArgs) -> ExitCode {
     let client = match AdminClient::new(&args.admin) {
@@ -112,6 +118,19 @@ async fn execute(client: &AdminClient, command: AdminCommand, json: bool) -> Res
                 print_shard(s);
             })
         }
+        AdminCommand::Drain {
+            node,
+            wait,
+            timeout,
+        } => drain(client, &node, wait, timeout, json).await,
+        AdminCommand::Operations => show(json, &client.operations().await?, print_operations),
+        AdminCommand::Scheduler { action } => {
+            let paused = action == SchedulerAction::Pause;
+            let r = client.set_scheduler_paused(paused).await?;
+            show(json, &r, |_| {
+                kvdb::outln!("scheduler {}", if paused { "paused" } else { "resumed" })
+            })
+        }
         AdminCommand::TransferLeader { shard, node, epoch } => {
             let r = client
                 .set_shard_leader(ShardId(shard), selector(&node), Epoch(epoch))
@@ -121,6 +140,45 @@ async fn execute(client: &AdminClient, command: AdminCommand, json: bool) -> Res
             })
         }
     }
+}
+
+/// Marks `node` draining; with `wait`, polls until the scheduler has moved
+/// every replica and leadership off it.
+async fn drain(
+    client: &AdminClient,
+    node: &str,
+    wait: bool,
+    timeout: Duration,
+    json: bool,
+) -> Result<(), Failure> {
+    let node = selector(node);
+    client.set_node_status(&node, NodeStatus::Draining).await?;
+    let deadline = Instant::now() + timeout;
+    let mut view = client.node(&node).await?;
+    while wait && (view.replicas > 0 || view.leaders > 0) {
+        if Instant::now() >= deadline {
+            return Err(Failure::Usage(format!(
+                "node {} still holds {} replicas and leads {} shards after {timeout:?}; \
+                 see `kvdb admin operations`",
+                view.name, view.replicas, view.leaders
+            )));
+        }
+        tokio::time::sleep(DRAIN_POLL).await;
+        view = client.node(&node).await?;
+    }
+    show(json, &view, |n| {
+        if n.replicas == 0 && n.leaders == 0 {
+            kvdb::outln!("node {} is drained", n.name);
+        } else {
+            kvdb::outln!(
+                "node {} is draining: {} replicas and {} leaderships to move \
+                 (`kvdb admin operations` shows progress)",
+                n.name,
+                n.replicas,
+                n.leaders
+            );
+        }
+    })
 }
 
 fn selector(s: &str) -> NodeSelector {
@@ -153,20 +211,63 @@ fn show<T: Serialize>(json: bool, value: &T, table: impl FnOnce(&T)) -> Result<(
 
 fn print_nodes(list: &NodeList) {
     kvdb::outln!(
-        "{:<4} {:<12} {:<22} {:<10} STATUS",
+        "{:<4} {:<12} {:<22} {:<10} {:<9} {:<9} LEADERS",
         "ID",
         "NAME",
         "ADDRESS",
-        "ZONE"
+        "ZONE",
+        "STATUS",
+        "REPLICAS"
     );
     for n in &list.nodes {
         kvdb::outln!(
-            "{:<4} {:<12} {:<22} {:<10} {}",
+            "{:<4} {:<12} {:<22} {:<10} {:<9} {:<9} {}",
             n.id.0,
             n.name,
             n.address,
             n.zone,
-            format!("{:?}", n.status).to_lowercase()
+            format!("{:?}", n.status).to_lowercase(),
+            n.replicas,
+            n.leaders
+        );
+    }
+}
+
+fn print_operations(ops: &OperationsView) {
+    kvdb::outln!(
+        "scheduler {}{}, map version {}",
+        if ops.paused { "paused" } else { "running" },
+        if ops.leader {
+            ""
+        } else {
+            " (this member does not lead: recent operations are the leader's to show)"
+        },
+        ops.map_version
+    );
+    kvdb::outln!();
+    kvdb::outln!("moving shards: {}", ops.moving.len());
+    if !ops.moving.is_empty() {
+        print_shard_header();
+        for s in &ops.moving {
+            print_shard(s);
+        }
+    }
+    kvdb::outln!();
+    kvdb::outln!("recent operations: {}", ops.recent.len());
+    for op in &ops.recent {
+        let what = match &op.operation.kind {
+            OperationKind::MoveReplica { from, to, .. } => format!("move replica {from} -> {to}"),
+            OperationKind::TransferLeader { from, to } => format!("transfer leader {from} -> {to}"),
+        };
+        kvdb::outln!(
+            "{} shard {} epoch {}: {what} ({:?}){}",
+            op.started_at_ms,
+            op.operation.shard,
+            op.operation.epoch.0,
+            op.operation.reason,
+            op.error
+                .as_ref()
+                .map_or(String::new(), |e| format!(": refused: {e}"))
         );
     }
 }

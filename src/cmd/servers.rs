@@ -49,6 +49,9 @@ pub async fn coordinator(args: CoordinatorArgs) -> ExitCode {
     config.heartbeat_interval = args.heartbeat_interval;
     config.suspect_after = args.suspect_after;
     config.dead_after = args.dead_after;
+    config.scheduler.repair_after = args.repair_after;
+    config.scheduler.limits.max_moves = usize::from(args.max_moves);
+    config.scheduler.limits.max_leader_transfers = usize::from(args.max_leader_transfers);
     match parse_peers(&args.peers) {
         Ok(peers) => config.peers = peers,
         Err(e) => return start_failed(e),

@@ -52,6 +52,9 @@ pub struct ChaosOptions {
     pub slow_leader: Option<SlowLeaderPolicy>,
     /// Keys the workload writes and reads (spread over the shards by slot).
     pub keys: usize,
+    /// Whether the coordinator's scheduler runs; schedules that move
+    /// replicas by hand turn it off so that it does not move them again.
+    pub scheduler: bool,
 }
 
 impl Default for ChaosOptions {
@@ -62,6 +65,7 @@ impl Default for ChaosOptions {
             bug: None,
             slow_leader: Some(DEFAULT_SLOW_LEADER),
             keys: DEFAULT_KEYS,
+            scheduler: true,
         }
     }
 }
@@ -102,6 +106,13 @@ impl ChaosCluster {
         });
         config.gateway_executor = rewrites.executor_config(Endpoint::Gateway);
         let cluster = bound.start().await.expect("cluster starts");
+        if !options.scheduler {
+            cluster
+                .coordinator()
+                .set_scheduler_paused(true)
+                .await
+                .expect("scheduler paused");
+        }
         ChaosCluster {
             cluster,
             partition,

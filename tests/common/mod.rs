@@ -42,9 +42,27 @@ impl TestCluster {
     /// Starts `nodes` storage nodes, a coordinator and a gateway on
     /// ephemeral loopback ports, 8 shards at RF min(3, nodes).
     pub async fn start(nodes: usize) -> TestCluster {
+        Self::start_with(nodes, |_| {}).await
+    }
+
+    /// [`TestCluster::start`] with the scheduler paused, for tests that move
+    /// replicas by hand and must not see the scheduler move them again.
+    pub async fn start_paused(nodes: usize) -> TestCluster {
+        let test = Self::start(nodes).await;
+        test.cluster
+            .coordinator()
+            .set_scheduler_paused(true)
+            .await
+            .expect("scheduler paused");
+        test
+    }
+
+    /// [`TestCluster::start`] with `tune` applied to the cluster's configuration first.
+    pub async fn start_with(nodes: usize, tune: impl FnOnce(&mut ClusterConfig)) -> TestCluster {
         init_tracing();
         let dir = tempfile::tempdir().expect("temporary directory");
-        let config = ClusterConfig::ephemeral(dir.path(), nodes);
+        let mut config = ClusterConfig::ephemeral(dir.path(), nodes);
+        tune(&mut config);
         let cluster = LocalCluster::start(config).await.expect("cluster starts");
         TestCluster { cluster, dir }
     }

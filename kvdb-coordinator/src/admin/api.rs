@@ -13,6 +13,8 @@ use std::fmt;
 use kvdb_core::{Epoch, MapVersion, NodeId, NodeInfo, NodeStatus, ShardInfo, ShardMap, ShardState};
 use serde::{Deserialize, Serialize};
 
+use crate::scheduler::{Load, StartedOperation};
+
 /// Zone given to a node registered without one.
 pub const DEFAULT_ZONE: &str = "default";
 
@@ -131,16 +133,39 @@ pub struct NodeView {
     /// Status, by its lowercase name.
     #[serde(with = "status_name")]
     pub status: NodeStatus,
+    /// Replicas the node holds or is receiving (moving shards count at
+    /// their target); a drained node reaches 0.
+    #[serde(default)]
+    pub replicas: usize,
+    /// Shards the map names this node as leader of.
+    #[serde(default)]
+    pub leaders: usize,
 }
 
-impl From<&NodeInfo> for NodeView {
-    fn from(n: &NodeInfo) -> Self {
+impl NodeView {
+    /// The view of `node`, with its replica and leader counts from `map`.
+    pub fn new(map: &ShardMap, node: &NodeInfo) -> Self {
+        Self::with_load(node, &Load::of(map))
+    }
+
+    /// Views of every node of `map`, by id.
+    pub fn all(map: &ShardMap) -> Vec<Self> {
+        let load = Load::of(map);
+        map.nodes
+            .values()
+            .map(|node| Self::with_load(node, &load))
+            .collect()
+    }
+
+    fn with_load(node: &NodeInfo, load: &Load) -> Self {
         Self {
-            id: n.id,
-            name: n.name.clone(),
-            address: n.address.clone(),
-            zone: n.zone.clone(),
-            status: n.status,
+            id: node.id,
+            name: node.name.clone(),
+            address: node.address.clone(),
+            zone: node.zone.clone(),
+            status: node.status,
+            replicas: load.replicas.get(&node.id).copied().unwrap_or(0),
+            leaders: load.leaders.get(&node.id).copied().unwrap_or(0),
         }
     }
 }
@@ -230,6 +255,30 @@ pub struct ShardList {
     pub map_version: MapVersion,
     /// Every shard, by id.
     pub shards: Vec<ShardView>,
+}
+
+/// `GET /admin/operations`: what the scheduler is doing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperationsView {
+    /// The version of the map the view was read from.
+    pub map_version: MapVersion,
+    /// Whether an operator paused the scheduler.
+    pub paused: bool,
+    /// Whether the member that answered leads; only the leader schedules,
+    /// and `recent` is its memory.
+    pub leader: bool,
+    /// Shards moving now, whoever started the move.
+    pub moving: Vec<ShardView>,
+    /// Operations this member's scheduler started, newest first.
+    pub recent: Vec<StartedOperation>,
+}
+
+/// `POST /admin/scheduler`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerRequest {
+    /// True to pause, false to resume.
+    pub paused: bool,
 }
 
 /// The answer to a mutation that returns no record: the map version that

@@ -19,8 +19,8 @@ use serde::Serialize;
 use super::AdminConfig;
 use super::api::{
     ClusterView, DEFAULT_ZONE, MutationResponse, NodeList, NodeSelector, NodeStatusRequest,
-    NodeView, RegisterNodeRequest, ShardInitRequest, ShardLeaderRequest, ShardList,
-    ShardReplicasRequest, ShardView,
+    NodeView, OperationsView, RegisterNodeRequest, SchedulerRequest, ShardInitRequest,
+    ShardLeaderRequest, ShardList, ShardReplicasRequest, ShardView,
 };
 use super::body::{JsonBody, PathParam};
 use super::error::ApiError;
@@ -47,6 +47,8 @@ pub(crate) fn routes() -> Router<AdminState> {
         .route("/admin/shards/{id}", get(get_shard))
         .route("/admin/shards/{id}/replicas", post(set_shard_replicas))
         .route("/admin/shards/{id}/leader", post(set_shard_leader))
+        .route("/admin/operations", get(operations))
+        .route("/admin/scheduler", post(set_scheduler))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -62,14 +64,14 @@ async fn list_nodes(State(s): State<AdminState>) -> Json<NodeList> {
     let map = s.coordinator.map();
     Json(NodeList {
         map_version: map.version,
-        nodes: map.nodes.values().map(NodeView::from).collect(),
+        nodes: NodeView::all(&map),
     })
 }
 
 async fn get_node(State(s): State<AdminState>, PathParam(id): PathParam) -> ApiResult<NodeView> {
     let map = s.coordinator.map();
     let node = resolve_node(&map, &NodeSelector::Name(id))?;
-    Ok(Json(NodeView::from(&map.nodes[&node])))
+    Ok(Json(NodeView::new(&map, &map.nodes[&node])))
 }
 
 async fn register_node(
@@ -81,7 +83,7 @@ async fn register_node(
         .coordinator
         .register_node(req.node_id, req.address, zone)
         .await?;
-    Ok(Json(NodeView::from(&node)))
+    Ok(Json(NodeView::new(&s.coordinator.map(), &node)))
 }
 
 async fn set_node_status(
@@ -160,6 +162,32 @@ async fn set_shard_leader(
         .set_shard_leader(shard, req.epoch, node)
         .await?;
     Ok(Json(MutationResponse { map_version }))
+}
+
+async fn operations(State(s): State<AdminState>) -> Json<OperationsView> {
+    let map = s.coordinator.map();
+    Json(OperationsView {
+        map_version: map.version,
+        paused: s.coordinator.scheduler_paused(),
+        leader: s.coordinator.is_leader(),
+        moving: map
+            .shards
+            .values()
+            .filter(|sh| sh.state != kvdb_core::ShardState::Stable)
+            .map(|sh| ShardView::new(&map, sh))
+            .collect(),
+        recent: s.coordinator.recent_operations(),
+    })
+}
+
+async fn set_scheduler(
+    State(s): State<AdminState>,
+    JsonBody(req): JsonBody<SchedulerRequest>,
+) -> ApiResult<MutationResponse> {
+    s.coordinator.set_scheduler_paused(req.paused).await?;
+    Ok(Json(MutationResponse {
+        map_version: s.coordinator.map().version,
+    }))
 }
 
 /// Liveness: the process answers.

@@ -88,6 +88,13 @@ impl Coordinator {
         }
     }
 
+    /// Pauses (`true`) or resumes the scheduler, for every member and
+    /// across restarts. Moves already started finish.
+    pub async fn set_scheduler_paused(&self, paused: bool) -> Result<(), CoordinatorError> {
+        self.execute(Command::SetSchedulerPaused { paused }).await?;
+        Ok(())
+    }
+
     /// Asks the shard's leader to hand leadership to `node`, a replica.
     pub async fn set_shard_leader(
         &self,

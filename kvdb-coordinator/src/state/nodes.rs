@@ -65,6 +65,9 @@ impl MetaState {
         if node.status == status {
             return Ok(Outcome::Version(self.version()));
         }
+        if status == NodeStatus::Draining {
+            self.check_drain(id)?;
+        }
         let node = NodeInfo {
             status,
             ..node.clone()
@@ -74,6 +77,27 @@ impl MetaState {
             shards: Vec::new(),
         });
         Ok(Outcome::Version(version))
+    }
+
+    /// A drain must leave enough alive nodes to hold every shard's
+    /// replicas, or it could never finish.
+    fn check_drain(&self, draining: NodeId) -> Result<(), CoordinatorError> {
+        let Some(init) = self.init else {
+            return Ok(());
+        };
+        let alive = self
+            .map
+            .nodes
+            .values()
+            .filter(|n| n.id != draining && n.status == NodeStatus::Alive)
+            .count() as u32;
+        if alive < init.replication_factor {
+            return Err(CoordinatorError::NotEnoughNodes {
+                alive,
+                replication_factor: init.replication_factor,
+            });
+        }
+        Ok(())
     }
 
     /// Ids start at 1 (0 means "no node" on the wire) and are never reused.

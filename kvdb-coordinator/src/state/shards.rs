@@ -42,10 +42,12 @@ impl MetaState {
     ) -> CommandResult {
         let shard = self.shard(id)?;
         check_epoch(shard, epoch)?;
-        if replicas.is_empty() {
-            return Err(CoordinatorError::InvalidArgument(
-                "replicas must not be empty".into(),
-            ));
+        let replication_factor = self.init.map_or(1, |i| i.replication_factor) as usize;
+        if replicas.len() < replication_factor {
+            return Err(CoordinatorError::InvalidArgument(format!(
+                "a shard needs at least {replication_factor} replicas (the replication factor), got {}",
+                replicas.len()
+            )));
         }
         for (i, node) in replicas.iter().enumerate() {
             if replicas[..i].contains(node) {

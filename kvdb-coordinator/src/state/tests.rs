@@ -245,7 +245,8 @@ fn replica_changes_are_checked() {
         (set(Some(Epoch(5)), vec![1]), "CONFLICT"),
         (set(None, vec![]), "INVALID_ARGUMENT"),
         (set(None, vec![1, 1]), "INVALID_ARGUMENT"),
-        (set(None, vec![1, 9]), "NOT_FOUND"),
+        (set(None, vec![1, 2]), "INVALID_ARGUMENT"),
+        (set(None, vec![1, 2, 9]), "NOT_FOUND"),
     ];
     let v = state.version();
     for (command, code) in cases {

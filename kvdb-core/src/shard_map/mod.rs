@@ -29,8 +29,8 @@ pub struct NodeInfo {
     pub name: String,
     /// Data-plane address, `host:port`.
     pub address: String,
-    /// Failure-domain label given at registration; carried and shown, not
-    /// yet read by placement.
+    /// Failure-domain label given at registration; the scheduler spreads
+    /// each shard's replicas over as many zones as it can.
     pub zone: String,
     /// Liveness and role, as the coordinator last judged it.
     pub status: NodeStatus,

@@ -29,8 +29,8 @@ pub use self::error::AdminError;
 use self::error::{api_error, decode, transport};
 use crate::admin::api::{
     ClusterView, MutationResponse, NodeList, NodeSelector, NodeStatusRequest, NodeView,
-    RegisterNodeRequest, ShardInitRequest, ShardLeaderRequest, ShardList, ShardReplicasRequest,
-    ShardView,
+    OperationsView, RegisterNodeRequest, SchedulerRequest, ShardInitRequest, ShardLeaderRequest,
+    ShardList, ShardReplicasRequest, ShardView,
 };
 
 /// A typed client of one coordinator's Admin API. Cheap to clone.
@@ -178,6 +178,17 @@ impl AdminClient {
             epoch,
         };
         self.post(&format!("/admin/shards/{shard}/leader"), &body)
+            .await
+    }
+
+    /// `GET /admin/operations`: what the scheduler is doing.
+    pub async fn operations(&self) -> Result<OperationsView, AdminError> {
+        self.get("/admin/operations").await
+    }
+
+    /// `POST /admin/scheduler`: pauses (`true`) or resumes the scheduler.
+    pub async fn set_scheduler_paused(&self, paused: bool) -> Result<MutationResponse, AdminError> {
+        self.post("/admin/scheduler", &SchedulerRequest { paused })
             .await
     }
 

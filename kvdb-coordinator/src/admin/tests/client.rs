@@ -88,6 +88,7 @@ async fn mutations_through_the_client() {
     let h = Harness::initialized(AdminConfig::default()).await;
     let (client, _stop) = h.serve().await;
     let shard = client.shard(ShardId(0)).await.unwrap();
+    h.register_nodes(4).await;
 
     // --- status by name
     let before = h.version();
@@ -99,6 +100,16 @@ async fn mutations_through_the_client() {
     assert_eq!(
         client.node(&"node-3".into()).await.unwrap().status,
         NodeStatus::Draining
+    );
+    // A second drain would leave two alive nodes for three replicas a shard.
+    let err = client
+        .set_node_status(&"node-2".into(), NodeStatus::Draining)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(StatusCode::CONFLICT));
+    assert_eq!(
+        client.node(&"node-2".into()).await.unwrap().status,
+        NodeStatus::Alive
     );
 
     // --- leader transfer with the current epoch, then with a stale one
@@ -113,8 +124,17 @@ async fn mutations_through_the_client() {
         .unwrap_err();
     assert_eq!(err.status(), Some(StatusCode::CONFLICT));
 
-    // --- move the shard to two of its replicas: the epoch moves on
+    // --- fewer replicas than the replication factor: refused
     let keep: Vec<NodeSelector> = shard.replicas[..2].iter().map(|r| r.id.into()).collect();
+    let err = client
+        .set_shard_replicas(shard.id, keep.clone(), Some(shard.epoch))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(StatusCode::BAD_REQUEST));
+
+    // --- swap the third replica for node-4: the epoch moves on
+    let mut keep = keep;
+    keep.push("node-4".into());
     let moved = client
         .set_shard_replicas(shard.id, keep, Some(shard.epoch))
         .await

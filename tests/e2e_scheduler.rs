@@ -1,0 +1,210 @@
+//! The scheduler over real servers on loopback: nodes that join get their
+//! share of replicas and leaderships, a drained node is emptied, and a node
+//! killed for good has its replicas replaced, all while a workload writes.
+//! The workload must see no failed write, and every acknowledged value must
+//! read back afterwards.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::{TestCluster, wait_until_async};
+use kvdb::cluster::LocalCluster;
+use kvdb::coordinator::scheduler::{Load, Reason};
+use kvdb::core::{NodeId, NodeStatus, ShardMap, ShardState};
+use kvdb_client::{Client, Kv};
+use tokio::task::JoinSet;
+
+/// How long the cluster may take to settle after each change.
+const SETTLE: Duration = Duration::from_secs(90);
+const WRITERS: usize = 6;
+const KEYS_PER_WRITER: u64 = 100;
+
+/// What one writer saw: the last acknowledged value per key, and its errors.
+type WriterResult = (BTreeMap<Vec<u8>, u64>, Vec<String>);
+
+/// Writers that put increasing values until stopped.
+struct Workload {
+    stop: Arc<AtomicBool>,
+    writers: JoinSet<WriterResult>,
+}
+
+impl Workload {
+    fn start(client: &Client) -> Workload {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut writers = JoinSet::new();
+        for w in 0..WRITERS {
+            let client = client.clone();
+            let stop = stop.clone();
+            writers.spawn(async move {
+                let mut acked = BTreeMap::new();
+                let mut errors = Vec::new();
+                let mut n = 0u64;
+                while n < KEYS_PER_WRITER || !stop.load(Ordering::Relaxed) {
+                    let key = format!("w{w}-{}", n % KEYS_PER_WRITER).into_bytes();
+                    match client.put(&key, n.to_string().as_bytes()).await {
+                        Ok(_) => {
+                            acked.insert(key, n);
+                        }
+                        Err(e) => errors.push(e.to_string()),
+                    }
+                    n += 1;
+                }
+                (acked, errors)
+            });
+        }
+        Workload { stop, writers }
+    }
+
+    /// Stops the writers; asserts that no write failed and that every key
+    /// reads its last acknowledged value.
+    async fn finish(mut self, client: &Client) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut keys = 0;
+        while let Some(result) = self.writers.join_next().await {
+            let (acked, errors) = result.expect("writer task");
+            assert!(errors.is_empty(), "writes failed: {errors:?}");
+            for (key, n) in acked {
+                let got = client.get(&key).await.expect("read back").expect("present");
+                assert_eq!(got.value, n.to_string().as_bytes(), "key {key:?}");
+                keys += 1;
+            }
+        }
+        assert_eq!(keys, WRITERS * KEYS_PER_WRITER as usize);
+    }
+}
+
+fn fast_scheduler(config: &mut kvdb::cluster::ClusterConfig) {
+    config.tune_coordinator = |c| {
+        c.heartbeat_interval = Duration::from_millis(200);
+        c.suspect_after = Duration::from_millis(1000);
+        c.dead_after = Duration::from_millis(2000);
+        c.scheduler.interval = Duration::from_millis(200);
+        c.scheduler.repair_after = Duration::from_secs(2);
+    };
+}
+
+/// Max minus min of `count` over `nodes`.
+fn spread(count: &BTreeMap<NodeId, usize>, nodes: &[NodeId]) -> usize {
+    let counts: Vec<usize> = nodes.iter().map(|n| count[n]).collect();
+    counts.iter().max().unwrap() - counts.iter().min().unwrap()
+}
+
+fn alive_nodes(map: &ShardMap) -> Vec<NodeId> {
+    map.nodes
+        .values()
+        .filter(|n| n.status == NodeStatus::Alive)
+        .map(|n| n.id)
+        .collect()
+}
+
+/// Leaderships per node, as the nodes themselves see them.
+fn real_leaders(cluster: &LocalCluster, map: &ShardMap) -> BTreeMap<NodeId, usize> {
+    let mut count: BTreeMap<NodeId, usize> = map.nodes.keys().map(|&n| (n, 0)).collect();
+    for shard in map.shards.keys() {
+        if let Some(i) = cluster.leader_of(*shard) {
+            *count.entry(cluster.node_id(i)).or_default() += 1;
+        }
+    }
+    count
+}
+
+/// Waits until every shard is stable with `rf` replicas on alive nodes and
+/// replicas and (real) leaderships are within one of each other across the
+/// alive nodes.
+async fn wait_balanced(cluster: &LocalCluster, rf: usize) {
+    let coordinator = cluster.coordinator().clone();
+    let settled = tokio::time::timeout(
+        SETTLE,
+        wait_until_async("replicas and leaders to balance", || {
+            let map = coordinator.map();
+            let alive = alive_nodes(&map);
+            let stable = map.shards.values().all(|s| {
+                s.state == ShardState::Stable
+                    && s.replicas.len() == rf
+                    && s.replicas.iter().all(|r| alive.contains(r))
+            });
+            let load = Load::of(&map);
+            let leaders = real_leaders(cluster, &map);
+            let led = leaders.values().sum::<usize>() == map.shards.len();
+            let ok = stable
+                && led
+                && spread(&load.replicas, &alive) <= 1
+                && spread(&leaders, &alive) <= 1;
+            async move { ok }
+        }),
+    )
+    .await;
+    let map = coordinator.map();
+    assert!(
+        settled.is_ok(),
+        "not balanced after {SETTLE:?}: replicas {:?}, leaders {:?}, shards {:?}",
+        Load::of(&map).replicas,
+        real_leaders(cluster, &map),
+        map.shards.values().collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn joining_nodes_get_their_share_and_a_drained_node_is_emptied() {
+    let mut test = TestCluster::start_with(3, fast_scheduler).await;
+    let client = test.cluster.client().await.unwrap();
+    let workload = Workload::start(&client);
+
+    // --- a 4th and a 5th node join under load
+    for _ in 0..2 {
+        test.cluster.add_node().await.expect("node joins");
+    }
+    wait_balanced(&test.cluster, 3).await;
+    let map = test.cluster.coordinator().map();
+    assert_eq!(alive_nodes(&map).len(), 5);
+    for node in [test.cluster.node_id(3), test.cluster.node_id(4)] {
+        assert!(Load::of(&map).replicas[&node] >= 4, "{node} got its share");
+    }
+
+    // --- drain one of the original nodes: it ends with nothing
+    let drained = test.cluster.node_id(0);
+    test.cluster
+        .coordinator()
+        .set_node_status(drained, NodeStatus::Draining)
+        .await
+        .unwrap();
+    wait_balanced(&test.cluster, 3).await;
+    let map = test.cluster.coordinator().map();
+    let load = Load::of(&map);
+    assert_eq!(load.replicas[&drained], 0);
+    assert_eq!(real_leaders(&test.cluster, &map)[&drained], 0);
+
+    workload.finish(&client).await;
+    test.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_killed_for_good_has_its_replicas_replaced() {
+    let mut test = TestCluster::start_with(4, fast_scheduler).await;
+    let client = test.cluster.client().await.unwrap();
+    let workload = Workload::start(&client);
+
+    let victim = test.cluster.node_id(1);
+    let coordinator = test.cluster.coordinator().clone();
+    assert!(Load::of(&coordinator.map()).replicas[&victim] > 0);
+    test.cluster.stop_node(1).await;
+
+    // --- dead after 2 s, repaired 2 s later: every shard back to 3 replicas
+    wait_balanced(&test.cluster, 3).await;
+    let map = coordinator.map();
+    assert_eq!(map.nodes[&victim].status, NodeStatus::Dead);
+    assert_eq!(Load::of(&map).replicas[&victim], 0);
+    let repairs = coordinator
+        .recent_operations()
+        .into_iter()
+        .filter(|op| op.operation.reason == Reason::Repair)
+        .count();
+    assert!(repairs > 0, "the scheduler logged its repairs");
+
+    workload.finish(&client).await;
+    test.stop().await;
+}
