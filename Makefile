@@ -16,7 +16,7 @@ endif
 
 export KVDB RUN_DIR
 
-.PHONY: build run-cluster bootstrap-cluster smoke-test stop test bench bench-shards chaos availability clean-run
+.PHONY: build run-cluster bootstrap-cluster smoke-test stop test bench bench-shards scale-test chaos availability clean-run
 
 build:
 	$(CARGO) build $(CARGO_PROFILE_FLAG) --bin kvdb
@@ -44,6 +44,11 @@ bench: build
 # fresh cluster per shard count. SHARD_COUNTS, CONCURRENCY, KEY_SPACE tune it.
 bench-shards: build
 	scripts/bench.sh shards
+
+# 3 storage nodes to SCALE_TO (6) under smart puts: time until the scheduler has balanced
+# replicas and leaders, throughput and CPU per node before and after (scripts/bench.sh scale).
+scale-test: build
+	scripts/bench.sh scale
 
 # Long chaos run: every chaos schedule for CHAOS_SECS of faults with a random
 # seed (printed; rerun one with KVDB_CHAOS_SEED=...), CHAOS_ROUNDS times, then

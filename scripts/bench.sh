@@ -31,6 +31,13 @@
 #                                  etcd and etcdctl are installed (and ETCD_ROW is
 #                                  not 0), a last row drives a 3-member etcd the
 #                                  same way (bench/etcd/run.sh) for comparison
+#   scripts/bench.sh scale         the scale test (`make scale-test`): 3 nodes
+#                                  under smart puts, then SCALE_TO (6) nodes; the
+#                                  time until the scheduler has replicas and
+#                                  leaders per node within one of the mean,
+#                                  throughput and CPU per node before and after
+#                                  (SCALE_SECONDS, 10, each), errors during the
+#                                  rebalancing, and every check key read back
 #
 # Settings (environment): KVDB, BENCH_DIR, CONCURRENCY, REQUESTS, VALUE_SIZE,
 # KEY_SPACE (spread runs), BENCH_TARGETS ("gateway smart"), BENCH_OPS
@@ -258,6 +265,99 @@ shards() {
       printf '%s\n' "${rows[@]}"; } | column -t -s $'\t'
 }
 
+# scale: see the header. Exits non-zero when the cluster does not balance within
+# BALANCE_TIMEOUT (120) s, a write failed, or a check key reads back wrong.
+scale() {
+    local to=${SCALE_TO:-6} secs=${SCALE_SECONDS:-10} timeout=${BALANCE_TIMEOUT:-120}
+    local checks=${SCALE_CHECK_KEYS:-100} i
+    command -v jq >/dev/null || { echo "bench: needs jq" >&2; exit 1; }
+    [[ -x "$KVDB" ]] || { echo "bench: no $KVDB: run make build" >&2; exit 1; }
+    trap stop_bench_cluster EXIT
+    trap 'exit 130' INT TERM
+    echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    SHARDS=${SHARDS:-12} start_bench_cluster
+    for (( i = 0; i < checks; i++ )); do
+        "$KVDB" put --gateway "$GATEWAY" "scale-check-$i" "value-$i" >/dev/null
+    done
+    scale_phase "3 nodes" "$secs" before
+    local port n=${#NODE_PORTS[@]}
+    for (( i = n + 1; i <= to; i++ )); do
+        port=$(( port_base + 10 + i ))
+        start_process "$BENCH_DIR" "node-$i" "$KVDB" node --name "node-$i" \
+            --listen "127.0.0.1:$port" --coordinators "$COORD" --data "$BENCH_DIR/data/node-$i"
+        NODE_PORTS+=("$port")
+    done
+    # Load while the scheduler moves replicas, in 3 s runs until it is balanced; their
+    # errors are what clients saw.
+    rm -f "$BENCH_DIR/during.jsonl" "$BENCH_DIR/balanced"
+    (
+        until [[ -f $BENCH_DIR/balanced ]]; do
+            "$KVDB" bench --coordinators "$COORD" --op put -c "$CONCURRENCY" --duration 3s \
+                --value-size "$VALUE_SIZE" --key-space "$KEY_SPACE" --key-prefix scale- \
+                --json >>"$BENCH_DIR/during.jsonl" || true
+        done
+    ) &
+    local load=$! started=$SECONDS balanced=""
+    while (( SECONDS - started < timeout )); do
+        if scale_balanced "$to"; then balanced=$(( SECONDS - started )); break; fi
+        sleep 1
+    done
+    touch "$BENCH_DIR/balanced"
+    wait "$load" 2>/dev/null || true
+    if [[ -z $balanced ]]; then
+        echo "scale: not balanced after ${timeout} s:" >&2
+        "$KVDB" admin --admin "$ADMIN" nodes >&2
+        exit 1
+    fi
+    echo "balanced $to nodes in ${balanced} s (replicas and leaders per node within one of the mean);" \
+        "while it moved: $(jq -s 'map(.throughput) | add / length | floor' "$BENCH_DIR/during.jsonl") puts/s," \
+        "$(jq -s 'map((.errors // {}) | add // 0) | add' "$BENCH_DIR/during.jsonl") errors"
+    "$KVDB" admin --admin "$ADMIN" nodes
+    scale_phase "$to nodes" "$secs" after
+    local bad=0
+    for (( i = 0; i < checks; i++ )); do
+        [[ $("$KVDB" get --gateway "$GATEWAY" "scale-check-$i") == "value-$i" ]] || bad=$(( bad + 1 ))
+    done
+    echo "check keys read back: $(( checks - bad )) of $checks"
+    local failed
+    failed=$(jq -s 'map((.errors // {}) | add // 0) | add' "$BENCH_DIR/before.json" \
+        "$BENCH_DIR/during.jsonl" "$BENCH_DIR/after.json")
+    (( bad == 0 && failed == 0 )) || { echo "scale: $bad bad check keys, $failed failed writes" >&2; exit 1; }
+}
+
+# scale_phase LABEL SECONDS NAME: SECONDS of smart puts, saved as NAME.json; prints
+# throughput, latency and CPU per node (cores) over the run.
+scale_phase() {
+    local label=$1 secs=$2 name=$3 pids before=() i cpu=() hz
+    read -ra pids <<<"$(node_pids)"
+    for i in "${!pids[@]}"; do before[i]=$(cpu_ticks "${pids[i]}"); done
+    "$KVDB" bench --coordinators "$COORD" --op put -c "$CONCURRENCY" --duration "${secs}s" \
+        --value-size "$VALUE_SIZE" --key-space "$KEY_SPACE" --key-prefix scale- \
+        --json >"$BENCH_DIR/$name.json"
+    hz=$(getconf CLK_TCK)
+    for i in "${!pids[@]}"; do
+        cpu+=("$(awk -v d="$(( $(cpu_ticks "${pids[i]}") - before[i] ))" -v hz="$hz" -v w="$secs" \
+            'BEGIN { printf "%.2f", d / hz / w }')")
+    done
+    jq -r --arg label "$label" --arg cpu "${cpu[*]}" \
+        '"\($label): \(.throughput | floor) puts/s, p50 \(.latency_ms.p50) ms, p99 \(.latency_ms.p99) ms, errors \(.errors | add // 0); CPU per node (cores): \($cpu)"' \
+        "$BENCH_DIR/$name.json"
+}
+
+# scale_balanced N: whether N nodes are alive, no shard is moving, and replicas and
+# leaders per node are within one of each other.
+scale_balanced() {
+    local nodes moving
+    nodes=$("$KVDB" admin --admin "$ADMIN" --json nodes 2>/dev/null) || return 1
+    moving=$("$KVDB" admin --admin "$ADMIN" --json operations 2>/dev/null | jq '.moving | length') || return 1
+    jq -e --argjson n "$1" --argjson moving "$moving" '
+        [.nodes[] | select(.status == "alive")] as $alive
+        | ($alive | length) == $n and $moving == 0
+          and (($alive | map(.replicas) | max) - ($alive | map(.replicas) | min)) <= 1
+          and (($alive | map(.leaders) | max) - ($alive | map(.leaders) | min)) <= 1' \
+        <<<"$nodes" >/dev/null
+}
+
 # node_pids: the PIDs of the bench cluster's storage nodes, in node order.
 node_pids() {
     local i
@@ -300,6 +400,7 @@ case "${1:-run}" in
     profile) shift; profile "$@" ;;
     memory) memory ;;
     shards) shards ;;
+    scale) scale ;;
     up) trap stop_bench_cluster EXIT; trap 'exit 130' INT TERM; start_bench_cluster; wait ;;
-    *) echo "usage: $0 [run] | table FILE... | up | profile [put|get] [gateway|smart] | memory | shards" >&2; exit 2 ;;
+    *) echo "usage: $0 [run] | table FILE... | up | profile [put|get] [gateway|smart] | memory | shards | scale" >&2; exit 2 ;;
 esac

@@ -67,6 +67,18 @@ async fn replica_move_under_load() {
     run_clean(Schedule::ReplicaMove, options).await;
 }
 
+/// Drains and repairs by the scheduler while nodes crash and lose their peers: four nodes,
+/// so that a crashed node's replicas have somewhere to go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn drain_and_repair_under_faults() {
+    let options = ChaosOptions {
+        nodes: 4,
+        fast_repair: true,
+        ..ChaosOptions::default()
+    };
+    run_clean(Schedule::DrainRepair, options).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_write_to_a_hung_leader_moves_on_to_the_new_leader() {
     write_to_a_hung_leader()

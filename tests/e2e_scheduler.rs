@@ -11,15 +11,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{TestCluster, wait_until_async};
+use common::TestCluster;
 use kvdb::cluster::LocalCluster;
 use kvdb::coordinator::scheduler::{Load, Reason};
 use kvdb::core::{NodeId, NodeStatus, ShardMap, ShardState};
 use kvdb_client::{Client, Kv};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 /// How long the cluster may take to settle after each change.
 const SETTLE: Duration = Duration::from_secs(90);
+/// How often the settling cluster is looked at.
+const POLL: Duration = Duration::from_millis(50);
 const WRITERS: usize = 6;
 const KEYS_PER_WRITER: u64 = 100;
 
@@ -117,35 +120,33 @@ fn real_leaders(cluster: &LocalCluster, map: &ShardMap) -> BTreeMap<NodeId, usiz
 /// alive nodes.
 async fn wait_balanced(cluster: &LocalCluster, rf: usize) {
     let coordinator = cluster.coordinator().clone();
-    let settled = tokio::time::timeout(
-        SETTLE,
-        wait_until_async("replicas and leaders to balance", || {
-            let map = coordinator.map();
-            let alive = alive_nodes(&map);
-            let stable = map.shards.values().all(|s| {
-                s.state == ShardState::Stable
-                    && s.replicas.len() == rf
-                    && s.replicas.iter().all(|r| alive.contains(r))
-            });
-            let load = Load::of(&map);
-            let leaders = real_leaders(cluster, &map);
-            let led = leaders.values().sum::<usize>() == map.shards.len();
-            let ok = stable
-                && led
-                && spread(&load.replicas, &alive) <= 1
-                && spread(&leaders, &alive) <= 1;
-            async move { ok }
-        }),
-    )
-    .await;
-    let map = coordinator.map();
-    assert!(
-        settled.is_ok(),
-        "not balanced after {SETTLE:?}: replicas {:?}, leaders {:?}, shards {:?}",
-        Load::of(&map).replicas,
-        real_leaders(cluster, &map),
-        map.shards.values().collect::<Vec<_>>()
-    );
+    let balanced = || {
+        let map = coordinator.map();
+        let alive = alive_nodes(&map);
+        let stable = map.shards.values().all(|s| {
+            s.state == ShardState::Stable
+                && s.replicas.len() == rf
+                && s.replicas.iter().all(|r| alive.contains(r))
+        });
+        let load = Load::of(&map);
+        let leaders = real_leaders(cluster, &map);
+        let led = leaders.values().sum::<usize>() == map.shards.len();
+        stable && led && spread(&load.replicas, &alive) <= 1 && spread(&leaders, &alive) <= 1
+    };
+    let started = Instant::now();
+    while !balanced() {
+        let map = coordinator.map();
+        assert!(
+            started.elapsed() < SETTLE,
+            "not balanced after {SETTLE:?}: replicas {:?}, leaders {:?}, shards {:?}, operations {:?}",
+            Load::of(&map).replicas,
+            real_leaders(cluster, &map),
+            map.shards.values().collect::<Vec<_>>(),
+            coordinator.recent_operations()
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    eprintln!("balanced in {:?}", started.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -93,7 +93,7 @@ pub enum ReplicaError {
     Log {
         /// The shard whose replica failed.
         shard: ShardId,
-        /// Why the group's log could not be removed.
+        /// Why the group's log could not be read or removed.
         #[source]
         source: LogDbError,
     },
@@ -202,6 +202,9 @@ impl Replica {
         let (storage, store) = state_machine?;
         let lease = env.config.lease_reads.then(Arc::<LeaseClock>::default);
         let mut log = env.log_db.group::<ShardRaftConfig>(shard.0);
+        let vote_floor = log
+            .vote_floor()
+            .map_err(|source| ReplicaError::Log { shard, source })?;
         let mut network = GrpcNetworkFactory::new(shard.0, env.peers.clone());
         if let Some(lease) = &lease {
             log = log.with_lease_clock(lease.clone());
@@ -213,7 +216,8 @@ impl Replica {
                 shard,
                 source: Box::new(source),
             })?;
-        env.router.register(shard.0, raft.clone());
+        env.router
+            .register_with_floor(shard.0, raft.clone(), vote_floor);
         let floor = enforces_read_floor(&env.config).then(Arc::<ReadFloor>::default);
         let (writes, batcher) = WriteQueue::spawn(raft.clone());
         let (reads, confirmer) = ReadQueue::spawn(raft.clone(), env.node.0, floor.clone());
@@ -431,7 +435,7 @@ impl Replica {
         .await
         .map_err(|source| ReplicaError::Task { shard, source })??;
         env.log_db
-            .remove_group(shard.0)
+            .remove_group::<ShardRaftConfig>(shard.0)
             .await
             .map_err(|source| ReplicaError::Log { shard, source })?;
         tracing::info!(%shard, "replica removed and its data deleted");

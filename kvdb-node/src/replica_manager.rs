@@ -9,7 +9,9 @@
 //!   full replica set;
 //! - a replica of a shard that no longer lists this node (the move was
 //!   committed: epoch bumped, this node not in `replicas`) is stopped, never
-//!   earlier, and its data deleted as soon as no request or task holds it;
+//!   earlier, and its data deleted as soon as no request or task holds it; a
+//!   shard given back meanwhile reopens only after that deletion, which would
+//!   otherwise wipe the new replica's log;
 //! - on a shard this node leads: a leader the map does not know yet is
 //!   reported, and a pending move is run (see [`crate::reconfigure`]);
 //! - a `SetShardLeader` (the map names another voter for the current Raft
@@ -181,11 +183,6 @@ impl ReplicaManager {
     pub async fn reconcile(&self) {
         let map = self.cache.current();
         let me = self.env.node;
-        for info in map.shards.values() {
-            if info.members().contains(&me) {
-                self.ensure_open(&map, info).await;
-            }
-        }
         for shard in self.shards() {
             let member = map
                 .shards
@@ -196,6 +193,14 @@ impl ReplicaManager {
             }
         }
         self.reap_retired().await;
+        for info in map.shards.values() {
+            // A shard given back to this node while its removed replica still waits to be
+            // deleted opens once that is done: the deletion clears the shard's log and data,
+            // and must never run under a replica that uses them.
+            if info.members().contains(&me) && !self.is_retiring(info.id) {
+                self.ensure_open(&map, info).await;
+            }
+        }
         for info in map.shards.values() {
             let Some(replica) = self.replica(info.id) else {
                 continue;
@@ -280,6 +285,15 @@ impl ReplicaManager {
                 .unwrap_or_else(PoisonError::into_inner)
                 .push(replica);
         }
+    }
+
+    /// Whether a removed replica of `shard` still waits for its data to be deleted.
+    fn is_retiring(&self, shard: ShardId) -> bool {
+        self.retired
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(|r| r.shard() == shard)
     }
 
     /// Deletes the data of retired replicas nothing holds any more.

@@ -55,6 +55,10 @@ pub struct ChaosOptions {
     /// Whether the coordinator's scheduler runs; schedules that move
     /// replicas by hand turn it off so that it does not move them again.
     pub scheduler: bool,
+    /// Nodes declared dead within 2 s and their replicas replaced 1 s later
+    /// (rather than the defaults' 6 s and 30 s), so repairs happen within a
+    /// fault cycle.
+    pub fast_repair: bool,
 }
 
 impl Default for ChaosOptions {
@@ -66,6 +70,7 @@ impl Default for ChaosOptions {
             slow_leader: Some(DEFAULT_SLOW_LEADER),
             keys: DEFAULT_KEYS,
             scheduler: true,
+            fast_repair: false,
         }
     }
 }
@@ -105,6 +110,15 @@ impl ChaosCluster {
             node.slow_leader = options.slow_leader;
         });
         config.gateway_executor = rewrites.executor_config(Endpoint::Gateway);
+        if options.fast_repair {
+            config.tune_coordinator = |c| {
+                c.heartbeat_interval = Duration::from_millis(200);
+                c.suspect_after = Duration::from_secs(1);
+                c.dead_after = Duration::from_secs(2);
+                c.scheduler.interval = Duration::from_millis(250);
+                c.scheduler.repair_after = Duration::from_secs(1);
+            };
+        }
         let cluster = bound.start().await.expect("cluster starts");
         if !options.scheduler {
             cluster

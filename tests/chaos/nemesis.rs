@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use kvdb::core::{NodeId, ShardId, ShardState};
+use kvdb::core::{NodeId, NodeStatus, ShardId, ShardState};
 use kvdb_testkit::Fault;
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -39,6 +39,11 @@ pub enum Schedule {
     CoordinatorDown,
     /// Move a shard's leader replica to the spare node while writes run.
     ReplicaMove,
+    /// The scheduler at work: alternately drain a node while another is
+    /// crashed, or crash a node long enough for its replicas to be replaced
+    /// while a third is cut off from its peers; then bring everything back
+    /// and let the scheduler rebalance onto it.
+    DrainRepair,
 }
 
 impl Schedule {
@@ -50,6 +55,7 @@ impl Schedule {
             Schedule::KillRestart => "kill-restart",
             Schedule::CoordinatorDown => "coordinator-down",
             Schedule::ReplicaMove => "replica-move-under-load",
+            Schedule::DrainRepair => "drain-repair",
         }
     }
 }
@@ -125,6 +131,7 @@ pub async fn cycle(
             format!("coordinator down, crashed node {node}, for {held:?}")
         }
         Schedule::ReplicaMove => move_leader_replica(cluster, rng).await,
+        Schedule::DrainRepair => drain_or_repair(cluster, rng, cycle).await,
     };
     cluster.partition.heal();
     done
@@ -163,6 +170,53 @@ fn cut_nodes(cluster: &ChaosCluster, cut: impl Fn(usize, usize) -> bool) {
             (Endpoint::Node(a), Endpoint::Node(b)) => cut(*a, *b),
             _ => false,
         });
+}
+
+/// One drain-repair cycle (see [`Schedule::DrainRepair`]). The scheduler
+/// needs the coordinator, so it stays up; faults hit nodes and their links.
+async fn drain_or_repair(cluster: &mut ChaosCluster, rng: &mut StdRng, cycle: usize) -> String {
+    let mut nodes: Vec<usize> = (0..cluster.node_count()).collect();
+    nodes.shuffle(rng);
+    let coordinator = cluster.coordinator().clone();
+    let what = if cycle.is_multiple_of(2) {
+        let (drained, crashed) = (nodes[0], nodes[1]);
+        let id = cluster.id_of(drained);
+        // Refused when it would leave too few alive nodes: a fault the
+        // cluster must also survive.
+        let accepted = coordinator
+            .set_node_status(id, NodeStatus::Draining)
+            .await
+            .is_ok();
+        cluster.stop_node(crashed).await;
+        let held = Duration::from_millis(rng.random_range(3_000..6_000));
+        tokio::time::sleep(held).await;
+        cluster.restart_node(crashed).await;
+        let _ = coordinator.set_node_status(id, NodeStatus::Alive).await;
+        format!(
+            "drained node {drained} (accepted: {accepted}) while node {crashed} was down for {held:?}"
+        )
+    } else {
+        let (crashed, isolated) = (nodes[0], nodes[1]);
+        let id = cluster.id_of(crashed);
+        cluster.stop_node(crashed).await;
+        cut_nodes(cluster, |a, b| a == isolated || b == isolated);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        cluster.partition.heal();
+        wait_until("the crashed node's replicas to be replaced", || {
+            let map = coordinator.map();
+            map.shards.values().all(|s| !s.members().contains(&id))
+        })
+        .await;
+        cluster.restart_node(crashed).await;
+        format!("crashed node {crashed} until repaired, node {isolated} cut off for 2s")
+    };
+    wait_until("the cluster to settle", || {
+        let map = coordinator.map();
+        map.nodes.values().all(|n| n.status == NodeStatus::Alive)
+            && map.shards.values().all(|s| s.state == ShardState::Stable)
+    })
+    .await;
+    what
 }
 
 /// Replaces a random shard's leader replica by a node outside its replica

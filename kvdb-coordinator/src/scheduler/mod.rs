@@ -10,19 +10,23 @@
 //! leader carries out a move (learner first, then the membership change; see
 //! the node's `reconfigure`).
 //!
-//! Two things are kept in the leader's memory only, and start fresh with a
+//! A few things are kept in the leader's memory only, and start fresh with a
 //! new leadership: when each dead node was first seen dead (so a new leader
-//! waits the full `repair_after` before replacing replicas, never less), and
+//! waits the full `repair_after` before replacing replicas, never less), the
+//! leader transfers it started (a shard whose leadership it moved is left
+//! alone by balancing for [`SHARD_COOLDOWN`]; a node a transfer failed to
+//! reach gets no balancing work for [`UNFIT_FOR`]: its peers may not hear
+//! it, and each failed transfer stalls the shard's writes for a moment), and
 //! the log of recently started operations shown by the Admin API.
 //!
 //! The pause switch is replicated (`Command::SetSchedulerPaused`), so it
 //! survives leader changes and restarts.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kvdb_core::{NodeId, NodeStatus, ShardMap};
+use kvdb_core::{NodeId, NodeStatus, ShardId, ShardInfo, ShardMap};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -35,10 +39,20 @@ pub mod plan;
 #[cfg(test)]
 mod tests;
 
-pub use plan::{Limits, Load, Operation, OperationKind, Reason};
+pub use plan::{Limits, Load, Operation, OperationKind, Reason, Recent};
 
 /// How many started operations the leader remembers for the Admin API.
 const RECENT_OPERATIONS: usize = 256;
+/// How long balancing leaves a shard's leadership alone after moving it.
+pub const SHARD_COOLDOWN: Duration = Duration::from_secs(30);
+/// How long after a transfer the new leader must have reported itself.
+const TRANSFER_GRACE: Duration = Duration::from_secs(5);
+/// How long a node a transfer failed to reach gets no balancing work.
+pub const UNFIT_FOR: Duration = Duration::from_secs(20);
+/// How long no shard may have changed leader, and no node status, before
+/// leaderships are balanced: right after a failover or a restart the
+/// cluster is still settling, and each balancing transfer stalls a shard.
+pub const LEADER_SETTLE: Duration = Duration::from_secs(10);
 
 /// How the scheduler runs on the coordinator leader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,24 +113,36 @@ struct Memory {
     term: Option<u64>,
     /// When this leadership first saw each node dead.
     dead_since: HashMap<NodeId, Instant>,
+    /// Leader transfers this leadership started, by shard: the target, the
+    /// shard's leader term before, and when.
+    transfers: HashMap<ShardId, (NodeId, u64, Instant)>,
+    /// Nodes a transfer failed to reach, and until when they are skipped.
+    unfit_until: HashMap<NodeId, Instant>,
+    /// Every shard's leader and term and every node's status at the last
+    /// look, and since when they have been so.
+    calm_since: Option<(CalmState, Instant)>,
     recent: VecDeque<StartedOperation>,
 }
 
 impl SchedulerMemory {
-    /// The dead nodes of `map` whose replicas may be replaced at `now`:
-    /// seen dead by this leadership (`term`) for at least `repair_after`.
-    pub(crate) fn repairable(
+    /// What this leadership (`term`) remembers at `now` that the map does
+    /// not say; see [`Recent`].
+    pub(crate) fn recent_facts(
         &self,
         map: &ShardMap,
         term: u64,
         now: Instant,
         repair_after: Duration,
-    ) -> BTreeSet<NodeId> {
+    ) -> Recent {
         let mut memory = self.lock();
         if memory.term != Some(term) {
-            memory.term = Some(term);
-            memory.dead_since.clear();
+            *memory = Memory {
+                term: Some(term),
+                recent: std::mem::take(&mut memory.recent),
+                ..Memory::default()
+            };
         }
+        let memory = &mut *memory;
         memory
             .dead_since
             .retain(|node, _| map.nodes.get(node).map(|n| n.status) == Some(NodeStatus::Dead));
@@ -125,12 +151,44 @@ impl SchedulerMemory {
                 memory.dead_since.entry(node.id).or_insert(now);
             }
         }
+        // A transfer took when the target reported itself leader in a newer term.
+        for (shard, (to, term_before, at)) in &memory.transfers {
+            let Some(info) = map.shards.get(shard) else {
+                continue;
+            };
+            let took = info.leader == Some(*to) && info.leader_term > *term_before;
+            if !took && now.saturating_duration_since(*at) >= TRANSFER_GRACE {
+                memory.unfit_until.entry(*to).or_insert(now + UNFIT_FOR);
+            }
+        }
         memory
-            .dead_since
-            .iter()
-            .filter(|(_, since)| now.saturating_duration_since(**since) >= repair_after)
-            .map(|(node, _)| *node)
-            .collect()
+            .transfers
+            .retain(|_, (_, _, at)| now.saturating_duration_since(*at) < SHARD_COOLDOWN);
+        memory.unfit_until.retain(|_, until| *until > now);
+        let state = calm_state(map);
+        let since = match memory.calm_since.take() {
+            Some((old, since)) if old == state => since,
+            _ => now,
+        };
+        memory.calm_since = Some((state, since));
+        Recent {
+            calm: now.saturating_duration_since(since) >= LEADER_SETTLE,
+            repairable: memory
+                .dead_since
+                .iter()
+                .filter(|(_, since)| now.saturating_duration_since(**since) >= repair_after)
+                .map(|(node, _)| *node)
+                .collect(),
+            cooling: memory.transfers.keys().copied().collect(),
+            unfit: memory.unfit_until.keys().copied().collect(),
+        }
+    }
+
+    /// Notes a transfer of `shard`'s leadership to `to` started at `now`.
+    fn transferred(&self, shard: &ShardInfo, to: NodeId, now: Instant) {
+        self.lock()
+            .transfers
+            .insert(shard.id, (to, shard.leader_term, now));
     }
 
     fn record(&self, operation: Operation, error: Option<String>) {
@@ -156,6 +214,22 @@ impl SchedulerMemory {
     fn lock(&self) -> std::sync::MutexGuard<'_, Memory> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// What must stay unchanged for the cluster to count as calm: each shard's
+/// `(id, leader, term)` and each node's `(MAX, id, status)`.
+type CalmState = Vec<(u64, u64, u64)>;
+
+fn calm_state(map: &ShardMap) -> CalmState {
+    let shards = map
+        .shards
+        .values()
+        .map(|s| (s.id.0, s.leader.map_or(0, |l| l.0), s.leader_term));
+    let nodes = map
+        .nodes
+        .values()
+        .map(|n| (u64::MAX, n.id.0, n.status as u64));
+    shards.chain(nodes).collect()
 }
 
 /// The command that starts `operation`.
@@ -198,12 +272,17 @@ pub(crate) async fn run(
         }
         let term = coordinator.raft_metrics().borrow().current_term;
         let memory = coordinator.scheduler_memory();
-        let repairable = memory.repairable(&map, term, Instant::now(), config.repair_after);
-        for operation in plan::plan(&map, &repairable, config.limits) {
+        let recent = memory.recent_facts(&map, term, Instant::now(), config.repair_after);
+        for operation in plan::plan(&map, &recent, config.limits) {
             let result = coordinator.execute(command(&operation)).await;
             let error = match result {
                 Ok(_) => {
                     tracing::info!(?operation, "scheduler started an operation");
+                    if let OperationKind::TransferLeader { to, .. } = operation.kind
+                        && let Some(shard) = map.shards.get(&operation.shard)
+                    {
+                        memory.transferred(shard, to, Instant::now());
+                    }
                     None
                 }
                 // The map moved on since the plan: the next round replans.

@@ -108,20 +108,42 @@ impl Load {
     }
 }
 
-/// The operations worth starting on `map` now. `repairable` holds the dead
-/// nodes whose replicas may be replaced (dead for at least `repair_after`).
-pub fn plan(map: &ShardMap, repairable: &BTreeSet<NodeId>, limits: Limits) -> Vec<Operation> {
-    let mut planner = Planner::new(map, limits);
+/// What the leader remembers that the map does not say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recent {
+    /// Dead nodes whose replicas may be replaced (dead for `repair_after`).
+    pub repairable: BTreeSet<NodeId>,
+    /// Shards whose leadership the scheduler moved lately: balancing leaves
+    /// them alone for a while, so that no shard's leadership keeps moving.
+    pub cooling: BTreeSet<ShardId>,
+    /// Nodes a recent transfer failed to reach (the old leader took its
+    /// leadership back): a node its peers cannot hear, say. They get no
+    /// balancing transfers or moves for a while; repair and drain still use
+    /// them when nothing else can take a replica.
+    pub unfit: BTreeSet<NodeId>,
+    /// Whether leaderships may be balanced: only once the cluster has been
+    /// calm for a while (see `scheduler::LEADER_SETTLE`), since every
+    /// balancing transfer stalls its shard's writes for a moment.
+    pub calm: bool,
+}
+
+/// The operations worth starting on `map` now.
+pub fn plan(map: &ShardMap, recent: &Recent, limits: Limits) -> Vec<Operation> {
+    let mut planner = Planner::new(map, recent, limits);
+    let repairable = &recent.repairable;
     planner.evacuate(|n| repairable.contains(&n.id), Reason::Repair);
     planner.transfer_off_draining();
     planner.evacuate(|n| n.status == NodeStatus::Draining, Reason::Drain);
     planner.balance_replicas();
-    planner.balance_leaders();
+    if recent.calm {
+        planner.balance_leaders();
+    }
     planner.operations
 }
 
 struct Planner<'a> {
     map: &'a ShardMap,
+    recent: &'a Recent,
     limits: Limits,
     load: Load,
     /// Shards that already have an operation in this plan, or are moving.
@@ -132,7 +154,7 @@ struct Planner<'a> {
 }
 
 impl<'a> Planner<'a> {
-    fn new(map: &'a ShardMap, limits: Limits) -> Self {
+    fn new(map: &'a ShardMap, recent: &'a Recent, limits: Limits) -> Self {
         let busy: BTreeSet<ShardId> = map
             .shards
             .values()
@@ -141,6 +163,7 @@ impl<'a> Planner<'a> {
             .collect();
         Planner {
             map,
+            recent,
             limits,
             load: Load::of(map),
             moves_in_flight: busy.len(),
@@ -201,7 +224,8 @@ impl<'a> Planner<'a> {
             .filter(|n| n.status == NodeStatus::Alive && !shard.replicas.contains(&n.id))
             .min_by_key(|n| {
                 let shared_zones = staying.iter().filter(|&&r| self.zone(r) == n.zone).count();
-                (shared_zones, self.load.replicas[&n.id], n.id)
+                let unfit = self.recent.unfit.contains(&n.id);
+                (unfit, shared_zones, self.load.replicas[&n.id], n.id)
             })
             .map(|n| n.id)
     }
@@ -276,7 +300,7 @@ impl<'a> Planner<'a> {
                 .iter()
                 .copied()
                 .filter(|&r| self.is_alive(r))
-                .min_by_key(|r| (self.load.leaders[r], *r));
+                .min_by_key(|r| (self.recent.unfit.contains(r), self.load.leaders[r], *r));
             if let Some(to) = to {
                 self.push_transfer(shard, leader, to, Reason::Drain);
             }
@@ -317,6 +341,9 @@ impl<'a> Planner<'a> {
             for &to in &alive {
                 if self.load.replicas[&from] < self.load.replicas[&to] + 2 {
                     break;
+                }
+                if self.recent.unfit.contains(&to) {
+                    continue;
                 }
                 let candidates = self.idle_shards().filter(|s| {
                     s.replicas.contains(&from)
@@ -375,10 +402,16 @@ impl<'a> Planner<'a> {
             let mut came_from: BTreeMap<NodeId, (&'a ShardInfo, NodeId)> = BTreeMap::new();
             let mut queue = std::collections::VecDeque::from([source]);
             while let Some(node) = queue.pop_front() {
-                let led = self.idle_shards().filter(|s| s.leader == Some(node));
+                let led = self
+                    .idle_shards()
+                    .filter(|s| s.leader == Some(node) && !self.recent.cooling.contains(&s.id));
                 for shard in led {
                     for &next in &shard.replicas {
-                        if next == source || came_from.contains_key(&next) || !self.is_alive(next) {
+                        if next == source
+                            || came_from.contains_key(&next)
+                            || !self.is_alive(next)
+                            || self.recent.unfit.contains(&next)
+                        {
                             continue;
                         }
                         came_from.insert(next, (shard, node));

@@ -3,7 +3,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use kvdb_core::{Epoch, NodeId, NodeInfo, NodeStatus, ShardId, ShardInfo, ShardMap, ShardState};
 use proptest::prelude::*;
 
-use super::plan::{Limits, Load, Operation, OperationKind, Reason, plan};
+use super::plan::{Limits, Load, Operation, OperationKind, Reason, Recent, plan};
 
 const LIMITS: Limits = Limits {
     max_moves: 4,
@@ -47,6 +47,22 @@ fn map(nodes: Vec<NodeInfo>, shards: &[&[u64]]) -> ShardMap {
     map
 }
 
+/// Facts with `nodes` repairable and nothing else.
+fn repairing(nodes: &BTreeSet<NodeId>) -> Recent {
+    Recent {
+        repairable: nodes.clone(),
+        ..none()
+    }
+}
+
+/// A calm cluster with nothing to remember.
+fn none() -> Recent {
+    Recent {
+        calm: true,
+        ..Recent::default()
+    }
+}
+
 fn alive(ids: std::ops::RangeInclusive<u64>) -> Vec<NodeInfo> {
     ids.map(|i| node(i, NodeStatus::Alive, "z")).collect()
 }
@@ -84,7 +100,7 @@ fn finish(map: &mut ShardMap, operations: &[Operation]) {
 fn settle(map: &mut ShardMap, repairable: &BTreeSet<NodeId>) -> Vec<Vec<Operation>> {
     let mut rounds = Vec::new();
     for _ in 0..1000 {
-        let ops = plan(map, repairable, LIMITS);
+        let ops = plan(map, &repairing(repairable), LIMITS);
         if ops.is_empty() {
             return rounds;
         }
@@ -115,7 +131,7 @@ fn spread(map: &ShardMap, count: &BTreeMap<NodeId, usize>) -> usize {
 #[test]
 fn a_balanced_cluster_needs_nothing() {
     let m = map(alive(1..=3), &[&[1, 2, 3], &[2, 3, 1], &[3, 1, 2]]);
-    assert!(plan(&m, &BTreeSet::new(), LIMITS).is_empty());
+    assert!(plan(&m, &none(), LIMITS).is_empty());
 }
 
 #[test]
@@ -127,8 +143,8 @@ fn a_dead_node_is_repaired_only_once_repairable() {
     );
     // Dead but not for long enough: no replica is replaced, and balancing
     // leaves shards with a dead replica alone.
-    assert!(plan(&m, &BTreeSet::new(), LIMITS).is_empty());
-    let ops = plan(&m, &BTreeSet::from([NodeId(3)]), LIMITS);
+    assert!(plan(&m, &none(), LIMITS).is_empty());
+    let ops = plan(&m, &repairing(&BTreeSet::from([NodeId(3)])), LIMITS);
     assert_eq!(ops.len(), 3, "{ops:?}");
     for op in &ops {
         assert_eq!(op.reason, Reason::Repair);
@@ -153,7 +169,7 @@ fn the_move_limit_counts_shards_already_moving() {
     m.shards.get_mut(&ShardId(0)).unwrap().state = ShardState::Moving {
         target: vec![NodeId(1), NodeId(2), NodeId(4)],
     };
-    let ops = plan(&m, &BTreeSet::from([NodeId(3)]), limits);
+    let ops = plan(&m, &repairing(&BTreeSet::from([NodeId(3)])), limits);
     assert_eq!(ops.len(), 1, "{ops:?}");
     assert_eq!(ops[0].shard, ShardId(1));
 }
@@ -171,7 +187,7 @@ fn a_shard_without_a_live_majority_is_left_alone() {
         &[&[1, 2, 3]],
     );
     let repairable = BTreeSet::from([NodeId(2), NodeId(3)]);
-    assert!(plan(&m, &repairable, LIMITS).is_empty());
+    assert!(plan(&m, &repairing(&repairable), LIMITS).is_empty());
 }
 
 #[test]
@@ -187,7 +203,7 @@ fn repair_prefers_a_zone_the_shard_does_not_use() {
         ],
         &[&[1, 2, 3], &[5, 1, 2]],
     );
-    let ops = plan(&m, &BTreeSet::from([NodeId(3)]), LIMITS);
+    let ops = plan(&m, &repairing(&BTreeSet::from([NodeId(3)])), LIMITS);
     let OperationKind::MoveReplica { to, .. } = &ops[0].kind else {
         panic!("{ops:?}")
     };
@@ -201,7 +217,7 @@ fn nothing_is_planned_when_no_node_can_take_the_replica() {
         3,
         NodeStatus::Dead,
     );
-    assert!(plan(&m, &BTreeSet::from([NodeId(3)]), LIMITS).is_empty());
+    assert!(plan(&m, &repairing(&BTreeSet::from([NodeId(3)])), LIMITS).is_empty());
 }
 
 #[test]
@@ -214,7 +230,7 @@ fn a_drain_hands_off_leaderships_then_empties_the_node() {
         1,
         NodeStatus::Draining,
     );
-    let first = plan(&m, &BTreeSet::new(), LIMITS);
+    let first = plan(&m, &none(), LIMITS);
     assert!(
         first
             .iter()
@@ -241,10 +257,51 @@ fn leaders_move_along_a_chain_when_no_direct_transfer_helps() {
         max_moves: 0,
         ..LIMITS
     };
-    let ops = plan(&m, &BTreeSet::new(), limits);
+    let ops = plan(&m, &none(), limits);
     assert_eq!(ops.len(), 2, "{ops:?}");
     finish(&mut m, &ops);
     assert!(spread(&m, &Load::of(&m).leaders) <= 1, "{ops:?}");
+}
+
+#[test]
+fn balancing_skips_cooling_shards_and_unfit_nodes() {
+    // Node 1 leads all three shards; nodes 2 and 3 lead none.
+    let m = map(alive(1..=3), &[&[1, 2, 3], &[1, 3, 2], &[1, 2, 3]]);
+    let transfers = |recent: &Recent| -> Vec<(ShardId, NodeId)> {
+        plan(&m, recent, LIMITS)
+            .into_iter()
+            .filter_map(|op| match op.kind {
+                OperationKind::TransferLeader { to, .. } => Some((op.shard, to)),
+                OperationKind::MoveReplica { .. } => None,
+            })
+            .collect()
+    };
+    assert_eq!(transfers(&none()).len(), 2, "3-0-0 becomes 1-1-1");
+    let cooling = Recent {
+        cooling: BTreeSet::from([ShardId(0), ShardId(1), ShardId(2)]),
+        ..none()
+    };
+    assert!(transfers(&cooling).is_empty());
+    let unfit = Recent {
+        unfit: BTreeSet::from([NodeId(2)]),
+        ..none()
+    };
+    assert_eq!(transfers(&unfit).len(), 1);
+    assert_eq!(transfers(&unfit).len(), 1);
+    assert!(transfers(&unfit).iter().all(|(_, to)| *to == NodeId(3)));
+    let nobody = Recent {
+        unfit: BTreeSet::from([NodeId(2), NodeId(3)]),
+        ..none()
+    };
+    assert!(transfers(&nobody).is_empty());
+    let busy = Recent {
+        calm: false,
+        ..none()
+    };
+    assert!(
+        transfers(&busy).is_empty(),
+        "no leader balancing until calm"
+    );
 }
 
 #[test]
@@ -259,7 +316,7 @@ fn balancing_keeps_a_shards_zone_spread() {
         &[&[1, 2, 3], &[2, 3, 1], &[3, 1, 2]],
     );
     // Node 4 could only take node 1's replicas (zone a), never another zone's.
-    for op in plan(&m, &BTreeSet::new(), LIMITS) {
+    for op in plan(&m, &none(), LIMITS) {
         if let OperationKind::MoveReplica { from, to, .. } = op.kind {
             assert_eq!((from, to), (NodeId(1), NodeId(4)));
         }

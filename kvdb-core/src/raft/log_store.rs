@@ -219,9 +219,24 @@ impl LogDb {
         RedbLogStore::new(group, self.db.clone(), self.writer.clone())
     }
 
-    /// Deletes every log row and the vote of `group`, once the group is gone from this node.
-    pub async fn remove_group(&self, group: u64) -> Result<(), LogDbError> {
-        self.writer.submit(WriteOp::RemoveGroup { group }).await
+    /// Deletes the log of `group` once the group is gone from this node, keeping what a
+    /// replica of it must not forget if the group is ever given back to this node under the
+    /// same Raft id: its vote (so it never votes twice in a term) and, as its vote floor, the
+    /// last log id it had ([`RedbLogStore::vote_floor`]). A returning replica starts with an
+    /// empty log; without the floor it would vote for any candidate, even one whose stale
+    /// log lacks entries this replica had helped commit in an old configuration that still
+    /// counts it, and such a candidate could then overwrite them.
+    pub async fn remove_group<C: KvdbRaftConfig>(&self, group: u64) -> Result<(), LogDbError> {
+        let store = self.group::<C>(group);
+        let last = store.last_log_id()?;
+        let floor = match (store.vote_floor()?, last) {
+            (Some(old), Some(last)) => Some(old.max(last)),
+            (old, last) => old.or(last),
+        };
+        let floor = floor.as_ref().map(super::codec::encode).transpose()?;
+        self.writer
+            .submit(WriteOp::RemoveGroup { group, floor })
+            .await
     }
 
     /// Counters of the writes so far, for metrics and the group-commit report.

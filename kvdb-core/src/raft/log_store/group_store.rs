@@ -128,6 +128,19 @@ impl<C: KvdbRaftConfig> RedbLogStore<C> {
         }
     }
 
+    /// The last log id, purged or not.
+    pub(super) fn last_log_id(&self) -> Result<Option<LogId<u64>>, LogDbError> {
+        let purged: Option<LogId<u64>> = self.read_meta(MetaKey::Purged)?;
+        Ok(self.read_last_log_id()?.or(purged))
+    }
+
+    /// The last log id an earlier, removed replica of this group on this node had, if the
+    /// group was ever removed here (see [`super::LogDb::remove_group`]): a candidate whose
+    /// log is older must not get this replica's vote, whatever its log holds now.
+    pub fn vote_floor(&self) -> Result<Option<LogId<u64>>, LogDbError> {
+        self.read_meta(MetaKey::VoteFloor)
+    }
+
     fn read_meta<T: serde::de::DeserializeOwned>(
         &self,
         key: MetaKey,

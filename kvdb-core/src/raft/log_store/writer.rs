@@ -26,6 +26,8 @@ pub(super) enum MetaKey {
     Vote = 1,
     Committed = 2,
     Purged = 3,
+    /// The last log id of a removed replica of the group (see `LogDb::remove_group`).
+    VoteFloor = 4,
 }
 
 /// One write, already encoded.
@@ -49,8 +51,9 @@ pub(super) enum WriteOp {
         upto: u64,
         purged: Vec<u8>,
     },
-    /// Delete every row of the group.
-    RemoveGroup { group: u64 },
+    /// Delete the group's entries and log state, keeping its vote, and record `floor` (an
+    /// encoded log id) as its vote floor.
+    RemoveGroup { group: u64, floor: Option<Vec<u8>> },
 }
 
 impl WriteOp {
@@ -332,9 +335,14 @@ fn apply(
             meta.insert((*group, MetaKey::Purged as u8), purged.as_slice())?;
             log.retain_in((*group, 0)..=(*group, *upto), |_, _| false)?;
         }
-        WriteOp::RemoveGroup { group } => {
+        WriteOp::RemoveGroup { group, floor } => {
             log.retain_in((*group, 0)..=(*group, u64::MAX), |_, _| false)?;
-            meta.retain_in((*group, 0)..=(*group, u8::MAX), |_, _| false)?;
+            for key in [MetaKey::Committed, MetaKey::Purged] {
+                meta.remove((*group, key as u8))?;
+            }
+            if let Some(floor) = floor {
+                meta.insert((*group, MetaKey::VoteFloor as u8), floor.as_slice())?;
+            }
         }
     }
     Ok(())

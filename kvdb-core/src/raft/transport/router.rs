@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use openraft::Raft;
+use openraft::{LogId, Raft};
 
 use super::TransportTypeConfig;
 
@@ -14,7 +14,13 @@ use super::TransportTypeConfig;
 /// each shard replica under its shard id when the replica is created and
 /// unregisters it when the replica is dropped.
 pub struct RaftRouter<C: TransportTypeConfig> {
-    groups: Arc<RwLock<HashMap<u64, Raft<C>>>>,
+    groups: Arc<RwLock<HashMap<u64, Hosted<C>>>>,
+}
+
+/// A registered group: its Raft, and the vote floor it was registered with.
+struct Hosted<C: TransportTypeConfig> {
+    raft: Raft<C>,
+    vote_floor: Option<LogId<u64>>,
 }
 
 impl<C: TransportTypeConfig> RaftRouter<C> {
@@ -28,10 +34,31 @@ impl<C: TransportTypeConfig> RaftRouter<C> {
     /// Routes messages for `group` to `raft` from now on. Returns the Raft
     /// previously registered for the group, if any.
     pub fn register(&self, group: u64, raft: Raft<C>) -> Option<Raft<C>> {
+        self.register_with_floor(group, raft, None)
+    }
+
+    /// [`register`](Self::register), refusing the group's vote to any candidate whose last
+    /// log id is below `vote_floor` (see `LogDb::remove_group`).
+    pub fn register_with_floor(
+        &self,
+        group: u64,
+        raft: Raft<C>,
+        vote_floor: Option<LogId<u64>>,
+    ) -> Option<Raft<C>> {
         self.groups
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(group, raft)
+            .insert(group, Hosted { raft, vote_floor })
+            .map(|h| h.raft)
+    }
+
+    /// The vote floor `group` was registered with.
+    pub fn vote_floor(&self, group: u64) -> Option<LogId<u64>> {
+        self.groups
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&group)
+            .and_then(|h| h.vote_floor)
     }
 
     /// Stops routing messages for `group`: later ones are refused as for an
@@ -41,6 +68,7 @@ impl<C: TransportTypeConfig> RaftRouter<C> {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&group)
+            .map(|h| h.raft)
     }
 
     /// The Raft registered for `group`.
@@ -49,7 +77,7 @@ impl<C: TransportTypeConfig> RaftRouter<C> {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&group)
-            .cloned()
+            .map(|h| h.raft.clone())
     }
 
     /// The ids of the registered groups, in no particular order.

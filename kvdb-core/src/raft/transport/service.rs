@@ -2,7 +2,8 @@
 //! Raft message to the group it names.
 
 use openraft::Raft;
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::error::RaftError;
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest, VoteResponse};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status, Streaming};
@@ -149,6 +150,16 @@ impl<C: TransportTypeConfig> RaftTransport for RaftTransportService<C> {
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let (group, raft, rpc) = self.open::<VoteRequest<u64>>(request.into_inner())?;
+        // A replica given back to this node after its removal starts with an empty log; it
+        // still refuses candidates older than the log it had (see `LogDb::remove_group`).
+        if let Some(floor) = self.router.vote_floor(group)
+            && rpc.last_log_id < Some(floor)
+        {
+            let vote = raft.metrics().borrow().vote;
+            let refused: Result<VoteResponse<u64>, RaftError<u64>> =
+                Ok(VoteResponse::new(vote, Some(floor), false));
+            return Ok(Response::new(reply(group, refused)?));
+        }
         Ok(Response::new(reply(group, raft.vote(rpc).await)?))
     }
 
