@@ -339,8 +339,8 @@ scale_phase() {
         cpu+=("$(awk -v d="$(( $(cpu_ticks "${pids[i]}") - before[i] ))" -v hz="$hz" -v w="$secs" \
             'BEGIN { printf "%.2f", d / hz / w }')")
     done
-    jq -r --arg label "$label" --arg cpu "${cpu[*]}" \
-        '"\($label): \(.throughput | floor) puts/s, p50 \(.latency_ms.p50) ms, p99 \(.latency_ms.p99) ms, errors \(.errors | add // 0); CPU per node (cores): \($cpu)"' \
+    jq -r --arg what "$label" --arg cpu "${cpu[*]}" \
+        '"\($what): \(.throughput | floor) puts/s, p50 \(.latency_ms.p50) ms, p99 \(.latency_ms.p99) ms, errors \(.errors | add // 0); CPU per node (cores): \($cpu)"' \
         "$BENCH_DIR/$name.json"
 }
 
