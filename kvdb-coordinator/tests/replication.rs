@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use common::{TestCluster, eventually, register_nodes, wait_until};
 use kvdb_coordinator::CoordinatorError;
 use kvdb_core::proto::v1 as pb;
-use kvdb_core::{MapVersion, NodeId, NodeStatus, ShardMap, ShardMapDelta};
+use kvdb_core::{MapVersion, NodeId, ShardMap, ShardMapDelta};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mutation_on_a_follower_is_forwarded() {

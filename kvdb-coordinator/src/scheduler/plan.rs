@@ -15,6 +15,9 @@
 //!   before the old one leaves (see the node's `reconfigure`);
 //! - a shard without a majority on nodes that are not dead is left alone: its
 //!   membership cannot change until a majority returns;
+//! - a move stuck on its way to a node that has since died or started
+//!   draining gets a new target in place of that node (a new learner never
+//!   catches up on a dead node, and the shard would stay short a replica);
 //! - balancing only moves a replica from a node holding at least two more
 //!   than the target, so every move lowers the spread and the plan converges.
 
@@ -131,6 +134,8 @@ pub struct Recent {
 pub fn plan(map: &ShardMap, recent: &Recent, limits: Limits) -> Vec<Operation> {
     let mut planner = Planner::new(map, recent, limits);
     let repairable = &recent.repairable;
+    planner.retarget(|n| repairable.contains(&n.id), Reason::Repair);
+    planner.retarget(|n| n.status == NodeStatus::Draining, Reason::Drain);
     planner.evacuate(|n| repairable.contains(&n.id), Reason::Repair);
     planner.transfer_off_draining();
     planner.evacuate(|n| n.status == NodeStatus::Draining, Reason::Drain);
@@ -148,6 +153,8 @@ struct Planner<'a> {
     load: Load,
     /// Shards that already have an operation in this plan, or are moving.
     busy: BTreeSet<ShardId>,
+    /// Moving shards that got an operation in this plan.
+    planned: BTreeSet<ShardId>,
     moves_in_flight: usize,
     transfers: usize,
     operations: Vec<Operation>,
@@ -168,6 +175,7 @@ impl<'a> Planner<'a> {
             load: Load::of(map),
             moves_in_flight: busy.len(),
             busy,
+            planned: BTreeSet::new(),
             transfers: 0,
             operations: Vec::new(),
         }
@@ -259,6 +267,54 @@ impl<'a> Planner<'a> {
             kind: OperationKind::TransferLeader { from, to },
             reason,
         });
+    }
+
+    /// Re-targets moves headed for a node `leaving` selects (one that is not
+    /// already a replica, so only a learner is waiting for it): that node is
+    /// swapped for the best alive node outside the shard. The shard already
+    /// counts against the move limit.
+    fn retarget(&mut self, leaving: impl Fn(&kvdb_core::NodeInfo) -> bool, reason: Reason) {
+        for shard in self.map.shards.values() {
+            let ShardState::Moving { target } = &shard.state else {
+                continue;
+            };
+            if self.busy_in_plan(shard.id) || !self.has_live_majority(shard) {
+                continue;
+            }
+            let from = target.iter().copied().find(|n| {
+                !shard.replicas.contains(n) && self.map.nodes.get(n).is_some_and(&leaving)
+            });
+            let Some(from) = from else { continue };
+            let outside: Vec<NodeId> = shard.replicas.iter().chain(target).copied().collect();
+            let to = self
+                .map
+                .nodes
+                .values()
+                .filter(|n| n.status == NodeStatus::Alive && !outside.contains(&n.id))
+                .min_by_key(|n| {
+                    let unfit = self.recent.unfit.contains(&n.id);
+                    (unfit, self.load.replicas[&n.id], n.id)
+                })
+                .map(|n| n.id);
+            let Some(to) = to else { continue };
+            let replicas: Vec<NodeId> = target
+                .iter()
+                .map(|&r| if r == from { to } else { r })
+                .collect();
+            *self.load.replicas.entry(from).or_default() -= 1;
+            *self.load.replicas.entry(to).or_default() += 1;
+            self.planned.insert(shard.id);
+            self.operations.push(Operation {
+                shard: shard.id,
+                epoch: shard.epoch,
+                kind: OperationKind::MoveReplica { from, to, replicas },
+                reason,
+            });
+        }
+    }
+
+    fn busy_in_plan(&self, shard: ShardId) -> bool {
+        self.planned.contains(&shard)
     }
 
     /// Moves one replica of each shard off the nodes `leaving` selects.

@@ -80,8 +80,13 @@ fn finish(map: &mut ShardMap, operations: &[Operation]) {
         match &op.kind {
             OperationKind::MoveReplica { from, to, replicas } => {
                 assert_eq!(replicas.len(), shard.replicas.len(), "a move never shrinks");
-                assert!(shard.replicas.contains(from) && !shard.replicas.contains(to));
+                let heading = match &shard.state {
+                    ShardState::Moving { target } => target.clone(),
+                    ShardState::Stable => shard.replicas.clone(),
+                };
+                assert!(heading.contains(from) && !heading.contains(to));
                 shard.replicas = replicas.clone();
+                shard.state = ShardState::Stable;
                 shard.epoch = shard.epoch.next();
                 if shard.leader == Some(*from) {
                     shard.leader = Some(*to);
@@ -172,6 +177,41 @@ fn the_move_limit_counts_shards_already_moving() {
     let ops = plan(&m, &repairing(&BTreeSet::from([NodeId(3)])), limits);
     assert_eq!(ops.len(), 1, "{ops:?}");
     assert_eq!(ops[0].shard, ShardId(1));
+}
+
+#[test]
+fn a_move_headed_for_a_node_that_died_gets_a_new_target() {
+    // Shard 0 was moving node 3's replica to node 4, and node 4 died.
+    let mut m = map(
+        vec![
+            node(1, NodeStatus::Alive, "z"),
+            node(2, NodeStatus::Alive, "z"),
+            node(3, NodeStatus::Dead, "z"),
+            node(4, NodeStatus::Dead, "z"),
+            node(5, NodeStatus::Alive, "z"),
+        ],
+        &[&[1, 2, 3]],
+    );
+    m.shards.get_mut(&ShardId(0)).unwrap().state = ShardState::Moving {
+        target: vec![NodeId(1), NodeId(2), NodeId(4)],
+    };
+    // Not before node 4 is repairable.
+    assert!(plan(&m, &repairing(&BTreeSet::from([NodeId(3)])), LIMITS).is_empty());
+    let ops = plan(
+        &m,
+        &repairing(&BTreeSet::from([NodeId(3), NodeId(4)])),
+        LIMITS,
+    );
+    assert_eq!(ops.len(), 1, "{ops:?}");
+    assert_eq!(
+        ops[0].kind,
+        OperationKind::MoveReplica {
+            from: NodeId(4),
+            to: NodeId(5),
+            replicas: vec![NodeId(1), NodeId(2), NodeId(5)],
+        }
+    );
+    assert_eq!(ops[0].epoch, m.shards[&ShardId(0)].epoch);
 }
 
 #[test]
