@@ -209,3 +209,43 @@ async fn a_node_killed_for_good_has_its_replicas_replaced() {
     workload.finish(&client).await;
     test.stop().await;
 }
+
+/// Nodes send each replica's key count and request counters with their heartbeats; the
+/// coordinator leader keeps the leaders' figures, turns the counters into rates, and the
+/// Admin API shows them with the shard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shard_figures_reach_the_coordinator_and_the_admin_api() {
+    let test = TestCluster::start(3).await;
+    let client = test.cluster.client().await.unwrap();
+    let coordinator = test.cluster.coordinator().clone();
+    let map = coordinator.map();
+    let shard = *map.shards.keys().next().unwrap();
+    let keys = common::keys_in_shard(&map, shard, "figures", 50);
+    for key in &keys {
+        client.put(key, b"v").await.unwrap();
+    }
+    let load = || coordinator.shard_stats().load(shard, Instant::now());
+    let started = Instant::now();
+    // Reads and writes keep going until two reports show their rates.
+    while !load().is_some_and(|l| {
+        l.keys == 50
+            && l.writes_per_sec.is_some_and(|w| w > 0.0)
+            && l.reads_per_sec.is_some_and(|r| r > 0.0)
+    }) {
+        assert!(
+            started.elapsed() < SETTLE,
+            "no figures for {shard}: {:?}",
+            load()
+        );
+        client.put(&keys[0], b"again").await.unwrap();
+        client.get(&keys[1]).await.unwrap();
+    }
+    let admin =
+        kvdb::coordinator::admin::AdminClient::new(&test.cluster.admin_address().to_string())
+            .unwrap();
+    let view = admin.shard(shard).await.unwrap();
+    let shown = view.load.expect("the Admin API shows the figures");
+    assert_eq!(shown.keys, 50);
+    assert!(map.shards[&shard].replicas.contains(&shown.reported_by));
+    test.stop().await;
+}

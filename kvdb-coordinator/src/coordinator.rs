@@ -32,6 +32,7 @@ use crate::liveness::{self, LivenessTracker};
 use crate::machine::MetaMachine;
 use crate::raft_group::{self, GROUP_ID, MetaRaft, TypeConfig};
 use crate::scheduler::{self, SchedulerMemory, StartedOperation};
+use crate::shard_stats::ShardStatsBook;
 use crate::watch::Watcher;
 
 mod api;
@@ -59,6 +60,7 @@ struct Inner {
     feed: Arc<Feed>,
     liveness: Mutex<LivenessTracker>,
     scheduler: SchedulerMemory,
+    shard_stats: ShardStatsBook,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -99,6 +101,7 @@ impl Coordinator {
                 feed,
                 liveness: Mutex::new(tracker),
                 scheduler: SchedulerMemory::default(),
+                shard_stats: ShardStatsBook::default(),
                 stop,
                 tasks: Mutex::default(),
             }),
@@ -356,6 +359,12 @@ impl Coordinator {
         let mut tracker = self.lock_liveness();
         tracker.lead(term, now);
         tracker.due(&map, now)
+    }
+
+    /// The replicas' figures nodes sent with their heartbeats (kept while this member
+    /// leads; a follower relays heartbeats and keeps none).
+    pub fn shard_stats(&self) -> &ShardStatsBook {
+        &self.inner.shard_stats
     }
 
     pub(crate) fn scheduler_memory(&self) -> &SchedulerMemory {

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use kvdb_core::proto::v1 as pb;
 use kvdb_core::proto::v1::coordinator_client::CoordinatorClient;
+use kvdb_core::shard_stats::ShardStats;
 use kvdb_core::{MapVersion, NodeId};
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
@@ -39,10 +40,17 @@ fn request<T>(message: T) -> tonic::Request<T> {
     request
 }
 
-/// Relays a node's heartbeat to the leader behind `channel`.
-pub async fn heartbeat(channel: Channel, node: NodeId) -> Result<MapVersion, CoordinatorError> {
+/// Relays a node's heartbeat, with its replicas' figures, to the leader behind `channel`.
+pub async fn heartbeat(
+    channel: Channel,
+    node: NodeId,
+    stats: &[ShardStats],
+) -> Result<MapVersion, CoordinatorError> {
     let mut client = CoordinatorClient::new(channel);
-    let message = pb::HeartbeatRequest { node_id: node.0 };
+    let message = pb::HeartbeatRequest {
+        node_id: node.0,
+        shards: stats.iter().map(pb::ShardStats::from).collect(),
+    };
     let reply = client.heartbeat(request(message)).await?.into_inner();
     Ok(MapVersion(reply.map_version))
 }

@@ -21,6 +21,7 @@
 //! - [`leadership`]: leader and cluster info; leader address announcements.
 //! - [`liveness`]: node failure detection on the leader.
 //! - [`scheduler`]: replica repair, drain and balancing, run by the leader.
+//! - [`shard_stats`]: the replicas' figures nodes send with heartbeats, kept by the leader.
 //! - [`forward`]: forwarding mutations from a follower to the leader.
 //! - [`service`]: the `kvdb.v1.Coordinator` gRPC service.
 //! - [`watch_route`]: WatchShardMap sending pre-encoded shared events.
@@ -45,6 +46,7 @@ pub mod raft_group;
 pub mod scheduler;
 pub mod server;
 pub mod service;
+pub mod shard_stats;
 pub mod state;
 pub mod watch;
 pub mod watch_route;

@@ -13,6 +13,7 @@ use futures::{Stream, StreamExt};
 use kvdb_core::convert::node_status_from_i32;
 use kvdb_core::proto::v1 as pb;
 use kvdb_core::proto::v1::coordinator_server::{self, CoordinatorServer};
+use kvdb_core::shard_stats::ShardStats;
 use kvdb_core::{Epoch, MapVersion, NodeId, ShardId};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
@@ -266,9 +267,9 @@ impl coordinator_server::Coordinator for CoordinatorService {
         request: Request<pb::HeartbeatRequest>,
     ) -> Reply<pb::HeartbeatResponse> {
         let handle = self.handle(&request);
-        let version = handle
-            .heartbeat(NodeId(request.into_inner().node_id))
-            .await?;
+        let request = request.into_inner();
+        let stats: Vec<ShardStats> = request.shards.iter().map(ShardStats::from).collect();
+        let version = handle.heartbeat(NodeId(request.node_id), &stats).await?;
         Ok(Response::new(pb::HeartbeatResponse {
             map_version: version.0,
         }))

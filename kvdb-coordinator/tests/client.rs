@@ -33,7 +33,7 @@ async fn the_client_follows_the_leader_across_a_failover() {
         assert_eq!(node.id, NodeId(i));
     }
     let version = client.init_shards(4, 3).await.unwrap();
-    assert!(client.heartbeat(NodeId(1)).await.unwrap() >= version);
+    assert!(client.heartbeat(NodeId(1), &[]).await.unwrap() >= version);
     let shard = ShardId(0);
     let accepted = client
         .report_shard_leader(shard, Epoch(1), NodeId(2), 3)

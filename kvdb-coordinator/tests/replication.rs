@@ -49,7 +49,7 @@ async fn a_mutation_on_a_follower_is_forwarded() {
     .await;
 
     // --- heartbeats are relayed to the leader too
-    let heartbeat = follower.heartbeat(NodeId(1)).await.unwrap();
+    let heartbeat = follower.heartbeat(NodeId(1), &[]).await.unwrap();
     assert!(heartbeat >= MapVersion(2));
     cluster.shutdown().await;
 }

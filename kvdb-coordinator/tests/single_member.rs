@@ -152,7 +152,10 @@ async fn grpc_serves_reads_and_maps_errors() {
         CoordinatorError::from(status),
         CoordinatorError::EpochMismatch { .. }
     ));
-    let unknown = pb::HeartbeatRequest { node_id: 99 };
+    let unknown = pb::HeartbeatRequest {
+        node_id: 99,
+        shards: Vec::new(),
+    };
     let status = client.heartbeat(unknown).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::NotFound);
     assert_eq!(cluster.member(1).map().version, MapVersion(version));
@@ -174,7 +177,7 @@ async fn heartbeats_drive_suspect_dead_and_back_to_alive() {
             let mut ticker = tokio::time::interval(coordinator.config().heartbeat_interval);
             loop {
                 ticker.tick().await;
-                let _ = coordinator.heartbeat(NodeId(1)).await;
+                let _ = coordinator.heartbeat(NodeId(1), &[]).await;
             }
         }
     });
@@ -183,7 +186,7 @@ async fn heartbeats_drive_suspect_dead_and_back_to_alive() {
     assert_eq!(status(1), NodeStatus::Alive);
 
     // --- one heartbeat brings node 2 back
-    coordinator.heartbeat(NodeId(2)).await.unwrap();
+    coordinator.heartbeat(NodeId(2), &[]).await.unwrap();
     assert_eq!(status(2), NodeStatus::Alive);
 
     // --- draining nodes are left alone
@@ -191,7 +194,7 @@ async fn heartbeats_drive_suspect_dead_and_back_to_alive() {
         .set_node_status(NodeId(2), NodeStatus::Draining)
         .await
         .unwrap();
-    coordinator.heartbeat(NodeId(2)).await.unwrap();
+    coordinator.heartbeat(NodeId(2), &[]).await.unwrap();
     assert_eq!(status(2), NodeStatus::Draining);
     beating.abort();
     cluster.shutdown().await;

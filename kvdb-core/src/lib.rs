@@ -5,6 +5,7 @@
 //! - [`ids`]: newtypes (`NodeId`, `ShardId`, `Slot`, `Epoch`, `MapVersion`, `Version`).
 //! - [`slot`]: key -> slot hashing (CRC16-XMODEM with Redis hash tags).
 //! - [`shard_map`]: the shard map, deltas and the validity check.
+//! - [`shard_stats`]: the per-replica figures nodes send with their heartbeats.
 //! - [`convert`]: shard-map types to and from protobuf.
 //! - [`coordinator_client`]: gRPC client of the coordinator group (leader-following, a `ShardMapSource`).
 //! - [`router`]: key -> shard, epoch, leader and replica addresses.
@@ -40,6 +41,7 @@ pub mod proto;
 pub mod raft;
 pub mod router;
 pub mod shard_map;
+pub mod shard_stats;
 pub mod slot;
 pub mod status;
 pub mod storage;

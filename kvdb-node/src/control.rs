@@ -11,6 +11,7 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use kvdb_core::coordinator_client::CoordinatorClient;
+use kvdb_core::shard_stats::ShardStats;
 use kvdb_core::{Epoch, MapVersion, NodeId, ShardId};
 
 /// A failed call to the coordinator. Every one is retryable: the node tries
@@ -49,8 +50,13 @@ pub trait ControlPlane: Send + Sync + 'static {
         zone: &'a str,
     ) -> BoxFuture<'a, Result<NodeId, ControlError>>;
 
-    /// Tells the coordinator the node is alive; returns its map version.
-    fn heartbeat(&self, node: NodeId) -> BoxFuture<'_, Result<MapVersion, ControlError>>;
+    /// Tells the coordinator the node is alive, with its replicas' figures when it has
+    /// fresh ones; returns its map version.
+    fn heartbeat<'a>(
+        &'a self,
+        node: NodeId,
+        stats: &'a [ShardStats],
+    ) -> BoxFuture<'a, Result<MapVersion, ControlError>>;
 
     /// Reports that `leader` leads `shard` (at `epoch`) in Raft term `term`.
     /// `Ok(false)`: the coordinator refused it (an older term or epoch).
@@ -98,9 +104,13 @@ impl ControlPlane for CoordinatorClient {
         .boxed()
     }
 
-    fn heartbeat(&self, node: NodeId) -> BoxFuture<'_, Result<MapVersion, ControlError>> {
+    fn heartbeat<'a>(
+        &'a self,
+        node: NodeId,
+        stats: &'a [ShardStats],
+    ) -> BoxFuture<'a, Result<MapVersion, ControlError>> {
         async move {
-            CoordinatorClient::heartbeat(self, node)
+            CoordinatorClient::heartbeat(self, node, stats)
                 .await
                 .map_err(ControlError::during("heartbeat"))
         }

@@ -153,6 +153,7 @@ impl KvService {
             .storage()
             .get(&get.key)
             .map_err(|e| KvError::Internal(e.to_string()))?;
+        replica.note_read();
         let now = clock::now_ms();
         Ok(match stored.filter(|v| v.is_live(now)) {
             Some(v) => pb::GetResponse {

@@ -21,6 +21,7 @@ use kvdb_core::raft::log_store::{LogDb, LogDbError, LogDbOptions, LogDbStats};
 use kvdb_core::raft::transport::{
     PeerChannels, PeerChannelsConfig, RaftRouter, RaftTransportService,
 };
+use kvdb_core::shard_stats::ShardStats;
 use kvdb_core::storage::WriteBuffer;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
@@ -153,6 +154,7 @@ impl Node {
             tokio::spawn(manager.clone().run(stopped.clone())),
             tokio::spawn(heartbeat(
                 control,
+                manager.clone(),
                 id,
                 config.coordinator_heartbeat,
                 stopped,
@@ -289,22 +291,48 @@ async fn serve(
     }
 }
 
+/// How many heartbeats apart the replicas' figures are sent: counting keys costs a read of
+/// every replica, so not every heartbeat carries them.
+const STATS_EVERY: u64 = 10;
+
 async fn heartbeat(
     control: Arc<dyn ControlPlane>,
+    manager: Arc<ReplicaManager>,
     id: NodeId,
     every: Duration,
     mut stop: Shutdown,
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    for beat in 0u64.. {
         tokio::select! {
             _ = stop.recv() => return,
-            _ = tick.tick() => {
-                if let Err(e) = control.heartbeat(id).await {
-                    tracing::debug!(error = %e, "heartbeat failed");
-                }
-            }
+            _ = tick.tick() => {}
+        }
+        let stats = if beat % STATS_EVERY == 1 {
+            replica_stats(&manager).await
+        } else {
+            Vec::new()
+        };
+        if let Err(e) = control.heartbeat(id, &stats).await {
+            tracing::debug!(error = %e, "heartbeat failed");
         }
     }
+}
+
+/// Every open replica's figures; a replica whose storage cannot be read is left out.
+async fn replica_stats(manager: &ReplicaManager) -> Vec<ShardStats> {
+    let replicas: Vec<_> = manager
+        .shards()
+        .into_iter()
+        .filter_map(|shard| manager.replica(shard))
+        .collect();
+    let counted = tokio::task::spawn_blocking(move || {
+        replicas
+            .iter()
+            .filter_map(|r| r.stats().ok())
+            .collect::<Vec<_>>()
+    })
+    .await;
+    counted.unwrap_or_default()
 }

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use kvdb_core::raft::lease::LeaseClock;
@@ -21,6 +21,7 @@ use kvdb_core::raft::log_store::{LogDb, LogDbError};
 use kvdb_core::raft::read_floor::ReadFloor;
 use kvdb_core::raft::state_machine::{StateMachineError, StateMachineStore};
 use kvdb_core::raft::transport::{GrpcNetworkFactory, PeerChannels, RaftRouter};
+use kvdb_core::shard_stats::ShardStats;
 use kvdb_core::storage::{CommitDurability, RedbStorage, Storage, StorageError, WriteBuffer};
 use kvdb_core::{NodeId, ShardId};
 use openraft::error::{Fatal, InitializeError, RaftError};
@@ -167,6 +168,9 @@ pub struct Replica {
     stopped: AtomicBool,
     /// The slow-leader check's memory.
     slow: std::sync::Mutex<SlowLeaderState>,
+    /// Reads and writes answered since the replica opened, for the coordinator's rates.
+    reads_total: AtomicU64,
+    writes_total: AtomicU64,
 }
 
 impl std::fmt::Debug for Replica {
@@ -253,6 +257,8 @@ impl Replica {
             handover,
             stopped: AtomicBool::new(false),
             slow: std::sync::Mutex::default(),
+            reads_total: AtomicU64::new(0),
+            writes_total: AtomicU64::new(0),
         })
     }
 
@@ -291,7 +297,29 @@ impl Replica {
     /// Proposes a client write through the replica's batching [`WriteQueue`]; answers once it
     /// is committed on a majority and applied here.
     pub async fn write(&self, command: Command) -> Result<CommandResult, WriteError> {
-        self.writes.write(command).await
+        let written = self.writes.write(command).await;
+        if written.is_ok() {
+            self.writes_total.fetch_add(1, Ordering::Relaxed);
+        }
+        written
+    }
+
+    /// Counts one read answered from this replica.
+    pub fn note_read(&self) {
+        self.reads_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// This replica's figures for the coordinator. Counts the keys, so it blocks: call it
+    /// off the async threads.
+    pub fn stats(&self) -> Result<ShardStats, StorageError> {
+        Ok(ShardStats {
+            shard: self.shard,
+            leader: self.leadership().is_leader,
+            keys: self.storage.len()?,
+            applied_index: self.metrics.borrow().last_applied.map_or(0, |id| id.index),
+            reads_total: self.reads_total.load(Ordering::Relaxed),
+            writes_total: self.writes_total.load(Ordering::Relaxed),
+        })
     }
 
     /// Confirms, for a strong read, that this replica leads (by a heartbeat round that began

@@ -281,12 +281,14 @@ fn print_shards(list: &ShardList) {
 
 fn print_shard_header() {
     kvdb::outln!(
-        "{:<6} {:<13} {:<6} {:<7} {:<8} REPLICAS",
+        "{:<6} {:<13} {:<6} {:<7} {:<8} {:<9} {:<9} REPLICAS",
         "SHARD",
         "SLOTS",
         "EPOCH",
         "STATE",
-        "LEADER"
+        "LEADER",
+        "KEYS",
+        "WRITES/S"
     );
 }
 
@@ -301,8 +303,13 @@ fn print_shard(s: &ShardView) {
     if !s.target.is_empty() {
         replicas = format!("{replicas} -> {}", ids(&s.target));
     }
+    let keys = s.load.map_or("-".to_owned(), |l| l.keys.to_string());
+    let writes = s
+        .load
+        .and_then(|l| l.writes_per_sec)
+        .map_or("-".to_owned(), |w| format!("{w:.0}"));
     kvdb::outln!(
-        "{:<6} {:<13} {:<6} {:<7} {:<8} {}",
+        "{:<6} {:<13} {:<6} {:<7} {:<8} {:<9} {:<9} {}",
         s.id.0,
         format!("{}-{}", s.slot_start, s.slot_end),
         s.epoch.0,
@@ -310,6 +317,8 @@ fn print_shard(s: &ShardView) {
         s.leader
             .as_ref()
             .map_or("-".to_owned(), |l| l.id.0.to_string()),
+        keys,
+        writes,
         replicas
     );
 }

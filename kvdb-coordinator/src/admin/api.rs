@@ -14,6 +14,7 @@ use kvdb_core::{Epoch, MapVersion, NodeId, NodeInfo, NodeStatus, ShardInfo, Shar
 use serde::{Deserialize, Serialize};
 
 use crate::scheduler::{Load, StartedOperation};
+use crate::shard_stats::{ShardLoad, ShardStatsBook};
 
 /// Zone given to a node registered without one.
 pub const DEFAULT_ZONE: &str = "default";
@@ -189,7 +190,7 @@ impl NodeRef {
 }
 
 /// A shard as the Admin API shows it: slots, replicas with addresses, leader.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShardView {
     /// The shard's id.
     pub id: kvdb_core::ShardId,
@@ -209,6 +210,10 @@ pub struct ShardView {
     pub leader: Option<NodeRef>,
     /// Raft term of the last reported leader.
     pub leader_term: u64,
+    /// Keys and request rates from the leader's last report, when the member that answered
+    /// leads and has one.
+    #[serde(default)]
+    pub load: Option<ShardLoad>,
 }
 
 impl ShardView {
@@ -229,7 +234,14 @@ impl ShardView {
             target,
             leader: shard.leader.map(|id| NodeRef::new(map, id)),
             leader_term: shard.leader_term,
+            load: None,
         }
+    }
+
+    /// The view with the shard's figures from `book`.
+    pub fn with_load(mut self, book: &ShardStatsBook) -> Self {
+        self.load = book.load(self.id, tokio::time::Instant::now());
+        self
     }
 }
 
@@ -249,7 +261,7 @@ pub struct NodeList {
 }
 
 /// `GET /admin/shards`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShardList {
     /// The version of the map the list was read from.
     pub map_version: MapVersion,
@@ -258,7 +270,7 @@ pub struct ShardList {
 }
 
 /// `GET /admin/operations`: what the scheduler is doing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OperationsView {
     /// The version of the map the view was read from.
     pub map_version: MapVersion,

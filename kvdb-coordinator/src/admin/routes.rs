@@ -114,7 +114,7 @@ async fn list_shards(State(s): State<AdminState>) -> Json<ShardList> {
         shards: map
             .shards
             .values()
-            .map(|sh| ShardView::new(&map, sh))
+            .map(|sh| ShardView::new(&map, sh).with_load(s.coordinator.shard_stats()))
             .collect(),
     })
 }
@@ -126,7 +126,9 @@ async fn get_shard(State(s): State<AdminState>, PathParam(id): PathParam) -> Api
         .shards
         .get(&id)
         .ok_or(CoordinatorError::ShardNotFound(id))?;
-    Ok(Json(ShardView::new(&map, shard)))
+    Ok(Json(
+        ShardView::new(&map, shard).with_load(s.coordinator.shard_stats()),
+    ))
 }
 
 async fn set_shard_replicas(

@@ -1,6 +1,7 @@
 //! The typed operations of [`Coordinator`]: one method per command, plus
 //! heartbeats (which are not commands).
 
+use kvdb_core::shard_stats::ShardStats;
 use kvdb_core::{Epoch, MapVersion, NodeId, NodeInfo, NodeStatus, ShardId, ShardInfo};
 use serde::Serialize;
 use tokio::time::Instant;
@@ -143,7 +144,11 @@ impl Coordinator {
     /// A storage node's heartbeat. Kept in the leader's memory (a follower
     /// relays it); brings a suspect or dead node back to alive. Returns the
     /// map version, so the node can tell whether its map is current.
-    pub async fn heartbeat(&self, node: NodeId) -> Result<MapVersion, CoordinatorError> {
+    pub async fn heartbeat(
+        &self,
+        node: NodeId,
+        stats: &[ShardStats],
+    ) -> Result<MapVersion, CoordinatorError> {
         if !self.is_leader() {
             if !self.forwards() {
                 return Err(self.not_leader());
@@ -156,7 +161,7 @@ impl Coordinator {
                 return Err(self.not_leader());
             };
             let channel = self.channel(&openraft::BasicNode::new(addr))?;
-            return forward::heartbeat(channel, node).await;
+            return forward::heartbeat(channel, node, stats).await;
         }
         let map = self.map();
         let info = map
@@ -164,6 +169,7 @@ impl Coordinator {
             .get(&node)
             .ok_or_else(|| CoordinatorError::NodeNotFound(node.to_string()))?;
         self.record_heartbeat(node, Instant::now());
+        self.shard_stats().record(node, stats, Instant::now());
         match liveness::after_heartbeat(info.status) {
             Some(status) => {
                 tracing::info!(%node, ?status, "node is heartbeating again");

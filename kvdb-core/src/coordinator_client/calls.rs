@@ -66,12 +66,20 @@ impl CoordinatorClient {
         Ok(NodeInfo::try_from(node)?)
     }
 
-    /// A node's heartbeat; returns the coordinator's map version.
-    pub async fn heartbeat(&self, node: NodeId) -> Result<MapVersion, CoordinatorClientError> {
-        let message = pb::HeartbeatRequest { node_id: node.0 };
+    /// A node's heartbeat, with its replicas' figures when it has fresh ones; returns the
+    /// coordinator's map version.
+    pub async fn heartbeat(
+        &self,
+        node: NodeId,
+        stats: &[crate::shard_stats::ShardStats],
+    ) -> Result<MapVersion, CoordinatorClientError> {
+        let message = pb::HeartbeatRequest {
+            node_id: node.0,
+            shards: stats.iter().map(pb::ShardStats::from).collect(),
+        };
         let reply = self
             .call("heartbeat", true, |mut c| {
-                let request = self.request(message);
+                let request = self.request(message.clone());
                 async move { c.heartbeat(request).await }
             })
             .await?;

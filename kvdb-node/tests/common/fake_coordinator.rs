@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use kvdb_core::cache::{ShardMapSource, SourceError, WatchEvent, WatchStream};
+use kvdb_core::shard_stats::ShardStats;
 use kvdb_core::{
     Epoch, MapVersion, NodeId, NodeInfo, NodeStatus, SLOT_COUNT, ShardId, ShardInfo, ShardMap,
     ShardState, Slot,
@@ -184,7 +185,11 @@ impl ControlPlane for FakeCoordinator {
         async move { Ok(self.register(name, address, zone)) }.boxed()
     }
 
-    fn heartbeat(&self, _node: NodeId) -> BoxFuture<'_, Result<MapVersion, ControlError>> {
+    fn heartbeat<'a>(
+        &'a self,
+        _node: NodeId,
+        _stats: &'a [ShardStats],
+    ) -> BoxFuture<'a, Result<MapVersion, ControlError>> {
         async move { Ok(self.map().version) }.boxed()
     }
 
