@@ -81,27 +81,13 @@ impl Workload {
 }
 
 fn fast_scheduler(config: &mut kvdb::cluster::ClusterConfig) {
-    config.tune_coordinator = |c| {
-        c.heartbeat_interval = Duration::from_millis(200);
-        c.suspect_after = Duration::from_millis(1000);
-        c.dead_after = Duration::from_millis(2000);
-        c.scheduler.interval = Duration::from_millis(200);
-        c.scheduler.repair_after = Duration::from_secs(2);
-    };
+    config.tune_coordinator = kvdb::cluster::fast_repair;
 }
 
 /// Max minus min of `count` over `nodes`.
 fn spread(count: &BTreeMap<NodeId, usize>, nodes: &[NodeId]) -> usize {
     let counts: Vec<usize> = nodes.iter().map(|n| count[n]).collect();
     counts.iter().max().unwrap() - counts.iter().min().unwrap()
-}
-
-fn alive_nodes(map: &ShardMap) -> Vec<NodeId> {
-    map.nodes
-        .values()
-        .filter(|n| n.status == NodeStatus::Alive)
-        .map(|n| n.id)
-        .collect()
 }
 
 /// Leaderships per node, as the nodes themselves see them.
@@ -122,7 +108,7 @@ async fn wait_balanced(cluster: &LocalCluster, rf: usize) {
     let coordinator = cluster.coordinator().clone();
     let balanced = || {
         let map = coordinator.map();
-        let alive = alive_nodes(&map);
+        let alive = map.alive_nodes();
         let stable = map.shards.values().all(|s| {
             s.state == ShardState::Stable
                 && s.replicas.len() == rf
@@ -161,7 +147,7 @@ async fn joining_nodes_get_their_share_and_a_drained_node_is_emptied() {
     }
     wait_balanced(&test.cluster, 3).await;
     let map = test.cluster.coordinator().map();
-    assert_eq!(alive_nodes(&map).len(), 5);
+    assert_eq!(map.alive_nodes().len(), 5);
     for node in [test.cluster.node_id(3), test.cluster.node_id(4)] {
         assert!(Load::of(&map).replicas[&node] >= 4, "{node} got its share");
     }
@@ -194,7 +180,7 @@ async fn a_node_killed_for_good_has_its_replicas_replaced() {
     assert!(Load::of(&coordinator.map()).replicas[&victim] > 0);
     test.cluster.stop_node(1).await;
 
-    // --- dead after 2 s, repaired 2 s later: every shard back to 3 replicas
+    // --- dead after 2 s, repaired 1 s later: every shard back to 3 replicas
     wait_balanced(&test.cluster, 3).await;
     let map = coordinator.map();
     assert_eq!(map.nodes[&victim].status, NodeStatus::Dead);

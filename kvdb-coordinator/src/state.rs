@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use kvdb_core::raft::codec;
-use kvdb_core::{MapVersion, NodeId, NodeInfo, NodeStatus, ShardInfo, ShardMap, ShardMapDelta};
+use kvdb_core::{MapVersion, NodeInfo, ShardInfo, ShardMap, ShardMapDelta};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, CommandResult, Outcome};
@@ -220,13 +220,7 @@ impl MetaState {
                 })
             };
         }
-        let alive: Vec<NodeId> = self
-            .map
-            .nodes
-            .values()
-            .filter(|n| n.status == NodeStatus::Alive)
-            .map(|n| n.id)
-            .collect();
+        let alive = self.map.alive_nodes();
         if (alive.len() as u64) < u64::from(replication_factor) {
             return Err(CoordinatorError::NotEnoughNodes {
                 alive: alive.len() as u32,

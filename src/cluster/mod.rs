@@ -36,7 +36,7 @@ mod bound;
 mod config;
 
 pub use bound::BoundCluster;
-pub use config::{ClusterConfig, NodeHook};
+pub use config::{ClusterConfig, NodeHook, fast_repair};
 
 struct RunningGateway {
     address: SocketAddr,

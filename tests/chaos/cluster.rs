@@ -111,13 +111,7 @@ impl ChaosCluster {
         });
         config.gateway_executor = rewrites.executor_config(Endpoint::Gateway);
         if options.fast_repair {
-            config.tune_coordinator = |c| {
-                c.heartbeat_interval = Duration::from_millis(200);
-                c.suspect_after = Duration::from_secs(1);
-                c.dead_after = Duration::from_secs(2);
-                c.scheduler.interval = Duration::from_millis(250);
-                c.scheduler.repair_after = Duration::from_secs(1);
-            };
+            config.tune_coordinator = kvdb::cluster::fast_repair;
         }
         let cluster = bound.start().await.expect("cluster starts");
         if !options.scheduler {

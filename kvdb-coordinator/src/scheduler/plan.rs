@@ -365,13 +365,7 @@ impl<'a> Planner<'a> {
 
     /// Alive nodes by ascending `count`, ties by id.
     fn alive_by(&self, count: &BTreeMap<NodeId, usize>) -> Vec<NodeId> {
-        let mut alive: Vec<NodeId> = self
-            .map
-            .nodes
-            .values()
-            .filter(|n| n.status == NodeStatus::Alive)
-            .map(|n| n.id)
-            .collect();
+        let mut alive = self.map.alive_nodes();
         alive.sort_by_key(|n| (count[n], *n));
         alive
     }

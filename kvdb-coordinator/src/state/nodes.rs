@@ -87,9 +87,9 @@ impl MetaState {
         };
         let alive = self
             .map
-            .nodes
-            .values()
-            .filter(|n| n.id != draining && n.status == NodeStatus::Alive)
+            .alive_nodes()
+            .into_iter()
+            .filter(|&n| n != draining)
             .count() as u32;
         if alive < init.replication_factor {
             return Err(CoordinatorError::NotEnoughNodes {

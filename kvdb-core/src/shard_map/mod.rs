@@ -310,6 +310,15 @@ impl ShardMap {
         Ok(())
     }
 
+    /// The nodes whose status is alive (the ones that may receive replicas), by id.
+    pub fn alive_nodes(&self) -> Vec<NodeId> {
+        self.nodes
+            .values()
+            .filter(|n| n.status == NodeStatus::Alive)
+            .map(|n| n.id)
+            .collect()
+    }
+
     /// The data-plane address of a node, if known.
     pub fn address(&self, node: NodeId) -> Option<&str> {
         self.nodes.get(&node).map(|n| n.address.as_str())
