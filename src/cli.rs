@@ -97,6 +97,9 @@ pub struct CoordinatorArgs {
     /// A node dead this long gets each of its replicas replaced on an alive node.
     #[arg(long, env = "KVDB_REPAIR_AFTER", value_parser = parse_duration, default_value = "30s")]
     pub repair_after: Duration,
+    /// A replica move still running after this long gets its new replica placed elsewhere.
+    #[arg(long, env = "KVDB_MOVE_TIMEOUT", value_parser = parse_duration, default_value = "10m")]
+    pub move_timeout: Duration,
     /// Shards the scheduler may have moving at once, cluster-wide.
     #[arg(long, env = "KVDB_MAX_MOVES", default_value_t = SchedulerConfig::DEFAULT_MAX_MOVES as u16, value_parser = clap::value_parser!(u16).range(1..))]
     pub max_moves: u16,

@@ -138,6 +138,9 @@ impl CoordinatorConfig {
         if self.scheduler.interval.is_zero() {
             return bad("scheduler interval must be non-zero".into());
         }
+        if self.scheduler.move_timeout.is_zero() {
+            return bad("the scheduler's move timeout must be non-zero".into());
+        }
         if self.scheduler.limits.max_moves == 0 {
             return bad("the scheduler's move limit must be at least 1".into());
         }

@@ -50,6 +50,7 @@ pub async fn coordinator(args: CoordinatorArgs) -> ExitCode {
     config.suspect_after = args.suspect_after;
     config.dead_after = args.dead_after;
     config.scheduler.repair_after = args.repair_after;
+    config.scheduler.move_timeout = args.move_timeout;
     config.scheduler.limits.max_moves = usize::from(args.max_moves);
     config.scheduler.limits.max_leader_transfers = usize::from(args.max_leader_transfers);
     match parse_peers(&args.peers) {

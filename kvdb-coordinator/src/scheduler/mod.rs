@@ -61,6 +61,8 @@ pub struct SchedulerConfig {
     pub interval: Duration,
     /// How long a node stays dead before its replicas are replaced.
     pub repair_after: Duration,
+    /// How long a move may run before its new replica is placed elsewhere.
+    pub move_timeout: Duration,
     /// What one plan may start.
     pub limits: Limits,
 }
@@ -70,6 +72,8 @@ impl SchedulerConfig {
     pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
     /// Default [`repair_after`](Self::repair_after).
     pub const DEFAULT_REPAIR_AFTER: Duration = Duration::from_secs(30);
+    /// Default [`move_timeout`](Self::move_timeout): room for a large snapshot.
+    pub const DEFAULT_MOVE_TIMEOUT: Duration = Duration::from_secs(600);
     /// Default [`Limits::max_moves`].
     pub const DEFAULT_MAX_MOVES: usize = 4;
     /// Default [`Limits::max_leader_transfers`].
@@ -81,6 +85,7 @@ impl Default for SchedulerConfig {
         Self {
             interval: Self::DEFAULT_INTERVAL,
             repair_after: Self::DEFAULT_REPAIR_AFTER,
+            move_timeout: Self::DEFAULT_MOVE_TIMEOUT,
             limits: Limits {
                 max_moves: Self::DEFAULT_MAX_MOVES,
                 max_leader_transfers: Self::DEFAULT_MAX_LEADER_TRANSFERS,
@@ -118,6 +123,9 @@ struct Memory {
     transfers: HashMap<ShardId, (NodeId, u64, Instant)>,
     /// Nodes a transfer failed to reach, and until when they are skipped.
     unfit_until: HashMap<NodeId, Instant>,
+    /// When this leadership first saw each moving shard moving, by the
+    /// move's epoch.
+    moving_since: HashMap<(ShardId, kvdb_core::Epoch), Instant>,
     /// Every shard's leader and term and every node's status at the last
     /// look, and since when they have been so.
     calm_since: Option<(CalmState, Instant)>,
@@ -132,7 +140,7 @@ impl SchedulerMemory {
         map: &ShardMap,
         term: u64,
         now: Instant,
-        repair_after: Duration,
+        config: &SchedulerConfig,
     ) -> Recent {
         let mut memory = self.lock();
         if memory.term != Some(term) {
@@ -164,6 +172,20 @@ impl SchedulerMemory {
         memory
             .transfers
             .retain(|_, (_, _, at)| now.saturating_duration_since(*at) < SHARD_COOLDOWN);
+        let moving: Vec<(ShardId, kvdb_core::Epoch)> = map
+            .shards
+            .values()
+            .filter(|s| s.state != kvdb_core::ShardState::Stable)
+            .map(|s| (s.id, s.epoch))
+            .collect();
+        memory.moving_since.retain(|key, _| moving.contains(key));
+        let mut stuck = std::collections::BTreeSet::new();
+        for key in moving {
+            let since = *memory.moving_since.entry(key).or_insert(now);
+            if now.saturating_duration_since(since) >= config.move_timeout {
+                stuck.insert(key.0);
+            }
+        }
         memory.unfit_until.retain(|_, until| *until > now);
         let state = calm_state(map);
         let since = match memory.calm_since.take() {
@@ -176,12 +198,18 @@ impl SchedulerMemory {
             repairable: memory
                 .dead_since
                 .iter()
-                .filter(|(_, since)| now.saturating_duration_since(**since) >= repair_after)
+                .filter(|(_, since)| now.saturating_duration_since(**since) >= config.repair_after)
                 .map(|(node, _)| *node)
                 .collect(),
             cooling: memory.transfers.keys().copied().collect(),
             unfit: memory.unfit_until.keys().copied().collect(),
+            stuck,
         }
+    }
+
+    /// Notes that `node` failed to take a replica or leadership at `now`.
+    fn unfit(&self, node: NodeId, now: Instant) {
+        self.lock().unfit_until.insert(node, now + UNFIT_FOR);
     }
 
     /// Notes a transfer of `shard`'s leadership to `to` started at `now`.
@@ -272,7 +300,7 @@ pub(crate) async fn run(
         }
         let term = coordinator.raft_metrics().borrow().current_term;
         let memory = coordinator.scheduler_memory();
-        let recent = memory.recent_facts(&map, term, Instant::now(), config.repair_after);
+        let recent = memory.recent_facts(&map, term, Instant::now(), &config);
         for operation in plan::plan(&map, &recent, config.limits) {
             let result = coordinator.execute(command(&operation)).await;
             let error = match result {
@@ -282,6 +310,11 @@ pub(crate) async fn run(
                         && let Some(shard) = map.shards.get(&operation.shard)
                     {
                         memory.transferred(shard, to, Instant::now());
+                    }
+                    if let (OperationKind::MoveReplica { from, .. }, Reason::Stuck) =
+                        (&operation.kind, operation.reason)
+                    {
+                        memory.unfit(*from, Instant::now());
                     }
                     None
                 }

@@ -16,8 +16,9 @@
 //! - a shard without a majority on nodes that are not dead is left alone: its
 //!   membership cannot change until a majority returns;
 //! - a move stuck on its way to a node that has since died or started
-//!   draining gets a new target in place of that node (a new learner never
-//!   catches up on a dead node, and the shard would stay short a replica);
+//!   draining, or that has not finished within the move timeout, gets a new
+//!   target in place of that node (a learner that never catches up would
+//!   keep the shard moving, and short a replica, for good);
 //! - balancing only moves a replica from a node holding at least two more
 //!   than the target, so every move lowers the spread and the plan converges.
 
@@ -80,6 +81,9 @@ pub enum Reason {
     Drain,
     /// The source node holds more than its share.
     Balance,
+    /// The shard's move to the source node did not finish within the move
+    /// timeout (its new replica never caught up).
+    Stuck,
 }
 
 /// Replicas and leaderships per node, counting moving shards at their target
@@ -124,6 +128,9 @@ pub struct Recent {
     /// balancing transfers or moves for a while; repair and drain still use
     /// them when nothing else can take a replica.
     pub unfit: BTreeSet<NodeId>,
+    /// Moving shards whose move has run longer than the move timeout: their
+    /// new replica goes elsewhere.
+    pub stuck: BTreeSet<ShardId>,
     /// Whether leaderships may be balanced: only once the cluster has been
     /// calm for a while (see `scheduler::LEADER_SETTLE`), since every
     /// balancing transfer stalls its shard's writes for a moment.
@@ -134,8 +141,9 @@ pub struct Recent {
 pub fn plan(map: &ShardMap, recent: &Recent, limits: Limits) -> Vec<Operation> {
     let mut planner = Planner::new(map, recent, limits);
     let repairable = &recent.repairable;
-    planner.retarget(|n| repairable.contains(&n.id), Reason::Repair);
-    planner.retarget(|n| n.status == NodeStatus::Draining, Reason::Drain);
+    planner.retarget(|_, n| repairable.contains(&n.id), Reason::Repair);
+    planner.retarget(|_, n| n.status == NodeStatus::Draining, Reason::Drain);
+    planner.retarget(|s, _| recent.stuck.contains(&s.id), Reason::Stuck);
     planner.evacuate(|n| repairable.contains(&n.id), Reason::Repair);
     planner.transfer_off_draining();
     planner.evacuate(|n| n.status == NodeStatus::Draining, Reason::Drain);
@@ -273,7 +281,11 @@ impl<'a> Planner<'a> {
     /// already a replica, so only a learner is waiting for it): that node is
     /// swapped for the best alive node outside the shard. The shard already
     /// counts against the move limit.
-    fn retarget(&mut self, leaving: impl Fn(&kvdb_core::NodeInfo) -> bool, reason: Reason) {
+    fn retarget(
+        &mut self,
+        leaving: impl Fn(&ShardInfo, &kvdb_core::NodeInfo) -> bool,
+        reason: Reason,
+    ) {
         for shard in self.map.shards.values() {
             let ShardState::Moving { target } = &shard.state else {
                 continue;
@@ -282,7 +294,12 @@ impl<'a> Planner<'a> {
                 continue;
             }
             let from = target.iter().copied().find(|n| {
-                !shard.replicas.contains(n) && self.map.nodes.get(n).is_some_and(&leaving)
+                !shard.replicas.contains(n)
+                    && self
+                        .map
+                        .nodes
+                        .get(n)
+                        .is_some_and(|info| leaving(shard, info))
             });
             let Some(from) = from else { continue };
             let outside: Vec<NodeId> = shard.replicas.iter().chain(target).copied().collect();

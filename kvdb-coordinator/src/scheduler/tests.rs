@@ -215,6 +215,33 @@ fn a_move_headed_for_a_node_that_died_gets_a_new_target() {
 }
 
 #[test]
+fn a_move_that_does_not_finish_in_time_gets_a_new_target() {
+    let mut m = map(alive(1..=5), &[&[1, 2, 3]]);
+    m.shards.get_mut(&ShardId(0)).unwrap().state = ShardState::Moving {
+        target: vec![NodeId(1), NodeId(2), NodeId(4)],
+    };
+    assert!(
+        plan(&m, &none(), LIMITS).is_empty(),
+        "a running move is left alone"
+    );
+    let stuck = Recent {
+        stuck: BTreeSet::from([ShardId(0)]),
+        ..none()
+    };
+    let ops = plan(&m, &stuck, LIMITS);
+    assert_eq!(ops.len(), 1, "{ops:?}");
+    assert_eq!(ops[0].reason, Reason::Stuck);
+    assert_eq!(
+        ops[0].kind,
+        OperationKind::MoveReplica {
+            from: NodeId(4),
+            to: NodeId(5),
+            replicas: vec![NodeId(1), NodeId(2), NodeId(5)],
+        }
+    );
+}
+
+#[test]
 fn a_shard_without_a_live_majority_is_left_alone() {
     let m = map(
         vec![
