@@ -118,9 +118,8 @@ struct Memory {
     term: Option<u64>,
     /// When this leadership first saw each node dead.
     dead_since: HashMap<NodeId, Instant>,
-    /// Leader transfers this leadership started, by shard: the target, the
-    /// shard's leader term before, and when.
-    transfers: HashMap<ShardId, (NodeId, u64, Instant)>,
+    /// Leader transfers this leadership started, by shard.
+    transfers: HashMap<ShardId, Transfer>,
     /// Nodes a transfer failed to reach, and until when they are skipped.
     unfit_until: HashMap<NodeId, Instant>,
     /// When this leadership first saw each moving shard moving, by the
@@ -130,6 +129,17 @@ struct Memory {
     /// look, and since when they have been so.
     calm_since: Option<(CalmState, Instant)>,
     recent: VecDeque<StartedOperation>,
+}
+
+/// A leader transfer the scheduler started.
+#[derive(Debug, Clone, Copy)]
+struct Transfer {
+    to: NodeId,
+    /// The shard's leader term when it started.
+    term_before: u64,
+    at: Instant,
+    /// Whether it has been judged (taken, or its target marked unfit).
+    judged: bool,
 }
 
 impl SchedulerMemory {
@@ -159,19 +169,22 @@ impl SchedulerMemory {
                 memory.dead_since.entry(node.id).or_insert(now);
             }
         }
-        // A transfer took when the target reported itself leader in a newer term.
-        for (shard, (to, term_before, at)) in &memory.transfers {
-            let Some(info) = map.shards.get(shard) else {
-                continue;
-            };
-            let took = info.leader == Some(*to) && info.leader_term > *term_before;
-            if !took && now.saturating_duration_since(*at) >= TRANSFER_GRACE {
-                memory.unfit_until.entry(*to).or_insert(now + UNFIT_FOR);
+        // A transfer took when the target reported itself leader in a newer
+        // term; one that has not within the grace period marks its target once.
+        for (shard, transfer) in memory.transfers.iter_mut().filter(|(_, t)| !t.judged) {
+            let took = map.shards.get(shard).is_some_and(|i| {
+                i.leader == Some(transfer.to) && i.leader_term > transfer.term_before
+            });
+            if took {
+                transfer.judged = true;
+            } else if now.saturating_duration_since(transfer.at) >= TRANSFER_GRACE {
+                transfer.judged = true;
+                memory.unfit_until.insert(transfer.to, now + UNFIT_FOR);
             }
         }
         memory
             .transfers
-            .retain(|_, (_, _, at)| now.saturating_duration_since(*at) < SHARD_COOLDOWN);
+            .retain(|_, t| now.saturating_duration_since(t.at) < SHARD_COOLDOWN);
         let moving: Vec<(ShardId, kvdb_core::Epoch)> = map
             .shards
             .values()
@@ -214,9 +227,13 @@ impl SchedulerMemory {
 
     /// Notes a transfer of `shard`'s leadership to `to` started at `now`.
     fn transferred(&self, shard: &ShardInfo, to: NodeId, now: Instant) {
-        self.lock()
-            .transfers
-            .insert(shard.id, (to, shard.leader_term, now));
+        let transfer = Transfer {
+            to,
+            term_before: shard.leader_term,
+            at: now,
+            judged: false,
+        };
+        self.lock().transfers.insert(shard.id, transfer);
     }
 
     fn record(&self, operation: Operation, error: Option<String>) {

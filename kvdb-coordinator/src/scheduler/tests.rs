@@ -475,3 +475,82 @@ proptest! {
         }
     }
 }
+
+mod memory {
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::scheduler::{SchedulerConfig, SchedulerMemory};
+
+    fn config() -> SchedulerConfig {
+        SchedulerConfig {
+            move_timeout: Duration::from_secs(60),
+            ..SchedulerConfig::default()
+        }
+    }
+
+    #[test]
+    fn a_transfer_that_does_not_take_marks_its_target_once() {
+        let memory = SchedulerMemory::default();
+        let m = map(alive(1..=3), &[&[1, 2, 3]]);
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        memory.recent_facts(&m, 1, t0, &config());
+        memory.transferred(&m.shards[&ShardId(0)], NodeId(2), t0);
+
+        let soon = memory.recent_facts(&m, 1, at(1), &config());
+        assert!(soon.unfit.is_empty(), "within the grace period");
+        assert_eq!(soon.cooling, BTreeSet::from([ShardId(0)]));
+        let judged = memory.recent_facts(&m, 1, at(6), &config());
+        assert_eq!(judged.unfit, BTreeSet::from([NodeId(2)]));
+        let later = memory.recent_facts(&m, 1, at(27), &config());
+        assert!(later.unfit.is_empty(), "20 s after, and not marked again");
+        assert_eq!(later.cooling, BTreeSet::from([ShardId(0)]));
+        assert!(
+            memory
+                .recent_facts(&m, 1, at(31), &config())
+                .cooling
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_transfer_that_takes_marks_nothing() {
+        let memory = SchedulerMemory::default();
+        let mut m = map(alive(1..=3), &[&[1, 2, 3]]);
+        let t0 = Instant::now();
+        memory.transferred(&m.shards[&ShardId(0)], NodeId(2), t0);
+        let shard = m.shards.get_mut(&ShardId(0)).unwrap();
+        shard.leader = Some(NodeId(2));
+        shard.leader_term = 2;
+        let facts = memory.recent_facts(&m, 1, t0 + Duration::from_secs(6), &config());
+        assert!(facts.unfit.is_empty());
+    }
+
+    #[test]
+    fn calm_stuck_and_repairable_follow_their_clocks() {
+        let memory = SchedulerMemory::default();
+        let mut m = with_status(map(alive(1..=4), &[&[1, 2, 3]]), 3, NodeStatus::Dead);
+        m.shards.get_mut(&ShardId(0)).unwrap().state = ShardState::Moving {
+            target: vec![NodeId(1), NodeId(2), NodeId(4)],
+        };
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        let first = memory.recent_facts(&m, 1, t0, &config());
+        assert!(!first.calm && first.stuck.is_empty() && first.repairable.is_empty());
+        let ten = memory.recent_facts(&m, 1, at(10), &config());
+        assert!(ten.calm, "nothing changed for 10 s");
+        let thirty = memory.recent_facts(&m, 1, at(30), &config());
+        assert_eq!(thirty.repairable, BTreeSet::from([NodeId(3)]));
+        assert!(thirty.stuck.is_empty());
+        assert_eq!(
+            memory.recent_facts(&m, 1, at(60), &config()).stuck,
+            BTreeSet::from([ShardId(0)])
+        );
+        // A new leadership starts every clock again.
+        let fresh = memory.recent_facts(&m, 2, at(61), &config());
+        assert!(fresh.repairable.is_empty() && fresh.stuck.is_empty() && !fresh.calm);
+    }
+}
