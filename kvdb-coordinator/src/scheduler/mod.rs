@@ -22,11 +22,11 @@
 //! The pause switch is replicated (`Command::SetSchedulerPaused`), so it
 //! survives leader changes and restarts.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kvdb_core::{NodeId, NodeStatus, ShardId, ShardInfo, ShardMap};
+use kvdb_core::{Epoch, NodeId, NodeStatus, ShardId, ShardInfo, ShardMap, ShardState};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -124,7 +124,7 @@ struct Memory {
     unfit_until: HashMap<NodeId, Instant>,
     /// When this leadership first saw each moving shard moving, by the
     /// move's epoch.
-    moving_since: HashMap<(ShardId, kvdb_core::Epoch), Instant>,
+    moving_since: HashMap<(ShardId, Epoch), Instant>,
     /// Every shard's leader and term and every node's status at the last
     /// look, and since when they have been so.
     calm_since: Option<(CalmState, Instant)>,
@@ -185,14 +185,14 @@ impl SchedulerMemory {
         memory
             .transfers
             .retain(|_, t| now.saturating_duration_since(t.at) < SHARD_COOLDOWN);
-        let moving: Vec<(ShardId, kvdb_core::Epoch)> = map
+        let moving: Vec<(ShardId, Epoch)> = map
             .shards
             .values()
-            .filter(|s| s.state != kvdb_core::ShardState::Stable)
+            .filter(|s| s.state != ShardState::Stable)
             .map(|s| (s.id, s.epoch))
             .collect();
         memory.moving_since.retain(|key, _| moving.contains(key));
-        let mut stuck = std::collections::BTreeSet::new();
+        let mut stuck = BTreeSet::new();
         for key in moving {
             let since = *memory.moving_since.entry(key).or_insert(now);
             if now.saturating_duration_since(since) >= config.move_timeout {

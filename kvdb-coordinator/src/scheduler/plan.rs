@@ -224,38 +224,53 @@ impl<'a> Planner<'a> {
         live > shard.replicas.len() / 2
     }
 
-    /// The best alive node to receive a replica of `shard` in place of
-    /// `leaving`: first one whose zone the remaining replicas do not use,
-    /// then the least loaded, then the lowest id.
-    fn target_for(&self, shard: &ShardInfo, leaving: NodeId) -> Option<NodeId> {
-        let staying: Vec<NodeId> = shard
-            .replicas
-            .iter()
-            .copied()
-            .filter(|&r| r != leaving)
-            .collect();
+    /// The best alive node outside `outside` to receive a replica in place of
+    /// `leaving`, for a shard headed for the replica set `heading`: first one
+    /// no transfer or move failed to reach lately, then one whose zone the
+    /// rest of `heading` does not use, then the least loaded, then the lowest id.
+    fn target_for(
+        &self,
+        heading: &[NodeId],
+        outside: &[NodeId],
+        leaving: NodeId,
+    ) -> Option<NodeId> {
         self.map
             .nodes
             .values()
-            .filter(|n| n.status == NodeStatus::Alive && !shard.replicas.contains(&n.id))
+            .filter(|n| n.status == NodeStatus::Alive && !outside.contains(&n.id))
             .min_by_key(|n| {
-                let shared_zones = staying.iter().filter(|&&r| self.zone(r) == n.zone).count();
+                let shared_zones = heading
+                    .iter()
+                    .filter(|&&r| r != leaving && self.zone(r) == n.zone)
+                    .count();
                 let unfit = self.recent.unfit.contains(&n.id);
                 (unfit, shared_zones, self.load.replicas[&n.id], n.id)
             })
             .map(|n| n.id)
     }
 
+    /// Starts moving one of `shard`'s replicas from `from` to `to`.
     fn push_move(&mut self, shard: &ShardInfo, from: NodeId, to: NodeId, reason: Reason) {
-        let replicas: Vec<NodeId> = shard
-            .replicas
+        self.push_swap(shard, &shard.replicas, from, to, reason);
+        self.busy.insert(shard.id);
+        self.moves_in_flight += 1;
+    }
+
+    /// Plans `shard` to head for `heading` with `from` swapped for `to`.
+    fn push_swap(
+        &mut self,
+        shard: &ShardInfo,
+        heading: &[NodeId],
+        from: NodeId,
+        to: NodeId,
+        reason: Reason,
+    ) {
+        let replicas: Vec<NodeId> = heading
             .iter()
             .map(|&r| if r == from { to } else { r })
             .collect();
         *self.load.replicas.entry(from).or_default() -= 1;
         *self.load.replicas.entry(to).or_default() += 1;
-        self.busy.insert(shard.id);
-        self.moves_in_flight += 1;
         self.operations.push(Operation {
             shard: shard.id,
             epoch: shard.epoch,
@@ -290,7 +305,7 @@ impl<'a> Planner<'a> {
             let ShardState::Moving { target } = &shard.state else {
                 continue;
             };
-            if self.busy_in_plan(shard.id) || !self.has_live_majority(shard) {
+            if self.planned.contains(&shard.id) || !self.has_live_majority(shard) {
                 continue;
             }
             let from = target.iter().copied().find(|n| {
@@ -303,35 +318,12 @@ impl<'a> Planner<'a> {
             });
             let Some(from) = from else { continue };
             let outside: Vec<NodeId> = shard.replicas.iter().chain(target).copied().collect();
-            let to = self
-                .map
-                .nodes
-                .values()
-                .filter(|n| n.status == NodeStatus::Alive && !outside.contains(&n.id))
-                .min_by_key(|n| {
-                    let unfit = self.recent.unfit.contains(&n.id);
-                    (unfit, self.load.replicas[&n.id], n.id)
-                })
-                .map(|n| n.id);
-            let Some(to) = to else { continue };
-            let replicas: Vec<NodeId> = target
-                .iter()
-                .map(|&r| if r == from { to } else { r })
-                .collect();
-            *self.load.replicas.entry(from).or_default() -= 1;
-            *self.load.replicas.entry(to).or_default() += 1;
+            let Some(to) = self.target_for(target, &outside, from) else {
+                continue;
+            };
+            self.push_swap(shard, target, from, to, reason);
             self.planned.insert(shard.id);
-            self.operations.push(Operation {
-                shard: shard.id,
-                epoch: shard.epoch,
-                kind: OperationKind::MoveReplica { from, to, replicas },
-                reason,
-            });
         }
-    }
-
-    fn busy_in_plan(&self, shard: ShardId) -> bool {
-        self.planned.contains(&shard)
     }
 
     /// Moves one replica of each shard off the nodes `leaving` selects.
@@ -350,7 +342,7 @@ impl<'a> Planner<'a> {
             if !self.has_live_majority(shard) {
                 continue;
             }
-            if let Some(to) = self.target_for(shard, from) {
+            if let Some(to) = self.target_for(&shard.replicas, &shard.replicas, from) {
                 self.push_move(shard, from, to, reason);
             }
         }
