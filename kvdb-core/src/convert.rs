@@ -90,11 +90,14 @@ fn slot(v: u32) -> Result<Slot, ConvertError> {
 
 impl From<&ShardInfo> for pb::Shard {
     fn from(s: &ShardInfo) -> Self {
-        let (state, target) = match &s.state {
-            ShardState::Stable => (pb::ShardState::Stable, Vec::new()),
-            ShardState::Moving { target } => {
-                (pb::ShardState::Moving, target.iter().map(|n| n.0).collect())
-            }
+        let (state, target, split_from) = match &s.state {
+            ShardState::Stable => (pb::ShardState::Stable, Vec::new(), 0),
+            ShardState::Moving { target } => (
+                pb::ShardState::Moving,
+                target.iter().map(|n| n.0).collect(),
+                0,
+            ),
+            ShardState::Splitting { from } => (pb::ShardState::Splitting, Vec::new(), from.0),
         };
         pb::Shard {
             id: s.id.0,
@@ -106,6 +109,7 @@ impl From<&ShardInfo> for pb::Shard {
             state: state as i32,
             target_replicas: target,
             leader_term: s.leader_term,
+            split_from,
         }
     }
 }
@@ -117,6 +121,9 @@ impl TryFrom<&pb::Shard> for ShardInfo {
             Ok(pb::ShardState::Stable) => ShardState::Stable,
             Ok(pb::ShardState::Moving) => ShardState::Moving {
                 target: ids(&s.target_replicas),
+            },
+            Ok(pb::ShardState::Splitting) => ShardState::Splitting {
+                from: ShardId(s.split_from),
             },
             _ => {
                 return Err(ConvertError {

@@ -10,7 +10,9 @@
 
 use std::fmt;
 
-use kvdb_core::{Epoch, MapVersion, NodeId, NodeInfo, NodeStatus, ShardInfo, ShardMap, ShardState};
+use kvdb_core::{
+    Epoch, MapVersion, NodeId, NodeInfo, NodeStatus, ShardId, ShardInfo, ShardMap, ShardState,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::scheduler::{Load, StartedOperation};
@@ -200,8 +202,12 @@ pub struct ShardView {
     pub slot_end: u16,
     /// Bumped by every replica move; leader changes keep it.
     pub epoch: Epoch,
-    /// `"stable"`, or `"moving"` while `target` is being committed.
+    /// `"stable"`, `"moving"` while `target` is being committed, or `"splitting"` while
+    /// the shard's group is being created from `split_from`'s state.
     pub state: String,
+    /// While splitting: the shard this one is carved out of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_from: Option<ShardId>,
     /// The committed replica set, which serves (during a move too).
     pub replicas: Vec<NodeRef>,
     /// The replica set being moved to; empty when stable.
@@ -220,9 +226,10 @@ impl ShardView {
     /// The view of `shard`, taking node addresses from `map`.
     pub fn new(map: &ShardMap, shard: &ShardInfo) -> Self {
         let refs = |ids: &[NodeId]| ids.iter().map(|&id| NodeRef::new(map, id)).collect();
-        let (state, target) = match &shard.state {
-            ShardState::Stable => ("stable", Vec::new()),
-            ShardState::Moving { target } => ("moving", refs(target)),
+        let (state, target, split_from) = match &shard.state {
+            ShardState::Stable => ("stable", Vec::new(), None),
+            ShardState::Moving { target } => ("moving", refs(target), None),
+            ShardState::Splitting { from } => ("splitting", Vec::new(), Some(*from)),
         };
         Self {
             id: shard.id,
@@ -230,6 +237,7 @@ impl ShardView {
             slot_end: shard.slot_end.0,
             epoch: shard.epoch,
             state: state.to_owned(),
+            split_from,
             replicas: refs(&shard.replicas),
             target,
             leader: shard.leader.map(|id| NodeRef::new(map, id)),

@@ -507,6 +507,6 @@ fn unwind<'a>(
 fn eventual_replicas(shard: &ShardInfo) -> &[NodeId] {
     match &shard.state {
         ShardState::Moving { target } => target,
-        ShardState::Stable => &shard.replicas,
+        ShardState::Stable | ShardState::Splitting { .. } => &shard.replicas,
     }
 }

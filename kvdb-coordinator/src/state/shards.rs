@@ -178,7 +178,7 @@ impl MetaState {
                     version,
                 });
             }
-            ShardState::Stable => return rejected,
+            ShardState::Stable | ShardState::Splitting { .. } => return rejected,
         };
         let leader = shard.leader.filter(|l| target.contains(l));
         let shard = ShardInfo {

@@ -47,6 +47,13 @@ pub enum ShardState {
         /// The replica set being moved to (the full new set, not the additions).
         target: Vec<NodeId>,
     },
+    /// Being carved out of shard `from`, whose replicas create this shard's
+    /// group from their own state when they apply the split (so it is never
+    /// initialized empty). Settles when the new group's leader reports.
+    Splitting {
+        /// The shard whose slots this one takes over.
+        from: ShardId,
+    },
 }
 
 /// One shard: a contiguous inclusive slot range and its replicas.
@@ -280,7 +287,7 @@ impl ShardMap {
             return Err(MapError::NoReplicas { shard: s.id });
         }
         let target: &[NodeId] = match &s.state {
-            ShardState::Stable => &[],
+            ShardState::Stable | ShardState::Splitting { .. } => &[],
             ShardState::Moving { target } => target,
         };
         for list in [&s.replicas[..], target] {
@@ -317,6 +324,13 @@ impl ShardMap {
             .filter(|n| n.status == NodeStatus::Alive)
             .map(|n| n.id)
             .collect()
+    }
+
+    /// The shards being carved out of `shard` by a split not settled yet.
+    pub fn splitting_from(&self, shard: ShardId) -> impl Iterator<Item = &ShardInfo> {
+        self.shards
+            .values()
+            .filter(move |s| s.state == ShardState::Splitting { from: shard })
     }
 
     /// The data-plane address of a node, if known.
