@@ -124,13 +124,8 @@ impl EpochValidator {
                 current: local.epoch,
             });
         }
-        let key_slot = slot(key);
-        if !local.contains(key_slot) {
-            let owner = map.shards.values().find(|s| s.contains(key_slot));
-            return Err(RoutingError::ShardMoved {
-                shard,
-                to: owner.and_then(|s| self.hint(map, s)),
-            });
+        if !local.contains(slot(key)) {
+            return Err(self.moved(map, shard, key));
         }
         if access.needs_leader() && !local.is_leader {
             return Err(RoutingError::NotLeader {
@@ -139,6 +134,17 @@ impl EpochValidator {
             });
         }
         Ok(())
+    }
+
+    /// The answer for a request to `shard` whose key belongs to another shard now (per `map`,
+    /// or per a split the replica applied): `SHARD_MOVED`, hinting a node of the key's owner.
+    pub fn moved(&self, map: &ShardMap, shard: ShardId, key: &[u8]) -> RoutingError {
+        let key_slot = slot(key);
+        let owner = map.shards.values().find(|s| s.contains(key_slot));
+        RoutingError::ShardMoved {
+            shard,
+            to: owner.and_then(|s| self.hint(map, s)),
+        }
     }
 
     /// A node other than this one that serves `shard`: its leader if known,

@@ -8,7 +8,7 @@
 //! Out of scope: validation of sizes and conflicting options, which happens
 //! at the request edge (`kv_service`) before anything is proposed.
 
-use kvdb_core::Version;
+use kvdb_core::{ShardId, Slot, Version};
 use serde::{Deserialize, Serialize};
 
 /// Identifies one logical client write, so that a retry of it is applied
@@ -51,6 +51,28 @@ pub enum Op {
     /// Several client writes proposed as one entry (see `crate::write_queue`), applied in
     /// order, each with its own clock and its own version. Never nested.
     Batch(Vec<Command>),
+    /// Hands the shard's upper slots to new shards, created on every replica from the state
+    /// at this entry (see `crate::split`).
+    Split(Split),
+}
+
+/// The new shards of a split, in slot order and without gaps: the first starts at the split
+/// point, the last ends where the splitting shard's range ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Split {
+    /// Each new shard and the slots it takes over.
+    pub children: Vec<SplitChild>,
+}
+
+/// One shard created by a [`Split`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitChild {
+    /// The new shard's id (also its Raft group's).
+    pub shard: ShardId,
+    /// First slot it takes over, inclusive.
+    pub slot_start: Slot,
+    /// Last slot it takes over, inclusive.
+    pub slot_end: Slot,
 }
 
 /// How many low bits of a [`Version`] hold a write's position in its entry's batch.
@@ -97,7 +119,7 @@ impl Command {
         match &self.op {
             Op::Put(put) => put.write_id.as_ref(),
             Op::Delete(delete) => delete.write_id.as_ref(),
-            Op::Purge { .. } | Op::Batch(_) => None,
+            Op::Purge { .. } | Op::Batch(_) | Op::Split(_) => None,
         }
     }
 }
@@ -130,6 +152,15 @@ pub enum CommandResult {
     },
     /// The outcomes of an [`Op::Batch`], one per command, in order.
     Batch(Vec<CommandResult>),
+    /// A write whose key's slot a split applied earlier in the log handed to another shard:
+    /// nothing was written, and the client should refresh its map and retry there.
+    NotOwned,
+    /// The outcome of an [`Op::Split`]: the shards this replica created (none when the split
+    /// was already applied, or a replica of a new shard was already open here).
+    Split {
+        /// The new shards whose state this replica wrote.
+        created: Vec<ShardId>,
+    },
     /// A duplicate write that is older than the remembered window of its
     /// client: it may or may not have been applied, and its first result is
     /// no longer known. Nothing was written.

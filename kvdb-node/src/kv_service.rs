@@ -153,6 +153,11 @@ impl KvService {
             .storage()
             .get(&get.key)
             .map_err(|e| KvError::Internal(e.to_string()))?;
+        // After the read: a split that took the key narrows the fence before the key leaves
+        // the storage (see `crate::split`).
+        if !replica.serves(&get.key) {
+            return Err(self.moved(replica.shard(), &get.key));
+        }
         replica.note_read();
         let now = clock::now_ms();
         Ok(match stored.filter(|v| v.is_live(now)) {
@@ -181,14 +186,26 @@ impl KvService {
         let put = req.request.ok_or_else(|| missing("put"))?;
         let command = proposal::put_command(&put, clock::now_ms(), &self.limits)?;
         let replica = self.route(req.target, &put.key, Access::Write)?;
-        proposal::put_response(self.propose(&replica, command).await?)
+        match self.propose(&replica, command).await? {
+            CommandResult::NotOwned => Err(self.moved(replica.shard(), &put.key)),
+            result => proposal::put_response(result),
+        }
     }
 
     async fn delete(&self, req: pb::NodeDeleteRequest) -> Result<pb::DeleteResponse, KvError> {
         let delete = req.request.ok_or_else(|| missing("delete"))?;
         let command = proposal::delete_command(&delete, clock::now_ms(), &self.limits)?;
         let replica = self.route(req.target, &delete.key, Access::Write)?;
-        proposal::delete_response(self.propose(&replica, command).await?)
+        match self.propose(&replica, command).await? {
+            CommandResult::NotOwned => Err(self.moved(replica.shard(), &delete.key)),
+            result => proposal::delete_response(result),
+        }
+    }
+
+    /// `SHARD_MOVED` for `key`, which a split took from `shard`, hinting its new owner.
+    fn moved(&self, shard: ShardId, key: &[u8]) -> KvError {
+        let map = self.manager.cache().current();
+        self.validator.moved(&map, shard, key).into()
     }
 
     async fn propose(&self, replica: &Replica, command: Command) -> Result<CommandResult, KvError> {

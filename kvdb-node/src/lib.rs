@@ -64,6 +64,7 @@ pub mod server;
 pub mod sessions;
 pub mod shutdown;
 pub mod slow_leader;
+pub mod split;
 pub mod transfer;
 pub mod write_queue;
 

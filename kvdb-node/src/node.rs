@@ -35,6 +35,7 @@ use crate::kv_service::KvService;
 use crate::proposal::Limits;
 use crate::replica::ReplicaEnv;
 use crate::replica_manager::ReplicaManager;
+use crate::split::Nursery;
 
 /// How long [`Node::start_with`] keeps trying to register before giving up.
 pub const REGISTER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -129,6 +130,7 @@ impl Node {
             node: id,
             config: config.clone(),
             log_db: log_db.clone(),
+            nursery: Arc::new(Nursery::new(kv_db.clone())),
             kv_db,
             peers: PeerChannels::with_rewrite(
                 PeerChannelsConfig::default(),

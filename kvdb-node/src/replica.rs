@@ -29,7 +29,7 @@ use openraft::{BasicNode, RaftMetrics, ServerState};
 use tokio::sync::{Notify, watch};
 use tokio::task::{JoinError, JoinHandle};
 
-use crate::command::{Command, CommandResult};
+use crate::command::{Command, CommandResult, Op, Split};
 use crate::config::{ConfigError, NodeConfig};
 use crate::expiry;
 use crate::kv_machine::{KvMachine, MachineError};
@@ -37,6 +37,7 @@ use crate::raft_types::{RaftId, ShardRaft, ShardRaftConfig};
 use crate::read_queue::{ReadError, ReadQueue, observed};
 use crate::replica_tasks;
 use crate::slow_leader::{self, SlowLeaderPolicy, SlowLeaderState};
+use crate::split::{Fence, Nursery, ShardCreator, SlotRange};
 use crate::write_queue::{WriteError, WriteQueue};
 
 /// What every replica of a node shares.
@@ -56,6 +57,8 @@ pub struct ReplicaEnv {
     pub router: RaftRouter<ShardRaftConfig>,
     /// Woken whenever some replica's leader or term changes.
     pub leadership_changed: Arc<Notify>,
+    /// Which shards have a replica here, and where splits create new shards' state.
+    pub nursery: Arc<Nursery>,
 }
 
 /// Why a replica could not be opened, initialized or removed.
@@ -168,6 +171,8 @@ pub struct Replica {
     stopped: AtomicBool,
     /// The slow-leader check's memory.
     slow: std::sync::Mutex<SlowLeaderState>,
+    /// The slots the state machine serves (see [`crate::split`]).
+    fence: Arc<Fence>,
     /// Reads and writes answered since the replica opened, for the coordinator's rates.
     reads_total: AtomicU64,
     writes_total: AtomicU64,
@@ -190,20 +195,23 @@ impl Replica {
         let raft_config = Arc::new(env.config.raft_config(shard)?);
         let kv_db = env.kv_db.clone();
         let snapshot_db = env.log_db.database().clone();
+        let nursery: Arc<dyn ShardCreator> = env.nursery.clone();
         let state_machine = tokio::task::spawn_blocking(move || {
             let storage: Arc<dyn Storage> = Arc::new(
                 RedbStorage::open_in(&kv_db, shard, CommitDurability::Deferred)
                     .map_err(|source| ReplicaError::Storage { shard, source })?,
             );
             let machine = KvMachine::open(storage.clone())
-                .map_err(|source| ReplicaError::Machine { shard, source })?;
+                .map_err(|source| ReplicaError::Machine { shard, source })?
+                .with_creator(nursery);
+            let fence = machine.fence().clone();
             let store = StateMachineStore::open(snapshot_db, shard.0, machine)
                 .map_err(|source| ReplicaError::StateMachine { shard, source })?;
-            Ok::<_, ReplicaError>((storage, store))
+            Ok::<_, ReplicaError>((storage, store, fence))
         })
         .await
         .map_err(|source| ReplicaError::Task { shard, source })?;
-        let (storage, store) = state_machine?;
+        let (storage, store, fence) = state_machine?;
         let lease = env.config.lease_reads.then(Arc::<LeaseClock>::default);
         let mut log = env.log_db.group::<ShardRaftConfig>(shard.0);
         let vote_floor = log
@@ -257,6 +265,7 @@ impl Replica {
             handover,
             stopped: AtomicBool::new(false),
             slow: std::sync::Mutex::default(),
+            fence,
             reads_total: AtomicU64::new(0),
             writes_total: AtomicU64::new(0),
         })
@@ -302,6 +311,31 @@ impl Replica {
             self.writes_total.fetch_add(1, Ordering::Relaxed);
         }
         written
+    }
+
+    /// Whether this replica still serves `key`'s slot: a split applied here may have handed
+    /// it to another shard before this node's map shows it.
+    pub fn serves(&self, key: &[u8]) -> bool {
+        self.fence.serves(kvdb_core::slot::slot(key))
+    }
+
+    /// The slots this replica's state machine serves.
+    pub fn serving(&self) -> SlotRange {
+        self.fence.range()
+    }
+
+    /// Proposes `split` in the group's log and waits until it is applied here: the new
+    /// shards this replica created.
+    pub async fn propose_split(&self, split: Split) -> Result<Vec<ShardId>, WriteError> {
+        let command = Command {
+            now_ms: crate::clock::now_ms(),
+            op: Op::Split(split),
+        };
+        let written = self.raft.client_write(command).await?;
+        Ok(match written.data {
+            CommandResult::Split { created } => created,
+            _ => Vec::new(),
+        })
     }
 
     /// Counts one read answered from this replica.

@@ -12,8 +12,12 @@
 //!   earlier, and its data deleted as soon as no request or task holds it; a
 //!   shard given back meanwhile reopens only after that deletion, which would
 //!   otherwise wipe the new replica's log;
+//! - a shard being split off waits until this node's replica of its parent
+//!   applied the split, which creates its state, and is never initialized
+//!   empty (see [`crate::split`]);
 //! - on a shard this node leads: a leader the map does not know yet is
-//!   reported, and a pending move is run (see [`crate::reconfigure`]);
+//!   reported, a pending split is proposed, and a pending move is run (see
+//!   [`crate::reconfigure`]);
 //! - a `SetShardLeader` (the map names another voter for the current Raft
 //!   term) is acted on, best effort: the leader hands over, the target
 //!   campaigns (see [`crate::transfer`]); a leader whose handover ended
@@ -38,6 +42,7 @@ use crate::control::ControlPlane;
 use crate::reconfigure::{self, Move};
 use crate::replica::{Replica, ReplicaEnv};
 use crate::shutdown::Shutdown;
+use crate::split;
 use crate::transfer::{self, Progress, Role, Transfers};
 
 /// Opens, initializes, reconfigures and removes this node's shard replicas.
@@ -48,6 +53,8 @@ pub struct ReplicaManager {
     replicas: RwLock<HashMap<ShardId, Arc<Replica>>>,
     /// The move task per shard, with the epoch it serves.
     moves: Mutex<HashMap<ShardId, (Epoch, JoinHandle<()>)>>,
+    /// The split proposal per shard, with the epoch it serves.
+    splits: Mutex<HashMap<ShardId, (Epoch, JoinHandle<()>)>>,
     /// The last `(epoch, term)` leadership report the coordinator answered.
     reported: Mutex<HashMap<ShardId, (Epoch, u64)>>,
     /// The leader-transfer task per shard.
@@ -75,6 +82,7 @@ impl ReplicaManager {
             control,
             replicas: RwLock::default(),
             moves: Mutex::default(),
+            splits: Mutex::default(),
             reported: Mutex::default(),
             transfers: Transfers::default(),
             retired: Mutex::default(),
@@ -197,7 +205,10 @@ impl ReplicaManager {
             // A shard given back to this node while its removed replica still waits to be
             // deleted opens once that is done: the deletion clears the shard's log and data,
             // and must never run under a replica that uses them.
-            if info.members().contains(&me) && !self.is_retiring(info.id) {
+            if info.members().contains(&me)
+                && !self.is_retiring(info.id)
+                && self.may_open(&map, info)
+            {
                 self.ensure_open(&map, info).await;
             }
         }
@@ -219,15 +230,29 @@ impl ReplicaManager {
                 if handing_over.is_none() && self.step_down_if_slow(info, &replica).await {
                     continue;
                 }
+                self.drive_split(&map, info, &replica);
                 self.drive_move(&map, info, replica);
             }
         }
     }
 
+    /// Whether `info`'s replica is open or may be opened now: a shard being split off this
+    /// node's replica of its parent waits for the split (see [`split::may_open`]).
+    fn may_open(&self, map: &ShardMap, info: &ShardInfo) -> bool {
+        if self.replica(info.id).is_some() {
+            return true;
+        }
+        let parent_serving = match info.state {
+            ShardState::Splitting { from } => self.replica(from).map(|p| p.serving()),
+            _ => None,
+        };
+        split::may_open(map, self.env.node, info, parent_serving)
+    }
+
     async fn ensure_open(&self, map: &ShardMap, info: &ShardInfo) {
         let replica = match self.replica(info.id) {
             Some(replica) => replica,
-            None => match Replica::open(&self.env, info.id).await {
+            None => match self.open(info.id).await {
                 Ok(replica) => {
                     let replica = Arc::new(replica);
                     self.replicas
@@ -242,8 +267,12 @@ impl ReplicaManager {
                 }
             },
         };
+        // A shard being split off is created by the split, never initialized empty.
         let designated = info.leader.or_else(|| info.replicas.first().copied());
-        if designated != Some(self.env.node) || info.leader_term != 0 {
+        if designated != Some(self.env.node)
+            || info.leader_term != 0
+            || matches!(info.state, ShardState::Splitting { .. })
+        {
             return;
         }
         if replica.raft().is_initialized().await.unwrap_or(true) {
@@ -260,6 +289,41 @@ impl ReplicaManager {
         };
         if let Err(e) = replica.initialize(&members).await {
             tracing::error!(shard = %info.id, error = %e, "cannot initialize shard group");
+        }
+    }
+
+    /// Opens this node's replica of `shard`, claimed first so that no split writes under it.
+    async fn open(&self, shard: ShardId) -> Result<Replica, crate::replica::ReplicaError> {
+        self.env.nursery.claim(shard);
+        let opened = Replica::open(&self.env, shard).await;
+        if opened.is_err() {
+            self.env.nursery.release(shard);
+        }
+        opened
+    }
+
+    /// Proposes the split that `info`'s map record asks of the shard this node leads, unless
+    /// one is in flight for the same epoch (see [`crate::split`]).
+    fn drive_split(&self, map: &ShardMap, info: &ShardInfo, replica: &Arc<Replica>) {
+        let Some(split) = split::pending_split(map, info, replica.serving()) else {
+            return;
+        };
+        let mut splits = self.splits.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((epoch, task)) = splits.get(&info.id)
+            && *epoch == info.epoch
+            && !task.is_finished()
+        {
+            return;
+        }
+        let (replica, shard) = (replica.clone(), info.id);
+        let task = tokio::spawn(async move {
+            match replica.propose_split(split).await {
+                Ok(created) => tracing::info!(%shard, ?created, "split committed"),
+                Err(e) => tracing::warn!(%shard, error = %e, "split not committed; retrying"),
+            }
+        });
+        if let Some((_, old)) = splits.insert(info.id, (info.epoch, task)) {
+            old.abort();
         }
     }
 
@@ -308,8 +372,11 @@ impl ReplicaManager {
             match Arc::try_unwrap(replica) {
                 Ok(replica) => {
                     let shard = replica.shard();
-                    if let Err(e) = replica.destroy(&self.env).await {
-                        tracing::error!(%shard, error = %e, "cannot delete removed replica");
+                    match replica.destroy(&self.env).await {
+                        Ok(()) => self.env.nursery.release(shard),
+                        Err(e) => {
+                            tracing::error!(%shard, error = %e, "cannot delete removed replica")
+                        }
                     }
                 }
                 Err(in_use) => self

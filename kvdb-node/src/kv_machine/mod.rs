@@ -16,7 +16,9 @@
 //! - `if_version_equals` compares with that live version, `if_not_exists`
 //!   holds for an absent key; both must hold when both are given;
 //! - a write whose `(client id, sequence)` was applied before returns its
-//!   first result and changes nothing (see [`crate::sessions`]).
+//!   first result and changes nothing (see [`crate::sessions`]);
+//! - a write to a slot that a split earlier in the log handed to another shard
+//!   changes nothing and answers [`CommandResult::NotOwned`] (see [`crate::split`]).
 //!
 //! Out of scope: reading (readers go to the [`Storage`] directly, which is
 //! consistent because batches are atomic) and the wall clock.
@@ -28,6 +30,7 @@ use std::sync::Arc;
 use kvdb_core::Version;
 use kvdb_core::raft::codec::{self, CodecError};
 use kvdb_core::raft::state_machine::{Applied, Machine};
+use kvdb_core::slot::slot;
 use kvdb_core::storage::{Storage, StorageError, StoredValue, WriteBatch, WriteOp};
 use openraft::{EntryPayload, LogId, StoredMembership};
 use serde::{Deserialize, Serialize};
@@ -38,6 +41,7 @@ use crate::command::{Command, CommandResult, Delete, Op, Put, write_version};
 use crate::expiry;
 use crate::raft_types::{Entry, RaftId, ShardNode, ShardRaftConfig};
 use crate::sessions::{Seen, SessionRowError, Sessions};
+use crate::split::{Fence, ShardCreator, SlotRange};
 
 /// Why the state machine could not apply, export or import.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +62,32 @@ pub enum MachineError {
 struct Meta {
     last_applied: Option<LogId<RaftId>>,
     membership: StoredMembership<RaftId, ShardNode>,
+    /// The slots the shard still serves after its splits; `None` until its first split.
+    owned: Option<SlotRange>,
+}
+
+/// [`Meta`] as written before shards could split; still read.
+#[derive(Deserialize)]
+struct MetaBeforeSplits {
+    last_applied: Option<LogId<RaftId>>,
+    membership: StoredMembership<RaftId, ShardNode>,
+}
+
+impl Meta {
+    fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        codec::decode(bytes).or_else(|e| {
+            let old: MetaBeforeSplits = codec::decode(bytes).map_err(|_| e)?;
+            Ok(Meta {
+                last_applied: old.last_applied,
+                membership: old.membership,
+                owned: None,
+            })
+        })
+    }
+
+    fn owned(&self) -> SlotRange {
+        self.owned.unwrap_or(SlotRange::ALL)
+    }
 }
 
 /// One shard's state machine.
@@ -66,6 +96,10 @@ pub struct KvMachine {
     meta: Meta,
     /// Kept in the storage's auxiliary rows.
     sessions: Sessions,
+    /// `meta.owned`, for readers; narrowed by a split before its deletions are visible.
+    fence: Arc<Fence>,
+    /// Where a split writes the new shards' state; without one a split changes nothing.
+    creator: Option<Arc<dyn ShardCreator>>,
 }
 
 /// The most writes an apply runs inline on the Raft task rather than on the blocking pool.
@@ -84,15 +118,29 @@ impl KvMachine {
     /// fresh machine when the storage has none).
     pub fn open(storage: Arc<dyn Storage>) -> Result<Self, MachineError> {
         let meta = match storage.meta()? {
-            Some(bytes) => codec::decode(&bytes)?,
+            Some(bytes) => Meta::decode(&bytes)?,
             None => Meta::default(),
         };
         let sessions = Sessions::from_rows(storage.aux()?)?;
+        let fence = Arc::new(Fence::new(meta.owned()));
         Ok(Self {
             storage,
             meta,
             sessions,
+            fence,
+            creator: None,
         })
+    }
+
+    /// The machine, creating the shards its splits carve out through `creator`.
+    pub fn with_creator(mut self, creator: Arc<dyn ShardCreator>) -> Self {
+        self.creator = Some(creator);
+        self
+    }
+
+    /// The slots the machine serves, as readers check them.
+    pub fn fence(&self) -> &Arc<Fence> {
+        &self.fence
     }
 
     /// The storage the machine applies to; readers use it directly.
@@ -148,8 +196,10 @@ impl KvMachine {
         index: u64,
         command: &Command,
     ) -> Result<CommandResult, MachineError> {
-        let Op::Batch(commands) = &command.op else {
-            return self.apply_command(pending, index, 0, command);
+        let commands = match &command.op {
+            Op::Batch(commands) => commands,
+            Op::Split(split) => return self.apply_split(pending, index, split),
+            _ => return self.apply_command(pending, index, 0, command),
         };
         let mut results = Vec::with_capacity(commands.len());
         for (position, command) in commands.iter().enumerate() {
@@ -172,14 +222,24 @@ impl KvMachine {
                 Seen::New => {}
             }
         }
+        let owned = self.meta.owned();
+        let key = match &command.op {
+            Op::Put(put) => Some(&put.key),
+            Op::Delete(delete) => Some(&delete.key),
+            _ => None,
+        };
+        if key.is_some_and(|key| !owned.contains(slot(key))) {
+            // Not recorded in the session: the write is retried at the shard that owns it.
+            return Ok(CommandResult::NotOwned);
+        }
         let now = command.now_ms;
         let version = write_version(index, position);
         let result = match &command.op {
             Op::Put(put) => apply_put(pending, version, now, put)?,
             Op::Delete(delete) => apply_delete(pending, version, now, delete)?,
-            Op::Purge { keys } => apply_purge(pending, now, keys)?,
-            // A batch inside a batch is never proposed; it changes nothing.
-            Op::Batch(_) => CommandResult::None,
+            Op::Purge { keys } => apply_purge(pending, now, keys, owned)?,
+            // Neither is nested in a batch when proposed; one that is changes nothing.
+            Op::Batch(_) | Op::Split(_) => CommandResult::None,
         };
         if let Some(id) = command.write_id() {
             self.sessions.record(id, index, result.clone());
@@ -249,9 +309,10 @@ fn apply_purge(
     pending: &mut Pending<'_>,
     now_ms: u64,
     keys: &[(Vec<u8>, Version)],
+    owned: SlotRange,
 ) -> Result<CommandResult, StorageError> {
     let mut purged = 0u32;
-    for (key, version) in keys {
+    for (key, version) in keys.iter().filter(|(key, _)| owned.contains(slot(key))) {
         if expiry::is_purgeable(pending.get(key)?.as_ref(), *version, now_ms) {
             pending.delete(key.clone());
             purged += 1;
@@ -271,6 +332,7 @@ fn command_keys<'c>(command: &'c Command, keys: &mut Vec<&'c [u8]>) {
                 command_keys(command, keys);
             }
         }
+        Op::Split(_) => {}
     }
 }
 
@@ -358,9 +420,13 @@ impl Machine<ShardRaftConfig> for KvMachine {
                     op: Op::Batch(commands),
                     ..
                 }) => commands.len(),
+                // A split copies every key of the moved slots.
+                EntryPayload::Normal(Command {
+                    op: Op::Split(_), ..
+                }) => usize::MAX,
                 _ => 1,
             })
-            .sum();
+            .fold(0, usize::saturating_add);
         writes > INLINE_APPLY_WRITES
     }
 
@@ -379,6 +445,7 @@ impl Machine<ShardRaftConfig> for KvMachine {
 }
 
 mod snapshot;
+mod split;
 
 #[cfg(test)]
 mod tests;

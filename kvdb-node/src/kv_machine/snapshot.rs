@@ -6,7 +6,7 @@ use kvdb_core::storage::StoredValue;
 use openraft::{LogId, StoredMembership};
 use serde::{Deserialize, Serialize};
 
-use super::{KvMachine, MachineError, Meta};
+use super::{KvMachine, MachineError, Meta, MetaBeforeSplits};
 use crate::raft_types::{RaftId, ShardNode};
 use crate::sessions::Sessions;
 
@@ -16,6 +16,31 @@ struct SnapshotImage {
     meta: Meta,
     sessions: Sessions,
     entries: Vec<ImageEntry>,
+}
+
+/// [`SnapshotImage`] as made before shards could split; still read.
+#[derive(Deserialize)]
+struct ImageBeforeSplits {
+    meta: MetaBeforeSplits,
+    sessions: Sessions,
+    entries: Vec<ImageEntry>,
+}
+
+impl SnapshotImage {
+    fn decode(bytes: &[u8]) -> Result<Self, codec::CodecError> {
+        codec::decode(bytes).or_else(|e| {
+            let old: ImageBeforeSplits = codec::decode(bytes).map_err(|_| e)?;
+            Ok(SnapshotImage {
+                meta: Meta {
+                    last_applied: old.meta.last_applied,
+                    membership: old.meta.membership,
+                    owned: None,
+                },
+                sessions: old.sessions,
+                entries: old.entries,
+            })
+        })
+    }
 }
 
 /// One key in a [`SnapshotImage`].
@@ -57,7 +82,7 @@ impl KvMachine {
         membership: StoredMembership<RaftId, ShardNode>,
         bytes: &[u8],
     ) -> Result<(), MachineError> {
-        let mut image: SnapshotImage = codec::decode(bytes)?;
+        let mut image = SnapshotImage::decode(bytes)?;
         image.meta.last_applied = last_applied;
         image.meta.membership = membership;
         let entries = image
@@ -75,6 +100,8 @@ impl KvMachine {
         let mut sessions = image.sessions;
         // Installed whole below: nothing is left to journal.
         sessions.take_changes()?;
+        // Ranges only narrow: set before the slots handed away vanish from the storage.
+        self.fence.set(image.meta.owned());
         self.storage
             .install(entries, Some(codec::encode(&image.meta)?), sessions.rows()?)?;
         self.meta = image.meta;

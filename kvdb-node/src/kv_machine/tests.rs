@@ -503,3 +503,213 @@ fn a_run_reads_every_key_it_touches_in_one_call() {
     assert_eq!(storage.get_manys.load(order), 1);
     assert_eq!(storage.gets.load(order), 2);
 }
+
+/// Creates split-off shards in memory, as the node's `Nursery` does in its database.
+#[derive(Default)]
+struct MemoryCreator {
+    shards: std::sync::Mutex<std::collections::HashMap<kvdb_core::ShardId, Arc<MemoryStorage>>>,
+}
+
+impl ShardCreator for MemoryCreator {
+    fn create(
+        &self,
+        shard: kvdb_core::ShardId,
+        entries: Vec<(Vec<u8>, StoredValue)>,
+        meta: Vec<u8>,
+        aux: kvdb_core::storage::AuxRows,
+    ) -> Result<bool, StorageError> {
+        let mut shards = self.shards.lock().unwrap();
+        if shards.contains_key(&shard) {
+            return Ok(false);
+        }
+        let storage = Arc::new(MemoryStorage::new());
+        storage.install(entries, Some(meta), aux)?;
+        shards.insert(shard, storage);
+        Ok(true)
+    }
+}
+
+fn key_in(range: std::ops::RangeInclusive<u16>, skip: usize) -> String {
+    (0..)
+        .map(|i| format!("key-{i}"))
+        .filter(|k| range.contains(&slot(k.as_bytes()).0))
+        .nth(skip)
+        .unwrap()
+}
+
+fn split_at(at: u16, child: u64) -> Op {
+    Op::Split(crate::command::Split {
+        children: vec![crate::command::SplitChild {
+            shard: kvdb_core::ShardId(child),
+            slot_start: kvdb_core::Slot(at),
+            slot_end: kvdb_core::Slot(kvdb_core::SLOT_COUNT - 1),
+        }],
+    })
+}
+
+fn id(sequence: u64) -> Option<WriteId> {
+    Some(WriteId {
+        client_id: "c".into(),
+        sequence,
+        settled_below: 0,
+    })
+}
+
+#[test]
+fn a_split_hands_the_upper_slots_with_versions_ttls_and_sessions_to_the_new_shard() {
+    let creator = Arc::new(MemoryCreator::default());
+    let mut f = Fixture::new();
+    f.machine = KvMachine::open(f.storage.clone())
+        .unwrap()
+        .with_creator(creator.clone());
+    let (low, high) = (key_in(0..=8191, 0), key_in(8192..=16383, 0));
+    let expiring = key_in(8192..=16383, 1);
+    f.run(NOW, Op::Put(put(&low, "l")));
+    let first = Put {
+        write_id: id(1),
+        ..put(&high, "h")
+    };
+    assert_eq!(f.run(NOW, Op::Put(first.clone())), written(2));
+    let ttl = Put {
+        expire_at_ms: Some(NOW + 60_000),
+        ..put(&expiring, "t")
+    };
+    f.run(NOW, Op::Put(ttl));
+
+    let created = f.run(NOW, split_at(8192, 9));
+    assert_eq!(
+        created,
+        CommandResult::Split {
+            created: vec![kvdb_core::ShardId(9)]
+        }
+    );
+    // The parent keeps its lower slots only, and serves nothing else.
+    assert_eq!(f.value(low.as_bytes(), NOW).unwrap().value, b"l");
+    assert!(f.storage.get(high.as_bytes()).unwrap().is_none());
+    assert!(!f.machine.fence().serves(slot(high.as_bytes())));
+    assert!(f.machine.fence().serves(slot(low.as_bytes())));
+    assert_eq!(
+        f.run(NOW, Op::Put(put(&high, "late"))),
+        CommandResult::NotOwned
+    );
+    assert!(f.storage.get(high.as_bytes()).unwrap().is_none());
+
+    // The new shard starts at the split's index with the keys, versions, expiries and
+    // sessions of that point.
+    let storage = creator.shards.lock().unwrap()[&kvdb_core::ShardId(9)].clone();
+    let mut child = KvMachine::open(storage.clone()).unwrap();
+    let (applied, _) = child.applied_state();
+    assert_eq!(applied, Some(LogId::new(CommittedLeaderId::new(0, 0), 4)));
+    let h = storage.get(high.as_bytes()).unwrap().unwrap();
+    assert_eq!((h.value.as_slice(), h.version), (&b"h"[..], ver(2)));
+    let t = storage.get(expiring.as_bytes()).unwrap().unwrap();
+    assert_eq!(t.expire_at_ms, Some(NOW + 60_000));
+    assert!(storage.get(low.as_bytes()).unwrap().is_none());
+    assert!(!child.fence().serves(kvdb_core::Slot(8191)));
+    // A retry of a write the parent applied is answered from the copied session.
+    let retry = Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 2), 5),
+        payload: EntryPayload::Normal(Command {
+            now_ms: NOW,
+            op: Op::Put(first),
+        }),
+    };
+    assert_eq!(apply(&mut child, vec![retry]), vec![written(2)]);
+}
+
+#[test]
+fn a_split_includes_writes_earlier_in_its_run_and_refuses_later_ones() {
+    let creator = Arc::new(MemoryCreator::default());
+    let mut f = Fixture::new();
+    f.machine = KvMachine::open(f.storage.clone())
+        .unwrap()
+        .with_creator(creator.clone());
+    let high = key_in(8192..=16383, 0);
+    let before = f.entry(EntryPayload::Normal(Command {
+        now_ms: NOW,
+        op: Op::Put(put(&high, "before")),
+    }));
+    let split = f.entry(EntryPayload::Normal(Command {
+        now_ms: NOW,
+        op: split_at(8192, 9),
+    }));
+    let after = f.entry(EntryPayload::Normal(Command {
+        now_ms: NOW,
+        op: Op::Put(put(&high, "after")),
+    }));
+    let results = apply(&mut f.machine, vec![before, split, after]);
+    assert_eq!(results[2], CommandResult::NotOwned);
+    let storage = creator.shards.lock().unwrap()[&kvdb_core::ShardId(9)].clone();
+    assert_eq!(
+        storage.get(high.as_bytes()).unwrap().unwrap().value,
+        b"before"
+    );
+    assert!(f.storage.get(high.as_bytes()).unwrap().is_none());
+}
+
+#[test]
+fn a_split_applied_twice_or_outside_the_range_changes_nothing() {
+    let creator = Arc::new(MemoryCreator::default());
+    let mut f = Fixture::new();
+    f.machine = KvMachine::open(f.storage.clone())
+        .unwrap()
+        .with_creator(creator.clone());
+    let mid = key_in(4096..=8191, 0);
+    f.run(NOW, Op::Put(put(&mid, "m")));
+    f.run(NOW, split_at(8192, 9));
+    let nothing = CommandResult::Split {
+        created: Vec::new(),
+    };
+    assert_eq!(f.run(NOW, split_at(8192, 9)), nothing);
+    // Slot 0 can never be split off: a shard keeps at least its first slot.
+    assert_eq!(f.run(NOW, split_at(0, 10)), nothing);
+    // Children must reach the end of the range the shard serves.
+    let short = Op::Split(crate::command::Split {
+        children: vec![crate::command::SplitChild {
+            shard: kvdb_core::ShardId(11),
+            slot_start: kvdb_core::Slot(4096),
+            slot_end: kvdb_core::Slot(5000),
+        }],
+    });
+    assert_eq!(f.run(NOW, short), nothing);
+    assert_eq!(f.value(mid.as_bytes(), NOW).unwrap().value, b"m");
+    assert_eq!(f.machine.fence().range().end, kvdb_core::Slot(8191));
+    // The narrowed range survives a reopen and a snapshot.
+    let reopened = KvMachine::open(f.storage.clone()).unwrap();
+    assert_eq!(reopened.fence().range().end, kvdb_core::Slot(8191));
+    let image = f.machine.export().unwrap();
+    let mut other = KvMachine::open(Arc::new(MemoryStorage::new())).unwrap();
+    let (applied, membership) = f.machine.applied_state();
+    other.import(applied, membership, &image).unwrap();
+    assert_eq!(other.fence().range().end, kvdb_core::Slot(8191));
+}
+
+#[test]
+fn metadata_and_snapshots_written_before_splits_still_read() {
+    #[derive(Serialize)]
+    struct Old {
+        last_applied: Option<LogId<RaftId>>,
+        membership: StoredMembership<RaftId, ShardNode>,
+    }
+    let old = Old {
+        last_applied: Some(LogId::new(CommittedLeaderId::new(3, 1), 42)),
+        membership: StoredMembership::default(),
+    };
+    let storage = Arc::new(MemoryStorage::new());
+    storage
+        .install(Vec::new(), Some(codec::encode(&old).unwrap()), Vec::new())
+        .unwrap();
+    let machine = KvMachine::open(storage).unwrap();
+    assert_eq!(machine.applied_state().0.map(|l| l.index), Some(42));
+    assert_eq!(machine.fence().range(), SlotRange::ALL);
+}
+
+#[test]
+fn a_split_without_a_creator_changes_nothing() {
+    let mut f = Fixture::new();
+    let high = key_in(8192..=16383, 0);
+    f.run(NOW, Op::Put(put(&high, "h")));
+    f.run(NOW, split_at(8192, 9));
+    assert_eq!(f.value(high.as_bytes(), NOW).unwrap().value, b"h");
+    assert_eq!(f.machine.fence().range(), SlotRange::ALL);
+}

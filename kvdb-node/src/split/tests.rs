@@ -1,0 +1,117 @@
+use std::collections::BTreeMap;
+
+use kvdb_core::{Epoch, NodeInfo, NodeStatus};
+
+use super::*;
+
+fn shard(id: u64, start: u16, end: u16, state: ShardState) -> ShardInfo {
+    ShardInfo {
+        id: ShardId(id),
+        slot_start: Slot(start),
+        slot_end: Slot(end),
+        replicas: vec![NodeId(1), NodeId(2), NodeId(3)],
+        leader: Some(NodeId(1)),
+        epoch: Epoch(2),
+        state,
+        leader_term: 1,
+    }
+}
+
+fn map(shards: Vec<ShardInfo>) -> ShardMap {
+    let nodes: BTreeMap<NodeId, NodeInfo> = (1..=4)
+        .map(|i| {
+            let info = NodeInfo {
+                id: NodeId(i),
+                name: format!("node-{i}"),
+                address: format!("127.0.0.1:{i}"),
+                zone: String::new(),
+                status: NodeStatus::Alive,
+            };
+            (NodeId(i), info)
+        })
+        .collect();
+    let map = ShardMap {
+        version: kvdb_core::MapVersion(3),
+        nodes,
+        shards: shards.into_iter().map(|s| (s.id, s)).collect(),
+    };
+    map.validate().unwrap();
+    map
+}
+
+fn range(start: u16, end: u16) -> SlotRange {
+    SlotRange {
+        start: Slot(start),
+        end: Slot(end),
+    }
+}
+
+#[test]
+fn a_fence_packs_any_range() {
+    for r in [
+        SlotRange::ALL,
+        range(0, 0),
+        range(16383, 16383),
+        range(17, 9000),
+    ] {
+        assert_eq!(Fence::new(r).range(), r);
+    }
+    let fence = Fence::new(SlotRange::ALL);
+    fence.set(range(0, 99));
+    assert!(fence.serves(Slot(99)) && !fence.serves(Slot(100)));
+}
+
+#[test]
+fn the_parent_leader_proposes_every_pending_child_in_slot_order() {
+    let splitting = |from| ShardState::Splitting {
+        from: ShardId(from),
+    };
+    let m = map(vec![
+        shard(1, 0, 4095, ShardState::Stable),
+        shard(3, 8192, 16383, splitting(1)),
+        shard(2, 4096, 8191, splitting(1)),
+    ]);
+    let parent = &m.shards[&ShardId(1)];
+    let split = pending_split(&m, parent, SlotRange::ALL).unwrap();
+    let children: Vec<(u64, u16, u16)> = split
+        .children
+        .iter()
+        .map(|c| (c.shard.0, c.slot_start.0, c.slot_end.0))
+        .collect();
+    assert_eq!(children, vec![(2, 4096, 8191), (3, 8192, 16383)]);
+    // Applied already: the replica no longer serves the first child's slots.
+    assert!(pending_split(&m, parent, range(0, 4095)).is_none());
+    // A settled child is not split again.
+    let settled = map(vec![
+        shard(1, 0, 4095, ShardState::Stable),
+        shard(2, 4096, 16383, ShardState::Stable),
+    ]);
+    assert!(pending_split(&settled, &settled.shards[&ShardId(1)], SlotRange::ALL).is_none());
+}
+
+#[test]
+fn a_child_that_does_not_continue_the_parent_is_not_proposed() {
+    let m = map(vec![
+        shard(1, 0, 4095, ShardState::Stable),
+        shard(2, 4096, 8191, ShardState::Stable),
+        shard(3, 8192, 16383, ShardState::Splitting { from: ShardId(1) }),
+    ]);
+    assert!(pending_split(&m, &m.shards[&ShardId(1)], SlotRange::ALL).is_none());
+}
+
+#[test]
+fn a_child_opens_only_once_the_local_parent_gave_its_slots_up() {
+    let m = map(vec![
+        shard(1, 0, 8191, ShardState::Stable),
+        shard(2, 8192, 16383, ShardState::Splitting { from: ShardId(1) }),
+    ]);
+    let child = &m.shards[&ShardId(2)];
+    // The parent still serves the slots, or is not open here yet: wait.
+    assert!(!may_open(&m, NodeId(1), child, Some(SlotRange::ALL)));
+    assert!(!may_open(&m, NodeId(1), child, None));
+    // The split is applied here (or a snapshot after it was installed).
+    assert!(may_open(&m, NodeId(1), child, Some(range(0, 8191))));
+    // A node that does not hold the parent opens as usual, as does a settled shard.
+    assert!(may_open(&m, NodeId(4), child, None));
+    assert!(may_open(&m, NodeId(1), &m.shards[&ShardId(1)], None));
+}
