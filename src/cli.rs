@@ -106,6 +106,13 @@ pub struct CoordinatorArgs {
     /// Leader transfers the scheduler may start per round (0: never balance leaders).
     #[arg(long, env = "KVDB_MAX_LEADER_TRANSFERS", default_value_t = SchedulerConfig::DEFAULT_MAX_LEADER_TRANSFERS as u16)]
     pub max_leader_transfers: u16,
+    /// The scheduler splits a shard whose leader reports more keys than this (0: never).
+    #[arg(long, env = "KVDB_SPLIT_KEYS", value_name = "N", default_value_t = SchedulerConfig::DEFAULT_SPLIT_KEYS.unwrap_or(0))]
+    pub split_keys: u64,
+    /// The scheduler splits a shard serving more reads and writes per second than this
+    /// (0: never).
+    #[arg(long, env = "KVDB_SPLIT_RATE", value_name = "R", default_value_t = SchedulerConfig::DEFAULT_SPLIT_RATE.unwrap_or(0.0))]
+    pub split_rate: f64,
 }
 
 #[derive(Debug, Args)]
@@ -292,9 +299,26 @@ pub enum AdminCommand {
         #[arg(long, default_value = "10m", value_parser = parse_duration)]
         timeout: Duration,
     },
-    /// Show what the scheduler is doing: moving shards, recent operations.
+    /// Split a shard in two: it keeps the slots below the split point, a new shard on the
+    /// same replicas takes the rest.
+    Split {
+        shard: u64,
+        /// The new shard's first slot (default: the middle of the shard's range).
+        #[arg(long, value_name = "SLOT")]
+        at: Option<u16>,
+        /// Refuse the split if the shard's epoch is no longer this.
+        #[arg(long)]
+        epoch: Option<u64>,
+        /// Wait until the new shard is stable (its first leader has reported).
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait may take.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+    /// Show what the scheduler is doing: moving and splitting shards, recent operations.
     Operations,
-    /// Pause or resume the scheduler (repair, drain and balancing).
+    /// Pause or resume the scheduler (repair, drain, balancing and splits).
     Scheduler {
         #[arg(value_enum)]
         action: SchedulerAction,

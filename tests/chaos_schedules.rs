@@ -15,7 +15,7 @@ mod chaos;
 
 use chaos::cluster::ChaosOptions;
 use chaos::hung_leader::write_to_a_hung_leader;
-use chaos::nemesis::Schedule;
+use chaos::nemesis::{SPLIT_KEYS, Schedule};
 use chaos::run_clean;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -67,16 +67,28 @@ async fn replica_move_under_load() {
     run_clean(Schedule::ReplicaMove, options).await;
 }
 
-/// Drains and repairs by the scheduler while nodes crash and lose their peers: four nodes,
-/// so that a crashed node's replicas have somewhere to go.
+/// Splits, drains and repairs by the scheduler while nodes crash and lose their peers: four
+/// nodes, so that a crashed node's replicas have somewhere to go.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn drain_and_repair_under_faults() {
+async fn split_drain_and_repair_under_faults() {
     let options = ChaosOptions {
         nodes: 4,
         fast_repair: true,
+        keys: SPLIT_KEYS,
         ..ChaosOptions::default()
     };
     run_clean(Schedule::DrainRepair, options).await;
+}
+
+/// Shards split at chosen slots under load, every other one while a replica is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn split_at_chosen_slots_under_load() {
+    let options = ChaosOptions {
+        shards: 2,
+        keys: SPLIT_KEYS,
+        ..ChaosOptions::default()
+    };
+    run_clean(Schedule::Split, options).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

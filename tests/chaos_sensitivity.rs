@@ -121,3 +121,19 @@ async fn resumed_leader_reads_are_caught() {
         "planted ResumedLeaderReads went unnoticed: {report:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_split_that_drops_its_boundary_slot_is_caught() {
+    let options = ChaosOptions {
+        bug: Some(PlantedBug::SplitSkipsBoundary),
+        shards: 2,
+        keys: chaos::nemesis::SPLIT_KEYS,
+        ..ChaosOptions::default()
+    };
+    let settings = Settings::from_env().with_duration(SENSITIVITY_RUN);
+    let report = run(Schedule::Split, options, settings).await;
+    assert!(
+        report.violations > 0 || !report.lost_writes.is_empty(),
+        "planted SplitSkipsBoundary went unnoticed: {report}"
+    );
+}

@@ -6,7 +6,7 @@
 //! (the node id for a new node is assigned at apply time), so that applying
 //! the same log always yields the same state.
 
-use kvdb_core::{Epoch, MapVersion, NodeId, NodeInfo, NodeStatus, ShardId, ShardInfo};
+use kvdb_core::{Epoch, MapVersion, NodeId, NodeInfo, NodeStatus, ShardId, ShardInfo, Slot};
 use serde::{Deserialize, Serialize};
 
 use crate::error::CoordinatorError;
@@ -89,11 +89,24 @@ pub enum Command {
         /// Its Admin API address, when it serves one.
         admin_address: Option<String>,
     },
-    /// Pauses or resumes the scheduler (repair, drain and balancing).
+    /// Pauses or resumes the scheduler (repair, drain, balancing and splits).
     /// Not part of the shard map: does not bump the map version.
     SetSchedulerPaused {
         /// True to pause, false to resume.
         paused: bool,
+    },
+    /// Splits a stable shard in two at slot `at`: the shard keeps the slots below it and a
+    /// new shard, `Splitting` from it on the same replicas, takes the rest. The split point
+    /// and the new shard's id are decided at apply time. Last in the enum, so that logs
+    /// written before it existed decode unchanged.
+    SplitShard {
+        /// The shard to split.
+        shard: ShardId,
+        /// The epoch the caller saw; `None` skips the check.
+        epoch: Option<Epoch>,
+        /// The new shard's first slot, in `slot_start + 1..=slot_end`; `None` is the
+        /// midpoint of the range.
+        at: Option<Slot>,
     },
 }
 
@@ -110,6 +123,7 @@ impl Command {
             Command::ReportShardConfig { .. } => "report_shard_config",
             Command::AnnounceMember { .. } => "announce_member",
             Command::SetSchedulerPaused { .. } => "set_scheduler_paused",
+            Command::SplitShard { .. } => "split_shard",
         }
     }
 }
@@ -141,6 +155,15 @@ pub enum Outcome {
     },
     /// Anything else: the map version after the command.
     Version(MapVersion),
+    /// A shard was split: both halves, written in one map version.
+    Split {
+        /// The shard that was split, with its narrowed range and next epoch.
+        parent: ShardInfo,
+        /// The new shard, `Splitting` from `parent` until its first leader reports.
+        child: ShardInfo,
+        /// The map version after the command.
+        version: MapVersion,
+    },
 }
 
 impl Outcome {
@@ -150,7 +173,8 @@ impl Outcome {
             Outcome::Node { version, .. }
             | Outcome::Shard { version, .. }
             | Outcome::Report { version, .. }
-            | Outcome::Version(version) => *version,
+            | Outcome::Version(version)
+            | Outcome::Split { version, .. } => *version,
         }
     }
 }

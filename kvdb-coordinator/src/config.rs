@@ -14,7 +14,7 @@ use crate::scheduler::SchedulerConfig;
 use crate::state::DEFAULT_DELTA_HISTORY;
 
 /// How one coordinator member runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CoordinatorConfig {
     /// This member's Raft id (non-zero).
     pub id: u64,
@@ -144,6 +144,19 @@ impl CoordinatorConfig {
         if self.scheduler.limits.max_moves == 0 {
             return bad("the scheduler's move limit must be at least 1".into());
         }
+        if self.scheduler.limits.split_keys == Some(0) {
+            return bad(
+                "the split key threshold must be positive (None turns splits by size off)".into(),
+            );
+        }
+        if let Some(rate) = self.scheduler.limits.split_rate
+            && !(rate.is_finite() && rate > 0.0)
+        {
+            return bad(format!(
+                "the split rate threshold must be a positive number of requests per second \
+                 (None turns splits by load off), got {rate}"
+            ));
+        }
         Ok(())
     }
 }
@@ -173,5 +186,13 @@ mod tests {
         let mut c = config();
         c.id = 0;
         assert!(c.validate().is_err());
+        let mut c = config();
+        c.scheduler.limits.split_keys = Some(0);
+        assert!(c.validate().is_err());
+        for rate in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let mut c = config();
+            c.scheduler.limits.split_rate = Some(rate);
+            assert!(c.validate().is_err(), "{rate}");
+        }
     }
 }

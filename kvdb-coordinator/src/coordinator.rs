@@ -40,7 +40,8 @@ mod api;
 /// How many times a mutation is tried before giving up with `NotLeader`.
 const MAX_ATTEMPTS: u32 = 4;
 
-pub use api::Report;
+pub(crate) use api::split_point;
+pub use api::{Report, ShardSplit};
 
 /// A running coordinator member. Cheap to clone; clones share the member.
 #[derive(Clone)]

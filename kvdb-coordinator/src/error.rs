@@ -2,4 +2,4 @@
 //! beside its wire codec ([`kvdb_core::status::control`]) so that clients decode exactly what
 //! the coordinator sent.
 
-pub use kvdb_core::coordinator_error::{CoordinatorError, codes};
+pub use kvdb_core::coordinator_error::{BusyReason, CoordinatorError, codes};

@@ -20,7 +20,7 @@
 //! - [`coordinator`]: [`Coordinator`], the handle everything uses.
 //! - [`leadership`]: leader and cluster info; leader address announcements.
 //! - [`liveness`]: node failure detection on the leader.
-//! - [`scheduler`]: replica repair, drain and balancing, run by the leader.
+//! - [`scheduler`]: replica repair, drain, balancing and splits, run by the leader.
 //! - [`shard_stats`]: the replicas' figures nodes send with heartbeats, kept by the leader.
 //! - [`forward`]: forwarding mutations from a follower to the leader.
 //! - [`service`]: the `kvdb.v1.Coordinator` gRPC service.
@@ -53,7 +53,7 @@ pub mod watch_route;
 
 pub use command::{Command, CommandResult, Outcome};
 pub use config::CoordinatorConfig;
-pub use coordinator::{Coordinator, Report};
+pub use coordinator::{Coordinator, Report, ShardSplit};
 pub use error::CoordinatorError;
 pub use event::{MapEvent, SharedEvent};
 pub use leadership::{ClusterInfo, LeaderInfo, MemberInfo};

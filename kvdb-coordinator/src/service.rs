@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use crate::command::{Command, Outcome};
-use crate::coordinator::Coordinator;
+use crate::coordinator::{Coordinator, split_point};
 use crate::error::CoordinatorError;
 use crate::forward;
 use crate::watch::Watcher;
@@ -224,6 +224,23 @@ impl coordinator_server::Coordinator for CoordinatorService {
             .await?;
         Ok(Response::new(pb::SetShardLeaderResponse {
             map_version: version.0,
+        }))
+    }
+
+    async fn split_shard(
+        &self,
+        request: Request<pb::SplitShardRequest>,
+    ) -> Reply<pb::SplitShardResponse> {
+        let handle = self.handle(&request);
+        let r = request.into_inner();
+        let shard = ShardId(r.shard_id);
+        let at = r.at.map(|at| split_point(shard, at)).transpose()?;
+        let epoch = (r.epoch != 0).then_some(Epoch(r.epoch));
+        let split = handle.split_shard(shard, epoch, at).await?;
+        Ok(Response::new(pb::SplitShardResponse {
+            parent: Some((&split.parent).into()),
+            child: Some((&split.child).into()),
+            map_version: split.map_version.0,
         }))
     }
 

@@ -5,7 +5,7 @@
 //! Kept in the leader's memory only, like node liveness: a new leader starts empty and has
 //! figures again within a few heartbeats. Pure bookkeeping; time is passed in.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -40,6 +40,19 @@ struct Entry {
     writes_per_sec: Option<f64>,
 }
 
+impl Entry {
+    fn load(&self, now: Instant) -> ShardLoad {
+        ShardLoad {
+            reported_by: self.node,
+            age_ms: now.saturating_duration_since(self.at).as_millis() as u64,
+            keys: self.stats.keys,
+            applied_index: self.stats.applied_index,
+            reads_per_sec: self.reads_per_sec,
+            writes_per_sec: self.writes_per_sec,
+        }
+    }
+}
+
 /// Every shard's latest figures from its leader.
 #[derive(Debug, Default)]
 pub struct ShardStatsBook {
@@ -71,15 +84,15 @@ impl ShardStatsBook {
 
     /// `shard`'s latest figures, as of `now`.
     pub fn load(&self, shard: ShardId, now: Instant) -> Option<ShardLoad> {
-        let entry = *self.lock().get(&shard)?;
-        Some(ShardLoad {
-            reported_by: entry.node,
-            age_ms: now.saturating_duration_since(entry.at).as_millis() as u64,
-            keys: entry.stats.keys,
-            applied_index: entry.stats.applied_index,
-            reads_per_sec: entry.reads_per_sec,
-            writes_per_sec: entry.writes_per_sec,
-        })
+        self.lock().get(&shard).map(|entry| entry.load(now))
+    }
+
+    /// Every shard's latest figures, as of `now` (for the scheduler's splits).
+    pub fn loads(&self, now: Instant) -> BTreeMap<ShardId, ShardLoad> {
+        self.lock()
+            .iter()
+            .map(|(shard, entry)| (*shard, entry.load(now)))
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ShardId, Entry>> {

@@ -27,8 +27,11 @@ use crate::placement;
 
 mod nodes;
 mod shards;
+mod split;
 #[cfg(test)]
 mod tests;
+
+pub(crate) use split::split_midpoint;
 
 /// How many deltas are kept for watchers by default.
 pub const DEFAULT_DELTA_HISTORY: usize = 1024;
@@ -191,6 +194,7 @@ impl MetaState {
                 self.scheduler_paused = paused;
                 Ok(Outcome::Version(self.version()))
             }
+            Command::SplitShard { shard, epoch, at } => self.split_shard(shard, epoch, at),
         }
     }
 

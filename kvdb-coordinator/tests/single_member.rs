@@ -5,8 +5,9 @@ mod common;
 
 use common::{TestCluster, fast_liveness, register_nodes, wait_until};
 use kvdb_coordinator::CoordinatorError;
+use kvdb_coordinator::error::BusyReason;
 use kvdb_core::proto::v1 as pb;
-use kvdb_core::{MapVersion, NodeId, NodeStatus, ShardMap};
+use kvdb_core::{MapVersion, NodeId, NodeStatus, ShardId, ShardMap};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_builds_a_valid_map_once() {
@@ -50,6 +51,8 @@ async fn init_builds_a_valid_map_once() {
 async fn a_restarted_member_recovers_the_map_from_disk() {
     let mut cluster = TestCluster::start(1).await;
     cluster.leader().await;
+    // The map must change only when the test changes it: no balancing toward node-4 below.
+    cluster.member(1).set_scheduler_paused(true).await.unwrap();
     register_nodes(cluster.member(1), 3).await;
     cluster.member(1).init_shards(8, 3).await.unwrap();
     let before = cluster.member(1).map();
@@ -159,6 +162,60 @@ async fn grpc_serves_reads_and_maps_errors() {
     let status = client.heartbeat(unknown).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::NotFound);
     assert_eq!(cluster.member(1).map().version, MapVersion(version));
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_splits_a_shard_and_maps_its_refusals() {
+    let cluster = TestCluster::start(1).await;
+    let member = cluster.member(cluster.leader().await).clone();
+    register_nodes(&member, 2).await;
+    member.init_shards(4, 2).await.unwrap();
+    let mut client = cluster.client(1).await;
+    let split = |shard_id, epoch, at| pb::SplitShardRequest {
+        shard_id,
+        epoch,
+        at,
+    };
+
+    // --- shard 0 (slots 0..=4095) splits at its middle, in one map version
+    let before = member.map().version;
+    let reply = client
+        .split_shard(split(0, 1, None))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.map_version, before.0 + 1);
+    let (parent, child) = (reply.parent.unwrap(), reply.child.unwrap());
+    assert_eq!(
+        (parent.slot_start, parent.slot_end, parent.epoch),
+        (0, 2047, 2)
+    );
+    assert_eq!(
+        (child.id, child.slot_start, child.slot_end),
+        (4, 2048, 4095)
+    );
+    assert_eq!(child.state(), pb::ShardState::Splitting);
+    assert_eq!((child.split_from, child.epoch, child.leader), (0, 2, 0));
+
+    // --- refusals keep their kind across the wire and change nothing
+    let version = member.map().version;
+    let status = client.split_shard(split(9, 0, None)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound);
+    for at in [9000, 70000] {
+        let status = client.split_shard(split(1, 0, Some(at))).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    }
+    let status = client.split_shard(split(0, 0, None)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(
+        CoordinatorError::from(status),
+        CoordinatorError::ShardBusy {
+            shard: ShardId(0),
+            reason: BusyReason::SplitChild { child: ShardId(4) },
+        }
+    );
+    assert_eq!(member.map().version, version);
     cluster.shutdown().await;
 }
 

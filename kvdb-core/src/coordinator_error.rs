@@ -93,6 +93,57 @@ pub enum CoordinatorError {
     /// A bug or a storage failure; retrying will not help.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The shard is in the middle of a change (a move, a split) that must settle before
+    /// this one can start. Nothing was changed; retry once the shard is stable again.
+    /// Last in the enum so that older members decode the variants before it unchanged.
+    #[error("shard {shard} is busy: {reason}")]
+    ShardBusy {
+        /// The shard the request named.
+        shard: ShardId,
+        /// What it is in the middle of.
+        reason: BusyReason,
+    },
+}
+
+/// What a [`CoordinatorError::ShardBusy`] shard is in the middle of. Its text says what to
+/// wait for, since the operator cannot act on the shard before that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum BusyReason {
+    /// A replica move has started and its new configuration is not committed yet.
+    Moving,
+    /// The shard is being carved out of shard `from` and has no Raft group of its own until
+    /// its first leader reports.
+    Splitting {
+        /// The shard it is split from.
+        from: ShardId,
+    },
+    /// Shard `child` is being carved out of this one; its group is built from this shard's
+    /// replicas, so their set must not change until it settles.
+    SplitChild {
+        /// The shard being split off.
+        child: ShardId,
+    },
+}
+
+impl std::fmt::Display for BusyReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Moving => f.write_str(
+                "a replica move is in progress; retry once it is committed \
+                 (the shard's state is stable again)",
+            ),
+            Self::Splitting { from } => write!(
+                f,
+                "it is being split off shard {from}; retry once its first leader has \
+                 reported (the shard's state is stable)"
+            ),
+            Self::SplitChild { child } => write!(
+                f,
+                "shard {child} is being split off it; retry once shard {child} is stable"
+            ),
+        }
+    }
 }
 
 /// Machine-readable error codes, shared by gRPC and the admin API.
@@ -123,7 +174,8 @@ impl CoordinatorError {
             | EpochMismatch { .. }
             | NotEnoughNodes { .. }
             | NodeNotAssignable { .. }
-            | AddressInUse { .. } => codes::CONFLICT,
+            | AddressInUse { .. }
+            | ShardBusy { .. } => codes::CONFLICT,
             NotLeader { .. } => codes::NOT_LEADER,
             Unavailable(_) => codes::UNAVAILABLE,
             Internal(_) => codes::INTERNAL,

@@ -32,6 +32,9 @@ pub enum PlantedBug {
     /// floor: a leader that resumed its term at restart answers before it knows that the
     /// entries it holds are committed.
     ResumedLeaderReads,
+    /// Split off a new shard without the keys of its first slot: the copy starts one slot
+    /// after the split point, while the parent gives the slot up all the same.
+    SplitSkipsBoundary,
 }
 
 impl PlantedBug {
@@ -48,6 +51,7 @@ impl PlantedBug {
             PlantedBug::LocalStrongReads,
             PlantedBug::EndlessLease,
             PlantedBug::ResumedLeaderReads,
+            PlantedBug::SplitSkipsBoundary,
         ];
         all.into_iter().find(|bug| format!("{bug:?}") == name)
     }

@@ -196,6 +196,8 @@ impl Replica {
         let kv_db = env.kv_db.clone();
         let snapshot_db = env.log_db.database().clone();
         let nursery: Arc<dyn ShardCreator> = env.nursery.clone();
+        #[cfg(feature = "planted-bugs")]
+        let planted = env.config.planted_bug;
         let state_machine = tokio::task::spawn_blocking(move || {
             let storage: Arc<dyn Storage> = Arc::new(
                 RedbStorage::open_in(&kv_db, shard, CommitDurability::Deferred)
@@ -204,6 +206,8 @@ impl Replica {
             let machine = KvMachine::open(storage.clone())
                 .map_err(|source| ReplicaError::Machine { shard, source })?
                 .with_creator(nursery);
+            #[cfg(feature = "planted-bugs")]
+            let machine = machine.with_planted_bug(planted);
             let fence = machine.fence().clone();
             let store = StateMachineStore::open(snapshot_db, shard.0, machine)
                 .map_err(|source| ReplicaError::StateMachine { shard, source })?;

@@ -4,18 +4,20 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use kvdb_coordinator::admin::api::{NodeList, NodeSelector, OperationsView, ShardList, ShardView};
+use kvdb_coordinator::admin::api::{
+    NodeList, NodeSelector, OperationsView, ShardList, ShardSplitResponse, ShardView,
+};
 use kvdb_coordinator::admin::{AdminClient, AdminError};
 use kvdb_coordinator::scheduler::OperationKind;
-use kvdb_core::{Epoch, NodeStatus, ShardId};
+use kvdb_core::{Epoch, NodeStatus, ShardId, Slot};
 use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::cli::{AdminArgs, AdminCommand, SchedulerAction};
 use crate::cmd::kv::{EXIT_ERROR, EXIT_UNAVAILABLE};
 
-/// How often `drain --wait` checks the node.
-const DRAIN_POLL: Duration = Duration::from_millis(500);
+/// How often `drain --wait` and `split --wait` check on the cluster.
+const WAIT_POLL: Duration = Duration::from_millis(500);
 
 pub async fn run(args: AdminArgs) -> ExitCode {
     let client = match AdminClient::new(&args.admin) {
@@ -123,6 +125,18 @@ async fn execute(client: &AdminClient, command: AdminCommand, json: bool) -> Res
             wait,
             timeout,
         } => drain(client, &node, wait, timeout, json).await,
+        AdminCommand::Split {
+            shard,
+            at,
+            epoch,
+            wait,
+            timeout,
+        } => {
+            let split = client
+                .split_shard(ShardId(shard), at.map(Slot), epoch.map(Epoch))
+                .await?;
+            split_wait(client, split, wait, timeout, json).await
+        }
         AdminCommand::Operations => show(json, &client.operations().await?, print_operations),
         AdminCommand::Scheduler { action } => {
             let paused = action == SchedulerAction::Pause;
@@ -163,7 +177,7 @@ async fn drain(
                 view.name, view.replicas, view.leaders
             )));
         }
-        tokio::time::sleep(DRAIN_POLL).await;
+        tokio::time::sleep(WAIT_POLL).await;
         view = client.node(&node).await?;
     }
     show(json, &view, |n| {
@@ -177,6 +191,53 @@ async fn drain(
                 n.replicas,
                 n.leaders
             );
+        }
+    })
+}
+
+/// Prints both halves of a split; with `wait`, first polls until the new
+/// shard is stable (its group's first leader has reported).
+async fn split_wait(
+    client: &AdminClient,
+    mut split: ShardSplitResponse,
+    wait: bool,
+    timeout: Duration,
+    json: bool,
+) -> Result<(), Failure> {
+    let deadline = Instant::now() + timeout;
+    while wait && split.child.state != "stable" {
+        if Instant::now() >= deadline {
+            return Err(Failure::Usage(format!(
+                "shard {} is still {} after {timeout:?}: its replicas have not built its group \
+                 or elected a leader yet; see `kvdb admin operations`",
+                split.child.id, split.child.state
+            )));
+        }
+        tokio::time::sleep(WAIT_POLL).await;
+        split.child = client.shard(split.child.id).await?;
+    }
+    show(json, &split, |r| {
+        let (p, c) = (&r.parent, &r.child);
+        kvdb::outln!(
+            "shard {} keeps slots {}-{}; new shard {} takes slots {}-{} (epoch {}, map version {})",
+            p.id,
+            p.slot_start,
+            p.slot_end,
+            c.id,
+            c.slot_start,
+            c.slot_end,
+            c.epoch,
+            r.version
+        );
+        match &c.leader {
+            Some(leader) if c.state == "stable" => {
+                kvdb::outln!("shard {} is stable, led by node {}", c.id, leader.id)
+            }
+            _ => kvdb::outln!(
+                "shard {} is {} until its first leader reports (`--wait` waits for it)",
+                c.id,
+                c.state
+            ),
         }
     })
 }
@@ -245,7 +306,7 @@ fn print_operations(ops: &OperationsView) {
         ops.map_version
     );
     kvdb::outln!();
-    kvdb::outln!("moving shards: {}", ops.moving.len());
+    kvdb::outln!("shards moving or splitting: {}", ops.moving.len());
     if !ops.moving.is_empty() {
         print_shard_header();
         for s in &ops.moving {
@@ -258,6 +319,7 @@ fn print_operations(ops: &OperationsView) {
         let what = match &op.operation.kind {
             OperationKind::MoveReplica { from, to, .. } => format!("move replica {from} -> {to}"),
             OperationKind::TransferLeader { from, to } => format!("transfer leader {from} -> {to}"),
+            OperationKind::Split { at } => format!("split at slot {at}"),
         };
         kvdb::outln!(
             "{} shard {} epoch {}: {what} ({:?}){}",
@@ -281,7 +343,7 @@ fn print_shards(list: &ShardList) {
 
 fn print_shard_header() {
     kvdb::outln!(
-        "{:<6} {:<13} {:<6} {:<7} {:<8} {:<9} {:<9} REPLICAS",
+        "{:<6} {:<13} {:<6} {:<9} {:<8} {:<9} {:<9} REPLICAS",
         "SHARD",
         "SLOTS",
         "EPOCH",
@@ -303,13 +365,16 @@ fn print_shard(s: &ShardView) {
     if !s.target.is_empty() {
         replicas = format!("{replicas} -> {}", ids(&s.target));
     }
+    if let Some(from) = s.split_from {
+        replicas = format!("{replicas} (split from shard {from})");
+    }
     let keys = s.load.map_or("-".to_owned(), |l| l.keys.to_string());
     let writes = s
         .load
         .and_then(|l| l.writes_per_sec)
         .map_or("-".to_owned(), |w| format!("{w:.0}"));
     kvdb::outln!(
-        "{:<6} {:<13} {:<6} {:<7} {:<8} {:<9} {:<9} {}",
+        "{:<6} {:<13} {:<6} {:<9} {:<8} {:<9} {:<9} {}",
         s.id.0,
         format!("{}-{}", s.slot_start, s.slot_end),
         s.epoch.0,

@@ -53,6 +53,9 @@ pub async fn coordinator(args: CoordinatorArgs) -> ExitCode {
     config.scheduler.move_timeout = args.move_timeout;
     config.scheduler.limits.max_moves = usize::from(args.max_moves);
     config.scheduler.limits.max_leader_transfers = usize::from(args.max_leader_transfers);
+    // 0 turns a threshold off; anything else invalid is refused by `validate` below.
+    config.scheduler.limits.split_keys = (args.split_keys != 0).then_some(args.split_keys);
+    config.scheduler.limits.split_rate = (args.split_rate != 0.0).then_some(args.split_rate);
     match parse_peers(&args.peers) {
         Ok(peers) => config.peers = peers,
         Err(e) => return start_failed(e),

@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use kvdb::core::{NodeId, NodeStatus, ShardId, ShardState};
+use kvdb::core::{NodeId, NodeStatus, ShardId, ShardInfo, ShardMap, ShardState, Slot};
 use kvdb_testkit::Fault;
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -39,11 +39,14 @@ pub enum Schedule {
     CoordinatorDown,
     /// Move a shard's leader replica to the spare node while writes run.
     ReplicaMove,
-    /// The scheduler at work: alternately drain a node while another is
-    /// crashed, or crash a node long enough for its replicas to be replaced
-    /// while a third is cut off from its peers; then bring everything back
-    /// and let the scheduler rebalance onto it.
+    /// The scheduler at work: split a shard, then alternately drain a node
+    /// while another is crashed, or crash a node long enough for its replicas
+    /// to be replaced while a third is cut off from its peers; then bring
+    /// everything back and let the scheduler rebalance onto it.
     DrainRepair,
+    /// Split a shard at the slot of a workload key (so that keys change
+    /// shards under load), every other time while a replica is crashed.
+    Split,
 }
 
 impl Schedule {
@@ -55,7 +58,8 @@ impl Schedule {
             Schedule::KillRestart => "kill-restart",
             Schedule::CoordinatorDown => "coordinator-down",
             Schedule::ReplicaMove => "replica-move-under-load",
-            Schedule::DrainRepair => "drain-repair",
+            Schedule::DrainRepair => "drain-repair-split",
+            Schedule::Split => "split",
         }
     }
 }
@@ -131,7 +135,30 @@ pub async fn cycle(
             format!("coordinator down, crashed node {node}, for {held:?}")
         }
         Schedule::ReplicaMove => move_leader_replica(cluster, rng).await,
-        Schedule::DrainRepair => drain_or_repair(cluster, rng, cycle).await,
+        Schedule::DrainRepair => {
+            let split = split_a_shard(cluster, rng).await;
+            let what = drain_or_repair(cluster, rng, cycle).await;
+            format!("{split}; {what}")
+        }
+        Schedule::Split => {
+            let crashed = (cycle % 2 == 1).then(|| rng.random_range(0..cluster.node_count()));
+            if let Some(node) = crashed {
+                cluster.stop_node(node).await;
+            }
+            let split = split_a_shard(cluster, rng).await;
+            let coordinator = cluster.coordinator().clone();
+            wait_until("the split to settle", || {
+                no_split_pending(&coordinator.map())
+            })
+            .await;
+            if let Some(node) = crashed {
+                tokio::time::sleep(held).await;
+                cluster.restart_node(node).await;
+                format!("{split} while node {node} was down")
+            } else {
+                split
+            }
+        }
     };
     cluster.partition.heal();
     done
@@ -217,6 +244,51 @@ async fn drain_or_repair(cluster: &mut ChaosCluster, rng: &mut StdRng, cycle: us
     })
     .await;
     what
+}
+
+/// Keys of the schedules that split: enough that every split moves some of them.
+pub const SPLIT_KEYS: usize = 32;
+
+/// Whether every split has settled (each new shard elected a leader).
+fn no_split_pending(map: &ShardMap) -> bool {
+    map.shards
+        .values()
+        .all(|s| !matches!(s.state, ShardState::Splitting { .. }))
+}
+
+/// Splits a random stable shard at the slot of one of the workload's keys it holds (or in
+/// the middle when it holds none past its first slot), without waiting for the split to
+/// settle. Refusals (the shard started moving meanwhile) are part of the schedule.
+async fn split_a_shard(cluster: &ChaosCluster, rng: &mut StdRng) -> String {
+    let Some(map) = cluster.map() else {
+        return "no map to split".to_owned();
+    };
+    let splittable: Vec<&ShardInfo> = map
+        .shards
+        .values()
+        .filter(|s| s.state == ShardState::Stable && s.slot_start < s.slot_end)
+        .filter(|s| map.splitting_from(s.id).next().is_none())
+        .collect();
+    let Some(shard) = splittable.choose(rng) else {
+        return "no shard to split".to_owned();
+    };
+    let key_slots: Vec<Slot> = super::workload::keys(SPLIT_KEYS)
+        .iter()
+        .map(|k| kvdb::core::slot::slot(k))
+        .filter(|slot| shard.slot_start < *slot && *slot <= shard.slot_end)
+        .collect();
+    let at = key_slots.choose(rng).copied();
+    let split = cluster
+        .coordinator()
+        .split_shard(shard.id, Some(shard.epoch), at)
+        .await;
+    match split {
+        Ok(split) => format!(
+            "split shard {} at slot {} into {}",
+            shard.id, split.child.slot_start.0, split.child.id
+        ),
+        Err(e) => format!("split of shard {} refused: {e}", shard.id),
+    }
 }
 
 /// Replaces a random shard's leader replica by a node outside its replica

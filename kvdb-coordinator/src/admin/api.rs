@@ -75,6 +75,32 @@ pub struct ShardLeaderRequest {
     pub epoch: Epoch,
 }
 
+/// `POST /admin/shards/{id}/split`: split a shard in two. Every field is
+/// optional, and so is the body (no body is `{}`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardSplitRequest {
+    /// The new shard's first slot, in `slot_start + 1..=slot_end`; the middle of the
+    /// range when absent. Wider than a slot so that an out-of-range number is refused
+    /// with the shard's range in the message, not as a malformed body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<u32>,
+    /// The epoch the caller saw; the split is refused if it moved on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<Epoch>,
+}
+
+/// The answer to a split: both halves, as written in map version `version`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardSplitResponse {
+    /// The shard that was split, with its narrowed range and next epoch.
+    pub parent: ShardView,
+    /// The new shard: `"splitting"` (with `split_from`) until its first leader reports.
+    pub child: ShardView,
+    /// The map version that holds both.
+    pub version: MapVersion,
+}
+
 /// A node named in a request: its numeric id or its name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -287,7 +313,8 @@ pub struct OperationsView {
     /// Whether the member that answered leads; only the leader schedules,
     /// and `recent` is its memory.
     pub leader: bool,
-    /// Shards moving now, whoever started the move.
+    /// Shards in progress now, whoever started them: moving (`state` `"moving"`) or
+    /// being split off another shard (`"splitting"`, with `split_from`).
     pub moving: Vec<ShardView>,
     /// Operations this member's scheduler started, newest first.
     pub recent: Vec<StartedOperation>,

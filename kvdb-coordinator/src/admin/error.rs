@@ -147,6 +147,7 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::BusyReason;
     use kvdb_core::{Epoch, ShardId};
 
     #[test]
@@ -165,6 +166,13 @@ mod tests {
                     shard: ShardId(1),
                     expected: Epoch(1),
                     current: Epoch(2),
+                },
+                StatusCode::CONFLICT,
+            ),
+            (
+                CoordinatorError::ShardBusy {
+                    shard: ShardId(3),
+                    reason: BusyReason::SplitChild { child: ShardId(8) },
                 },
                 StatusCode::CONFLICT,
             ),

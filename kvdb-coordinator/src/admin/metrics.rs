@@ -40,19 +40,26 @@ pub fn render(map: &ShardMap, is_leader: bool) -> String {
         "Registered storage nodes by status.",
         &by_status,
     );
-    let moving = map
-        .shards
-        .values()
-        .filter(|s| matches!(s.state, ShardState::Moving { .. }))
-        .count();
-    let stable = map.shards.len() - moving;
+    let in_state = |wanted: fn(&ShardState) -> bool| {
+        map.shards.values().filter(|s| wanted(&s.state)).count() as u64
+    };
     gauge(
         &mut out,
         "kvdb_coordinator_shards",
         "Shards by configuration state.",
         &[
-            (Some(("state", "stable")), stable as u64),
-            (Some(("state", "moving")), moving as u64),
+            (
+                Some(("state", "stable")),
+                in_state(|s| *s == ShardState::Stable),
+            ),
+            (
+                Some(("state", "moving")),
+                in_state(|s| matches!(s, ShardState::Moving { .. })),
+            ),
+            (
+                Some(("state", "splitting")),
+                in_state(|s| matches!(s, ShardState::Splitting { .. })),
+            ),
         ],
     );
     gauge(
@@ -110,6 +117,7 @@ mod tests {
         assert!(text.contains("kvdb_coordinator_nodes{status=\"dead\"} 1\n"));
         assert!(text.contains("kvdb_coordinator_nodes{status=\"suspect\"} 0\n"));
         assert!(text.contains("kvdb_coordinator_shards{state=\"stable\"} 0\n"));
+        assert!(text.contains("kvdb_coordinator_shards{state=\"splitting\"} 0\n"));
         assert!(text.contains("kvdb_coordinator_is_leader 1\n"));
         assert!(text.contains("# TYPE kvdb_coordinator_nodes gauge\n"));
     }

@@ -20,12 +20,14 @@ use super::AdminConfig;
 use super::api::{
     ClusterView, DEFAULT_ZONE, MutationResponse, NodeList, NodeSelector, NodeStatusRequest,
     NodeView, OperationsView, RegisterNodeRequest, SchedulerRequest, ShardInitRequest,
-    ShardLeaderRequest, ShardList, ShardReplicasRequest, ShardView,
+    ShardLeaderRequest, ShardList, ShardReplicasRequest, ShardSplitRequest, ShardSplitResponse,
+    ShardView,
 };
-use super::body::{JsonBody, PathParam};
+use super::body::{JsonBody, OptionalJsonBody, PathParam};
 use super::error::ApiError;
 use super::metrics;
 use crate::Coordinator;
+use crate::coordinator::split_point;
 use crate::error::CoordinatorError;
 
 /// What every handler can reach.
@@ -47,6 +49,7 @@ pub(crate) fn routes() -> Router<AdminState> {
         .route("/admin/shards/{id}", get(get_shard))
         .route("/admin/shards/{id}/replicas", post(set_shard_replicas))
         .route("/admin/shards/{id}/leader", post(set_shard_leader))
+        .route("/admin/shards/{id}/split", post(split_shard))
         .route("/admin/operations", get(operations))
         .route("/admin/scheduler", post(set_scheduler))
         .route("/healthz", get(healthz))
@@ -164,6 +167,23 @@ async fn set_shard_leader(
         .set_shard_leader(shard, req.epoch, node)
         .await?;
     Ok(Json(MutationResponse { map_version }))
+}
+
+async fn split_shard(
+    State(s): State<AdminState>,
+    PathParam(id): PathParam,
+    OptionalJsonBody(req): OptionalJsonBody<ShardSplitRequest>,
+) -> ApiResult<ShardSplitResponse> {
+    let shard = parse_shard_id(&id)?;
+    let at = req.at.map(|at| split_point(shard, at)).transpose()?;
+    let split = s.coordinator.split_shard(shard, req.epoch, at).await?;
+    // As for a move: node addresses come from this member's map, fine for display.
+    let map = s.coordinator.map();
+    Ok(Json(ShardSplitResponse {
+        parent: ShardView::new(&map, &split.parent),
+        child: ShardView::new(&map, &split.child),
+        version: split.map_version,
+    }))
 }
 
 async fn operations(State(s): State<AdminState>) -> Json<OperationsView> {

@@ -2,7 +2,7 @@
 //! heartbeats (which are not commands).
 
 use kvdb_core::shard_stats::ShardStats;
-use kvdb_core::{Epoch, MapVersion, NodeId, NodeInfo, NodeStatus, ShardId, ShardInfo};
+use kvdb_core::{Epoch, MapVersion, NodeId, NodeInfo, NodeStatus, ShardId, ShardInfo, Slot};
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -19,6 +19,28 @@ pub struct Report {
     pub accepted: bool,
     /// The map version after the report.
     pub map_version: MapVersion,
+}
+
+/// Both halves of a split, as the command wrote them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShardSplit {
+    /// The shard that was split: its narrowed range and next epoch.
+    pub parent: ShardInfo,
+    /// The new shard, `Splitting` until its first leader reports.
+    pub child: ShardInfo,
+    /// The map version that holds both.
+    pub map_version: MapVersion,
+}
+
+/// A split point as the APIs carry it (gRPC `uint32`, JSON number), as a slot. A number
+/// no slot has is refused here; one outside the shard, when the command is applied.
+pub(crate) fn split_point(shard: ShardId, at: u32) -> Result<Slot, CoordinatorError> {
+    u16::try_from(at).map(Slot).map_err(|_| {
+        CoordinatorError::InvalidArgument(format!(
+            "slot {at} is not a slot (0..{}), so it cannot split shard {shard}",
+            kvdb_core::SLOT_COUNT
+        ))
+    })
 }
 
 fn unexpected(outcome: Outcome) -> CoordinatorError {
@@ -85,6 +107,31 @@ impl Coordinator {
         };
         match self.execute(command).await? {
             Outcome::Shard { shard, .. } => Ok(shard),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Splits `shard` at slot `at` (the middle of its range when `None`): it keeps the
+    /// slots below `at`, and a new shard on the same replicas takes the rest. `epoch`, when
+    /// given, must be the shard's current epoch. The new shard is `Splitting` until its
+    /// first leader reports; see [`crate::command::Command::SplitShard`].
+    pub async fn split_shard(
+        &self,
+        shard: ShardId,
+        epoch: Option<Epoch>,
+        at: Option<Slot>,
+    ) -> Result<ShardSplit, CoordinatorError> {
+        let command = Command::SplitShard { shard, epoch, at };
+        match self.execute(command).await? {
+            Outcome::Split {
+                parent,
+                child,
+                version,
+            } => Ok(ShardSplit {
+                parent,
+                child,
+                map_version: version,
+            }),
             other => Err(unexpected(other)),
         }
     }

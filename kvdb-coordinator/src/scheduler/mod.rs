@@ -3,10 +3,11 @@
 //!
 //! Every `interval` the leader derives a plan ([`plan::plan`], pure) from the
 //! replicated map and starts its operations as ordinary commands
-//! (`SetShardReplicas`, `SetShardLeader`), each carrying the epoch it was
-//! planned against. Nothing about a running operation lives only in memory:
-//! a moving shard is `Moving` in the map, so a new leader re-derives the same
-//! picture and resumes where the old one stopped. The shard's own Raft
+//! (`SetShardReplicas`, `SetShardLeader`, `SplitShard`), each carrying the
+//! epoch it was planned against. Nothing about a running operation lives only
+//! in memory: a moving shard is `Moving` in the map (a splitting one
+//! `Splitting`), so a new leader re-derives the same picture and resumes where
+//! the old one stopped. The shard's own Raft
 //! leader carries out a move (learner first, then the membership change; see
 //! the node's `reconfigure`).
 //!
@@ -16,8 +17,12 @@
 //! leader transfers it started (a shard whose leadership it moved is left
 //! alone by balancing for [`SHARD_COOLDOWN`]; a node a transfer failed to
 //! reach gets no balancing work for [`UNFIT_FOR`]: its peers may not hear
-//! it, and each failed transfer stalls the shard's writes for a moment), and
-//! the log of recently started operations shown by the Admin API.
+//! it, and each failed transfer stalls the shard's writes for a moment), the
+//! shards it split (neither half is split again for [`SHARD_COOLDOWN`]: the
+//! figures the split was planned from describe the whole old range until the
+//! leaders report again), and the log of recently started operations shown by
+//! the Admin API. The figures splits are planned from (keys, request rates)
+//! are the leader's memory too: the [`ShardStatsBook`] heartbeats fill.
 //!
 //! The pause switch is replicated (`Command::SetSchedulerPaused`), so it
 //! survives leader changes and restarts.
@@ -31,9 +36,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::command::Command;
+use crate::command::{Command, Outcome};
 use crate::coordinator::Coordinator;
 use crate::error::CoordinatorError;
+use crate::shard_stats::ShardStatsBook;
 
 pub mod plan;
 #[cfg(test)]
@@ -43,7 +49,8 @@ pub use plan::{Limits, Load, Operation, OperationKind, Reason, Recent};
 
 /// How many started operations the leader remembers for the Admin API.
 const RECENT_OPERATIONS: usize = 256;
-/// How long balancing leaves a shard's leadership alone after moving it.
+/// How long balancing leaves a shard's leadership alone after moving it, and
+/// how long both halves of a split are left unsplit.
 pub const SHARD_COOLDOWN: Duration = Duration::from_secs(30);
 /// How long after a transfer the new leader must have reported itself.
 const TRANSFER_GRACE: Duration = Duration::from_secs(5);
@@ -55,7 +62,7 @@ pub const UNFIT_FOR: Duration = Duration::from_secs(20);
 pub const LEADER_SETTLE: Duration = Duration::from_secs(10);
 
 /// How the scheduler runs on the coordinator leader.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SchedulerConfig {
     /// How often the leader plans.
     pub interval: Duration,
@@ -78,6 +85,12 @@ impl SchedulerConfig {
     pub const DEFAULT_MAX_MOVES: usize = 4;
     /// Default [`Limits::max_leader_transfers`].
     pub const DEFAULT_MAX_LEADER_TRANSFERS: usize = 8;
+    /// Default [`Limits::split_keys`]: a million keys, a shard whose snapshot
+    /// (sent whole to a new replica) is still quick to move.
+    pub const DEFAULT_SPLIT_KEYS: Option<u64> = Some(1_000_000);
+    /// Default [`Limits::split_rate`]: off, since the rate a shard can take
+    /// depends on the hardware and the request mix.
+    pub const DEFAULT_SPLIT_RATE: Option<f64> = None;
 }
 
 impl Default for SchedulerConfig {
@@ -89,6 +102,8 @@ impl Default for SchedulerConfig {
             limits: Limits {
                 max_moves: Self::DEFAULT_MAX_MOVES,
                 max_leader_transfers: Self::DEFAULT_MAX_LEADER_TRANSFERS,
+                split_keys: Self::DEFAULT_SPLIT_KEYS,
+                split_rate: Self::DEFAULT_SPLIT_RATE,
             },
         }
     }
@@ -120,6 +135,8 @@ struct Memory {
     dead_since: HashMap<NodeId, Instant>,
     /// Leader transfers this leadership started, by shard.
     transfers: HashMap<ShardId, Transfer>,
+    /// When this leadership split each shard, or made it by a split.
+    splits: HashMap<ShardId, Instant>,
     /// Nodes a transfer failed to reach, and until when they are skipped.
     unfit_until: HashMap<NodeId, Instant>,
     /// When this leadership first saw each moving shard moving, by the
@@ -144,13 +161,14 @@ struct Transfer {
 
 impl SchedulerMemory {
     /// What this leadership (`term`) remembers at `now` that the map does
-    /// not say; see [`Recent`].
+    /// not say, with the shards' figures from `stats`; see [`Recent`].
     pub(crate) fn recent_facts(
         &self,
         map: &ShardMap,
         term: u64,
         now: Instant,
         config: &SchedulerConfig,
+        stats: &ShardStatsBook,
     ) -> Recent {
         let mut memory = self.lock();
         if memory.term != Some(term) {
@@ -185,10 +203,13 @@ impl SchedulerMemory {
         memory
             .transfers
             .retain(|_, t| now.saturating_duration_since(t.at) < SHARD_COOLDOWN);
+        memory
+            .splits
+            .retain(|_, at| now.saturating_duration_since(*at) < SHARD_COOLDOWN);
         let moving: Vec<(ShardId, Epoch)> = map
             .shards
             .values()
-            .filter(|s| s.state != ShardState::Stable)
+            .filter(|s| matches!(s.state, ShardState::Moving { .. }))
             .map(|s| (s.id, s.epoch))
             .collect();
         memory.moving_since.retain(|key, _| moving.contains(key));
@@ -217,6 +238,29 @@ impl SchedulerMemory {
             cooling: memory.transfers.keys().copied().collect(),
             unfit: memory.unfit_until.keys().copied().collect(),
             stuck,
+            loads: stats.loads(now),
+            recently_split: memory.splits.keys().copied().collect(),
+        }
+    }
+
+    /// Notes what `operation`, planned from `map`, started at `now`, as the
+    /// command's `outcome` says.
+    fn started(&self, map: &ShardMap, operation: &Operation, outcome: &Outcome, now: Instant) {
+        match (&operation.kind, outcome) {
+            (OperationKind::TransferLeader { to, .. }, _) => {
+                if let Some(shard) = map.shards.get(&operation.shard) {
+                    self.transferred(shard, *to, now);
+                }
+            }
+            (OperationKind::MoveReplica { from, .. }, _) if operation.reason == Reason::Stuck => {
+                self.unfit(*from, now);
+            }
+            (OperationKind::Split { .. }, Outcome::Split { parent, child, .. }) => {
+                let mut memory = self.lock();
+                memory.splits.insert(parent.id, now);
+                memory.splits.insert(child.id, now);
+            }
+            _ => {}
         }
     }
 
@@ -290,6 +334,11 @@ pub fn command(operation: &Operation) -> Command {
             epoch: operation.epoch,
             node: *to,
         },
+        OperationKind::Split { at } => Command::SplitShard {
+            shard: operation.shard,
+            epoch: Some(operation.epoch),
+            at: Some(*at),
+        },
     }
 }
 
@@ -317,26 +366,21 @@ pub(crate) async fn run(
         }
         let term = coordinator.raft_metrics().borrow().current_term;
         let memory = coordinator.scheduler_memory();
-        let recent = memory.recent_facts(&map, term, Instant::now(), &config);
+        let stats = coordinator.shard_stats();
+        let recent = memory.recent_facts(&map, term, Instant::now(), &config, stats);
         for operation in plan::plan(&map, &recent, config.limits) {
             let result = coordinator.execute(command(&operation)).await;
             let error = match result {
-                Ok(_) => {
+                Ok(outcome) => {
                     tracing::info!(?operation, "scheduler started an operation");
-                    if let OperationKind::TransferLeader { to, .. } = operation.kind
-                        && let Some(shard) = map.shards.get(&operation.shard)
-                    {
-                        memory.transferred(shard, to, Instant::now());
-                    }
-                    if let (OperationKind::MoveReplica { from, .. }, Reason::Stuck) =
-                        (&operation.kind, operation.reason)
-                    {
-                        memory.unfit(*from, Instant::now());
-                    }
+                    memory.started(&map, &operation, &outcome, Instant::now());
                     None
                 }
                 // The map moved on since the plan: the next round replans.
-                Err(e @ CoordinatorError::EpochMismatch { .. }) => Some(e.to_string()),
+                Err(
+                    e @ (CoordinatorError::EpochMismatch { .. }
+                    | CoordinatorError::ShardBusy { .. }),
+                ) => Some(e.to_string()),
                 Err(e) => {
                     tracing::warn!(?operation, error = %e, "scheduler operation refused");
                     Some(e.to_string())

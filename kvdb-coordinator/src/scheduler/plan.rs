@@ -1,15 +1,25 @@
-//! The scheduler's decisions: a pure function from the shard map (and which
-//! dead nodes have waited long enough) to the operations worth starting now.
+//! The scheduler's decisions: a pure function from the shard map (and what
+//! the leader remembers: which dead nodes have waited long enough, the shards'
+//! figures) to the operations worth starting now.
 //!
 //! Priorities, highest first: replace replicas on nodes dead for
-//! `repair_after`, move replicas and leaderships off draining nodes, then
-//! even out replicas and leaders per alive node. Every operation names the
-//! epoch it was planned against, so one planned from a map that has since
-//! changed is refused by the coordinator instead of acting on stale facts.
+//! `repair_after`, move replicas and leaderships off draining nodes, split
+//! shards whose leader reports more keys or requests than the split
+//! thresholds, then even out replicas and leaders per alive node. Every
+//! operation names the epoch it was planned against, so one planned from a map
+//! that has since changed is refused by the coordinator instead of acting on
+//! stale facts.
 //!
 //! Invariants the plan keeps (tests check them):
-//! - at most `max_moves` shards moving cluster-wide, counting those already
-//!   `Moving`, and never two operations for one shard in one plan;
+//! - at most `max_moves` shards moving or splitting cluster-wide, counting
+//!   those already `Moving` and each unsettled split, and never two operations
+//!   for one shard in one plan;
+//! - both shards of an unsettled split are left alone (no move, no transfer,
+//!   no second split): the new shard's group is built from the parent's
+//!   replicas as they were at the split;
+//! - a shard is split at the middle of its range, never when it has one slot,
+//!   and at most once per `SHARD_COOLDOWN` (its figures are stale until its
+//!   leader reports again);
 //! - a move never shrinks a shard: it swaps one replica for one new one, and
 //!   the node's Raft leader adds the new one as a learner and lets it catch up
 //!   before the old one leaves (see the node's `reconfigure`);
@@ -24,16 +34,25 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kvdb_core::{Epoch, NodeId, NodeStatus, ShardId, ShardInfo, ShardMap, ShardState};
+use kvdb_core::{Epoch, NodeId, NodeStatus, ShardId, ShardInfo, ShardMap, ShardState, Slot};
 use serde::{Deserialize, Serialize};
 
-/// What one plan may start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+use crate::shard_stats::ShardLoad;
+use crate::state::split_midpoint;
+
+/// What one plan may start, and when it splits a shard.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
-    /// Shards moving at once, cluster-wide (those already moving count).
+    /// Shards moving or splitting at once, cluster-wide (those already moving
+    /// or splitting count).
     pub max_moves: usize,
     /// Leader transfers started by one plan.
     pub max_leader_transfers: usize,
+    /// Split a shard whose leader reports more keys than this; `None` never does.
+    pub split_keys: Option<u64>,
+    /// Split a shard whose leader reports more reads and writes per second, together,
+    /// than this; `None` never does.
+    pub split_rate: Option<f64>,
 }
 
 /// One operation the scheduler starts.
@@ -69,6 +88,11 @@ pub enum OperationKind {
         /// The replica that should lead.
         to: NodeId,
     },
+    /// Split the shard: it keeps the slots below `at`, a new shard takes the rest.
+    Split {
+        /// The new shard's first slot (the middle of the range).
+        at: Slot,
+    },
 }
 
 /// Why the scheduler started an [`Operation`].
@@ -84,6 +108,10 @@ pub enum Reason {
     /// The shard's move to the source node did not finish within the move
     /// timeout (its new replica never caught up).
     Stuck,
+    /// The shard holds more keys than the split threshold.
+    Size,
+    /// The shard serves more requests per second than the split threshold.
+    Load,
 }
 
 /// Replicas and leaderships per node, counting moving shards at their target
@@ -116,7 +144,7 @@ impl Load {
 }
 
 /// What the leader remembers that the map does not say.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Recent {
     /// Dead nodes whose replicas may be replaced (dead for `repair_after`).
     pub repairable: BTreeSet<NodeId>,
@@ -135,6 +163,12 @@ pub struct Recent {
     /// calm for a while (see `scheduler::LEADER_SETTLE`), since every
     /// balancing transfer stalls its shard's writes for a moment.
     pub calm: bool,
+    /// Each shard's latest figures from its leader (keys, request rates), as
+    /// heartbeats brought them to this leader; the input of automatic splits.
+    pub loads: BTreeMap<ShardId, ShardLoad>,
+    /// Shards this leadership split, or made by a split, lately: they are not
+    /// split again until their leader's figures describe the narrower range.
+    pub recently_split: BTreeSet<ShardId>,
 }
 
 /// The operations worth starting on `map` now.
@@ -147,6 +181,7 @@ pub fn plan(map: &ShardMap, recent: &Recent, limits: Limits) -> Vec<Operation> {
     planner.evacuate(|n| repairable.contains(&n.id), Reason::Repair);
     planner.transfer_off_draining();
     planner.evacuate(|n| n.status == NodeStatus::Draining, Reason::Drain);
+    planner.split_oversized();
     planner.balance_replicas();
     if recent.calm {
         planner.balance_leaders();
@@ -159,7 +194,8 @@ struct Planner<'a> {
     recent: &'a Recent,
     limits: Limits,
     load: Load,
-    /// Shards that already have an operation in this plan, or are moving.
+    /// Shards that already have an operation in this plan, are moving, or
+    /// take part in an unsettled split.
     busy: BTreeSet<ShardId>,
     /// Moving shards that got an operation in this plan.
     planned: BTreeSet<ShardId>,
@@ -170,18 +206,26 @@ struct Planner<'a> {
 
 impl<'a> Planner<'a> {
     fn new(map: &'a ShardMap, recent: &'a Recent, limits: Limits) -> Self {
-        let busy: BTreeSet<ShardId> = map
+        let mut busy = BTreeSet::new();
+        let mut in_flight = 0;
+        for shard in map
             .shards
             .values()
             .filter(|s| s.state != ShardState::Stable)
-            .map(|s| s.id)
-            .collect();
+        {
+            busy.insert(shard.id);
+            in_flight += 1;
+            // A split holds its parent too, but counts once, by its new shard.
+            if let ShardState::Splitting { from } = shard.state {
+                busy.insert(from);
+            }
+        }
         Planner {
             map,
             recent,
             limits,
             load: Load::of(map),
-            moves_in_flight: busy.len(),
+            moves_in_flight: in_flight,
             busy,
             planned: BTreeSet::new(),
             transfers: 0,
@@ -372,6 +416,36 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// Splits the idle shards whose figures are over a split threshold, the
+    /// furthest over first, while the move limit allows. A split puts no new
+    /// replica anywhere (the new shard starts on its parent's replicas), so
+    /// node loads are unchanged; balancing spreads the new shard later.
+    fn split_oversized(&mut self) {
+        let mut wanted: Vec<(f64, &'a ShardInfo, Slot, Reason)> = self
+            .idle_shards()
+            .filter(|s| !self.recent.recently_split.contains(&s.id) && self.has_live_majority(s))
+            .filter_map(|s| {
+                let load = self.recent.loads.get(&s.id)?;
+                let (over, reason) = over_threshold(load, &self.limits)?;
+                Some((over, s, split_midpoint(s)?, reason))
+            })
+            .collect();
+        wanted.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.id.cmp(&b.1.id)));
+        for (_, shard, at, reason) in wanted {
+            if !self.can_move() {
+                return;
+            }
+            self.busy.insert(shard.id);
+            self.moves_in_flight += 1;
+            self.operations.push(Operation {
+                shard: shard.id,
+                epoch: shard.epoch,
+                kind: OperationKind::Split { at },
+                reason,
+            });
+        }
+    }
+
     /// Alive nodes by ascending `count`, ties by id.
     fn alive_by(&self, count: &BTreeMap<NodeId, usize>) -> Vec<NodeId> {
         let mut alive = self.map.alive_nodes();
@@ -483,6 +557,28 @@ impl<'a> Planner<'a> {
             }
         }
         None
+    }
+}
+
+/// How far `load` is over the split thresholds of `limits` (the larger ratio
+/// of figure to threshold) and the reason that ratio gives, when over either.
+fn over_threshold(load: &ShardLoad, limits: &Limits) -> Option<(f64, Reason)> {
+    let size = limits
+        .split_keys
+        .filter(|&max| load.keys > max)
+        .map(|max| (load.keys as f64 / max as f64, Reason::Size));
+    let rate = match (load.reads_per_sec, load.writes_per_sec) {
+        (None, None) => None,
+        (reads, writes) => Some(reads.unwrap_or(0.0) + writes.unwrap_or(0.0)),
+    };
+    let busy = limits
+        .split_rate
+        .zip(rate)
+        .filter(|&(max, rate)| rate > max)
+        .map(|(max, rate)| (rate / max, Reason::Load));
+    match (size, busy) {
+        (Some(a), Some(b)) => Some(if b.0 > a.0 { b } else { a }),
+        (a, b) => a.or(b),
     }
 }
 

@@ -5,9 +5,13 @@ use proptest::prelude::*;
 
 use super::plan::{Limits, Load, Operation, OperationKind, Reason, Recent, plan};
 
+mod split;
+
 const LIMITS: Limits = Limits {
     max_moves: 4,
     max_leader_transfers: 8,
+    split_keys: None,
+    split_rate: None,
 };
 
 fn node(id: u64, status: NodeStatus, zone: &str) -> NodeInfo {
@@ -82,7 +86,7 @@ fn finish(map: &mut ShardMap, operations: &[Operation]) {
                 assert_eq!(replicas.len(), shard.replicas.len(), "a move never shrinks");
                 let heading = match &shard.state {
                     ShardState::Moving { target } => target.clone(),
-                    ShardState::Stable => shard.replicas.clone(),
+                    ShardState::Stable | ShardState::Splitting { .. } => shard.replicas.clone(),
                 };
                 assert!(heading.contains(from) && !heading.contains(to));
                 shard.replicas = replicas.clone();
@@ -97,6 +101,7 @@ fn finish(map: &mut ShardMap, operations: &[Operation]) {
                 assert!(shard.replicas.contains(to));
                 shard.leader = Some(*to);
             }
+            OperationKind::Split { .. } => panic!("no figures, so no split: {op:?}"),
         }
     }
 }
@@ -339,7 +344,7 @@ fn balancing_skips_cooling_shards_and_unfit_nodes() {
             .into_iter()
             .filter_map(|op| match op.kind {
                 OperationKind::TransferLeader { to, .. } => Some((op.shard, to)),
-                OperationKind::MoveReplica { .. } => None,
+                OperationKind::MoveReplica { .. } | OperationKind::Split { .. } => None,
             })
             .collect()
     };
@@ -483,6 +488,12 @@ mod memory {
 
     use super::*;
     use crate::scheduler::{SchedulerConfig, SchedulerMemory};
+    use crate::shard_stats::ShardStatsBook;
+
+    /// The facts `memory` gives at `now` for leadership `term`, with no figures.
+    fn facts(memory: &SchedulerMemory, m: &ShardMap, term: u64, now: Instant) -> Recent {
+        memory.recent_facts(m, term, now, &config(), &ShardStatsBook::default())
+    }
 
     fn config() -> SchedulerConfig {
         SchedulerConfig {
@@ -497,23 +508,18 @@ mod memory {
         let m = map(alive(1..=3), &[&[1, 2, 3]]);
         let t0 = Instant::now();
         let at = |secs: u64| t0 + Duration::from_secs(secs);
-        memory.recent_facts(&m, 1, t0, &config());
+        facts(&memory, &m, 1, t0);
         memory.transferred(&m.shards[&ShardId(0)], NodeId(2), t0);
 
-        let soon = memory.recent_facts(&m, 1, at(1), &config());
+        let soon = facts(&memory, &m, 1, at(1));
         assert!(soon.unfit.is_empty(), "within the grace period");
         assert_eq!(soon.cooling, BTreeSet::from([ShardId(0)]));
-        let judged = memory.recent_facts(&m, 1, at(6), &config());
+        let judged = facts(&memory, &m, 1, at(6));
         assert_eq!(judged.unfit, BTreeSet::from([NodeId(2)]));
-        let later = memory.recent_facts(&m, 1, at(27), &config());
+        let later = facts(&memory, &m, 1, at(27));
         assert!(later.unfit.is_empty(), "20 s after, and not marked again");
         assert_eq!(later.cooling, BTreeSet::from([ShardId(0)]));
-        assert!(
-            memory
-                .recent_facts(&m, 1, at(31), &config())
-                .cooling
-                .is_empty()
-        );
+        assert!(facts(&memory, &m, 1, at(31)).cooling.is_empty());
     }
 
     #[test]
@@ -525,7 +531,7 @@ mod memory {
         let shard = m.shards.get_mut(&ShardId(0)).unwrap();
         shard.leader = Some(NodeId(2));
         shard.leader_term = 2;
-        let facts = memory.recent_facts(&m, 1, t0 + Duration::from_secs(6), &config());
+        let facts = facts(&memory, &m, 1, t0 + Duration::from_secs(6));
         assert!(facts.unfit.is_empty());
     }
 
@@ -538,19 +544,19 @@ mod memory {
         };
         let t0 = Instant::now();
         let at = |secs: u64| t0 + Duration::from_secs(secs);
-        let first = memory.recent_facts(&m, 1, t0, &config());
+        let first = facts(&memory, &m, 1, t0);
         assert!(!first.calm && first.stuck.is_empty() && first.repairable.is_empty());
-        let ten = memory.recent_facts(&m, 1, at(10), &config());
+        let ten = facts(&memory, &m, 1, at(10));
         assert!(ten.calm, "nothing changed for 10 s");
-        let thirty = memory.recent_facts(&m, 1, at(30), &config());
+        let thirty = facts(&memory, &m, 1, at(30));
         assert_eq!(thirty.repairable, BTreeSet::from([NodeId(3)]));
         assert!(thirty.stuck.is_empty());
         assert_eq!(
-            memory.recent_facts(&m, 1, at(60), &config()).stuck,
+            facts(&memory, &m, 1, at(60)).stuck,
             BTreeSet::from([ShardId(0)])
         );
         // A new leadership starts every clock again.
-        let fresh = memory.recent_facts(&m, 2, at(61), &config());
+        let fresh = facts(&memory, &m, 2, at(61));
         assert!(fresh.repairable.is_empty() && fresh.stuck.is_empty() && !fresh.calm);
     }
 }

@@ -10,20 +10,34 @@
 //! A leader report is accepted for the current epoch with a newer term, or
 //! with the same term when it names a leader other than the map's (only that
 //! term's real leader can send it: the map then heals after a transfer that
-//! did not happen).
+//! did not happen). The first report of a shard being split off another one
+//! (see the `split` module) also settles it: its group exists once it has a leader.
+//!
+//! While a split is unsettled, neither of its shards may change replicas: the
+//! new shard's group is built by the parent's replicas, as they were at the split.
 
 use kvdb_core::{Epoch, NodeId, NodeStatus, ShardId, ShardInfo, ShardState};
 
 use super::{Change, MetaState};
 use crate::command::{CommandResult, Outcome};
-use crate::error::CoordinatorError;
+use crate::error::{BusyReason, CoordinatorError};
 
 impl MetaState {
-    fn shard(&self, id: ShardId) -> Result<&ShardInfo, CoordinatorError> {
+    pub(super) fn shard(&self, id: ShardId) -> Result<&ShardInfo, CoordinatorError> {
         self.map
             .shards
             .get(&id)
             .ok_or(CoordinatorError::ShardNotFound(id))
+    }
+
+    /// The split `shard` takes part in and that has not settled: it is being split off
+    /// another shard, or a shard is being split off it.
+    pub(super) fn unsettled_split(&self, shard: &ShardInfo) -> Option<BusyReason> {
+        if let ShardState::Splitting { from } = shard.state {
+            return Some(BusyReason::Splitting { from });
+        }
+        let child = self.map.splitting_from(shard.id).next()?;
+        Some(BusyReason::SplitChild { child: child.id })
     }
 
     fn commit_shard(&mut self, shard: ShardInfo) -> CommandResult {
@@ -42,6 +56,9 @@ impl MetaState {
     ) -> CommandResult {
         let shard = self.shard(id)?;
         check_epoch(shard, epoch)?;
+        if let Some(reason) = self.unsettled_split(shard) {
+            return Err(CoordinatorError::ShardBusy { shard: id, reason });
+        }
         let replication_factor = self.init.map_or(1, |i| i.replication_factor) as usize;
         if replicas.len() < replication_factor {
             return Err(CoordinatorError::InvalidArgument(format!(
@@ -90,6 +107,11 @@ impl MetaState {
     ) -> CommandResult {
         let shard = self.shard(id)?;
         check_epoch(shard, Some(epoch))?;
+        // The new group elects its first leader by itself; the map names none to hand over from.
+        if let ShardState::Splitting { from } = shard.state {
+            let reason = BusyReason::Splitting { from };
+            return Err(CoordinatorError::ShardBusy { shard: id, reason });
+        }
         if !self.map.nodes.contains_key(&node) {
             return Err(CoordinatorError::NodeNotFound(node.to_string()));
         }
@@ -141,9 +163,15 @@ impl MetaState {
                 version,
             });
         }
+        let state = match &shard.state {
+            // A group split off another exists once it has a leader: the split is done.
+            ShardState::Splitting { .. } => ShardState::Stable,
+            other => other.clone(),
+        };
         let shard = ShardInfo {
             leader: Some(leader),
             leader_term: term,
+            state,
             ..shard.clone()
         };
         let version = self.commit_shard(shard)?.version();
@@ -195,7 +223,10 @@ impl MetaState {
     }
 }
 
-fn check_epoch(shard: &ShardInfo, expected: Option<Epoch>) -> Result<(), CoordinatorError> {
+pub(super) fn check_epoch(
+    shard: &ShardInfo,
+    expected: Option<Epoch>,
+) -> Result<(), CoordinatorError> {
     match expected {
         Some(expected) if expected != shard.epoch => Err(CoordinatorError::EpochMismatch {
             shard: shard.id,

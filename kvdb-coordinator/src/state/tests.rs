@@ -2,7 +2,7 @@ use kvdb_core::{Epoch, MapVersion, NodeId, NodeStatus, ShardId, ShardState};
 
 use super::*;
 
-fn register(state: &mut MetaState, name: &str, port: u16) -> NodeInfo {
+pub(super) fn register(state: &mut MetaState, name: &str, port: u16) -> NodeInfo {
     match state.apply(Command::RegisterNode {
         name: name.into(),
         address: format!("127.0.0.1:{port}"),
@@ -21,7 +21,7 @@ fn init(state: &mut MetaState, num_shards: u32, rf: u32) -> CommandResult {
 }
 
 /// Three nodes and 8 shards with RF 3.
-fn cluster() -> MetaState {
+pub(super) fn cluster() -> MetaState {
     let mut state = MetaState::default();
     for i in 1..=3 {
         register(&mut state, &format!("node-{i}"), 7000 + i);

@@ -15,6 +15,7 @@
 //! | `NOT_ENOUGH_NODES`     | `CONFLICT`         | `x-alive-nodes`, `x-replication-factor`          |
 //! | `NODE_NOT_ASSIGNABLE`  | `CONFLICT`         | `x-node-id`, `x-node-status`                     |
 //! | `ADDRESS_IN_USE`       | `CONFLICT`         | `x-address`, `x-node-name`                       |
+//! | `SHARD_BUSY`           | `CONFLICT`         | `x-shard-id`, `x-busy-reason`, `x-related-shard` (split reasons) |
 //! | `NOT_LEADER`           | `NOT_LEADER`       | `x-leader-id`, `x-leader-hint`, `x-leader-admin` (each if known) |
 //! | `UNAVAILABLE`          | `UNAVAILABLE`      | (message)                                        |
 //! | `INTERNAL`             | `INTERNAL`         | (message)                                        |
@@ -27,7 +28,7 @@ use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::{Code, Status};
 
 use super::{LEADER_HINT, REQUEST_EPOCH, SHARD_EPOCH, SHARD_ID, insert_hint, number, text};
-use crate::coordinator_error::CoordinatorError;
+use crate::coordinator_error::{BusyReason, CoordinatorError};
 use crate::proto::v1 as pb;
 use crate::{Epoch, NodeId, NodeStatus, ShardId};
 
@@ -51,6 +52,11 @@ pub const NODE_STATUS: &str = "x-node-status";
 pub const ADDRESS: &str = "x-address";
 /// Trailer with a storage node's name.
 pub const NODE_NAME: &str = "x-node-name";
+/// Trailer with what a busy shard is doing (`MOVING`, `SPLITTING`, `SPLIT_CHILD`).
+pub const BUSY_REASON: &str = "x-busy-reason";
+/// Trailer with the other shard of a split: the parent of a splitting shard, or the child
+/// being split off a busy parent.
+pub const RELATED_SHARD: &str = "x-related-shard";
 
 fn reason(err: &CoordinatorError) -> &'static str {
     use CoordinatorError::*;
@@ -64,6 +70,7 @@ fn reason(err: &CoordinatorError) -> &'static str {
         NotEnoughNodes { .. } => "NOT_ENOUGH_NODES",
         NodeNotAssignable { .. } => "NODE_NOT_ASSIGNABLE",
         AddressInUse { .. } => "ADDRESS_IN_USE",
+        ShardBusy { .. } => "SHARD_BUSY",
         NotLeader { .. } => "NOT_LEADER",
         Unavailable(_) => "UNAVAILABLE",
         Internal(_) => "INTERNAL",
@@ -116,6 +123,14 @@ impl From<CoordinatorError> for Status {
             AddressInUse { address, node } => {
                 insert_hint(&mut md, ADDRESS, Some(address));
                 insert_hint(&mut md, NODE_NAME, Some(node));
+            }
+            ShardBusy { shard, reason } => {
+                md.insert(SHARD_ID, shard.0.into());
+                let (name, related) = busy_reason_fields(*reason);
+                md.insert(BUSY_REASON, AsciiMetadataValue::from_static(name));
+                if let Some(related) = related {
+                    md.insert(RELATED_SHARD, related.0.into());
+                }
             }
             NotLeader {
                 leader_id,
@@ -184,6 +199,13 @@ fn decode(status: &Status) -> Option<CoordinatorError> {
             address: text(md, ADDRESS)?.to_owned(),
             node: text(md, NODE_NAME)?.to_owned(),
         },
+        "SHARD_BUSY" => ShardBusy {
+            shard: shard()?,
+            reason: busy_reason(
+                text(md, BUSY_REASON)?,
+                number(md, RELATED_SHARD).map(ShardId),
+            )?,
+        },
         "NOT_LEADER" => NotLeader {
             leader_id: number(md, LEADER_ID),
             leader_grpc: text(md, LEADER_HINT).map(str::to_owned),
@@ -191,6 +213,24 @@ fn decode(status: &Status) -> Option<CoordinatorError> {
         },
         "UNAVAILABLE" => Unavailable(message),
         "INTERNAL" => Internal(message),
+        _ => return None,
+    })
+}
+
+/// The trailer values of a [`BusyReason`]: its name and the other shard of a split.
+fn busy_reason_fields(reason: BusyReason) -> (&'static str, Option<ShardId>) {
+    match reason {
+        BusyReason::Moving => ("MOVING", None),
+        BusyReason::Splitting { from } => ("SPLITTING", Some(from)),
+        BusyReason::SplitChild { child } => ("SPLIT_CHILD", Some(child)),
+    }
+}
+
+fn busy_reason(name: &str, related: Option<ShardId>) -> Option<BusyReason> {
+    Some(match name {
+        "MOVING" => BusyReason::Moving,
+        "SPLITTING" => BusyReason::Splitting { from: related? },
+        "SPLIT_CHILD" => BusyReason::SplitChild { child: related? },
         _ => return None,
     })
 }
@@ -244,6 +284,18 @@ mod tests {
                 address: "127.0.0.1:7001".into(),
                 node: "node-1".into(),
             },
+            CoordinatorError::ShardBusy {
+                shard: ShardId(3),
+                reason: BusyReason::Moving,
+            },
+            CoordinatorError::ShardBusy {
+                shard: ShardId(8),
+                reason: BusyReason::Splitting { from: ShardId(3) },
+            },
+            CoordinatorError::ShardBusy {
+                shard: ShardId(3),
+                reason: BusyReason::SplitChild { child: ShardId(8) },
+            },
             CoordinatorError::NotLeader {
                 leader_id: Some(2),
                 leader_grpc: Some("127.0.0.1:7001".into()),
@@ -290,6 +342,20 @@ mod tests {
         assert_eq!(meta.get(LEADER_ID).unwrap(), "3");
         assert_eq!(meta.get(LEADER_ADMIN).unwrap(), "10.0.0.3:8080");
         assert_eq!(meta.get(REASON).unwrap(), "NOT_LEADER");
+    }
+
+    #[test]
+    fn a_busy_shard_is_a_failed_precondition_naming_the_other_shard() {
+        let status = Status::from(CoordinatorError::ShardBusy {
+            shard: ShardId(3),
+            reason: BusyReason::SplitChild { child: ShardId(8) },
+        });
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        let meta = status.metadata();
+        assert_eq!(meta.get(REASON).unwrap(), "SHARD_BUSY");
+        assert_eq!(meta.get(BUSY_REASON).unwrap(), "SPLIT_CHILD");
+        assert_eq!(meta.get(RELATED_SHARD).unwrap(), "8");
+        assert!(status.message().contains("retry once shard 8 is stable"));
     }
 
     #[test]

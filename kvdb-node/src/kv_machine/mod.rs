@@ -100,6 +100,8 @@ pub struct KvMachine {
     fence: Arc<Fence>,
     /// Where a split writes the new shards' state; without one a split changes nothing.
     creator: Option<Arc<dyn ShardCreator>>,
+    #[cfg(feature = "planted-bugs")]
+    planted: Option<crate::planted::PlantedBug>,
 }
 
 /// The most writes an apply runs inline on the Raft task rather than on the blocking pool.
@@ -129,7 +131,16 @@ impl KvMachine {
             sessions,
             fence,
             creator: None,
+            #[cfg(feature = "planted-bugs")]
+            planted: None,
         })
+    }
+
+    /// Switches on a deliberate bug (chaos-suite sensitivity tests only).
+    #[cfg(feature = "planted-bugs")]
+    pub fn with_planted_bug(mut self, bug: Option<crate::planted::PlantedBug>) -> Self {
+        self.planted = bug;
+        self
     }
 
     /// The machine, creating the shards its splits carve out through `creator`.

@@ -18,7 +18,7 @@ use hyper::{Method, Request, StatusCode, Uri, header};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use kvdb_core::{Epoch, NodeStatus, ShardId};
+use kvdb_core::{Epoch, NodeStatus, ShardId, Slot};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -30,7 +30,7 @@ use self::error::{api_error, decode, transport};
 use crate::admin::api::{
     ClusterView, MutationResponse, NodeList, NodeSelector, NodeStatusRequest, NodeView,
     OperationsView, RegisterNodeRequest, SchedulerRequest, ShardInitRequest, ShardLeaderRequest,
-    ShardList, ShardReplicasRequest, ShardView,
+    ShardList, ShardReplicasRequest, ShardSplitRequest, ShardSplitResponse, ShardView,
 };
 
 /// A typed client of one coordinator's Admin API. Cheap to clone.
@@ -178,6 +178,23 @@ impl AdminClient {
             epoch,
         };
         self.post(&format!("/admin/shards/{shard}/leader"), &body)
+            .await
+    }
+
+    /// `POST /admin/shards/{id}/split`: splits `shard` at slot `at` (its middle slot when
+    /// `None`); refused if `epoch` is given and no longer current. The new shard is
+    /// `"splitting"` until its first leader reports.
+    pub async fn split_shard(
+        &self,
+        shard: ShardId,
+        at: Option<Slot>,
+        epoch: Option<Epoch>,
+    ) -> Result<ShardSplitResponse, AdminError> {
+        let body = ShardSplitRequest {
+            at: at.map(|slot| u32::from(slot.0)),
+            epoch,
+        };
+        self.post(&format!("/admin/shards/{shard}/split"), &body)
             .await
     }
 

@@ -8,6 +8,7 @@
 mod auth;
 mod client;
 mod errors;
+mod split;
 
 use std::time::Duration;
 
