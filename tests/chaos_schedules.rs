@@ -16,7 +16,7 @@ mod chaos;
 use chaos::cluster::ChaosOptions;
 use chaos::hung_leader::write_to_a_hung_leader;
 use chaos::nemesis::{SPLIT_KEYS, Schedule};
-use chaos::run_clean;
+use chaos::{Settings, run, run_clean};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn partition_leader() {
@@ -78,6 +78,23 @@ async fn split_drain_and_repair_under_faults() {
         ..ChaosOptions::default()
     };
     run_clean(Schedule::DrainRepair, options).await;
+}
+
+/// The scheduler splits shards by their request rate under load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn automatic_splits_by_load_under_load() {
+    let options = ChaosOptions {
+        shards: 2,
+        keys: SPLIT_KEYS,
+        auto_split: true,
+        ..ChaosOptions::default()
+    };
+    let report = run(Schedule::AutoSplit, options, Settings::from_env()).await;
+    assert!(report.is_clean(), "{report}\n{}", report.details);
+    assert!(
+        report.shards > options.shards as usize,
+        "the scheduler split no shard: {report}"
+    );
 }
 
 /// Shards split at chosen slots under load, every other one while a replica is down.

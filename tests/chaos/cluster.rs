@@ -59,6 +59,19 @@ pub struct ChaosOptions {
     /// (rather than the defaults' 6 s and 30 s), so repairs happen within a
     /// fault cycle.
     pub fast_repair: bool,
+    /// The scheduler splits shards that serve more than [`AUTO_SPLIT_RATE`] requests a
+    /// second, from figures the nodes report every second.
+    pub auto_split: bool,
+}
+
+/// Requests per second above which a shard is split when `auto_split` is on: a few times
+/// below what the workload sends to each of a handful of shards.
+pub const AUTO_SPLIT_RATE: f64 = 30.0;
+
+/// The coordinator tuning of `auto_split`.
+fn auto_split(config: &mut kvdb::coordinator::CoordinatorConfig) {
+    config.scheduler.interval = Duration::from_millis(200);
+    config.scheduler.limits.split_rate = Some(AUTO_SPLIT_RATE);
 }
 
 impl Default for ChaosOptions {
@@ -71,6 +84,7 @@ impl Default for ChaosOptions {
             keys: DEFAULT_KEYS,
             scheduler: true,
             fast_repair: false,
+            auto_split: false,
         }
     }
 }
@@ -108,8 +122,15 @@ impl ChaosCluster {
             node.peer_address_rewrite = Some(nodes.from(Endpoint::Node(i)));
             node.planted_bug = options.bug;
             node.slow_leader = options.slow_leader;
+            if options.auto_split {
+                // Shard figures ride every tenth heartbeat: one a second.
+                node.coordinator_heartbeat = Duration::from_millis(100);
+            }
         });
         config.gateway_executor = rewrites.executor_config(Endpoint::Gateway);
+        if options.auto_split {
+            config.tune_coordinator = auto_split;
+        }
         if options.fast_repair {
             config.tune_coordinator = kvdb::cluster::fast_repair;
         }

@@ -109,6 +109,8 @@ pub struct RunReport {
     pub epoch_served: u64,
     /// Time to writability after each heal.
     pub recovery: Vec<Duration>,
+    /// Shards in the map at the end (splits add some).
+    pub shards: usize,
     /// The checker's explanation when something failed.
     pub details: String,
 }
@@ -126,8 +128,8 @@ impl fmt::Display for RunReport {
         write!(
             f,
             "CHAOS schedule={} bug={:?} seed={} faults={} ops={} ok={} fail={} unknown={} \
-             violations={} inconclusive={} lost_writes={} epoch_served={} recovery_ms={:?} \
-             recovery_max_ms={}",
+             violations={} inconclusive={} lost_writes={} epoch_served={} shards={} \
+             recovery_ms={:?} recovery_max_ms={}",
             self.schedule,
             self.bug,
             self.seed,
@@ -140,6 +142,7 @@ impl fmt::Display for RunReport {
             self.inconclusive,
             self.lost_writes.len(),
             self.epoch_served,
+            self.shards,
             self.recovery
                 .iter()
                 .map(Duration::as_millis)
@@ -206,6 +209,7 @@ pub async fn run(schedule: Schedule, options: ChaosOptions, settings: Settings) 
     let epoch_served = probe.stop().await;
 
     // --- final reads and checks
+    let shards = cluster.map().map_or(0, |m| m.shards.len());
     let found = check_run(&checker_client, &keys(options.keys), &recorder).await;
     let report = RunReport {
         schedule: schedule.name(),
@@ -218,6 +222,7 @@ pub async fn run(schedule: Schedule, options: ChaosOptions, settings: Settings) 
         lost_writes: found.lost_writes,
         epoch_served,
         recovery,
+        shards,
         details: found.details,
     };
     println!("{report}");

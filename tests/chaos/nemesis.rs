@@ -47,6 +47,9 @@ pub enum Schedule {
     /// Split a shard at the slot of a workload key (so that keys change
     /// shards under load), every other time while a replica is crashed.
     Split,
+    /// Let the scheduler split shards by their request rate (run with
+    /// `ChaosOptions::auto_split`): each cycle waits for the next split.
+    AutoSplit,
 }
 
 impl Schedule {
@@ -60,6 +63,7 @@ impl Schedule {
             Schedule::ReplicaMove => "replica-move-under-load",
             Schedule::DrainRepair => "drain-repair-split",
             Schedule::Split => "split",
+            Schedule::AutoSplit => "auto-split",
         }
     }
 }
@@ -159,10 +163,31 @@ pub async fn cycle(
                 split
             }
         }
+        Schedule::AutoSplit => {
+            let coordinator = cluster.coordinator().clone();
+            let before = coordinator.map().shards.len();
+            let deadline = tokio::time::Instant::now() + AUTO_SPLIT_WAIT;
+            loop {
+                let map = coordinator.map();
+                if map.shards.len() > before && no_split_pending(&map) {
+                    break format!(
+                        "the scheduler split {before} shards into {}",
+                        map.shards.len()
+                    );
+                }
+                if tokio::time::Instant::now() > deadline {
+                    break format!("no automatic split of {before} shards in {AUTO_SPLIT_WAIT:?}");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     };
     cluster.partition.heal();
     done
 }
+
+/// How long an auto-split cycle waits for the scheduler: past the cooldown after a split.
+const AUTO_SPLIT_WAIT: Duration = Duration::from_secs(40);
 
 /// The node leading a random shard, or a random node.
 fn leader_or_any(cluster: &ChaosCluster, rng: &mut StdRng) -> usize {

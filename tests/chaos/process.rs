@@ -357,6 +357,7 @@ pub async fn run_signals(bin: &Path, settings: Settings) -> RunReport {
         lost_writes: found.lost_writes,
         epoch_served: 0,
         recovery,
+        shards: 0,
         details: found.details,
     };
     println!("{report}");
