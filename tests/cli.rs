@@ -6,6 +6,8 @@ mod common;
 use std::process::{Command, Output};
 
 use common::TestCluster;
+use kvdb::core::slot::slot;
+use kvdb::core::{ShardId, ShardState};
 
 /// Runs the built `kvdb` binary with `args` (off the async runtime).
 async fn kvdb(args: &[&str]) -> Output {
@@ -158,6 +160,79 @@ async fn admin_drain_waits_for_an_empty_node_and_refuses_what_cannot_finish() {
         "{}",
         stdout(&ops)
     );
+
+    test.stop().await;
+}
+
+/// `kvdb admin split --wait` splits a shard under the keys it holds, which all read back; a
+/// split point outside the shard and an unknown shard are refused and change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_split_waits_for_the_new_shard_and_refuses_bad_split_points() {
+    let test = TestCluster::start(3).await;
+    let admin = test.cluster.admin_address().to_string();
+    let gateway = test.cluster.gateway_address().unwrap().to_string();
+    let admin_cmd = |args: &[&str]| {
+        let mut all = vec!["admin", "--admin", admin.as_str()];
+        all.extend_from_slice(args);
+        all.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        kvdb(&args).await
+    };
+    let map = test.cluster.coordinator().map();
+    let keys = common::keys_in_shard(&map, ShardId(0), "split", 6);
+    let slots: Vec<u16> = keys.iter().map(|k| slot(k).0).collect();
+    let at = *slots.iter().filter(|s| **s > 0).min().unwrap();
+    for (i, key) in keys.iter().enumerate() {
+        let key = String::from_utf8(key.clone()).unwrap();
+        let put = kvdb(&["put", &key, &format!("v{i}"), "--gateway", &gateway]).await;
+        assert_eq!(put.status.code(), Some(0), "stderr: {}", stderr(&put));
+    }
+
+    // --- split shard 0 at the slot of one of its keys, and wait for the new shard
+    let at_arg = at.to_string();
+    let split = run(admin_cmd(&["split", "0", "--at", &at_arg, "--wait"])).await;
+    assert_eq!(split.status.code(), Some(0), "stderr: {}", stderr(&split));
+    let map = test.cluster.coordinator().map();
+    let child = map.shards.values().find(|s| s.slot_start.0 == at).unwrap();
+    assert_eq!(child.state, ShardState::Stable);
+    assert!(child.leader.is_some());
+    assert_eq!(map.shards[&ShardId(0)].slot_end.0, at - 1);
+    assert!(
+        stdout(&split).starts_with(&format!("shard 0 keeps slots 0-{}; new shard", at - 1)),
+        "{}",
+        stdout(&split)
+    );
+    for (i, key) in keys.iter().enumerate() {
+        let key = String::from_utf8(key.clone()).unwrap();
+        let get = kvdb(&["get", &key, "--gateway", &gateway]).await;
+        assert_eq!(stdout(&get), format!("v{i}\n"), "stderr: {}", stderr(&get));
+    }
+
+    // --- bad input: a slot the shard no longer holds, an unknown shard
+    let version = test.cluster.coordinator().map().version;
+    let outside = run(admin_cmd(&["split", "0", "--at", &at_arg])).await;
+    assert_eq!(
+        outside.status.code(),
+        Some(5),
+        "stderr: {}",
+        stderr(&outside)
+    );
+    assert!(
+        stderr(&outside).contains(&format!("slot {at} is not inside shard 0")),
+        "{}",
+        stderr(&outside)
+    );
+    let unknown = run(admin_cmd(&["split", "4242"])).await;
+    assert_eq!(
+        unknown.status.code(),
+        Some(5),
+        "stderr: {}",
+        stderr(&unknown)
+    );
+    assert!(stderr(&unknown).contains("4242"), "{}", stderr(&unknown));
+    assert_eq!(test.cluster.coordinator().map().version, version);
 
     test.stop().await;
 }

@@ -20,8 +20,9 @@
 //! - `stale_read`: a targeted STRONG-read-on-a-stale-follower scenario.
 //! - `deposed_leader`: a targeted STRONG-read-on-a-cut-off-leader scenario (read leases).
 //!
-//! Out of scope: TTLs and deletes in the workload, multi-member coordinator
-//! groups, and network faults on coordinator links.
+//! Out of scope: TTLs and deletes in the workload (splits copy expiries; the state-machine
+//! tests check that), multi-member coordinator groups, and network faults on coordinator
+//! links.
 
 #![allow(dead_code)] // Each chaos test binary uses a different subset.
 
