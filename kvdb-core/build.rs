@@ -12,6 +12,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = ["gateway.proto", "node.proto", "coordinator.proto"]
         .map(|name| root.join("kvdb/v1").join(name));
     let descriptors = protox::compile(&files, [&root])?;
+    // Kept for tests that enumerate every RPC (the auth table must cover each one).
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out.join("kvdb_descriptors.bin"),
+        prost::Message::encode_to_vec(&descriptors),
+    )?;
     tonic_prost_build::configure()
         .bytes(".")
         .compile_fds(descriptors)?;

@@ -23,6 +23,11 @@ async fn kvdb(args: &[&str]) -> Output {
     .unwrap()
 }
 
+/// Runs `kvdb admin --admin ADDRESS args...`.
+async fn kvdb_admin(address: &str, args: &[&str]) -> Output {
+    kvdb(&[&["admin", "--admin", address], args].concat()).await
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).unwrap()
 }
@@ -94,25 +99,9 @@ async fn client_commands_print_results_and_exit_with_script_friendly_codes() {
 async fn admin_drain_waits_for_an_empty_node_and_refuses_what_cannot_finish() {
     let test = TestCluster::start(4).await;
     let admin = test.cluster.admin_address().to_string();
-    let admin_cmd = |args: &[&str]| {
-        let mut all = vec!["admin", "--admin", admin.as_str()];
-        all.extend_from_slice(args);
-        all.into_iter().map(str::to_owned).collect::<Vec<_>>()
-    };
-    let run = |args: Vec<String>| async move {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        kvdb(&args).await
-    };
 
     // --- drain node-1 and wait: it ends with no replica and no leadership
-    let drain = run(admin_cmd(&[
-        "drain",
-        "node-1",
-        "--wait",
-        "--timeout",
-        "60s",
-    ]))
-    .await;
+    let drain = kvdb_admin(&admin, &["drain", "node-1", "--wait", "--timeout", "60s"]).await;
     assert_eq!(drain.status.code(), Some(0), "stderr: {}", stderr(&drain));
     assert_eq!(stdout(&drain), "node node-1 is drained\n");
     let map = test.cluster.coordinator().map();
@@ -123,7 +112,7 @@ async fn admin_drain_waits_for_an_empty_node_and_refuses_what_cannot_finish() {
     );
 
     // --- draining a second node would leave 2 alive nodes for 3 replicas: refused
-    let refused = run(admin_cmd(&["drain", "node-2"])).await;
+    let refused = kvdb_admin(&admin, &["drain", "node-2"]).await;
     assert_eq!(
         refused.status.code(),
         Some(5),
@@ -135,14 +124,14 @@ async fn admin_drain_waits_for_an_empty_node_and_refuses_what_cannot_finish() {
         "{}",
         stderr(&refused)
     );
-    let nodes = run(admin_cmd(&["--json", "nodes"])).await;
+    let nodes = kvdb_admin(&admin, &["--json", "nodes"]).await;
     let nodes: serde_json::Value = serde_json::from_slice(&nodes.stdout).unwrap();
     assert_eq!(nodes["nodes"][1]["status"], "alive");
 
     // --- pause and resume show in `operations`
-    let pause = run(admin_cmd(&["scheduler", "pause"])).await;
+    let pause = kvdb_admin(&admin, &["scheduler", "pause"]).await;
     assert_eq!(pause.status.code(), Some(0), "stderr: {}", stderr(&pause));
-    let ops = run(admin_cmd(&["--json", "operations"])).await;
+    let ops = kvdb_admin(&admin, &["--json", "operations"]).await;
     let ops: serde_json::Value = serde_json::from_slice(&ops.stdout).unwrap();
     assert_eq!(ops["paused"], true);
     assert!(
@@ -153,8 +142,8 @@ async fn admin_drain_waits_for_an_empty_node_and_refuses_what_cannot_finish() {
             .any(|op| op["reason"] == "drain"),
         "the drain's operations are listed: {ops}"
     );
-    run(admin_cmd(&["scheduler", "resume"])).await;
-    let ops = run(admin_cmd(&["operations"])).await;
+    kvdb_admin(&admin, &["scheduler", "resume"]).await;
+    let ops = kvdb_admin(&admin, &["operations"]).await;
     assert!(
         stdout(&ops).starts_with("scheduler running"),
         "{}",
@@ -171,15 +160,6 @@ async fn admin_split_waits_for_the_new_shard_and_refuses_bad_split_points() {
     let test = TestCluster::start(3).await;
     let admin = test.cluster.admin_address().to_string();
     let gateway = test.cluster.gateway_address().unwrap().to_string();
-    let admin_cmd = |args: &[&str]| {
-        let mut all = vec!["admin", "--admin", admin.as_str()];
-        all.extend_from_slice(args);
-        all.into_iter().map(str::to_owned).collect::<Vec<_>>()
-    };
-    let run = |args: Vec<String>| async move {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        kvdb(&args).await
-    };
     let map = test.cluster.coordinator().map();
     let keys = common::keys_in_shard(&map, ShardId(0), "split", 6);
     let slots: Vec<u16> = keys.iter().map(|k| slot(k).0).collect();
@@ -192,7 +172,7 @@ async fn admin_split_waits_for_the_new_shard_and_refuses_bad_split_points() {
 
     // --- split shard 0 at the slot of one of its keys, and wait for the new shard
     let at_arg = at.to_string();
-    let split = run(admin_cmd(&["split", "0", "--at", &at_arg, "--wait"])).await;
+    let split = kvdb_admin(&admin, &["split", "0", "--at", &at_arg, "--wait"]).await;
     assert_eq!(split.status.code(), Some(0), "stderr: {}", stderr(&split));
     let map = test.cluster.coordinator().map();
     let child = map.shards.values().find(|s| s.slot_start.0 == at).unwrap();
@@ -212,7 +192,7 @@ async fn admin_split_waits_for_the_new_shard_and_refuses_bad_split_points() {
 
     // --- bad input: a slot the shard no longer holds, an unknown shard
     let version = test.cluster.coordinator().map().version;
-    let outside = run(admin_cmd(&["split", "0", "--at", &at_arg])).await;
+    let outside = kvdb_admin(&admin, &["split", "0", "--at", &at_arg]).await;
     assert_eq!(
         outside.status.code(),
         Some(5),
@@ -224,7 +204,7 @@ async fn admin_split_waits_for_the_new_shard_and_refuses_bad_split_points() {
         "{}",
         stderr(&outside)
     );
-    let unknown = run(admin_cmd(&["split", "4242"])).await;
+    let unknown = kvdb_admin(&admin, &["split", "4242"]).await;
     assert_eq!(
         unknown.status.code(),
         Some(5),

@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod address_rewrite;
+pub mod auth;
 pub mod backoff;
 pub mod cache;
 pub mod call_link;
