@@ -85,6 +85,8 @@ pub struct CoordinatorArgs {
     /// Bearer token required by every /admin route.
     #[arg(long, env = "KVDB_ADMIN_TOKEN")]
     pub admin_token: Option<String>,
+    #[command(flatten)]
+    pub auth: AuthArgs,
     /// Interval at which storage nodes are expected to heartbeat.
     #[arg(long, env = "KVDB_HEARTBEAT_INTERVAL", value_parser = parse_duration, default_value = "500ms")]
     pub heartbeat_interval: Duration,
@@ -158,6 +160,36 @@ pub struct NodeArgs {
     /// follower (see docs/operations.md).
     #[arg(long, env = "KVDB_NO_SLOW_LEADER_HAND_OVER")]
     pub no_slow_leader_hand_over: bool,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+/// Who may call a server's gRPC services (see docs/security.md).
+#[derive(Debug, Args)]
+pub struct AuthArgs {
+    /// The cluster's shared secret: every process of the cluster is given the same one, and
+    /// presents it to the others. Setting it makes every gRPC call need a token.
+    #[arg(long, env = "KVDB_CLUSTER_TOKEN", hide_env_values = true)]
+    pub cluster_token: Option<String>,
+    /// A client token this server accepts, as ROLE=TOKEN (ROLE: read, read-write or admin);
+    /// repeat, or separate with commas. Needs --cluster-token.
+    #[arg(
+        long = "client-token",
+        env = "KVDB_CLIENT_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub client_tokens: Vec<String>,
+}
+
+impl AuthArgs {
+    /// The servers' token settings.
+    pub fn config(&self) -> kvdb_core::auth::AuthConfig {
+        kvdb_core::auth::AuthConfig {
+            cluster_token: self.cluster_token.clone(),
+            client_tokens: self.client_tokens.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -168,6 +200,8 @@ pub struct GatewayArgs {
     /// Coordinator addresses, comma separated.
     #[arg(long, env = "KVDB_COORDINATORS", value_delimiter = ',', default_value = DEFAULT_COORDINATOR)]
     pub coordinators: Vec<String>,
+    #[command(flatten)]
+    pub auth: AuthArgs,
 }
 
 /// How a client command reaches the cluster.
@@ -185,6 +219,10 @@ pub struct Target {
     /// Deadline of the request, retries included (e.g. 5s, 300ms).
     #[arg(long, global = true, value_parser = parse_duration, default_value = "5s")]
     pub timeout: Duration,
+    /// A token the cluster accepts (a client token, or the cluster token), sent as
+    /// `authorization: Bearer TOKEN`.
+    #[arg(long, global = true, env = "KVDB_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -44,9 +44,14 @@ async fn without_a_coordinator_the_gateway_is_not_serving_and_answers_unavailabl
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        serve(&gateway, listener, async {
-            let _ = stopped.await;
-        })
+        serve(
+            &gateway,
+            listener,
+            kvdb::core::auth::AuthLayer::default(),
+            async {
+                let _ = stopped.await;
+            },
+        )
         .await
     });
     let channel = Endpoint::from_shared(format!("http://{address}"))

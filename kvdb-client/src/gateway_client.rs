@@ -5,11 +5,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use kvdb_core::Version;
+use kvdb_core::auth::{AuthChannel, Credentials};
 use kvdb_core::call_link::MAX_CLIENT_MESSAGE_BYTES;
 use kvdb_core::error::KvError;
 use kvdb_core::proto::v1::kv_gateway_client::KvGatewayClient;
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use crate::api::{
     Kv, delete_request, delete_result, get_request, put_request, put_result, value_of,
@@ -25,7 +26,7 @@ use kvdb_core::backoff::Backoff;
 /// write is applied once), inside the request's deadline.
 #[derive(Clone)]
 pub struct GatewayClient {
-    inner: KvGatewayClient<Channel>,
+    inner: KvGatewayClient<AuthChannel>,
     /// Opened on first use, inside the caller's runtime.
     link: Arc<OnceLock<GatewayLink>>,
     ids: Arc<WriteIds>,
@@ -39,6 +40,14 @@ impl GatewayClient {
 
     /// A client of the gateway at `address` (`host:port`); connects lazily.
     pub fn connect(address: &str) -> Result<GatewayClient, ClientError> {
+        Self::connect_with(address, Credentials::default())
+    }
+
+    /// [`GatewayClient::connect`], presenting `credentials` (a token the gateway accepts).
+    pub fn connect_with(
+        address: &str,
+        credentials: Credentials,
+    ) -> Result<GatewayClient, ClientError> {
         let endpoint = Endpoint::from_shared(format!("http://{address}"))
             .map_err(|e| ClientError::BadEndpoint {
                 endpoint: address.to_owned(),
@@ -47,7 +56,7 @@ impl GatewayClient {
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true);
         Ok(GatewayClient {
-            inner: KvGatewayClient::new(endpoint.connect_lazy())
+            inner: KvGatewayClient::new(credentials.on(endpoint.connect_lazy()))
                 .max_decoding_message_size(MAX_CLIENT_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_CLIENT_MESSAGE_BYTES),
             link: Arc::default(),

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use kvdb_core::AddressRewrite;
+use kvdb_core::auth::Credentials;
 use kvdb_core::call_link::MAX_CLIENT_MESSAGE_BYTES;
 use kvdb_core::error::KvError;
 use kvdb_core::proto::v1::kv_node_client::KvNodeClient;
@@ -37,6 +38,8 @@ pub struct NodePool {
     /// Applied to an address when its channel is created; the pool is
     /// still keyed by the real address.
     rewrite: Option<AddressRewrite>,
+    /// Presented on every call.
+    credentials: Credentials,
 }
 
 impl NodePool {
@@ -54,7 +57,14 @@ impl NodePool {
             started: Instant::now(),
             cool_down,
             rewrite,
+            credentials: Credentials::default(),
         }
+    }
+
+    /// The pool, presenting `credentials` on every call.
+    pub fn with_credentials(mut self, credentials: Credentials) -> NodePool {
+        self.credentials = credentials;
+        self
     }
 
     /// The link to `address` (`host:port`), connecting lazily.
@@ -73,7 +83,7 @@ impl NodePool {
             .http2_keep_alive_interval(Duration::from_secs(10));
         let peer = Arc::new(Peer {
             link: NodeLink::open(
-                KvNodeClient::new(endpoint.connect_lazy())
+                KvNodeClient::new(self.credentials.on(endpoint.connect_lazy()))
                     .max_decoding_message_size(MAX_CLIENT_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_CLIENT_MESSAGE_BYTES),
             ),

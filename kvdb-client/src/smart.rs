@@ -37,8 +37,8 @@ impl Client {
         coordinators: &[String],
         config: ExecutorConfig,
     ) -> Result<Client, ClientError> {
-        let source =
-            CoordinatorClient::new(coordinators).map_err(|e| ClientError::BadEndpoint {
+        let source = CoordinatorClient::with_config(coordinators, config.coordinator_client())
+            .map_err(|e| ClientError::BadEndpoint {
                 endpoint: coordinators.join(","),
                 reason: e.to_string(),
             })?;

@@ -4,6 +4,7 @@
 //! Out of scope: flags and environment variables, which the `kvdb` binary maps
 //! onto this struct.
 
+use kvdb_core::auth::AuthConfig;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +28,9 @@ pub struct CoordinatorConfig {
     pub admin_listen: Option<SocketAddr>,
     /// Directory of the redb files (created if missing).
     pub data_dir: PathBuf,
+    /// The tokens this member accepts, and the cluster token it presents to the other
+    /// members (see `kvdb_core::auth`). Default: open.
+    pub auth: AuthConfig,
     /// Every member of the group, this one included: Raft id -> gRPC
     /// `host:port`. Empty for a single member.
     pub peers: BTreeMap<u64, String>,
@@ -80,6 +84,7 @@ impl CoordinatorConfig {
             listen,
             admin_listen: None,
             data_dir: data_dir.into(),
+            auth: AuthConfig::default(),
             peers: BTreeMap::new(),
             heartbeat_interval: Self::DEFAULT_HEARTBEAT_INTERVAL,
             suspect_after: Self::DEFAULT_SUSPECT_AFTER,
@@ -106,6 +111,9 @@ impl CoordinatorConfig {
     /// Checks the settings make sense together.
     pub fn validate(&self) -> Result<(), CoordinatorError> {
         let bad = |why: String| Err(CoordinatorError::InvalidArgument(why));
+        if let Err(e) = self.auth.tokens() {
+            return bad(format!("tokens: {e}"));
+        }
         if self.id == 0 {
             return bad("member id must be non-zero".into());
         }

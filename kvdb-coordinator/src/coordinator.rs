@@ -308,7 +308,7 @@ impl Coordinator {
     pub(crate) fn channel(
         &self,
         node: &BasicNode,
-    ) -> Result<tonic::transport::Channel, CoordinatorError> {
+    ) -> Result<kvdb_core::auth::AuthChannel, CoordinatorError> {
         self.inner
             .peers
             .channel(&node.addr)

@@ -11,12 +11,12 @@
 
 use std::time::Duration;
 
+use kvdb_core::auth::AuthChannel;
 use kvdb_core::proto::v1 as pb;
 use kvdb_core::proto::v1::coordinator_client::CoordinatorClient;
 use kvdb_core::shard_stats::ShardStats;
 use kvdb_core::{MapVersion, NodeId};
 use tonic::metadata::MetadataValue;
-use tonic::transport::Channel;
 
 use crate::error::CoordinatorError;
 
@@ -42,7 +42,7 @@ fn request<T>(message: T) -> tonic::Request<T> {
 
 /// Relays a node's heartbeat, with its replicas' figures, to the leader behind `channel`.
 pub async fn heartbeat(
-    channel: Channel,
+    channel: AuthChannel,
     node: NodeId,
     stats: &[ShardStats],
 ) -> Result<MapVersion, CoordinatorError> {

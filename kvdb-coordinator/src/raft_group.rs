@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use kvdb_core::raft::log_store::{LogDb, LogDbError, LogDbOptions, RedbLogStore};
 use kvdb_core::raft::state_machine::StateMachineStore;
-use kvdb_core::raft::transport::{GrpcNetworkFactory, PeerChannels, RaftRouter};
+use kvdb_core::raft::transport::{
+    GrpcNetworkFactory, PeerChannels, PeerChannelsConfig, RaftRouter,
+};
 use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, Entry, Raft, SnapshotPolicy};
 use tokio::sync::RwLock;
@@ -90,7 +92,13 @@ pub async fn open(
         stores.map_err(internal("open storage"))?;
     let machine = sm.machine();
 
-    let peers = PeerChannels::default();
+    let peers = PeerChannels::new(PeerChannelsConfig {
+        credentials: config
+            .auth
+            .credentials()
+            .map_err(|e| CoordinatorError::InvalidArgument(format!("cluster token: {e}")))?,
+        ..PeerChannelsConfig::default()
+    });
     let network = GrpcNetworkFactory::<TypeConfig>::new(GROUP_ID, peers.clone());
     let raft_config = raft_config(config)?;
     let raft = Raft::new(config.id, raft_config, network, log_store, sm)

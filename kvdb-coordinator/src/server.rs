@@ -24,8 +24,14 @@ pub const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
 
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
-#[error("coordinator gRPC server: {0}")]
-pub struct ServeError(#[from] tonic::transport::Error);
+pub enum ServeError {
+    /// The server failed.
+    #[error("coordinator gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The configured tokens are unusable.
+    #[error("coordinator tokens: {0}")]
+    Auth(String),
+}
 
 /// Serves `coordinator` on `listener` until `shutdown` completes, then ends
 /// every open watch and waits for in-flight calls to finish. The
@@ -54,7 +60,12 @@ pub async fn serve(
         shutdown.await;
         let _ = closing.send(true);
     };
-    kvdb_core::incoming::server()
+    let auth = coordinator
+        .config()
+        .auth
+        .layer()
+        .map_err(|e| ServeError::Auth(e.to_string()))?;
+    kvdb_core::incoming::server(auth)
         .add_routes(Routes::from(routes))
         .serve_with_incoming_shutdown(kvdb_core::incoming::incoming(listener), shutdown)
         .await?;

@@ -31,6 +31,11 @@ use std::task::{Context, Poll};
 use tonic::Status;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+/// A channel whose calls carry this process's [`Credentials`].
+pub type AuthChannel = InterceptedService<Channel, Credentials>;
 
 /// What a caller may do, weakest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -119,14 +124,24 @@ pub fn need(path: &str) -> Need {
         ("kvdb.v1.KvGateway" | "kvdb.v1.KvNode", "Put" | "Delete") => Need::Write,
         (
             "kvdb.v1.Coordinator",
-            "GetShardMap" | "WatchShardMap" | "ResolveShard" | "ListNodes"
-            | "GetCoordinatorLeader",
+            "GetShardMap" | "WatchShardMap" | "ResolveShard" | "ListNodes" | "GetCoordinatorLeader",
         ) => Need::Read,
         (
             "kvdb.v1.Coordinator",
             "InitShards" | "SetNodeStatus" | "SetShardReplicas" | "SetShardLeader" | "SplitShard",
         ) => Need::Admin,
         _ => Need::Cluster,
+    }
+}
+
+/// Refuses a put or delete carried by a `Calls` stream whose caller's role cannot write;
+/// `role` is [`Role::of`] the stream's request (`None`: the server is open).
+pub fn check_write(role: Option<Role>) -> Result<(), crate::error::KvError> {
+    match role {
+        Some(role) if !role.grants(Need::Write) => Err(crate::error::KvError::PermissionDenied(
+            format!("a {role} token may not write"),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -301,9 +316,71 @@ where
     }
 }
 
+/// A server process's tokens, as its flags give them.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// The cluster's shared secret: accepted with the `cluster` role, and presented on this
+    /// process's own calls to other members. `None` with no client tokens leaves the
+    /// process open.
+    pub cluster_token: Option<String>,
+    /// Client tokens accepted, each `ROLE=TOKEN` (`read`, `read-write`, `admin`).
+    pub client_tokens: Vec<String>,
+}
+
+impl fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field(
+                "cluster_token",
+                &self.cluster_token.as_ref().map(|_| "<secret>"),
+            )
+            .field("client_tokens", &self.client_tokens.len())
+            .finish()
+    }
+}
+
+/// Why a process's token settings cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthConfigError {
+    /// A token or grant is malformed.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// Client tokens switch checking on, and then the cluster's own calls need the cluster
+    /// token.
+    #[error("client tokens need a cluster token too, or the cluster's own calls are refused")]
+    NoClusterToken,
+}
+
+impl AuthConfig {
+    /// The tokens the process's servers accept; empty when the process is open.
+    pub fn tokens(&self) -> Result<Tokens, AuthConfigError> {
+        if self.cluster_token.is_none() && !self.client_tokens.is_empty() {
+            return Err(AuthConfigError::NoClusterToken);
+        }
+        let mut tokens = Tokens::default();
+        if let Some(token) = &self.cluster_token {
+            tokens = tokens.with(token, Role::Cluster)?;
+        }
+        for grant in &self.client_tokens {
+            tokens = tokens.with_grant(grant)?;
+        }
+        Ok(tokens)
+    }
+
+    /// What the process presents on its own calls: the cluster token.
+    pub fn credentials(&self) -> Result<Credentials, AuthConfigError> {
+        Ok(Credentials::bearer(self.cluster_token.as_deref())?)
+    }
+
+    /// The layer for the process's gRPC servers.
+    pub fn layer(&self) -> Result<AuthLayer, AuthConfigError> {
+        Ok(AuthLayer::new(self.tokens()?))
+    }
+}
+
 /// What a process presents on its outgoing calls: `authorization: Bearer <token>`, or
 /// nothing. An interceptor for every generated client.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Credentials(Option<MetadataValue<Ascii>>);
 
 impl fmt::Debug for Credentials {
@@ -332,6 +409,11 @@ impl Credentials {
     /// Whether a token is presented.
     pub fn is_some(&self) -> bool {
         self.0.is_some()
+    }
+
+    /// `channel`, its calls carrying these credentials.
+    pub fn on(&self, channel: Channel) -> AuthChannel {
+        InterceptedService::new(channel, self.clone())
     }
 }
 

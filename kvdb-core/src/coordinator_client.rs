@@ -25,8 +25,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tonic::Status;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
+use crate::auth::{AuthChannel, Credentials};
 use crate::backoff::{Backoff, Jitter};
 use crate::convert::ConvertError;
 use crate::coordinator_error::CoordinatorError;
@@ -49,6 +50,8 @@ pub struct CoordinatorClientConfig {
     pub backoff_initial: Duration,
     /// The longest pause between attempts.
     pub backoff_max: Duration,
+    /// What the caller presents: a member's cluster token, or a client's token.
+    pub credentials: Credentials,
 }
 
 impl CoordinatorClientConfig {
@@ -88,6 +91,7 @@ impl Default for CoordinatorClientConfig {
             max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
             backoff_initial: Self::DEFAULT_BACKOFF_INITIAL,
             backoff_max: Self::DEFAULT_BACKOFF_MAX,
+            credentials: Credentials::default(),
         }
     }
 }
@@ -173,7 +177,7 @@ struct Inner {
     config: CoordinatorClientConfig,
     /// The configured addresses, in order.
     addresses: Vec<String>,
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Mutex<HashMap<String, AuthChannel>>,
     /// Index into `addresses` of the member that last took a mutation.
     leader: AtomicUsize,
     /// Index into `addresses` of the member that last answered a read.
@@ -217,7 +221,7 @@ impl CoordinatorClient {
     }
 
     /// The lazily connected channel to `address`.
-    fn channel(&self, address: &str) -> Result<Channel, CoordinatorClientError> {
+    fn channel(&self, address: &str) -> Result<AuthChannel, CoordinatorClientError> {
         let mut channels = self
             .inner
             .channels
@@ -233,12 +237,12 @@ impl CoordinatorClient {
         let endpoint = endpoint(address)
             .map_err(|e| bad(e.to_string()))?
             .connect_timeout(self.inner.config.connect_timeout);
-        let channel = endpoint.connect_lazy();
+        let channel = self.inner.config.credentials.on(endpoint.connect_lazy());
         channels.insert(address.to_owned(), channel.clone());
         Ok(channel)
     }
 
-    fn grpc(&self, address: &str) -> Result<Grpc<Channel>, CoordinatorClientError> {
+    fn grpc(&self, address: &str) -> Result<Grpc<AuthChannel>, CoordinatorClientError> {
         Ok(Grpc::new(self.channel(address)?).max_decoding_message_size(MAX_MESSAGE_SIZE))
     }
 
@@ -258,7 +262,7 @@ impl CoordinatorClient {
         attempt: F,
     ) -> Result<T, CoordinatorClientError>
     where
-        F: Fn(Grpc<Channel>) -> Fut,
+        F: Fn(Grpc<AuthChannel>) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
         let addresses = &self.inner.addresses;

@@ -74,6 +74,10 @@ pub enum KvError {
     /// A bug or a broken invariant; retrying will not help.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The caller presented no token the server accepts, or one whose role does not allow
+    /// the operation (see `crate::auth`). Nothing was changed.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
 }
 
 /// What a caller should do after a request failed.
@@ -124,9 +128,10 @@ impl KvError {
             }
             KvError::Unavailable(_) => RetryAction::Backoff,
             KvError::NoShardMap => RetryAction::RefreshThenRetry { force: true },
-            KvError::InvalidArgument(_) | KvError::DeadlineExceeded | KvError::Internal(_) => {
-                RetryAction::Fail
-            }
+            KvError::InvalidArgument(_)
+            | KvError::DeadlineExceeded
+            | KvError::Internal(_)
+            | KvError::PermissionDenied(_) => RetryAction::Fail,
         }
     }
 

@@ -21,6 +21,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
 use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
+use tower::layer::util::{Identity, Stack};
+
+use crate::auth::AuthLayer;
 
 /// How long an accepted connection may stay silent before its first byte.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,12 +32,13 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// it closes the connection: a peer that vanished without closing is noticed within a minute.
 pub const KEEP_ALIVE: (Duration, Duration) = (Duration::from_secs(30), Duration::from_secs(20));
 
-/// A server builder with KvDB's connection settings: keep-alive pings ([`KEEP_ALIVE`]).
-/// Serve it [`incoming`] connections.
-pub fn server() -> tonic::transport::Server {
+/// A server builder with KvDB's connection settings (keep-alive pings, [`KEEP_ALIVE`]) and
+/// its one authentication layer (see [`crate::auth`]). Serve it [`incoming`] connections.
+pub fn server(auth: AuthLayer) -> tonic::transport::Server<Stack<AuthLayer, Identity>> {
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(KEEP_ALIVE.0))
         .http2_keepalive_timeout(Some(KEEP_ALIVE.1))
+        .layer(auth)
 }
 
 /// The connection stream of `listener`, with `TCP_NODELAY` on every accepted

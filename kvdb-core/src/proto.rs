@@ -11,4 +11,5 @@ pub mod v1 {
 
 /// The compiled descriptors of every `kvdb.v1` file (a `FileDescriptorSet`), for tools and
 /// tests that enumerate the services.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kvdb_descriptors.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/kvdb_descriptors.bin"));

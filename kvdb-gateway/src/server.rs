@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use kvdb_client::ExecutorConfig;
 use kvdb_client::wire::Executor;
+use kvdb_core::auth::AuthLayer;
 use kvdb_core::cache::{CacheConfig, ShardMapCache};
 use kvdb_core::call_link::MAX_CLIENT_MESSAGE_BYTES;
 use kvdb_core::call_stream::Closing;
@@ -30,7 +31,7 @@ impl Gateway {
     /// (requests before the first map retry until their deadline, then fail
     /// `UNAVAILABLE` with `NO_SHARD_MAP`; health says `NOT_SERVING` meanwhile).
     pub fn connect(coordinators: &[String], config: ExecutorConfig) -> Result<Gateway, KvError> {
-        let source = CoordinatorClient::new(coordinators)
+        let source = CoordinatorClient::with_config(coordinators, config.coordinator_client())
             .map_err(|e| KvError::InvalidArgument(format!("coordinators: {e}")))?;
         let (cache, _driver) = ShardMapCache::spawn(Arc::new(source), CacheConfig::default())
             .map_err(|e| KvError::InvalidArgument(e.to_string()))?;
@@ -50,6 +51,7 @@ impl Gateway {
 pub async fn serve(
     gateway: &Gateway,
     listener: TcpListener,
+    auth: AuthLayer,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -68,7 +70,7 @@ pub async fn serve(
         shutdown.await;
         let _ = closing.send(true);
     };
-    let served = kvdb_core::incoming::server()
+    let served = kvdb_core::incoming::server(auth)
         .tcp_nodelay(true)
         .add_service(health)
         .add_service(

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kvdb_client::wire::{Executor, WriteIds, WriteTicket};
+use kvdb_core::auth::{self, Role};
 use kvdb_core::call_stream;
 use kvdb_core::error::KvError;
 use kvdb_core::proto::v1 as pb;
@@ -153,13 +154,21 @@ impl KvGateway for GatewayService {
         request: Request<Streaming<pb::Calls>>,
     ) -> Result<Response<Self::CallsStream>, Status> {
         let service = Arc::new(self.clone());
+        let role = Role::of(&request);
         Ok(Response::new(call_stream::serve(
             request.into_inner(),
             |message: pb::Calls| message.calls,
             move |call: pb::Call| {
                 let service = service.clone();
                 async move {
-                    let outcome = service.answer(call.op, call.timeout_ms).await;
+                    let outcome = match &call.op {
+                        Some(Op::Put(_) | Op::Delete(_)) => auth::check_write(role),
+                        _ => Ok(()),
+                    };
+                    let outcome = match outcome {
+                        Ok(()) => service.answer(call.op, call.timeout_ms).await,
+                        Err(refused) => Err(refused),
+                    };
                     call_stream::reply(call.id, outcome)
                 }
             },

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use kvdb_core::AddressRewrite;
+use kvdb_core::auth::AuthConfig;
 use openraft::SnapshotPolicy;
 
 use crate::slow_leader::SlowLeaderPolicy;
@@ -120,6 +121,9 @@ pub struct NodeConfig {
     /// traffic (fault-injection tests route links through proxies). The
     /// node still advertises its own real address. `None` in production.
     pub peer_address_rewrite: Option<AddressRewrite>,
+    /// The tokens this node accepts, and the cluster token it presents to its peers and the
+    /// coordinators (see `kvdb_core::auth`). Default: open.
+    pub auth: AuthConfig,
     /// A deliberately broken behaviour to switch on (chaos-suite
     /// sensitivity tests only). `None` unless a test sets it or names it in
     /// `KVDB_PLANTED_BUG`.
@@ -158,6 +162,7 @@ impl NodeConfig {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             slow_leader: Some(DEFAULT_SLOW_LEADER),
             peer_address_rewrite: None,
+            auth: AuthConfig::default(),
             #[cfg(feature = "planted-bugs")]
             planted_bug: crate::planted::PlantedBug::from_env(),
         }
@@ -166,6 +171,11 @@ impl NodeConfig {
     /// Checks that the configuration can work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |why: &'static str| Err(ConfigError(why));
+        if self.auth.tokens().is_err() {
+            return fail(
+                "the tokens are malformed, or client tokens are given without a cluster token",
+            );
+        }
         if self.name.is_empty() {
             return fail("name must not be empty");
         }

@@ -21,6 +21,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kvdb_core::auth::{self, Role};
 use kvdb_core::call_stream;
 use kvdb_core::epoch::{Access, EpochValidator};
 use kvdb_core::error::{KvError, RoutingError};
@@ -305,12 +306,23 @@ impl KvNode for KvService {
         request: Request<Streaming<pb::NodeCalls>>,
     ) -> Result<Response<Self::CallsStream>, Status> {
         let service = Arc::new(self.clone());
+        let role = Role::of(&request);
         Ok(Response::new(call_stream::serve(
             request.into_inner(),
             |message: pb::NodeCalls| message.calls,
             move |call: pb::NodeCall| {
                 let service = service.clone();
-                async move { call_stream::reply(call.id, service.answer(call.op).await) }
+                async move {
+                    let outcome = match &call.op {
+                        Some(Op::Put(_) | Op::Delete(_)) => auth::check_write(role),
+                        _ => Ok(()),
+                    };
+                    let outcome = match outcome {
+                        Ok(()) => service.answer(call.op).await,
+                        Err(refused) => Err(refused),
+                    };
+                    call_stream::reply(call.id, outcome)
+                }
             },
             self.closing.clone(),
         )))

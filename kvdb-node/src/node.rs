@@ -15,8 +15,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kvdb_core::NodeId;
+use kvdb_core::auth::{AuthConfigError, AuthLayer};
 use kvdb_core::cache::{CacheConfig, DriverHandle, ShardMapCache, ShardMapSource};
-use kvdb_core::coordinator_client::{CoordinatorClient, CoordinatorClientError};
+use kvdb_core::coordinator_client::{
+    CoordinatorClient, CoordinatorClientConfig, CoordinatorClientError,
+};
 use kvdb_core::raft::log_store::{LogDb, LogDbError, LogDbOptions, LogDbStats};
 use kvdb_core::raft::transport::{
     PeerChannels, PeerChannelsConfig, RaftRouter, RaftTransportService,
@@ -73,6 +76,9 @@ pub enum NodeError {
     /// The coordinator could not be reached for registration in time.
     #[error("registration failed: {0}")]
     Register(#[source] ControlError),
+    /// The tokens are unusable.
+    #[error("tokens: {0}")]
+    Auth(#[from] AuthConfigError),
     /// The coordinator addresses are unusable.
     #[error("coordinator client: {0}")]
     Coordinator(#[from] CoordinatorClientError),
@@ -107,7 +113,14 @@ impl Node {
     /// [`CoordinatorClient`].
     pub async fn start(config: NodeConfig, listener: TcpListener) -> Result<Self, NodeError> {
         config.validate()?;
-        let client = Arc::new(CoordinatorClient::new(&config.coordinators)?);
+        let client_config = CoordinatorClientConfig {
+            credentials: config.auth.credentials()?,
+            ..CoordinatorClientConfig::default()
+        };
+        let client = Arc::new(CoordinatorClient::with_config(
+            &config.coordinators,
+            client_config,
+        )?);
         Self::start_with(config, listener, client.clone(), client).await
     }
 
@@ -133,7 +146,10 @@ impl Node {
             nursery: Arc::new(Nursery::new(kv_db.clone())),
             kv_db,
             peers: PeerChannels::with_rewrite(
-                PeerChannelsConfig::default(),
+                PeerChannelsConfig {
+                    credentials: config.auth.credentials()?,
+                    ..PeerChannelsConfig::default()
+                },
                 config.peer_address_rewrite.clone(),
             ),
             router: RaftRouter::new(),
@@ -151,8 +167,9 @@ impl Node {
         #[cfg(feature = "planted-bugs")]
         let kv = kv.with_planted_bug(config.planted_bug);
         let transport = RaftTransportService::new(router).with_closing(stopped.closing());
+        let auth = config.auth.layer()?;
         let tasks = vec![
-            tokio::spawn(serve(listener, kv, transport, stopped.clone())),
+            tokio::spawn(serve(listener, kv, transport, auth, stopped.clone())),
             tokio::spawn(manager.clone().run(stopped.clone())),
             tokio::spawn(heartbeat(
                 control,
@@ -280,10 +297,11 @@ async fn serve(
     listener: TcpListener,
     kv: KvService,
     transport: RaftTransportService<crate::raft_types::ShardRaftConfig>,
+    auth: AuthLayer,
     mut stop: Shutdown,
 ) {
     let incoming = kvdb_core::incoming::incoming(listener);
-    let served = kvdb_core::incoming::server()
+    let served = kvdb_core::incoming::server(auth)
         .add_service(kv.into_server())
         .add_service(transport.into_server())
         .serve_with_incoming_shutdown(incoming, async move { stop.recv().await })

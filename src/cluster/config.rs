@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use kvdb_client::ExecutorConfig;
 use kvdb_coordinator::CoordinatorConfig;
+use kvdb_core::auth::AuthConfig;
 use kvdb_node::config::NodeConfig;
 
 /// What to run.
@@ -36,6 +37,9 @@ pub struct ClusterConfig {
     pub gateway_executor: ExecutorConfig,
     /// How long start-up and bootstrap may take.
     pub startup_timeout: Duration,
+    /// Every server's tokens (see `kvdb_core::auth`); the cluster's own clients present the
+    /// cluster token. Default: open.
+    pub auth: AuthConfig,
 }
 
 impl ClusterConfig {
@@ -62,6 +66,7 @@ impl ClusterConfig {
             tune_coordinator: |_| {},
             gateway_executor: ExecutorConfig::default(),
             startup_timeout: Self::DEFAULT_STARTUP_TIMEOUT,
+            auth: AuthConfig::default(),
         }
     }
 }

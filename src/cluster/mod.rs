@@ -19,9 +19,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kvdb_client::{Client, GatewayClient};
+use kvdb_client::{Client, ExecutorConfig, GatewayClient};
 use kvdb_coordinator::admin::AdminConfig;
 use kvdb_coordinator::{Coordinator, CoordinatorConfig};
+use kvdb_core::auth::Credentials;
+use kvdb_core::error::KvError;
 use kvdb_core::{NodeId, ShardId, ShardMap};
 use kvdb_gateway::Gateway;
 use kvdb_node::config::NodeConfig;
@@ -101,6 +103,7 @@ impl LocalCluster {
             vec![self.coordinator_address.to_string()],
         );
         config.zone = "default".to_owned();
+        config.auth = self.config.auth.clone();
         self.config.tune_node.apply(i, &mut config);
         Node::start(config, listener)
             .await
@@ -108,18 +111,24 @@ impl LocalCluster {
     }
 
     async fn launch_gateway(&self, listener: TcpListener) -> Result<RunningGateway, StartError> {
-        let gateway = Gateway::connect(
-            &[self.coordinator_address.to_string()],
-            self.config.gateway_executor.clone(),
-        )
-        .map_err(StartError::Gateway)?;
+        let executor = ExecutorConfig {
+            credentials: self.credentials(),
+            ..self.config.gateway_executor.clone()
+        };
+        let auth = self
+            .config
+            .auth
+            .layer()
+            .map_err(|e| StartError::Gateway(KvError::InvalidArgument(e.to_string())))?;
+        let gateway = Gateway::connect(&[self.coordinator_address.to_string()], executor)
+            .map_err(StartError::Gateway)?;
         let address = local_addr("gateway", &listener)?;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let stopped = async {
                 let _ = stopped.await;
             };
-            if let Err(e) = kvdb_gateway::serve(&gateway, listener, stopped).await {
+            if let Err(e) = kvdb_gateway::serve(&gateway, listener, auth, stopped).await {
                 tracing::error!(error = %e, "gateway failed");
             }
         });
@@ -244,17 +253,27 @@ impl LocalCluster {
         Some(replica.leadership().term)
     }
 
-    /// A smart client of this cluster.
+    /// A smart client of this cluster, presenting the cluster token when there is one.
     pub async fn client(&self) -> Result<Client, kvdb_client::ClientError> {
-        Client::connect(&[self.coordinator_address()]).await
+        let config = ExecutorConfig {
+            credentials: self.credentials(),
+            ..ExecutorConfig::default()
+        };
+        Client::connect_with(&[self.coordinator_address()], config).await
     }
 
-    /// A gateway client of this cluster (panics if no gateway runs).
+    /// A gateway client of this cluster (panics if no gateway runs), presenting the cluster
+    /// token when there is one.
     pub fn gateway_client(&self) -> Result<GatewayClient, kvdb_client::ClientError> {
         let addr = self
             .gateway_address()
             .expect("this cluster runs no gateway");
-        GatewayClient::connect(&addr.to_string())
+        GatewayClient::connect_with(&addr.to_string(), self.credentials())
+    }
+
+    /// What the cluster's own clients present: the cluster token, if any.
+    pub fn credentials(&self) -> Credentials {
+        self.config.auth.credentials().unwrap_or_default()
     }
 
     /// Starts one more storage node on an ephemeral loopback port, as an
@@ -339,6 +358,7 @@ async fn launch_coordinator(
     let address = local_addr("coordinator", &grpc)?;
     let mut coordinator_config =
         CoordinatorConfig::new(1, address, config.data_dir.join("coordinator"));
+    coordinator_config.auth = config.auth.clone();
     (config.tune_coordinator)(&mut coordinator_config);
     RunningCoordinator::start(coordinator_config, grpc, admin, AdminConfig::default()).await
 }

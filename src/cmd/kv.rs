@@ -11,6 +11,9 @@ use kvdb_client::{
 };
 use kvdb_core::Version;
 
+use kvdb_core::auth::Credentials;
+use kvdb_core::error::KvError;
+
 use crate::cli::{CasArgs, ConsistencyArg, DelArgs, GetArgs, PutArgs, Target};
 
 /// Exit code: the key is absent.
@@ -29,15 +32,19 @@ enum AnyClient {
 }
 
 async fn connect(target: &Target) -> Result<AnyClient, ClientError> {
+    let credentials = Credentials::bearer(target.token.as_deref())
+        .map_err(|e| ClientError::Kv(KvError::InvalidArgument(format!("--token: {e}"))))?;
     if target.smart {
         let config = ExecutorConfig {
             default_timeout: target.timeout,
+            credentials,
             ..ExecutorConfig::default()
         };
         let client = Client::connect_with(&target.coordinators, config).await?;
         Ok(AnyClient::Smart(client))
     } else {
-        let client = GatewayClient::connect(&target.gateway)?.with_timeout(target.timeout);
+        let client =
+            GatewayClient::connect_with(&target.gateway, credentials)?.with_timeout(target.timeout);
         Ok(AnyClient::Gateway(client))
     }
 }

@@ -56,6 +56,7 @@ pub async fn coordinator(args: CoordinatorArgs) -> ExitCode {
     // 0 turns a threshold off; anything else invalid is refused by `validate` below.
     config.scheduler.limits.split_keys = (args.split_keys != 0).then_some(args.split_keys);
     config.scheduler.limits.split_rate = (args.split_rate != 0.0).then_some(args.split_rate);
+    config.auth = args.auth.config();
     match parse_peers(&args.peers) {
         Ok(peers) => config.peers = peers,
         Err(e) => return start_failed(e),
@@ -117,6 +118,7 @@ pub async fn node(args: NodeArgs) -> ExitCode {
     if args.no_slow_leader_hand_over {
         config.slow_leader = None;
     }
+    config.auth = args.auth.config();
     let listener = match bind("storage node", args.listen).await {
         Ok(l) => l,
         Err(e) => return start_failed(e),
@@ -133,7 +135,16 @@ pub async fn node(args: NodeArgs) -> ExitCode {
 }
 
 pub async fn gateway(args: GatewayArgs) -> ExitCode {
-    let gateway = match Gateway::connect(&args.coordinators, ExecutorConfig::default()) {
+    let auth = args.auth.config();
+    let (layer, credentials) = match (auth.layer(), auth.credentials()) {
+        (Ok(layer), Ok(credentials)) => (layer, credentials),
+        (Err(e), _) | (_, Err(e)) => return start_failed(format!("tokens: {e}")),
+    };
+    let executor = ExecutorConfig {
+        credentials,
+        ..ExecutorConfig::default()
+    };
+    let gateway = match Gateway::connect(&args.coordinators, executor) {
         Ok(g) => g,
         Err(e) => return start_failed(e),
     };
@@ -142,7 +153,7 @@ pub async fn gateway(args: GatewayArgs) -> ExitCode {
         Err(e) => return start_failed(e),
     };
     tracing::info!(listen = %args.listen, "gateway running");
-    match kvdb_gateway::serve(&gateway, listener, shutdown_signal()).await {
+    match kvdb_gateway::serve(&gateway, listener, layer, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => start_failed(format!("gateway server failed: {e}")),
     }

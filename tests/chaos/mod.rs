@@ -192,6 +192,11 @@ pub async fn run(schedule: Schedule, options: ChaosOptions, settings: Settings) 
     while Instant::now() < end {
         let what = nemesis::cycle(schedule, &mut cluster, &mut rng, faults).await;
         faults += 1;
+        if schedule.splits() {
+            // Every key read right after the split settled, into the history: a split that
+            // lost or kept back a key shows at once, whatever the workload does next.
+            workload.read_every_key(cluster.client().await).await;
+        }
         let took = time_to_writable(&checker_client, &probes).await;
         println!("    fault {faults}: {what}; writable again after {took:?}");
         recovery.push(took);

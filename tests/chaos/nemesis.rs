@@ -53,6 +53,14 @@ pub enum Schedule {
 }
 
 impl Schedule {
+    /// Whether the schedule splits shards.
+    pub fn splits(self) -> bool {
+        matches!(
+            self,
+            Schedule::Split | Schedule::AutoSplit | Schedule::DrainRepair
+        )
+    }
+
     /// The schedule's name in reports.
     pub fn name(self) -> &'static str {
         match self {

@@ -75,6 +75,25 @@ impl Workload {
             .spawn(worker.run(self.stop.clone(), self.issued.clone()));
     }
 
+    /// Reads every key once, in order, through `client`, as one more recorded client: a
+    /// check that the state right now holds every acknowledged write.
+    pub async fn read_every_key<C: Kv>(&mut self, client: C) {
+        let id = self.next_client;
+        self.next_client += 1;
+        let mut worker = Worker {
+            id: ClientId(id),
+            client,
+            recorder: self.recorder.clone(),
+            rng: StdRng::seed_from_u64(self.seed.wrapping_add(id)),
+            keys: keys(self.key_count),
+            seen: vec![Version::ABSENT; self.key_count],
+            written: 0,
+        };
+        for k in 0..self.key_count {
+            worker.read(k).await;
+        }
+    }
+
     /// Stops every client after its current call.
     pub async fn stop(mut self) {
         self.stop.store(true, Ordering::Relaxed);

@@ -6,6 +6,7 @@
 //! callers treat as the transport failure it is; the next request opens a new stream. The
 //! serving half is `kvdb_core::call_stream`.
 
+use kvdb_core::auth::AuthChannel;
 use kvdb_core::call_link::{CallLink, CallService};
 use kvdb_core::error::KvError;
 use kvdb_core::proto::v1 as pb;
@@ -14,12 +15,11 @@ use kvdb_core::proto::v1::kv_node_client::KvNodeClient;
 use kvdb_core::status::{from_call_error, from_status};
 use pb::reply::Result as Outcome;
 use tokio_stream::wrappers::UnboundedReceiverStream;
-use tonic::transport::Channel;
 use tonic::{Status, Streaming};
 
 /// The `KvNode.Calls` stream of one storage node.
 #[derive(Clone)]
-pub struct NodeCalls(KvNodeClient<Channel>);
+pub struct NodeCalls(KvNodeClient<AuthChannel>);
 
 impl CallService for NodeCalls {
     type Call = pb::node_call::Op;
@@ -56,7 +56,7 @@ pub type GatewayCall = (pb::call::Op, u64);
 
 /// The `KvGateway.Calls` stream of a gateway.
 #[derive(Clone)]
-pub struct GatewayCalls(KvGatewayClient<Channel>);
+pub struct GatewayCalls(KvGatewayClient<AuthChannel>);
 
 impl CallService for GatewayCalls {
     type Call = GatewayCall;
@@ -117,7 +117,7 @@ where
 
 impl NodeLink {
     /// Starts the link to the node behind `client`; the stream opens with the first request.
-    pub fn open(client: KvNodeClient<Channel>) -> NodeLink {
+    pub fn open(client: KvNodeClient<AuthChannel>) -> NodeLink {
         NodeLink(CallLink::open(NodeCalls(client)))
     }
 
@@ -140,7 +140,7 @@ impl NodeLink {
 
 impl GatewayLink {
     /// Starts the link to the gateway behind `client`; the stream opens with the first request.
-    pub fn open(client: KvGatewayClient<Channel>) -> GatewayLink {
+    pub fn open(client: KvGatewayClient<AuthChannel>) -> GatewayLink {
         GatewayLink(CallLink::open(GatewayCalls(client)))
     }
 

@@ -107,7 +107,9 @@ fn link_to(address: &str) -> NodeLink {
     let channel = Endpoint::from_shared(format!("http://{address}"))
         .unwrap()
         .connect_lazy();
-    NodeLink::open(KvNodeClient::new(channel))
+    NodeLink::open(KvNodeClient::new(
+        kvdb_core::auth::Credentials::default().on(channel),
+    ))
 }
 
 /// A fake node (see [`FakeNode`]) on a loopback port, a link to it, and the count of streams

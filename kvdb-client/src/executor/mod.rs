@@ -26,8 +26,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kvdb_core::AddressRewrite;
+use kvdb_core::auth::Credentials;
 use kvdb_core::backoff::Backoff;
 use kvdb_core::cache::{Refresh, ShardMapCache};
+use kvdb_core::coordinator_client::CoordinatorClientConfig;
 use kvdb_core::epoch::Access;
 use kvdb_core::error::{KvError, RetryAction};
 use kvdb_core::proto::v1 as pb;
@@ -64,6 +66,9 @@ pub struct ExecutorConfig {
     /// (fault-injection tests route links through proxies). `None` in
     /// production.
     pub node_address_rewrite: Option<AddressRewrite>,
+    /// What the client presents to nodes and coordinators: a token of the cluster's (see
+    /// `kvdb_core::auth`), or nothing.
+    pub credentials: Credentials,
 }
 
 impl ExecutorConfig {
@@ -87,6 +92,7 @@ impl Default for ExecutorConfig {
             node_cool_down: Self::DEFAULT_COOL_DOWN,
             refresh_patience: Self::DEFAULT_REFRESH_PATIENCE,
             node_address_rewrite: None,
+            credentials: Credentials::default(),
         }
     }
 }
@@ -106,7 +112,8 @@ impl Executor {
             pool: NodePool::with_rewrite(
                 config.node_cool_down,
                 config.node_address_rewrite.clone(),
-            ),
+            )
+            .with_credentials(config.credentials.clone()),
             cache,
             config,
         }
@@ -370,3 +377,13 @@ impl Executor {
 
 #[cfg(test)]
 mod tests;
+
+impl ExecutorConfig {
+    /// The coordinator client settings that go with these: the same credentials.
+    pub fn coordinator_client(&self) -> CoordinatorClientConfig {
+        CoordinatorClientConfig {
+            credentials: self.credentials.clone(),
+            ..CoordinatorClientConfig::default()
+        }
+    }
+}

@@ -26,13 +26,34 @@ fn every_role_gets_exactly_what_it_needs() {
     use tonic::Code::PermissionDenied as Denied;
     assert_eq!(code("/kvdb.v1.KvNode/Get", "r-token"), Ok(Role::Read));
     assert_eq!(code("/kvdb.v1.KvNode/Put", "r-token"), Err(Denied));
-    assert_eq!(code("/kvdb.v1.KvGateway/Put", "rw-token"), Ok(Role::ReadWrite));
-    assert_eq!(code("/kvdb.v1.Coordinator/SplitShard", "rw-token"), Err(Denied));
-    assert_eq!(code("/kvdb.v1.Coordinator/SplitShard", "admin-token"), Ok(Role::Admin));
-    assert_eq!(code("/kvdb.v1.Coordinator/RegisterNode", "admin-token"), Err(Denied));
-    assert_eq!(code("/kvdb.v1.RaftTransport/Vote", "admin-token"), Err(Denied));
-    assert_eq!(code("/kvdb.v1.RaftTransport/Vote", "cluster-secret"), Ok(Role::Cluster));
-    assert_eq!(code("/kvdb.v1.Coordinator/WatchShardMap", "r-token"), Ok(Role::Read));
+    assert_eq!(
+        code("/kvdb.v1.KvGateway/Put", "rw-token"),
+        Ok(Role::ReadWrite)
+    );
+    assert_eq!(
+        code("/kvdb.v1.Coordinator/SplitShard", "rw-token"),
+        Err(Denied)
+    );
+    assert_eq!(
+        code("/kvdb.v1.Coordinator/SplitShard", "admin-token"),
+        Ok(Role::Admin)
+    );
+    assert_eq!(
+        code("/kvdb.v1.Coordinator/RegisterNode", "admin-token"),
+        Err(Denied)
+    );
+    assert_eq!(
+        code("/kvdb.v1.RaftTransport/Vote", "admin-token"),
+        Err(Denied)
+    );
+    assert_eq!(
+        code("/kvdb.v1.RaftTransport/Vote", "cluster-secret"),
+        Ok(Role::Cluster)
+    );
+    assert_eq!(
+        code("/kvdb.v1.Coordinator/WatchShardMap", "r-token"),
+        Ok(Role::Read)
+    );
 }
 
 #[test]
@@ -42,14 +63,26 @@ fn unknown_tokens_and_methods_are_refused_and_health_stays_open() {
         t.check(path, header).unwrap_err().code() == tonic::Code::Unauthenticated
     };
     assert!(unauthenticated("/kvdb.v1.KvNode/Get", None));
-    assert!(unauthenticated("/kvdb.v1.KvNode/Get", Some(&bearer("r-tokeN"))));
-    assert!(unauthenticated("/kvdb.v1.KvNode/Get", Some(b"Basic r-token")));
-    assert!(unauthenticated("/kvdb.v1.KvNode/Get", Some(&bearer("r-token-longer"))));
+    assert!(unauthenticated(
+        "/kvdb.v1.KvNode/Get",
+        Some(&bearer("r-tokeN"))
+    ));
+    assert!(unauthenticated(
+        "/kvdb.v1.KvNode/Get",
+        Some(b"Basic r-token")
+    ));
+    assert!(unauthenticated(
+        "/kvdb.v1.KvNode/Get",
+        Some(&bearer("r-token-longer"))
+    ));
     // A method nobody classified needs the cluster token.
     assert_eq!(need("/kvdb.v1.KvNode/Scan"), Need::Cluster);
     assert_eq!(need("garbage"), Need::Cluster);
     assert!(t.check("/grpc.health.v1.Health/Check", None).is_ok());
-    assert!(t.check("/kvdb.v1.KvNode/Get", Some(b"bearer r-token")).is_ok());
+    assert!(
+        t.check("/kvdb.v1.KvNode/Get", Some(b"bearer r-token"))
+            .is_ok()
+    );
 }
 
 #[test]
@@ -82,12 +115,7 @@ fn every_rpc_of_every_service_is_classified_and_none_is_open() {
     for file in &set.file {
         for service in &file.service {
             for method in &service.method {
-                let path = format!(
-                    "/{}.{}/{}",
-                    file.package(),
-                    service.name(),
-                    method.name()
-                );
+                let path = format!("/{}.{}/{}", file.package(), service.name(), method.name());
                 assert_ne!(need(&path), Need::Open, "{path} is open to anyone");
                 seen += 1;
             }

@@ -62,10 +62,11 @@ enum Kind {
     NoShardMap,
     DeadlineExceeded,
     Internal,
+    PermissionDenied,
 }
 
 impl Kind {
-    const ALL: [Kind; 8] = [
+    const ALL: [Kind; 9] = [
         Kind::NotLeader,
         Kind::ShardMoved,
         Kind::StaleEpoch,
@@ -74,6 +75,7 @@ impl Kind {
         Kind::NoShardMap,
         Kind::DeadlineExceeded,
         Kind::Internal,
+        Kind::PermissionDenied,
     ];
 
     fn as_str(self) -> &'static str {
@@ -86,6 +88,7 @@ impl Kind {
             Kind::NoShardMap => "NO_SHARD_MAP",
             Kind::DeadlineExceeded => "DEADLINE_EXCEEDED",
             Kind::Internal => "INTERNAL",
+            Kind::PermissionDenied => "PERMISSION_DENIED",
         }
     }
 
@@ -103,6 +106,7 @@ impl Kind {
             KvError::NoShardMap => Kind::NoShardMap,
             KvError::DeadlineExceeded => Kind::DeadlineExceeded,
             KvError::Internal(_) => Kind::Internal,
+            KvError::PermissionDenied(_) => Kind::PermissionDenied,
         }
     }
 
@@ -113,6 +117,7 @@ impl Kind {
             Kind::Unavailable | Kind::NoShardMap => Code::Unavailable,
             Kind::DeadlineExceeded => Code::DeadlineExceeded,
             Kind::Internal => Code::Internal,
+            Kind::PermissionDenied => Code::PermissionDenied,
         }
     }
 }
@@ -147,7 +152,10 @@ impl From<KvError> for Status {
         }
         let message = match err {
             // These carry their message verbatim so that decoding restores it.
-            KvError::InvalidArgument(m) | KvError::Unavailable(m) | KvError::Internal(m) => m,
+            KvError::InvalidArgument(m)
+            | KvError::Unavailable(m)
+            | KvError::Internal(m)
+            | KvError::PermissionDenied(m) => m,
             other => other.to_string(),
         };
         Status::with_metadata(kind.code(), message, md)
@@ -252,6 +260,7 @@ pub fn from_status(status: &Status) -> KvError {
         Kind::NoShardMap => Ok(KvError::NoShardMap),
         Kind::DeadlineExceeded => Ok(KvError::DeadlineExceeded),
         Kind::Internal => Ok(KvError::Internal(message)),
+        Kind::PermissionDenied => Ok(KvError::PermissionDenied(message)),
     };
     decoded.unwrap_or_else(|missing| {
         KvError::Internal(format!(
@@ -285,6 +294,8 @@ fn from_code(status: &Status) -> KvError {
         }
         Code::DeadlineExceeded => KvError::DeadlineExceeded,
         Code::InvalidArgument | Code::OutOfRange => KvError::InvalidArgument(message),
+        // The auth layer's refusals (see `crate::auth`) carry no KvDB trailers.
+        Code::Unauthenticated | Code::PermissionDenied => KvError::PermissionDenied(message),
         code => KvError::Internal(format!("{code:?}: {message}")),
     }
 }

@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio_stream::wrappers::UnboundedReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
+
+use crate::auth::{AuthChannel, Credentials};
 use tonic::{Status, Streaming};
 
 use super::MAX_MESSAGE_SIZE;
@@ -31,6 +33,8 @@ pub struct PeerChannelsConfig {
     pub keep_alive_interval: Duration,
     /// How long a ping may go unanswered before the connection is dropped.
     pub keep_alive_timeout: Duration,
+    /// What this process presents to its peers: the cluster token.
+    pub credentials: Credentials,
 }
 
 impl PeerChannelsConfig {
@@ -48,11 +52,12 @@ impl Default for PeerChannelsConfig {
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
             keep_alive_interval: Self::DEFAULT_KEEP_ALIVE_INTERVAL,
             keep_alive_timeout: Self::DEFAULT_KEEP_ALIVE_TIMEOUT,
+            credentials: Credentials::default(),
         }
     }
 }
 
-/// One lazily connected [`Channel`] per peer address, shared by every Raft
+/// One lazily connected [`tonic::transport::Channel`] per peer address, shared by every Raft
 /// group of the process. Cloning is cheap and clones share the pool.
 #[derive(Debug, Clone, Default)]
 pub struct PeerChannels {
@@ -95,7 +100,7 @@ impl PeerChannels {
     /// The channel to `addr` (`host:port`), created on first use. No I/O
     /// happens here: the channel connects when the first call is made. Must
     /// run inside a Tokio runtime, which drives the channel.
-    pub fn channel(&self, addr: &str) -> Result<Channel, TransportError> {
+    pub fn channel(&self, addr: &str) -> Result<AuthChannel, TransportError> {
         Ok(self.peer(addr)?.channel)
     }
 
@@ -106,7 +111,11 @@ impl PeerChannels {
         if let Some(peer) = channels.get(addr) {
             return Ok(peer.clone());
         }
-        let channel = self.endpoint(addr)?.connect_lazy();
+        let channel = self
+            .inner
+            .config
+            .credentials
+            .on(self.endpoint(addr)?.connect_lazy());
         let peer = Peer {
             link: CallLink::open(AppendStream(client(channel.clone()))),
             channel,
@@ -165,7 +174,7 @@ impl PeerChannels {
 #[derive(Debug, Clone)]
 pub struct Peer {
     /// For unary calls: votes, snapshots and large AppendEntries.
-    pub channel: Channel,
+    pub channel: AuthChannel,
     /// The AppendEntries stream every group shares.
     pub link: AppendLink,
 }
@@ -174,7 +183,7 @@ pub struct Peer {
 pub type AppendLink = CallLink<AppendStream>;
 
 /// The transport's client with its message size limits.
-pub(super) fn client(channel: Channel) -> RaftTransportClient<Channel> {
+pub(super) fn client(channel: AuthChannel) -> RaftTransportClient<AuthChannel> {
     RaftTransportClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE)
@@ -182,7 +191,7 @@ pub(super) fn client(channel: Channel) -> RaftTransportClient<Channel> {
 
 /// `RaftTransport.AppendEntriesStream` as a call service.
 #[derive(Debug, Clone)]
-pub struct AppendStream(RaftTransportClient<Channel>);
+pub struct AppendStream(RaftTransportClient<AuthChannel>);
 
 impl CallService for AppendStream {
     type Call = RaftRequest;

@@ -18,6 +18,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::auth::AuthChannel;
 use openraft::BasicNode;
 use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
@@ -30,7 +31,6 @@ use openraft::raft::{
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::Channel;
 
 use super::channels::{self, AppendLink, PeerChannels};
 use super::error::{FailureKind, TransportError};
@@ -101,7 +101,7 @@ pub struct GrpcNetwork<C> {
     group: u64,
     target: u64,
     node: BasicNode,
-    client: Result<(RaftTransportClient<Channel>, AppendLink), TransportError>,
+    client: Result<(RaftTransportClient<AuthChannel>, AppendLink), TransportError>,
     lease: Option<Arc<LeaseClock>>,
     _types: PhantomData<fn() -> C>,
 }
@@ -167,7 +167,7 @@ impl Call<'_> {
     /// Encodes `request`, sends it and waits at most `timeout` for the reply.
     async fn exchange<Req: Serialize>(
         &self,
-        client: &mut RaftTransportClient<Channel>,
+        client: &mut RaftTransportClient<AuthChannel>,
         link: &AppendLink,
         rpc: Rpc,
         request: &Req,

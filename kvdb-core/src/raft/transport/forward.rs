@@ -8,10 +8,10 @@
 
 use std::time::Duration;
 
+use crate::auth::AuthChannel;
 use openraft::BasicNode;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::raft::ClientWriteResponse;
-use tonic::transport::Channel;
 
 use super::{MAX_MESSAGE_SIZE, TransportTypeConfig};
 use crate::proto::v1::RaftRequest;
@@ -39,7 +39,7 @@ pub enum ForwardError {
 /// Sends `data` to group `group`'s Raft behind `channel` as a client write, waiting at most
 /// `timeout`, and returns the leader's response.
 pub async fn client_write<C: TransportTypeConfig>(
-    channel: Channel,
+    channel: AuthChannel,
     group: u64,
     data: &C::D,
     timeout: Duration,

@@ -254,9 +254,14 @@ async fn a_forwarded_write_is_applied_by_the_leader_and_never_forwarded_again() 
 
     // --- sent to the leader: committed and applied everywhere, the leader's outcome back
     let value = "forwarded".to_owned();
-    let written = forward::client_write::<TestTypes>(leader.channel(), 1, &value, timeout)
-        .await
-        .unwrap();
+    let written = forward::client_write::<TestTypes>(
+        crate::auth::Credentials::default().on(leader.channel()),
+        1,
+        &value,
+        timeout,
+    )
+    .await
+    .unwrap();
     for node in &nodes {
         node.raft(1)
             .wait(DEADLINE)
@@ -268,9 +273,14 @@ async fn a_forwarded_write_is_applied_by_the_leader_and_never_forwarded_again() 
 
     // --- sent to a follower: refused with the leader's whereabouts, not passed on
     let other = "to a follower".to_owned();
-    let err = forward::client_write::<TestTypes>(follower.channel(), 1, &other, timeout)
-        .await
-        .unwrap_err();
+    let err = forward::client_write::<TestTypes>(
+        crate::auth::Credentials::default().on(follower.channel()),
+        1,
+        &other,
+        timeout,
+    )
+    .await
+    .unwrap_err();
     let ForwardError::Refused(refused) = &err else {
         panic!("{err:?}")
     };
@@ -289,9 +299,14 @@ async fn forwarded_writes_are_refused_where_not_served() {
     agreed_leader(std::slice::from_ref(&node), 1).await;
 
     let value = "smuggled".to_owned();
-    let err = forward::client_write::<TestTypes>(node.channel(), 1, &value, Duration::from_secs(5))
-        .await
-        .unwrap_err();
+    let err = forward::client_write::<TestTypes>(
+        crate::auth::Credentials::default().on(node.channel()),
+        1,
+        &value,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(&err, ForwardError::Call(status) if status.code() == Code::PermissionDenied),
         "{err:?}"
