@@ -63,6 +63,8 @@ pub struct DevArgs {
     /// First storage node port; nodes use this and the next two.
     #[arg(long, env = "KVDB_DEV_NODE_PORT", default_value_t = 7391)]
     pub node_port: u16,
+    #[command(flatten)]
+    pub auth: AuthArgs,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::TestCluster;
+use kvdb::coordinator::admin::AdminClient;
 use kvdb::core::auth::{AuthConfig, Credentials};
 use kvdb_client::{ExecutorConfig, GatewayClient, Kv};
 use prost::Message;
@@ -142,6 +143,18 @@ async fn every_rpc_is_refused_without_a_token_and_roles_get_what_they_grant() {
         Code::Ok,
         "health checks stay open"
     );
+
+    // --- the Admin API takes admin and cluster tokens, nothing weaker
+    let admin = format!("http://{}", cluster.admin_address());
+    let anonymous = AdminClient::new(&admin).unwrap();
+    assert!(anonymous.shards().await.is_err(), "the Admin API is open");
+    let writer_admin = AdminClient::new(&admin).unwrap().with_token("writer-1");
+    assert!(
+        writer_admin.shards().await.is_err(),
+        "a writer reads the Admin API"
+    );
+    let operator = AdminClient::new(&admin).unwrap().with_token("operator-1");
+    assert!(!operator.shards().await.unwrap().shards.is_empty());
 
     // --- clients: a writer writes, a reader reads and cannot write
     let writer =

@@ -146,7 +146,7 @@ pub fn check_write(role: Option<Role>) -> Result<(), crate::error::KvError> {
 }
 
 /// The tokens a server accepts, each with its role.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Tokens {
     tokens: Vec<(Vec<u8>, Role)>,
 }
@@ -222,6 +222,11 @@ impl Tokens {
                 "{path} needs `authorization: Bearer <token>` with a token this server accepts"
             ))),
         }
+    }
+
+    /// The role of the token in an `authorization` header's value, if this set holds it.
+    pub fn role(&self, authorization: &[u8]) -> Option<Role> {
+        strip_bearer(authorization).and_then(|token| self.role_of(token))
     }
 
     fn role_of(&self, presented: &[u8]) -> Option<Role> {

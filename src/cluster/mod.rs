@@ -360,7 +360,14 @@ async fn launch_coordinator(
         CoordinatorConfig::new(1, address, config.data_dir.join("coordinator"));
     coordinator_config.auth = config.auth.clone();
     (config.tune_coordinator)(&mut coordinator_config);
-    RunningCoordinator::start(coordinator_config, grpc, admin, AdminConfig::default()).await
+    let admin_config = AdminConfig {
+        tokens: config
+            .auth
+            .tokens()
+            .map_err(|e| StartError::Bootstrap(format!("tokens: {e}")))?,
+        ..AdminConfig::default()
+    };
+    RunningCoordinator::start(coordinator_config, grpc, admin, admin_config).await
 }
 
 /// Name of node `i` (0-based): `node-1`, `node-2`, ...

@@ -19,6 +19,7 @@ pub async fn run(args: DevArgs) -> ExitCode {
     config.coordinator = args.coordinator_listen;
     config.admin = args.admin_listen;
     config.gateway = Some(args.gateway_listen);
+    config.auth = args.auth.config();
     config.nodes = (0..DEV_NODES)
         .map(|i| SocketAddr::new(args.gateway_listen.ip(), args.node_port + i))
         .collect();
@@ -59,5 +60,8 @@ fn print_banner(args: &DevArgs, config: &ClusterConfig, cluster: &LocalCluster) 
         map.version
     );
     println!();
+    if args.auth.cluster_token.is_some() {
+        println!("tokens are required: pass --token (or set KVDB_TOKEN) to client commands");
+    }
     println!("try:  kvdb put hello world && kvdb get hello      (Ctrl-C stops the cluster)");
 }

@@ -64,8 +64,13 @@ pub async fn coordinator(args: CoordinatorArgs) -> ExitCode {
     if let Err(e) = config.validate() {
         return start_failed(e);
     }
+    let tokens = match config.auth.tokens() {
+        Ok(tokens) => tokens,
+        Err(e) => return start_failed(format!("tokens: {e}")),
+    };
     let admin_config = AdminConfig {
         token: args.admin_token,
+        tokens,
         ..AdminConfig::default()
     };
     let grpc = match bind("coordinator", args.listen).await {

@@ -1,6 +1,8 @@
 //! Optional bearer-token check for the `/admin` routes.
 //!
-//! When [`super::AdminConfig::token`] is set, every request whose path is
+//! When [`super::AdminConfig::token`] is set, or the cluster has gRPC tokens
+//! ([`super::AdminConfig::tokens`], which then also open the API to tokens of the
+//! `admin` and `cluster` roles), every request whose path is
 //! `/admin` or below it (unknown routes included, so the API's shape is not
 //! probeable without the token) must carry `Authorization: Bearer <token>`.
 //! The comparison takes the same time wherever the tokens differ.
@@ -14,6 +16,7 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use kvdb_core::auth::Need;
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
@@ -28,11 +31,21 @@ pub(crate) async fn require_token(
     request: Request,
     next: Next,
 ) -> Response {
-    if let Some(expected) = state.config.token.as_deref()
-        && is_guarded(request.uri().path())
-        && !presents(&request, expected)
-    {
-        return ApiError::Unauthorized.into_response();
+    let config = &state.config;
+    let guarded = config.token.is_some() || !config.tokens.is_empty();
+    if guarded && is_guarded(request.uri().path()) {
+        let by_token = config
+            .token
+            .as_deref()
+            .is_some_and(|expected| presents(&request, expected));
+        let by_role = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| config.tokens.role(value.as_bytes()))
+            .is_some_and(|role| role.grants(Need::Admin));
+        if !by_token && !by_role {
+            return ApiError::Unauthorized.into_response();
+        }
     }
     next.run(request).await
 }

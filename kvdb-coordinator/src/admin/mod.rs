@@ -33,6 +33,7 @@ mod routes;
 #[cfg(test)]
 mod tests;
 
+use kvdb_core::auth::Tokens;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -54,6 +55,9 @@ use routes::AdminState;
 pub struct AdminConfig {
     /// When set, every `/admin` route needs `Authorization: Bearer <token>`.
     pub token: Option<String>,
+    /// The cluster's gRPC tokens (see `kvdb_core::auth`): when there are any, every `/admin`
+    /// route needs `token` or one of these with the `admin` or `cluster` role.
+    pub tokens: Tokens,
     /// Largest accepted request body; larger ones get 413.
     pub max_body_bytes: usize,
 }
@@ -90,6 +94,7 @@ impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             token: None,
+            tokens: Tokens::default(),
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
         }
     }
@@ -100,6 +105,7 @@ impl std::fmt::Debug for AdminConfig {
         // Never print the token.
         f.debug_struct("AdminConfig")
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("tokens", &self.tokens)
             .field("max_body_bytes", &self.max_body_bytes)
             .finish()
     }
