@@ -34,7 +34,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use kvdb_client::{Client, ClientError, Consistency, GatewayClient, GetOptions, Kv, PutOptions};
+use kvdb_client::{
+    Client, ClientError, Consistency, ExecutorConfig, GatewayClient, GetOptions, Kv, KvError,
+    PutOptions,
+};
+use kvdb_core::auth::Credentials;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -116,6 +120,9 @@ pub struct BenchArgs {
     /// Print one JSON object instead of the text report (and no progress bar).
     #[arg(long)]
     pub json: bool,
+    /// A token the cluster accepts, sent with every request (see docs/security.md).
+    #[arg(long, env = "KVDB_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// Why a bench could not run to its end.
@@ -288,7 +295,8 @@ fn fail(error: BenchError) -> ExitCode {
 fn gateway_clients(address: &str, args: &BenchArgs) -> Result<Vec<GatewayClient>, BenchError> {
     (0..args.connections)
         .map(|_| {
-            let client = GatewayClient::connect(address).map_err(BenchError::Connect)?;
+            let client = GatewayClient::connect_with(address, credentials(args)?)
+                .map_err(BenchError::Connect)?;
             Ok(client.with_timeout(args.timeout))
         })
         .collect()
@@ -300,13 +308,26 @@ async fn smart_clients(
 ) -> Result<Vec<Client>, BenchError> {
     let mut clients = Vec::with_capacity(args.connections as usize);
     for _ in 0..args.connections {
+        let config = ExecutorConfig {
+            credentials: credentials(args)?,
+            ..ExecutorConfig::default()
+        };
         clients.push(
-            Client::connect(coordinators)
+            Client::connect_with(coordinators, config)
                 .await
                 .map_err(BenchError::Connect)?,
         );
     }
     Ok(clients)
+}
+
+/// What every client presents: `--token`, if given.
+fn credentials(args: &BenchArgs) -> Result<Credentials, BenchError> {
+    Credentials::bearer(args.token.as_deref()).map_err(|e| {
+        BenchError::Connect(ClientError::Kv(KvError::InvalidArgument(format!(
+            "--token: {e}"
+        ))))
+    })
 }
 
 /// The preload (when asked for and useful) and the measured phase, on `clients`.
