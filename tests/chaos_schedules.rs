@@ -23,6 +23,17 @@ async fn partition_leader() {
     run_clean(Schedule::PartitionLeader, ChaosOptions::default()).await;
 }
 
+/// The same with every server requiring tokens: the cluster's own calls (Raft, heartbeats,
+/// reports, the gateway's) run on the cluster token, the workload on a client token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn partition_leader_with_tokens() {
+    let options = ChaosOptions {
+        tokens: true,
+        ..ChaosOptions::default()
+    };
+    run_clean(Schedule::PartitionLeader, options).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn split_halves_and_majority_ring() {
     let options = ChaosOptions {

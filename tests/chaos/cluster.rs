@@ -20,6 +20,7 @@ use std::time::Duration;
 use super::workload::DEFAULT_KEYS;
 use kvdb::cluster::{ClusterConfig, LocalCluster, NodeHook};
 use kvdb::coordinator::Coordinator;
+use kvdb::core::auth::{AuthConfig, Credentials};
 use kvdb::core::{AddressRewrite, NodeId, ShardId, ShardMap};
 use kvdb_client::{Client, ExecutorConfig, GatewayClient};
 use kvdb_node::config::DEFAULT_SLOW_LEADER;
@@ -62,7 +63,15 @@ pub struct ChaosOptions {
     /// The scheduler splits shards that serve more than [`AUTO_SPLIT_RATE`] requests a
     /// second, from figures the nodes report every second.
     pub auto_split: bool,
+    /// Every server requires tokens (see `kvdb_core::auth`); the cluster runs on its cluster
+    /// token and the workload's clients present a read-write client token.
+    pub tokens: bool,
 }
+
+/// The cluster token of chaos runs with `tokens`.
+const CHAOS_CLUSTER_TOKEN: &str = "chaos-cluster";
+/// The workload's token in chaos runs with `tokens`.
+const CHAOS_CLIENT_TOKEN: &str = "chaos-writer";
 
 /// Requests per second above which a shard is split when `auto_split` is on: a few times
 /// below what the workload sends to each of a handful of shards.
@@ -85,6 +94,7 @@ impl Default for ChaosOptions {
             scheduler: true,
             fast_repair: false,
             auto_split: false,
+            tokens: false,
         }
     }
 }
@@ -100,6 +110,8 @@ pub struct ChaosCluster {
     pub partition: Partition<Endpoint>,
     /// Where each endpoint dials each node: through its proxies.
     rewrites: Rewrites,
+    /// What the workload's clients present.
+    credentials: Credentials,
     /// The cluster's data; removed on drop.
     _dir: TempDir,
 }
@@ -128,6 +140,13 @@ impl ChaosCluster {
             }
         });
         config.gateway_executor = rewrites.executor_config(Endpoint::Gateway);
+        if options.tokens {
+            config.auth = AuthConfig {
+                cluster_token: Some(CHAOS_CLUSTER_TOKEN.to_owned()),
+                client_tokens: vec![format!("read-write={CHAOS_CLIENT_TOKEN}")],
+            };
+        }
+        let client_token = options.tokens.then_some(CHAOS_CLIENT_TOKEN);
         if options.auto_split {
             config.tune_coordinator = auto_split;
         }
@@ -146,13 +165,17 @@ impl ChaosCluster {
             cluster,
             partition,
             rewrites,
+            credentials: Credentials::bearer(client_token).expect("a valid token"),
             _dir: dir,
         }
     }
 
     /// A smart client whose node links go through the `Clients` proxies.
     pub async fn client(&self) -> Client {
-        let config = self.rewrites.executor_config(Endpoint::Clients);
+        let config = ExecutorConfig {
+            credentials: self.credentials.clone(),
+            ..self.rewrites.executor_config(Endpoint::Clients)
+        };
         Client::connect_with(&[self.cluster.coordinator_address()], config)
             .await
             .expect("smart client connects")
@@ -160,7 +183,9 @@ impl ChaosCluster {
 
     /// A client of the gateway.
     pub fn gateway_client(&self) -> GatewayClient {
-        self.cluster.gateway_client().expect("gateway client")
+        let address = self.cluster.gateway_address().expect("a gateway runs");
+        GatewayClient::connect_with(&address.to_string(), self.credentials.clone())
+            .expect("gateway client")
     }
 
     /// The coordinator (panics while it is stopped).
