@@ -60,9 +60,16 @@ impl Workload {
 
     /// Starts one more logical client over `client`.
     pub fn spawn<C: Kv + 'static>(&mut self, client: C) {
+        let worker = self.worker(client);
+        self.tasks
+            .spawn(worker.run(self.stop.clone(), self.issued.clone()));
+    }
+
+    /// A new recorded logical client over `client`.
+    fn worker<C: Kv>(&mut self, client: C) -> Worker<C> {
         let id = self.next_client;
         self.next_client += 1;
-        let worker = Worker {
+        Worker {
             id: ClientId(id),
             client,
             recorder: self.recorder.clone(),
@@ -70,25 +77,13 @@ impl Workload {
             keys: keys(self.key_count),
             seen: vec![Version::ABSENT; self.key_count],
             written: 0,
-        };
-        self.tasks
-            .spawn(worker.run(self.stop.clone(), self.issued.clone()));
+        }
     }
 
     /// Reads every key once, in order, through `client`, as one more recorded client: a
     /// check that the state right now holds every acknowledged write.
     pub async fn read_every_key<C: Kv>(&mut self, client: C) {
-        let id = self.next_client;
-        self.next_client += 1;
-        let mut worker = Worker {
-            id: ClientId(id),
-            client,
-            recorder: self.recorder.clone(),
-            rng: StdRng::seed_from_u64(self.seed.wrapping_add(id)),
-            keys: keys(self.key_count),
-            seen: vec![Version::ABSENT; self.key_count],
-            written: 0,
-        };
+        let mut worker = self.worker(client);
         for k in 0..self.key_count {
             worker.read(k).await;
         }
