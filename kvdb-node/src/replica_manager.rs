@@ -51,10 +51,10 @@ pub struct ReplicaManager {
     cache: Arc<ShardMapCache>,
     control: Arc<dyn ControlPlane>,
     replicas: RwLock<HashMap<ShardId, Arc<Replica>>>,
-    /// The move task per shard, with the epoch it serves.
-    moves: Mutex<HashMap<ShardId, (Epoch, JoinHandle<()>)>>,
-    /// The split proposal per shard, with the epoch it serves.
-    splits: Mutex<HashMap<ShardId, (Epoch, JoinHandle<()>)>>,
+    /// The move task per shard.
+    moves: EpochTasks,
+    /// The split proposal per shard.
+    splits: EpochTasks,
     /// The last `(epoch, term)` leadership report the coordinator answered.
     reported: Mutex<HashMap<ShardId, (Epoch, u64)>>,
     /// The leader-transfer task per shard.
@@ -81,8 +81,8 @@ impl ReplicaManager {
             cache,
             control,
             replicas: RwLock::default(),
-            moves: Mutex::default(),
-            splits: Mutex::default(),
+            moves: EpochTasks::default(),
+            splits: EpochTasks::default(),
             reported: Mutex::default(),
             transfers: Transfers::default(),
             retired: Mutex::default(),
@@ -164,17 +164,11 @@ impl ReplicaManager {
         self.stop_all().await;
     }
 
-    /// Stops every replica (keeping its data) and every move task.
+    /// Stops every replica (keeping its data) and every move and split task.
     pub async fn stop_all(&self) {
         self.transfers.abort_all();
-        for (_, (_, task)) in self
-            .moves
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain()
-        {
-            task.abort();
-        }
+        self.moves.abort_all();
+        self.splits.abort_all();
         let replicas: Vec<Arc<Replica>> = self
             .replicas
             .write()
@@ -308,11 +302,7 @@ impl ReplicaManager {
         let Some(split) = split::pending_split(map, info, replica.serving()) else {
             return;
         };
-        let mut splits = self.splits.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((epoch, task)) = splits.get(&info.id)
-            && *epoch == info.epoch
-            && !task.is_finished()
-        {
+        if self.splits.running(info.id, info.epoch) {
             return;
         }
         let (replica, shard) = (replica.clone(), info.id);
@@ -322,9 +312,7 @@ impl ReplicaManager {
                 Err(e) => tracing::warn!(%shard, error = %e, "split not committed; retrying"),
             }
         });
-        if let Some((_, old)) = splits.insert(info.id, (info.epoch, task)) {
-            old.abort();
-        }
+        self.splits.start(info.id, info.epoch, task);
     }
 
     async fn remove(&self, shard: ShardId) {
@@ -333,14 +321,8 @@ impl ReplicaManager {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&shard);
-        if let Some((_, task)) = self
-            .moves
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&shard)
-        {
-            task.abort();
-        }
+        self.moves.abort(shard);
+        self.splits.abort(shard);
         self.transfers.abort(shard);
         if let Some(replica) = removed {
             replica.stop(&self.env).await;
@@ -424,11 +406,7 @@ impl ReplicaManager {
         let ShardState::Moving { target } = &info.state else {
             return;
         };
-        let mut moves = self.moves.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((epoch, task)) = moves.get(&info.id)
-            && *epoch == info.epoch
-            && !task.is_finished()
-        {
+        if self.moves.running(info.id, info.epoch) {
             return;
         }
         let target: Option<Vec<(NodeId, String)>> = target
@@ -448,9 +426,7 @@ impl ReplicaManager {
                 tracing::warn!(%shard, error = %e, "shard move interrupted");
             }
         });
-        if let Some((_, old)) = moves.insert(info.id, (info.epoch, task)) {
-            old.abort();
-        }
+        self.moves.start(info.id, info.epoch, task);
     }
 
     /// Asks the coordinator to name `info`'s most caught-up follower as leader when this
@@ -517,5 +493,42 @@ impl ReplicaManager {
                 }
             });
         progress.filter(|_| is_handover)
+    }
+}
+
+/// At most one background task per shard, each for the epoch of the map record it serves: a
+/// newer epoch replaces the task, a finished one may be started again.
+#[derive(Default)]
+struct EpochTasks(Mutex<HashMap<ShardId, (Epoch, JoinHandle<()>)>>);
+
+impl EpochTasks {
+    /// Whether a task for `shard` at `epoch` still runs.
+    fn running(&self, shard: ShardId, epoch: Epoch) -> bool {
+        self.lock()
+            .get(&shard)
+            .is_some_and(|(e, task)| *e == epoch && !task.is_finished())
+    }
+
+    /// Records `task` as `shard`'s, aborting the one it replaces.
+    fn start(&self, shard: ShardId, epoch: Epoch, task: JoinHandle<()>) {
+        if let Some((_, old)) = self.lock().insert(shard, (epoch, task)) {
+            old.abort();
+        }
+    }
+
+    fn abort(&self, shard: ShardId) {
+        if let Some((_, task)) = self.lock().remove(&shard) {
+            task.abort();
+        }
+    }
+
+    fn abort_all(&self) {
+        for (_, (_, task)) in self.lock().drain() {
+            task.abort();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ShardId, (Epoch, JoinHandle<()>)>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
