@@ -22,12 +22,13 @@
 //! and token rotation without a restart.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
+use std::future::{Ready, ready};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use futures::future::Either;
+use subtle::ConstantTimeEq;
 use tonic::Status;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
@@ -208,9 +209,7 @@ impl Tokens {
     /// the same time wherever they differ.
     pub fn check(&self, path: &str, authorization: Option<&[u8]>) -> Result<Role, Status> {
         let need = need(path);
-        let role = authorization
-            .and_then(|value| strip_bearer(value))
-            .and_then(|token| self.role_of(token));
+        let role = authorization.and_then(|value| self.role(value));
         match role {
             Some(role) if role.grants(need) => Ok(role),
             Some(role) => Err(Status::permission_denied(format!(
@@ -226,13 +225,12 @@ impl Tokens {
 
     /// The role of the token in an `authorization` header's value, if this set holds it.
     pub fn role(&self, authorization: &[u8]) -> Option<Role> {
-        strip_bearer(authorization).and_then(|token| self.role_of(token))
-    }
-
-    fn role_of(&self, presented: &[u8]) -> Option<Role> {
+        let presented = bearer_token(authorization)?;
         let mut found = None;
         for (token, role) in &self.tokens {
-            if constant_time_eq(token, presented) && found.is_none() {
+            // `ct_eq` on slices of different lengths is false without comparing contents;
+            // a token's length is not treated as a secret.
+            if bool::from(token.as_slice().ct_eq(presented)) && found.is_none() {
                 found = Some(*role);
             }
         }
@@ -240,17 +238,10 @@ impl Tokens {
     }
 }
 
-fn strip_bearer(value: &[u8]) -> Option<&[u8]> {
-    let (scheme, token) = value.split_at_checked(7)?;
+/// The token of an `authorization` header's value `Bearer <token>` (the scheme in any case).
+pub fn bearer_token(authorization: &[u8]) -> Option<&[u8]> {
+    let (scheme, token) = authorization.split_at_checked(7)?;
     scheme.eq_ignore_ascii_case(b"bearer ").then_some(token)
-}
-
-/// Equality whose time depends only on the lengths.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The tower layer that applies [`Tokens::check`] to every call of a server; without tokens
@@ -289,13 +280,12 @@ pub struct Auth<S> {
 impl<S, B, R> tower::Service<http::Request<B>> for Auth<S>
 where
     S: tower::Service<http::Request<B>, Response = http::Response<R>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    R: Default + Send + 'static,
+    R: Default,
 {
     type Response = http::Response<R>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    /// The refusal, ready at once, or the inner call: no allocation per call.
+    type Future = Either<Ready<Result<Self::Response, Self::Error>>, S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -311,13 +301,10 @@ where
                 Ok(role) => {
                     request.extensions_mut().insert(role);
                 }
-                Err(status) => {
-                    let refused = status.into_http::<R>();
-                    return Box::pin(std::future::ready(Ok(refused)));
-                }
+                Err(status) => return Either::Left(ready(Ok(status.into_http::<R>()))),
             }
         }
-        Box::pin(self.inner.call(request))
+        Either::Right(self.inner.call(request))
     }
 }
 

@@ -16,7 +16,7 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use kvdb_core::auth::Need;
+use kvdb_core::auth::{Need, bearer_token};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
@@ -60,12 +60,9 @@ fn presents(request: &Request, expected: &str) -> bool {
     let Some(value) = request.headers().get(header::AUTHORIZATION) else {
         return false;
     };
-    let Some((scheme, token)) = value.as_bytes().split_at_checked(7) else {
-        return false;
-    };
     // `ct_eq` on slices of different lengths is false without comparing
     // contents; the token's length is not treated as a secret.
-    scheme.eq_ignore_ascii_case(b"bearer ") && bool::from(token.ct_eq(expected.as_bytes()))
+    bearer_token(value.as_bytes()).is_some_and(|token| bool::from(token.ct_eq(expected.as_bytes())))
 }
 
 #[cfg(test)]
