@@ -57,19 +57,19 @@ impl KvMachine {
             .into_iter()
             .filter(|(key, _)| moved_range.contains(slot(key)))
             .collect();
-        // PLANTED BUG (SplitSkipsBoundary): the split point's own slot is neither copied nor kept.
-        #[cfg(feature = "planted-bugs")]
-        if self.planted == Some(crate::planted::PlantedBug::SplitSkipsBoundary) {
-            moved.retain(|key, _| slot(key) != at);
-        }
         // Writes earlier in this run are not in the storage yet.
         for (key, value) in &pending.overlay {
-            if moved_range.contains(slot(key)) && moved_in_bug(self, key, at) {
+            if moved_range.contains(slot(key)) {
                 match value {
                     Some(value) => moved.insert(key.clone(), value.clone()),
                     None => moved.remove(key),
                 };
             }
+        }
+        // PLANTED BUG (SplitSkipsBoundary): the split point's own slot is neither copied nor kept.
+        #[cfg(feature = "planted-bugs")]
+        if self.planted == Some(crate::planted::PlantedBug::SplitSkipsBoundary) {
+            moved.retain(|key, _| slot(key) != at);
         }
         let born = LogId::new(CommittedLeaderId::new(0, 0), index);
         let membership =
@@ -118,14 +118,4 @@ impl KvMachine {
         );
         Ok(CommandResult::Split { created })
     }
-}
-
-/// Whether `key` moves at a split at `at`, as far as a planted bug decides it.
-fn moved_in_bug(machine: &KvMachine, key: &[u8], at: kvdb_core::Slot) -> bool {
-    #[cfg(feature = "planted-bugs")]
-    if machine.planted == Some(crate::planted::PlantedBug::SplitSkipsBoundary) {
-        return slot(key) != at;
-    }
-    let _ = (machine, key, at);
-    true
 }
