@@ -162,6 +162,10 @@ pub struct NodeArgs {
     /// follower (see docs/operations.md).
     #[arg(long, env = "KVDB_NO_SLOW_LEADER_HAND_OVER")]
     pub no_slow_leader_hand_over: bool,
+    /// Keep every shard's heartbeats and election timers running even while nothing happens
+    /// in it, instead of quiescing shards idle for a second (see docs/performance.md).
+    #[arg(long, env = "KVDB_NO_QUIESCE")]
+    pub no_quiesce: bool,
     #[command(flatten)]
     pub auth: AuthArgs,
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use kvdb_core::AddressRewrite;
 use kvdb_core::auth::AuthConfig;
+use kvdb_core::raft::quiesce::QuiesceConfig;
 use openraft::SnapshotPolicy;
 
 use crate::slow_leader::SlowLeaderPolicy;
@@ -114,6 +115,10 @@ pub struct NodeConfig {
     pub purge_batch: usize,
     /// Bound on how long a write or strong read waits for Raft.
     pub request_timeout: Duration,
+    /// How long a shard must see no write, term change or membership change before its
+    /// leader quiesces it: no heartbeats or election timers until something happens (see
+    /// `kvdb_core::raft::quiesce`). `None`: every shard ticks all the time.
+    pub quiesce_after: Option<Duration>,
     /// When a shard leader whose majority answers slowly hands its leadership over (see
     /// [`crate::slow_leader`]); `None`: never.
     pub slow_leader: Option<SlowLeaderPolicy>,
@@ -160,6 +165,7 @@ impl NodeConfig {
             purge_interval: DEFAULT_PURGE_INTERVAL,
             purge_batch: DEFAULT_PURGE_BATCH,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            quiesce_after: Some(kvdb_core::raft::quiesce::DEFAULT_QUIESCE_IDLE),
             slow_leader: Some(DEFAULT_SLOW_LEADER),
             peer_address_rewrite: None,
             auth: AuthConfig::default(),
@@ -195,6 +201,14 @@ impl NodeConfig {
         if self.election_timeout_min >= self.election_timeout_max {
             return fail("election_timeout_min must be below election_timeout_max");
         }
+        // Followers learn the last commit index from a heartbeat after it: a group may go quiet
+        // only once at least one has gone out.
+        if self
+            .quiesce_after
+            .is_some_and(|idle| idle < self.heartbeat_interval * 2)
+        {
+            return fail("quiesce_after must be at least two heartbeat intervals");
+        }
         if self.cache_bytes < MIN_CACHE_BYTES {
             return fail("cache_bytes must be at least 4 MiB");
         }
@@ -216,6 +230,17 @@ impl NodeConfig {
     pub fn cache_split(&self) -> (usize, usize) {
         let log = self.cache_bytes / 4;
         (log, self.cache_bytes - log)
+    }
+
+    /// When shards quiesce (see [`NodeConfig::quiesce_after`]); `None` when they never do.
+    pub fn quiescence(&self) -> Option<QuiesceConfig> {
+        let token_ttl = self.election_timeout_min + self.election_timeout_max;
+        self.quiesce_after.map(|idle| QuiesceConfig {
+            idle,
+            // A token outlives several messages, so that one lost or late message wakes nothing.
+            interval: (token_ttl / 4).max(self.heartbeat_interval),
+            token_ttl,
+        })
     }
 
     /// The openraft configuration of one shard group.

@@ -35,52 +35,63 @@ pub fn is_purgeable(current: Option<&StoredValue>, version: Version, now_ms: u64
 
 /// While this node leads, proposes deletes of expired keys in small batches;
 /// not during a handover (its entries would refresh the followers' leases).
+///
+/// A follower sleeps until its replica leads rather than waking every interval: a node hosts
+/// hundreds of replicas. The listing is a short read of the expiry index, so it runs on this
+/// task rather than costing a hand-off to a blocking thread per shard per interval.
 pub(crate) async fn purge_expired(
     raft: ShardRaft,
     storage: Arc<dyn Storage>,
     config: Arc<NodeConfig>,
     handover: Arc<std::sync::Mutex<Option<String>>>,
 ) {
-    let mut tick = tokio::time::interval(config.purge_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut server = raft.server_metrics();
     loop {
-        tick.tick().await;
-        let handing_over = handover
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_some();
-        if handing_over || raft.metrics().borrow().state != ServerState::Leader {
-            continue;
+        let leads = server
+            .wait_for(|m| m.state == ServerState::Leader)
+            .await
+            .is_ok();
+        if !leads {
+            // The group shut down.
+            return;
         }
-        loop {
-            let now_ms = clock::now_ms();
-            let limit = config.purge_batch;
-            let storage = storage.clone();
-            let due = tokio::task::spawn_blocking(move || storage.expired(now_ms, limit)).await;
-            let keys = match due {
-                Ok(Ok(keys)) if !keys.is_empty() => keys,
-                Ok(Ok(_)) => break,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "listing expired keys failed");
-                    break;
-                }
-                // The runtime is shutting down.
-                Err(e) if e.is_cancelled() => return,
-                Err(e) => {
-                    // A panic while listing: say so, and try again next round rather than
-                    // leaving this leader without a purger.
-                    tracing::error!(error = %e, "listing expired keys panicked");
-                    break;
-                }
-            };
-            let full = keys.len() == limit;
-            let purge = Command {
-                now_ms,
-                op: Op::Purge { keys },
-            };
-            if raft.client_write(purge).await.is_err() || !full {
-                break;
+        let mut tick = tokio::time::interval(config.purge_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        while server.borrow().state == ServerState::Leader {
+            tick.tick().await;
+            let handing_over = handover
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .is_some();
+            if !handing_over {
+                purge_due(&raft, storage.as_ref(), &config).await;
             }
+        }
+    }
+}
+
+/// Proposes deletes of the keys due now, a batch at a time, until none is left or a proposal
+/// fails (leadership lost: the next leader's purger takes over).
+async fn purge_due(raft: &ShardRaft, storage: &dyn Storage, config: &NodeConfig) {
+    loop {
+        let now_ms = clock::now_ms();
+        let limit = config.purge_batch;
+        let keys = match storage.expired(now_ms, limit) {
+            Ok(keys) if !keys.is_empty() => keys,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing expired keys failed");
+                return;
+            }
+        };
+        let full = keys.len() == limit;
+        let purge = Command {
+            now_ms,
+            op: Op::Purge { keys },
+        };
+        if raft.client_write(purge).await.is_err() || !full {
+            return;
         }
     }
 }

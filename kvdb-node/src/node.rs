@@ -21,6 +21,7 @@ use kvdb_core::coordinator_client::{
     CoordinatorClient, CoordinatorClientConfig, CoordinatorClientError,
 };
 use kvdb_core::raft::log_store::{LogDb, LogDbError, LogDbOptions, LogDbStats};
+use kvdb_core::raft::quiesce::{QuiesceTokens, Quiescer};
 use kvdb_core::raft::transport::{
     PeerChannels, PeerChannelsConfig, RaftRouter, RaftTransportService,
 };
@@ -36,6 +37,7 @@ use crate::config::{ConfigError, KV_DB_FILE, LOG_DB_FILE, NodeConfig};
 use crate::control::{ControlError, ControlPlane};
 use crate::kv_service::KvService;
 use crate::proposal::Limits;
+use crate::raft_types::ShardRaftConfig;
 use crate::replica::ReplicaEnv;
 use crate::replica_manager::ReplicaManager;
 use crate::split::Nursery;
@@ -93,6 +95,7 @@ pub struct Node {
     address: String,
     manager: Arc<ReplicaManager>,
     log_db: LogDb,
+    quiescer: Option<Arc<Quiescer<ShardRaftConfig>>>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     cache_driver: DriverHandle,
@@ -154,6 +157,21 @@ impl Node {
             ),
             router: RaftRouter::new(),
             leadership_changed: Arc::new(Notify::new()),
+            quiescer: None,
+        };
+        let tokens = Arc::new(QuiesceTokens::default());
+        let quiescer = config.quiescence().map(|quiescence| {
+            Arc::new(Quiescer::new(
+                id.0,
+                env.router.clone(),
+                env.peers.clone(),
+                tokens.clone(),
+                quiescence,
+            ))
+        });
+        let env = ReplicaEnv {
+            quiescer: quiescer.clone(),
+            ..env
         };
         let router = env.router.clone();
         let manager = Arc::new(ReplicaManager::new(env, cache, control.clone()));
@@ -166,9 +184,12 @@ impl Node {
             .with_closing(stopped.closing());
         #[cfg(feature = "planted-bugs")]
         let kv = kv.with_planted_bug(config.planted_bug);
-        let transport = RaftTransportService::new(router).with_closing(stopped.closing());
+        let mut transport = RaftTransportService::new(router).with_closing(stopped.closing());
+        if quiescer.is_some() {
+            transport = transport.with_quiescence(tokens);
+        }
         let auth = config.auth.layer()?;
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(serve(listener, kv, transport, auth, stopped.clone())),
             tokio::spawn(manager.clone().run(stopped.clone())),
             tokio::spawn(heartbeat(
@@ -176,18 +197,30 @@ impl Node {
                 manager.clone(),
                 id,
                 config.coordinator_heartbeat,
-                stopped,
+                stopped.clone(),
             )),
         ];
+        if let Some(quiescer) = quiescer.clone() {
+            let mut stopped = stopped;
+            tasks.push(tokio::spawn(async move {
+                quiescer.run(stopped.recv()).await;
+            }));
+        }
         Ok(Self {
             id,
             address,
             manager,
             log_db,
+            quiescer,
             stop,
             tasks,
             cache_driver,
         })
+    }
+
+    /// How many shards this node leads and keeps quiet (see `kvdb_core::raft::quiesce`).
+    pub fn quiet_leaderships(&self) -> usize {
+        self.quiescer.as_ref().map_or(0, |q| q.quiet_leaderships())
     }
 
     /// The coordinator-assigned id of this node.

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use kvdb_core::raft::lease::LeaseClock;
 use kvdb_core::raft::log_store::{LogDb, LogDbError};
+use kvdb_core::raft::quiesce::Quiescer;
 use kvdb_core::raft::read_floor::ReadFloor;
 use kvdb_core::raft::state_machine::{StateMachineError, StateMachineStore};
 use kvdb_core::raft::transport::{GrpcNetworkFactory, PeerChannels, RaftRouter};
@@ -59,6 +60,8 @@ pub struct ReplicaEnv {
     pub leadership_changed: Arc<Notify>,
     /// Which shards have a replica here, and where splits create new shards' state.
     pub nursery: Arc<Nursery>,
+    /// Turns idle groups' ticks off (see `kvdb_core::raft::quiesce`); `None` when off.
+    pub quiescer: Option<Arc<Quiescer<ShardRaftConfig>>>,
 }
 
 /// Why a replica could not be opened, initialized or removed.
@@ -398,9 +401,11 @@ impl Replica {
     /// Whether this leader should hand its leadership over because its majority answers
     /// slowly (see [`crate::slow_leader`]), and to whom: the most caught-up voter among its
     /// followers. Call once per reconcile round.
-    pub fn slow_leader_target(&self, policy: &SlowLeaderPolicy) -> Option<NodeId> {
+    /// A leader that keeps its group `quiet` sends no heartbeats, so its old acknowledgements
+    /// say nothing about the network: it never counts as slow.
+    pub fn slow_leader_target(&self, policy: &SlowLeaderPolicy, quiet: bool) -> Option<NodeId> {
         let m = self.metrics.borrow();
-        let leads = m.state == ServerState::Leader;
+        let leads = m.state == ServerState::Leader && !quiet;
         let age = m.millis_since_quorum_ack.map(Duration::from_millis);
         let mut slow = self
             .slow

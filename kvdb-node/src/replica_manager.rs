@@ -439,7 +439,8 @@ impl ReplicaManager {
         if info.state != ShardState::Stable {
             return false;
         }
-        let Some(target) = replica.slow_leader_target(policy) else {
+        let quiet = (self.env.quiescer.as_ref()).is_some_and(|q| q.leads_quietly(info.id.0));
+        let Some(target) = replica.slow_leader_target(policy, quiet) else {
             return false;
         };
         tracing::warn!(

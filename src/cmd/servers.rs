@@ -123,6 +123,9 @@ pub async fn node(args: NodeArgs) -> ExitCode {
     if args.no_slow_leader_hand_over {
         config.slow_leader = None;
     }
+    if args.no_quiesce {
+        config.quiesce_after = None;
+    }
     config.auth = args.auth.config();
     let listener = match bind("storage node", args.listen).await {
         Ok(l) => l,

@@ -6,6 +6,7 @@
 //! - [`lease`]: when a leader may serve linearizable reads without a heartbeat round.
 //! - [`read_floor`]: the index a leader must have applied before its first linearizable read.
 //! - [`log_store`]: `RaftLogStorage` on redb, many groups per database, group commit.
+//! - [`quiesce`]: idle groups stop ticking; one message per peer stands in for their heartbeats.
 //! - [`state_machine`]: `RaftStateMachine` over a pluggable [`Machine`](state_machine::Machine).
 //! - [`transport`]: `RaftNetworkFactory` over the `RaftTransport` gRPC service, and
 //!   the server side that dispatches to the right group.
@@ -13,6 +14,7 @@
 pub mod codec;
 pub mod lease;
 pub mod log_store;
+pub mod quiesce;
 pub mod read_floor;
 pub mod state_machine;
 pub mod transport;

@@ -80,6 +80,16 @@ impl<C: TransportTypeConfig> RaftRouter<C> {
             .map(|h| h.raft.clone())
     }
 
+    /// Every registered group with its Raft, in no particular order.
+    pub fn entries(&self) -> Vec<(u64, Raft<C>)> {
+        self.groups
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(group, h)| (*group, h.raft.clone()))
+            .collect()
+    }
+
     /// The ids of the registered groups, in no particular order.
     pub fn groups(&self) -> Vec<u64> {
         self.groups

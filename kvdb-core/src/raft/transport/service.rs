@@ -1,6 +1,8 @@
 //! The serving side: one gRPC service per process that hands each incoming
 //! Raft message to the group it names.
 
+use std::sync::Arc;
+
 use openraft::Raft;
 use openraft::error::RaftError;
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest, VoteResponse};
@@ -14,9 +16,11 @@ use super::{MAX_MESSAGE_SIZE, TransportTypeConfig};
 use crate::call_stream::{self, Closing, ReplyBatch, ReplyStream};
 use crate::proto::v1::raft_transport_server::{RaftTransport, RaftTransportServer};
 use crate::proto::v1::{
-    RaftCall, RaftCallReplies, RaftCallReply, RaftCalls, RaftReply, RaftRequest,
+    QuiesceReply, QuiesceRequest, RaftCall, RaftCallReplies, RaftCallReply, RaftCalls, RaftReply,
+    RaftRequest,
 };
 use crate::raft::codec;
+use crate::raft::quiesce::{self, QuiesceTokens};
 
 /// The `RaftTransport` gRPC service: decodes the message, finds the group in
 /// its [`RaftRouter`], calls that group's [`Raft`] and encodes the outcome.
@@ -30,6 +34,8 @@ pub struct RaftTransportService<C: TransportTypeConfig> {
     closing: Closing,
     /// Whether `ClientWrite` is served (see [`Self::with_forwarded_writes`]).
     forwarded_writes: bool,
+    /// Where `Quiesce` messages leave their tokens; `None`: not served.
+    quiesce: Option<Arc<QuiesceTokens>>,
 }
 
 impl<C: TransportTypeConfig> RaftTransportService<C> {
@@ -39,6 +45,7 @@ impl<C: TransportTypeConfig> RaftTransportService<C> {
             router,
             closing: Closing::never(),
             forwarded_writes: false,
+            quiesce: None,
         }
     }
 
@@ -48,6 +55,13 @@ impl<C: TransportTypeConfig> RaftTransportService<C> {
     /// off, so their groups take writes only through the KV service and its checks.
     pub fn with_forwarded_writes(mut self) -> Self {
         self.forwarded_writes = true;
+        self
+    }
+
+    /// Serves `Quiesce`, leaving the tokens in `tokens` for this process's
+    /// [`Quiescer`](crate::raft::quiesce::Quiescer).
+    pub fn with_quiescence(mut self, tokens: Arc<QuiesceTokens>) -> Self {
+        self.quiesce = Some(tokens);
         self
     }
 
@@ -185,6 +199,22 @@ impl<C: TransportTypeConfig> RaftTransport for RaftTransportService<C> {
         }
         let (group, raft, data) = self.open::<C::D>(request.into_inner())?;
         Ok(Response::new(reply(group, raft.client_write(data).await)?))
+    }
+
+    async fn quiesce(
+        &self,
+        request: Request<QuiesceRequest>,
+    ) -> Result<Response<QuiesceReply>, Status> {
+        let Some(tokens) = &self.quiesce else {
+            return Err(Status::unimplemented("this server does not quiesce groups"));
+        };
+        let now = tokio::time::Instant::now();
+        Ok(Response::new(quiesce::receive(
+            &self.router,
+            tokens,
+            request.into_inner(),
+            now,
+        )))
     }
 
     type AppendEntriesStreamStream = ReplyStream<RaftCallReplies>;
