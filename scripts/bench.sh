@@ -31,6 +31,13 @@
 #                                  etcd and etcdctl are installed (and ETCD_ROW is
 #                                  not 0), a last row drives a 3-member etcd the
 #                                  same way (bench/etcd/run.sh) for comparison
+#   scripts/bench.sh datasize      the data-size curve: for each count in
+#                                  DATA_SIZES ("10000 100000 1000000"), a fresh
+#                                  cluster filled with that many keys of
+#                                  VALUE_SIZE bytes (smart puts, c=256), then
+#                                  CURVE_SECONDS (5) of smart puts at CONCURRENCY
+#                                  over the stored keys, and each node's data
+#                                  directory against the live data
 #   scripts/bench.sh scale         the scale test (`make scale-test`): 3 nodes
 #                                  under smart puts, then SCALE_TO (6) nodes; the
 #                                  time until the scheduler has replicas and
@@ -265,6 +272,38 @@ shards() {
       printf '%s\n' "${rows[@]}"; } | column -t -s $'\t'
 }
 
+# datasize: see the header.
+datasize() {
+    local sizes=${DATA_SIZES:-10000 100000 1000000} secs=${CURVE_SECONDS:-5}
+    command -v jq >/dev/null || { echo "bench: needs jq" >&2; exit 1; }
+    [[ -x "$KVDB" ]] || { echo "bench: no $KVDB: run make build" >&2; exit 1; }
+    trap stop_bench_cluster EXIT
+    trap 'exit 130' INT TERM
+    echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "data-size curve: ${SHARDS:-8} shards, smart puts at c=$CONCURRENCY over the stored" \
+        "keys of $VALUE_SIZE bytes, ${secs} s each, after filling them at c=256"
+    local rows=() n fill_s start_ms du_mib live_mib
+    for n in $sizes; do
+        start_bench_cluster >/dev/null
+        start_ms=$(date +%s%3N)
+        "$KVDB" bench --coordinators "$COORD" --op put -c 256 -n 1 --key-space "$n" \
+            --value-size "$VALUE_SIZE" --key-prefix data- --preload --json >"$BENCH_DIR/fill.json"
+        fill_s=$(awk -v a="$start_ms" -v b="$(date +%s%3N)" 'BEGIN { printf "%.0f", (b - a) / 1000 }')
+        "$KVDB" bench --coordinators "$COORD" --op put -c "$CONCURRENCY" --duration "${secs}s" \
+            --value-size "$VALUE_SIZE" --key-space "$n" --key-prefix data- --json \
+            >"$BENCH_DIR/curve.json" || true
+        # Per replica: keys of about 10 bytes ("data-" and the index) plus the value.
+        live_mib=$(awk -v n="$n" -v v="$VALUE_SIZE" 'BEGIN { printf "%.1f", n * (v + 10) / 1048576 }')
+        du_mib=$(du -sm "$BENCH_DIR/data/node-1" | cut -f1)
+        rows+=("$(jq -r --arg n "$n" --arg fill "$fill_s" --arg live "$live_mib" --arg du "$du_mib" \
+            '"\($n)\t\($fill)\t\(.throughput | floor)\t\(.latency_ms.p50)\t\(.latency_ms.p99)\t\(.errors | add)\t\($live)\t\($du)"' \
+            "$BENCH_DIR/curve.json")")
+        stop_bench_cluster
+    done
+    { printf 'stored keys\tfill s\tputs/s\tp50 ms\tp99 ms\terrors\tlive MiB\tdata dir MiB (node-1)\n'
+      printf '%s\n' "${rows[@]}"; } | column -t -s $'\t'
+}
+
 # scale: see the header. Exits non-zero when the cluster does not balance within
 # BALANCE_TIMEOUT (120) s, a write failed, or a check key reads back wrong.
 scale() {
@@ -401,6 +440,7 @@ case "${1:-run}" in
     memory) memory ;;
     shards) shards ;;
     scale) scale ;;
+    datasize) datasize ;;
     up) trap stop_bench_cluster EXIT; trap 'exit 130' INT TERM; start_bench_cluster; wait ;;
-    *) echo "usage: $0 [run] | table FILE... | up | profile [put|get] [gateway|smart] | memory | shards | scale" >&2; exit 2 ;;
+    *) echo "usage: $0 [run] | table FILE... | up | profile [put|get] [gateway|smart] | memory | shards | datasize | scale" >&2; exit 2 ;;
 esac

@@ -108,7 +108,8 @@ pub struct BenchArgs {
     /// Independent clients (connections) the workers are spread over.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub connections: u32,
-    /// Before a get or mixed run, write every key of the key space once (not measured).
+    /// Before the run, write every key of the key space once (not measured): gets find values,
+    /// and puts run over a filled store.
     #[arg(long)]
     pub preload: bool,
     /// Deadline of each request, retries included (e.g. 5s, 300ms).
@@ -221,7 +222,7 @@ impl BenchArgs {
                 ConsistencyArg::Strong => "strong",
                 ConsistencyArg::Eventual => "eventual",
             },
-            preload: self.preload && self.mix().has_gets(),
+            preload: self.preload,
         }
     }
 

@@ -92,12 +92,13 @@ fn mixed_runs_report_their_ratio_and_preload() {
 }
 
 #[test]
-fn puts_never_preload() {
+fn puts_preload_when_asked_so_that_they_run_over_a_filled_store() {
     let setup = parse(&["--preload"]).unwrap().setup();
     assert_eq!(
         (setup.op, setup.get_ratio, setup.preload),
-        ("put", None, false)
+        ("put", None, true)
     );
+    assert!(!parse(&[]).unwrap().setup().preload);
 }
 
 #[test]

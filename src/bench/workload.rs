@@ -34,11 +34,6 @@ impl OpMix {
         }
     }
 
-    /// Whether any request will be a get (and so a preload makes sense).
-    pub fn has_gets(&self) -> bool {
-        self.get_ratio > 0.0
-    }
-
     /// The operation of the next request. A uniform draw from `0.0..1.0` below the ratio is a
     /// get, so a ratio of 0 never gets and a ratio of 1 always does.
     pub fn pick(&self, rng: &mut impl Rng) -> Op {
@@ -168,7 +163,6 @@ mod tests {
         assert!((0..10_000).all(|_| OpMix::PUT.pick(&mut rng) == Op::Put));
         assert!((0..10_000).all(|_| OpMix::GET.pick(&mut rng) == Op::Get));
         assert_eq!(OpMix::mixed(7.0), OpMix::GET, "ratios are clamped");
-        assert!(!OpMix::PUT.has_gets());
     }
 
     #[test]

@@ -679,10 +679,11 @@ where
 
                 self.committed = c;
 
-                // If there is no action, fill in an heartbeat action to send committed index.
-                if self.next_action.is_none() {
-                    self.next_action = Some(Data::new_heartbeat());
-                }
+                // KvDB patch: the new commit index rides on the next AppendEntries (the next
+                // batch of entries, or the next heartbeat) instead of a message of its own.
+                // A message of its own doubled the messages of every replication round and,
+                // with one request in flight per follower, held the next batch back for a
+                // round trip.
             }
             Replicate::Heartbeat => {
                 // Never overwrite action with payload.
