@@ -13,6 +13,8 @@
 
 mod chaos;
 
+use std::time::Duration;
+
 use chaos::cluster::ChaosOptions;
 use chaos::hung_leader::write_to_a_hung_leader;
 use chaos::nemesis::{SPLIT_KEYS, Schedule};
@@ -61,6 +63,22 @@ async fn kill_restart_then_partition_leader_over_64_shards() {
     };
     run_clean(Schedule::KillRestart, over_64_shards()).await;
     run_clean(Schedule::PartitionLeader, over_64_shards()).await;
+}
+
+/// 64 shards of which the workload writes only a few: the others go quiet 200 ms after each
+/// heal's probe writes, so nodes crash and leaders are cut off while most shards have no
+/// ticks and only their leaders' `Quiesce` messages hold their followers back. Every shard
+/// must take a write after each heal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_restart_then_partition_leader_with_quiet_shards() {
+    let quiet = || ChaosOptions {
+        shards: 64,
+        keys: 8,
+        quiesce_after: Some(Duration::from_millis(200)),
+        ..ChaosOptions::default()
+    };
+    run_clean(Schedule::KillRestart, quiet()).await;
+    run_clean(Schedule::PartitionLeader, quiet()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -66,6 +66,9 @@ pub struct ChaosOptions {
     /// Every server requires tokens (see `kvdb_core::auth`); the cluster runs on its cluster
     /// token and the workload's clients present a read-write client token.
     pub tokens: bool,
+    /// How long a shard must be idle before it quiesces (see `kvdb_core::raft::quiesce`);
+    /// the nodes' default unless a schedule wants shards to go quiet between faults.
+    pub quiesce_after: Option<Duration>,
 }
 
 /// The cluster token of chaos runs with `tokens`.
@@ -95,6 +98,7 @@ impl Default for ChaosOptions {
             fast_repair: false,
             auto_split: false,
             tokens: false,
+            quiesce_after: Some(kvdb_core::raft::quiesce::DEFAULT_QUIESCE_IDLE),
         }
     }
 }
@@ -134,6 +138,7 @@ impl ChaosCluster {
             node.peer_address_rewrite = Some(nodes.from(Endpoint::Node(i)));
             node.planted_bug = options.bug;
             node.slow_leader = options.slow_leader;
+            node.quiesce_after = options.quiesce_after;
             if options.auto_split {
                 // Shard figures ride every tenth heartbeat: one a second.
                 node.coordinator_heartbeat = Duration::from_millis(100);
