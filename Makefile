@@ -41,9 +41,12 @@ bench: build
 	scripts/bench.sh
 
 # The shard-count curve (scripts/bench.sh shards): idle CPU, memory and put throughput of a
-# fresh cluster per shard count. SHARD_COUNTS, CONCURRENCY, KEY_SPACE tune it.
+# fresh cluster per shard count, with etcd's row, at c=256 (SHARD_COUNTS, KEY_SPACE tune it)
+# and at c=50 over 8 and 128 shards; then the data-size curve (scripts/bench.sh datasize).
 bench-shards: build
-	scripts/bench.sh shards
+	CONCURRENCY=256 scripts/bench.sh shards
+	CONCURRENCY=50 SHARD_COUNTS="8 128" scripts/bench.sh shards
+	CONCURRENCY=50 scripts/bench.sh datasize
 
 # 3 storage nodes to SCALE_TO (6) under smart puts: time until the scheduler has balanced
 # replicas and leaders, throughput and CPU per node before and after (scripts/bench.sh scale).
