@@ -94,6 +94,14 @@ start_bench_cluster() {
         "${SHARDS:-8} shards, RF 3 (logs in $BENCH_DIR/logs)"
 }
 
+# Checks what a run needs, and stops the bench cluster however the run ends.
+prepare_run() {
+    command -v jq >/dev/null || { echo "bench: needs jq" >&2; exit 1; }
+    [[ -x "$KVDB" ]] || { echo "bench: no $KVDB: run make build" >&2; exit 1; }
+    trap stop_bench_cluster EXIT
+    trap 'exit 130' INT TERM
+}
+
 # One measured run; appends its JSON summary to the results file.
 measure() { # target op keys
     local target=$1 op=$2 keys=$3 space=$KEY_SPACE
@@ -142,10 +150,7 @@ cpu_report() {
 # perf profile of the whole machine (`perf report -i $BENCH_DIR/perf.data`).
 profile() { # op target
     local op=${1:-put} target=${2:-gateway} seconds=${PROFILE_SECONDS:-20}
-    command -v jq >/dev/null || { echo "bench: needs jq" >&2; exit 1; }
-    [[ -x "$KVDB" ]] || { echo "bench: no $KVDB: run make build" >&2; exit 1; }
-    trap stop_bench_cluster EXIT
-    trap 'exit 130' INT TERM
+    prepare_run
     start_bench_cluster
     local args=(bench --op "$op" -c "$CONCURRENCY" --value-size "$VALUE_SIZE"
         --key-space "$KEY_SPACE" --key-prefix profile- --consistency strong --json)
@@ -195,10 +200,7 @@ profile() { # op target
 # Resident memory under a steady write load (the page caches' budget at work).
 memory() {
     local seconds=${MEMORY_SECONDS:-150} sample=${MEMORY_SAMPLE:-15}
-    command -v jq >/dev/null || { echo "bench: needs jq" >&2; exit 1; }
-    [[ -x "$KVDB" ]] || { echo "bench: no $KVDB: run make build" >&2; exit 1; }
-    trap stop_bench_cluster EXIT
-    trap 'exit 130' INT TERM
+    prepare_run
     start_bench_cluster
     echo "memory: ${seconds} s of smart puts, c=$CONCURRENCY, ${MEMORY_KEYS:-100000} keys of" \
         "${MEMORY_VALUE_SIZE:-200} bytes; node cache budget ${KVDB_CACHE_MIB:-default} MiB"
@@ -225,10 +227,7 @@ memory() {
 # The shard-count curve, one fresh cluster per count (see the usage above).
 shards() {
     local counts=${SHARD_COUNTS:-2 8 32 128} idle=${IDLE_SECONDS:-10} secs=${CURVE_SECONDS:-5}
-    command -v jq >/dev/null || { echo "bench: needs jq" >&2; exit 1; }
-    [[ -x "$KVDB" ]] || { echo "bench: no $KVDB: run make build" >&2; exit 1; }
-    trap stop_bench_cluster EXIT
-    trap 'exit 130' INT TERM
+    prepare_run
     echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "shard-count curve: smart puts, c=$CONCURRENCY, $KEY_SPACE keys of $VALUE_SIZE bytes," \
         "${secs} s each; idle CPU over ${idle} s before the load (cores, summed over 3 nodes)"
@@ -275,10 +274,7 @@ shards() {
 # datasize: see the header.
 datasize() {
     local sizes=${DATA_SIZES:-10000 100000 1000000} secs=${CURVE_SECONDS:-5}
-    command -v jq >/dev/null || { echo "bench: needs jq" >&2; exit 1; }
-    [[ -x "$KVDB" ]] || { echo "bench: no $KVDB: run make build" >&2; exit 1; }
-    trap stop_bench_cluster EXIT
-    trap 'exit 130' INT TERM
+    prepare_run
     echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "data-size curve: ${SHARDS:-8} shards, smart puts at c=$CONCURRENCY over the stored" \
         "keys of $VALUE_SIZE bytes, ${secs} s each, after filling them at c=256"
@@ -309,10 +305,7 @@ datasize() {
 scale() {
     local to=${SCALE_TO:-6} secs=${SCALE_SECONDS:-10} timeout=${BALANCE_TIMEOUT:-120}
     local checks=${SCALE_CHECK_KEYS:-100} i
-    command -v jq >/dev/null || { echo "bench: needs jq" >&2; exit 1; }
-    [[ -x "$KVDB" ]] || { echo "bench: no $KVDB: run make build" >&2; exit 1; }
-    trap stop_bench_cluster EXIT
-    trap 'exit 130' INT TERM
+    prepare_run
     echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
     SHARDS=${SHARDS:-12} start_bench_cluster
     for (( i = 0; i < checks; i++ )); do

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, LogFormat};
 
 /// mimalloc: the servers allocate and free many small buffers per request (protobuf
 /// messages, HTTP/2 frames, Raft entries) across threads, where it spends less time than
@@ -26,7 +26,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(&cli.command);
+    init_tracing(&cli.command, cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -53,8 +53,9 @@ async fn run(command: Command) -> ExitCode {
 }
 
 /// Servers log at info by default; client commands only warn, so their
-/// stdout and stderr stay script-friendly. `RUST_LOG` overrides both.
-fn init_tracing(command: &Command) {
+/// stdout and stderr stay script-friendly. `RUST_LOG` overrides both. Colour codes only reach
+/// a terminal: a log file or a collector gets plain text, or JSON.
+fn init_tracing(command: &Command, format: LogFormat) {
     let default = match command {
         Command::Dev(_) | Command::Coordinator(_) | Command::Node(_) | Command::Gateway(_) => {
             "info,openraft=error"
@@ -63,8 +64,13 @@ fn init_tracing(command: &Command) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
