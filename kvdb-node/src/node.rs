@@ -142,38 +142,35 @@ impl Node {
         tracing::info!(node = %id, %address, name = %config.name, "storage node registered");
         let (cache, cache_driver) = ShardMapCache::spawn(source, CacheConfig::default())?;
         let config = Arc::new(config);
+        let peers = PeerChannels::with_rewrite(
+            PeerChannelsConfig {
+                credentials: config.auth.credentials()?,
+                ..PeerChannelsConfig::default()
+            },
+            config.peer_address_rewrite.clone(),
+        );
+        let router = RaftRouter::new();
+        let tokens = Arc::new(QuiesceTokens::default());
+        let quiescer = config.quiescence().map(|quiescence| {
+            Arc::new(Quiescer::new(
+                id.0,
+                router.clone(),
+                peers.clone(),
+                tokens.clone(),
+                quiescence,
+            ))
+        });
         let env = ReplicaEnv {
             node: id,
             config: config.clone(),
             log_db: log_db.clone(),
             nursery: Arc::new(Nursery::new(kv_db.clone())),
             kv_db,
-            peers: PeerChannels::with_rewrite(
-                PeerChannelsConfig {
-                    credentials: config.auth.credentials()?,
-                    ..PeerChannelsConfig::default()
-                },
-                config.peer_address_rewrite.clone(),
-            ),
-            router: RaftRouter::new(),
+            peers,
+            router: router.clone(),
             leadership_changed: Arc::new(Notify::new()),
-            quiescer: None,
-        };
-        let tokens = Arc::new(QuiesceTokens::default());
-        let quiescer = config.quiescence().map(|quiescence| {
-            Arc::new(Quiescer::new(
-                id.0,
-                env.router.clone(),
-                env.peers.clone(),
-                tokens.clone(),
-                quiescence,
-            ))
-        });
-        let env = ReplicaEnv {
             quiescer: quiescer.clone(),
-            ..env
         };
-        let router = env.router.clone();
         let manager = Arc::new(ReplicaManager::new(env, cache, control.clone()));
         let (stop, stopped) = Shutdown::new();
         let limits = Limits {
