@@ -253,6 +253,9 @@ impl NodeConfig {
             election_timeout_max: millis(self.election_timeout_max),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_logs),
             max_in_snapshot_log_to_keep: self.logs_kept_after_snapshot,
+            // Followers serve only eventual reads, so they may learn a commit with the next
+            // message; the coordinator group, whose followers answer map reads, does not.
+            defer_commit_broadcast: true,
             ..openraft::Config::default()
         }
         .validate()
@@ -279,6 +282,7 @@ mod tests {
         c.validate().unwrap();
         let raft = c.raft_config(kvdb_core::ShardId(3)).unwrap();
         assert_eq!(raft.heartbeat_interval, 100);
+        assert!(raft.defer_commit_broadcast);
         assert_eq!(raft.election_timeout_min, 300);
     }
 

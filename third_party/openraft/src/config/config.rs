@@ -228,6 +228,12 @@ pub struct Config {
            default_missing_value = "true"
     )]
     pub enable_elect: bool,
+
+    /// KvDB patch: whether a leader leaves a new commit index for its next AppendEntries (the
+    /// next batch of entries, or the next heartbeat) instead of sending it to each follower in
+    /// a message of its own. Off by default, as upstream.
+    #[clap(long, default_value_t = false)]
+    pub defer_commit_broadcast: bool,
 }
 
 /// Updatable config for a raft runtime.

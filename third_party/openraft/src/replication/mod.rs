@@ -679,11 +679,15 @@ where
 
                 self.committed = c;
 
-                // KvDB patch: the new commit index rides on the next AppendEntries (the next
-                // batch of entries, or the next heartbeat) instead of a message of its own.
-                // A message of its own doubled the messages of every replication round and,
-                // with one request in flight per follower, held the next batch back for a
-                // round trip.
+                // KvDB patch: with `defer_commit_broadcast`, the new commit index rides on the
+                // next AppendEntries (the next batch of entries, or the next heartbeat) instead
+                // of a message of its own, which doubled the messages of every replication
+                // round and, with one request in flight per follower, held the next batch back
+                // for a round trip.
+                // If there is no action, fill in an heartbeat action to send committed index.
+                if !self.config.defer_commit_broadcast && self.next_action.is_none() {
+                    self.next_action = Some(Data::new_heartbeat());
+                }
             }
             Replicate::Heartbeat => {
                 // Never overwrite action with payload.
