@@ -1,10 +1,11 @@
 //! Command-line vocabulary shared by the `kvdb` binary and other programs
 //! built on this library (the benchmark drivers): default addresses, the
-//! consistency flag and duration parsing.
+//! consistency flag, duration parsing and a client's TLS flags.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::ValueEnum;
+use clap::{Args, ValueEnum};
 
 /// Default gateway address (client API).
 pub const DEFAULT_GATEWAY: &str = "127.0.0.1:7379";
@@ -50,5 +51,43 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("").is_err());
+    }
+}
+
+/// How a client reaches TLS servers (see docs/security.md).
+#[derive(Debug, Clone, Args)]
+pub struct ClientTlsArgs {
+    /// Speak TLS, trusting this PEM CA certificate for the servers.
+    #[arg(long, global = true, env = "KVDB_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate to present (servers started with --tls-require-client-cert
+    /// demand one). Needs --tls-key and --tls-ca.
+    #[arg(long, global = true, env = "KVDB_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, global = true, env = "KVDB_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl ClientTlsArgs {
+    /// What a client presents: `token`, over TLS when --tls-ca is given.
+    pub fn credentials(&self, token: Option<&str>) -> Result<kvdb_core::auth::Credentials, String> {
+        let credentials =
+            kvdb_core::auth::Credentials::bearer(token).map_err(|e| format!("--token: {e}"))?;
+        let identity = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+            (None, None) => None,
+            _ => return Err("--tls-cert and --tls-key go together".to_owned()),
+        };
+        let tls = match &self.tls_ca {
+            Some(ca) => Some(
+                kvdb_core::tls::ClientTls::load(ca, identity).map_err(|e| format!("TLS: {e}"))?,
+            ),
+            None if identity.is_some() => {
+                return Err("--tls-cert needs --tls-ca, the CA of the servers".to_owned());
+            }
+            None => None,
+        };
+        Ok(credentials.with_tls(tls))
     }
 }

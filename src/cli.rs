@@ -82,6 +82,11 @@ pub struct DevArgs {
     /// First storage node port; nodes use this and the next two.
     #[arg(long, env = "KVDB_DEV_NODE_PORT", default_value_t = 7391)]
     pub node_port: u16,
+    /// Serve TLS everywhere, with mutual TLS between the cluster's processes, using a
+    /// throwaway CA and certificate written to DATA/tls (client commands then need
+    /// --tls-ca, --tls-cert and --tls-key; the banner prints them).
+    #[arg(long, env = "KVDB_DEV_TLS", conflicts_with = "tls_cert")]
+    pub tls: bool,
     #[command(flatten)]
     pub auth: AuthArgs,
 }
@@ -205,14 +210,39 @@ pub struct AuthArgs {
         hide_env_values = true
     )]
     pub client_tokens: Vec<String>,
+    /// PEM certificate chain to serve TLS with, also presented as this process's client
+    /// certificate to the others. Needs --tls-key and --tls-ca. Renewed files are picked up
+    /// without a restart.
+    #[arg(long, env = "KVDB_TLS_CERT", requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "KVDB_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM certificate of the CA that signs the cluster's certificates: trusted for the
+    /// servers this process calls and for the client certificates callers present.
+    #[arg(long, env = "KVDB_TLS_CA", requires = "tls_cert")]
+    pub tls_ca: Option<PathBuf>,
+    /// Refuse callers without a certificate signed by --tls-ca (mutual TLS).
+    #[arg(long, env = "KVDB_TLS_REQUIRE_CLIENT_CERT", requires = "tls_cert")]
+    pub tls_require_client_cert: bool,
 }
 
 impl AuthArgs {
-    /// The servers' token settings.
+    /// The servers' token and TLS settings.
     pub fn config(&self) -> kvdb_core::auth::AuthConfig {
+        let tls = match (&self.tls_cert, &self.tls_key, &self.tls_ca) {
+            (Some(cert), Some(key), Some(ca)) => Some(kvdb_core::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: ca.clone(),
+                require_client_cert: self.tls_require_client_cert,
+            }),
+            _ => None,
+        };
         kvdb_core::auth::AuthConfig {
             cluster_token: self.cluster_token.clone(),
             client_tokens: self.client_tokens.clone(),
+            tls,
         }
     }
 }
@@ -248,6 +278,8 @@ pub struct Target {
     /// `authorization: Bearer TOKEN`.
     #[arg(long, global = true, env = "KVDB_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    #[command(flatten)]
+    pub tls: kvdb::args::ClientTlsArgs,
 }
 
 #[derive(Debug, Args)]

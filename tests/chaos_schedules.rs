@@ -25,12 +25,14 @@ async fn partition_leader() {
     run_clean(Schedule::PartitionLeader, ChaosOptions::default()).await;
 }
 
-/// The same with every server requiring tokens: the cluster's own calls (Raft, heartbeats,
-/// reports, the gateway's) run on the cluster token, the workload on a client token.
+/// The same with every server requiring tokens and mutual TLS: the cluster's own calls
+/// (Raft, heartbeats, reports, the gateway's) run on the cluster token and the cluster's
+/// certificate, the workload on a client token over TLS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn partition_leader_with_tokens() {
+async fn partition_leader_with_tokens_over_tls() {
     let options = ChaosOptions {
         tokens: true,
+        tls: true,
         ..ChaosOptions::default()
     };
     run_clean(Schedule::PartitionLeader, options).await;

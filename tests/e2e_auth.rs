@@ -26,6 +26,7 @@ fn auth() -> AuthConfig {
             "read-write=writer-1".to_owned(),
             "admin=operator-1".to_owned(),
         ],
+        tls: None,
     }
 }
 

@@ -48,6 +48,7 @@ async fn without_a_coordinator_the_gateway_is_not_serving_and_answers_unavailabl
             &gateway,
             listener,
             kvdb::core::auth::AuthLayer::default(),
+            None,
             async {
                 let _ = stopped.await;
             },

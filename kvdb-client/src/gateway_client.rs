@@ -10,7 +10,6 @@ use kvdb_core::call_link::MAX_CLIENT_MESSAGE_BYTES;
 use kvdb_core::error::KvError;
 use kvdb_core::proto::v1::kv_gateway_client::KvGatewayClient;
 use tokio::time::Instant;
-use tonic::transport::Endpoint;
 
 use crate::api::{
     Kv, delete_request, delete_result, get_request, put_request, put_result, value_of,
@@ -48,7 +47,8 @@ impl GatewayClient {
         address: &str,
         credentials: Credentials,
     ) -> Result<GatewayClient, ClientError> {
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        let endpoint = credentials
+            .endpoint(address)
             .map_err(|e| ClientError::BadEndpoint {
                 endpoint: address.to_owned(),
                 reason: e.to_string(),

@@ -16,7 +16,6 @@ use kvdb_core::auth::Credentials;
 use kvdb_core::call_link::MAX_CLIENT_MESSAGE_BYTES;
 use kvdb_core::error::KvError;
 use kvdb_core::proto::v1::kv_node_client::KvNodeClient;
-use tonic::transport::Endpoint;
 
 use crate::call_link::NodeLink;
 
@@ -76,7 +75,9 @@ impl NodePool {
             Some(rewrite) => rewrite.apply(address),
             None => address.to_owned(),
         };
-        let endpoint = Endpoint::from_shared(format!("http://{dialed}"))
+        let endpoint = self
+            .credentials
+            .endpoint(&dialed)
             .map_err(|e| KvError::InvalidArgument(format!("node address {address:?}: {e}")))?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)

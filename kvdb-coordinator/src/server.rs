@@ -60,14 +60,16 @@ pub async fn serve(
         shutdown.await;
         let _ = closing.send(true);
     };
-    let auth = coordinator
-        .config()
-        .auth
+    let security = &coordinator.config().auth;
+    let auth = security
         .layer()
+        .map_err(|e| ServeError::Auth(e.to_string()))?;
+    let tls = security
+        .server_tls()
         .map_err(|e| ServeError::Auth(e.to_string()))?;
     kvdb_core::incoming::server(auth)
         .add_routes(Routes::from(routes))
-        .serve_with_incoming_shutdown(kvdb_core::incoming::incoming(listener), shutdown)
+        .serve_with_incoming_shutdown(kvdb_core::incoming::incoming(listener, tls), shutdown)
         .await?;
     Ok(())
 }

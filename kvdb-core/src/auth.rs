@@ -18,8 +18,10 @@
 //! write in it is checked against the caller's role, which the layer leaves in the request's
 //! extensions ([`Role::of`]).
 //!
-//! Out of scope: TLS (tokens travel in clear without it), per-key or per-shard permissions,
-//! and token rotation without a restart.
+//! [`AuthConfig`] also carries the process's TLS files ([`crate::tls`]), and [`Credentials`]
+//! the TLS its channels use, so that every server and channel is secured in one place.
+//!
+//! Out of scope: per-key or per-shard permissions, and token rotation without a restart.
 
 use std::fmt;
 use std::future::{Ready, ready};
@@ -33,10 +35,12 @@ use tonic::Status;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::tls::{ClientTls, ServerTls, TlsError, TlsFiles};
 
 /// A channel whose calls carry this process's [`Credentials`].
-pub type AuthChannel = InterceptedService<Channel, Credentials>;
+pub type AuthChannel = InterceptedService<Channel, Bearer>;
 
 /// What a caller may do, weakest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -317,6 +321,8 @@ pub struct AuthConfig {
     pub cluster_token: Option<String>,
     /// Client tokens accepted, each `ROLE=TOKEN` (`read`, `read-write`, `admin`).
     pub client_tokens: Vec<String>,
+    /// TLS on the process's servers and channels; `None` speaks in clear.
+    pub tls: Option<TlsFiles>,
 }
 
 impl fmt::Debug for AuthConfig {
@@ -327,6 +333,7 @@ impl fmt::Debug for AuthConfig {
                 &self.cluster_token.as_ref().map(|_| "<secret>"),
             )
             .field("client_tokens", &self.client_tokens.len())
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -341,6 +348,9 @@ pub enum AuthConfigError {
     /// token.
     #[error("client tokens need a cluster token too, or the cluster's own calls are refused")]
     NoClusterToken,
+    /// The TLS files cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 impl AuthConfig {
@@ -359,9 +369,16 @@ impl AuthConfig {
         Ok(tokens)
     }
 
-    /// What the process presents on its own calls: the cluster token.
+    /// What the process presents on its own calls: the cluster token, and its certificate
+    /// over TLS.
     pub fn credentials(&self) -> Result<Credentials, AuthConfigError> {
-        Ok(Credentials::bearer(self.cluster_token.as_deref())?)
+        let tls = self.tls.as_ref().map(ClientTls::for_server).transpose()?;
+        Ok(Credentials::bearer(self.cluster_token.as_deref())?.with_tls(tls))
+    }
+
+    /// The TLS of the process's servers, loaded; `None` without TLS files.
+    pub fn server_tls(&self) -> Result<Option<Arc<ServerTls>>, AuthConfigError> {
+        Ok(self.tls.clone().map(ServerTls::load).transpose()?)
     }
 
     /// The layer for the process's gRPC servers.
@@ -370,18 +387,20 @@ impl AuthConfig {
     }
 }
 
-/// What a process presents on its outgoing calls: `authorization: Bearer <token>`, or
-/// nothing. An interceptor for every generated client.
+/// How a process calls others: the token it presents (`authorization: Bearer <token>`, or
+/// nothing) and the TLS of its channels (or none).
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct Credentials(Option<MetadataValue<Ascii>>);
+pub struct Credentials {
+    bearer: Bearer,
+    tls: Option<ClientTls>,
+}
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "Credentials(bearer)"
-        } else {
-            "Credentials(none)"
-        })
+        f.debug_struct("Credentials")
+            .field("bearer", &self.bearer.0.is_some())
+            .field("tls", &self.tls)
+            .finish()
     }
 }
 
@@ -389,27 +408,48 @@ impl Credentials {
     /// Presents `token`, or nothing.
     pub fn bearer(token: Option<&str>) -> Result<Self, TokenError> {
         let Some(token) = token else {
-            return Ok(Self(None));
+            return Ok(Self::default());
         };
         validate_token(token)?;
         let value = format!("Bearer {token}")
             .parse()
             .map_err(|_| TokenError::Malformed)?;
-        Ok(Self(Some(value)))
+        Ok(Self {
+            bearer: Bearer(Some(value)),
+            tls: None,
+        })
+    }
+
+    /// These credentials over TLS.
+    pub fn with_tls(self, tls: Option<ClientTls>) -> Self {
+        Self { tls, ..self }
     }
 
     /// Whether a token is presented.
     pub fn is_some(&self) -> bool {
-        self.0.is_some()
+        self.bearer.0.is_some()
     }
 
-    /// `channel`, its calls carrying these credentials.
+    /// The endpoint of `address` (`host:port`): `https` with these credentials' TLS, `http`
+    /// without.
+    pub fn endpoint(&self, address: &str) -> Result<Endpoint, tonic::transport::Error> {
+        match &self.tls {
+            Some(tls) => tls.endpoint(address),
+            None => Endpoint::from_shared(format!("http://{address}")),
+        }
+    }
+
+    /// `channel`, its calls carrying these credentials' token.
     pub fn on(&self, channel: Channel) -> AuthChannel {
-        InterceptedService::new(channel, self.clone())
+        InterceptedService::new(channel, self.bearer.clone())
     }
 }
 
-impl Interceptor for Credentials {
+/// The token interceptor of every generated client (see [`Credentials::on`]).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
         if let Some(value) = &self.0 {
             request

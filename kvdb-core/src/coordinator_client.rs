@@ -234,7 +234,11 @@ impl CoordinatorClient {
             address: address.to_owned(),
             reason,
         };
-        let endpoint = endpoint(address)
+        let endpoint = self
+            .inner
+            .config
+            .credentials
+            .endpoint(address)
             .map_err(|e| bad(e.to_string()))?
             .connect_timeout(self.inner.config.connect_timeout);
         let channel = self.inner.config.credentials.on(endpoint.connect_lazy());

@@ -10,20 +10,30 @@
 //! that never speak would hold a descriptor each for ever, and enough of them
 //! lock every client out. Once a connection has spoken, HTTP/2 keep-alive
 //! pings ([`server`]) take over finding dead peers.
+//!
+//! With TLS ([`ServerTls`]), each accepted socket does its handshake in a task of its own
+//! within the same timeout, so a slow or silent client never holds up the next one, and
+//! only connections whose handshake succeeded reach the server.
 
 use std::io;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio::time::Sleep;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
 use tower::layer::util::{Identity, Stack};
 
 use crate::auth::AuthLayer;
+use crate::tls::ServerTls;
 
 /// How long an accepted connection may stay silent before its first byte.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,21 +52,150 @@ pub fn server(auth: AuthLayer) -> tonic::transport::Server<Stack<AuthLayer, Iden
 }
 
 /// The connection stream of `listener`, with `TCP_NODELAY` on every accepted
-/// socket and the [`HANDSHAKE_TIMEOUT`].
+/// socket, the [`HANDSHAKE_TIMEOUT`], and TLS when `tls` is given.
 pub fn incoming(
     listener: TcpListener,
-) -> impl Stream<Item = io::Result<FirstBytesDeadline>> + Send + 'static {
-    incoming_with(listener, HANDSHAKE_TIMEOUT)
+    tls: Option<Arc<ServerTls>>,
+) -> impl Stream<Item = io::Result<Connection>> + Send + 'static {
+    incoming_with(listener, HANDSHAKE_TIMEOUT, tls)
 }
 
 /// [`incoming`] with another handshake timeout.
 pub fn incoming_with(
     listener: TcpListener,
     handshake: Duration,
-) -> impl Stream<Item = io::Result<FirstBytesDeadline>> + Send + 'static {
-    TcpIncoming::from(listener)
+    tls: Option<Arc<ServerTls>>,
+) -> impl Stream<Item = io::Result<Connection>> + Send + 'static {
+    let accepted = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
-        .map(move |accepted| accepted.map(|stream| FirstBytesDeadline::new(stream, handshake)))
+        .map(move |accepted| accepted.map(|stream| FirstBytesDeadline::new(stream, handshake)));
+    match tls {
+        None => accepted
+            .map(|accepted| accepted.map(Connection::Plain))
+            .left_stream(),
+        Some(tls) => handshaken(accepted, handshake, tls).right_stream(),
+    }
+}
+
+/// The connections of `accepted` whose TLS handshake succeeds within `handshake`; ends when
+/// the server drops it.
+fn handshaken(
+    accepted: impl Stream<Item = io::Result<FirstBytesDeadline>> + Send + 'static,
+    handshake: Duration,
+    tls: Arc<ServerTls>,
+) -> impl Stream<Item = io::Result<Connection>> + Send + 'static {
+    let (ready, connections) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut accepted = pin!(accepted);
+        loop {
+            let next = tokio::select! {
+                _ = ready.closed() => return,
+                next = accepted.next() => next,
+            };
+            let stream = match next {
+                None => return,
+                Some(Err(e)) => {
+                    if ready.send(Err(e)).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                Some(Ok(stream)) => stream,
+            };
+            let acceptor = TlsAcceptor::from(tls.current());
+            let ready = ready.clone();
+            tokio::spawn(async move {
+                let peer = stream.connect_info().remote_addr();
+                match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = ready.send(Ok(Connection::Tls(Box::new(tls)))).await;
+                    }
+                    Ok(Err(e)) => tracing::debug!(?peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(?peer, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    ReceiverStream::new(connections)
+}
+
+/// An accepted connection, in clear or after its TLS handshake.
+#[derive(Debug)]
+pub enum Connection {
+    /// No TLS.
+    Plain(FirstBytesDeadline),
+    /// TLS, handshake done.
+    Tls(Box<TlsStream<FirstBytesDeadline>>),
+}
+
+impl Connected for Connection {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        match self {
+            Connection::Plain(stream) => stream.connect_info(),
+            Connection::Tls(stream) => stream.get_ref().0.connect_info(),
+        }
+    }
+}
+
+/// Forwards a call to whichever stream a [`Connection`] holds.
+macro_rules! either {
+    ($self:ident, $stream:ident => $call:expr) => {
+        match $self.get_mut() {
+            Connection::Plain($stream) => {
+                let $stream = Pin::new($stream);
+                $call
+            }
+            Connection::Tls($stream) => {
+                let $stream = Pin::new(&mut **$stream);
+                $call
+            }
+        }
+    };
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        either!(self, s => s.poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        either!(self, s => s.poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        either!(self, s => s.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Connection::Plain(stream) => stream.is_write_vectored(),
+            Connection::Tls(stream) => stream.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        either!(self, s => s.poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        either!(self, s => s.poll_shutdown(cx))
+    }
 }
 
 /// An accepted connection that fails its reads once its deadline passes with nothing read,
@@ -158,7 +297,7 @@ mod tests {
         tokio::spawn(
             Server::builder()
                 .add_routes(Routes::default())
-                .serve_with_incoming(incoming_with(listener, SHORT)),
+                .serve_with_incoming(incoming_with(listener, SHORT, None)),
         );
         address
     }

@@ -46,6 +46,7 @@ pub mod shard_stats;
 pub mod slot;
 pub mod status;
 pub mod storage;
+pub mod tls;
 
 pub use address_rewrite::AddressRewrite;
 pub use ids::{Epoch, MapVersion, NodeId, SLOT_COUNT, ShardId, Slot, Version};

@@ -12,6 +12,7 @@ use kvdb_core::call_stream::Closing;
 use kvdb_core::coordinator_client::CoordinatorClient;
 use kvdb_core::error::KvError;
 use kvdb_core::proto::v1::kv_gateway_server::KvGatewayServer;
+use kvdb_core::tls::ServerTls;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::server::NamedService;
@@ -52,6 +53,7 @@ pub async fn serve(
     gateway: &Gateway,
     listener: TcpListener,
     auth: AuthLayer,
+    tls: Option<Arc<ServerTls>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -78,7 +80,7 @@ pub async fn serve(
                 .max_decoding_message_size(MAX_CLIENT_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_CLIENT_MESSAGE_BYTES),
         )
-        .serve_with_incoming_shutdown(kvdb_core::incoming::incoming(listener), shutdown)
+        .serve_with_incoming_shutdown(kvdb_core::incoming::incoming(listener, tls), shutdown)
         .await;
     health_updates.abort();
     served

@@ -27,6 +27,7 @@ use kvdb_core::raft::transport::{
 };
 use kvdb_core::shard_stats::ShardStats;
 use kvdb_core::storage::WriteBuffer;
+use kvdb_core::tls::ServerTls;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
@@ -186,8 +187,9 @@ impl Node {
             transport = transport.with_quiescence(tokens);
         }
         let auth = config.auth.layer()?;
+        let tls = config.auth.server_tls()?;
         let mut tasks = vec![
-            tokio::spawn(serve(listener, kv, transport, auth, stopped.clone())),
+            tokio::spawn(serve(listener, kv, transport, auth, tls, stopped.clone())),
             tokio::spawn(manager.clone().run(stopped.clone())),
             tokio::spawn(heartbeat(
                 control,
@@ -328,9 +330,10 @@ async fn serve(
     kv: KvService,
     transport: RaftTransportService<crate::raft_types::ShardRaftConfig>,
     auth: AuthLayer,
+    tls: Option<Arc<ServerTls>>,
     mut stop: Shutdown,
 ) {
-    let incoming = kvdb_core::incoming::incoming(listener);
+    let incoming = kvdb_core::incoming::incoming(listener, tls);
     let served = kvdb_core::incoming::server(auth)
         .add_service(kv.into_server())
         .add_service(transport.into_server())

@@ -124,6 +124,9 @@ pub struct BenchArgs {
     /// A token the cluster accepts, sent with every request (see docs/security.md).
     #[arg(long, env = "KVDB_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// TLS towards the servers (`--tls-ca`, and a client certificate for mutual TLS).
+    #[command(flatten)]
+    pub tls: crate::args::ClientTlsArgs,
 }
 
 /// Why a bench could not run to its end.
@@ -322,13 +325,11 @@ async fn smart_clients(
     Ok(clients)
 }
 
-/// What every client presents: `--token`, if given.
+/// What every client presents: `--token`, if given, over TLS with `--tls-ca`.
 fn credentials(args: &BenchArgs) -> Result<Credentials, BenchError> {
-    Credentials::bearer(args.token.as_deref()).map_err(|e| {
-        BenchError::Connect(ClientError::Kv(KvError::InvalidArgument(format!(
-            "--token: {e}"
-        ))))
-    })
+    args.tls
+        .credentials(args.token.as_deref())
+        .map_err(|e| BenchError::Connect(ClientError::Kv(KvError::InvalidArgument(e))))
 }
 
 /// The preload (when asked for and useful) and the measured phase, on `clients`.

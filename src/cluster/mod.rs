@@ -115,11 +115,11 @@ impl LocalCluster {
             credentials: self.credentials(),
             ..self.config.gateway_executor.clone()
         };
-        let auth = self
-            .config
-            .auth
-            .layer()
-            .map_err(|e| StartError::Gateway(KvError::InvalidArgument(e.to_string())))?;
+        let invalid = |e: kvdb_core::auth::AuthConfigError| {
+            StartError::Gateway(KvError::InvalidArgument(e.to_string()))
+        };
+        let auth = self.config.auth.layer().map_err(invalid)?;
+        let tls = self.config.auth.server_tls().map_err(invalid)?;
         let gateway = Gateway::connect(&[self.coordinator_address.to_string()], executor)
             .map_err(StartError::Gateway)?;
         let address = local_addr("gateway", &listener)?;
@@ -128,7 +128,7 @@ impl LocalCluster {
             let stopped = async {
                 let _ = stopped.await;
             };
-            if let Err(e) = kvdb_gateway::serve(&gateway, listener, auth, stopped).await {
+            if let Err(e) = kvdb_gateway::serve(&gateway, listener, auth, tls, stopped).await {
                 tracing::error!(error = %e, "gateway failed");
             }
         });

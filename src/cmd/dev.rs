@@ -27,6 +27,20 @@ pub async fn run(args: DevArgs) -> ExitCode {
         eprintln!("kvdb dev: cannot create {}: {e}", args.data.display());
         return ExitCode::from(1);
     }
+    if args.tls {
+        let names = [
+            "127.0.0.1",
+            "localhost",
+            &args.gateway_listen.ip().to_string(),
+        ];
+        match kvdb_core::tls::write_throwaway(&args.data.join("tls"), &names) {
+            Ok(files) => config.auth.tls = Some(files),
+            Err(e) => {
+                eprintln!("kvdb dev: cannot make throwaway certificates: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
     eprintln!("starting the dev cluster in {} ...", args.data.display());
     let cluster = match LocalCluster::start(config.clone()).await {
         Ok(c) => c,
@@ -62,6 +76,15 @@ fn print_banner(args: &DevArgs, config: &ClusterConfig, cluster: &LocalCluster) 
     println!();
     if args.auth.cluster_token.is_some() {
         println!("tokens are required: pass --token (or set KVDB_TOKEN) to client commands");
+    }
+    if let Some(tls) = &config.auth.tls {
+        println!(
+            "mutual TLS is on (throwaway CA): pass to client commands\n  \
+             --tls-ca {} --tls-cert {} --tls-key {}",
+            tls.ca.display(),
+            tls.cert.display(),
+            tls.key.display()
+        );
     }
     println!("try:  kvdb put hello world && kvdb get hello      (Ctrl-C stops the cluster)");
 }

@@ -11,7 +11,6 @@ use kvdb_client::{
 };
 use kvdb_core::Version;
 
-use kvdb_core::auth::Credentials;
 use kvdb_core::error::KvError;
 
 use crate::cli::{CasArgs, ConsistencyArg, DelArgs, GetArgs, PutArgs, Target};
@@ -32,8 +31,10 @@ enum AnyClient {
 }
 
 async fn connect(target: &Target) -> Result<AnyClient, ClientError> {
-    let credentials = Credentials::bearer(target.token.as_deref())
-        .map_err(|e| ClientError::Kv(KvError::InvalidArgument(format!("--token: {e}"))))?;
+    let credentials = target
+        .tls
+        .credentials(target.token.as_deref())
+        .map_err(|e| ClientError::Kv(KvError::InvalidArgument(e)))?;
     if target.smart {
         let config = ExecutorConfig {
             default_timeout: target.timeout,

@@ -144,9 +144,11 @@ pub async fn node(args: NodeArgs) -> ExitCode {
 
 pub async fn gateway(args: GatewayArgs) -> ExitCode {
     let auth = args.auth.config();
-    let (layer, credentials) = match (auth.layer(), auth.credentials()) {
-        (Ok(layer), Ok(credentials)) => (layer, credentials),
-        (Err(e), _) | (_, Err(e)) => return start_failed(format!("tokens: {e}")),
+    let (layer, credentials, tls) = match (auth.layer(), auth.credentials(), auth.server_tls()) {
+        (Ok(layer), Ok(credentials), Ok(tls)) => (layer, credentials, tls),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            return start_failed(format!("tokens or TLS: {e}"));
+        }
     };
     let executor = ExecutorConfig {
         credentials,
@@ -161,7 +163,7 @@ pub async fn gateway(args: GatewayArgs) -> ExitCode {
         Err(e) => return start_failed(e),
     };
     tracing::info!(listen = %args.listen, "gateway running");
-    match kvdb_gateway::serve(&gateway, listener, layer, shutdown_signal()).await {
+    match kvdb_gateway::serve(&gateway, listener, layer, tls, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => start_failed(format!("gateway server failed: {e}")),
     }

@@ -21,6 +21,7 @@ use super::workload::DEFAULT_KEYS;
 use kvdb::cluster::{ClusterConfig, LocalCluster, NodeHook};
 use kvdb::coordinator::Coordinator;
 use kvdb::core::auth::{AuthConfig, Credentials};
+use kvdb::core::tls::ClientTls;
 use kvdb::core::{AddressRewrite, NodeId, ShardId, ShardMap};
 use kvdb_client::{Client, ExecutorConfig, GatewayClient};
 use kvdb_node::config::DEFAULT_SLOW_LEADER;
@@ -66,6 +67,8 @@ pub struct ChaosOptions {
     /// Every server requires tokens (see `kvdb_core::auth`); the cluster runs on its cluster
     /// token and the workload's clients present a read-write client token.
     pub tokens: bool,
+    /// Every server speaks mutual TLS, with a throwaway CA, and so do the workload's clients.
+    pub tls: bool,
     /// How long a shard must be idle before it quiesces (see `kvdb_core::raft::quiesce`);
     /// the nodes' default unless a schedule wants shards to go quiet between faults.
     pub quiesce_after: Option<Duration>,
@@ -98,6 +101,7 @@ impl Default for ChaosOptions {
             fast_repair: false,
             auto_split: false,
             tokens: false,
+            tls: false,
             quiesce_after: Some(kvdb_core::raft::quiesce::DEFAULT_QUIESCE_IDLE),
         }
     }
@@ -149,9 +153,17 @@ impl ChaosCluster {
             config.auth = AuthConfig {
                 cluster_token: Some(CHAOS_CLUSTER_TOKEN.to_owned()),
                 client_tokens: vec![format!("read-write={CHAOS_CLIENT_TOKEN}")],
+                tls: None,
             };
         }
         let client_token = options.tokens.then_some(CHAOS_CLIENT_TOKEN);
+        let mut client_tls = None;
+        if options.tls {
+            let files = kvdb::core::tls::write_throwaway(&dir.path().join("tls"), &["127.0.0.1"])
+                .expect("throwaway certificates");
+            client_tls = Some(ClientTls::for_server(&files).expect("client TLS"));
+            config.auth.tls = Some(files);
+        }
         if options.auto_split {
             config.tune_coordinator = auto_split;
         }
@@ -170,7 +182,9 @@ impl ChaosCluster {
             cluster,
             partition,
             rewrites,
-            credentials: Credentials::bearer(client_token).expect("a valid token"),
+            credentials: Credentials::bearer(client_token)
+                .expect("a valid token")
+                .with_tls(client_tls),
             _dir: dir,
         }
     }

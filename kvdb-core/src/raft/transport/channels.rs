@@ -146,7 +146,7 @@ impl PeerChannels {
             Some(rewrite) => rewrite.apply(addr),
             None => addr.to_owned(),
         };
-        let endpoint = Endpoint::from_shared(format!("http://{dialed}")).map_err(|source| {
+        let endpoint = config.credentials.endpoint(&dialed).map_err(|source| {
             TransportError::InvalidAddress {
                 addr: addr.to_owned(),
                 source,
