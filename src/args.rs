@@ -74,6 +74,11 @@ impl ClientTlsArgs {
     pub fn credentials(&self, token: Option<&str>) -> Result<kvdb_core::auth::Credentials, String> {
         let credentials =
             kvdb_core::auth::Credentials::bearer(token).map_err(|e| format!("--token: {e}"))?;
+        Ok(credentials.with_tls(self.client_tls()?))
+    }
+
+    /// The client's TLS: `None` without --tls-ca.
+    pub fn client_tls(&self) -> Result<Option<kvdb_core::tls::ClientTls>, String> {
         let identity = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
             (None, None) => None,
@@ -88,6 +93,6 @@ impl ClientTlsArgs {
             }
             None => None,
         };
-        Ok(credentials.with_tls(tls))
+        Ok(tls)
     }
 }

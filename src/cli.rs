@@ -338,6 +338,8 @@ pub struct AdminArgs {
     /// Bearer token for the Admin API.
     #[arg(long, global = true, env = "KVDB_ADMIN_TOKEN")]
     pub token: Option<String>,
+    #[command(flatten)]
+    pub tls: kvdb::args::ClientTlsArgs,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,

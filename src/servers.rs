@@ -1,5 +1,6 @@
 //! Server units shared by the `kvdb` binary, [`crate::cluster`] and tests.
 
+use kvdb_core::tls::{Protocol, ServerTls};
 use std::net::SocketAddr;
 
 use kvdb_coordinator::admin::{self, AdminConfig, AdminConfigError};
@@ -27,6 +28,9 @@ pub enum StartError {
     /// The Admin API configuration is invalid.
     #[error("Admin API: {0}")]
     Admin(#[from] AdminConfigError),
+    /// The TLS files cannot be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] kvdb_core::tls::TlsError),
     /// A storage node did not start.
     #[error("{name}: {source}")]
     Node {
@@ -81,6 +85,12 @@ impl RunningCoordinator {
         admin_config: AdminConfig,
     ) -> Result<RunningCoordinator, StartError> {
         admin_config.validate()?;
+        let admin_tls = config
+            .auth
+            .tls
+            .clone()
+            .map(|files| ServerTls::load_for(files, Protocol::Http1))
+            .transpose()?;
         config.listen = local_addr("coordinator", &grpc)?;
         config.admin_listen = Some(local_addr("Admin API", &admin_listener)?);
         let coordinator = Coordinator::start(config).await?;
@@ -101,7 +111,7 @@ impl RunningCoordinator {
         let admin = tokio::spawn({
             let stopped = until_stopped(stopped);
             async move {
-                if let Err(e) = admin::serve(admin_listener, router, stopped).await {
+                if let Err(e) = admin::serve(admin_listener, router, admin_tls, stopped).await {
                     tracing::error!(error = %e, "Admin API server failed");
                 }
             }

@@ -1,7 +1,8 @@
 //! Mutual TLS on every gRPC plane, over real servers on loopback: a cluster whose processes
 //! demand client certificates starts (registration, heartbeats and Raft all run over TLS),
 //! serves smart and gateway clients that present a certificate, and refuses clients in clear
-//! or without a certificate; the CLI's TLS flags reach it too.
+//! or without a certificate; the Admin API is served over TLS too, and the CLI's TLS flags
+//! reach both.
 
 mod common;
 
@@ -9,6 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::TestCluster;
+use kvdb::coordinator::admin::AdminClient;
 use kvdb::core::auth::Credentials;
 use kvdb::core::tls::{ClientTls, write_throwaway};
 use kvdb_client::{ExecutorConfig, GatewayClient, Kv};
@@ -69,6 +71,40 @@ async fn a_cluster_over_mutual_tls_serves_only_clients_with_certificates() {
     assert!(
         !out.status.success(),
         "the CLI without a client certificate was served: {out:?}"
+    );
+
+    // --- the Admin API, from Rust and from the CLI
+    let admin = cluster.admin_address().to_string();
+    let tls = ClientTls::for_server(&files).unwrap();
+    let view = AdminClient::new(&admin)
+        .unwrap()
+        .with_tls(&tls)
+        .unwrap()
+        .cluster()
+        .await
+        .expect("the Admin API over TLS");
+    assert!(view.ready, "{view:?}");
+    let out = Command::new(env!("CARGO_BIN_EXE_kvdb"))
+        .args(["admin", "--admin", &admin, "--json", "nodes"])
+        .arg("--tls-ca")
+        .arg(&files.ca)
+        .arg("--tls-cert")
+        .arg(&files.cert)
+        .arg("--tls-key")
+        .arg(&files.key)
+        .output()
+        .expect("kvdb runs");
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("node-1"),
+        "{out:?}"
+    );
+    let clear_admin = AdminClient::new(&admin)
+        .unwrap()
+        .with_timeout(Duration::from_secs(2));
+    assert!(
+        clear_admin.cluster().await.is_err(),
+        "the Admin API in clear"
     );
 
     // --- refused: in clear, and over TLS without a certificate

@@ -21,10 +21,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
+pub use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
-use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
+use tokio_rustls::rustls::{RootCertStore, ServerConfig};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 /// How often, at most, a server looks whether its certificate files changed.
@@ -118,8 +119,26 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// The rustls configuration `files` describe, speaking HTTP/2 only (gRPC).
-fn server_config(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
+/// What a server speaks over TLS, offered in the handshake (ALPN).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/2 only: gRPC.
+    Grpc,
+    /// HTTP/1.1: the Admin API.
+    Http1,
+}
+
+impl Protocol {
+    fn alpn(self) -> Vec<Vec<u8>> {
+        match self {
+            Protocol::Grpc => vec![b"h2".to_vec()],
+            Protocol::Http1 => vec![b"http/1.1".to_vec()],
+        }
+    }
+}
+
+/// The rustls configuration `files` describe, speaking `protocol`.
+fn server_config(files: &TlsFiles, protocol: Protocol) -> Result<ServerConfig, TlsError> {
     let refused = |e: rustls::Error| TlsError::Refused(e.to_string());
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -138,13 +157,14 @@ fn server_config(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
         .with_client_cert_verifier(verifier)
         .with_single_cert(certificates(&files.cert)?, private_key(&files.key)?)
         .map_err(refused)?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = protocol.alpn();
     Ok(config)
 }
 
 /// A server's TLS: the current rustls configuration, reloaded when its files change.
 pub struct ServerTls {
     files: TlsFiles,
+    protocol: Protocol,
     config: ArcSwap<ServerConfig>,
     /// When the files were last looked at, and their modification times then.
     checked: Mutex<(Instant, Vec<Option<SystemTime>>)>,
@@ -159,12 +179,18 @@ impl fmt::Debug for ServerTls {
 }
 
 impl ServerTls {
-    /// Loads `files`; an error says which file is wrong and why.
+    /// Loads `files` for a gRPC server; an error says which file is wrong and why.
     pub fn load(files: TlsFiles) -> Result<Arc<ServerTls>, TlsError> {
-        let config = server_config(&files)?;
+        Self::load_for(files, Protocol::Grpc)
+    }
+
+    /// Loads `files` for a server speaking `protocol`.
+    pub fn load_for(files: TlsFiles, protocol: Protocol) -> Result<Arc<ServerTls>, TlsError> {
+        let config = server_config(&files, protocol)?;
         let stamps = modified(&files);
         Ok(Arc::new(ServerTls {
             files,
+            protocol,
             config: ArcSwap::from_pointee(config),
             checked: Mutex::new((Instant::now(), stamps)),
         }))
@@ -188,7 +214,7 @@ impl ServerTls {
         if stamps == checked.1 {
             return;
         }
-        match server_config(&self.files) {
+        match server_config(&self.files, self.protocol) {
             Ok(config) => {
                 self.config.store(Arc::new(config));
                 checked.1 = stamps;
@@ -257,6 +283,39 @@ impl ClientTls {
         }
         Endpoint::from_shared(format!("https://{address}"))?.tls_config(config)
     }
+}
+
+/// The rustls configuration of an HTTP client (the Admin API's) with `tls`; without, one that
+/// trusts no server, so that `https://` fails until a CA is given. The HTTP client offers its
+/// protocols (ALPN) itself.
+pub fn http_client_config(tls: Option<&ClientTls>) -> Result<rustls::ClientConfig, TlsError> {
+    let mut roots = RootCertStore::empty();
+    if let Some(tls) = tls {
+        for cert in CertificateDer::pem_slice_iter(&tls.ca).filter_map(Result::ok) {
+            roots
+                .add(cert)
+                .map_err(|e| TlsError::Refused(format!("CA: {e}")))?;
+        }
+    }
+    let refused = |e: rustls::Error| TlsError::Refused(e.to_string());
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(refused)?
+        .with_root_certificates(roots);
+    let config = match tls.and_then(|tls| tls.identity.as_ref()) {
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_slice_iter(cert)
+                .filter_map(Result::ok)
+                .collect();
+            let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| TlsError::NoKey {
+                path: PathBuf::from("the client key"),
+                reason: e.to_string(),
+            })?;
+            builder.with_client_auth_cert(chain, key).map_err(refused)?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Ok(config)
 }
 
 /// Writes a throwaway CA and one certificate signed by it into `dir` (`ca.pem`, `cert.pem`,

@@ -28,6 +28,17 @@ pub async fn run(args: AdminArgs) -> ExitCode {
         Some(token) => client.with_token(token.clone()),
         None => client,
     };
+    let client = match args.tls.client_tls() {
+        Ok(None) => client,
+        Ok(Some(tls)) => match client.with_tls(&tls) {
+            Ok(c) => c,
+            Err(e) => return fail(&args.admin, e.into()),
+        },
+        Err(e) => {
+            eprintln!("kvdb admin: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
     match execute(&client, args.command, args.json).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&args.admin, e),

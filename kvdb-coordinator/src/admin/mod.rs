@@ -29,11 +29,13 @@ pub mod client;
 pub mod error;
 mod metrics;
 mod routes;
+mod tls_listener;
 
 #[cfg(test)]
 mod tests;
 
 use kvdb_core::auth::Tokens;
+use kvdb_core::tls::ServerTls;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -130,16 +132,27 @@ pub fn router(coordinator: Coordinator, config: AdminConfig) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on an already-bound `listener` until `shutdown`
-/// completes, then lets in-flight requests finish.
+/// Serves `router` on an already-bound `listener`, over TLS when `tls` is given (loaded for
+/// [`kvdb_core::tls::Protocol::Http1`]), until
+/// `shutdown` completes, then lets in-flight requests finish.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    tls: Option<Arc<ServerTls>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    match tls {
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(tls) => {
+            axum::serve(tls_listener::TlsListener::new(listener, tls)?, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }
 
 async fn not_found(uri: Uri) -> ApiError {

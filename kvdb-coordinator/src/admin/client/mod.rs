@@ -6,18 +6,23 @@
 //! status, the server's code and message, and the leader's admin address on
 //! a 503, so callers branch on data and never parse messages.
 //!
-//! Out of scope: HTTPS (the client speaks plain HTTP/1.1), and following the
-//! leader hint automatically (the CLI reports it; an operator or script
-//! decides where to retry).
+//! It speaks HTTP/1.1, over TLS for `https://` URLs once given the CA to trust
+//! ([`AdminClient::with_tls`]).
+//!
+//! Out of scope: following the leader hint automatically (the CLI reports it;
+//! an operator or script decides where to retry).
 
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode, Uri, header};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use kvdb_core::tls::rustls::ClientConfig;
+use kvdb_core::tls::{ClientTls, http_client_config};
 use kvdb_core::{Epoch, NodeStatus, ShardId, Slot};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -36,11 +41,11 @@ use crate::admin::api::{
 /// A typed client of one coordinator's Admin API. Cheap to clone.
 #[derive(Clone)]
 pub struct AdminClient {
-    /// `http://host:port`, without a trailing slash.
+    /// `http(s)://host:port`, without a trailing slash.
     base: String,
     token: Option<String>,
     timeout: Duration,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl AdminClient {
@@ -49,8 +54,8 @@ impl AdminClient {
     /// Largest response body read (a full shard list of 16384 shards fits).
     pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
-    /// A client of the Admin API at `base_url` (`http://host:port`, or just
-    /// `host:port`).
+    /// A client of the Admin API at `base_url` (`http://host:port`,
+    /// `https://host:port` with [`Self::with_tls`], or just `host:port`).
     pub fn new(base_url: &str) -> Result<Self, AdminError> {
         let with_scheme = if base_url.contains("://") {
             base_url.to_owned()
@@ -62,8 +67,8 @@ impl AdminClient {
             reason: reason.to_owned(),
         };
         let uri: Uri = with_scheme.parse().map_err(|_| invalid("not a URL"))?;
-        if uri.scheme_str() != Some("http") {
-            return Err(invalid("only http:// is supported"));
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
+            return Err(invalid("only http:// and https:// are supported"));
         }
         if uri.authority().is_none() {
             return Err(invalid("missing host"));
@@ -72,8 +77,24 @@ impl AdminClient {
             base: with_scheme.trim_end_matches('/').to_owned(),
             token: None,
             timeout: Self::DEFAULT_TIMEOUT,
-            http: Client::builder(TokioExecutor::new()).build_http(),
+            http: http_client(
+                http_client_config(None).expect("a client configuration without files loads"),
+            ),
         })
+    }
+
+    /// Speaks TLS to `https://` URLs, trusting `tls`'s CA and presenting its client
+    /// certificate, if any. A plain `host:port` becomes `https://host:port`.
+    pub fn with_tls(mut self, tls: &ClientTls) -> Result<Self, AdminError> {
+        let config = http_client_config(Some(tls)).map_err(|e| AdminError::InvalidUrl {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        })?;
+        if let Some(rest) = self.base.strip_prefix("http://") {
+            self.base = format!("https://{rest}");
+        }
+        self.http = http_client(config);
+        Ok(self)
     }
 
     /// Sends `Authorization: Bearer <token>` with every call.
@@ -331,18 +352,30 @@ fn segment(raw: &str) -> String {
     out
 }
 
+/// The HTTP client over `tls` for `https://` URLs, and in clear for `http://` ones.
+fn http_client(tls: ClientConfig) -> Client<HttpsConnector<HttpConnector>, Full<Bytes>> {
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn base_url_accepts_host_port_and_rejects_https() {
+    fn base_url_accepts_host_port_and_http_schemes_only() {
         let client = AdminClient::new("127.0.0.1:8080").unwrap();
         assert_eq!(client.base, "http://127.0.0.1:8080");
         let client = AdminClient::new("http://localhost:8080/").unwrap();
         assert_eq!(client.base, "http://localhost:8080");
+        let client = AdminClient::new("https://localhost:8080").unwrap();
+        assert_eq!(client.base, "https://localhost:8080");
         assert!(matches!(
-            AdminClient::new("https://localhost:8080"),
+            AdminClient::new("ftp://localhost:8080"),
             Err(AdminError::InvalidUrl { .. })
         ));
         assert!(AdminClient::new("http://").is_err());

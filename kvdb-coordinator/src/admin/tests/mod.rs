@@ -139,7 +139,7 @@ impl Harness {
         let (stop, stopped) = oneshot::channel::<()>();
         let router = self.router.clone();
         tokio::spawn(async move {
-            let _ = serve(listener, router, async move {
+            let _ = serve(listener, router, None, async move {
                 let _ = stopped.await;
             })
             .await;
