@@ -28,6 +28,9 @@ use super::verify::{check_run, probe_keys, time_to_writable};
 use super::workload::{DEFAULT_KEYS, Workload, keys};
 use super::{RunReport, Settings, wait_until};
 
+/// Fresh starts of a [`ProcessCluster`] whose servers exited during start-up.
+const START_ATTEMPTS: usize = 3;
+
 /// A free loopback port, released for a child process to bind.
 fn free_address() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
@@ -57,12 +60,33 @@ impl ProcessCluster {
 
     /// [`Self::start`] with nodes that run the planted `bug` (named to them in
     /// `KVDB_PLANTED_BUG`; the test build of the binary has the feature).
+    ///
+    /// A port picked free can be taken before the child binds it (by another test's outgoing
+    /// connection, say); a server that exits during start-up therefore makes a fresh start
+    /// on new ports, up to [`START_ATTEMPTS`] times.
     pub async fn start_with(
         bin: &Path,
         nodes: usize,
         shards: u32,
         bug: Option<PlantedBug>,
     ) -> ProcessCluster {
+        let mut exits = Vec::new();
+        for _ in 0..START_ATTEMPTS {
+            match Self::try_start(bin, nodes, shards, bug).await {
+                Ok(cluster) => return cluster,
+                Err(exit) => exits.push(exit),
+            }
+        }
+        panic!("the process cluster never started:\n{}", exits.join("\n"));
+    }
+
+    /// One start; `Err` with the server's name and log when one exited during start-up.
+    async fn try_start(
+        bin: &Path,
+        nodes: usize,
+        shards: u32,
+        bug: Option<PlantedBug>,
+    ) -> Result<ProcessCluster, String> {
         let dir = tempfile::tempdir().expect("temporary directory");
         let coordinator_address = free_address();
         let admin = free_address();
@@ -123,13 +147,38 @@ impl ProcessCluster {
         let deadline = Instant::now() + super::DEADLINE;
         // Refused until the coordinator runs and every node registered.
         while !cluster.admin_nodes_registered(&admin, nodes) || !cluster.run_ok(&init) {
+            if let Some(exited) = cluster.exited_server() {
+                return Err(exited);
+            }
             assert!(
                 Instant::now() < deadline,
-                "the process cluster never initialized"
+                "the process cluster never initialized; node logs:\n{}",
+                (0..nodes)
+                    .map(|i| cluster.node_log(i))
+                    .collect::<Vec<_>>()
+                    .join("\n")
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        cluster
+        Ok(cluster)
+    }
+
+    /// The name and log of a server that has exited, if any.
+    fn exited_server(&mut self) -> Option<String> {
+        let dir = self.dir.path().to_owned();
+        let log = |name: &str| {
+            std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default()
+        };
+        if matches!(self.coordinator.try_wait(), Ok(Some(_))) {
+            return Some(format!("coordinator exited: {}", log("coordinator")));
+        }
+        for i in 0..self.nodes.len() {
+            if !self.is_running(i) {
+                let name = format!("node-{}", i + 1);
+                return Some(format!("{name} exited: {}", log(&name)));
+            }
+        }
+        None
     }
 
     fn run_ok(&self, args: &[&str]) -> bool {
