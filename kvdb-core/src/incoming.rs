@@ -33,6 +33,7 @@ use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
 use tower::layer::util::{Identity, Stack};
 
 use crate::auth::AuthLayer;
+use crate::status::undecodable::UndecodableLayer;
 use crate::tls::ServerTls;
 
 /// How long an accepted connection may stay silent before its first byte.
@@ -42,12 +43,16 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// it closes the connection: a peer that vanished without closing is noticed within a minute.
 pub const KEEP_ALIVE: (Duration, Duration) = (Duration::from_secs(30), Duration::from_secs(20));
 
-/// A server builder with KvDB's connection settings (keep-alive pings, [`KEEP_ALIVE`]) and
-/// its one authentication layer (see [`crate::auth`]). Serve it [`incoming`] connections.
-pub fn server(auth: AuthLayer) -> tonic::transport::Server<Stack<AuthLayer, Identity>> {
+/// A server builder with KvDB's connection settings (keep-alive pings, [`KEEP_ALIVE`]), its
+/// one authentication layer (see [`crate::auth`]), and requests tonic cannot decode answered
+/// as bad input ([`UndecodableLayer`]). Serve it [`incoming`] connections.
+pub fn server(
+    auth: AuthLayer,
+) -> tonic::transport::Server<Stack<AuthLayer, Stack<UndecodableLayer, Identity>>> {
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(KEEP_ALIVE.0))
         .http2_keepalive_timeout(Some(KEEP_ALIVE.1))
+        .layer(UndecodableLayer)
         .layer(auth)
 }
 

@@ -30,6 +30,7 @@
 //! (`grpc-status-details-bin`), which KvDB does not use.
 
 pub mod control;
+pub mod undecodable;
 
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, KeyAndValueRef, MetadataMap};
 use tonic::{Code, Status};
