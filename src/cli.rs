@@ -178,6 +178,10 @@ pub struct NodeArgs {
     /// the stored data.
     #[arg(long, env = "KVDB_CACHE_MIB", default_value_t = kvdb_node::config::DEFAULT_CACHE_BYTES / (1024 * 1024))]
     pub cache_mib: usize,
+    /// Refuse client writes (RESOURCE_EXHAUSTED) while the data directory's disk has less
+    /// than this many MiB free, keeping room for Raft's own writes; 0 never refuses.
+    #[arg(long, env = "KVDB_MIN_FREE_DISK_MIB", default_value_t = kvdb_node::disk::DEFAULT_MIN_FREE_DISK >> 20)]
+    pub min_free_disk_mib: u64,
     /// Run a heartbeat round for every strong read instead of answering it
     /// under the shard leader's lease (for clocks that may drift apart fast).
     #[arg(long, env = "KVDB_NO_LEASE_READS")]

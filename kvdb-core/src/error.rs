@@ -78,6 +78,11 @@ pub enum KvError {
     /// the operation (see `crate::auth`). Nothing was changed.
     #[error("permission denied: {0}")]
     PermissionDenied(String),
+    /// The node refuses writes for want of a resource: its data directory's disk is nearly
+    /// full. Nothing was changed; reads still work, and writes are taken again once the
+    /// resource is back.
+    #[error("resource exhausted: {0}")]
+    ResourceExhausted(String),
 }
 
 /// What a caller should do after a request failed.
@@ -131,7 +136,8 @@ impl KvError {
             KvError::InvalidArgument(_)
             | KvError::DeadlineExceeded
             | KvError::Internal(_)
-            | KvError::PermissionDenied(_) => RetryAction::Fail,
+            | KvError::PermissionDenied(_)
+            | KvError::ResourceExhausted(_) => RetryAction::Fail,
         }
     }
 

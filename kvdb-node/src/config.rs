@@ -84,6 +84,9 @@ pub struct NodeConfig {
     pub max_value_bytes: usize,
     /// Whether concurrent shards' log appends share one fsync.
     pub group_commit: bool,
+    /// Free space, in bytes, below which the node refuses client writes on the disk of
+    /// `data_dir` (see [`crate::disk`]); 0 never refuses.
+    pub min_free_disk: u64,
     /// The memory, in bytes, the node's two databases may use for their page caches,
     /// together: a quarter goes to the Raft log (written at its tail, read back soon after),
     /// the rest to the applied state that reads are served from. redb's default is 1 GiB
@@ -153,6 +156,7 @@ impl NodeConfig {
             max_key_bytes: DEFAULT_MAX_KEY_BYTES,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             group_commit: kvdb_core::raft::log_store::DEFAULT_GROUP_COMMIT,
+            min_free_disk: crate::disk::DEFAULT_MIN_FREE_DISK,
             cache_bytes: DEFAULT_CACHE_BYTES,
             lease_reads: true,
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,

@@ -36,6 +36,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::clock;
 use crate::command::{Command, CommandResult};
+use crate::disk::DiskGuard;
 use crate::proposal::{self, Limits};
 use crate::replica::Replica;
 use crate::replica_manager::ReplicaManager;
@@ -49,6 +50,8 @@ pub struct KvService {
     timeout: Duration,
     /// Ends the `Calls` streams when the node stops.
     closing: call_stream::Closing,
+    /// Refuses writes while the disk is nearly full; `None` never does.
+    disk: Option<Arc<DiskGuard>>,
     #[cfg(feature = "planted-bugs")]
     bug: Option<crate::planted::PlantedBug>,
 }
@@ -66,6 +69,7 @@ impl KvService {
             limits,
             timeout,
             closing: call_stream::Closing::never(),
+            disk: None,
             #[cfg(feature = "planted-bugs")]
             bug: None,
         }
@@ -76,6 +80,17 @@ impl KvService {
     pub fn with_closing(mut self, closing: call_stream::Closing) -> Self {
         self.closing = closing;
         self
+    }
+
+    /// Refuses client writes while `disk` says the data directory's disk is nearly full.
+    pub fn with_disk_guard(mut self, disk: Arc<DiskGuard>) -> Self {
+        self.disk = Some(disk);
+        self
+    }
+
+    /// `RESOURCE_EXHAUSTED` while the disk guard refuses writes.
+    fn admit_write(&self) -> Result<(), KvError> {
+        self.disk.as_ref().map_or(Ok(()), |disk| disk.admit_write())
     }
 
     /// Switches on a deliberate bug (chaos-suite sensitivity tests only).
@@ -187,6 +202,7 @@ impl KvService {
         let put = req.request.ok_or_else(|| missing("put"))?;
         let command = proposal::put_command(&put, clock::now_ms(), &self.limits)?;
         let replica = self.route(req.target, &put.key, Access::Write)?;
+        self.admit_write()?;
         match self.propose(&replica, command).await? {
             CommandResult::NotOwned => Err(self.moved(replica.shard(), &put.key)),
             result => proposal::put_response(result),
@@ -197,6 +213,7 @@ impl KvService {
         let delete = req.request.ok_or_else(|| missing("delete"))?;
         let command = proposal::delete_command(&delete, clock::now_ms(), &self.limits)?;
         let replica = self.route(req.target, &delete.key, Access::Write)?;
+        self.admit_write()?;
         match self.propose(&replica, command).await? {
             CommandResult::NotOwned => Err(self.moved(replica.shard(), &delete.key)),
             result => proposal::delete_response(result),

@@ -47,6 +47,7 @@ pub mod clock;
 pub mod command;
 pub mod config;
 pub mod control;
+pub mod disk;
 pub mod expiry;
 pub mod kv_machine;
 pub mod kv_service;

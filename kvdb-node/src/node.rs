@@ -36,6 +36,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{ConfigError, KV_DB_FILE, LOG_DB_FILE, NodeConfig};
 use crate::control::{ControlError, ControlPlane};
+use crate::disk::DiskGuard;
 use crate::kv_service::KvService;
 use crate::proposal::Limits;
 use crate::raft_types::ShardRaftConfig;
@@ -178,8 +179,15 @@ impl Node {
             max_key_bytes: config.max_key_bytes,
             max_value_bytes: config.max_value_bytes,
         };
+        let disk = DiskGuard::new(&config.data_dir, config.min_free_disk).map_err(|source| {
+            NodeError::Io {
+                what: format!("free space of {}", config.data_dir.display()),
+                source,
+            }
+        })?;
         let kv = KvService::new(manager.clone(), limits, config.request_timeout)
-            .with_closing(stopped.closing());
+            .with_closing(stopped.closing())
+            .with_disk_guard(disk.clone());
         #[cfg(feature = "planted-bugs")]
         let kv = kv.with_planted_bug(config.planted_bug);
         let mut transport = RaftTransportService::new(router).with_closing(stopped.closing());
@@ -191,6 +199,7 @@ impl Node {
         let mut tasks = vec![
             tokio::spawn(serve(listener, kv, transport, auth, tls, stopped.clone())),
             tokio::spawn(manager.clone().run(stopped.clone())),
+            tokio::spawn(disk.run(stopped.clone())),
             tokio::spawn(heartbeat(
                 control,
                 manager.clone(),

@@ -119,6 +119,7 @@ pub async fn node(args: NodeArgs) -> ExitCode {
     config.max_value_bytes = args.max_value_bytes;
     config.group_commit = !args.no_group_commit;
     config.cache_bytes = args.cache_mib.saturating_mul(1024 * 1024);
+    config.min_free_disk = args.min_free_disk_mib.saturating_mul(1024 * 1024);
     config.lease_reads = !args.no_lease_reads;
     if args.no_slow_leader_hand_over {
         config.slow_leader = None;

@@ -6,7 +6,7 @@
 //!
 //! | trailer           | value                                              |
 //! |-------------------|----------------------------------------------------|
-//! | `x-kvdb-error`    | `NOT_LEADER`, `SHARD_MOVED`, `STALE_EPOCH`, `INVALID_ARGUMENT`, `UNAVAILABLE`, `NO_SHARD_MAP`, `DEADLINE_EXCEEDED`, `INTERNAL` |
+//! | `x-kvdb-error`    | `NOT_LEADER`, `SHARD_MOVED`, `STALE_EPOCH`, `INVALID_ARGUMENT`, `UNAVAILABLE`, `NO_SHARD_MAP`, `DEADLINE_EXCEEDED`, `INTERNAL`, `PERMISSION_DENIED`, `RESOURCE_EXHAUSTED` |
 //! | `x-shard-id`      | the shard of a routing error                       |
 //! | `x-leader-hint`   | `NOT_LEADER`: the leader's `host:port`, if known   |
 //! | `x-new-node-hint` | `SHARD_MOVED`: a node to try, if known             |
@@ -64,10 +64,11 @@ enum Kind {
     DeadlineExceeded,
     Internal,
     PermissionDenied,
+    ResourceExhausted,
 }
 
 impl Kind {
-    const ALL: [Kind; 9] = [
+    const ALL: [Kind; 10] = [
         Kind::NotLeader,
         Kind::ShardMoved,
         Kind::StaleEpoch,
@@ -77,6 +78,7 @@ impl Kind {
         Kind::DeadlineExceeded,
         Kind::Internal,
         Kind::PermissionDenied,
+        Kind::ResourceExhausted,
     ];
 
     fn as_str(self) -> &'static str {
@@ -90,6 +92,7 @@ impl Kind {
             Kind::DeadlineExceeded => "DEADLINE_EXCEEDED",
             Kind::Internal => "INTERNAL",
             Kind::PermissionDenied => "PERMISSION_DENIED",
+            Kind::ResourceExhausted => "RESOURCE_EXHAUSTED",
         }
     }
 
@@ -108,6 +111,7 @@ impl Kind {
             KvError::DeadlineExceeded => Kind::DeadlineExceeded,
             KvError::Internal(_) => Kind::Internal,
             KvError::PermissionDenied(_) => Kind::PermissionDenied,
+            KvError::ResourceExhausted(_) => Kind::ResourceExhausted,
         }
     }
 
@@ -119,6 +123,7 @@ impl Kind {
             Kind::DeadlineExceeded => Code::DeadlineExceeded,
             Kind::Internal => Code::Internal,
             Kind::PermissionDenied => Code::PermissionDenied,
+            Kind::ResourceExhausted => Code::ResourceExhausted,
         }
     }
 }
@@ -156,7 +161,8 @@ impl From<KvError> for Status {
             KvError::InvalidArgument(m)
             | KvError::Unavailable(m)
             | KvError::Internal(m)
-            | KvError::PermissionDenied(m) => m,
+            | KvError::PermissionDenied(m)
+            | KvError::ResourceExhausted(m) => m,
             other => other.to_string(),
         };
         Status::with_metadata(kind.code(), message, md)
@@ -262,6 +268,7 @@ pub fn from_status(status: &Status) -> KvError {
         Kind::DeadlineExceeded => Ok(KvError::DeadlineExceeded),
         Kind::Internal => Ok(KvError::Internal(message)),
         Kind::PermissionDenied => Ok(KvError::PermissionDenied(message)),
+        Kind::ResourceExhausted => Ok(KvError::ResourceExhausted(message)),
     };
     decoded.unwrap_or_else(|missing| {
         KvError::Internal(format!(
@@ -297,6 +304,7 @@ fn from_code(status: &Status) -> KvError {
         Code::InvalidArgument | Code::OutOfRange => KvError::InvalidArgument(message),
         // The auth layer's refusals (see `crate::auth`) carry no KvDB trailers.
         Code::Unauthenticated | Code::PermissionDenied => KvError::PermissionDenied(message),
+        Code::ResourceExhausted => KvError::ResourceExhausted(message),
         code => KvError::Internal(format!("{code:?}: {message}")),
     }
 }
