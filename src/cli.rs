@@ -1,6 +1,7 @@
 //! Command-line definitions. Every flag has a `KVDB_*` environment fallback
 //! and a loopback default, so `kvdb dev` and the client commands need no flags.
 
+use kvdb_core::incoming::ConnectionLimits;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -89,6 +90,8 @@ pub struct DevArgs {
     pub tls: bool,
     #[command(flatten)]
     pub auth: AuthArgs,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
 }
 
 #[derive(Debug, Args)]
@@ -113,6 +116,8 @@ pub struct CoordinatorArgs {
     pub admin_token: Option<String>,
     #[command(flatten)]
     pub auth: AuthArgs,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
     /// Interval at which storage nodes are expected to heartbeat.
     #[arg(long, env = "KVDB_HEARTBEAT_INTERVAL", value_parser = parse_duration, default_value = "500ms")]
     pub heartbeat_interval: Duration,
@@ -196,6 +201,35 @@ pub struct NodeArgs {
     pub no_quiesce: bool,
     #[command(flatten)]
     pub auth: AuthArgs,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
+}
+
+/// How many connections and calls a server takes (see docs/security.md).
+#[derive(Debug, Args)]
+pub struct ConnectionArgs {
+    /// Connections open at once; more are closed as soon as they are accepted. Keep it below
+    /// the process's descriptor limit (ulimit -n).
+    #[arg(long, env = "KVDB_MAX_CONNECTIONS", default_value_t = ConnectionLimits::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// HTTP/2 streams (calls) open at once on one connection.
+    #[arg(long, env = "KVDB_MAX_CONCURRENT_STREAMS", default_value_t = ConnectionLimits::DEFAULT_MAX_CONCURRENT_STREAMS)]
+    pub max_concurrent_streams: u32,
+    /// How long a new connection may take to send its first bytes and finish its TLS
+    /// handshake before it is closed.
+    #[arg(long, env = "KVDB_HANDSHAKE_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
+    pub handshake_timeout: Duration,
+}
+
+impl ConnectionArgs {
+    /// The limits these flags set.
+    pub fn limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: self.max_connections,
+            max_concurrent_streams: self.max_concurrent_streams,
+            handshake_timeout: self.handshake_timeout,
+        }
+    }
 }
 
 /// Who may call a server's gRPC services (see docs/security.md).
@@ -261,6 +295,8 @@ pub struct GatewayArgs {
     pub coordinators: Vec<String>,
     #[command(flatten)]
     pub auth: AuthArgs,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
 }
 
 /// How a client command reaches the cluster.

@@ -47,8 +47,7 @@ async fn without_a_coordinator_the_gateway_is_not_serving_and_answers_unavailabl
         serve(
             &gateway,
             listener,
-            kvdb::core::auth::AuthLayer::default(),
-            None,
+            kvdb::core::incoming::Listening::default(),
             async {
                 let _ = stopped.await;
             },

@@ -31,6 +31,8 @@ pub struct CoordinatorConfig {
     /// The tokens this member accepts, and the cluster token it presents to the other
     /// members (see `kvdb_core::auth`). Default: open.
     pub auth: AuthConfig,
+    /// How many connections and streams the gRPC server takes.
+    pub connections: kvdb_core::incoming::ConnectionLimits,
     /// Every member of the group, this one included: Raft id -> gRPC
     /// `host:port`. Empty for a single member.
     pub peers: BTreeMap<u64, String>,
@@ -85,6 +87,7 @@ impl CoordinatorConfig {
             admin_listen: None,
             data_dir: data_dir.into(),
             auth: AuthConfig::default(),
+            connections: kvdb_core::incoming::ConnectionLimits::default(),
             peers: BTreeMap::new(),
             heartbeat_interval: Self::DEFAULT_HEARTBEAT_INTERVAL,
             suspect_after: Self::DEFAULT_SUSPECT_AFTER,

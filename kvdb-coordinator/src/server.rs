@@ -60,16 +60,15 @@ pub async fn serve(
         shutdown.await;
         let _ = closing.send(true);
     };
-    let security = &coordinator.config().auth;
-    let auth = security
-        .layer()
+    let config = coordinator.config();
+    let listening = config
+        .auth
+        .listening(config.connections)
         .map_err(|e| ServeError::Auth(e.to_string()))?;
-    let tls = security
-        .server_tls()
-        .map_err(|e| ServeError::Auth(e.to_string()))?;
-    kvdb_core::incoming::server(auth)
+    listening
+        .server()
         .add_routes(Routes::from(routes))
-        .serve_with_incoming_shutdown(kvdb_core::incoming::incoming(listener, tls), shutdown)
+        .serve_with_incoming_shutdown(listening.incoming(listener), shutdown)
         .await?;
     Ok(())
 }

@@ -37,6 +37,7 @@ use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::incoming::{ConnectionLimits, Listening};
 use crate::tls::{ClientTls, ServerTls, TlsError, TlsFiles};
 
 /// A channel whose calls carry this process's [`Credentials`].
@@ -379,6 +380,15 @@ impl AuthConfig {
     /// The TLS of the process's servers, loaded; `None` without TLS files.
     pub fn server_tls(&self) -> Result<Option<Arc<ServerTls>>, AuthConfigError> {
         Ok(self.tls.clone().map(ServerTls::load).transpose()?)
+    }
+
+    /// How the process's gRPC servers take connections: these tokens and TLS, and `limits`.
+    pub fn listening(&self, limits: ConnectionLimits) -> Result<Listening, AuthConfigError> {
+        Ok(Listening {
+            auth: self.layer()?,
+            tls: self.server_tls()?,
+            limits,
+        })
     }
 
     /// The layer for the process's gRPC servers.

@@ -6,10 +6,10 @@
 //! every server accepts through this.
 //!
 //! A connection must also send its first bytes (the HTTP/2 preface) within
-//! [`HANDSHAKE_TIMEOUT`] of being accepted, or it is closed: otherwise sockets
+//! [`HANDSHAKE_TIMEOUT`] (by default) of being accepted, or it is closed: otherwise sockets
 //! that never speak would hold a descriptor each for ever, and enough of them
 //! lock every client out. Once a connection has spoken, HTTP/2 keep-alive
-//! pings ([`server`]) take over finding dead peers.
+//! pings ([`Listening::server`]) take over finding dead peers.
 //!
 //! With TLS ([`ServerTls`]), each accepted socket does its handshake in a task of its own
 //! within the same timeout, so a slow or silent client never holds up the next one, and
@@ -24,7 +24,7 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Sleep;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -43,42 +43,103 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// it closes the connection: a peer that vanished without closing is noticed within a minute.
 pub const KEEP_ALIVE: (Duration, Duration) = (Duration::from_secs(30), Duration::from_secs(20));
 
-/// A server builder with KvDB's connection settings (keep-alive pings, [`KEEP_ALIVE`]), its
-/// one authentication layer (see [`crate::auth`]), and requests tonic cannot decode answered
-/// as bad input ([`UndecodableLayer`]). Serve it [`incoming`] connections.
-pub fn server(
-    auth: AuthLayer,
-) -> tonic::transport::Server<Stack<AuthLayer, Stack<UndecodableLayer, Identity>>> {
-    tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(KEEP_ALIVE.0))
-        .http2_keepalive_timeout(Some(KEEP_ALIVE.1))
-        .layer(UndecodableLayer)
-        .layer(auth)
+/// How many connections and HTTP/2 streams a server takes, and how long a new connection may
+/// stay silent (`--max-connections`, `--max-concurrent-streams`, `--handshake-timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections open at once; one more is closed as soon as it is accepted. Keep it below
+    /// the process's descriptor limit (`ulimit -n`), so that the server always has
+    /// descriptors left for its own files and peers.
+    pub max_connections: usize,
+    /// HTTP/2 streams (calls) open at once on one connection.
+    pub max_concurrent_streams: u32,
+    /// How long a connection may take to send its first bytes and finish its TLS handshake.
+    pub handshake_timeout: Duration,
 }
 
-/// The connection stream of `listener`, with `TCP_NODELAY` on every accepted
-/// socket, the [`HANDSHAKE_TIMEOUT`], and TLS when `tls` is given.
-pub fn incoming(
-    listener: TcpListener,
-    tls: Option<Arc<ServerTls>>,
-) -> impl Stream<Item = io::Result<Connection>> + Send + 'static {
-    incoming_with(listener, HANDSHAKE_TIMEOUT, tls)
+impl ConnectionLimits {
+    /// Default [`Self::max_connections`].
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+    /// Default [`Self::max_concurrent_streams`].
+    pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 1024;
 }
 
-/// [`incoming`] with another handshake timeout.
-pub fn incoming_with(
-    listener: TcpListener,
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            max_concurrent_streams: Self::DEFAULT_MAX_CONCURRENT_STREAMS,
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+        }
+    }
+}
+
+/// A server's way in: who may connect and call (TLS, tokens) and how much ([`ConnectionLimits`]).
+#[derive(Debug, Clone, Default)]
+pub struct Listening {
+    /// The token checks (see [`crate::auth`]).
+    pub auth: AuthLayer,
+    /// TLS, or clear.
+    pub tls: Option<Arc<ServerTls>>,
+    /// Connection and stream limits.
+    pub limits: ConnectionLimits,
+}
+
+impl Listening {
+    /// A server builder with KvDB's connection settings (keep-alive pings, [`KEEP_ALIVE`],
+    /// the stream limit), the authentication layer, and requests tonic cannot decode
+    /// answered as bad input ([`UndecodableLayer`]). Serve it [`Self::incoming`].
+    pub fn server(
+        &self,
+    ) -> tonic::transport::Server<Stack<AuthLayer, Stack<UndecodableLayer, Identity>>> {
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(KEEP_ALIVE.0))
+            .http2_keepalive_timeout(Some(KEEP_ALIVE.1))
+            .max_concurrent_streams(Some(self.limits.max_concurrent_streams))
+            .layer(UndecodableLayer)
+            .layer(self.auth.clone())
+    }
+
+    /// The connection stream of `listener`: `TCP_NODELAY` on every accepted socket, at most
+    /// [`ConnectionLimits::max_connections`] open, the handshake timeout, and TLS when set.
+    pub fn incoming(
+        &self,
+        listener: TcpListener,
+    ) -> impl Stream<Item = io::Result<Connection>> + Send + 'static {
+        let handshake = self.limits.handshake_timeout;
+        let open = Arc::new(Semaphore::new(self.limits.max_connections));
+        let accepted = TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .filter_map(move |accepted| {
+                let admitted = accepted.map(|stream| admit(stream, &open, handshake));
+                std::future::ready(admitted.transpose())
+            });
+        match self.tls.clone() {
+            None => accepted
+                .map(|accepted| accepted.map(Connection::Plain))
+                .left_stream(),
+            Some(tls) => handshaken(accepted, handshake, tls).right_stream(),
+        }
+    }
+}
+
+/// `stream` with a permit of `open`, or `None` (the socket closed at once) when every permit
+/// is taken.
+fn admit(
+    stream: TcpStream,
+    open: &Arc<Semaphore>,
     handshake: Duration,
-    tls: Option<Arc<ServerTls>>,
-) -> impl Stream<Item = io::Result<Connection>> + Send + 'static {
-    let accepted = TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .map(move |accepted| accepted.map(|stream| FirstBytesDeadline::new(stream, handshake)));
-    match tls {
-        None => accepted
-            .map(|accepted| accepted.map(Connection::Plain))
-            .left_stream(),
-        Some(tls) => handshaken(accepted, handshake, tls).right_stream(),
+) -> Option<FirstBytesDeadline> {
+    match open.clone().try_acquire_owned() {
+        Ok(permit) => Some(FirstBytesDeadline::new(stream, handshake, permit)),
+        Err(_) => {
+            tracing::warn!(
+                peer = ?stream.peer_addr().ok(),
+                "connection refused: the server has its maximum of connections open \
+                 (--max-connections)"
+            );
+            None
+        }
     }
 }
 
@@ -210,13 +271,16 @@ pub struct FirstBytesDeadline {
     stream: TcpStream,
     /// Pending until the first byte arrives; `None` after.
     deadline: Option<Pin<Box<Sleep>>>,
+    /// This connection's place under [`ConnectionLimits::max_connections`].
+    _open: OwnedSemaphorePermit,
 }
 
 impl FirstBytesDeadline {
-    fn new(stream: TcpStream, handshake: Duration) -> Self {
+    fn new(stream: TcpStream, handshake: Duration, open: OwnedSemaphorePermit) -> Self {
         Self {
             stream,
             deadline: Some(Box::pin(tokio::time::sleep(handshake))),
+            _open: open,
         }
     }
 }
@@ -297,14 +361,70 @@ mod tests {
     const SHORT: Duration = Duration::from_millis(200);
 
     async fn serve() -> std::net::SocketAddr {
+        serve_with(ConnectionLimits {
+            handshake_timeout: SHORT,
+            ..ConnectionLimits::default()
+        })
+        .await
+    }
+
+    async fn serve_with(limits: ConnectionLimits) -> std::net::SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
+        let listening = Listening {
+            limits,
+            ..Listening::default()
+        };
         tokio::spawn(
             Server::builder()
                 .add_routes(Routes::default())
-                .serve_with_incoming(incoming_with(listener, SHORT, None)),
+                .serve_with_incoming(listening.incoming(listener)),
         );
         address
+    }
+
+    /// Whether the server closes `stream` (end of stream or an error) within `within`.
+    async fn closed(stream: &mut TcpStream, within: Duration) -> bool {
+        let until_closed = async {
+            let mut buf = [0u8; 1024];
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => continue,
+                }
+            }
+        };
+        tokio::time::timeout(within, until_closed).await.is_ok()
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_cap_are_closed_until_one_ends() {
+        let address = serve_with(ConnectionLimits {
+            max_connections: 2,
+            ..ConnectionLimits::default()
+        })
+        .await;
+        let first = TcpStream::connect(address).await.unwrap();
+        let mut second = TcpStream::connect(address).await.unwrap();
+        let mut third = TcpStream::connect(address).await.unwrap();
+        assert!(
+            closed(&mut third, Duration::from_secs(5)).await,
+            "past the cap"
+        );
+        assert!(
+            !closed(&mut second, Duration::from_millis(300)).await,
+            "under the cap"
+        );
+        drop(first);
+        // The first connection's place is freed once the server sees it closed.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut next = TcpStream::connect(address).await.unwrap();
+            if !closed(&mut next, Duration::from_millis(300)).await {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no place was freed");
+        }
     }
 
     #[tokio::test]
@@ -312,18 +432,10 @@ mod tests {
         let address = serve().await;
         let mut silent = TcpStream::connect(address).await.unwrap();
         // The server speaks first (its HTTP/2 settings); the client never does.
-        let until_closed = async {
-            let mut buf = [0u8; 1024];
-            loop {
-                match silent.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => continue,
-                }
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(10), until_closed)
-            .await
-            .expect("the server closes a silent connection");
+        assert!(
+            closed(&mut silent, Duration::from_secs(10)).await,
+            "the server closes a silent connection"
+        );
     }
 
     #[tokio::test]

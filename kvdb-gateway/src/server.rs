@@ -5,14 +5,13 @@ use std::sync::Arc;
 
 use kvdb_client::ExecutorConfig;
 use kvdb_client::wire::Executor;
-use kvdb_core::auth::AuthLayer;
 use kvdb_core::cache::{CacheConfig, ShardMapCache};
 use kvdb_core::call_link::MAX_CLIENT_MESSAGE_BYTES;
 use kvdb_core::call_stream::Closing;
 use kvdb_core::coordinator_client::CoordinatorClient;
 use kvdb_core::error::KvError;
+use kvdb_core::incoming::Listening;
 use kvdb_core::proto::v1::kv_gateway_server::KvGatewayServer;
-use kvdb_core::tls::ServerTls;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::server::NamedService;
@@ -52,8 +51,7 @@ impl Gateway {
 pub async fn serve(
     gateway: &Gateway,
     listener: TcpListener,
-    auth: AuthLayer,
-    tls: Option<Arc<ServerTls>>,
+    listening: Listening,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -72,7 +70,8 @@ pub async fn serve(
         shutdown.await;
         let _ = closing.send(true);
     };
-    let served = kvdb_core::incoming::server(auth)
+    let served = listening
+        .server()
         .tcp_nodelay(true)
         .add_service(health)
         .add_service(
@@ -80,7 +79,7 @@ pub async fn serve(
                 .max_decoding_message_size(MAX_CLIENT_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_CLIENT_MESSAGE_BYTES),
         )
-        .serve_with_incoming_shutdown(kvdb_core::incoming::incoming(listener, tls), shutdown)
+        .serve_with_incoming_shutdown(listening.incoming(listener), shutdown)
         .await;
     health_updates.abort();
     served

@@ -132,6 +132,8 @@ pub struct NodeConfig {
     /// The tokens this node accepts, and the cluster token it presents to its peers and the
     /// coordinators (see `kvdb_core::auth`). Default: open.
     pub auth: AuthConfig,
+    /// How many connections and streams the node's server takes.
+    pub connections: kvdb_core::incoming::ConnectionLimits,
     /// A deliberately broken behaviour to switch on (chaos-suite
     /// sensitivity tests only). `None` unless a test sets it or names it in
     /// `KVDB_PLANTED_BUG`.
@@ -173,6 +175,7 @@ impl NodeConfig {
             slow_leader: Some(DEFAULT_SLOW_LEADER),
             peer_address_rewrite: None,
             auth: AuthConfig::default(),
+            connections: kvdb_core::incoming::ConnectionLimits::default(),
             #[cfg(feature = "planted-bugs")]
             planted_bug: crate::planted::PlantedBug::from_env(),
         }

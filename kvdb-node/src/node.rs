@@ -15,11 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kvdb_core::NodeId;
-use kvdb_core::auth::{AuthConfigError, AuthLayer};
+use kvdb_core::auth::AuthConfigError;
 use kvdb_core::cache::{CacheConfig, DriverHandle, ShardMapCache, ShardMapSource};
 use kvdb_core::coordinator_client::{
     CoordinatorClient, CoordinatorClientConfig, CoordinatorClientError,
 };
+use kvdb_core::incoming::Listening;
 use kvdb_core::raft::log_store::{LogDb, LogDbError, LogDbOptions, LogDbStats};
 use kvdb_core::raft::quiesce::{QuiesceTokens, Quiescer};
 use kvdb_core::raft::transport::{
@@ -27,7 +28,6 @@ use kvdb_core::raft::transport::{
 };
 use kvdb_core::shard_stats::ShardStats;
 use kvdb_core::storage::WriteBuffer;
-use kvdb_core::tls::ServerTls;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
@@ -194,10 +194,9 @@ impl Node {
         if quiescer.is_some() {
             transport = transport.with_quiescence(tokens);
         }
-        let auth = config.auth.layer()?;
-        let tls = config.auth.server_tls()?;
+        let listening = config.auth.listening(config.connections)?;
         let mut tasks = vec![
-            tokio::spawn(serve(listener, kv, transport, auth, tls, stopped.clone())),
+            tokio::spawn(serve(listener, kv, transport, listening, stopped.clone())),
             tokio::spawn(manager.clone().run(stopped.clone())),
             tokio::spawn(disk.run(stopped.clone())),
             tokio::spawn(heartbeat(
@@ -338,12 +337,12 @@ async fn serve(
     listener: TcpListener,
     kv: KvService,
     transport: RaftTransportService<crate::raft_types::ShardRaftConfig>,
-    auth: AuthLayer,
-    tls: Option<Arc<ServerTls>>,
+    listening: Listening,
     mut stop: Shutdown,
 ) {
-    let incoming = kvdb_core::incoming::incoming(listener, tls);
-    let served = kvdb_core::incoming::server(auth)
+    let incoming = listening.incoming(listener);
+    let served = listening
+        .server()
         .add_service(kv.into_server())
         .add_service(transport.into_server())
         .serve_with_incoming_shutdown(incoming, async move { stop.recv().await })

@@ -40,6 +40,8 @@ pub struct ClusterConfig {
     /// Every server's tokens (see `kvdb_core::auth`); the cluster's own clients present the
     /// cluster token. Default: open.
     pub auth: AuthConfig,
+    /// Connection and stream limits of every server.
+    pub connections: kvdb_core::incoming::ConnectionLimits,
 }
 
 impl ClusterConfig {
@@ -67,6 +69,7 @@ impl ClusterConfig {
             gateway_executor: ExecutorConfig::default(),
             startup_timeout: Self::DEFAULT_STARTUP_TIMEOUT,
             auth: AuthConfig::default(),
+            connections: kvdb_core::incoming::ConnectionLimits::default(),
         }
     }
 }

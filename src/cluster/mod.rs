@@ -104,6 +104,7 @@ impl LocalCluster {
         );
         config.zone = "default".to_owned();
         config.auth = self.config.auth.clone();
+        config.connections = self.config.connections;
         self.config.tune_node.apply(i, &mut config);
         Node::start(config, listener)
             .await
@@ -118,8 +119,11 @@ impl LocalCluster {
         let invalid = |e: kvdb_core::auth::AuthConfigError| {
             StartError::Gateway(KvError::InvalidArgument(e.to_string()))
         };
-        let auth = self.config.auth.layer().map_err(invalid)?;
-        let tls = self.config.auth.server_tls().map_err(invalid)?;
+        let listening = self
+            .config
+            .auth
+            .listening(self.config.connections)
+            .map_err(invalid)?;
         let gateway = Gateway::connect(&[self.coordinator_address.to_string()], executor)
             .map_err(StartError::Gateway)?;
         let address = local_addr("gateway", &listener)?;
@@ -128,7 +132,7 @@ impl LocalCluster {
             let stopped = async {
                 let _ = stopped.await;
             };
-            if let Err(e) = kvdb_gateway::serve(&gateway, listener, auth, tls, stopped).await {
+            if let Err(e) = kvdb_gateway::serve(&gateway, listener, listening, stopped).await {
                 tracing::error!(error = %e, "gateway failed");
             }
         });
@@ -359,6 +363,7 @@ async fn launch_coordinator(
     let mut coordinator_config =
         CoordinatorConfig::new(1, address, config.data_dir.join("coordinator"));
     coordinator_config.auth = config.auth.clone();
+    coordinator_config.connections = config.connections;
     (config.tune_coordinator)(&mut coordinator_config);
     let admin_config = AdminConfig {
         tokens: config

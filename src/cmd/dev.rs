@@ -20,6 +20,7 @@ pub async fn run(args: DevArgs) -> ExitCode {
     config.admin = args.admin_listen;
     config.gateway = Some(args.gateway_listen);
     config.auth = args.auth.config();
+    config.connections = args.connections.limits();
     config.nodes = (0..DEV_NODES)
         .map(|i| SocketAddr::new(args.gateway_listen.ip(), args.node_port + i))
         .collect();

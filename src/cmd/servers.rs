@@ -57,6 +57,7 @@ pub async fn coordinator(args: CoordinatorArgs) -> ExitCode {
     config.scheduler.limits.split_keys = (args.split_keys != 0).then_some(args.split_keys);
     config.scheduler.limits.split_rate = (args.split_rate != 0.0).then_some(args.split_rate);
     config.auth = args.auth.config();
+    config.connections = args.connections.limits();
     match parse_peers(&args.peers) {
         Ok(peers) => config.peers = peers,
         Err(e) => return start_failed(e),
@@ -128,6 +129,7 @@ pub async fn node(args: NodeArgs) -> ExitCode {
         config.quiesce_after = None;
     }
     config.auth = args.auth.config();
+    config.connections = args.connections.limits();
     let listener = match bind("storage node", args.listen).await {
         Ok(l) => l,
         Err(e) => return start_failed(e),
@@ -145,11 +147,10 @@ pub async fn node(args: NodeArgs) -> ExitCode {
 
 pub async fn gateway(args: GatewayArgs) -> ExitCode {
     let auth = args.auth.config();
-    let (layer, credentials, tls) = match (auth.layer(), auth.credentials(), auth.server_tls()) {
-        (Ok(layer), Ok(credentials), Ok(tls)) => (layer, credentials, tls),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-            return start_failed(format!("tokens or TLS: {e}"));
-        }
+    let listening = auth.listening(args.connections.limits());
+    let (listening, credentials) = match (listening, auth.credentials()) {
+        (Ok(listening), Ok(credentials)) => (listening, credentials),
+        (Err(e), _) | (_, Err(e)) => return start_failed(format!("tokens or TLS: {e}")),
     };
     let executor = ExecutorConfig {
         credentials,
@@ -164,7 +165,7 @@ pub async fn gateway(args: GatewayArgs) -> ExitCode {
         Err(e) => return start_failed(e),
     };
     tracing::info!(listen = %args.listen, "gateway running");
-    match kvdb_gateway::serve(&gateway, listener, layer, tls, shutdown_signal()).await {
+    match kvdb_gateway::serve(&gateway, listener, listening, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => start_failed(format!("gateway server failed: {e}")),
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use kvdb_core::incoming::{Connection, incoming};
+use kvdb_core::incoming::{Connection, Listening};
 #[cfg(doc)]
 use kvdb_core::tls::Protocol;
 use kvdb_core::tls::ServerTls;
@@ -30,7 +30,13 @@ impl TlsListener {
     pub(super) fn new(listener: TcpListener, tls: Arc<ServerTls>) -> io::Result<TlsListener> {
         let local = listener.local_addr()?;
         Ok(TlsListener {
-            connections: Box::pin(incoming(listener, Some(tls))),
+            connections: Box::pin(
+                Listening {
+                    tls: Some(tls),
+                    ..Listening::default()
+                }
+                .incoming(listener),
+            ),
             local,
         })
     }

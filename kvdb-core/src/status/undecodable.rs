@@ -72,7 +72,7 @@ fn rewrite<R>(mut response: Response<R>) -> Response<Checked<R>> {
     response.map(Checked)
 }
 
-/// A response body whose trailers get [`rewrite_status`].
+/// A response body whose trailers are rewritten like the headers of a trailers-only answer.
 #[derive(Debug)]
 pub struct Checked<B>(B);
 

@@ -6,16 +6,21 @@ use tonic::service::Routes;
 use tonic::transport::Channel;
 
 use super::*;
-use crate::incoming::{incoming, server};
+use crate::incoming::Listening;
 
 /// Serves nothing (every method answers UNIMPLEMENTED) over `tls`.
 async fn serve(tls: Arc<ServerTls>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
+    let listening = Listening {
+        tls: Some(tls),
+        ..Listening::default()
+    };
     tokio::spawn(
-        server(crate::auth::AuthLayer::default())
+        listening
+            .server()
             .add_routes(Routes::default())
-            .serve_with_incoming(incoming(listener, Some(tls))),
+            .serve_with_incoming(listening.incoming(listener)),
     );
     address
 }
