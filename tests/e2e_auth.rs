@@ -10,11 +10,12 @@ use std::time::Duration;
 use common::TestCluster;
 use kvdb::coordinator::admin::AdminClient;
 use kvdb::core::auth::{AuthConfig, Credentials};
+use kvdb::core::tls::{ClientTls, TlsFiles};
 use kvdb_client::{ExecutorConfig, GatewayClient, Kv};
 use prost::Message;
 use tonic::Code;
 use tonic::codegen::http::uri::PathAndQuery;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 const CLUSTER_TOKEN: &str = "cluster-secret-1";
 
@@ -31,13 +32,15 @@ fn auth() -> AuthConfig {
 }
 
 /// Calls `path` on `address` with an empty request, presenting `token`: the status code.
-async fn call(address: &str, path: &str, token: Option<&str>) -> Code {
-    let channel: Channel = Endpoint::from_shared(format!("http://{address}"))
+async fn call(tls: Option<&ClientTls>, address: &str, path: &str, token: Option<&str>) -> Code {
+    let credentials = Credentials::bearer(token).unwrap().with_tls(tls.cloned());
+    let channel: Channel = credentials
+        .endpoint(address)
         .unwrap()
         .connect()
         .await
         .expect("connect");
-    let mut grpc = tonic::client::Grpc::new(Credentials::bearer(token).unwrap().on(channel));
+    let mut grpc = tonic::client::Grpc::new(credentials.on(channel));
     grpc.ready().await.expect("ready");
     let codec = tonic_prost::ProstCodec::<(), ()>::default();
     let mut request = tonic::Request::new(());
@@ -67,7 +70,42 @@ fn every_rpc() -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rpc_is_refused_without_a_token_and_roles_get_what_they_grant() {
-    let test = TestCluster::start_with(3, |config| config.auth = auth()).await;
+    tokens_on_every_plane(None).await;
+}
+
+/// The same over TLS (client certificates optional, so anonymous callers reach the tokens).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_every_rpc_is_refused_without_a_token_and_roles_get_what_they_grant() {
+    let certs = tempfile::tempdir().unwrap();
+    let files = kvdb::core::tls::write_throwaway(certs.path(), &["127.0.0.1"]).unwrap();
+    tokens_on_every_plane(Some(TlsFiles {
+        require_client_cert: false,
+        ..files
+    }))
+    .await;
+}
+
+async fn tokens_on_every_plane(tls_files: Option<TlsFiles>) {
+    let cluster_tls = tls_files.clone();
+    let test = TestCluster::start_with(3, move |config| {
+        config.auth = AuthConfig {
+            tls: cluster_tls,
+            ..auth()
+        }
+    })
+    .await;
+    // Callers trust the CA and present no certificate: only their tokens tell them apart.
+    let tls = tls_files.map(|files| ClientTls::load(&files.ca, None).unwrap());
+    let tls = tls.as_ref();
+    let credentials =
+        |token: Option<&str>| Credentials::bearer(token).unwrap().with_tls(tls.cloned());
+    let admin_client = |url: &str| {
+        let client = AdminClient::new(url).unwrap();
+        match tls {
+            Some(tls) => client.with_tls(tls).unwrap(),
+            None => client,
+        }
+    };
     let cluster = &test.cluster;
     let coordinator = cluster.coordinator_address();
     let node = cluster.node_address(0).to_string();
@@ -86,12 +124,12 @@ async fn every_rpc_is_refused_without_a_token_and_roles_get_what_they_grant() {
         };
         for server in servers {
             assert_eq!(
-                call(server, path, None).await,
+                call(tls, server, path, None).await,
                 Code::Unauthenticated,
                 "{path} at {server}"
             );
             assert_eq!(
-                call(server, path, Some("not-a-token")).await,
+                call(tls, server, path, Some("not-a-token")).await,
                 Code::Unauthenticated,
                 "{path} at {server}"
             );
@@ -106,16 +144,23 @@ async fn every_rpc_is_refused_without_a_token_and_roles_get_what_they_grant() {
         "/kvdb.v1.Coordinator/Heartbeat",
     ] {
         assert_eq!(
-            call(&coordinator, path, Some("operator-1")).await,
+            call(tls, &coordinator, path, Some("operator-1")).await,
             Code::PermissionDenied
         );
     }
     assert_eq!(
-        call(&node, "/kvdb.v1.RaftTransport/Vote", Some("operator-1")).await,
+        call(
+            tls,
+            &node,
+            "/kvdb.v1.RaftTransport/Vote",
+            Some("operator-1")
+        )
+        .await,
         Code::PermissionDenied
     );
     assert_eq!(
         call(
+            tls,
             &coordinator,
             "/kvdb.v1.Coordinator/InitShards",
             Some("writer-1")
@@ -130,6 +175,7 @@ async fn every_rpc_is_refused_without_a_token_and_roles_get_what_they_grant() {
     );
     // An admin token reaches the operator calls (here refused for its empty input, not its role).
     let init = call(
+        tls,
         &coordinator,
         "/kvdb.v1.Coordinator/InitShards",
         Some("operator-1"),
@@ -140,47 +186,43 @@ async fn every_rpc_is_refused_without_a_token_and_roles_get_what_they_grant() {
         "{init:?}"
     );
     assert_eq!(
-        call(&gateway, "/grpc.health.v1.Health/Check", None).await,
+        call(tls, &gateway, "/grpc.health.v1.Health/Check", None).await,
         Code::Ok,
         "health checks stay open"
     );
 
     // --- the Admin API takes admin and cluster tokens, nothing weaker
     let admin = format!("http://{}", cluster.admin_address());
-    let anonymous = AdminClient::new(&admin).unwrap();
+    let anonymous = admin_client(&admin);
     assert!(anonymous.shards().await.is_err(), "the Admin API is open");
-    let writer_admin = AdminClient::new(&admin).unwrap().with_token("writer-1");
+    let writer_admin = admin_client(&admin).with_token("writer-1");
     assert!(
         writer_admin.shards().await.is_err(),
         "a writer reads the Admin API"
     );
-    let operator = AdminClient::new(&admin).unwrap().with_token("operator-1");
+    let operator = admin_client(&admin).with_token("operator-1");
     assert!(!operator.shards().await.unwrap().shards.is_empty());
 
     // --- clients: a writer writes, a reader reads and cannot write
-    let writer =
-        GatewayClient::connect_with(&gateway, Credentials::bearer(Some("writer-1")).unwrap())
-            .unwrap();
+    let writer = GatewayClient::connect_with(&gateway, credentials(Some("writer-1"))).unwrap();
     writer
         .put(b"auth-key", b"v1")
         .await
         .expect("a writer writes");
-    let reader =
-        GatewayClient::connect_with(&gateway, Credentials::bearer(Some("reader-1")).unwrap())
-            .unwrap();
+    let reader = GatewayClient::connect_with(&gateway, credentials(Some("reader-1"))).unwrap();
     let read = reader.get(b"auth-key").await.expect("a reader reads");
     assert_eq!(read.map(|v| v.value), Some(b"v1".to_vec()));
     assert!(
         reader.put(b"auth-key", b"v2").await.is_err(),
         "a reader cannot write"
     );
-    let anonymous = GatewayClient::connect(&gateway).unwrap();
+    let anonymous = GatewayClient::connect_with(&gateway, credentials(None)).unwrap();
     assert!(anonymous.get(b"auth-key").await.is_err());
     // The smart client goes to the coordinator and the nodes directly, on its own token.
     let smart = kvdb_client::Client::connect_with(
         std::slice::from_ref(&coordinator),
         ExecutorConfig {
-            credentials: Credentials::bearer(Some("writer-1")).unwrap(),
+            credentials: credentials(Some("writer-1")),
             ..ExecutorConfig::default()
         },
     )
