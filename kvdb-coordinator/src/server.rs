@@ -9,6 +9,7 @@
 use std::future::Future;
 
 use kvdb_core::call_stream::Closing;
+use kvdb_core::introspection::{HealthStatus, reflection};
 use kvdb_core::raft::transport::RaftTransportService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -51,9 +52,15 @@ pub async fn serve(
         .with_closing(Closing::on(closed.clone()))
         .into_server();
     let watch = WatchShardMapRoute::new(coordinator.clone(), closed, MAX_MESSAGE_SIZE);
+    let (health, health_service) = HealthStatus::new(SERVICES).await;
+    let (reflection_v1, reflection_v1alpha) = reflection(SERVICES);
+    let readiness = tokio::spawn(report_readiness(coordinator.clone(), health));
     // The exact path of the watch method wins over the service's wildcard.
     let routes = Routes::new(service)
         .add_service(raft)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .into_axum_router()
         .route_service(WATCH_SHARD_MAP_PATH, watch);
     let shutdown = async move {
@@ -65,10 +72,33 @@ pub async fn serve(
         .auth
         .listening(config.connections)
         .map_err(|e| ServeError::Auth(e.to_string()))?;
-    listening
+    let served = listening
         .server()
         .add_routes(Routes::from(routes))
         .serve_with_incoming_shutdown(listening.incoming(listener), shutdown)
-        .await?;
+        .await;
+    readiness.abort();
+    served?;
     Ok(())
+}
+
+/// The gRPC services a coordinator serves, as health checks and reflection name them.
+const SERVICES: &[&str] = &["kvdb.v1.Coordinator", "kvdb.v1.RaftTransport"];
+
+/// Keeps health `SERVING` while the coordinator group has a leader that applied an entry of
+/// its term (the coordinator can answer), `NOT_SERVING` otherwise.
+async fn report_readiness(coordinator: Coordinator, health: HealthStatus) {
+    let mut metrics = coordinator.raft_metrics();
+    let mut serving = false;
+    loop {
+        let ready = coordinator.is_ready();
+        if ready != serving {
+            health.set(ready).await;
+            serving = ready;
+        }
+        if metrics.changed().await.is_err() {
+            health.set(false).await;
+            return;
+        }
+    }
 }

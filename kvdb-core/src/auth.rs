@@ -126,6 +126,9 @@ pub fn need(path: &str) -> Need {
     };
     match (service, method) {
         ("grpc.health.v1.Health", _) => Need::Open,
+        ("grpc.reflection.v1.ServerReflection" | "grpc.reflection.v1alpha.ServerReflection", _) => {
+            Need::Read
+        }
         ("kvdb.v1.KvGateway" | "kvdb.v1.KvNode", "Get" | "Calls") => Need::Read,
         ("kvdb.v1.KvGateway" | "kvdb.v1.KvNode", "Put" | "Delete") => Need::Write,
         (

@@ -38,6 +38,7 @@ pub mod epoch;
 pub mod error;
 pub mod ids;
 pub mod incoming;
+pub mod introspection;
 pub mod proto;
 pub mod raft;
 pub mod router;

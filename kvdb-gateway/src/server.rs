@@ -11,12 +11,10 @@ use kvdb_core::call_stream::Closing;
 use kvdb_core::coordinator_client::CoordinatorClient;
 use kvdb_core::error::KvError;
 use kvdb_core::incoming::Listening;
+use kvdb_core::introspection::{HealthStatus, reflection};
 use kvdb_core::proto::v1::kv_gateway_server::KvGatewayServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tonic::server::NamedService;
-use tonic_health::ServingStatus;
-use tonic_health::server::HealthReporter;
 
 use crate::service::GatewayService;
 
@@ -54,14 +52,14 @@ pub async fn serve(
     listening: Listening,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    let (reporter, health) = tonic_health::server::health_reporter();
     // NOT_SERVING until there is a shard map to route by: without one every request would
     // only wait for its deadline.
-    set_health(&reporter, ServingStatus::NotServing).await;
+    let (status, health) = HealthStatus::new(SERVICES).await;
+    let (reflection_v1, reflection_v1alpha) = reflection(SERVICES);
     let mut maps = gateway.executor.cache().subscribe();
     let health_updates = tokio::spawn(async move {
         if maps.wait_for(|map| !map.shards.is_empty()).await.is_ok() {
-            set_health(&reporter, ServingStatus::Serving).await;
+            status.set(true).await;
         }
     });
     let (closing, closed) = watch::channel(false);
@@ -74,6 +72,8 @@ pub async fn serve(
         .server()
         .tcp_nodelay(true)
         .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(
             KvGatewayServer::new(service)
                 .max_decoding_message_size(MAX_CLIENT_MESSAGE_BYTES)
@@ -85,13 +85,5 @@ pub async fn serve(
     served
 }
 
-/// Sets the gateway's status, for the whole server (`""`) and for `KvGateway`.
-async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
-    reporter
-        .set_service_status(
-            <KvGatewayServer<GatewayService> as NamedService>::NAME,
-            status,
-        )
-        .await;
-    reporter.set_service_status("", status).await;
-}
+/// The gRPC services a gateway serves, as health checks and reflection name them.
+const SERVICES: &[&str] = &["kvdb.v1.KvGateway"];

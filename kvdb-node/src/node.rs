@@ -21,6 +21,7 @@ use kvdb_core::coordinator_client::{
     CoordinatorClient, CoordinatorClientConfig, CoordinatorClientError,
 };
 use kvdb_core::incoming::Listening;
+use kvdb_core::introspection::{Health, HealthServer, HealthStatus, reflection};
 use kvdb_core::raft::log_store::{LogDb, LogDbError, LogDbOptions, LogDbStats};
 use kvdb_core::raft::quiesce::{QuiesceTokens, Quiescer};
 use kvdb_core::raft::transport::{
@@ -195,10 +196,19 @@ impl Node {
             transport = transport.with_quiescence(tokens);
         }
         let listening = config.auth.listening(config.connections)?;
+        let (health, health_service) = HealthStatus::new(SERVICES).await;
         let mut tasks = vec![
-            tokio::spawn(serve(listener, kv, transport, listening, stopped.clone())),
+            tokio::spawn(serve(
+                listener,
+                kv,
+                transport,
+                listening,
+                health_service,
+                stopped.clone(),
+            )),
             tokio::spawn(manager.clone().run(stopped.clone())),
             tokio::spawn(disk.run(stopped.clone())),
+            tokio::spawn(report_readiness(manager.clone(), health, stopped.clone())),
             tokio::spawn(heartbeat(
                 control,
                 manager.clone(),
@@ -338,18 +348,47 @@ async fn serve(
     kv: KvService,
     transport: RaftTransportService<crate::raft_types::ShardRaftConfig>,
     listening: Listening,
+    health: HealthServer<impl Health>,
     mut stop: Shutdown,
 ) {
     let incoming = listening.incoming(listener);
+    let (reflection_v1, reflection_v1alpha) = reflection(SERVICES);
     let served = listening
         .server()
         .add_service(kv.into_server())
         .add_service(transport.into_server())
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(incoming, async move { stop.recv().await })
         .await;
     if let Err(e) = served {
         tracing::error!(error = %e, "storage node server failed");
     }
+}
+
+/// The gRPC services a node serves, as health checks and reflection name them.
+const SERVICES: &[&str] = &["kvdb.v1.KvNode", "kvdb.v1.RaftTransport"];
+
+/// How often a starting node looks whether it hosts its shards yet.
+const READINESS_POLL: Duration = Duration::from_millis(100);
+
+/// Keeps health `SERVING` while the node hosts a replica of every shard the map gives it,
+/// `NOT_SERVING` before (no map yet, replicas still opening) and once it stops.
+async fn report_readiness(manager: Arc<ReplicaManager>, health: HealthStatus, mut stop: Shutdown) {
+    let mut serving = false;
+    loop {
+        let ready = manager.hosts_its_shards();
+        if ready != serving {
+            health.set(ready).await;
+            serving = ready;
+        }
+        tokio::select! {
+            _ = stop.recv() => break,
+            _ = tokio::time::sleep(READINESS_POLL) => {}
+        }
+    }
+    health.set(false).await;
 }
 
 /// How many heartbeats apart the replicas' figures are sent: counting keys costs a read of

@@ -147,6 +147,19 @@ impl ReplicaManager {
         Some((local, replica))
     }
 
+    /// Whether the node can serve: it has a shard map, and a replica open for every shard
+    /// the map places on it.
+    pub fn hosts_its_shards(&self) -> bool {
+        let map = self.cache.current();
+        let me = self.env.node;
+        map.is_initialized()
+            && map
+                .shards
+                .values()
+                .filter(|s| s.members().contains(&me))
+                .all(|s| self.replica(s.id).is_some())
+    }
+
     /// Reconciles until `shutdown` turns true, then stops every replica.
     pub async fn run(self: Arc<Self>, mut shutdown: Shutdown) {
         let mut maps = self.cache.subscribe();
