@@ -87,15 +87,10 @@ const SERVICES: &[&str] = &["kvdb.v1.Coordinator", "kvdb.v1.RaftTransport"];
 
 /// Keeps health `SERVING` while the coordinator group has a leader that applied an entry of
 /// its term (the coordinator can answer), `NOT_SERVING` otherwise.
-async fn report_readiness(coordinator: Coordinator, health: HealthStatus) {
+async fn report_readiness(coordinator: Coordinator, mut health: HealthStatus) {
     let mut metrics = coordinator.raft_metrics();
-    let mut serving = false;
     loop {
-        let ready = coordinator.is_ready();
-        if ready != serving {
-            health.set(ready).await;
-            serving = ready;
-        }
+        health.set(coordinator.is_ready()).await;
         if metrics.changed().await.is_err() {
             health.set(false).await;
             return;

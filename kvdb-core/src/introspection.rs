@@ -19,6 +19,8 @@ use crate::proto::FILE_DESCRIPTOR_SET;
 pub struct HealthStatus {
     reporter: HealthReporter,
     services: &'static [&'static str],
+    /// What was reported last.
+    serving: bool,
 }
 
 impl HealthStatus {
@@ -27,13 +29,21 @@ impl HealthStatus {
         services: &'static [&'static str],
     ) -> (HealthStatus, HealthServer<impl Health>) {
         let (reporter, server) = tonic_health::server::health_reporter();
-        let status = HealthStatus { reporter, services };
+        let mut status = HealthStatus {
+            reporter,
+            services,
+            serving: true,
+        };
         status.set(false).await;
         (status, server)
     }
 
-    /// Reports `SERVING` or `NOT_SERVING`.
-    pub async fn set(&self, serving: bool) {
+    /// Reports `SERVING` or `NOT_SERVING`, if that is news.
+    pub async fn set(&mut self, serving: bool) {
+        if serving == self.serving {
+            return;
+        }
+        self.serving = serving;
         let status = if serving {
             ServingStatus::Serving
         } else {

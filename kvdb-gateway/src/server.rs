@@ -54,7 +54,7 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     // NOT_SERVING until there is a shard map to route by: without one every request would
     // only wait for its deadline.
-    let (status, health) = HealthStatus::new(SERVICES).await;
+    let (mut status, health) = HealthStatus::new(SERVICES).await;
     let (reflection_v1, reflection_v1alpha) = reflection(SERVICES);
     let mut maps = gateway.executor.cache().subscribe();
     let health_updates = tokio::spawn(async move {

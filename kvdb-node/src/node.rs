@@ -375,14 +375,13 @@ const READINESS_POLL: Duration = Duration::from_millis(100);
 
 /// Keeps health `SERVING` while the node hosts a replica of every shard the map gives it,
 /// `NOT_SERVING` before (no map yet, replicas still opening) and once it stops.
-async fn report_readiness(manager: Arc<ReplicaManager>, health: HealthStatus, mut stop: Shutdown) {
-    let mut serving = false;
+async fn report_readiness(
+    manager: Arc<ReplicaManager>,
+    mut health: HealthStatus,
+    mut stop: Shutdown,
+) {
     loop {
-        let ready = manager.hosts_its_shards();
-        if ready != serving {
-            health.set(ready).await;
-            serving = ready;
-        }
+        health.set(manager.hosts_its_shards()).await;
         tokio::select! {
             _ = stop.recv() => break,
             _ = tokio::time::sleep(READINESS_POLL) => {}
