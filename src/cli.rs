@@ -212,9 +212,10 @@ pub struct ConnectionArgs {
     /// the process's descriptor limit (ulimit -n).
     #[arg(long, env = "KVDB_MAX_CONNECTIONS", default_value_t = ConnectionLimits::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
-    /// HTTP/2 streams (calls) open at once on one connection.
-    #[arg(long, env = "KVDB_MAX_CONCURRENT_STREAMS", default_value_t = ConnectionLimits::DEFAULT_MAX_CONCURRENT_STREAMS)]
-    pub max_concurrent_streams: u32,
+    /// HTTP/2 streams (calls) open at once on one connection; no limit by default (HTTP/2
+    /// flow control and the per-stream call limit bound what a connection holds).
+    #[arg(long, env = "KVDB_MAX_CONCURRENT_STREAMS")]
+    pub max_concurrent_streams: Option<u32>,
     /// How long a new connection may take to send its first bytes and finish its TLS
     /// handshake before it is closed.
     #[arg(long, env = "KVDB_HANDSHAKE_TIMEOUT", value_parser = parse_duration, default_value = "10s")]

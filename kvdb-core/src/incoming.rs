@@ -51,8 +51,9 @@ pub struct ConnectionLimits {
     /// the process's descriptor limit (`ulimit -n`), so that the server always has
     /// descriptors left for its own files and peers.
     pub max_connections: usize,
-    /// HTTP/2 streams (calls) open at once on one connection.
-    pub max_concurrent_streams: u32,
+    /// HTTP/2 streams (calls) open at once on one connection; `None` leaves it to HTTP/2
+    /// flow control and the call-stream limits, as every server did before the flag existed.
+    pub max_concurrent_streams: Option<u32>,
     /// How long a connection may take to send its first bytes and finish its TLS handshake.
     pub handshake_timeout: Duration,
 }
@@ -60,15 +61,13 @@ pub struct ConnectionLimits {
 impl ConnectionLimits {
     /// Default [`Self::max_connections`].
     pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
-    /// Default [`Self::max_concurrent_streams`].
-    pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 1024;
 }
 
 impl Default for ConnectionLimits {
     fn default() -> Self {
         Self {
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
-            max_concurrent_streams: Self::DEFAULT_MAX_CONCURRENT_STREAMS,
+            max_concurrent_streams: None,
             handshake_timeout: HANDSHAKE_TIMEOUT,
         }
     }
@@ -95,7 +94,7 @@ impl Listening {
         tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(KEEP_ALIVE.0))
             .http2_keepalive_timeout(Some(KEEP_ALIVE.1))
-            .max_concurrent_streams(Some(self.limits.max_concurrent_streams))
+            .max_concurrent_streams(self.limits.max_concurrent_streams)
             .layer(UndecodableLayer)
             .layer(self.auth.clone())
     }
