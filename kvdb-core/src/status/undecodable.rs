@@ -63,18 +63,33 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        self.0.call(request).map_ok(rewrite::<R>)
+        let map: fn(Response<R>) -> Response<Checked<R>> =
+            if request.uri().path().starts_with(RAFT_TRANSPORT) {
+                keep::<R>
+            } else {
+                rewrite::<R>
+            };
+        self.0.call(request).map_ok(map)
     }
 }
 
+/// The Raft transport's path prefix. Its senders read tonic's `OUT_OF_RANGE` as "send fewer
+/// entries" (see `crate::raft::transport`), so its statuses are never rewritten.
+const RAFT_TRANSPORT: &str = "/kvdb.v1.RaftTransport/";
+
 fn rewrite<R>(mut response: Response<R>) -> Response<Checked<R>> {
     rewrite_status(response.headers_mut());
-    response.map(Checked)
+    response.map(|body| Checked(body, true))
 }
 
-/// A response body whose trailers are rewritten like the headers of a trailers-only answer.
+fn keep<R>(response: Response<R>) -> Response<Checked<R>> {
+    response.map(|body| Checked(body, false))
+}
+
+/// A response body whose trailers are rewritten like the headers of a trailers-only answer
+/// (when its flag says so).
 #[derive(Debug)]
-pub struct Checked<B>(B);
+pub struct Checked<B>(B, bool);
 
 impl<B: Body + Unpin> Body for Checked<B> {
     type Data = B::Data;
@@ -88,7 +103,9 @@ impl<B: Body + Unpin> Body for Checked<B> {
         let Poll::Ready(Some(Ok(mut frame))) = polled else {
             return polled;
         };
-        if let Some(trailers) = frame.trailers_mut() {
+        if let Some(trailers) = frame.trailers_mut()
+            && self.1
+        {
             rewrite_status(trailers);
         }
         Poll::Ready(Some(Ok(frame)))
@@ -167,6 +184,43 @@ mod tests {
         ));
         assert!(!refused_by_decoder(Some(13), b"storage failed"));
         assert!(!refused_by_decoder(None, too_large));
+    }
+
+    /// Answers every request with tonic's too-large refusal, trailers-only.
+    struct TooLarge;
+
+    impl Service<Request<()>> for TooLarge {
+        type Response = Response<()>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Response<()>, Self::Error>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: Request<()>) -> Self::Future {
+            let response = Response::builder()
+                .header("grpc-status", "11")
+                .header(
+                    "grpc-message",
+                    "Error,%20decoded%20message%20length%20too%20large",
+                )
+                .body(())
+                .unwrap();
+            std::future::ready(Ok(response))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_raft_transport_keeps_out_of_range_so_its_senders_shrink_their_batches() {
+        let mut service = UndecodableLayer.layer(TooLarge);
+        let mut status = |path: &'static str| {
+            let request = Request::builder().uri(path).body(()).unwrap();
+            let answer = service.call(request);
+            async move { answer.await.unwrap().headers()["grpc-status"].clone() }
+        };
+        assert_eq!(status("/kvdb.v1.RaftTransport/AppendEntries").await, "11");
+        assert_eq!(status("/kvdb.v1.KvNode/Put").await, "3");
     }
 
     #[test]
