@@ -82,9 +82,9 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = read(path)?;
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+/// The certificates in `pem`, read from `path` (named in errors).
+fn certificates(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
         .filter_map(Result::ok)
         .collect();
     if certs.is_empty() {
@@ -95,16 +95,18 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
-fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_slice(&read(path)?).map_err(|e| TlsError::NoKey {
+/// The private key in `pem`, read from `path` (named in errors).
+fn private_key(pem: &[u8], path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| TlsError::NoKey {
         path: path.to_owned(),
         reason: e.to_string(),
     })
 }
 
-fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
+/// The CA certificates in `pem`, read from `path` (named in errors), as trust anchors.
+fn roots(pem: &[u8], path: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
-    for cert in certificates(path)? {
+    for cert in certificates(pem, path)? {
         roots
             .add(cert)
             .map_err(|e| TlsError::Refused(format!("CA {}: {e}", path.display())))?;
@@ -143,8 +145,8 @@ fn server_config(files: &TlsFiles, protocol: Protocol) -> Result<ServerConfig, T
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(refused)?;
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(roots(&files.ca)?), provider());
+    let roots = roots(&read(&files.ca)?, &files.ca)?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
     let verifier = if files.require_client_cert {
         verifier
     } else {
@@ -155,7 +157,10 @@ fn server_config(files: &TlsFiles, protocol: Protocol) -> Result<ServerConfig, T
         .map_err(|e| TlsError::Refused(e.to_string()))?;
     let mut config = builder
         .with_client_cert_verifier(verifier)
-        .with_single_cert(certificates(&files.cert)?, private_key(&files.key)?)
+        .with_single_cert(
+            certificates(&read(&files.cert)?, &files.cert)?,
+            private_key(&read(&files.key)?, &files.key)?,
+        )
         .map_err(refused)?;
     config.alpn_protocols = protocol.alpn();
     Ok(config)
@@ -236,17 +241,37 @@ fn modified(files: &TlsFiles) -> Vec<Option<SystemTime>> {
 }
 
 /// What a process's channels need for TLS: the CA they trust and, for mutual TLS, the
-/// certificate and key they present. The PEM bytes are read once, when this is made.
+/// certificate and key they present. The PEM bytes are read once, when this is made, and
+/// keep their paths for errors.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ClientTls {
-    ca: Vec<u8>,
-    identity: Option<(Vec<u8>, Vec<u8>)>,
+pub struct ClientTls(Arc<ClientPems>);
+
+#[derive(PartialEq, Eq)]
+struct ClientPems {
+    ca: Pem,
+    identity: Option<(Pem, Pem)>,
+}
+
+/// A PEM file's bytes and its path.
+#[derive(Clone, PartialEq, Eq)]
+struct Pem {
+    bytes: Vec<u8>,
+    path: PathBuf,
+}
+
+impl Pem {
+    fn read(path: &Path) -> Result<Pem, TlsError> {
+        Ok(Pem {
+            bytes: read(path)?,
+            path: path.to_owned(),
+        })
+    }
 }
 
 impl fmt::Debug for ClientTls {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientTls")
-            .field("client_certificate", &self.identity.is_some())
+            .field("client_certificate", &self.0.identity.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -254,20 +279,16 @@ impl fmt::Debug for ClientTls {
 impl ClientTls {
     /// Trusts the CA in `ca`; presents `cert` and `key` when given (both or neither).
     pub fn load(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<ClientTls, TlsError> {
+        let tls = ClientTls(Arc::new(ClientPems {
+            ca: Pem::read(ca)?,
+            identity: match identity {
+                Some((cert, key)) => Some((Pem::read(cert)?, Pem::read(key)?)),
+                None => None,
+            },
+        }));
         // Parse now, so that a bad file is refused at start rather than at the first call.
-        roots(ca)?;
-        let identity = match identity {
-            Some((cert, key)) => {
-                certificates(cert)?;
-                private_key(key)?;
-                Some((read(cert)?, read(key)?))
-            }
-            None => None,
-        };
-        Ok(ClientTls {
-            ca: read(ca)?,
-            identity,
-        })
+        http_client_config(Some(&tls))?;
+        Ok(tls)
     }
 
     /// A server's channels: they trust its CA and present its own certificate.
@@ -277,9 +298,10 @@ impl ClientTls {
 
     /// `https://{address}` with this TLS.
     pub fn endpoint(&self, address: &str) -> Result<Endpoint, tonic::transport::Error> {
-        let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&self.ca));
-        if let Some((cert, key)) = &self.identity {
-            config = config.identity(Identity::from_pem(cert, key));
+        let mut config =
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&self.0.ca.bytes));
+        if let Some((cert, key)) = &self.0.identity {
+            config = config.identity(Identity::from_pem(&cert.bytes, &key.bytes));
         }
         Endpoint::from_shared(format!("https://{address}"))?.tls_config(config)
     }
@@ -289,28 +311,19 @@ impl ClientTls {
 /// trusts no server, so that `https://` fails until a CA is given. The HTTP client offers its
 /// protocols (ALPN) itself.
 pub fn http_client_config(tls: Option<&ClientTls>) -> Result<rustls::ClientConfig, TlsError> {
-    let mut roots = RootCertStore::empty();
-    if let Some(tls) = tls {
-        for cert in CertificateDer::pem_slice_iter(&tls.ca).filter_map(Result::ok) {
-            roots
-                .add(cert)
-                .map_err(|e| TlsError::Refused(format!("CA: {e}")))?;
-        }
-    }
+    let roots = match tls {
+        Some(tls) => roots(&tls.0.ca.bytes, &tls.0.ca.path)?,
+        None => RootCertStore::empty(),
+    };
     let refused = |e: rustls::Error| TlsError::Refused(e.to_string());
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(refused)?
         .with_root_certificates(roots);
-    let config = match tls.and_then(|tls| tls.identity.as_ref()) {
+    let config = match tls.and_then(|tls| tls.0.identity.as_ref()) {
         Some((cert, key)) => {
-            let chain = CertificateDer::pem_slice_iter(cert)
-                .filter_map(Result::ok)
-                .collect();
-            let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| TlsError::NoKey {
-                path: PathBuf::from("the client key"),
-                reason: e.to_string(),
-            })?;
+            let chain = certificates(&cert.bytes, &cert.path)?;
+            let key = private_key(&key.bytes, &key.path)?;
             builder.with_client_auth_cert(chain, key).map_err(refused)?
         }
         None => builder.with_no_client_auth(),
