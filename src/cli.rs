@@ -118,6 +118,8 @@ pub struct CoordinatorArgs {
     pub auth: AuthArgs,
     #[command(flatten)]
     pub connections: ConnectionArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
     /// Interval at which storage nodes are expected to heartbeat.
     #[arg(long, env = "KVDB_HEARTBEAT_INTERVAL", value_parser = parse_duration, default_value = "500ms")]
     pub heartbeat_interval: Duration,
@@ -203,6 +205,8 @@ pub struct NodeArgs {
     pub auth: AuthArgs,
     #[command(flatten)]
     pub connections: ConnectionArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 /// How many connections and calls a server takes (see docs/security.md).
@@ -220,6 +224,15 @@ pub struct ConnectionArgs {
     /// handshake before it is closed.
     #[arg(long, env = "KVDB_HANDSHAKE_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
     pub handshake_timeout: Duration,
+}
+
+/// Where a server serves its Prometheus metrics.
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// Serve Prometheus metrics at http://ADDR/metrics (plain HTTP: bind it to an address
+    /// only the monitoring network reaches). Off when unset.
+    #[arg(long, env = "KVDB_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ConnectionArgs {
@@ -298,6 +311,8 @@ pub struct GatewayArgs {
     pub auth: AuthArgs,
     #[command(flatten)]
     pub connections: ConnectionArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 /// How a client command reaches the cluster.

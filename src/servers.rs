@@ -67,6 +67,17 @@ pub fn local_addr(what: &str, listener: &TcpListener) -> Result<SocketAddr, Star
     })
 }
 
+/// Serves `registry` at `http://ADDR/metrics` when `addr` is set, until the task is aborted.
+pub async fn serve_metrics(
+    addr: Option<SocketAddr>,
+    registry: std::sync::Arc<kvdb_core::metrics::Registry>,
+) -> Result<Option<JoinHandle<()>>, StartError> {
+    let Some(addr) = addr else { return Ok(None) };
+    let listener = bind("metrics endpoint", addr).await?;
+    let served = kvdb_core::metrics::serve(listener, registry, std::future::pending());
+    Ok(Some(tokio::spawn(served)))
+}
+
 /// A coordinator serving gRPC and the Admin API on bound listeners.
 pub struct RunningCoordinator {
     /// The coordinator itself (map, admin operations); shut down through [`Self::shutdown`].

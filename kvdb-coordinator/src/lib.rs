@@ -41,6 +41,7 @@ pub mod forward;
 pub mod leadership;
 pub mod liveness;
 pub mod machine;
+pub mod metrics;
 pub mod placement;
 pub mod raft_group;
 pub mod scheduler;

@@ -39,6 +39,7 @@ pub mod error;
 pub mod ids;
 pub mod incoming;
 pub mod introspection;
+pub mod metrics;
 pub mod proto;
 pub mod raft;
 pub mod router;

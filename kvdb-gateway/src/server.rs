@@ -12,6 +12,9 @@ use kvdb_core::coordinator_client::CoordinatorClient;
 use kvdb_core::error::KvError;
 use kvdb_core::incoming::Listening;
 use kvdb_core::introspection::{HealthStatus, reflection};
+use kvdb_core::metrics::{
+    Collector, ConstGauge, DescriptorEncoder, Registry, RequestMetrics, RetryMetrics, encode_family,
+};
 use kvdb_core::proto::v1::kv_gateway_server::KvGatewayServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -22,20 +25,36 @@ use crate::service::GatewayService;
 /// coordinators and the executor that uses it.
 pub struct Gateway {
     executor: Executor,
+    registry: Arc<Registry>,
+    requests: RequestMetrics,
 }
 
 impl Gateway {
     /// Follows the coordinators at `coordinators`; does not wait for a map
     /// (requests before the first map retry until their deadline, then fail
     /// `UNAVAILABLE` with `NO_SHARD_MAP`; health says `NOT_SERVING` meanwhile).
-    pub fn connect(coordinators: &[String], config: ExecutorConfig) -> Result<Gateway, KvError> {
+    pub fn connect(
+        coordinators: &[String],
+        mut config: ExecutorConfig,
+    ) -> Result<Gateway, KvError> {
         let source = CoordinatorClient::with_config(coordinators, config.coordinator_client())
             .map_err(|e| KvError::InvalidArgument(format!("coordinators: {e}")))?;
         let (cache, _driver) = ShardMapCache::spawn(Arc::new(source), CacheConfig::default())
             .map_err(|e| KvError::InvalidArgument(e.to_string()))?;
+        let mut registry = kvdb_core::metrics::registry();
+        let requests = RequestMetrics::register(&mut registry, "gateway");
+        config.retries = Some(RetryMetrics::register(&mut registry, "gateway"));
+        registry.register_collector(Box::new(MapCollector(cache.clone())));
         Ok(Gateway {
             executor: Executor::new(cache, config),
+            registry: Arc::new(registry),
+            requests,
         })
+    }
+
+    /// The gateway's metrics, to serve with [`kvdb_core::metrics::serve`].
+    pub fn metrics(&self) -> Arc<Registry> {
+        self.registry.clone()
     }
 
     /// The executor requests run on.
@@ -63,7 +82,9 @@ pub async fn serve(
         }
     });
     let (closing, closed) = watch::channel(false);
-    let service = GatewayService::new(gateway.executor.clone()).with_closing(Closing::on(closed));
+    let service = GatewayService::new(gateway.executor.clone())
+        .with_closing(Closing::on(closed))
+        .with_metrics(gateway.requests.clone());
     let shutdown = async move {
         shutdown.await;
         let _ = closing.send(true);
@@ -83,6 +104,26 @@ pub async fn serve(
         .await;
     health_updates.abort();
     served
+}
+
+/// The version of the shard map the gateway routes by, read at scrape time.
+#[derive(Debug)]
+struct MapCollector(Arc<ShardMapCache>);
+
+impl Collector for MapCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let version = self.0.current().version.0;
+        let no_labels: [(&str, &str); 0] = [];
+        encode_family(
+            &mut encoder,
+            "gateway_shard_map_version",
+            "Version of the shard map the gateway routes by",
+            [(
+                no_labels,
+                ConstGauge::new(i64::try_from(version).unwrap_or(i64::MAX)),
+            )],
+        )
+    }
 }
 
 /// The gRPC services a gateway serves, as health checks and reflection name them.

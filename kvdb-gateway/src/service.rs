@@ -8,6 +8,7 @@ use kvdb_client::wire::{Executor, WriteIds, WriteTicket};
 use kvdb_core::auth::{self, Role};
 use kvdb_core::call_stream;
 use kvdb_core::error::KvError;
+use kvdb_core::metrics::RequestMetrics;
 use kvdb_core::proto::v1 as pb;
 use kvdb_core::proto::v1::call::Op;
 use kvdb_core::proto::v1::kv_gateway_server::KvGateway;
@@ -24,6 +25,8 @@ pub struct GatewayService {
     max_timeout: Duration,
     /// Ends the `Calls` streams when the gateway stops.
     closing: call_stream::Closing,
+    /// Counts and times every request, unary or on a `Calls` stream.
+    requests: RequestMetrics,
 }
 
 impl GatewayService {
@@ -37,7 +40,14 @@ impl GatewayService {
             ids: Arc::new(WriteIds::new()),
             max_timeout: Self::MAX_TIMEOUT,
             closing: call_stream::Closing::never(),
+            requests: RequestMetrics::detached(),
         }
+    }
+
+    /// Records every request in `requests`.
+    pub fn with_metrics(mut self, requests: RequestMetrics) -> GatewayService {
+        self.requests = requests;
+        self
     }
 
     /// Ends every `Calls` stream once `closing` closes; the server cannot stop gracefully
@@ -64,20 +74,40 @@ impl GatewayService {
             .executor
             .deadline(timeout.map(|t| t.min(self.max_timeout)));
         match op {
-            Some(Op::Get(req)) => self.executor.get(req, deadline).await.map(Outcome::Get),
-            Some(Op::Put(mut req)) => {
-                let _ticket = self.write_id(&mut req.write_id);
-                self.executor.put(req, deadline).await.map(Outcome::Put)
-            }
-            Some(Op::Delete(mut req)) => {
-                let _ticket = self.write_id(&mut req.write_id);
-                self.executor
-                    .delete(req, deadline)
-                    .await
-                    .map(Outcome::Delete)
-            }
+            Some(Op::Get(req)) => self.get(req, deadline).await.map(Outcome::Get),
+            Some(Op::Put(req)) => self.put(req, deadline).await.map(Outcome::Put),
+            Some(Op::Delete(req)) => self.delete(req, deadline).await.map(Outcome::Delete),
             None => Err(KvError::InvalidArgument("call without an operation".into())),
         }
+    }
+
+    async fn get(
+        &self,
+        req: pb::GetRequest,
+        deadline: Instant,
+    ) -> Result<pb::GetResponse, KvError> {
+        let executed = self.executor.get(req, deadline);
+        self.requests.measure("get", executed).await
+    }
+
+    async fn put(
+        &self,
+        mut req: pb::PutRequest,
+        deadline: Instant,
+    ) -> Result<pb::PutResponse, KvError> {
+        let _ticket = self.write_id(&mut req.write_id);
+        let executed = self.executor.put(req, deadline);
+        self.requests.measure("put", executed).await
+    }
+
+    async fn delete(
+        &self,
+        mut req: pb::DeleteRequest,
+        deadline: Instant,
+    ) -> Result<pb::DeleteResponse, KvError> {
+        let _ticket = self.write_id(&mut req.write_id);
+        let executed = self.executor.delete(req, deadline);
+        self.requests.measure("delete", executed).await
     }
 
     /// Keeps a caller's own write id; gives a write without one the gateway's, with the
@@ -124,7 +154,7 @@ impl KvGateway for GatewayService {
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
         let deadline = self.deadline(&request);
-        reply(self.executor.get(request.into_inner(), deadline).await)
+        reply(GatewayService::get(self, request.into_inner(), deadline).await)
     }
 
     async fn put(
@@ -132,9 +162,7 @@ impl KvGateway for GatewayService {
         request: Request<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
         let deadline = self.deadline(&request);
-        let mut req = request.into_inner();
-        let _ticket = self.write_id(&mut req.write_id);
-        reply(self.executor.put(req, deadline).await)
+        reply(GatewayService::put(self, request.into_inner(), deadline).await)
     }
 
     async fn delete(
@@ -142,9 +170,7 @@ impl KvGateway for GatewayService {
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let deadline = self.deadline(&request);
-        let mut req = request.into_inner();
-        let _ticket = self.write_id(&mut req.write_id);
-        reply(self.executor.delete(req, deadline).await)
+        reply(GatewayService::delete(self, request.into_inner(), deadline).await)
     }
 
     type CallsStream = call_stream::RepliesStream;

@@ -82,6 +82,12 @@ impl DiskGuard {
         Ok(available)
     }
 
+    /// The free bytes last sampled, and whether writes are refused for want of them.
+    pub fn state(&self) -> (u64, bool) {
+        let available = self.available.load(Ordering::Relaxed);
+        (available, refuses_writes(available, self.reserve))
+    }
+
     /// `RESOURCE_EXHAUSTED` while the free space is under the reserve.
     pub fn admit_write(&self) -> Result<(), KvError> {
         let available = self.available.load(Ordering::Relaxed);

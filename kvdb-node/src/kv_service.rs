@@ -25,6 +25,7 @@ use kvdb_core::auth::{self, Role};
 use kvdb_core::call_stream;
 use kvdb_core::epoch::{Access, EpochValidator};
 use kvdb_core::error::{KvError, RoutingError};
+use kvdb_core::metrics::RequestMetrics;
 use kvdb_core::proto::v1 as pb;
 use kvdb_core::proto::v1::kv_node_server::{KvNode, KvNodeServer};
 use kvdb_core::proto::v1::node_call::Op;
@@ -52,6 +53,8 @@ pub struct KvService {
     closing: call_stream::Closing,
     /// Refuses writes while the disk is nearly full; `None` never does.
     disk: Option<Arc<DiskGuard>>,
+    /// Counts and times every request, unary or on a `Calls` stream.
+    requests: RequestMetrics,
     #[cfg(feature = "planted-bugs")]
     bug: Option<crate::planted::PlantedBug>,
 }
@@ -70,9 +73,16 @@ impl KvService {
             timeout,
             closing: call_stream::Closing::never(),
             disk: None,
+            requests: RequestMetrics::detached(),
             #[cfg(feature = "planted-bugs")]
             bug: None,
         }
+    }
+
+    /// Records every request in `requests` (see [`crate::metrics`]).
+    pub fn with_metrics(mut self, requests: RequestMetrics) -> Self {
+        self.requests = requests;
+        self
     }
 
     /// Ends every `Calls` stream once `closing` closes; the node's server cannot stop
@@ -147,6 +157,20 @@ impl KvService {
     }
 
     async fn get(&self, req: pb::NodeGetRequest) -> Result<pb::GetResponse, KvError> {
+        self.requests.measure("get", self.serve_get(req)).await
+    }
+
+    async fn put(&self, req: pb::NodePutRequest) -> Result<pb::PutResponse, KvError> {
+        self.requests.measure("put", self.serve_put(req)).await
+    }
+
+    async fn delete(&self, req: pb::NodeDeleteRequest) -> Result<pb::DeleteResponse, KvError> {
+        self.requests
+            .measure("delete", self.serve_delete(req))
+            .await
+    }
+
+    async fn serve_get(&self, req: pb::NodeGetRequest) -> Result<pb::GetResponse, KvError> {
         let get = req.request.ok_or_else(|| missing("get"))?;
         self.limits.check_key(&get.key)?;
         let eventual = Access::for_read(get.consistency)? == Access::EventualRead;
@@ -198,7 +222,7 @@ impl KvService {
         replica.holds_read_lease()
     }
 
-    async fn put(&self, req: pb::NodePutRequest) -> Result<pb::PutResponse, KvError> {
+    async fn serve_put(&self, req: pb::NodePutRequest) -> Result<pb::PutResponse, KvError> {
         let put = req.request.ok_or_else(|| missing("put"))?;
         let command = proposal::put_command(&put, clock::now_ms(), &self.limits)?;
         let replica = self.route(req.target, &put.key, Access::Write)?;
@@ -209,7 +233,10 @@ impl KvService {
         }
     }
 
-    async fn delete(&self, req: pb::NodeDeleteRequest) -> Result<pb::DeleteResponse, KvError> {
+    async fn serve_delete(
+        &self,
+        req: pb::NodeDeleteRequest,
+    ) -> Result<pb::DeleteResponse, KvError> {
         let delete = req.request.ok_or_else(|| missing("delete"))?;
         let command = proposal::delete_command(&delete, clock::now_ms(), &self.limits)?;
         let replica = self.route(req.target, &delete.key, Access::Write)?;

@@ -51,6 +51,7 @@ pub mod disk;
 pub mod expiry;
 pub mod kv_machine;
 pub mod kv_service;
+pub mod metrics;
 pub mod node;
 #[cfg(feature = "planted-bugs")]
 pub mod planted;

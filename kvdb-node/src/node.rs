@@ -22,6 +22,7 @@ use kvdb_core::coordinator_client::{
 };
 use kvdb_core::incoming::Listening;
 use kvdb_core::introspection::{Health, HealthServer, HealthStatus, reflection};
+use kvdb_core::metrics::Registry;
 use kvdb_core::raft::log_store::{LogDb, LogDbError, LogDbOptions, LogDbStats};
 use kvdb_core::raft::quiesce::{QuiesceTokens, Quiescer};
 use kvdb_core::raft::transport::{
@@ -99,6 +100,7 @@ pub struct Node {
     manager: Arc<ReplicaManager>,
     log_db: LogDb,
     quiescer: Option<Arc<Quiescer<ShardRaftConfig>>>,
+    registry: Arc<Registry>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     cache_driver: DriverHandle,
@@ -186,9 +188,16 @@ impl Node {
                 source,
             }
         })?;
+        let (registry, requests) = crate::metrics::register(
+            manager.clone(),
+            &log_db,
+            disk.clone(),
+            config.data_dir.clone(),
+        );
         let kv = KvService::new(manager.clone(), limits, config.request_timeout)
             .with_closing(stopped.closing())
-            .with_disk_guard(disk.clone());
+            .with_disk_guard(disk.clone())
+            .with_metrics(requests);
         #[cfg(feature = "planted-bugs")]
         let kv = kv.with_planted_bug(config.planted_bug);
         let mut transport = RaftTransportService::new(router).with_closing(stopped.closing());
@@ -229,6 +238,7 @@ impl Node {
             manager,
             log_db,
             quiescer,
+            registry: Arc::new(registry),
             stop,
             tasks,
             cache_driver,
@@ -253,6 +263,11 @@ impl Node {
     /// The replica manager, for inspection (tests, metrics).
     pub fn manager(&self) -> &Arc<ReplicaManager> {
         &self.manager
+    }
+
+    /// The node's metrics, to serve with [`kvdb_core::metrics::serve`].
+    pub fn metrics(&self) -> Arc<Registry> {
+        self.registry.clone()
     }
 
     /// Counters of the Raft log's writes (fsyncs, batching).

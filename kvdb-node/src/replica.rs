@@ -181,6 +181,29 @@ pub struct Replica {
     writes_total: AtomicU64,
 }
 
+/// One replica's Raft position and request counts (see [`Replica::raft_figures`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftFigures {
+    /// Whether this replica leads its group.
+    pub is_leader: bool,
+    /// The current term.
+    pub term: u64,
+    /// The index of the last entry in this replica's log (0: none).
+    pub last_log_index: u64,
+    /// The index of the last entry applied to the state machine.
+    pub applied_index: u64,
+    /// The index the last snapshot covers.
+    pub snapshot_index: u64,
+    /// The index up to which the log was purged.
+    pub purged_index: u64,
+    /// On a leader: each follower and the index it is known to hold.
+    pub replication: Vec<(NodeId, u64)>,
+    /// Reads answered since the replica opened.
+    pub reads_total: u64,
+    /// Writes answered since the replica opened.
+    pub writes_total: u64,
+}
+
 impl std::fmt::Debug for Replica {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Replica")
@@ -348,6 +371,32 @@ impl Replica {
     /// Counts one read answered from this replica.
     pub fn note_read(&self) {
         self.reads_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The group's Raft position as its metrics see it now, for the node's metrics.
+    pub fn raft_figures(&self) -> RaftFigures {
+        let m = self.metrics.borrow();
+        let leader = m.state == ServerState::Leader && m.current_leader == Some(self.node.0);
+        let index = |id: Option<&openraft::LogId<RaftId>>| id.map_or(0, |id| id.index);
+        let replication = match (&m.replication, leader) {
+            (Some(followers), true) => followers
+                .iter()
+                .filter(|(id, _)| **id != self.node.0)
+                .map(|(id, matched)| (NodeId(*id), index(matched.as_ref())))
+                .collect(),
+            _ => Vec::new(),
+        };
+        RaftFigures {
+            is_leader: leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            applied_index: index(m.last_applied.as_ref()),
+            snapshot_index: index(m.snapshot.as_ref()),
+            purged_index: index(m.purged.as_ref()),
+            replication,
+            reads_total: self.reads_total.load(Ordering::Relaxed),
+            writes_total: self.writes_total.load(Ordering::Relaxed),
+        }
     }
 
     /// This replica's figures for the coordinator. Counts the keys, so it blocks: call it

@@ -4,13 +4,16 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use kvdb::servers::{RunningCoordinator, bind};
+use std::sync::Arc;
+
+use kvdb::servers::{RunningCoordinator, bind, serve_metrics};
 use kvdb_client::ExecutorConfig;
 use kvdb_coordinator::CoordinatorConfig;
 use kvdb_coordinator::admin::AdminConfig;
 use kvdb_gateway::Gateway;
 use kvdb_node::config::NodeConfig;
 use kvdb_node::node::Node;
+use tokio::task::JoinHandle;
 
 use crate::cli::{CoordinatorArgs, GatewayArgs, NodeArgs};
 
@@ -87,9 +90,15 @@ pub async fn coordinator(args: CoordinatorArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return start_failed(e),
     };
+    let registry = kvdb_coordinator::metrics::registry(running.coordinator.clone());
+    let metrics = match serve_metrics(args.metrics.metrics_listen, Arc::new(registry)).await {
+        Ok(m) => m,
+        Err(e) => return start_failed(e),
+    };
     tracing::info!(grpc = %args.listen, admin = %args.admin_listen, "coordinator running");
     shutdown_signal().await;
     tracing::info!("shutting down");
+    metrics.inspect(JoinHandle::abort);
     running.shutdown().await;
     ExitCode::SUCCESS
 }
@@ -138,9 +147,14 @@ pub async fn node(args: NodeArgs) -> ExitCode {
         Ok(n) => n,
         Err(e) => return start_failed(e),
     };
+    let metrics = match serve_metrics(args.metrics.metrics_listen, node.metrics()).await {
+        Ok(m) => m,
+        Err(e) => return start_failed(e),
+    };
     tracing::info!(id = %node.id(), address = node.address(), "storage node running");
     shutdown_signal().await;
     tracing::info!("shutting down");
+    metrics.inspect(JoinHandle::abort);
     node.shutdown().await;
     ExitCode::SUCCESS
 }
@@ -164,8 +178,14 @@ pub async fn gateway(args: GatewayArgs) -> ExitCode {
         Ok(l) => l,
         Err(e) => return start_failed(e),
     };
+    let metrics = match serve_metrics(args.metrics.metrics_listen, gateway.metrics()).await {
+        Ok(m) => m,
+        Err(e) => return start_failed(e),
+    };
     tracing::info!(listen = %args.listen, "gateway running");
-    match kvdb_gateway::serve(&gateway, listener, listening, shutdown_signal()).await {
+    let served = kvdb_gateway::serve(&gateway, listener, listening, shutdown_signal()).await;
+    metrics.inspect(JoinHandle::abort);
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => start_failed(format!("gateway server failed: {e}")),
     }

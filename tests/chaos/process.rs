@@ -44,9 +44,11 @@ pub struct ProcessCluster {
     coordinator: Child,
     coordinator_address: String,
     admin_address: String,
+    /// Where the coordinator serves its metrics.
+    coordinator_metrics: String,
     nodes: Vec<(Vec<String>, Option<Child>)>,
-    /// Gateways started with [`Self::start_gateway`].
-    gateways: Vec<Child>,
+    /// Gateways started with [`Self::start_gateway`], with their metrics addresses.
+    gateways: Vec<(Child, String)>,
     /// The planted bug every node process runs with, by name.
     bug: Option<PlantedBug>,
 }
@@ -90,6 +92,7 @@ impl ProcessCluster {
         let dir = tempfile::tempdir().expect("temporary directory");
         let coordinator_address = free_address();
         let admin = free_address();
+        let coordinator_metrics = free_address();
         let root = dir.path().to_owned();
         let data = |name: &str| root.join(name).display().to_string();
         let coordinator_args: Vec<String> = [
@@ -102,6 +105,8 @@ impl ProcessCluster {
             &admin,
             "--data",
             &data("coordinator"),
+            "--metrics-listen",
+            &coordinator_metrics,
         ]
         .map(str::to_owned)
         .to_vec();
@@ -111,6 +116,7 @@ impl ProcessCluster {
             coordinator,
             coordinator_address: coordinator_address.clone(),
             admin_address: admin.clone(),
+            coordinator_metrics,
             nodes: Vec::new(),
             gateways: Vec::new(),
             dir,
@@ -128,6 +134,8 @@ impl ProcessCluster {
                 &coordinator_address,
                 "--data",
                 &data(&name),
+                "--metrics-listen",
+                &free_address(),
             ]
             .map(str::to_owned)
             .to_vec();
@@ -268,20 +276,40 @@ impl ProcessCluster {
     /// Starts a gateway process of the cluster; returns its process id and address.
     pub fn start_gateway(&mut self) -> (u32, String) {
         let address = free_address();
+        let metrics = free_address();
         let args: Vec<String> = [
             "gateway",
             "--listen",
             &address,
             "--coordinators",
             &self.coordinator_address,
+            "--metrics-listen",
+            &metrics,
         ]
         .map(str::to_owned)
         .to_vec();
         let name = format!("gateway-{}", self.gateways.len() + 1);
         let child = spawn(&self.bin, self.dir.path(), &name, &args, None);
         let pid = child.id();
-        self.gateways.push(child);
+        self.gateways.push((child, metrics));
         (pid, address)
+    }
+
+    /// Where node `i` serves its metrics.
+    pub fn node_metrics_address(&self, i: usize) -> &str {
+        let args = &self.nodes[i].0;
+        let flag = args.iter().position(|a| a == "--metrics-listen");
+        &args[flag.expect("nodes serve metrics") + 1]
+    }
+
+    /// Where the coordinator serves its metrics.
+    pub fn coordinator_metrics_address(&self) -> &str {
+        &self.coordinator_metrics
+    }
+
+    /// Where gateway `g` (in start order) serves its metrics.
+    pub fn gateway_metrics_address(&self, g: usize) -> &str {
+        &self.gateways[g].1
     }
 
     /// The process ids of the coordinator and every running node.
@@ -318,7 +346,8 @@ impl ProcessCluster {
 impl Drop for ProcessCluster {
     fn drop(&mut self) {
         let nodes = self.nodes.iter_mut().filter_map(|(_, c)| c.as_mut());
-        for child in nodes.chain(self.gateways.iter_mut()) {
+        let gateways = self.gateways.iter_mut().map(|(child, _)| child);
+        for child in nodes.chain(gateways) {
             let _ = child.kill();
             let _ = child.wait();
         }

@@ -32,6 +32,7 @@ use kvdb_core::cache::{Refresh, ShardMapCache};
 use kvdb_core::coordinator_client::CoordinatorClientConfig;
 use kvdb_core::epoch::Access;
 use kvdb_core::error::{KvError, RetryAction};
+use kvdb_core::metrics::RetryMetrics;
 use kvdb_core::proto::v1 as pb;
 use kvdb_core::router::Route;
 use tokio::time::Instant;
@@ -69,6 +70,9 @@ pub struct ExecutorConfig {
     /// What the client presents to nodes and coordinators: a token of the cluster's (see
     /// `kvdb_core::auth`), or nothing.
     pub credentials: Credentials,
+    /// Counts the attempts this client retries, by reason, for an application's metrics
+    /// (see `kvdb_core::metrics`). `None`: not counted.
+    pub retries: Option<RetryMetrics>,
 }
 
 impl ExecutorConfig {
@@ -93,6 +97,7 @@ impl Default for ExecutorConfig {
             refresh_patience: Self::DEFAULT_REFRESH_PATIENCE,
             node_address_rewrite: None,
             credentials: Credentials::default(),
+            retries: None,
         }
     }
 }
@@ -252,7 +257,11 @@ impl Executor {
                 Err(_) => KvError::Unavailable(format!("{address} did not answer in time")),
             };
             tracing::debug!(%address, %error, attempt, "request failed");
-            match error.retry_action() {
+            let action = error.retry_action();
+            if let (Some(retries), false) = (&self.config.retries, action == RetryAction::Fail) {
+                retries.record(&error);
+            }
+            match action {
                 RetryAction::Fail => return Err(error),
                 RetryAction::RetryAt(leader) if !hint_used && leader != address => {
                     hint_used = true;

@@ -16,18 +16,18 @@
 //! - `body`: JSON-body and path extraction with JSON rejections.
 //! - [`error`]: [`ApiError`] and its mapping to HTTP responses.
 //! - `auth`: the optional bearer-token check.
-//! - `metrics`: `GET /metrics` in the Prometheus text format.
+//! - `GET /metrics`: the coordinator's metrics (see [`crate::metrics`]).
 //! - [`client`]: [`AdminClient`], the typed HTTP client.
 //!
 //! Out of scope: TLS, pagination (the map is small enough to list whole),
 //! and serving reads linearizably (reads come from this member's applied map).
 
 pub mod api;
+pub(crate) use api::status_name;
 mod auth;
 mod body;
 pub mod client;
 pub mod error;
-mod metrics;
 mod routes;
 mod tls_listener;
 
@@ -118,6 +118,7 @@ impl std::fmt::Debug for AdminConfig {
 pub fn router(coordinator: Coordinator, config: AdminConfig) -> Router {
     let max_body_bytes = config.max_body_bytes;
     let state = AdminState {
+        metrics: Arc::new(crate::metrics::registry(coordinator.clone())),
         coordinator,
         config: Arc::new(config),
     };

@@ -25,7 +25,6 @@ use super::api::{
 };
 use super::body::{JsonBody, OptionalJsonBody, PathParam};
 use super::error::ApiError;
-use super::metrics;
 use crate::Coordinator;
 use crate::coordinator::split_point;
 use crate::error::CoordinatorError;
@@ -35,6 +34,7 @@ use crate::error::CoordinatorError;
 pub(crate) struct AdminState {
     pub coordinator: Coordinator,
     pub config: Arc<AdminConfig>,
+    pub metrics: Arc<kvdb_core::metrics::Registry>,
 }
 
 /// Every route of the Admin API, before the cross-cutting layers.
@@ -227,13 +227,11 @@ async fn readyz(State(s): State<AdminState>) -> Response {
 }
 
 async fn metrics(State(s): State<AdminState>) -> Response {
-    let map = s.coordinator.map();
-    let is_leader = s.coordinator.is_leader();
-    let body = metrics::render(&map, is_leader);
+    let body = kvdb_core::metrics::encode(&s.metrics);
     let mut response = (StatusCode::OK, body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static(metrics::CONTENT_TYPE),
+        HeaderValue::from_static(kvdb_core::metrics::CONTENT_TYPE),
     );
     response
 }

@@ -243,4 +243,72 @@ impl LogDb {
     pub fn stats(&self) -> LogDbStats {
         self.writer.stats()
     }
+
+    /// Registers the writer's figures in `registry`: `kvdb_raft_log_*` counters and the
+    /// latency of its durable commits.
+    pub fn register_metrics(&self, registry: &mut crate::metrics::Registry) {
+        registry.register_with_unit(
+            "raft_log_commit_duration",
+            "Time of each durable Raft log transaction, fsync included",
+            crate::metrics::Unit::Seconds,
+            self.writer.commit_seconds(),
+        );
+        registry.register_collector(Box::new(LogDbCollector(self.writer.clone())));
+    }
+}
+
+/// The writer's counters, read at scrape time.
+struct LogDbCollector(Arc<Writer>);
+
+impl std::fmt::Debug for LogDbCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogDbCollector")
+    }
+}
+
+impl crate::metrics::Collector for LogDbCollector {
+    fn encode(
+        &self,
+        mut encoder: crate::metrics::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use crate::metrics::{ConstCounter, encode_family};
+        let stats = self.0.stats();
+        let no_labels: [(&str, &str); 0] = [];
+        let counters = [
+            (
+                "raft_log_commits",
+                "Durable Raft log transactions (one fsync each)",
+                stats.commits,
+            ),
+            (
+                "raft_log_requests",
+                "Raft log writes completed (appends, votes, truncations, purges, commit saves)",
+                stats.requests,
+            ),
+            (
+                "raft_log_appends",
+                "Raft log appends completed; appends per commit is the group-commit batch",
+                stats.appends,
+            ),
+            (
+                "raft_log_entries",
+                "Raft log entries written",
+                stats.entries,
+            ),
+            (
+                "raft_log_failed_commits",
+                "Raft log transactions that failed, failing every write in them",
+                stats.failed_commits,
+            ),
+        ];
+        for (name, help, value) in counters {
+            encode_family(
+                &mut encoder,
+                name,
+                help,
+                [(no_labels, ConstCounter::new(value))],
+            )?;
+        }
+        Ok(())
+    }
 }

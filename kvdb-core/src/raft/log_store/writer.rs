@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
+use prometheus_client::metrics::histogram::Histogram;
 use redb::{Database, Durability, Table};
 use tokio::sync::oneshot;
 
@@ -103,7 +104,6 @@ pub struct LogDbStats {
     pub failed_commits: u64,
 }
 
-#[derive(Default)]
 struct Counters {
     requests: AtomicU64,
     appends: AtomicU64,
@@ -111,6 +111,22 @@ struct Counters {
     commits: AtomicU64,
     held_saves: AtomicU64,
     failed_commits: AtomicU64,
+    /// How long each durable transaction took, fsync included.
+    commit_seconds: Histogram,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self {
+            requests: AtomicU64::default(),
+            appends: AtomicU64::default(),
+            entries: AtomicU64::default(),
+            commits: AtomicU64::default(),
+            held_saves: AtomicU64::default(),
+            failed_commits: AtomicU64::default(),
+            commit_seconds: crate::metrics::latency_histogram(),
+        }
+    }
 }
 
 /// The handle to the writer thread. Dropping it lets the thread finish what is queued, then
@@ -184,6 +200,11 @@ impl Writer {
     #[cfg(test)]
     pub(super) fn gate(&self) -> &gate::Gate {
         &self.gate
+    }
+
+    /// The latency of every durable commit so far.
+    pub(super) fn commit_seconds(&self) -> Histogram {
+        self.counters.commit_seconds.clone()
     }
 
     pub(super) fn stats(&self) -> LogDbStats {
@@ -260,7 +281,11 @@ fn run(ctx: &Context<'_>, requests: &mpsc::Receiver<WriteRequest>) {
 
 /// Commits `batch` durably and tells every request the outcome.
 fn commit_and_answer(db: &Database, counters: &Counters, batch: Vec<WriteRequest>) {
+    let started = std::time::Instant::now();
     let result = commit(db, &batch).map_err(Arc::new);
+    counters
+        .commit_seconds
+        .observe(started.elapsed().as_secs_f64());
     record(counters, &batch, result.is_ok());
     if let Err(e) = &result {
         tracing::error!(error = %e, requests = batch.len(), "raft log commit failed");

@@ -1,0 +1,185 @@
+//! A node's metrics: the requests [`KvService`](crate::kv_service::KvService) served, and,
+//! read at scrape time, each replica's Raft position, the Raft log writer, the disk guard and
+//! the shard map this node follows.
+//!
+//! Per-shard series carry a `shard` label, so their number grows with the shards a node
+//! hosts (about ten series each); a node with thousands of replicas makes a large scrape.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use kvdb_core::metrics::{
+    Collector, ConstCounter, ConstGauge, DescriptorEncoder, Registry, RequestMetrics, encode_family,
+};
+use kvdb_core::raft::log_store::LogDb;
+
+use crate::config::{KV_DB_FILE, LOG_DB_FILE};
+use crate::disk::DiskGuard;
+use crate::replica::RaftFigures;
+use crate::replica_manager::ReplicaManager;
+
+/// Builds a node's registry: its request metrics (returned, for the service to record) and
+/// the collectors of everything else.
+pub fn register(
+    manager: Arc<ReplicaManager>,
+    log_db: &LogDb,
+    disk: Arc<DiskGuard>,
+    data_dir: PathBuf,
+) -> (Registry, RequestMetrics) {
+    let mut registry = kvdb_core::metrics::registry();
+    let requests = RequestMetrics::register(&mut registry, "node");
+    log_db.register_metrics(&mut registry);
+    registry.register_collector(Box::new(NodeCollector {
+        manager,
+        disk,
+        data_dir,
+    }));
+    (registry, requests)
+}
+
+struct NodeCollector {
+    manager: Arc<ReplicaManager>,
+    disk: Arc<DiskGuard>,
+    data_dir: PathBuf,
+}
+
+impl std::fmt::Debug for NodeCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCollector").finish_non_exhaustive()
+    }
+}
+
+/// A per-shard series: its name, its help, and how to read it from a replica's figures.
+type Series = (&'static str, &'static str, fn(&RaftFigures) -> u64);
+
+/// No labels.
+const NONE: [(&str, &str); 0] = [];
+
+impl Collector for NodeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let e = &mut encoder;
+        let shards: Vec<(u64, RaftFigures)> = self
+            .manager
+            .shards()
+            .into_iter()
+            .filter_map(|shard| Some((shard.0, self.manager.replica(shard)?.raft_figures())))
+            .collect();
+        let gauge = |v: u64| ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
+        let map = self.manager.cache().current();
+        encode_family(
+            e,
+            "node_shard_map_version",
+            "Version of the shard map this node follows",
+            [(NONE, gauge(map.version.0))],
+        )?;
+        encode_family(
+            e,
+            "node_shards",
+            "Shard replicas open on this node",
+            [(NONE, gauge(shards.len() as u64))],
+        )?;
+        let led = shards.iter().filter(|(_, f)| f.is_leader).count();
+        encode_family(
+            e,
+            "node_shards_led",
+            "Shard replicas on this node that lead their group",
+            [(NONE, gauge(led as u64))],
+        )?;
+        let (free, refusing) = self.disk.state();
+        encode_family(
+            e,
+            "node_disk_free_bytes",
+            "Free space of the data directory's filesystem, as last sampled",
+            [(NONE, gauge(free))],
+        )?;
+        encode_family(
+            e,
+            "node_writes_refused",
+            "1 while writes are refused because the disk is under its reserve",
+            [(NONE, gauge(u64::from(refusing)))],
+        )?;
+        let files = [("raft_log", LOG_DB_FILE), ("kv", KV_DB_FILE)].map(|(label, file)| {
+            let bytes = std::fs::metadata(self.data_dir.join(file)).map_or(0, |m| m.len());
+            ([("file", label)], gauge(bytes))
+        });
+        encode_family(
+            e,
+            "node_data_bytes",
+            "Size of the node's database files",
+            files,
+        )?;
+        let per_shard = |value: fn(&RaftFigures) -> u64| {
+            shards
+                .iter()
+                .map(move |(shard, f)| ([("shard", *shard)], gauge(value(f))))
+        };
+        let gauges: [Series; 7] = [
+            (
+                "shard_leader",
+                "1 if this replica leads the shard's Raft group",
+                |f| u64::from(f.is_leader),
+            ),
+            ("shard_term", "The replica's current Raft term", |f| f.term),
+            (
+                "shard_last_log_index",
+                "Index of the last entry in the replica's Raft log",
+                |f| f.last_log_index,
+            ),
+            (
+                "shard_applied_index",
+                "Index of the last entry applied to the replica's state",
+                |f| f.applied_index,
+            ),
+            (
+                "shard_apply_lag_entries",
+                "Entries in the replica's log not applied yet",
+                |f| f.last_log_index.saturating_sub(f.applied_index),
+            ),
+            (
+                "shard_snapshot_index",
+                "Index the replica's last snapshot covers",
+                |f| f.snapshot_index,
+            ),
+            (
+                "shard_purged_index",
+                "Index up to which the replica's log was purged",
+                |f| f.purged_index,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            encode_family(e, name, help, per_shard(value))?;
+        }
+        encode_family(
+            e,
+            "shard_follower_lag_entries",
+            "On a leader: entries each follower is known to be missing",
+            shards.iter().flat_map(|(shard, f)| {
+                f.replication.iter().map(move |(follower, matched)| {
+                    (
+                        [("shard", *shard), ("follower", follower.0)],
+                        gauge(f.last_log_index.saturating_sub(*matched)),
+                    )
+                })
+            }),
+        )?;
+        let counters: [Series; 2] = [
+            (
+                "shard_reads",
+                "Reads this replica answered since it opened",
+                |f| f.reads_total,
+            ),
+            (
+                "shard_writes",
+                "Writes this replica answered since it opened",
+                |f| f.writes_total,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let samples = shards
+                .iter()
+                .map(|(shard, f)| ([("shard", *shard)], ConstCounter::new(value(f))));
+            encode_family(e, name, help, samples)?;
+        }
+        Ok(())
+    }
+}
