@@ -169,7 +169,7 @@ impl Node {
             node: id,
             config: config.clone(),
             log_db: log_db.clone(),
-            nursery: Arc::new(Nursery::new(kv_db.clone())),
+            nursery: Arc::new(Nursery::new(kv_db.clone(), log_db.clone())),
             kv_db,
             peers,
             router: router.clone(),

@@ -31,12 +31,14 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use kvdb_core::raft::log_store::LogDb;
 use kvdb_core::storage::{AuxRows, CommitDurability, RedbStorage, Storage, StorageError};
 use kvdb_core::storage::{StoredValue, WriteBuffer};
 use kvdb_core::{NodeId, SLOT_COUNT, ShardId, ShardInfo, ShardMap, ShardState, Slot};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Split, SplitChild};
+use crate::raft_types::ShardRaftConfig;
 
 /// An inclusive range of slots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,18 +131,28 @@ pub trait ShardCreator: Send + Sync + 'static {
 
 /// Creates the state of shards that splits carve out of this node's replicas, and tracks
 /// which shards have a replica open here, so that a split never writes under a running group.
-#[derive(Debug)]
 pub struct Nursery {
     kv_db: Arc<WriteBuffer>,
+    /// The Raft logs, which remember every group that ever ran on this node.
+    log_db: LogDb,
     /// Shards with a replica opening, open, or waiting for its data to be deleted.
     claimed: Mutex<HashSet<ShardId>>,
 }
 
+impl std::fmt::Debug for Nursery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Nursery")
+            .field("claimed", &*self.lock())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Nursery {
-    /// A nursery over the node's key-value database.
-    pub fn new(kv_db: Arc<WriteBuffer>) -> Self {
+    /// A nursery over the node's key-value and Raft log databases.
+    pub fn new(kv_db: Arc<WriteBuffer>, log_db: LogDb) -> Self {
         Self {
             kv_db,
+            log_db,
             claimed: Mutex::default(),
         }
     }
@@ -155,6 +167,16 @@ impl Nursery {
         self.lock().remove(&shard);
     }
 
+    /// Whether a replica of `shard` ever ran on this node; `true` when the log cannot be
+    /// read, as creating nothing is the safe side (the state then comes from the leader).
+    fn ever_hosted(&self, shard: ShardId) -> bool {
+        let store = self.log_db.group::<ShardRaftConfig>(shard.0);
+        store.ever_hosted().unwrap_or_else(|e| {
+            tracing::warn!(%shard, error = %e, "cannot read the shard's Raft history; not creating it from the split");
+            true
+        })
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<ShardId>> {
         self.claimed.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -162,8 +184,12 @@ impl Nursery {
 
 impl ShardCreator for Nursery {
     /// Writes nothing when a replica of `shard` is claimed here (its state comes from its
-    /// group's leader) or its tables already hold a state (this split was applied before a
-    /// crash lost the parent's side of it).
+    /// group's leader), its tables already hold a state (this split was applied before a
+    /// crash lost the parent's side of it), or a replica of it ever ran here: a parent that
+    /// applies the split late (it lagged, or re-applies after a restart) must not bring back
+    /// a group this node has left. Its copy would carry the split's membership and, with
+    /// the vote its old replica kept, could campaign as a member it no longer is; a replica
+    /// given back gets its state from its leader, like any new one.
     fn create(
         &self,
         shard: ShardId,
@@ -172,7 +198,7 @@ impl ShardCreator for Nursery {
         aux: AuxRows,
     ) -> Result<bool, StorageError> {
         let claimed = self.lock();
-        if claimed.contains(&shard) {
+        if claimed.contains(&shard) || self.ever_hosted(shard) {
             return Ok(false);
         }
         let storage = RedbStorage::open_in(&self.kv_db, shard, CommitDurability::Deferred)?;

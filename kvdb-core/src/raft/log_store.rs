@@ -39,7 +39,7 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use openraft::{BasicNode, Entry, RaftTypeConfig};
+use openraft::{BasicNode, Entry, RaftTypeConfig, Vote};
 use redb::{Database, TableDefinition};
 
 use super::codec::CodecError;
@@ -226,6 +226,13 @@ impl LogDb {
     /// empty log; without the floor it would vote for any candidate, even one whose stale
     /// log lacks entries this replica had helped commit in an old configuration that still
     /// counts it, and such a candidate could then overwrite them.
+    ///
+    /// The vote is kept as not committed. A committed vote for this node means "I lead this
+    /// term", and openraft resumes such a leadership at start-up without an election. A
+    /// replica that comes back with a state but without its old log (a split re-applied by
+    /// its parent recreates one) would then lead its old term again from a shorter log,
+    /// writing new entries under log ids its old leadership had already used for others: two
+    /// different entries with one id, which Raft's log matching cannot tell apart.
     pub async fn remove_group<C: KvdbRaftConfig>(&self, group: u64) -> Result<(), LogDbError> {
         let store = self.group::<C>(group);
         let last = store.last_log_id()?;
@@ -234,8 +241,13 @@ impl LogDb {
             (old, last) => old.or(last),
         };
         let floor = floor.as_ref().map(super::codec::encode).transpose()?;
+        let vote = store.read_vote_meta()?.map(|vote| Vote {
+            committed: false,
+            ..vote
+        });
+        let vote = vote.as_ref().map(super::codec::encode).transpose()?;
         self.writer
-            .submit(WriteOp::RemoveGroup { group, floor })
+            .submit(WriteOp::RemoveGroup { group, floor, vote })
             .await
     }
 

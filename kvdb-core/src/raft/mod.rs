@@ -22,6 +22,8 @@ pub mod transport;
 #[cfg(test)]
 mod pending_append_tests;
 #[cfg(test)]
+mod removed_group_tests;
+#[cfg(test)]
 mod suite_tests;
 #[cfg(test)]
 mod test_support;

@@ -239,13 +239,17 @@ async fn groups_in_one_database_are_isolated() {
         Some(log_id(2, 1, 6))
     );
 
-    // --- removing a group leaves the other intact, and keeps its vote and last log id
-    let vote = Vote::new(3, 1);
+    // --- removing a group leaves the other intact, and keeps its vote (no longer committed:
+    // a returning replica must win an election before it leads) and last log id
+    assert!(!two.ever_hosted().unwrap(), "group 2 never saved a vote");
+    let vote = Vote::new_committed(3, 1);
     one.save_vote(&vote).await.unwrap();
+    assert!(one.ever_hosted().unwrap());
     db.log_db.remove_group::<TestConfig>(1).await.unwrap();
     assert!(one.try_get_log_entries(..).await.unwrap().is_empty());
     assert_eq!(one.get_log_state().await.unwrap().last_log_id, None);
-    assert_eq!(one.read_vote().await.unwrap(), Some(vote));
+    assert_eq!(one.read_vote().await.unwrap(), Some(Vote::new(3, 1)));
+    assert!(one.ever_hosted().unwrap());
     assert_eq!(one.vote_floor().unwrap(), Some(log_id(1, 1, 2)));
     assert_eq!(two.try_get_log_entries(..).await.unwrap().len(), 4);
     assert_eq!(two.vote_floor().unwrap(), None);

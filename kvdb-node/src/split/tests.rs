@@ -115,3 +115,57 @@ fn a_child_opens_only_once_the_local_parent_gave_its_slots_up() {
     assert!(may_open(&m, NodeId(4), child, None));
     assert!(may_open(&m, NodeId(1), &m.shards[&ShardId(1)], None));
 }
+
+/// A nursery over fresh databases in `dir`.
+fn nursery(dir: &std::path::Path) -> (Nursery, LogDb, Arc<WriteBuffer>) {
+    let log_db = LogDb::open(dir.join("log.redb"), Default::default()).unwrap();
+    let kv = redb::Database::create(dir.join("kv.redb")).unwrap();
+    let kv_db = WriteBuffer::new(Arc::new(kv));
+    (Nursery::new(kv_db.clone(), log_db.clone()), log_db, kv_db)
+}
+
+fn has_state(kv_db: &Arc<WriteBuffer>, shard: u64) -> bool {
+    let storage = RedbStorage::open_in(kv_db, ShardId(shard), CommitDurability::Deferred).unwrap();
+    storage.meta().unwrap().is_some()
+}
+
+#[tokio::test]
+async fn a_split_recreates_no_shard_that_once_ran_on_the_node() {
+    use openraft::storage::RaftLogStorage;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (nursery, log_db, kv_db) = nursery(dir.path());
+    let create = |shard: u64| {
+        nursery
+            .create(
+                ShardId(shard),
+                Vec::new(),
+                b"meta".to_vec(),
+                AuxRows::default(),
+            )
+            .unwrap()
+    };
+
+    assert!(
+        create(7),
+        "a shard new to this node is created by its split"
+    );
+    assert!(has_state(&kv_db, 7));
+
+    // A replica of shard 8 ran here (it voted), and was removed since.
+    let mut store = log_db.group::<ShardRaftConfig>(8);
+    store
+        .save_vote(&openraft::Vote::new_committed(2, 1))
+        .await
+        .unwrap();
+    assert!(!create(8), "a shard that ran here is not recreated");
+    log_db.remove_group::<ShardRaftConfig>(8).await.unwrap();
+    assert!(!create(8), "nor once its replica was removed");
+    assert!(!has_state(&kv_db, 8));
+
+    // A claimed shard is not written either.
+    nursery.claim(ShardId(9));
+    assert!(!create(9));
+    nursery.release(ShardId(9));
+    assert!(create(9));
+}

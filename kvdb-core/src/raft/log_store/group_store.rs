@@ -141,6 +141,17 @@ impl<C: KvdbRaftConfig> RedbLogStore<C> {
         self.read_meta(MetaKey::VoteFloor)
     }
 
+    /// The saved vote, if any.
+    pub(super) fn read_vote_meta(&self) -> Result<Option<Vote<u64>>, LogDbError> {
+        self.read_meta(MetaKey::Vote)
+    }
+
+    /// Whether a replica of this group ever ran on this node: it saved a vote, or was
+    /// removed (see [`super::LogDb::remove_group`]).
+    pub fn ever_hosted(&self) -> Result<bool, LogDbError> {
+        Ok(self.read_vote_meta()?.is_some() || self.vote_floor()?.is_some())
+    }
+
     fn read_meta<T: serde::de::DeserializeOwned>(
         &self,
         key: MetaKey,

@@ -52,9 +52,13 @@ pub(super) enum WriteOp {
         upto: u64,
         purged: Vec<u8>,
     },
-    /// Delete the group's entries and log state, keeping its vote, and record `floor` (an
-    /// encoded log id) as its vote floor.
-    RemoveGroup { group: u64, floor: Option<Vec<u8>> },
+    /// Delete the group's entries and log state, replace its vote by `vote` (the same vote,
+    /// no longer committed), and record `floor` (an encoded log id) as its vote floor.
+    RemoveGroup {
+        group: u64,
+        floor: Option<Vec<u8>>,
+        vote: Option<Vec<u8>>,
+    },
 }
 
 impl WriteOp {
@@ -360,13 +364,16 @@ fn apply(
             meta.insert((*group, MetaKey::Purged as u8), purged.as_slice())?;
             log.retain_in((*group, 0)..=(*group, *upto), |_, _| false)?;
         }
-        WriteOp::RemoveGroup { group, floor } => {
+        WriteOp::RemoveGroup { group, floor, vote } => {
             log.retain_in((*group, 0)..=(*group, u64::MAX), |_, _| false)?;
             for key in [MetaKey::Committed, MetaKey::Purged] {
                 meta.remove((*group, key as u8))?;
             }
             if let Some(floor) = floor {
                 meta.insert((*group, MetaKey::VoteFloor as u8), floor.as_slice())?;
+            }
+            if let Some(vote) = vote {
+                meta.insert((*group, MetaKey::Vote as u8), vote.as_slice())?;
             }
         }
     }
