@@ -184,6 +184,8 @@ pub struct Replica {
 /// One replica's Raft position and request counts (see [`Replica::raft_figures`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RaftFigures {
+    /// This replica's Raft role, as openraft names it.
+    pub role: &'static str,
     /// Whether this replica leads its group.
     pub is_leader: bool,
     /// The current term.
@@ -387,6 +389,13 @@ impl Replica {
             _ => Vec::new(),
         };
         RaftFigures {
+            role: match m.state {
+                ServerState::Leader => "leader",
+                ServerState::Candidate => "candidate",
+                ServerState::Follower => "follower",
+                ServerState::Learner => "learner",
+                ServerState::Shutdown => "shut down",
+            },
             is_leader: leader,
             term: m.current_term,
             last_log_index: m.last_log_index.unwrap_or(0),

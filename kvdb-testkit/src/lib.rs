@@ -40,4 +40,4 @@ pub use op::{ClientId, Key, Op, OpId, Outcome, Output, Value, Version};
 pub use partition::Partition;
 pub use proxy::{Direction, Fault, FaultProxy, ProxyError};
 pub use report::{CheckReport, Inconclusive, KeyReport, KeyState, PlacedOp, Verdict, Violation};
-pub use wait::{DEADLINE, init_tracing, wait_until, wait_until_async};
+pub use wait::{DEADLINE, init_tracing, wait_until, wait_until_async, wait_until_or_report};

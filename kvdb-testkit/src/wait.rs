@@ -22,6 +22,22 @@ pub async fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
     }
 }
 
+/// Like [`wait_until`], with `report` (say, every replica's Raft state) in the panic message:
+/// a condition that never held is diagnosed from what the test saw, not re-run.
+pub async fn wait_until_or_report(
+    what: &str,
+    mut ready: impl FnMut() -> bool,
+    report: impl FnOnce() -> String,
+) {
+    let deadline = Instant::now() + DEADLINE;
+    while !ready() {
+        if Instant::now() >= deadline {
+            panic!("timed out waiting for {what}\n{}", report());
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// Like [`wait_until`] with a condition that has to ask a server.
 pub async fn wait_until_async<F, Fut>(what: &str, mut ready: F)
 where

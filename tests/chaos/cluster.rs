@@ -217,6 +217,48 @@ impl ChaosCluster {
         self.cluster.map()
     }
 
+    /// The map's shards and every running replica's Raft state, for a timed-out wait.
+    pub fn raft_report(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        if let Some(map) = self.map() {
+            let _ = writeln!(out, "map version {}:", map.version);
+            for s in map.shards.values() {
+                let _ = writeln!(
+                    out,
+                    "  shard {} epoch {} {:?} replicas {:?} leader {:?} term {}",
+                    s.id, s.epoch, s.state, s.replicas, s.leader, s.leader_term
+                );
+            }
+        }
+        for i in 0..self.node_count() {
+            let Some(node) = self.cluster.node(i) else {
+                let _ = writeln!(out, "node {i}: down");
+                continue;
+            };
+            let manager = node.manager();
+            let _ = writeln!(out, "node {i} ({}):", node.id());
+            for shard in manager.shards() {
+                let Some(replica) = manager.replica(shard) else {
+                    continue;
+                };
+                let f = replica.raft_figures();
+                let voters = replica.leadership().voters;
+                let _ = writeln!(
+                    out,
+                    "  shard {shard}: {} term {} log {} applied {} purged {} voters {voters:?} leader {:?}",
+                    f.role,
+                    f.term,
+                    f.last_log_index,
+                    f.applied_index,
+                    f.purged_index,
+                    replica.leadership().leader
+                );
+            }
+        }
+        out
+    }
+
     /// Number of storage nodes.
     pub fn node_count(&self) -> usize {
         self.cluster.node_count()

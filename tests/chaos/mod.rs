@@ -41,7 +41,7 @@ use std::fmt;
 use std::time::Duration;
 
 use kvdb_testkit::{Recorder, Summary};
-pub use kvdb_testkit::{init_tracing, wait_until};
+pub use kvdb_testkit::{init_tracing, wait_until, wait_until_or_report};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::time::Instant;

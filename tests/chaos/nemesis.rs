@@ -21,7 +21,7 @@ use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 
 use super::cluster::{ChaosCluster, Endpoint};
-use super::wait_until;
+use super::{wait_until, wait_until_or_report};
 
 /// A named fault schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,19 +262,27 @@ async fn drain_or_repair(cluster: &mut ChaosCluster, rng: &mut StdRng, cycle: us
         cut_nodes(cluster, |a, b| a == isolated || b == isolated);
         tokio::time::sleep(Duration::from_secs(2)).await;
         cluster.partition.heal();
-        wait_until("the crashed node's replicas to be replaced", || {
-            let map = coordinator.map();
-            map.shards.values().all(|s| !s.members().contains(&id))
-        })
+        wait_until_or_report(
+            "the crashed node's replicas to be replaced",
+            || {
+                let map = coordinator.map();
+                map.shards.values().all(|s| !s.members().contains(&id))
+            },
+            || cluster.raft_report(),
+        )
         .await;
         cluster.restart_node(crashed).await;
         format!("crashed node {crashed} until repaired, node {isolated} cut off for 2s")
     };
-    wait_until("the cluster to settle", || {
-        let map = coordinator.map();
-        map.nodes.values().all(|n| n.status == NodeStatus::Alive)
-            && map.shards.values().all(|s| s.state == ShardState::Stable)
-    })
+    wait_until_or_report(
+        "the cluster to settle",
+        || {
+            let map = coordinator.map();
+            map.nodes.values().all(|n| n.status == NodeStatus::Alive)
+                && map.shards.values().all(|s| s.state == ShardState::Stable)
+        },
+        || cluster.raft_report(),
+    )
     .await;
     what
 }
