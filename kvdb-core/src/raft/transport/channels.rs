@@ -119,6 +119,7 @@ impl PeerChannels {
         let peer = Peer {
             link: CallLink::open(AppendStream(client(channel.clone()))),
             channel,
+            health: Arc::new(PeerHealth::new(addr)),
         };
         channels.insert(addr.to_owned(), peer.clone());
         Ok(peer)
@@ -177,6 +178,81 @@ pub struct Peer {
     pub channel: AuthChannel,
     /// The AppendEntries stream every group shares.
     pub link: AppendLink,
+    /// Whether calls reach the peer, shared by every group.
+    pub health: Arc<PeerHealth>,
+}
+
+/// How long a peer may fail every call before it is reported unreachable: longer than a
+/// restart of its process or a start of the cluster, where peers come up one by one.
+pub const PEER_DOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Whether a peer process answers, as the calls of all groups see it: the one place that
+/// tells an operator a peer is down (once, after [`PEER_DOWN_GRACE`]) and back. openraft's own
+/// reports of each failed call stay at debug level: with hundreds of groups they would be
+/// hundreds of lines a second about the same fact.
+#[derive(Debug)]
+pub struct PeerHealth {
+    addr: String,
+    state: Mutex<HealthState>,
+}
+
+#[derive(Debug, Default)]
+struct HealthState {
+    /// Since when every call failed; `None` while calls get through.
+    failing_since: Option<std::time::Instant>,
+    /// Whether the outage was reported.
+    reported: bool,
+}
+
+impl PeerHealth {
+    fn new(addr: &str) -> Self {
+        Self {
+            addr: addr.to_owned(),
+            state: Mutex::default(),
+        }
+    }
+
+    /// A call got an answer from the peer's process (any answer: a group it does not host
+    /// yet is still a live peer).
+    pub fn reached(&self) {
+        let mut state = self.lock();
+        if let Some(since) = state.failing_since.take()
+            && std::mem::take(&mut state.reported)
+        {
+            tracing::info!(
+                peer = %self.addr,
+                after_s = since.elapsed().as_secs(),
+                "peer reachable again"
+            );
+        }
+    }
+
+    /// A call could not reach the peer's process.
+    pub fn unreachable(&self, error: &TransportError) {
+        let mut state = self.lock();
+        let since = *state
+            .failing_since
+            .get_or_insert_with(std::time::Instant::now);
+        if !state.reported && since.elapsed() >= PEER_DOWN_GRACE {
+            state.reported = true;
+            tracing::warn!(
+                peer = %self.addr,
+                for_s = since.elapsed().as_secs(),
+                %error,
+                "cannot reach peer: shards with replicas there replicate and elect without it \
+                 until it is back (is the node down, or cut off from this one?)"
+            );
+        }
+    }
+
+    /// Whether the outage is reported (the peer failed for longer than the grace).
+    pub fn reported_down(&self) -> bool {
+        self.lock().reported
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HealthState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// The AppendEntries call stream to one peer.
@@ -223,5 +299,36 @@ impl CallService for AppendStream {
         calls: UnboundedReceiverStream<RaftCalls>,
     ) -> Result<Streaming<RaftCallReplies>, Status> {
         Ok(self.0.append_entries_stream(calls).await?.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused() -> TransportError {
+        TransportError::Rpc {
+            group: 1,
+            addr: "127.0.0.1:1".into(),
+            status: Status::unavailable("tcp connect error"),
+        }
+    }
+
+    #[test]
+    fn a_peer_is_reported_down_only_after_the_grace_and_up_once_it_answers() {
+        let health = PeerHealth::new("127.0.0.1:1");
+        health.unreachable(&refused());
+        assert!(
+            !health.reported_down(),
+            "a first failure is within the grace"
+        );
+        health.lock().failing_since =
+            Some(std::time::Instant::now() - PEER_DOWN_GRACE - Duration::from_millis(1));
+        health.unreachable(&refused());
+        assert!(health.reported_down());
+        health.reached();
+        assert!(!health.reported_down());
+        health.unreachable(&refused());
+        assert!(!health.reported_down(), "a new outage starts a new grace");
     }
 }

@@ -82,7 +82,7 @@ impl<C: TransportTypeConfig> RaftNetworkFactory<C> for GrpcNetworkFactory<C> {
         let client = self
             .peers
             .peer(&node.addr)
-            .map(|peer| (channels::client(peer.channel), peer.link));
+            .map(|peer| (channels::client(peer.channel), peer.link, peer.health));
         GrpcNetwork {
             group: self.group,
             target,
@@ -101,7 +101,14 @@ pub struct GrpcNetwork<C> {
     group: u64,
     target: u64,
     node: BasicNode,
-    client: Result<(RaftTransportClient<AuthChannel>, AppendLink), TransportError>,
+    client: Result<
+        (
+            RaftTransportClient<AuthChannel>,
+            AppendLink,
+            Arc<channels::PeerHealth>,
+        ),
+        TransportError,
+    >,
     lease: Option<Arc<LeaseClock>>,
     _types: PhantomData<fn() -> C>,
 }
@@ -129,8 +136,8 @@ impl<C: TransportTypeConfig> GrpcNetwork<C> {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let (client, link) = match &mut self.client {
-            Ok((client, link)) => (client, &*link),
+        let (client, link, health) = match &mut self.client {
+            Ok((client, link, health)) => (client, &*link, &*health),
             Err(invalid_address) => return Err(Unreachable::new(invalid_address).into()),
         };
         let call = Call {
@@ -138,7 +145,12 @@ impl<C: TransportTypeConfig> GrpcNetwork<C> {
             addr: &self.node.addr,
             timeout: option.hard_ttl(),
         };
-        let decoded = match call.exchange(client, link, rpc, request).await {
+        let exchanged = call.exchange(client, link, rpc, request).await;
+        match &exchanged {
+            Err(err) if err.is_unreachable_peer() => health.unreachable(err),
+            _ => health.reached(),
+        }
+        let decoded = match exchanged {
             Ok(reply) if reply.error.is_empty() => call.decode(&reply.payload).map(Ok),
             Ok(reply) => call.decode(&reply.error).map(Err),
             Err(err) => Err(err),

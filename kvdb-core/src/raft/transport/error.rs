@@ -69,6 +69,17 @@ pub(crate) enum FailureKind {
 
 impl TransportError {
     /// Classifies this failure by variant and gRPC code.
+    /// Whether the call never reached the peer's process (it is down, cut off, or does not
+    /// answer), as opposed to an answer that refused it.
+    pub(crate) fn is_unreachable_peer(&self) -> bool {
+        match self {
+            // Unknown: the connection broke under the call (reset, broken pipe).
+            Self::Rpc { status, .. } => matches!(status.code(), Code::Unavailable | Code::Unknown),
+            Self::Timeout { .. } => true,
+            Self::InvalidAddress { .. } | Self::Codec { .. } => false,
+        }
+    }
+
     pub(crate) fn kind(&self) -> FailureKind {
         match self {
             Self::InvalidAddress { .. } => FailureKind::Unreachable,

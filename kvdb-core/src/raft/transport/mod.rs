@@ -52,7 +52,9 @@ use std::io::Cursor;
 use openraft::impls::OneshotResponder;
 use openraft::{BasicNode, Entry, RaftTypeConfig};
 
-pub use channels::{AppendLink, AppendStream, Peer, PeerChannels, PeerChannelsConfig};
+pub use channels::{
+    AppendLink, AppendStream, PEER_DOWN_GRACE, Peer, PeerChannels, PeerChannelsConfig, PeerHealth,
+};
 pub use client::{GrpcNetwork, GrpcNetworkFactory, STREAM_CALL_MAX_BYTES};
 pub use error::{DispatchError, TransportError};
 pub use router::RaftRouter;

@@ -163,7 +163,20 @@ impl<C: TransportTypeConfig> RaftTransport for RaftTransportService<C> {
     }
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let (group, raft, rpc) = self.open::<VoteRequest<u64>>(request.into_inner())?;
+        let request = request.into_inner();
+        // A group not open here yet (the node is still opening its replicas at start-up, or
+        // learns of the group from the map after its peers) refuses the vote rather than
+        // failing the call: a candidate asking early is an ordinary part of a start, not an
+        // error, and refusing is what a replica with no say would answer anyway.
+        if self.router.get(request.group).is_none() {
+            let group = request.group;
+            let rpc: VoteRequest<u64> = codec::decode(&request.payload)
+                .map_err(|source| DispatchError::BadRequest { group, source })?;
+            let refused: Result<VoteResponse<u64>, RaftError<u64>> =
+                Ok(VoteResponse::new(rpc.vote, None, false));
+            return Ok(Response::new(reply(group, refused)?));
+        }
+        let (group, raft, rpc) = self.open::<VoteRequest<u64>>(request)?;
         // A replica given back to this node after its removal starts with an empty log; it
         // still refuses candidates older than the log it had (see `LogDb::remove_group`).
         if let Some(floor) = self.router.vote_floor(group)

@@ -380,7 +380,8 @@ where
                 let (target, append_res) = match res {
                     Ok(Ok(res)) => res,
                     Ok(Err((target, err))) => {
-                        tracing::error!(target=display(&target), error=%err, "timeout while confirming leadership for read request");
+                        // KvDB patch: per-call transport failures at debug level (see third_party/README.md).
+                        tracing::debug!(target=display(&target), error=%err, "timeout while confirming leadership for read request");
                         continue;
                     }
                     Err((target, err)) => {
@@ -1109,7 +1110,8 @@ where
                                     sender_vote: vote,
                                 });
                             }
-                            Err(err) => tracing::error!({error=%err, target=display(&target)}, "while requesting vote"),
+                            // KvDB patch: per-call transport failures at debug level (see third_party/README.md).
+                            Err(err) => tracing::debug!({error=%err, target=display(&target)}, "while requesting vote"),
                         }
                     }
                 }

@@ -255,7 +255,8 @@ where
                     }
                 }
                 Err(err) => {
-                    tracing::warn!(error=%err, "error replication to target={}", self.target);
+                    // KvDB patch: per-call transport failures at debug level (see third_party/README.md).
+                    tracing::debug!(error=%err, "error replication to target={}", self.target);
 
                     match err {
                         ReplicationError::Closed(closed) => {
@@ -281,7 +282,8 @@ where
                             return Ok(());
                         }
                         ReplicationError::RPCError(err) => {
-                            tracing::error!(err = display(&err), "RPCError");
+                            // KvDB patch: per-call transport failures at debug level (see third_party/README.md).
+                            tracing::debug!(err = display(&err), "RPCError");
 
                             let retry = match &err {
                                 RPCError::Timeout(_) => false,
@@ -593,7 +595,8 @@ where
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn backoff_drain_events(&mut self, until: InstantOf<C>) -> Result<(), ReplicationClosed> {
         let d = until - C::now();
-        tracing::warn!(
+        // KvDB patch: per-call transport failures at debug level (see third_party/README.md).
+        tracing::debug!(
             interval = debug(d),
             "{} backoff mode: drain events without processing them",
             func_name!()

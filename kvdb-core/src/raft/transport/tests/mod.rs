@@ -314,6 +314,15 @@ async fn forwarded_writes_are_refused_where_not_served() {
     assert!(node.applied(1).is_empty());
 }
 
+fn heartbeat() -> AppendEntriesRequest<TestTypes> {
+    AppendEntriesRequest {
+        vote: Vote::new_committed(1, 2),
+        prev_log_id: None,
+        entries: Vec::new(),
+        leader_commit: None,
+    }
+}
+
 #[tokio::test]
 async fn message_for_unknown_group_is_not_found() {
     let node = TestNode::start(1, &[1]).await;
@@ -322,27 +331,48 @@ async fn message_for_unknown_group_is_not_found() {
     let mut client = RaftTransportClient::connect(format!("http://{}", node.addr))
         .await
         .unwrap();
-    let payload = codec::encode(&vote_request()).unwrap();
+    let payload = codec::encode(&heartbeat()).unwrap();
     let request = RaftRequest {
         group: 7,
         payload: payload.into(),
     };
-    let status = client.vote(request).await.unwrap_err();
+    let status = client.append_entries(request).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
     assert!(status.message().contains("group 7"), "{status:?}");
 
     // --- openraft sees an unreachable peer and backs off
     let mut factory = GrpcNetworkFactory::<TestTypes>::new(7, PeerChannels::default());
     let mut network = factory.new_client(1, &node.basic_node()).await;
-    let err = network.vote(vote_request(), option()).await.unwrap_err();
+    let err = network
+        .append_entries(heartbeat(), option())
+        .await
+        .unwrap_err();
     assert!(matches!(err, RPCError::Unreachable(_)), "{err:?}");
 
     // --- once unregistered, a known group is refused the same way
     assert!(node.router.unregister(1).is_some());
     let mut factory = GrpcNetworkFactory::<TestTypes>::new(1, PeerChannels::default());
     let mut network = factory.new_client(1, &node.basic_node()).await;
-    let err = network.vote(vote_request(), option()).await.unwrap_err();
+    let err = network
+        .append_entries(heartbeat(), option())
+        .await
+        .unwrap_err();
     assert!(matches!(err, RPCError::Unreachable(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_vote_for_a_group_not_hosted_yet_is_refused_not_failed() {
+    let node = TestNode::start(1, &[1]).await;
+    let mut factory = GrpcNetworkFactory::<TestTypes>::new(7, PeerChannels::default());
+    let mut network = factory.new_client(1, &node.basic_node()).await;
+    let request = vote_request();
+    let response = network.vote(request.clone(), option()).await.unwrap();
+    assert!(!response.vote_granted, "{response:?}");
+    assert_eq!(
+        response.vote, request.vote,
+        "the candidate's own vote: no newer term"
+    );
+    assert_eq!(response.last_log_id, None);
 }
 
 #[tokio::test]
