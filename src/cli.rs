@@ -88,6 +88,10 @@ pub struct DevArgs {
     /// --tls-ca, --tls-cert and --tls-key; the banner prints them).
     #[arg(long, env = "KVDB_DEV_TLS", conflicts_with = "tls_cert")]
     pub tls: bool,
+    /// Serve Prometheus metrics from this port on: the coordinator here, the gateway on the
+    /// next port, node N on this port + 1 + N. Off (and requests not counted) when unset.
+    #[arg(long, env = "KVDB_DEV_METRICS_PORT")]
+    pub metrics_port: Option<u16>,
     #[command(flatten)]
     pub auth: AuthArgs,
     #[command(flatten)]

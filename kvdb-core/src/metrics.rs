@@ -57,49 +57,56 @@ type OpLabels = [(&'static str, &'static str); 1];
 
 /// Requests by operation and outcome, and their latency by operation: what a node or a
 /// gateway served. Cheap to clone (the series are shared).
+#[derive(Clone, Debug, Default)]
+pub struct RequestMetrics(Option<RequestSeries>);
+
 #[derive(Clone, Debug)]
-pub struct RequestMetrics {
+struct RequestSeries {
     requests: Family<OutcomeLabels, Counter>,
     seconds: Family<OpLabels, Histogram, fn() -> Histogram>,
 }
 
 impl RequestMetrics {
-    /// Series that no registry shows: for a service built without metrics.
-    pub fn detached() -> Self {
-        Self {
-            requests: Family::default(),
-            seconds: Family::new_with_constructor(latency_histogram),
-        }
+    /// Records nothing: for a server whose metrics nobody scrapes, which then pays nothing
+    /// per request.
+    pub fn off() -> Self {
+        Self(None)
     }
 
     /// Registers `kvdb_<scope>_requests_total{op,outcome}` and
     /// `kvdb_<scope>_request_duration_seconds{op}` in `registry`.
     pub fn register(registry: &mut Registry, scope: &str) -> Self {
-        let metrics = Self::detached();
+        let series = RequestSeries {
+            requests: Family::default(),
+            seconds: Family::new_with_constructor(latency_histogram),
+        };
         registry.register(
             format!("{scope}_requests"),
             "Requests served, by operation and outcome (ok, or the error kind)",
-            metrics.requests.clone(),
+            series.requests.clone(),
         );
         registry.register_with_unit(
             format!("{scope}_request_duration"),
             "Time from receiving a request to answering it, by operation",
             Unit::Seconds,
-            metrics.seconds.clone(),
+            series.seconds.clone(),
         );
-        metrics
+        Self(Some(series))
     }
 
     /// Counts one `op` that started at `started` and ended with `outcome`.
     pub fn record<T>(&self, op: &'static str, started: Instant, outcome: &Result<T, KvError>) {
+        let Some(series) = &self.0 else { return };
         let outcome = match outcome {
             Ok(_) => "ok",
             Err(e) => outcome_label(e),
         };
-        self.requests
+        series
+            .requests
             .get_or_create(&[("op", op), ("outcome", outcome)])
             .inc();
-        self.seconds
+        series
+            .seconds
             .get_or_create(&[("op", op)])
             .observe(started.elapsed().as_secs_f64());
     }
@@ -110,6 +117,9 @@ impl RequestMetrics {
         op: &'static str,
         request: impl Future<Output = Result<T, KvError>>,
     ) -> Result<T, KvError> {
+        if self.0.is_none() {
+            return request.await;
+        }
         let started = Instant::now();
         let outcome = request.await;
         self.record(op, started, &outcome);

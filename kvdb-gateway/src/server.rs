@@ -52,6 +52,15 @@ impl Gateway {
         })
     }
 
+    /// Stops counting and timing requests (`false`), for a gateway whose metrics nobody
+    /// scrapes; the other series are read at scrape time and cost nothing until then.
+    pub fn record_requests(mut self, record: bool) -> Gateway {
+        if !record {
+            self.requests = RequestMetrics::off();
+        }
+        self
+    }
+
     /// The gateway's metrics, to serve with [`kvdb_core::metrics::serve`].
     pub fn metrics(&self) -> Arc<Registry> {
         self.registry.clone()

@@ -40,7 +40,7 @@ impl GatewayService {
             ids: Arc::new(WriteIds::new()),
             max_timeout: Self::MAX_TIMEOUT,
             closing: call_stream::Closing::never(),
-            requests: RequestMetrics::detached(),
+            requests: RequestMetrics::off(),
         }
     }
 

@@ -134,6 +134,9 @@ pub struct NodeConfig {
     pub auth: AuthConfig,
     /// How many connections and streams the node's server takes.
     pub connections: kvdb_core::incoming::ConnectionLimits,
+    /// Whether requests are counted and timed for [`crate::node::Node::metrics`]; the
+    /// collectors read at scrape time cost nothing until scraped either way.
+    pub request_metrics: bool,
     /// A deliberately broken behaviour to switch on (chaos-suite
     /// sensitivity tests only). `None` unless a test sets it or names it in
     /// `KVDB_PLANTED_BUG`.
@@ -176,6 +179,7 @@ impl NodeConfig {
             peer_address_rewrite: None,
             auth: AuthConfig::default(),
             connections: kvdb_core::incoming::ConnectionLimits::default(),
+            request_metrics: true,
             #[cfg(feature = "planted-bugs")]
             planted_bug: crate::planted::PlantedBug::from_env(),
         }

@@ -73,7 +73,7 @@ impl KvService {
             timeout,
             closing: call_stream::Closing::never(),
             disk: None,
-            requests: RequestMetrics::detached(),
+            requests: RequestMetrics::off(),
             #[cfg(feature = "planted-bugs")]
             bug: None,
         }

@@ -197,7 +197,11 @@ impl Node {
         let kv = KvService::new(manager.clone(), limits, config.request_timeout)
             .with_closing(stopped.closing())
             .with_disk_guard(disk.clone())
-            .with_metrics(requests);
+            .with_metrics(if config.request_metrics {
+                requests
+            } else {
+                kvdb_core::metrics::RequestMetrics::off()
+            });
         #[cfg(feature = "planted-bugs")]
         let kv = kv.with_planted_bug(config.planted_bug);
         let mut transport = RaftTransportService::new(router).with_closing(stopped.closing());

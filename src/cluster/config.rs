@@ -42,6 +42,8 @@ pub struct ClusterConfig {
     pub auth: AuthConfig,
     /// Connection and stream limits of every server.
     pub connections: kvdb_core::incoming::ConnectionLimits,
+    /// Whether nodes and the gateway count and time requests (see `kvdb_core::metrics`).
+    pub request_metrics: bool,
 }
 
 impl ClusterConfig {
@@ -70,6 +72,7 @@ impl ClusterConfig {
             startup_timeout: Self::DEFAULT_STARTUP_TIMEOUT,
             auth: AuthConfig::default(),
             connections: kvdb_core::incoming::ConnectionLimits::default(),
+            request_metrics: true,
         }
     }
 }

@@ -42,6 +42,7 @@ pub use config::{ClusterConfig, NodeHook, fast_repair};
 
 struct RunningGateway {
     address: SocketAddr,
+    metrics: std::sync::Arc<kvdb_core::metrics::Registry>,
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
 }
@@ -105,6 +106,7 @@ impl LocalCluster {
         config.zone = "default".to_owned();
         config.auth = self.config.auth.clone();
         config.connections = self.config.connections;
+        config.request_metrics = self.config.request_metrics;
         self.config.tune_node.apply(i, &mut config);
         Node::start(config, listener)
             .await
@@ -125,7 +127,9 @@ impl LocalCluster {
             .listening(self.config.connections)
             .map_err(invalid)?;
         let gateway = Gateway::connect(&[self.coordinator_address.to_string()], executor)
-            .map_err(StartError::Gateway)?;
+            .map_err(StartError::Gateway)?
+            .record_requests(self.config.request_metrics);
+        let metrics = gateway.metrics();
         let address = local_addr("gateway", &listener)?;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -138,6 +142,7 @@ impl LocalCluster {
         });
         Ok(RunningGateway {
             address,
+            metrics,
             stop,
             task,
         })
@@ -197,6 +202,11 @@ impl LocalCluster {
     /// Gateway address, when a gateway runs.
     pub fn gateway_address(&self) -> Option<SocketAddr> {
         self.gateway.as_ref().map(|g| g.address)
+    }
+
+    /// The gateway's metrics, if the cluster runs one.
+    pub fn gateway_metrics(&self) -> Option<std::sync::Arc<kvdb_core::metrics::Registry>> {
+        self.gateway.as_ref().map(|g| g.metrics.clone())
     }
 
     /// Data-plane address of node `i` (0-based).

@@ -21,6 +21,7 @@ pub async fn run(args: DevArgs) -> ExitCode {
     config.gateway = Some(args.gateway_listen);
     config.auth = args.auth.config();
     config.connections = args.connections.limits();
+    config.request_metrics = args.metrics_port.is_some();
     config.nodes = (0..DEV_NODES)
         .map(|i| SocketAddr::new(args.gateway_listen.ip(), args.node_port + i))
         .collect();
@@ -50,11 +51,49 @@ pub async fn run(args: DevArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let metrics = match serve_metrics(&args, &cluster).await {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("kvdb dev: {e}");
+            cluster.shutdown().await;
+            return ExitCode::from(1);
+        }
+    };
     print_banner(&args, &config, &cluster);
     shutdown_signal().await;
     eprintln!("stopping the dev cluster ...");
+    for task in metrics {
+        task.abort();
+    }
     cluster.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// With `--metrics-port P`: the coordinator's metrics on P, the gateway's on P+1, node N's
+/// on P+1+N, on the gateway's IP.
+async fn serve_metrics(
+    args: &DevArgs,
+    cluster: &LocalCluster,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, kvdb::servers::StartError> {
+    let Some(first) = args.metrics_port else {
+        return Ok(Vec::new());
+    };
+    let ip = args.gateway_listen.ip();
+    let mut registries = vec![std::sync::Arc::new(kvdb_coordinator::metrics::registry(
+        cluster.coordinator().clone(),
+    ))];
+    registries.extend(cluster.gateway_metrics());
+    registries
+        .extend((0..cluster.node_count()).filter_map(|i| cluster.node(i).map(|n| n.metrics())));
+    let mut tasks = Vec::new();
+    for (offset, registry) in registries.into_iter().enumerate() {
+        let port = first.saturating_add(offset as u16);
+        let addr = SocketAddr::new(ip, port);
+        if let Some(task) = kvdb::servers::serve_metrics(Some(addr), registry).await? {
+            tasks.push(task);
+        }
+    }
+    Ok(tasks)
 }
 
 fn print_banner(args: &DevArgs, config: &ClusterConfig, cluster: &LocalCluster) {
@@ -66,6 +105,15 @@ fn print_banner(args: &DevArgs, config: &ClusterConfig, cluster: &LocalCluster) 
     println!("  admin API     http://{}", cluster.admin_address());
     for i in 0..cluster.node_count() {
         println!("  node-{}        {}", i + 1, cluster.node_address(i));
+    }
+    if let Some(port) = args.metrics_port {
+        let ip = args.gateway_listen.ip();
+        println!(
+            "  metrics       http://{ip}:{port}/metrics (coordinator), :{} (gateway), :{}-:{} (nodes)",
+            port.saturating_add(1),
+            port.saturating_add(2),
+            port.saturating_add(1 + DEV_NODES),
+        );
     }
     let map = cluster.coordinator().map();
     println!(

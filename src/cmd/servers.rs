@@ -139,6 +139,7 @@ pub async fn node(args: NodeArgs) -> ExitCode {
     }
     config.auth = args.auth.config();
     config.connections = args.connections.limits();
+    config.request_metrics = args.metrics.metrics_listen.is_some();
     let listener = match bind("storage node", args.listen).await {
         Ok(l) => l,
         Err(e) => return start_failed(e),
@@ -171,7 +172,7 @@ pub async fn gateway(args: GatewayArgs) -> ExitCode {
         ..ExecutorConfig::default()
     };
     let gateway = match Gateway::connect(&args.coordinators, executor) {
-        Ok(g) => g,
+        Ok(g) => g.record_requests(args.metrics.metrics_listen.is_some()),
         Err(e) => return start_failed(e),
     };
     let listener = match bind("gateway", args.listen).await {

@@ -1,14 +1,17 @@
 #!/bin/bash
-# What tokens and TLS cost: the `kvdb dev` layout in clear, with tokens, and with mutual TLS
-# (`kvdb dev --tls`), alternated ROUNDS (2) times, each running `kvdb bench` puts and strong
-# gets at c=50 for 5 s through the gateway and the smart client.
-# Settings (environment): KVDB_BIN (target/release/kvdb), ROUNDS, MODES ("plain tokens tls").
+# What a feature costs: the `kvdb dev` layout plain, with tokens, with mutual TLS
+# (`kvdb dev --tls`), and with metrics recorded (`--metrics-port`), alternated ROUNDS (2)
+# times, each running `kvdb bench` puts and strong gets at c=50 for 5 s through the gateway
+# and the smart client. "plain" records no metrics: nodes and gateways count requests only
+# when their metrics are served.
+# Settings (environment): KVDB_BIN (target/release/kvdb), ROUNDS, MODES ("plain tokens tls
+# metrics").
 set -u
 BIN=${KVDB_BIN:-target/release/kvdb}
 run() {
   local label=$1; shift
   local dir
-  dir=$(mktemp -d /tmp/secbench.XXXX)
+  dir=$(mktemp -d /tmp/featbench.XXXX)
   $BIN dev --data "$dir" --gateway-listen 127.0.0.1:17379 --coordinator-listen 127.0.0.1:17380 \
     --admin-listen 127.0.0.1:17381 --node-port 17391 "$@" > "$dir/dev.log" 2>&1 &
   local pid=$!
@@ -26,11 +29,12 @@ run() {
   kill $pid; wait $pid 2>/dev/null; rm -rf "$dir"
 }
 for _ in $(seq "${ROUNDS:-2}"); do
-  for mode in ${MODES:-plain tokens tls}; do
+  for mode in ${MODES:-plain tokens tls metrics}; do
     case $mode in
       plain) run plain ;;
       tokens) run tokens --cluster-token benchsecret ;;
       tls) run tls --tls ;;
+      metrics) run metrics --metrics-port 17400 ;;
     esac
   done
 done
