@@ -6,7 +6,8 @@
 //! `/admin` or below it (unknown routes included, so the API's shape is not
 //! probeable without the token) must carry `Authorization: Bearer <token>`.
 //! The comparison takes the same time wherever the tokens differ.
-//! `/healthz`, `/readyz` and `/metrics` stay open for probes and scrapers.
+//! `/healthz`, `/readyz` and `/metrics` stay open for probes and scrapers, and `/ui` (a
+//! static page whose script reads the `/admin` routes with the token its viewer enters).
 //!
 //! Out of scope: TLS (put the API behind a TLS-terminating proxy, or on a
 //! private network, when the token must not travel in clear), and multiple

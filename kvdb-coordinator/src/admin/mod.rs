@@ -17,6 +17,7 @@
 //! - [`error`]: [`ApiError`] and its mapping to HTTP responses.
 //! - `auth`: the optional bearer-token check.
 //! - `GET /metrics`: the coordinator's metrics (see [`crate::metrics`]).
+//! - `GET /ui` (`ui.html`): the status page, a read-only view of nodes, shards and operations.
 //! - [`client`]: [`AdminClient`], the typed HTTP client.
 //!
 //! Out of scope: TLS, pagination (the map is small enough to list whole),

@@ -55,6 +55,7 @@ pub(crate) fn routes() -> Router<AdminState> {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/ui", get(ui))
 }
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
@@ -235,6 +236,28 @@ async fn metrics(State(s): State<AdminState>) -> Response {
     );
     response
 }
+
+/// The status page: one static HTML file whose script reads the `/admin` GET routes (with
+/// the admin token the viewer enters, when the cluster has one), so the page itself holds no
+/// data and needs no token.
+async fn ui() -> Response {
+    let mut response = (StatusCode::OK, UI_PAGE).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    // Only its own inline script and same-origin requests: nothing is loaded from elsewhere.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'",
+        ),
+    );
+    response
+}
+
+const UI_PAGE: &str = include_str!("ui.html");
 
 /// The body of `/healthz` and `/readyz` when healthy.
 #[derive(Serialize)]
