@@ -16,7 +16,7 @@ endif
 
 export KVDB RUN_DIR
 
-.PHONY: build run-cluster bootstrap-cluster smoke-test stop test bench bench-shards scale-test chaos availability clean-run
+.PHONY: build run-cluster bootstrap-cluster smoke-test stop test bench bench-shards charts scale-test chaos availability clean-run
 
 build:
 	$(CARGO) build $(CARGO_PROFILE_FLAG) --bin kvdb
@@ -47,6 +47,12 @@ bench-shards: build
 	CONCURRENCY=256 scripts/bench.sh shards
 	CONCURRENCY=50 SHARD_COUNTS="8 128" scripts/bench.sh shards
 	CONCURRENCY=50 scripts/bench.sh datasize
+
+# The charts in docs/charts: the concurrency curve (scripts/bench.sh clients), then every
+# curve saved in run/charts (make bench-shards adds the shard-count one) drawn as SVG.
+charts: build
+	scripts/bench.sh clients
+	python3 scripts/charts.py run/charts docs/charts
 
 # 3 storage nodes to SCALE_TO (6) under smart puts: time until the scheduler has balanced
 # replicas and leaders, throughput and CPU per node before and after (scripts/bench.sh scale).

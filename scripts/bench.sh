@@ -31,6 +31,14 @@
 #                                  etcd and etcdctl are installed (and ETCD_ROW is
 #                                  not 0), a last row drives a 3-member etcd the
 #                                  same way (bench/etcd/run.sh) for comparison
+#   scripts/bench.sh clients       the concurrency curve for the charts: one cluster,
+#                                  for each count in CLIENT_COUNTS ("1 4 16 64
+#                                  256"), CURVE_SECONDS (5) of puts and of strong
+#                                  gets over KEY_SPACE keys through the gateway and
+#                                  the smart client; the JSON summaries go to
+#                                  CHART_DATA (run/charts)/clients.jsonl, as the
+#                                  shards curve's go to CHART_DATA/shards.jsonl
+#                                  (scripts/charts.py draws them: make charts)
 #   scripts/bench.sh datasize      the data-size curve: for each count in
 #                                  DATA_SIZES ("10000 100000 1000000"), a fresh
 #                                  cluster filled with that many keys of
@@ -59,6 +67,7 @@ CONCURRENCY=${CONCURRENCY:-50}
 REQUESTS=${REQUESTS:-20000}
 VALUE_SIZE=${VALUE_SIZE:-100}
 KEY_SPACE=${KEY_SPACE:-10000}
+CHART_DATA=${CHART_DATA:-run/charts}
 BENCH_TARGETS=${BENCH_TARGETS:-gateway smart}
 BENCH_OPS=${BENCH_OPS:-put get}
 BENCH_KEYS=${BENCH_KEYS:-spread hot}
@@ -253,6 +262,8 @@ shards() {
             --arg rss "$(( rss / ${#pids[@]} ))" \
             '"\($n)\t\($r)\t\($idle)\t\($rss)\t\(.throughput | floor)\t\(.latency_ms.p50)\t\(.latency_ms.p99)\t\(.errors | add)"' \
             "$BENCH_DIR/curve.json")")
+        mkdir -p "$CHART_DATA"
+        jq -c --argjson n "$n" '. + {shards: $n}' "$BENCH_DIR/curve.json" >>"$CHART_DATA/shards.jsonl" || true
         stop_bench_cluster
     done
     if [[ ${ETCD_ROW:-1} != 0 ]] && command -v etcd >/dev/null && command -v etcdctl >/dev/null; then
@@ -269,6 +280,34 @@ shards() {
     fi
     { printf 'shards\tready s\tidle cores\tRSS/node MiB\tputs/s\tp50 ms\tp99 ms\terrors\n'
       printf '%s\n' "${rows[@]}"; } | column -t -s $'\t'
+}
+
+# The concurrency curve for the charts (see the usage above).
+clients() {
+    local counts=${CLIENT_COUNTS:-1 4 16 64 256} secs=${CURVE_SECONDS:-5}
+    prepare_run
+    echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    start_bench_cluster
+    mkdir -p "$CHART_DATA"
+    : >"$CHART_DATA/clients.jsonl"
+    local n target op args out
+    for n in $counts; do
+        for target in $BENCH_TARGETS; do
+            for op in $BENCH_OPS; do
+                args=(bench --op "$op" -c "$n" --duration "${secs}s" --value-size "$VALUE_SIZE"
+                    --key-space "$KEY_SPACE" --key-prefix "clients-" --consistency strong --json)
+                [[ $op == get ]] && args+=(--preload)
+                case $target in
+                    gateway) args+=(--gateway "$GATEWAY") ;;
+                    smart) args+=(--coordinators "$COORD") ;;
+                esac
+                out=$("$KVDB" "${args[@]}") || true
+                [[ -n $out ]] || { echo "bench: $target $op at c=$n failed" >&2; continue; }
+                echo "$out" >>"$CHART_DATA/clients.jsonl"
+                jq -r --arg n "$n" '"  c=\($n) \(.target) \(.op): \(.throughput | floor) ops/s, p50 \(.latency_ms.p50) ms, p99 \(.latency_ms.p99) ms, errors \(.errors | add)"' <<<"$out"
+            done
+        done
+    done
 }
 
 # datasize: see the header.
@@ -432,6 +471,7 @@ case "${1:-run}" in
     profile) shift; profile "$@" ;;
     memory) memory ;;
     shards) shards ;;
+    clients) clients ;;
     scale) scale ;;
     datasize) datasize ;;
     up) trap stop_bench_cluster EXIT; trap 'exit 130' INT TERM; start_bench_cluster; wait ;;

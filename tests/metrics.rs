@@ -246,4 +246,40 @@ async fn every_server_exports_metrics_that_follow_the_workload() {
         f64::from(SHARDS)
     );
     assert_eq!(get(&coordinator, "kvdb_coordinator_is_leader", &[]), 1.0);
+
+    // The Grafana dashboard in docs/ queries only metrics the servers export.
+    let exported: Vec<&str> = [&gateway_after, &coordinator]
+        .into_iter()
+        .chain(&nodes_after)
+        .flat_map(|s| s.samples.iter().map(|sample| sample.metric.as_str()))
+        .collect();
+    for name in dashboard_metrics() {
+        let base = name.strip_suffix("_bucket").unwrap_or(&name);
+        assert!(
+            exported.iter().any(|m| m.starts_with(base)),
+            "docs/grafana-dashboard.json queries {name}, which no server exports"
+        );
+    }
+}
+
+/// Every `kvdb_...` metric name in the dashboard's queries.
+fn dashboard_metrics() -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/grafana-dashboard.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("the dashboard")).expect("JSON");
+    let mut names = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("a query");
+            for (start, _) in expr.match_indices("kvdb_") {
+                let name: String = expr[start..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                names.push(name);
+            }
+        }
+    }
+    assert!(names.len() > 10, "{names:?}");
+    names
 }
