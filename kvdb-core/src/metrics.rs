@@ -64,7 +64,12 @@ pub struct RequestMetrics(Option<RequestSeries>);
 struct RequestSeries {
     requests: Family<OutcomeLabels, Counter>,
     seconds: Family<OpLabels, Histogram, fn() -> Histogram>,
+    /// The hot series, looked up once: each operation's `ok` counter and its latency.
+    common: Arc<[(&'static str, Counter, Histogram)]>,
 }
+
+/// The operations every data-plane server answers, whose series are created up front.
+pub const OPS: [&str; 3] = ["get", "put", "delete"];
 
 impl RequestMetrics {
     /// Records nothing: for a server whose metrics nobody scrapes, which then pays nothing
@@ -76,9 +81,22 @@ impl RequestMetrics {
     /// Registers `kvdb_<scope>_requests_total{op,outcome}` and
     /// `kvdb_<scope>_request_duration_seconds{op}` in `registry`.
     pub fn register(registry: &mut Registry, scope: &str) -> Self {
+        let requests: Family<OutcomeLabels, Counter> = Family::default();
+        let seconds: Family<OpLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        let common = OPS
+            .map(|op| {
+                let ok = requests
+                    .get_or_create(&[("op", op), ("outcome", "ok")])
+                    .clone();
+                let latency = seconds.get_or_create(&[("op", op)]).clone();
+                (op, ok, latency)
+            })
+            .into();
         let series = RequestSeries {
-            requests: Family::default(),
-            seconds: Family::new_with_constructor(latency_histogram),
+            requests,
+            seconds,
+            common,
         };
         registry.register(
             format!("{scope}_requests"),
@@ -97,18 +115,25 @@ impl RequestMetrics {
     /// Counts one `op` that started at `started` and ended with `outcome`.
     pub fn record<T>(&self, op: &'static str, started: Instant, outcome: &Result<T, KvError>) {
         let Some(series) = &self.0 else { return };
-        let outcome = match outcome {
-            Ok(_) => "ok",
-            Err(e) => outcome_label(e),
-        };
-        series
-            .requests
-            .get_or_create(&[("op", op), ("outcome", outcome)])
-            .inc();
-        series
-            .seconds
-            .get_or_create(&[("op", op)])
-            .observe(started.elapsed().as_secs_f64());
+        let seconds = started.elapsed().as_secs_f64();
+        let common = series.common.iter().find(|(name, _, _)| *name == op);
+        match (common, outcome) {
+            (Some((_, ok, latency)), Ok(_)) => {
+                ok.inc();
+                latency.observe(seconds);
+            }
+            (_, outcome) => {
+                let outcome = match outcome {
+                    Ok(_) => "ok",
+                    Err(e) => outcome_label(e),
+                };
+                series
+                    .requests
+                    .get_or_create(&[("op", op), ("outcome", outcome)])
+                    .inc();
+                series.seconds.get_or_create(&[("op", op)]).observe(seconds);
+            }
+        }
     }
 
     /// Runs `request` and counts it as `op`.
