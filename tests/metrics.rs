@@ -169,6 +169,16 @@ async fn every_server_exports_metrics_that_follow_the_workload() {
         written >= PUTS as f64 && written <= PUTS as f64 + retries,
         "nodes answered {written} puts for the gateway's {PUTS} (retries: {retries})"
     );
+    let entries =
+        |scrapes: &[Scrape], name: &str| -> f64 { scrapes.iter().map(|s| get(s, name, &[])).sum() };
+    let proposed = entries(&nodes_after, "kvdb_node_write_entries_total")
+        - entries(&nodes_before, "kvdb_node_write_entries_total");
+    let batched = entries(&nodes_after, "kvdb_node_batched_writes_total")
+        - entries(&nodes_before, "kvdb_node_batched_writes_total");
+    assert!(
+        batched >= written && proposed >= 1.0 && proposed <= batched,
+        "write queues proposed {proposed} entries for {batched} writes ({written} puts answered)"
+    );
     for (before, after) in nodes_before.iter().zip(&nodes_after) {
         let commits = |s: &Scrape| get(s, "kvdb_raft_log_commits_total", &[]);
         assert!(
@@ -246,6 +256,9 @@ async fn every_server_exports_metrics_that_follow_the_workload() {
         f64::from(SHARDS)
     );
     assert_eq!(get(&coordinator, "kvdb_coordinator_is_leader", &[]), 1.0);
+    // Three nodes and the gateway follow the map at least.
+    assert!(get(&coordinator, "kvdb_coordinator_watchers", &[]) >= (NODES + 1) as f64);
+    assert!(get(&coordinator, "kvdb_coordinator_watch_events_total", &[]) >= (NODES + 1) as f64);
 
     // The Grafana dashboard in docs/ queries only metrics the servers export.
     let exported: Vec<&str> = [&gateway_after, &coordinator]

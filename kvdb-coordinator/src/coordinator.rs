@@ -52,6 +52,19 @@ pub struct Coordinator {
     forward: bool,
 }
 
+/// Counts of node status changes by the new status's name.
+pub(crate) type StatusCounts = kvdb_core::metrics::client::metrics::family::Family<
+    [(&'static str, &'static str); 1],
+    kvdb_core::metrics::client::metrics::counter::Counter,
+>;
+
+/// See [`Coordinator::counts`].
+pub(crate) struct Counts<'a> {
+    pub(crate) liveness_changes: &'a StatusCounts,
+    pub(crate) operations: &'a crate::scheduler::OperationCounts,
+    pub(crate) feed: &'a Feed,
+}
+
 struct Inner {
     config: CoordinatorConfig,
     raft: MetaRaft,
@@ -60,6 +73,8 @@ struct Inner {
     peers: PeerChannels,
     feed: Arc<Feed>,
     liveness: Mutex<LivenessTracker>,
+    /// Node status changes this member proposed (failure detection), by new status.
+    liveness_changes: StatusCounts,
     scheduler: SchedulerMemory,
     shard_stats: ShardStatsBook,
     stop: watch::Sender<bool>,
@@ -101,6 +116,7 @@ impl Coordinator {
                 peers: group.peers,
                 feed,
                 liveness: Mutex::new(tracker),
+                liveness_changes: StatusCounts::default(),
                 scheduler: SchedulerMemory::default(),
                 shard_stats: ShardStatsBook::default(),
                 stop,
@@ -351,6 +367,16 @@ impl Coordinator {
     /// A receiver that turns true when the member shuts down.
     pub(crate) fn stopped(&self) -> watch::Receiver<bool> {
         self.inner.stop.subscribe()
+    }
+
+    /// What this member counted for its metrics: node status changes it proposed, operations
+    /// its scheduler started, and what its watchers follow and were sent.
+    pub(crate) fn counts(&self) -> Counts<'_> {
+        Counts {
+            liveness_changes: &self.inner.liveness_changes,
+            operations: &self.inner.scheduler.started_total,
+            feed: &self.inner.feed,
+        }
     }
 
     /// The status changes due at `now`, for the liveness loop of a leader.

@@ -99,6 +99,17 @@ pub struct Feed {
     view: ArcSwap<View>,
     inbox: Arc<Inbox>,
     events: broadcast::Sender<FeedEvent>,
+    /// What the watchers were sent, for the coordinator's metrics.
+    pub(crate) sent: WatchCounts,
+}
+
+/// Counts of what watchers were sent.
+#[derive(Debug, Default)]
+pub(crate) struct WatchCounts {
+    /// Events (snapshots and deltas) handed to watchers.
+    pub(crate) events: std::sync::atomic::AtomicU64,
+    /// Snapshots sent because a watcher fell behind the feed's buffer or saw a gap.
+    pub(crate) resyncs: std::sync::atomic::AtomicU64,
 }
 
 /// Moves published events from the [`Feed`]'s inbox to its broadcast; run
@@ -124,6 +135,7 @@ impl Feed {
             view: ArcSwap::from_pointee(View::default()),
             inbox: inbox.clone(),
             events: events.clone(),
+            sent: WatchCounts::default(),
         };
         (feed, Distributor { inbox, events })
     }
@@ -131,6 +143,11 @@ impl Feed {
     /// The current view; never blocks.
     pub fn view(&self) -> Arc<View> {
         self.view.load_full()
+    }
+
+    /// How many watchers follow the feed now.
+    pub fn watchers(&self) -> usize {
+        self.events.receiver_count()
     }
 
     /// A receiver of every event published from now on.

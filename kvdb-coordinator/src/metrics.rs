@@ -1,12 +1,18 @@
 //! The coordinator's metrics: the shard map it applied (nodes by status, shards by state, the
-//! map version) and whether it leads, read at scrape time. Served at `GET /metrics` on the
-//! Admin API, and on `--metrics-listen` like every other server.
+//! map version) and whether it leads, read at scrape time; the node status changes it
+//! proposed and the operations its scheduler started; its watchers and what they were sent.
+//! Served at `GET /metrics` on the Admin API, and on `--metrics-listen` like every other
+//! server.
 
-use kvdb_core::metrics::{Collector, ConstGauge, DescriptorEncoder, Registry, encode_family};
+use kvdb_core::metrics::client as prometheus_client;
+use kvdb_core::metrics::{
+    Collector, ConstCounter, ConstGauge, DescriptorEncoder, EncodeMetric, Registry, encode_family,
+};
 use kvdb_core::{NodeStatus, ShardMap, ShardState};
 
 use crate::Coordinator;
 use crate::admin::status_name;
+use crate::coordinator::Counts;
 
 /// A registry of `coordinator`'s metrics.
 pub fn registry(coordinator: Coordinator) -> Registry {
@@ -25,8 +31,52 @@ impl std::fmt::Debug for MapCollector {
 
 impl Collector for MapCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        encode_map(&mut encoder, &self.0.map(), self.0.is_leader())
+        encode_map(&mut encoder, &self.0.map(), self.0.is_leader())?;
+        encode_counts(&mut encoder, &self.0.counts())
     }
+}
+
+/// The counters this member keeps.
+fn encode_counts(
+    e: &mut DescriptorEncoder<'_>,
+    counts: &Counts<'_>,
+) -> Result<(), std::fmt::Error> {
+    let no_labels: [(&str, &str); 0] = [];
+    let sent = |n: &std::sync::atomic::AtomicU64| {
+        ConstCounter::new(n.load(std::sync::atomic::Ordering::Relaxed))
+    };
+    encode_family(
+        e,
+        "coordinator_watchers",
+        "Shard-map watchers (nodes, gateways, smart clients) following this member",
+        [(no_labels, gauge(counts.feed.watchers()))],
+    )?;
+    encode_family(
+        e,
+        "coordinator_watch_events",
+        "Map events (deltas and snapshots) sent to watchers",
+        [(no_labels, sent(&counts.feed.sent.events))],
+    )?;
+    encode_family(
+        e,
+        "coordinator_watch_resyncs",
+        "Snapshots sent to watchers that fell behind the change buffer",
+        [(no_labels, sent(&counts.feed.sent.resyncs))],
+    )?;
+    let metric = e.encode_descriptor(
+        "coordinator_node_status_changes",
+        "Node status changes this member proposed from heartbeats and their absence, by new status",
+        None,
+        prometheus_client::metrics::MetricType::Counter,
+    )?;
+    counts.liveness_changes.encode(metric)?;
+    let metric = e.encode_descriptor(
+        "coordinator_scheduler_operations",
+        "Operations the scheduler started (or failed to start), by kind and outcome",
+        None,
+        prometheus_client::metrics::MetricType::Counter,
+    )?;
+    counts.operations.encode(metric)
 }
 
 /// Whether a shard's state is the one a label names.

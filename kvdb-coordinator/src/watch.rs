@@ -21,6 +21,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use futures::future::Fuse;
 use futures::future::{FusedFuture, FutureExt};
@@ -116,6 +117,14 @@ impl Watcher {
     /// The next event in its shared form (see [`SharedEvent`]), or `None`
     /// once the coordinator stops.
     pub(crate) async fn next_shared(&mut self) -> Option<Arc<SharedEvent>> {
+        let event = self.next_event().await;
+        if event.is_some() {
+            self.feed.sent.events.fetch_add(1, Ordering::Relaxed);
+        }
+        event
+    }
+
+    async fn next_event(&mut self) -> Option<Arc<SharedEvent>> {
         loop {
             if let Some(event) = self.pending.pop_front() {
                 return Some(event);
@@ -143,6 +152,7 @@ impl Watcher {
             if resync {
                 let snapshot = self.feed.view().snapshot.clone();
                 if snapshot.version() > self.last {
+                    self.feed.sent.resyncs.fetch_add(1, Ordering::Relaxed);
                     self.last = snapshot.version();
                     return Some(snapshot);
                 }

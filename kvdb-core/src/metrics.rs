@@ -14,6 +14,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The Prometheus client crate itself, for servers that keep their own labelled series.
+pub use prometheus_client as client;
 pub use prometheus_client::collector::Collector;
 pub use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 pub use prometheus_client::metrics::counter::ConstCounter;

@@ -17,11 +17,13 @@ use crate::config::{KV_DB_FILE, LOG_DB_FILE};
 use crate::disk::DiskGuard;
 use crate::replica::RaftFigures;
 use crate::replica_manager::ReplicaManager;
+use crate::write_queue::BatchCounts;
 
 /// Builds a node's registry: its request metrics (returned, for the service to record) and
 /// the collectors of everything else.
 pub fn register(
     manager: Arc<ReplicaManager>,
+    batches: Arc<BatchCounts>,
     log_db: &LogDb,
     disk: Arc<DiskGuard>,
     data_dir: PathBuf,
@@ -31,6 +33,7 @@ pub fn register(
     log_db.register_metrics(&mut registry);
     registry.register_collector(Box::new(NodeCollector {
         manager,
+        batches,
         disk,
         data_dir,
     }));
@@ -39,6 +42,7 @@ pub fn register(
 
 struct NodeCollector {
     manager: Arc<ReplicaManager>,
+    batches: Arc<BatchCounts>,
     disk: Arc<DiskGuard>,
     data_dir: PathBuf,
 }
@@ -84,6 +88,21 @@ impl Collector for NodeCollector {
             "node_shards_led",
             "Shard replicas on this node that lead their group",
             [(NONE, gauge(led as u64))],
+        )?;
+        let counted = |n: &std::sync::atomic::AtomicU64| {
+            ConstCounter::new(n.load(std::sync::atomic::Ordering::Relaxed))
+        };
+        encode_family(
+            e,
+            "node_write_entries",
+            "Raft entries the shards' write queues proposed on this node (as leader)",
+            [(NONE, counted(&self.batches.entries))],
+        )?;
+        encode_family(
+            e,
+            "node_batched_writes",
+            "Client writes in those entries: writes per entry is the batching",
+            [(NONE, counted(&self.batches.writes))],
         )?;
         let (free, refusing) = self.disk.state();
         encode_family(

@@ -175,7 +175,9 @@ impl Node {
             router: router.clone(),
             leadership_changed: Arc::new(Notify::new()),
             quiescer: quiescer.clone(),
+            write_batches: Arc::default(),
         };
+        let env_batches = env.write_batches.clone();
         let manager = Arc::new(ReplicaManager::new(env, cache, control.clone()));
         let (stop, stopped) = Shutdown::new();
         let limits = Limits {
@@ -190,6 +192,7 @@ impl Node {
         })?;
         let (registry, requests) = crate::metrics::register(
             manager.clone(),
+            env_batches,
             &log_db,
             disk.clone(),
             config.data_dir.clone(),

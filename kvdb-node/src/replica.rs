@@ -62,6 +62,8 @@ pub struct ReplicaEnv {
     pub nursery: Arc<Nursery>,
     /// Turns idle groups' ticks off (see `kvdb_core::raft::quiesce`); `None` when off.
     pub quiescer: Option<Arc<Quiescer<ShardRaftConfig>>>,
+    /// How the write queues of every shard batch, for the node's metrics.
+    pub write_batches: Arc<crate::write_queue::BatchCounts>,
 }
 
 /// Why a replica could not be opened, initialized or removed.
@@ -263,7 +265,7 @@ impl Replica {
         env.router
             .register_with_floor(shard.0, raft.clone(), vote_floor);
         let floor = enforces_read_floor(&env.config).then(Arc::<ReadFloor>::default);
-        let (writes, batcher) = WriteQueue::spawn(raft.clone());
+        let (writes, batcher) = WriteQueue::spawn(raft.clone(), env.write_batches.clone());
         let (reads, confirmer) = ReadQueue::spawn(raft.clone(), env.node.0, floor.clone());
         let handover = Arc::default();
         let tasks = std::sync::Mutex::new(vec![

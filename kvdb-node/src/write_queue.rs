@@ -18,6 +18,7 @@
 use openraft::BasicNode;
 use openraft::error::{ClientWriteError, Fatal, RaftError};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -30,6 +31,16 @@ pub const MAX_BATCH: usize = 1024;
 /// CPU-bound box beat two or four (each entry costs an fsync'd log commit and a KV apply
 /// transaction on every replica); see docs/performance.md.
 pub const MAX_IN_FLIGHT: usize = 1;
+
+/// How well a node's write queues batch: Raft entries they proposed and the writes in them,
+/// summed over every shard (see `crate::metrics`).
+#[derive(Debug, Default)]
+pub struct BatchCounts {
+    /// Entries proposed.
+    pub entries: AtomicU64,
+    /// Client writes in them.
+    pub writes: AtomicU64,
+}
 
 /// Why a queued write failed: what `client_write` reports.
 pub type WriteError = RaftError<RaftId, ClientWriteError<RaftId, BasicNode>>;
@@ -50,9 +61,9 @@ pub struct WriteQueue {
 
 impl WriteQueue {
     /// A queue proposing to `raft`, and its batching task.
-    pub fn spawn(raft: ShardRaft) -> (Self, JoinHandle<()>) {
+    pub fn spawn(raft: ShardRaft, counts: Arc<BatchCounts>) -> (Self, JoinHandle<()>) {
         let (queue, waiting) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(raft, waiting));
+        let task = tokio::spawn(run(raft, waiting, counts));
         (Self { queue }, task)
     }
 
@@ -71,7 +82,11 @@ fn stopped() -> WriteError {
 }
 
 /// Takes the waiting writes as a batch whenever a proposal slot is free.
-async fn run(raft: ShardRaft, mut waiting: mpsc::UnboundedReceiver<Queued>) {
+async fn run(
+    raft: ShardRaft,
+    mut waiting: mpsc::UnboundedReceiver<Queued>,
+    counts: Arc<BatchCounts>,
+) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     while let Some(first) = waiting.recv().await {
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -89,6 +104,10 @@ async fn run(raft: ShardRaft, mut waiting: mpsc::UnboundedReceiver<Queued>) {
                 Err(_) => break,
             }
         }
+        counts.entries.fetch_add(1, Ordering::Relaxed);
+        counts
+            .writes
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         let raft = raft.clone();
         tokio::spawn(async move {
             propose(&raft, batch).await;

@@ -233,7 +233,12 @@ impl Coordinator {
         status: NodeStatus,
     ) -> Result<MapVersion, CoordinatorError> {
         let command = Command::SetNodeStatus { node, status };
-        Ok(self.execute_local(command).await?.version())
+        let version = self.execute_local(command).await?.version();
+        self.inner
+            .liveness_changes
+            .get_or_create(&[("to", crate::admin::status_name::name(status))])
+            .inc();
+        Ok(version)
     }
 }
 

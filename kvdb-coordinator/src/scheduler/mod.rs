@@ -125,7 +125,15 @@ pub struct StartedOperation {
 #[derive(Debug, Default)]
 pub(crate) struct SchedulerMemory {
     inner: Mutex<Memory>,
+    /// Operations started since this member started, by kind and outcome, for its metrics.
+    pub(crate) started_total: OperationCounts,
 }
+
+/// Counts of started operations by `(kind, outcome)` labels.
+pub(crate) type OperationCounts = kvdb_core::metrics::client::metrics::family::Family<
+    [(&'static str, &'static str); 2],
+    kvdb_core::metrics::client::metrics::counter::Counter,
+>;
 
 #[derive(Debug, Default)]
 struct Memory {
@@ -281,6 +289,15 @@ impl SchedulerMemory {
     }
 
     fn record(&self, operation: Operation, error: Option<String>) {
+        let kind = match operation.kind {
+            OperationKind::MoveReplica { .. } => "move_replica",
+            OperationKind::TransferLeader { .. } => "transfer_leader",
+            OperationKind::Split { .. } => "split",
+        };
+        let outcome = if error.is_some() { "failed" } else { "started" };
+        self.started_total
+            .get_or_create(&[("kind", kind), ("outcome", outcome)])
+            .inc();
         let started_at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
