@@ -104,6 +104,12 @@ impl Collector for NodeCollector {
             "Client writes in those entries: writes per entry is the batching",
             [(NONE, counted(&self.batches.writes))],
         )?;
+        encode_family(
+            e,
+            "node_raft_restarts",
+            "Shard replicas reopened after their Raft group stopped on an error",
+            [(NONE, ConstCounter::new(self.manager.restarts()))],
+        )?;
         let (free, refusing) = self.disk.state();
         encode_family(
             e,

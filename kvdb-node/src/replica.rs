@@ -337,6 +337,18 @@ impl Replica {
         &self.raft
     }
 
+    /// Why the group's Raft core stopped, when it stopped by itself (a storage or
+    /// invariant error: openraft's `Fatal`), not through [`Replica::stop`].
+    pub fn died(&self) -> Option<String> {
+        if self.stopped.load(Ordering::SeqCst) {
+            return None;
+        }
+        match &self.metrics.borrow().running_state {
+            Ok(()) => None,
+            Err(fatal) => Some(fatal.to_string()),
+        }
+    }
+
     /// Proposes a client write through the replica's batching [`WriteQueue`]; answers once it
     /// is committed on a majority and applied here.
     pub async fn write(&self, command: Command) -> Result<CommandResult, WriteError> {

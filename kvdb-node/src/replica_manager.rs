@@ -23,6 +23,10 @@
 //!   campaigns (see [`crate::transfer`]); a leader whose handover ended
 //!   without a transfer reports itself again, which heals the map.
 //!
+//! - a replica whose Raft group stopped by itself (openraft stops a group for good on a
+//!   storage or invariant error) is closed and opened again from its stored state, once its
+//!   buffered applies and queued log writes are durable.
+//!
 //! Rounds run when the map changes, when any replica's leader or term
 //! changes, and on a timer (which retries failed reports and opens).
 //!
@@ -62,6 +66,8 @@ pub struct ReplicaManager {
     /// Stopped replicas of removed shards whose data is deleted as soon as
     /// no request or task holds them any more.
     retired: Mutex<Vec<Arc<Replica>>>,
+    /// Replicas reopened after their Raft core stopped by itself.
+    restarts: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for ReplicaManager {
@@ -86,6 +92,7 @@ impl ReplicaManager {
             reported: Mutex::default(),
             transfers: Transfers::default(),
             retired: Mutex::default(),
+            restarts: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -194,10 +201,16 @@ impl ReplicaManager {
         }
     }
 
+    /// How many replicas were reopened after their Raft core stopped by itself.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// One reconcile round against the current map.
     pub async fn reconcile(&self) {
         let map = self.cache.current();
         let me = self.env.node;
+        self.restart_dead().await;
         for shard in self.shards() {
             let member = map
                 .shards
@@ -343,6 +356,55 @@ impl ReplicaManager {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .push(replica);
+        }
+    }
+
+    /// Closes every replica whose Raft core stopped by itself (openraft stops a group on a
+    /// storage or invariant error and never starts it again), so that this round opens it
+    /// again from its stored state, as a restart of the node would. Before the reopening, what
+    /// the dead group left in flight is made durable, the storage's buffered applies and the
+    /// log writer's queued appends, so the new group reads them rather than races them.
+    async fn restart_dead(&self) {
+        for shard in self.shards() {
+            let Some(replica) = self.replica(shard) else {
+                continue;
+            };
+            let Some(error) = replica.died() else {
+                continue;
+            };
+            tracing::error!(
+                %shard,
+                %error,
+                "the shard's Raft group stopped on an error; reopening it from its stored \
+                 state (if this repeats, the replica's data needs attention)"
+            );
+            self.replicas
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&shard);
+            self.moves.abort(shard);
+            self.splits.abort(shard);
+            self.transfers.abort(shard);
+            replica.stop(&self.env).await;
+            let storage = replica.storage().clone();
+            let synced = tokio::task::spawn_blocking(move || storage.sync()).await;
+            if !matches!(synced, Ok(Ok(()))) {
+                tracing::error!(
+                    %shard,
+                    "cannot flush the shard's storage: leaving the replica stopped (the node's \
+                     storage refuses writes after a failed flush; restart the node)"
+                );
+                self.replicas
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(shard, replica);
+                continue;
+            }
+            if let Err(e) = self.env.log_db.barrier().await {
+                tracing::error!(%shard, error = %e, "cannot flush the Raft log before reopening");
+            }
+            self.restarts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 

@@ -251,6 +251,12 @@ impl LogDb {
             .await
     }
 
+    /// Returns once every write queued before the call is durable: a group reopened after its
+    /// Raft core stopped must read the appends that core queued, not race them.
+    pub async fn barrier(&self) -> Result<(), LogDbError> {
+        self.writer.submit(WriteOp::Barrier).await
+    }
+
     /// Counters of the writes so far, for metrics and the group-commit report.
     pub fn stats(&self) -> LogDbStats {
         self.writer.stats()

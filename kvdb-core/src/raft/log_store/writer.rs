@@ -59,6 +59,8 @@ pub(super) enum WriteOp {
         floor: Option<Vec<u8>>,
         vote: Option<Vec<u8>>,
     },
+    /// Nothing: answered once every write queued before it is durable.
+    Barrier,
 }
 
 impl WriteOp {
@@ -376,6 +378,7 @@ fn apply(
                 meta.insert((*group, MetaKey::Vote as u8), vote.as_slice())?;
             }
         }
+        WriteOp::Barrier => {}
     }
     Ok(())
 }
