@@ -35,6 +35,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::shutdown::Shutdown;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::config::{ConfigError, KV_DB_FILE, LOG_DB_FILE, NodeConfig};
 use crate::control::{ControlError, ControlPlane};
@@ -222,7 +223,13 @@ impl Node {
                 health_service,
                 stopped.clone(),
             )),
-            tokio::spawn(manager.clone().run(stopped.clone())),
+            // Its lines (moves, reports, transfers) name the node: a process may run several.
+            tokio::spawn(
+                manager
+                    .clone()
+                    .run(stopped.clone())
+                    .instrument(tracing::info_span!("node", id = %id)),
+            ),
             tokio::spawn(disk.run(stopped.clone())),
             tokio::spawn(report_readiness(manager.clone(), health, stopped.clone())),
             tokio::spawn(heartbeat(

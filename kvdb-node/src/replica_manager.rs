@@ -41,6 +41,7 @@ use kvdb_core::cache::ShardMapCache;
 use kvdb_core::epoch::LocalReplica;
 use kvdb_core::{Epoch, NodeId, ShardId, ShardInfo, ShardMap, ShardState};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::control::ControlPlane;
 use crate::reconfigure::{self, Move};
@@ -332,12 +333,15 @@ impl ReplicaManager {
             return;
         }
         let (replica, shard) = (replica.clone(), info.id);
-        let task = tokio::spawn(async move {
-            match replica.propose_split(split).await {
-                Ok(created) => tracing::info!(%shard, ?created, "split committed"),
-                Err(e) => tracing::warn!(%shard, error = %e, "split not committed; retrying"),
+        let task = tokio::spawn(
+            async move {
+                match replica.propose_split(split).await {
+                    Ok(created) => tracing::info!(%shard, ?created, "split committed"),
+                    Err(e) => tracing::warn!(%shard, error = %e, "split not committed; retrying"),
+                }
             }
-        });
+            .in_current_span(),
+        );
         self.splits.start(info.id, info.epoch, task);
     }
 
@@ -495,12 +499,15 @@ impl ReplicaManager {
             target,
         };
         let control = self.control.clone();
-        let task = tokio::spawn(async move {
-            let shard = mv.shard;
-            if let Err(e) = reconfigure::run(replica, control, mv).await {
-                tracing::warn!(%shard, error = %e, "shard move interrupted");
+        let task = tokio::spawn(
+            async move {
+                let shard = mv.shard;
+                if let Err(e) = reconfigure::run(replica, control, mv).await {
+                    tracing::warn!(%shard, error = %e, "shard move interrupted");
+                }
             }
-        });
+            .in_current_span(),
+        );
         self.moves.start(info.id, info.epoch, task);
     }
 
@@ -554,7 +561,7 @@ impl ReplicaManager {
                 let replica = replica.clone();
                 match role.clone() {
                     Role::HandOver { address, .. } => {
-                        tokio::spawn(transfer::handover(replica, address, lease))
+                        tokio::spawn(transfer::handover(replica, address, lease).in_current_span())
                     }
                     Role::Campaign => {
                         let (cache, shard, epoch) = (self.cache.clone(), info.id, info.epoch);
@@ -564,7 +571,8 @@ impl ReplicaManager {
                                 .get(&shard)
                                 .is_some_and(|s| s.epoch == epoch && s.leader == Some(me))
                         };
-                        tokio::spawn(transfer::campaign(replica, still_named, lease, heartbeat))
+                        let campaign = transfer::campaign(replica, still_named, lease, heartbeat);
+                        tokio::spawn(campaign.in_current_span())
                     }
                 }
             });
