@@ -504,3 +504,42 @@ async fn streamed_calls_fail_as_their_unary_call_would() {
     let err = network.append_entries(append, option()).await.unwrap_err();
     assert!(matches!(err, RPCError::Unreachable(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_returning_replica_votes_only_once_its_log_makes_it_a_voter() {
+    use openraft::{CommittedLeaderId, LogId};
+    let node = TestNode::start(1, &[]).await;
+    // Group 9 given back to this node: an empty log, no membership, the floor of the log it had.
+    let raft = Raft::new(
+        1,
+        config(),
+        GrpcNetworkFactory::new(9, node.peers.clone()),
+        MemLog::default(),
+        MemMachine::default(),
+    )
+    .await
+    .unwrap();
+    let floor = LogId::new(CommittedLeaderId::new(1, 1), 5);
+    node.router
+        .register_with_floor(9, raft.clone(), Some(floor));
+    let mut factory = GrpcNetworkFactory::<TestTypes>::new(9, PeerChannels::default());
+    let mut network = factory.new_client(1, &node.basic_node()).await;
+
+    // A candidate whose log is above the floor still gets no vote: this replica is not a
+    // voter in any configuration its log holds.
+    let above = Some(LogId::new(CommittedLeaderId::new(2, 2), 10));
+    let response = network
+        .vote(VoteRequest::new(Vote::new(3, 2), above), option())
+        .await
+        .unwrap();
+    assert!(!response.vote_granted, "{response:?}");
+
+    // A replica never removed from here (no floor) votes as Raft says.
+    node.router.register(9, raft.clone());
+    let response = network
+        .vote(VoteRequest::new(Vote::new(3, 2), above), option())
+        .await
+        .unwrap();
+    assert!(response.vote_granted, "{response:?}");
+    raft.shutdown().await.unwrap();
+}
