@@ -177,28 +177,15 @@ impl<C: TransportTypeConfig> RaftTransport for RaftTransportService<C> {
             return Ok(Response::new(reply(group, refused)?));
         }
         let (group, raft, rpc) = self.open::<VoteRequest<u64>>(request)?;
-        // A replica given back to this node after its removal starts with an empty log. It
-        // refuses candidates older than the log it had (see `LogDb::remove_group`), and every
-        // candidate until its log makes it a voter again: before that, its vote could be the
-        // one that elects a stale member in a configuration the group has left (a member
-        // that never received the change that removed this node, and now counts it again),
-        // a leader beside the real one. A learner's vote is never needed for a quorum.
-        if let Some(floor) = self.router.vote_floor(group) {
-            let (vote, voter) = {
-                let metrics = raft.metrics();
-                let m = metrics.borrow();
-                let voter = m
-                    .membership_config
-                    .membership()
-                    .voter_ids()
-                    .any(|id| id == m.id);
-                (m.vote, voter)
-            };
-            if rpc.last_log_id < Some(floor) || !voter {
-                let refused: Result<VoteResponse<u64>, RaftError<u64>> =
-                    Ok(VoteResponse::new(vote, Some(floor), false));
-                return Ok(Response::new(reply(group, refused)?));
-            }
+        // A replica given back to this node after its removal starts with an empty log; it
+        // still refuses candidates older than the log it had (see `LogDb::remove_group`).
+        if let Some(floor) = self.router.vote_floor(group)
+            && rpc.last_log_id < Some(floor)
+        {
+            let vote = raft.metrics().borrow().vote;
+            let refused: Result<VoteResponse<u64>, RaftError<u64>> =
+                Ok(VoteResponse::new(vote, Some(floor), false));
+            return Ok(Response::new(reply(group, refused)?));
         }
         Ok(Response::new(reply(group, raft.vote(rpc).await)?))
     }
