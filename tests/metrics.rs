@@ -76,12 +76,12 @@ async fn wait_for_metrics(address: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_server_exports_metrics_that_follow_the_workload() {
     let bin = Path::new(env!("CARGO_BIN_EXE_kvdb"));
-    let mut cluster = ProcessCluster::start(bin, NODES, SHARDS).await;
+    let mut cluster = ProcessCluster::start_serving_metrics(bin, NODES, SHARDS).await;
     let (_, gateway_address) = cluster.start_gateway();
     let gateway_metrics = cluster.gateway_metrics_address(0).to_owned();
     wait_for_metrics(&gateway_metrics).await;
     let nodes: Vec<String> = (0..NODES)
-        .map(|i| cluster.node_metrics_address(i).to_owned())
+        .map(|i| cluster.node_metrics_address(i))
         .collect();
 
     let gateway_before = scrape(&gateway_metrics);

@@ -164,7 +164,12 @@ pub struct RetryMetrics(Family<OpLabels, Counter>);
 impl RetryMetrics {
     /// Registers `kvdb_<scope>_retries_total{reason}` in `registry`.
     pub fn register(registry: &mut Registry, scope: &str) -> Self {
-        let retries = Family::default();
+        let retries: Family<OpLabels, Counter> = Family::default();
+        // The reasons a client retries for, present from the start at 0: a series that
+        // appears only once something goes wrong is hard to alert on.
+        for reason in ["not_leader", "shard_moved", "stale_epoch", "unavailable"] {
+            drop(retries.get_or_create(&[("reason", reason)]));
+        }
         registry.register(
             format!("{scope}_retries"),
             "Attempts retried, by the error that made the client retry",

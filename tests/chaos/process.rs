@@ -60,6 +60,13 @@ impl ProcessCluster {
         Self::start_with(bin, nodes, shards, None).await
     }
 
+    /// [`Self::start`] with every server (and every gateway started later) serving its
+    /// metrics on a port of its own. Only the tests that scrape ask for it: each such port is
+    /// one more that a restarted server could find taken.
+    pub async fn start_serving_metrics(bin: &Path, nodes: usize, shards: u32) -> ProcessCluster {
+        Self::start_inner(bin, nodes, shards, None, true).await
+    }
+
     /// [`Self::start`] with nodes that run the planted `bug` (named to them in
     /// `KVDB_PLANTED_BUG`; the test build of the binary has the feature).
     ///
@@ -72,9 +79,19 @@ impl ProcessCluster {
         shards: u32,
         bug: Option<PlantedBug>,
     ) -> ProcessCluster {
+        Self::start_inner(bin, nodes, shards, bug, false).await
+    }
+
+    async fn start_inner(
+        bin: &Path,
+        nodes: usize,
+        shards: u32,
+        bug: Option<PlantedBug>,
+        metrics: bool,
+    ) -> ProcessCluster {
         let mut exits = Vec::new();
         for _ in 0..START_ATTEMPTS {
-            match Self::try_start(bin, nodes, shards, bug).await {
+            match Self::try_start(bin, nodes, shards, bug, metrics).await {
                 Ok(cluster) => return cluster,
                 Err(exit) => exits.push(exit),
             }
@@ -88,11 +105,17 @@ impl ProcessCluster {
         nodes: usize,
         shards: u32,
         bug: Option<PlantedBug>,
+        metrics: bool,
     ) -> Result<ProcessCluster, String> {
+        let serving = |mut args: Vec<String>| {
+            if metrics {
+                args.extend(["--metrics-listen".to_owned(), free_address()]);
+            }
+            args
+        };
         let dir = tempfile::tempdir().expect("temporary directory");
         let coordinator_address = free_address();
         let admin = free_address();
-        let coordinator_metrics = free_address();
         let root = dir.path().to_owned();
         let data = |name: &str| root.join(name).display().to_string();
         let coordinator_args: Vec<String> = [
@@ -105,11 +128,11 @@ impl ProcessCluster {
             &admin,
             "--data",
             &data("coordinator"),
-            "--metrics-listen",
-            &coordinator_metrics,
         ]
         .map(str::to_owned)
         .to_vec();
+        let coordinator_args = serving(coordinator_args);
+        let coordinator_metrics = metrics_address(&coordinator_args);
         let coordinator = spawn(bin, dir.path(), "coordinator", &coordinator_args, None);
         let mut cluster = ProcessCluster {
             bin: bin.to_owned(),
@@ -134,11 +157,10 @@ impl ProcessCluster {
                 &coordinator_address,
                 "--data",
                 &data(&name),
-                "--metrics-listen",
-                &free_address(),
             ]
             .map(str::to_owned)
             .to_vec();
+            let args = serving(args);
             let child = spawn(bin, cluster.dir.path(), &name, &args, bug);
             cluster.nodes.push((args, Some(child)));
         }
@@ -276,18 +298,19 @@ impl ProcessCluster {
     /// Starts a gateway process of the cluster; returns its process id and address.
     pub fn start_gateway(&mut self) -> (u32, String) {
         let address = free_address();
-        let metrics = free_address();
-        let args: Vec<String> = [
+        let mut args: Vec<String> = [
             "gateway",
             "--listen",
             &address,
             "--coordinators",
             &self.coordinator_address,
-            "--metrics-listen",
-            &metrics,
         ]
         .map(str::to_owned)
         .to_vec();
+        if !self.coordinator_metrics.is_empty() {
+            args.extend(["--metrics-listen".to_owned(), free_address()]);
+        }
+        let metrics = metrics_address(&args);
         let name = format!("gateway-{}", self.gateways.len() + 1);
         let child = spawn(&self.bin, self.dir.path(), &name, &args, None);
         let pid = child.id();
@@ -295,11 +318,11 @@ impl ProcessCluster {
         (pid, address)
     }
 
-    /// Where node `i` serves its metrics.
-    pub fn node_metrics_address(&self, i: usize) -> &str {
-        let args = &self.nodes[i].0;
-        let flag = args.iter().position(|a| a == "--metrics-listen");
-        &args[flag.expect("nodes serve metrics") + 1]
+    /// Where node `i` serves its metrics (see [`Self::start_serving_metrics`]).
+    pub fn node_metrics_address(&self, i: usize) -> String {
+        let address = metrics_address(&self.nodes[i].0);
+        assert!(!address.is_empty(), "started without metrics");
+        address
     }
 
     /// Where the coordinator serves its metrics.
@@ -354,6 +377,13 @@ impl Drop for ProcessCluster {
         let _ = self.coordinator.kill();
         let _ = self.coordinator.wait();
     }
+}
+
+/// The `--metrics-listen` address in a server's arguments; empty without one.
+fn metrics_address(args: &[String]) -> String {
+    args.iter()
+        .position(|a| a == "--metrics-listen")
+        .map_or_else(String::new, |flag| args[flag + 1].clone())
 }
 
 fn spawn(bin: &Path, dir: &Path, name: &str, args: &[String], bug: Option<PlantedBug>) -> Child {
