@@ -346,6 +346,17 @@ impl ReplicaManager {
     }
 
     async fn remove(&self, shard: ShardId) {
+        if let Some(replica) = self.close(shard).await {
+            self.retired
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(replica);
+        }
+    }
+
+    /// Takes `shard`'s replica out of the open ones, ends its move, split and transfer
+    /// tasks, and stops it (its data stays). Returns it, if one was open.
+    async fn close(&self, shard: ShardId) -> Option<Arc<Replica>> {
         let removed = self
             .replicas
             .write()
@@ -354,13 +365,9 @@ impl ReplicaManager {
         self.moves.abort(shard);
         self.splits.abort(shard);
         self.transfers.abort(shard);
-        if let Some(replica) = removed {
-            replica.stop(&self.env).await;
-            self.retired
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(replica);
-        }
+        let replica = removed?;
+        replica.stop(&self.env).await;
+        Some(replica)
     }
 
     /// Closes every replica whose Raft core stopped by itself (openraft stops a group on a
@@ -382,14 +389,9 @@ impl ReplicaManager {
                 "the shard's Raft group stopped on an error; reopening it from its stored \
                  state (if this repeats, the replica's data needs attention)"
             );
-            self.replicas
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&shard);
-            self.moves.abort(shard);
-            self.splits.abort(shard);
-            self.transfers.abort(shard);
-            replica.stop(&self.env).await;
+            let Some(replica) = self.close(shard).await else {
+                continue;
+            };
             let storage = replica.storage().clone();
             let synced = tokio::task::spawn_blocking(move || storage.sync()).await;
             if !matches!(synced, Ok(Ok(()))) {
