@@ -14,7 +14,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kvdb_core::NodeId;
 use kvdb_core::auth::AuthConfigError;
 use kvdb_core::cache::{CacheConfig, DriverHandle, ShardMapCache, ShardMapSource};
 use kvdb_core::coordinator_client::{
@@ -30,6 +29,7 @@ use kvdb_core::raft::transport::{
 };
 use kvdb_core::shard_stats::ShardStats;
 use kvdb_core::storage::WriteBuffer;
+use kvdb_core::{NodeId, ShardId};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
@@ -262,6 +262,19 @@ impl Node {
     /// How many shards this node leads and keeps quiet (see `kvdb_core::raft::quiesce`).
     pub fn quiet_leaderships(&self) -> usize {
         self.quiescer.as_ref().map_or(0, |q| q.quiet_leaderships())
+    }
+
+    /// Whether this node keeps its replica of `shard` quiet: "leads" or "follows" quietly,
+    /// or `None` while it ticks.
+    pub fn quiet(&self, shard: ShardId) -> Option<&'static str> {
+        let q = self.quiescer.as_ref()?;
+        if q.leads_quietly(shard.0) {
+            Some("leads")
+        } else if q.follows_quietly(shard.0) {
+            Some("follows")
+        } else {
+            None
+        }
     }
 
     /// The coordinator-assigned id of this node.

@@ -219,11 +219,20 @@ impl ChaosCluster {
 
     /// The map's shards and every running replica's Raft state, for a timed-out wait.
     pub fn raft_report(&self) -> String {
+        self.raft_report_of(None)
+    }
+
+    /// [`Self::raft_report`] of one shard, or of all of them.
+    pub fn raft_report_of(&self, only: Option<ShardId>) -> String {
         use std::fmt::Write;
         let mut out = String::new();
         if let Some(map) = self.map() {
             let _ = writeln!(out, "map version {}:", map.version);
-            for s in map.shards.values() {
+            for s in map
+                .shards
+                .values()
+                .filter(|s| only.is_none_or(|o| o == s.id))
+            {
                 let _ = writeln!(
                     out,
                     "  shard {} epoch {} {:?} replicas {:?} leader {:?} term {}",
@@ -239,20 +248,29 @@ impl ChaosCluster {
             let manager = node.manager();
             let _ = writeln!(out, "node {i} ({}):", node.id());
             for shard in manager.shards() {
+                if only.is_some_and(|o| o != shard) {
+                    continue;
+                }
                 let Some(replica) = manager.replica(shard) else {
                     continue;
                 };
                 let f = replica.raft_figures();
                 let voters = replica.leadership().voters;
+                let (ack, vote, running) = {
+                    let m = replica.raft().metrics().borrow().clone();
+                    (m.millis_since_quorum_ack, m.vote, m.running_state.is_ok())
+                };
                 let _ = writeln!(
                     out,
-                    "  shard {shard}: {} term {} log {} applied {} purged {} voters {voters:?} leader {:?}",
+                    "  shard {shard}: {} term {} log {} vote {vote} running {running} applied {} purged {} voters {voters:?} leader {:?} quiet {:?} matched {:?} quorum ack {ack:?} ms",
                     f.role,
                     f.term,
                     f.last_log_index,
                     f.applied_index,
                     f.purged_index,
-                    replica.leadership().leader
+                    replica.leadership().leader,
+                    node.quiet(shard),
+                    f.replication
                 );
             }
         }

@@ -48,7 +48,7 @@ use tokio::time::Instant;
 
 use cluster::{ChaosCluster, ChaosOptions};
 use nemesis::Schedule;
-use verify::{EpochProbe, check_run, probe_keys, time_to_writable};
+use verify::{EpochProbe, NotWritable, RECOVERY_BOUND, check_run, probe_keys, time_to_writable};
 use workload::{Workload, keys};
 
 /// Run length and seed, from the environment of the test process.
@@ -197,14 +197,17 @@ pub async fn run(schedule: Schedule, options: ChaosOptions, settings: Settings) 
             // lost or kept back a key shows at once, whatever the workload does next.
             workload.read_every_key(cluster.client().await).await;
         }
-        let took = time_to_writable(&checker_client, &probes).await;
+        let took = time_to_writable(&checker_client, &probes)
+            .await
+            .unwrap_or_else(|failed| not_writable(&cluster, failed));
         println!("    fault {faults}: {what}; writable again after {took:?}");
         recovery.push(took);
     }
 
     // --- heal everything, recovery window
     cluster.heal_all().await;
-    recovery.push(time_to_writable(&checker_client, &probes).await);
+    let took = time_to_writable(&checker_client, &probes).await;
+    recovery.push(took.unwrap_or_else(|failed| not_writable(&cluster, failed)));
     let issued = workload.issued.clone();
     let target = issued.load(std::sync::atomic::Ordering::Relaxed) + RECOVERY_WINDOW_OPS;
     wait_until("the recovery window", || {
@@ -240,6 +243,22 @@ pub async fn run(schedule: Schedule, options: ChaosOptions, settings: Settings) 
 }
 
 /// Runs `schedule` and fails the test unless every check passed.
+/// Fails the run for a shard that took no write within `RECOVERY_BOUND`, with its state.
+fn not_writable(cluster: &ChaosCluster, failed: NotWritable) -> ! {
+    let NotWritable {
+        shard,
+        last_error,
+        failed,
+    } = failed;
+    let first = cluster.raft_report_of(Some(shard));
+    // A second look shows what still moves.
+    std::thread::sleep(Duration::from_secs(2));
+    panic!(
+        "shard {shard} not writable {RECOVERY_BOUND:?} after the heal ({failed} shards failed; last error: {last_error})\n{first}2 s later:\n{}",
+        cluster.raft_report_of(Some(shard))
+    )
+}
+
 pub async fn run_clean(schedule: Schedule, options: ChaosOptions) {
     let report = run(schedule, options, Settings::from_env()).await;
     assert!(

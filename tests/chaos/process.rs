@@ -416,7 +416,9 @@ pub async fn run_signals(bin: &Path, settings: Settings) -> RunReport {
     let mut cluster = ProcessCluster::start(bin, 3, 4).await;
     let checker = cluster.client().await;
     let probes = probe_keys(&checker.cache().current());
-    let first = time_to_writable(&checker, &probes).await;
+    let first = time_to_writable(&checker, &probes)
+        .await
+        .unwrap_or_else(|failed| panic!("not writable after the heal: {failed:?}"));
     println!("    cluster writable after {first:?}");
     let recorder = Recorder::new();
     let mut workload = Workload::new(&recorder, settings.seed, DEFAULT_KEYS);
@@ -441,7 +443,9 @@ pub async fn run_signals(bin: &Path, settings: Settings) -> RunReport {
             "SIGSTOP + SIGCONT"
         };
         faults += 1;
-        let took = time_to_writable(&checker, &probes).await;
+        let took = time_to_writable(&checker, &probes)
+            .await
+            .unwrap_or_else(|failed| panic!("not writable after the heal: {failed:?}"));
         println!("    fault {faults}: {what} node {node} for {held:?}; writable after {took:?}");
         recovery.push(took);
     }

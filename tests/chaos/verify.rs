@@ -41,9 +41,21 @@ pub fn probe_keys(map: &ShardMap) -> BTreeMap<ShardId, Vec<u8>> {
     keys
 }
 
-/// Time from now until every shard accepted a write; panics after
-/// [`RECOVERY_BOUND`].
-pub async fn time_to_writable(client: &Client, probes: &BTreeMap<ShardId, Vec<u8>>) -> Duration {
+/// A shard that took no write within [`RECOVERY_BOUND`], and the last error its probe saw.
+#[derive(Debug)]
+pub struct NotWritable {
+    pub shard: ShardId,
+    pub last_error: String,
+    /// How many shards failed, this one included.
+    pub failed: usize,
+}
+
+/// Time from now until every shard accepted a write, or the first shard that did not
+/// within [`RECOVERY_BOUND`].
+pub async fn time_to_writable(
+    client: &Client,
+    probes: &BTreeMap<ShardId, Vec<u8>>,
+) -> Result<Duration, NotWritable> {
     let started = Instant::now();
     let deadline = started + RECOVERY_BOUND;
     let attempts = probes.iter().map(|(shard, key)| async move {
@@ -51,23 +63,22 @@ pub async fn time_to_writable(client: &Client, probes: &BTreeMap<ShardId, Vec<u8
             timeout: Some(Duration::from_millis(500)),
             ..PutOptions::default()
         };
-        while client
-            .put_with(key, b"probe", options.clone())
-            .await
-            .is_err()
-        {
-            assert!(
-                Instant::now() < deadline,
-                "shard {shard} not writable {RECOVERY_BOUND:?} after the heal"
-            );
+        while let Err(e) = client.put_with(key, b"probe", options.clone()).await {
+            if Instant::now() >= deadline {
+                return Err(NotWritable {
+                    shard: *shard,
+                    last_error: e.to_string(),
+                    failed: 1,
+                });
+            }
         }
-        started.elapsed()
+        Ok(started.elapsed())
     });
-    futures::future::join_all(attempts)
-        .await
-        .into_iter()
-        .max()
-        .unwrap_or_default()
+    let took = futures::future::join_all(attempts).await;
+    let failed = took.iter().filter(|t| t.is_err()).count();
+    took.into_iter()
+        .try_fold(Duration::ZERO, |max, took| Ok(max.max(took?)))
+        .map_err(|first: NotWritable| NotWritable { failed, ..first })
 }
 
 /// The client id final reads are recorded under.

@@ -270,6 +270,8 @@ struct PassState {
     activity: HashMap<u64, Activity>,
     /// The groups this node leads and keeps quiet.
     quiet: HashSet<u64>,
+    /// The groups this node follows with their tick off.
+    quiet_following: HashSet<u64>,
     /// Groups a peer asked to wake.
     wake: HashSet<u64>,
     /// Peers with a `Quiesce` message still unanswered: not sent another.
@@ -311,6 +313,11 @@ impl<C: TransportTypeConfig> Quiescer<C> {
         self.lock().quiet.contains(&group)
     }
 
+    /// Whether this node follows `group` with its tick off (it holds a fresh token).
+    pub fn follows_quietly(&self, group: u64) -> bool {
+        self.lock().quiet_following.contains(&group)
+    }
+
     /// How many groups this node leads and keeps quiet.
     pub fn quiet_leaderships(&self) -> usize {
         self.lock().quiet.len()
@@ -335,15 +342,16 @@ impl<C: TransportTypeConfig> Quiescer<C> {
         self.tokens.expire(now, self.config.token_ttl);
         let mut messages: HashMap<u64, (String, Vec<QuiescedGroup>)> = HashMap::new();
         let mut woken = Vec::new();
-        let mut quiet_followers = 0;
         {
             let mut state = self.lock();
             let PassState {
                 activity,
                 quiet,
+                quiet_following,
                 wake,
                 ..
             } = &mut *state;
+            quiet_following.clear();
             let requested = std::mem::take(wake);
             let groups = self.router.entries();
             let hosted: HashSet<u64> = groups.iter().map(|(g, _)| *g).collect();
@@ -365,7 +373,9 @@ impl<C: TransportTypeConfig> Quiescer<C> {
                     follower_quiet(&view, token.as_ref(), now, self.config.token_ttl)
                 };
                 raft.runtime_config().tick(!keep_quiet);
-                quiet_followers += usize::from(keep_quiet && view.role != Role::Leader);
+                if keep_quiet && view.role != Role::Leader {
+                    quiet_following.insert(group);
+                }
                 if view.role == Role::Leader && keep_quiet {
                     quiet.insert(group);
                     let membership = metrics.membership_config.membership();
@@ -388,7 +398,7 @@ impl<C: TransportTypeConfig> Quiescer<C> {
             }
             tracing::trace!(
                 leaders = quiet.len(),
-                followers = quiet_followers,
+                followers = quiet_following.len(),
                 woken = woken.len(),
                 "quiet groups"
             );
