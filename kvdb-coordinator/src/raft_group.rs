@@ -19,6 +19,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kvdb_core::data_format::{self, DirKind};
 use kvdb_core::raft::log_store::{LogDb, LogDbError, LogDbOptions, RedbLogStore};
 use kvdb_core::raft::state_machine::StateMachineStore;
 use kvdb_core::raft::transport::{
@@ -78,8 +79,13 @@ pub async fn open(
 ) -> Result<RaftGroup, CoordinatorError> {
     let data_dir = config.data_dir.clone();
     let history = config.delta_history;
+    // Before anything opens a file in it: a directory that is not ours stays untouched.
+    let dir = data_dir.clone();
+    tokio::task::spawn_blocking(move || data_format::claim(&dir, DirKind::Coordinator))
+        .await
+        .map_err(|e| CoordinatorError::Internal(format!("claim data directory: {e}")))?
+        .map_err(|e| CoordinatorError::InvalidArgument(e.to_string()))?;
     let stores = tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(&data_dir).map_err(|e| e.to_string())?;
         let log_db = open_log_db(&data_dir.join(LOG_FILE))?;
         let machine = MetaMachine::new(history, feed);
         let sm = StateMachineStore::open(log_db.database().clone(), GROUP_ID, machine)

@@ -12,6 +12,7 @@
 //! - [`epoch`]: the node-side request validation (`EpochValidator`).
 //! - [`error`]: data-plane errors (`KvError`) and the retry decision.
 //! - [`coordinator_error`]: control-plane errors (`CoordinatorError`).
+//! - [`data_format`]: the stamp that says which server and on-disk format own a data directory.
 //! - [`status`]: the one mapping of both to and from `tonic::Status` + trailers.
 //! - [`backoff`]: the one retry backoff, as a value.
 //! - [`call_stream`], [`call_link`]: the serving and calling halves of a stream of many calls
@@ -34,6 +35,7 @@ pub mod call_stream;
 pub mod convert;
 pub mod coordinator_client;
 pub mod coordinator_error;
+pub mod data_format;
 pub mod epoch;
 pub mod error;
 pub mod ids;

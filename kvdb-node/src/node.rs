@@ -19,6 +19,7 @@ use kvdb_core::cache::{CacheConfig, DriverHandle, ShardMapCache, ShardMapSource}
 use kvdb_core::coordinator_client::{
     CoordinatorClient, CoordinatorClientConfig, CoordinatorClientError,
 };
+use kvdb_core::data_format::{DirKind, FormatError};
 use kvdb_core::incoming::Listening;
 use kvdb_core::introspection::{Health, HealthServer, HealthStatus, reflection};
 use kvdb_core::metrics::Registry;
@@ -68,6 +69,9 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
+    /// The data directory is another server's, or in a format this build does not read.
+    #[error(transparent)]
+    DataFormat(#[from] FormatError),
     /// The Raft log database could not be opened.
     #[error(transparent)]
     LogDb(#[from] LogDbError),
@@ -334,10 +338,7 @@ async fn open_databases(config: &NodeConfig) -> Result<(LogDb, Arc<WriteBuffer>)
     let group_commit = config.group_commit;
     let (log_cache, kv_cache) = config.cache_split();
     tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(&dir).map_err(|source| NodeError::Io {
-            what: format!("create data directory {}", dir.display()),
-            source,
-        })?;
+        kvdb_core::data_format::claim(&dir, DirKind::Node)?;
         let options = LogDbOptions {
             group_commit,
             cache_bytes: log_cache,
