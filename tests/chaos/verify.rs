@@ -26,6 +26,11 @@ use tokio::time::Instant;
 /// How long every shard may take to accept a write after a heal.
 pub const RECOVERY_BOUND: Duration = Duration::from_secs(30);
 
+/// The first probe's deadline: short, so that recovery times are measured closely.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// The longest deadline a probe is given after failures.
+const MAX_PROBE_TIMEOUT: Duration = Duration::from_secs(4);
+
 /// One key per shard of `map`, for writability probes.
 pub fn probe_keys(map: &ShardMap) -> BTreeMap<ShardId, Vec<u8>> {
     let mut keys = BTreeMap::new();
@@ -59,11 +64,15 @@ pub async fn time_to_writable(
     let started = Instant::now();
     let deadline = started + RECOVERY_BOUND;
     let attempts = probes.iter().map(|(shard, key)| async move {
-        let options = PutOptions {
-            timeout: Some(Duration::from_millis(500)),
-            ..PutOptions::default()
-        };
-        while let Err(e) = client.put_with(key, b"probe", options.clone()).await {
+        let mut timeout = PROBE_TIMEOUT;
+        loop {
+            let options = PutOptions {
+                timeout: Some(timeout),
+                ..PutOptions::default()
+            };
+            let Err(e) = client.put_with(key, b"probe", options).await else {
+                return Ok(started.elapsed());
+            };
             if Instant::now() >= deadline {
                 return Err(NotWritable {
                     shard: *shard,
@@ -71,8 +80,11 @@ pub async fn time_to_writable(
                     failed: 1,
                 });
             }
+            // An abandoned probe still costs its shard a log entry: retrying at once with the
+            // same short deadline would keep a loaded cluster busy with writes nobody waits
+            // for, so every failure allows the next attempt more time.
+            timeout = (timeout * 2).min(MAX_PROBE_TIMEOUT);
         }
-        Ok(started.elapsed())
     });
     let took = futures::future::join_all(attempts).await;
     let failed = took.iter().filter(|t| t.is_err()).count();
