@@ -16,6 +16,7 @@
 //! - `verify`: writability, final reads, lost writes, the epoch probe.
 //! - `process`: a multi-process cluster of `kvdb` binaries for signals.
 //! - `availability`: what isolating or delaying one node costs (a measurement, no assertion).
+//! - `rolling`: the rolling-restart drill over processes (every server, one at a time).
 //! - `crash_all`: a targeted STRONG-read-after-a-whole-cluster-crash scenario (processes).
 //! - `stale_read`: a targeted STRONG-read-on-a-stale-follower scenario.
 //! - `deposed_leader`: a targeted STRONG-read-on-a-cut-off-leader scenario (read leases).
@@ -33,6 +34,7 @@ pub mod deposed_leader;
 pub mod hung_leader;
 pub mod nemesis;
 pub mod process;
+pub mod rolling;
 pub mod stale_read;
 pub mod verify;
 pub mod workload;

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use kvdb::core::ShardId;
 use kvdb_client::{Client, ExecutorConfig};
 use kvdb_node::planted::PlantedBug;
 use kvdb_testkit::Recorder;
@@ -27,6 +28,14 @@ use super::cluster::CALL_TIMEOUT;
 use super::verify::{check_run, probe_keys, time_to_writable};
 use super::workload::{DEFAULT_KEYS, Workload, keys};
 use super::{RunReport, Settings, wait_until};
+
+/// A gateway process with what restarts it.
+struct GatewayProcess {
+    child: Child,
+    args: Vec<String>,
+    /// Where it serves its metrics; empty without.
+    metrics: String,
+}
 
 /// Fresh starts of a [`ProcessCluster`] whose servers exited during start-up.
 const START_ATTEMPTS: usize = 3;
@@ -42,13 +51,14 @@ pub struct ProcessCluster {
     dir: TempDir,
     bin: PathBuf,
     coordinator: Child,
+    coordinator_args: Vec<String>,
     coordinator_address: String,
     admin_address: String,
     /// Where the coordinator serves its metrics.
     coordinator_metrics: String,
     nodes: Vec<(Vec<String>, Option<Child>)>,
-    /// Gateways started with [`Self::start_gateway`], with their metrics addresses.
-    gateways: Vec<(Child, String)>,
+    /// Gateways started with [`Self::start_gateway`].
+    gateways: Vec<GatewayProcess>,
     /// The planted bug every node process runs with, by name.
     bug: Option<PlantedBug>,
 }
@@ -137,6 +147,7 @@ impl ProcessCluster {
         let mut cluster = ProcessCluster {
             bin: bin.to_owned(),
             coordinator,
+            coordinator_args,
             coordinator_address: coordinator_address.clone(),
             admin_address: admin.clone(),
             coordinator_metrics,
@@ -314,8 +325,56 @@ impl ProcessCluster {
         let name = format!("gateway-{}", self.gateways.len() + 1);
         let child = spawn(&self.bin, self.dir.path(), &name, &args, None);
         let pid = child.id();
-        self.gateways.push((child, metrics));
+        self.gateways.push(GatewayProcess {
+            child,
+            args,
+            metrics,
+        });
         (pid, address)
+    }
+
+    /// Asks the coordinator to make node `to` the leader of `shard` (at `epoch`), as an
+    /// operator's `kvdb admin transfer-leader` does; whether the request was accepted.
+    pub fn transfer_leader(&self, shard: ShardId, epoch: u64, to: usize) -> bool {
+        let (shard, epoch) = (shard.0.to_string(), epoch.to_string());
+        let node = format!("node-{}", to + 1);
+        let admin = &self.admin_address;
+        self.run_ok(&[
+            "admin",
+            "--admin",
+            admin,
+            "transfer-leader",
+            &shard,
+            &node,
+            "--epoch",
+            &epoch,
+        ])
+    }
+
+    /// Stops node `i` with SIGTERM (a graceful stop) and waits for it to exit; panics unless
+    /// it exits cleanly.
+    pub async fn terminate_node(&mut self, i: usize) {
+        let name = format!("node-{}", i + 1);
+        if let Some(mut child) = self.nodes[i].1.take() {
+            terminate(&mut child, &name).await;
+        }
+    }
+
+    /// Stops the coordinator with SIGTERM, waits for a clean exit, and starts it again on the
+    /// same address and data.
+    pub async fn restart_coordinator(&mut self) {
+        terminate(&mut self.coordinator, "coordinator").await;
+        let args = &self.coordinator_args;
+        self.coordinator = spawn(&self.bin, self.dir.path(), "coordinator", args, None);
+    }
+
+    /// Stops gateway `g` with SIGTERM, waits for a clean exit, and starts it again on the
+    /// same address.
+    pub async fn restart_gateway(&mut self, g: usize) {
+        let name = format!("gateway-{}", g + 1);
+        let gateway = &mut self.gateways[g];
+        terminate(&mut gateway.child, &name).await;
+        gateway.child = spawn(&self.bin, self.dir.path(), &name, &gateway.args, None);
     }
 
     /// Where node `i` serves its metrics (see [`Self::start_serving_metrics`]).
@@ -332,7 +391,7 @@ impl ProcessCluster {
 
     /// Where gateway `g` (in start order) serves its metrics.
     pub fn gateway_metrics_address(&self, g: usize) -> &str {
-        &self.gateways[g].1
+        &self.gateways[g].metrics
     }
 
     /// The process ids of the coordinator and every running node.
@@ -369,7 +428,7 @@ impl ProcessCluster {
 impl Drop for ProcessCluster {
     fn drop(&mut self) {
         let nodes = self.nodes.iter_mut().filter_map(|(_, c)| c.as_mut());
-        let gateways = self.gateways.iter_mut().map(|(child, _)| child);
+        let gateways = self.gateways.iter_mut().map(|g| &mut g.child);
         for child in nodes.chain(gateways) {
             let _ = child.kill();
             let _ = child.wait();
@@ -404,6 +463,25 @@ fn spawn(bin: &Path, dir: &Path, name: &str, args: &[String], bug: Option<Plante
         None => command.env_remove(PlantedBug::ENV),
     };
     command.spawn().expect("spawn kvdb")
+}
+
+/// Sends SIGTERM to `child` and waits for it to exit; panics unless it exits cleanly.
+async fn terminate(child: &mut Child, name: &str) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(
+        status.is_ok_and(|s| s.success()),
+        "kill -TERM {name} failed"
+    );
+    let mut exit = None;
+    wait_until(&format!("{name} to exit after SIGTERM"), || {
+        exit = child.try_wait().expect("wait for a child");
+        exit.is_some()
+    })
+    .await;
+    let exit = exit.expect("exited");
+    assert!(exit.success(), "{name} exited with {exit} after SIGTERM");
 }
 
 /// Runs the signal schedule on processes of `bin`.
