@@ -13,6 +13,8 @@ pub const DEFAULT_GATEWAY: &str = "127.0.0.1:7379";
 pub const DEFAULT_COORDINATOR: &str = "127.0.0.1:7380";
 /// Default coordinator Admin HTTP address.
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:7381";
+/// Default Redis protocol address of `kvdb dev`: next to Redis's own 6379, so that both can run.
+pub const DEFAULT_DEV_RESP: &str = "127.0.0.1:6380";
 
 /// `--consistency` of reads.
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 pub use kvdb::args::{
-    ConsistencyArg, DEFAULT_ADMIN, DEFAULT_COORDINATOR, DEFAULT_GATEWAY, parse_duration,
+    ConsistencyArg, DEFAULT_ADMIN, DEFAULT_COORDINATOR, DEFAULT_DEV_RESP, DEFAULT_GATEWAY,
+    parse_duration,
 };
 use kvdb_coordinator::scheduler::SchedulerConfig;
 
@@ -74,6 +75,9 @@ pub struct DevArgs {
     /// Gateway address.
     #[arg(long, env = "KVDB_GATEWAY_LISTEN", default_value = DEFAULT_GATEWAY)]
     pub gateway_listen: SocketAddr,
+    /// The gateway's Redis protocol address (`redis-cli -p 6380`; see docs/redis.md).
+    #[arg(long, env = "KVDB_RESP_LISTEN", default_value = DEFAULT_DEV_RESP)]
+    pub resp_listen: SocketAddr,
     /// Coordinator gRPC address.
     #[arg(long, env = "KVDB_COORDINATOR_LISTEN", default_value = DEFAULT_COORDINATOR)]
     pub coordinator_listen: SocketAddr,
@@ -308,6 +312,13 @@ pub struct GatewayArgs {
     /// Client API address.
     #[arg(long, env = "KVDB_LISTEN", default_value = DEFAULT_GATEWAY)]
     pub listen: SocketAddr,
+    /// Also serve the Redis protocol (RESP2/RESP3) on this address; off when unset
+    /// (see docs/redis.md).
+    #[arg(long, env = "KVDB_RESP_LISTEN")]
+    pub resp_listen: Option<SocketAddr>,
+    /// Close Redis protocol connections idle this long (e.g. 300s); 0 keeps them open.
+    #[arg(long, env = "KVDB_RESP_IDLE_TIMEOUT", value_parser = parse_duration, default_value = "0")]
+    pub resp_idle_timeout: Duration,
     /// Coordinator addresses, comma separated.
     #[arg(long, env = "KVDB_COORDINATORS", value_delimiter = ',', default_value = DEFAULT_COORDINATOR)]
     pub coordinators: Vec<String>,

@@ -24,3 +24,4 @@ pub use kvdb_coordinator as coordinator;
 pub use kvdb_core as core;
 pub use kvdb_gateway as gateway;
 pub use kvdb_node as node;
+pub use kvdb_resp as resp;

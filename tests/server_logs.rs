@@ -149,6 +149,8 @@ fn a_dev_cluster_starts_restarts_and_stops_without_warnings() {
         free_address(),
         "--admin-listen".to_owned(),
         free_address(),
+        "--resp-listen".to_owned(),
+        free_address(),
         "--node-port".to_owned(),
         three_free_ports().to_string(),
     ];

@@ -16,6 +16,7 @@ pub struct BoundCluster {
     pub(super) admin: TcpListener,
     pub(super) nodes: Vec<TcpListener>,
     pub(super) gateway: Option<TcpListener>,
+    pub(super) resp: Option<TcpListener>,
     pub(super) coordinator_address: SocketAddr,
     pub(super) admin_address: SocketAddr,
     pub(super) node_addresses: Vec<SocketAddr>,
@@ -58,7 +59,7 @@ impl BoundCluster {
         }
         cluster.bootstrap().await?;
         if let Some(listener) = self.gateway {
-            cluster.gateway = Some(cluster.launch_gateway(listener).await?);
+            cluster.gateway = Some(cluster.launch_gateway(listener, self.resp).await?);
         }
         Ok(cluster)
     }

@@ -23,6 +23,9 @@ pub struct ClusterConfig {
     pub admin: SocketAddr,
     /// Gateway address; `None` runs no gateway.
     pub gateway: Option<SocketAddr>,
+    /// Address of the gateway's Redis protocol (RESP) listener; `None` serves none. Needs a
+    /// gateway.
+    pub resp: Option<SocketAddr>,
     /// One address per storage node; port 0 picks one (kept across restarts).
     pub nodes: Vec<SocketAddr>,
     /// Shards created when the cluster is new.
@@ -63,6 +66,7 @@ impl ClusterConfig {
             coordinator: any,
             admin: any,
             gateway: Some(any),
+            resp: None,
             nodes: vec![any; nodes],
             shards: Self::DEFAULT_SHARDS,
             replication_factor: Self::DEFAULT_REPLICATION.min(nodes as u32),

@@ -45,6 +45,14 @@ struct RunningGateway {
     metrics: std::sync::Arc<kvdb_core::metrics::Registry>,
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
+    resp: Option<RunningResp>,
+}
+
+/// The gateway's Redis protocol listener.
+struct RunningResp {
+    address: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
 }
 
 /// A running in-process cluster.
@@ -84,6 +92,10 @@ impl LocalCluster {
             Some(addr) => Some(bind("gateway", addr).await?),
             None => None,
         };
+        let resp = match (config.gateway, config.resp) {
+            (Some(_), Some(addr)) => Some(bind("Redis protocol listener", addr).await?),
+            _ => None,
+        };
         Ok(BoundCluster {
             coordinator_address: local_addr("coordinator", &coordinator)?,
             admin_address: local_addr("Admin API", &admin)?,
@@ -91,6 +103,7 @@ impl LocalCluster {
             admin,
             nodes,
             gateway,
+            resp,
             node_addresses,
             config,
         })
@@ -113,7 +126,11 @@ impl LocalCluster {
             .map_err(|source| StartError::Node { name, source })
     }
 
-    async fn launch_gateway(&self, listener: TcpListener) -> Result<RunningGateway, StartError> {
+    async fn launch_gateway(
+        &self,
+        listener: TcpListener,
+        resp: Option<TcpListener>,
+    ) -> Result<RunningGateway, StartError> {
         let executor = ExecutorConfig {
             credentials: self.credentials(),
             ..self.config.gateway_executor.clone()
@@ -130,6 +147,10 @@ impl LocalCluster {
             .map_err(StartError::Gateway)?
             .record_requests(self.config.request_metrics);
         let metrics = gateway.metrics();
+        let resp = match resp {
+            Some(listener) => Some(self.launch_resp(listener, gateway.executor().clone())?),
+            None => None,
+        };
         let address = local_addr("gateway", &listener)?;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -143,6 +164,35 @@ impl LocalCluster {
         Ok(RunningGateway {
             address,
             metrics,
+            stop,
+            task,
+            resp,
+        })
+    }
+
+    /// Serves the Redis protocol on `listener` over the gateway's executor, with the
+    /// cluster's tokens for `AUTH`.
+    fn launch_resp(
+        &self,
+        listener: TcpListener,
+        executor: kvdb_gateway::Executor,
+    ) -> Result<RunningResp, StartError> {
+        let address = local_addr("Redis protocol listener", &listener)?;
+        let tokens = self
+            .config
+            .auth
+            .tokens()
+            .map_err(|e| StartError::Gateway(KvError::InvalidArgument(e.to_string())))?;
+        let options = kvdb_resp::RespOptions {
+            tokens,
+            ..kvdb_resp::RespOptions::default()
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(kvdb_resp::serve(listener, executor, options, async {
+            let _ = stopped.await;
+        }));
+        Ok(RunningResp {
+            address,
             stop,
             task,
         })
@@ -202,6 +252,11 @@ impl LocalCluster {
     /// Gateway address, when a gateway runs.
     pub fn gateway_address(&self) -> Option<SocketAddr> {
         self.gateway.as_ref().map(|g| g.address)
+    }
+
+    /// The address of the gateway's Redis protocol listener, when it serves one.
+    pub fn resp_address(&self) -> Option<SocketAddr> {
+        self.gateway.as_ref()?.resp.as_ref().map(|r| r.address)
     }
 
     /// The gateway's metrics, if the cluster runs one.
@@ -353,6 +408,10 @@ impl LocalCluster {
     /// Stops everything: gateway, nodes, coordinator.
     pub async fn shutdown(mut self) {
         if let Some(g) = self.gateway.take() {
+            if let Some(resp) = g.resp {
+                let _ = resp.stop.send(());
+                let _ = resp.task.await;
+            }
             let _ = g.stop.send(());
             let _ = g.task.await;
         }

@@ -19,6 +19,7 @@ pub async fn run(args: DevArgs) -> ExitCode {
     config.coordinator = args.coordinator_listen;
     config.admin = args.admin_listen;
     config.gateway = Some(args.gateway_listen);
+    config.resp = Some(args.resp_listen);
     config.auth = args.auth.config();
     config.connections = args.connections.limits();
     config.request_metrics = args.metrics_port.is_some();
@@ -100,6 +101,13 @@ fn print_banner(args: &DevArgs, config: &ClusterConfig, cluster: &LocalCluster) 
     println!("KvDB dev cluster running (data in {})", args.data.display());
     if let Some(gateway) = cluster.gateway_address() {
         println!("  gateway       {gateway}");
+    }
+    if let Some(resp) = cluster.resp_address() {
+        println!(
+            "  redis (RESP)  {resp}   redis-cli -h {} -p {}",
+            resp.ip(),
+            resp.port()
+        );
     }
     println!("  coordinator   {}", cluster.coordinator_address());
     println!("  admin API     http://{}", cluster.admin_address());

@@ -162,6 +162,10 @@ pub async fn node(args: NodeArgs) -> ExitCode {
 
 pub async fn gateway(args: GatewayArgs) -> ExitCode {
     let auth = args.auth.config();
+    let tokens = match auth.tokens() {
+        Ok(tokens) => tokens,
+        Err(e) => return start_failed(format!("tokens: {e}")),
+    };
     let listening = auth.listening(args.connections.limits());
     let (listening, credentials) = match (listening, auth.credentials()) {
         (Ok(listening), Ok(credentials)) => (listening, credentials),
@@ -179,12 +183,45 @@ pub async fn gateway(args: GatewayArgs) -> ExitCode {
         Ok(l) => l,
         Err(e) => return start_failed(e),
     };
+    let resp = match args.resp_listen {
+        Some(addr) => match bind("Redis protocol listener", addr).await {
+            Ok(l) => Some(l),
+            Err(e) => return start_failed(e),
+        },
+        None => None,
+    };
     let metrics = match serve_metrics(args.metrics.metrics_listen, gateway.metrics()).await {
         Ok(m) => m,
         Err(e) => return start_failed(e),
     };
+    let (stop_resp, resp_stopped) = tokio::sync::watch::channel(false);
+    let resp = match resp {
+        Some(listener) => {
+            let options = kvdb_resp::RespOptions {
+                tokens,
+                idle_timeout: args.resp_idle_timeout,
+                ..kvdb_resp::RespOptions::default()
+            };
+            let executor = gateway.executor().clone();
+            let mut stopped = resp_stopped;
+            tracing::info!(listen = ?args.resp_listen, "Redis protocol listener running");
+            Some(tokio::spawn(kvdb_resp::serve(
+                listener,
+                executor,
+                options,
+                async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                },
+            )))
+        }
+        None => None,
+    };
     tracing::info!(listen = %args.listen, "gateway running");
     let served = kvdb_gateway::serve(&gateway, listener, listening, shutdown_signal()).await;
+    let _ = stop_resp.send(true);
+    if let Some(task) = resp {
+        let _ = task.await;
+    }
     metrics.inspect(JoinHandle::abort);
     match served {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,43 @@
+//! KvDB's Redis protocol front door: `redis-cli` and Redis client libraries talk to a KvDB
+//! gateway as to a Redis 7.0 server in standalone mode.
+//!
+//! A connection speaks RESP2 until `HELLO 3`; requests are framed by `redis-protocol` (plus
+//! inline commands for people at a terminal), parsed into a [`Command`] by a pure function,
+//! and the data commands run over the gateway's [`Executor`](kvdb_client::wire::Executor)
+//! exactly as gRPC requests do: strong reads, write ids for exactly-once retries, one
+//! deadline per command. `AUTH` checks the cluster's client tokens.
+//!
+//! Out of scope for now: `SET` with `XX`, `GET` or `KEEPTTL` (they need state-machine
+//! operations; they are refused by name, never answered wrongly), other data types,
+//! transactions, pub/sub, cluster redirections, TLS on this port. `docs/redis.md` lists what
+//! differs from Redis and why.
+//!
+//! # Layout
+//! - [`codec`]: framing requests out of a buffer, with Redis's size limits.
+//! - [`command`] and `table`: arguments to a [`Command`], with Redis's error texts.
+//! - [`reply`]: the [`Reply`] value and its RESP2/RESP3 encodings.
+//! - [`error`]: command and protocol errors, and the one mapping of `KvError` to a reply.
+//! - `exec`: data commands over the executor.
+//! - `session`, `info`: connection state and the commands about the server itself.
+//! - `server`, `connection`: [`serve`] and one task per connection.
+
+#![warn(missing_docs)]
+
+pub mod codec;
+pub mod command;
+mod connection;
+pub mod error;
+mod exec;
+mod info;
+mod options;
+pub mod reply;
+mod server;
+mod session;
+mod table;
+
+pub use command::{Command, parse};
+pub use error::{CommandError, ProtocolError, kv_error_reply};
+pub use info::REDIS_VERSION;
+pub use options::RespOptions;
+pub use reply::{Protocol, Reply};
+pub use server::serve;

@@ -1,0 +1,154 @@
+//! The commands KvDB answers, with the arity and key positions Redis gives them: what
+//! argument counting, `COMMAND` and `COMMAND COUNT` read.
+
+/// What Redis's command table says about one command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spec {
+    /// Lower-case name.
+    pub name: &'static str,
+    /// Argument count including the name; negative: at least that many.
+    pub arity: i64,
+    /// Redis's flags (`write`, `readonly`, `fast`, `noauth`, ...).
+    pub flags: &'static [&'static str],
+    /// Position of the first key (0: none).
+    pub first_key: i64,
+    /// Position of the last key (-1: the last argument).
+    pub last_key: i64,
+    /// Step between keys.
+    pub step: i64,
+}
+
+impl Spec {
+    const fn new(
+        name: &'static str,
+        arity: i64,
+        flags: &'static [&'static str],
+        keys: (i64, i64, i64),
+    ) -> Spec {
+        Spec {
+            name,
+            arity,
+            flags,
+            first_key: keys.0,
+            last_key: keys.1,
+            step: keys.2,
+        }
+    }
+
+    /// Whether `argc` arguments (the name included) fit the arity.
+    pub fn arity_fits(&self, argc: usize) -> bool {
+        let argc = argc as i64;
+        if self.arity >= 0 {
+            argc == self.arity
+        } else {
+            argc >= -self.arity
+        }
+    }
+
+    /// Whether the command changes data (a read-only token may not run it).
+    pub fn is_write(&self) -> bool {
+        self.flags.contains(&"write")
+    }
+
+    /// Whether it runs before authentication.
+    pub fn is_no_auth(&self) -> bool {
+        self.flags.contains(&"no_auth")
+    }
+}
+
+const NONE: (i64, i64, i64) = (0, 0, 0);
+const KEY: (i64, i64, i64) = (1, 1, 1);
+const KEYS: (i64, i64, i64) = (1, -1, 1);
+
+/// Every command KvDB knows, in Redis's words.
+pub const COMMANDS: &[Spec] = &[
+    Spec::new("ping", -1, &["fast", "sentinel"], NONE),
+    Spec::new("echo", 2, &["fast"], NONE),
+    Spec::new(
+        "hello",
+        -1,
+        &[
+            "noscript",
+            "loading",
+            "stale",
+            "fast",
+            "no_auth",
+            "sentinel",
+            "allow_busy",
+        ],
+        NONE,
+    ),
+    Spec::new(
+        "auth",
+        -2,
+        &[
+            "noscript",
+            "loading",
+            "stale",
+            "fast",
+            "no_auth",
+            "sentinel",
+            "allow_busy",
+        ],
+        NONE,
+    ),
+    Spec::new("select", 2, &["loading", "stale", "fast"], NONE),
+    Spec::new(
+        "quit",
+        -1,
+        &[
+            "noscript",
+            "loading",
+            "stale",
+            "fast",
+            "no_auth",
+            "allow_busy",
+        ],
+        NONE,
+    ),
+    Spec::new("client", -2, &["noscript", "loading", "stale"], NONE),
+    Spec::new("command", -1, &["loading", "stale", "sentinel"], NONE),
+    Spec::new("info", -1, &["loading", "stale", "sentinel"], NONE),
+    Spec::new(
+        "config",
+        -2,
+        &["admin", "noscript", "loading", "stale"],
+        NONE,
+    ),
+    Spec::new("time", 1, &["loading", "stale", "fast"], NONE),
+    Spec::new("get", 2, &["readonly", "fast"], KEY),
+    Spec::new("set", -3, &["write", "denyoom"], KEY),
+    Spec::new("setnx", 3, &["write", "denyoom", "fast"], KEY),
+    Spec::new("setex", 4, &["write", "denyoom"], KEY),
+    Spec::new("psetex", 4, &["write", "denyoom"], KEY),
+    Spec::new("mget", -2, &["readonly", "fast"], KEYS),
+    Spec::new("mset", -3, &["write", "denyoom"], (1, -1, 2)),
+    Spec::new("del", -2, &["write"], KEYS),
+    Spec::new("unlink", -2, &["write", "fast"], KEYS),
+    Spec::new("exists", -2, &["readonly", "fast"], KEYS),
+    Spec::new("ttl", 2, &["readonly", "fast"], KEY),
+    Spec::new("pttl", 2, &["readonly", "fast"], KEY),
+    Spec::new("type", 2, &["readonly", "fast"], KEY),
+];
+
+/// The command named `name` (any case).
+pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
+    COMMANDS
+        .iter()
+        .find(|spec| spec.name.as_bytes().eq_ignore_ascii_case(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_found_in_any_case_and_arity_counts_the_name() {
+        let set = lookup(b"SeT").unwrap();
+        assert!(!set.arity_fits(2));
+        assert!(set.arity_fits(3) && set.arity_fits(9));
+        let get = lookup(b"get").unwrap();
+        assert!(get.arity_fits(2) && !get.arity_fits(3));
+        assert!(lookup(b"flushall").is_none());
+    }
+}

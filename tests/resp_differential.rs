@@ -1,0 +1,489 @@
+//! The Redis protocol front door, proven against Redis itself: one table of commands and
+//! expected replies runs against a KvDB gateway's RESP listener (an in-process cluster) and
+//! against a real `redis-server` started here, and every expectation must hold on both. Then
+//! the real `redis-cli` and `redis-benchmark` run against the gateway.
+//!
+//! Needs `redis-server`, `redis-cli` and `redis-benchmark` on the PATH (`.ci/run` installs
+//! them).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use redis_protocol::resp2::types::OwnedFrame as Request;
+use redis_protocol::resp3::types::OwnedFrame as Frame;
+
+use common::TestCluster;
+
+/// An expected reply. Values that differ between servers by nature (ids, versions, times)
+/// are only checked for their type.
+#[derive(Debug, Clone)]
+enum E {
+    Simple(&'static str),
+    Error(&'static str),
+    Int(i64),
+    IntIn(i64, i64),
+    AnyInt,
+    Bulk(&'static [u8]),
+    Nil,
+    Array(Vec<E>),
+    /// A RESP3 map with these pairs.
+    Map(Vec<(E, E)>),
+    /// A RESP3 map with exactly these keys; values not compared.
+    MapKeys(&'static [&'static str]),
+    /// A flat RESP2 array of `n` items.
+    ArrayOf(usize),
+    /// A RESP3 verbatim string starting with this text.
+    Verbatim(&'static str),
+}
+
+const OK: E = E::Simple("OK");
+
+/// One table, run in order on one connection to each server: RESP2 first, then `HELLO 3`.
+fn table() -> Vec<(&'static [&'static [u8]], E)> {
+    use E::*;
+    vec![
+        (&[b"PING"], Simple("PONG")),
+        (&[b"PING", b"hi"], Bulk(b"hi")),
+        (&[b"ECHO", b"a b"], Bulk(b"a b")),
+        (&[b"GET", b"missing"], Nil),
+        (&[b"SET", b"k1", b"v1"], OK),
+        (&[b"GET", b"k1"], Bulk(b"v1")),
+        (&[b"SET", b"k1", b"v2", b"NX"], Nil),
+        (&[b"GET", b"k1"], Bulk(b"v1")),
+        (&[b"SETNX", b"k1", b"x"], Int(0)),
+        (&[b"SETNX", b"k2", b"x"], Int(1)),
+        (&[b"SET", b"bin\x00", b"\x00\r\n\xff"], OK),
+        (&[b"GET", b"bin\x00"], Bulk(b"\x00\r\n\xff")),
+        (&[b"SET", b"empty", b""], OK),
+        (&[b"GET", b"empty"], Bulk(b"")),
+        // Expiry edges.
+        (
+            &[b"SET", b"k3", b"v", b"EX", b"0"],
+            Error("ERR invalid expire time in 'set' command"),
+        ),
+        (
+            &[b"SET", b"k3", b"v", b"PX", b"-5"],
+            Error("ERR invalid expire time in 'set' command"),
+        ),
+        (
+            &[b"SET", b"k3", b"v", b"EX", b"abc"],
+            Error("ERR value is not an integer or out of range"),
+        ),
+        (
+            &[b"SET", b"k3", b"v", b"NX", b"XX"],
+            Error("ERR syntax error"),
+        ),
+        (
+            &[b"SET", b"k3", b"v", b"EX", b"1", b"PX", b"5"],
+            Error("ERR syntax error"),
+        ),
+        (
+            &[b"SETEX", b"k3", b"0", b"v"],
+            Error("ERR invalid expire time in 'setex' command"),
+        ),
+        (
+            &[b"PSETEX", b"k3", b"-1", b"v"],
+            Error("ERR invalid expire time in 'psetex' command"),
+        ),
+        (&[b"EXISTS", b"k3"], Int(0)),
+        (&[b"SET", b"t", b"v", b"EX", b"100"], OK),
+        (&[b"TTL", b"t"], Int(100)),
+        (&[b"PTTL", b"t"], IntIn(90_000, 100_000)),
+        (&[b"SETEX", b"t2", b"50", b"v"], OK),
+        (&[b"TTL", b"t2"], IntIn(49, 50)),
+        (&[b"PSETEX", b"t3", b"60000", b"v"], OK),
+        (&[b"PTTL", b"t3"], IntIn(50_000, 60_000)),
+        (&[b"PTTL", b"k1"], Int(-1)),
+        (&[b"TTL", b"k1"], Int(-1)),
+        (&[b"TTL", b"nope"], Int(-2)),
+        (&[b"PTTL", b"nope"], Int(-2)),
+        // Multi-key commands.
+        (&[b"EXISTS", b"k1", b"k1", b"nope"], Int(2)),
+        (
+            &[b"MGET", b"k1", b"nope", b"k2"],
+            Array(vec![Bulk(b"v1"), Nil, Bulk(b"x")]),
+        ),
+        (&[b"MSET", b"a", b"1", b"b", b"2"], OK),
+        (
+            &[b"MSET", b"a"],
+            Error("ERR wrong number of arguments for 'mset' command"),
+        ),
+        (
+            &[b"MSET", b"a", b"1", b"b"],
+            Error("ERR wrong number of arguments for 'mset' command"),
+        ),
+        (&[b"MGET", b"a", b"b"], Array(vec![Bulk(b"1"), Bulk(b"2")])),
+        (&[b"DEL", b"a", b"a", b"b", b"nope"], Int(2)),
+        (&[b"UNLINK", b"k2"], Int(1)),
+        (&[b"EXISTS", b"a", b"b", b"k2"], Int(0)),
+        (&[b"TYPE", b"k1"], Simple("string")),
+        (&[b"TYPE", b"nope"], Simple("none")),
+        // Errors.
+        (
+            &[b"GET"],
+            Error("ERR wrong number of arguments for 'get' command"),
+        ),
+        (
+            &[b"get", b"a", b"b"],
+            Error("ERR wrong number of arguments for 'get' command"),
+        ),
+        (
+            &[b"PING", b"a", b"b"],
+            Error("ERR wrong number of arguments for 'ping' command"),
+        ),
+        (
+            &[b"FOO", b"a", b"b"],
+            Error("ERR unknown command 'FOO', with args beginning with: 'a' 'b' "),
+        ),
+        (
+            &[b"foo"],
+            Error("ERR unknown command 'foo', with args beginning with: "),
+        ),
+        (&[b"SELECT", b"0"], OK),
+        (&[b"SELECT", b"1"], Error("ERR DB index is out of range")),
+        (
+            &[b"SELECT", b"x"],
+            Error("ERR value is not an integer or out of range"),
+        ),
+        (
+            &[b"AUTH", b"pw"],
+            Error(
+                "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+            ),
+        ),
+        (&[b"AUTH", b"a", b"b", b"c"], Error("ERR syntax error")),
+        // Connection commands and what clients probe.
+        (&[b"CLIENT", b"GETNAME"], Nil),
+        (&[b"CLIENT", b"SETNAME", b"me"], OK),
+        (&[b"CLIENT", b"GETNAME"], Bulk(b"me")),
+        (
+            &[b"CLIENT", b"SETNAME", b"a b"],
+            Error("ERR Client names cannot contain spaces, newlines or special characters."),
+        ),
+        (&[b"CLIENT", b"ID"], AnyInt),
+        (
+            &[b"CLIENT", b"setinfo", b"lib-name", b"x"],
+            Error("ERR unknown subcommand 'setinfo'. Try CLIENT HELP."),
+        ),
+        (
+            &[b"CONFIG", b"GET", b"databases"],
+            Array(vec![Bulk(b"databases"), Bulk(b"1")]),
+        ),
+        (&[b"CONFIG", b"GET", b"no-such-parameter"], Array(vec![])),
+        (&[b"COMMAND", b"COUNT"], AnyInt),
+        (
+            &[b"HELLO", b"4"],
+            Error("NOPROTO unsupported protocol version"),
+        ),
+        (
+            &[b"HELLO", b"x"],
+            Error("ERR Protocol version is not an integer or out of range"),
+        ),
+        (
+            &[b"HELLO", b"3", b"foo"],
+            Error("ERR Syntax error in HELLO option 'foo'"),
+        ),
+        (&[b"HELLO"], ArrayOf(14)),
+        // RESP3 from here on.
+        (
+            &[b"HELLO", b"3"],
+            MapKeys(&[
+                "server", "version", "proto", "id", "mode", "role", "modules",
+            ]),
+        ),
+        (&[b"PING"], Simple("PONG")),
+        (&[b"GET", b"nope"], Nil),
+        (&[b"GET", b"k1"], Bulk(b"v1")),
+        (&[b"MGET", b"k1", b"nope"], Array(vec![Bulk(b"v1"), Nil])),
+        (&[b"TTL", b"nope"], Int(-2)),
+        (
+            &[b"SET", b"k4", b"v", b"EX", b"0"],
+            Error("ERR invalid expire time in 'set' command"),
+        ),
+        (
+            &[b"CONFIG", b"GET", b"databases"],
+            Map(vec![(Bulk(b"databases"), Bulk(b"1"))]),
+        ),
+        (&[b"CLIENT", b"GETNAME"], Bulk(b"me")),
+        (&[b"INFO", b"server"], Verbatim("# Server")),
+        (&[b"HELLO", b"2"], ArrayOf(14)),
+        (
+            &[b"CONFIG", b"GET", b"databases"],
+            Array(vec![Bulk(b"databases"), Bulk(b"1")]),
+        ),
+        (&[b"QUIT"], OK),
+    ]
+}
+
+fn matches(e: &E, f: &Frame) -> bool {
+    match (e, f) {
+        (E::Simple(s), Frame::SimpleString { data, .. }) => data == s.as_bytes(),
+        (E::Error(s), Frame::SimpleError { data, .. }) => data == s,
+        (E::Int(i), Frame::Number { data, .. }) => data == i,
+        (E::IntIn(lo, hi), Frame::Number { data, .. }) => (lo..=hi).contains(&data),
+        (E::AnyInt, Frame::Number { .. }) => true,
+        (E::Bulk(b), Frame::BlobString { data, .. }) => data == b,
+        (E::Nil, Frame::Null) => true,
+        (E::Array(es), Frame::Array { data, .. }) => {
+            es.len() == data.len() && es.iter().zip(data).all(|(e, f)| matches(e, f))
+        }
+        (E::ArrayOf(n), Frame::Array { data, .. }) => data.len() == *n,
+        // The decoder does not keep a map's order, so neither is compared.
+        (E::Map(pairs), Frame::Map { data, .. }) => {
+            pairs.len() == data.len()
+                && pairs.iter().all(|(ek, ev)| {
+                    data.iter()
+                        .any(|(fk, fv)| matches(ek, fk) && matches(ev, fv))
+                })
+        }
+        (E::MapKeys(keys), Frame::Map { data, .. }) => {
+            keys.len() == data.len()
+                && keys
+                    .iter()
+                    .all(|k| data.keys().any(|f| matches(&E::Bulk(k.as_bytes()), f)))
+        }
+        (E::Verbatim(start), Frame::VerbatimString { data, .. }) => {
+            data.starts_with(start.as_bytes())
+        }
+        _ => false,
+    }
+}
+
+/// A connection speaking raw RESP, blocking with a read timeout.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    fn connect(addr: SocketAddr) -> Conn {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        Conn {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, argv: &[&[u8]]) {
+        let frame = Request::Array(
+            argv.iter()
+                .map(|a| Request::BulkString(a.to_vec()))
+                .collect(),
+        );
+        let mut out = vec![0; frame_len(&frame)];
+        redis_protocol::resp2::encode::encode(&mut out, &frame, false).unwrap();
+        self.stream.write_all(&out).unwrap();
+    }
+
+    /// The next reply, read as RESP3 after `HELLO 3` (`resp3`), else as RESP2 (the RESP3
+    /// decoder reads RESP2's null `$-1` as a streamed string).
+    fn reply(&mut self, resp3: bool) -> Frame {
+        loop {
+            let decoded = if resp3 {
+                redis_protocol::resp3::decode::complete::decode(&self.buf).unwrap()
+            } else {
+                redis_protocol::resp2::decode::decode(&self.buf)
+                    .unwrap()
+                    .map(|(frame, used)| (resp2_as_resp3(frame), used))
+            };
+            if let Some((frame, used)) = decoded {
+                self.buf.drain(..used);
+                return frame;
+            }
+            let mut chunk = [0; 4096];
+            let n = self.stream.read(&mut chunk).expect("a reply in time");
+            assert!(n > 0, "connection closed before a reply");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// A RESP2 frame as the RESP3 frame of the same type.
+fn resp2_as_resp3(frame: Request) -> Frame {
+    let attributes = None;
+    match frame {
+        Request::SimpleString(data) => Frame::SimpleString { data, attributes },
+        Request::Error(data) => Frame::SimpleError { data, attributes },
+        Request::Integer(data) => Frame::Number { data, attributes },
+        Request::BulkString(data) => Frame::BlobString { data, attributes },
+        Request::Array(items) => Frame::Array {
+            data: items.into_iter().map(resp2_as_resp3).collect(),
+            attributes,
+        },
+        Request::Null => Frame::Null,
+    }
+}
+
+fn frame_len(frame: &Request) -> usize {
+    use redis_protocol::resp2::types::Resp2Frame;
+    frame.encode_len(false)
+}
+
+/// Runs the table against `addr`; returns every mismatch, described.
+fn run_table(name: &str, addr: SocketAddr) -> Vec<String> {
+    let mut conn = Conn::connect(addr);
+    let mut failures = Vec::new();
+    let mut resp3 = false;
+    for (argv, expected) in table() {
+        conn.send(argv);
+        if argv[0] == b"HELLO" && argv.len() > 1 {
+            resp3 = argv[1] == b"3";
+        }
+        let got = conn.reply(resp3);
+        if !matches(&expected, &got) {
+            let shown: Vec<_> = argv.iter().map(|a| String::from_utf8_lossy(a)).collect();
+            failures.push(format!(
+                "{name}: {shown:?}: expected {expected:?}, got {got:?}"
+            ));
+        }
+    }
+    failures
+}
+
+/// A `redis-server` on a free loopback port, killed by pid when dropped (panics included).
+struct RedisServer {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl RedisServer {
+    async fn start() -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--databases", "1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server on the PATH (apt-get install redis-server)");
+        let server = RedisServer {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        };
+        let addr = server.addr;
+        common::wait_until("redis-server to accept connections", || {
+            TcpStream::connect(addr).is_ok()
+        })
+        .await;
+        server
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn kvdb_with_resp() -> (TestCluster, SocketAddr) {
+    let test = TestCluster::start_with(1, |config| {
+        config.resp = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    })
+    .await;
+    let addr = test.cluster.resp_address().expect("a RESP listener");
+    (test, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kvdb_answers_the_table_as_redis_does() {
+    let redis = RedisServer::start().await;
+    let (test, kvdb) = kvdb_with_resp().await;
+
+    let redis_addr = redis.addr;
+    let on_redis = tokio::task::spawn_blocking(move || run_table("redis", redis_addr))
+        .await
+        .unwrap();
+    let on_kvdb = tokio::task::spawn_blocking(move || run_table("kvdb", kvdb))
+        .await
+        .unwrap();
+
+    // The expectations are Redis's behaviour first, then KvDB's.
+    assert!(
+        on_redis.is_empty(),
+        "the table is wrong about Redis:\n{}",
+        on_redis.join("\n")
+    );
+    assert!(
+        on_kvdb.is_empty(),
+        "KvDB differs from Redis:\n{}",
+        on_kvdb.join("\n")
+    );
+    test.stop().await;
+}
+
+/// Runs a program to completion off the runtime's threads.
+async fn run(program: &'static str, args: Vec<String>, stdin: &'static str) -> (bool, String) {
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(program)
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program} on the PATH: {e}"));
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cli_and_redis_benchmark_work_against_the_gateway() {
+    let (test, addr) = kvdb_with_resp().await;
+    let port = addr.port().to_string();
+    let cli = |args: &[&str]| {
+        let mut all = vec!["-p".to_owned(), port.clone()];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        all
+    };
+
+    // --- one command per invocation
+    let (ok, out) = run("redis-cli", cli(&["SET", "greeting", "hello"]), "").await;
+    assert!(ok && out.trim() == "OK", "{out}");
+    let (ok, out) = run("redis-cli", cli(&["GET", "greeting"]), "").await;
+    assert!(ok && out.trim() == "hello", "{out}");
+
+    // --- a pipeline of commands on stdin
+    let (ok, out) = run(
+        "redis-cli",
+        cli(&[]),
+        "SET p1 one\nGET p1\nEXISTS p1 p1\nDEL p1\nGET p1\n",
+    )
+    .await;
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(ok, "{out}");
+    assert_eq!(lines, ["OK", "one", "2", "1", ""], "{out}");
+
+    // --- redis-benchmark, pipelined
+    let args = cli(&["-t", "set,get", "-n", "2000", "-P", "16", "-q"]);
+    let (ok, out) = run("redis-benchmark", args, "").await;
+    assert!(ok, "{out}");
+    assert!(out.contains("SET: ") && out.contains("GET: "), "{out}");
+    assert!(!out.contains("ERR") && !out.contains("WARNING"), "{out}");
+
+    test.stop().await;
+}
