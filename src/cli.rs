@@ -65,6 +65,17 @@ pub enum Command {
     Admin(AdminArgs),
     /// Drive load at a running cluster and report throughput and latency.
     Bench(kvdb::bench::BenchArgs),
+    /// Print a shell completion script, e.g. `kvdb completions bash > ~/.local/share/bash-completion/completions/kvdb`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (`kvdb man | man -l -`), or write one per subcommand with --dir.
+    Man {
+        /// Write kvdb.1, kvdb-admin.1, ... into this directory instead.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@
 //! - `cmd::dev`: the single-process development cluster.
 //! - `cmd::kv`: `get`, `put`, `del`, `cas`.
 //! - `cmd::admin`: `admin ...` over the Admin HTTP API.
+//! - `cmd::shell`: `completions` and `man`, generated from the clap definitions.
 //! - `kvdb::bench`: the `bench` load generator (in the library, so other
 //!   drivers reuse its method).
 
@@ -49,6 +50,8 @@ async fn run(command: Command) -> ExitCode {
         Command::Cas(args) => cmd::kv::cas(args).await,
         Command::Admin(args) => cmd::admin::run(args).await,
         Command::Bench(args) => kvdb::bench::run(args).await,
+        Command::Completions { shell } => cmd::shell::completions(shell),
+        Command::Man { dir } => cmd::shell::man(dir.as_deref()),
     }
 }
 

@@ -4,3 +4,4 @@ pub mod admin;
 pub mod dev;
 pub mod kv;
 pub mod servers;
+pub mod shell;
