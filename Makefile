@@ -16,7 +16,7 @@ endif
 
 export KVDB RUN_DIR
 
-.PHONY: build run-cluster bootstrap-cluster smoke-test stop test bench bench-shards charts scale-test chaos availability clean-run
+.PHONY: bench-admin ghz-gateway-bench k6-gateway-bench k6-admin-bench vegeta-admin-bench build run-cluster bootstrap-cluster smoke-test stop test bench bench-shards charts scale-test chaos availability clean-run
 
 build:
 	$(CARGO) build $(CARGO_PROFILE_FLAG) --bin kvdb
@@ -53,6 +53,24 @@ bench-shards: build
 charts: build
 	scripts/bench.sh clients
 	python3 scripts/charts.py run/charts docs/charts
+
+# The Admin API under wrk (Debian's): reads and a replicated mutation, on a cluster of its own.
+bench-admin: build
+	scripts/bench.sh admin
+
+# The Java original's load-tool targets, against a running `make run-cluster` (see
+# scripts/load-tools.sh); each says how to install its tool when it is missing.
+ghz-gateway-bench:
+	scripts/load-tools.sh ghz-gateway
+
+k6-gateway-bench:
+	scripts/load-tools.sh k6-gateway
+
+k6-admin-bench:
+	scripts/load-tools.sh k6-admin
+
+vegeta-admin-bench:
+	scripts/load-tools.sh vegeta-admin
 
 # 3 storage nodes to SCALE_TO (6) under smart puts: time until the scheduler has balanced
 # replicas and leaders, throughput and CPU per node before and after (scripts/bench.sh scale).

@@ -46,6 +46,10 @@
 #                                  CURVE_SECONDS (5) of smart puts at CONCURRENCY
 #                                  over the stored keys, and each node's data
 #                                  directory against the live data
+#   scripts/bench.sh admin         the Admin API (`make bench-admin`): wrk on the
+#                                  shard, cluster and node lists and on a replicated
+#                                  mutation (pause/resume the scheduler), ADMIN_SECONDS
+#                                  (10) each at CONCURRENCY
 #   scripts/bench.sh scale         the scale test (`make scale-test`): 3 nodes
 #                                  under smart puts, then SCALE_TO (6) nodes; the
 #                                  time until the scheduler has replicas and
@@ -441,6 +445,47 @@ rss_mib() {
         "/proc/$1/status" 2>/dev/null || echo gone
 }
 
+# The Admin API (make bench-admin): wrk, ADMIN_SECONDS (10) per endpoint at CONCURRENCY, on
+# reads (shards, cluster, nodes) and on one mutation that is a coordinator Raft write each
+# time (the scheduler paused and resumed in turn).
+admin() {
+    if ! command -v wrk >/dev/null; then
+        echo "bench: admin needs wrk (apt-get install wrk)" >&2
+        exit 1
+    fi
+    [[ -x "$KVDB" ]] || { echo "bench: no $KVDB: run make build" >&2; exit 1; }
+    trap stop_bench_cluster EXIT
+    trap 'exit 130' INT TERM
+    echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    start_bench_cluster
+    local seconds=${ADMIN_SECONDS:-10} script=$BENCH_DIR/toggle-scheduler.lua
+    cat >"$script" <<'LUA'
+-- Each request pauses or resumes the scheduler, alternately: a replicated write every time.
+local n = 0
+request = function()
+    n = n + 1
+    local body = (n % 2 == 0) and '{"paused":false}' or '{"paused":true}'
+    return wrk.format("POST", "/admin/scheduler", { ["Content-Type"] = "application/json" }, body)
+end
+LUA
+    printf '%-28s %10s %9s %9s %8s\n' endpoint "req/s" "p50" "p99" errors
+    local endpoint out
+    for endpoint in "GET /admin/shards" "GET /admin/cluster" "GET /admin/nodes" "POST /admin/scheduler"; do
+        local args=(-t 2 -c "$CONCURRENCY" -d "${seconds}s" --latency)
+        [[ $endpoint == POST* ]] && args+=(-s "$script")
+        out=$(wrk "${args[@]}" "http://$ADMIN${endpoint#* }")
+        awk -v name="$endpoint" '
+            /Requests\/sec:/ { rate = $2 }
+            $1 == "50%" { p50 = $2 }
+            $1 == "99%" { p99 = $2 }
+            /Non-2xx or 3xx responses:/ { errors += $NF }
+            /Socket errors:/ { errors += $4 + $6 + $8 + $10 }
+            END { printf "%-28s %10d %9s %9s %8d\n", name, rate, p50, p99, errors }' <<<"$out"
+    done
+    "$KVDB" admin --admin "$ADMIN" scheduler resume >/dev/null
+    echo "wrk -t 2 -c $CONCURRENCY -d ${seconds}s per endpoint; 8 shards, 3 nodes, 1 coordinator"
+}
+
 run() {
     command -v jq >/dev/null || { echo "bench: needs jq (apt-get install jq)" >&2; exit 1; }
     [[ -x "$KVDB" ]] || { echo "bench: no $KVDB: run make build" >&2; exit 1; }
@@ -474,6 +519,7 @@ case "${1:-run}" in
     clients) clients ;;
     scale) scale ;;
     datasize) datasize ;;
+    admin) admin ;;
     up) trap stop_bench_cluster EXIT; trap 'exit 130' INT TERM; start_bench_cluster; wait ;;
-    *) echo "usage: $0 [run] | table FILE... | up | profile [put|get] [gateway|smart] | memory | shards | datasize | scale" >&2; exit 2 ;;
+    *) echo "usage: $0 [run] | table FILE... | up | profile [put|get] [gateway|smart] | memory | shards | datasize | scale | admin" >&2; exit 2 ;;
 esac

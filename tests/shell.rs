@@ -87,3 +87,41 @@ fn man_prints_a_page_and_writes_one_per_subcommand() {
         assert!(text.contains(".TH"), "{page} is not roff");
     }
 }
+
+/// The original's load-tool targets name the missing tool and how to install it, and fail.
+#[test]
+fn a_load_tool_target_without_its_tool_says_how_to_install_it() {
+    for (target, tool) in [
+        ("ghz-gateway", "ghz"),
+        ("k6-gateway", "k6"),
+        ("k6-admin", "k6"),
+        ("vegeta-admin", "vegeta"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        // A PATH with bash and coreutils but none of the load tools.
+        for needed in ["bash", "dirname", "head", "tr", "base64"] {
+            let path = Command::new("bash")
+                .args(["-c", &format!("command -v {needed}")])
+                .output()
+                .unwrap();
+            let path = String::from_utf8(path.stdout).unwrap();
+            std::os::unix::fs::symlink(path.trim(), dir.path().join(needed)).unwrap();
+        }
+        let out = Command::new("bash")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/scripts/load-tools.sh"
+            ))
+            .arg(target)
+            .env("PATH", dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{target}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{tool} is not installed"))
+                && stderr.contains("install it with"),
+            "{target}: {stderr}"
+        );
+    }
+}
