@@ -122,6 +122,170 @@ fn table() -> Vec<(&'static [&'static [u8]], E)> {
         (&[b"EXISTS", b"a", b"b", b"k2"], Int(0)),
         (&[b"TYPE", b"k1"], Simple("string")),
         (&[b"TYPE", b"nope"], Simple("none")),
+        // Read-modify-write: counters.
+        (&[b"INCR", b"c1"], Int(1)),
+        (&[b"INCRBY", b"c1", b"10"], Int(11)),
+        (&[b"DECR", b"c1"], Int(10)),
+        (&[b"DECRBY", b"c1", b"3"], Int(7)),
+        (&[b"GET", b"c1"], Bulk(b"7")),
+        (
+            &[b"INCRBY", b"c1", b"x"],
+            Error("ERR value is not an integer or out of range"),
+        ),
+        (
+            &[b"DECRBY", b"c1", b"-9223372036854775808"],
+            Error("ERR decrement would overflow"),
+        ),
+        (&[b"SET", b"c2", b"9223372036854775807"], OK),
+        (
+            &[b"INCR", b"c2"],
+            Error("ERR increment or decrement would overflow"),
+        ),
+        (
+            &[b"INCR", b"k1"],
+            Error("ERR value is not an integer or out of range"),
+        ),
+        (&[b"SET", b"c3", b"01"], OK),
+        (
+            &[b"INCR", b"c3"],
+            Error("ERR value is not an integer or out of range"),
+        ),
+        (&[b"INCRBYFLOAT", b"f1", b"10.5"], Bulk(b"10.5")),
+        (&[b"INCRBYFLOAT", b"f1", b"0.1"], Bulk(b"10.6")),
+        (&[b"INCRBYFLOAT", b"f1", b"-0.6"], Bulk(b"10")),
+        (&[b"INCRBYFLOAT", b"f2", b"5.0e3"], Bulk(b"5000")),
+        (&[b"INCRBYFLOAT", b"c1", b"1.5"], Bulk(b"8.5")),
+        (
+            &[b"INCRBYFLOAT", b"f1", b"abc"],
+            Error("ERR value is not a valid float"),
+        ),
+        (
+            &[b"INCRBYFLOAT", b"k1", b"1"],
+            Error("ERR value is not a valid float"),
+        ),
+        (
+            &[b"INCRBYFLOAT", b"f1", b"inf"],
+            Error("ERR increment would produce NaN or Infinity"),
+        ),
+        (&[b"GET", b"f1"], Bulk(b"10")),
+        // Read-modify-write: strings.
+        (&[b"APPEND", b"a1", b"ab"], Int(2)),
+        (&[b"APPEND", b"a1", b"cd"], Int(4)),
+        (&[b"SETRANGE", b"a1", b"6", b"z"], Int(7)),
+        (&[b"GET", b"a1"], Bulk(b"abcd\x00\x00z")),
+        (&[b"SETRANGE", b"a1", b"0", b"AB"], Int(7)),
+        (
+            &[b"SETRANGE", b"a1", b"-1", b"x"],
+            Error("ERR offset is out of range"),
+        ),
+        (
+            &[b"SETRANGE", b"a1", b"536870912", b"x"],
+            Error("ERR string exceeds maximum allowed size (proto-max-bulk-len)"),
+        ),
+        (&[b"SETRANGE", b"nope2", b"5", b""], Int(0)),
+        (&[b"EXISTS", b"nope2"], Int(0)),
+        (&[b"GETRANGE", b"a1", b"0", b"1"], Bulk(b"AB")),
+        (&[b"GETRANGE", b"a1", b"-3", b"-1"], Bulk(b"\x00\x00z")),
+        (&[b"GETRANGE", b"a1", b"5", b"2"], Bulk(b"")),
+        (&[b"GETRANGE", b"a1", b"-1", b"-5"], Bulk(b"")),
+        (&[b"GETRANGE", b"a1", b"3", b"100"], Bulk(b"d\x00\x00z")),
+        (&[b"GETRANGE", b"nope", b"0", b"-1"], Bulk(b"")),
+        (
+            &[b"GETRANGE", b"a1", b"x", b"1"],
+            Error("ERR value is not an integer or out of range"),
+        ),
+        (&[b"STRLEN", b"a1"], Int(7)),
+        (&[b"STRLEN", b"nope"], Int(0)),
+        (&[b"GETSET", b"a1", b"new"], Bulk(b"ABcd\x00\x00z")),
+        (&[b"GETSET", b"g2", b"v"], Nil),
+        (&[b"GETDEL", b"a1"], Bulk(b"new")),
+        (&[b"GETDEL", b"a1"], Nil),
+        (&[b"SET", b"k5", b"v", b"XX"], Nil),
+        (&[b"SET", b"k5", b"v", b"GET"], Nil),
+        (&[b"SET", b"k5", b"w", b"XX", b"GET"], Bulk(b"v")),
+        (&[b"SET", b"k5", b"x", b"NX", b"GET"], Bulk(b"w")),
+        (&[b"SET", b"k5", b"y", b"XX"], OK),
+        (&[b"GET", b"k5"], Bulk(b"y")),
+        // Expiry kept by INCR, APPEND and KEEPTTL, removed by a plain SET.
+        (&[b"SET", b"e1", b"5", b"EX", b"100"], OK),
+        (&[b"INCR", b"e1"], Int(6)),
+        (&[b"TTL", b"e1"], IntIn(99, 100)),
+        (&[b"APPEND", b"e1", b"0"], Int(2)),
+        (&[b"TTL", b"e1"], IntIn(99, 100)),
+        (&[b"SET", b"e1", b"y", b"KEEPTTL"], OK),
+        (&[b"TTL", b"e1"], IntIn(99, 100)),
+        (&[b"SET", b"e1", b"z"], OK),
+        (&[b"TTL", b"e1"], Int(-1)),
+        // EXPIRE conditions: a key without expiry never passes GT and always passes LT.
+        (&[b"EXPIRE", b"e1", b"100", b"GT"], Int(0)),
+        (&[b"EXPIRE", b"e1", b"100", b"XX"], Int(0)),
+        (&[b"EXPIRE", b"e1", b"100", b"LT"], Int(1)),
+        (&[b"TTL", b"e1"], IntIn(99, 100)),
+        (&[b"EXPIRE", b"e1", b"200", b"NX"], Int(0)),
+        (&[b"EXPIRE", b"e1", b"200", b"GT"], Int(1)),
+        (&[b"TTL", b"e1"], IntIn(199, 200)),
+        (&[b"EXPIRE", b"e1", b"50", b"GT"], Int(0)),
+        (&[b"PEXPIRE", b"e1", b"50000", b"LT"], Int(1)),
+        (&[b"PTTL", b"e1"], IntIn(49_000, 50_000)),
+        (&[b"PERSIST", b"e1"], Int(1)),
+        (&[b"PERSIST", b"e1"], Int(0)),
+        (&[b"TTL", b"e1"], Int(-1)),
+        (&[b"PERSIST", b"nope"], Int(0)),
+        (&[b"EXPIRE", b"nope", b"100"], Int(0)),
+        (&[b"EXPIREAT", b"e1", b"4000000000"], Int(1)),
+        (&[b"EXPIRETIME", b"e1"], Int(4_000_000_000)),
+        (&[b"PEXPIRETIME", b"e1"], Int(4_000_000_000_000)),
+        (&[b"EXPIRETIME", b"nope"], Int(-2)),
+        (&[b"PEXPIRETIME", b"k1"], Int(-1)),
+        // A time already past deletes the key.
+        (&[b"EXPIRE", b"e1", b"-1"], Int(1)),
+        (&[b"EXISTS", b"e1"], Int(0)),
+        (&[b"SET", b"e2", b"v"], OK),
+        (&[b"PEXPIREAT", b"e2", b"1"], Int(1)),
+        (&[b"GET", b"e2"], Nil),
+        (
+            &[b"EXPIRE", b"k1", b"10", b"foo"],
+            Error("ERR Unsupported option foo"),
+        ),
+        (
+            &[b"EXPIRE", b"k1", b"10", b"NX", b"XX"],
+            Error("ERR NX and XX, GT or LT options at the same time are not compatible"),
+        ),
+        (
+            &[b"EXPIRE", b"k1", b"10", b"GT", b"LT"],
+            Error("ERR GT and LT options at the same time are not compatible"),
+        ),
+        (
+            &[b"EXPIRE", b"k1", b"x"],
+            Error("ERR value is not an integer or out of range"),
+        ),
+        (
+            &[b"EXPIRE", b"k1", b"9223372036854775807"],
+            Error("ERR invalid expire time in 'expire' command"),
+        ),
+        (
+            &[b"EXPIRE", b"k1"],
+            Error("ERR wrong number of arguments for 'expire' command"),
+        ),
+        (&[b"TTL", b"k1"], Int(-1)),
+        // GETEX.
+        (&[b"SET", b"e3", b"v"], OK),
+        (&[b"GETEX", b"e3", b"EX", b"100"], Bulk(b"v")),
+        (&[b"TTL", b"e3"], IntIn(99, 100)),
+        (&[b"GETEX", b"e3", b"PERSIST"], Bulk(b"v")),
+        (&[b"TTL", b"e3"], Int(-1)),
+        (&[b"GETEX", b"e3"], Bulk(b"v")),
+        (
+            &[b"GETEX", b"e3", b"PX", b"0"],
+            Error("ERR invalid expire time in 'getex' command"),
+        ),
+        (
+            &[b"GETEX", b"e3", b"EX", b"1", b"PX", b"2"],
+            Error("ERR syntax error"),
+        ),
+        (&[b"GETEX", b"nope", b"EX", b"10"], Nil),
+        (&[b"GETEX", b"e3", b"EXAT", b"1"], Bulk(b"v")),
+        (&[b"EXISTS", b"e3"], Int(0)),
         // Errors.
         (
             &[b"GET"],
@@ -199,6 +363,10 @@ fn table() -> Vec<(&'static [&'static [u8]], E)> {
         (&[b"GET", b"nope"], Nil),
         (&[b"GET", b"k1"], Bulk(b"v1")),
         (&[b"MGET", b"k1", b"nope"], Array(vec![Bulk(b"v1"), Nil])),
+        (&[b"INCR", b"c9"], Int(1)),
+        (&[b"INCRBYFLOAT", b"f2", b"1"], Bulk(b"5001")),
+        (&[b"GETDEL", b"nope"], Nil),
+        (&[b"SET", b"k5", b"z", b"GET"], Bulk(b"y")),
         (&[b"TTL", b"nope"], Int(-2)),
         (
             &[b"SET", b"k4", b"v", b"EX", b"0"],
@@ -479,10 +647,13 @@ async fn redis_cli_and_redis_benchmark_work_against_the_gateway() {
     assert_eq!(lines, ["OK", "one", "2", "1", ""], "{out}");
 
     // --- redis-benchmark, pipelined
-    let args = cli(&["-t", "set,get", "-n", "2000", "-P", "16", "-q"]);
+    let args = cli(&["-t", "set,get,incr", "-n", "2000", "-P", "16", "-q"]);
     let (ok, out) = run("redis-benchmark", args, "").await;
     assert!(ok, "{out}");
-    assert!(out.contains("SET: ") && out.contains("GET: "), "{out}");
+    assert!(
+        out.contains("SET: ") && out.contains("GET: ") && out.contains("INCR: "),
+        "{out}"
+    );
     assert!(!out.contains("ERR") && !out.contains("WARNING"), "{out}");
 
     test.stop().await;

@@ -6,7 +6,8 @@ use std::future::Future;
 use kvdb_core::Version;
 use kvdb_core::proto::v1 as pb;
 
-use crate::options::{DeleteOptions, GetOptions, PutOptions};
+use crate::options::{DeleteOptions, GetOptions, PutOptions, UpdateOptions};
+use crate::update::{Action, ExpireWhen, Expiry, OnlyIf, Updated};
 use crate::value::{ClientError, Value};
 
 /// Key-value operations with per-request options.
@@ -33,6 +34,87 @@ pub trait Kv: Send + Sync {
         key: &[u8],
         options: DeleteOptions,
     ) -> impl Future<Output = Result<bool, ClientError>> + Send;
+
+    /// Applies `action` to `key` atomically at its shard, exactly once however often it is
+    /// retried. [`ClientError::Refused`] when the key's value does not allow it (say, `IncrBy`
+    /// on a value that is not an integer).
+    fn update_with(
+        &self,
+        key: &[u8],
+        action: Action,
+        options: UpdateOptions,
+    ) -> impl Future<Output = Result<Updated, ClientError>> + Send;
+
+    /// Adds `by` to the integer at `key` (absent: 0), returning the sum; keeps its expiry.
+    fn incr_by(
+        &self,
+        key: &[u8],
+        by: i64,
+    ) -> impl Future<Output = Result<i64, ClientError>> + Send {
+        let updated = self.update_with(key, Action::IncrBy(by), UpdateOptions::default());
+        async move { Ok(updated.await?.integer.unwrap_or_default()) }
+    }
+
+    /// Appends `bytes` to the value at `key`, returning the new length; keeps its expiry.
+    fn append(
+        &self,
+        key: &[u8],
+        bytes: &[u8],
+    ) -> impl Future<Output = Result<u64, ClientError>> + Send {
+        let action = Action::Append(bytes.to_vec());
+        let updated = self.update_with(key, action, UpdateOptions::default());
+        async move { Ok(updated.await?.length.unwrap_or_default()) }
+    }
+
+    /// Writes `value` without expiry, returning the value it replaced.
+    fn get_set(
+        &self,
+        key: &[u8],
+        value: &[u8],
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, ClientError>> + Send {
+        let action = Action::Set {
+            value: value.to_vec(),
+            expiry: Expiry::Never,
+            only_if: OnlyIf::Always,
+            return_old: true,
+        };
+        let updated = self.update_with(key, action, UpdateOptions::default());
+        async move { Ok(updated.await?.old) }
+    }
+
+    /// Deletes `key`, returning its value.
+    fn get_del(
+        &self,
+        key: &[u8],
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, ClientError>> + Send {
+        let updated = self.update_with(key, Action::GetDel, UpdateOptions::default());
+        async move { Ok(updated.await?.old) }
+    }
+
+    /// Makes a present key expire at `at_ms` (Unix milliseconds; a past time deletes it),
+    /// returning whether it was present.
+    fn expire_at(
+        &self,
+        key: &[u8],
+        at_ms: u64,
+    ) -> impl Future<Output = Result<bool, ClientError>> + Send {
+        let action = Action::Expire {
+            expiry: Expiry::At(at_ms),
+            when: ExpireWhen::Always,
+        };
+        let updated = self.update_with(key, action, UpdateOptions::default());
+        async move { Ok(updated.await?.applied) }
+    }
+
+    /// Removes a key's expiry, returning whether it had one.
+    fn persist(&self, key: &[u8]) -> impl Future<Output = Result<bool, ClientError>> + Send {
+        let action = Action::Expire {
+            expiry: Expiry::Never,
+            when: ExpireWhen::Always,
+        };
+        let updated = self.update_with(key, action, UpdateOptions::default());
+        async move { Ok(updated.await?.applied) }
+    }
 
     /// Strong read with the default deadline.
     fn get(&self, key: &[u8]) -> impl Future<Output = Result<Option<Value>, ClientError>> + Send {

@@ -15,7 +15,8 @@ use crate::api::{
     Kv, delete_request, delete_result, get_request, put_request, put_result, value_of,
 };
 use crate::call_link::GatewayLink;
-use crate::options::{DeleteOptions, GetOptions, PutOptions};
+use crate::options::{DeleteOptions, GetOptions, PutOptions, UpdateOptions};
+use crate::update::{Action, Updated, update_request, update_result};
 use crate::value::{ClientError, Value};
 use crate::write_id::WriteIds;
 use kvdb_core::backoff::Backoff;
@@ -152,5 +153,22 @@ impl Kv for GatewayClient {
             })
             .await?;
         delete_result(reply)
+    }
+
+    async fn update_with(
+        &self,
+        key: &[u8],
+        action: Action,
+        options: UpdateOptions,
+    ) -> Result<Updated, ClientError> {
+        let ticket = self.ids.next();
+        let req = update_request(key, &action, ticket.id());
+        let reply = self
+            .call(options.timeout, |link, left_ms| {
+                let req = req.clone();
+                async move { link.update(req, left_ms).await }
+            })
+            .await?;
+        update_result(reply)
     }
 }

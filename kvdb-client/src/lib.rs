@@ -8,7 +8,9 @@
 //! Everything a program needs is at the crate root, in domain types only:
 //! - the clients: [`Client`] (`connect`, `connect_with`, `cache`) and [`GatewayClient`]
 //!   (`connect`, `with_timeout`), both implementing [`Kv`] (`get`, `put`, `delete`,
-//!   `compare_and_swap`, and the `*_with` forms taking options);
+//!   `compare_and_swap`, the `*_with` forms taking options, and read-modify-write updates:
+//!   `update_with` with an [`Action`], and `incr_by`, `append`, `get_set`, `get_del`,
+//!   `expire_at`, `persist`);
 //! - per-request options: [`GetOptions`] with [`Consistency`], [`PutOptions`] (TTL,
 //!   `if_version`, `if_not_exists`), [`DeleteOptions`], each with an optional timeout;
 //! - results and errors: [`Value`], [`Version`], [`ClientError`], [`KvError`];
@@ -24,6 +26,7 @@
 //! - `executor`: routing, retries on routing hints, backoff, deadlines.
 //! - `pool`: one connection per node, failure cool-downs.
 //! - `call_link`: the call stream all requests to one node (or gateway) share.
+//! - `update`: read-modify-write [`Action`]s and what they answer.
 //! - `write_id`: (client id, sequence) pairs for exactly-once retries.
 //! - `smart`, `gateway_client`: the two clients.
 
@@ -36,6 +39,7 @@ mod gateway_client;
 mod options;
 mod pool;
 mod smart;
+mod update;
 mod value;
 mod write_id;
 
@@ -46,8 +50,9 @@ pub use kvdb_core::AddressRewrite;
 pub use kvdb_core::Version;
 pub use kvdb_core::backoff::{Backoff, Jitter};
 pub use kvdb_core::error::KvError;
-pub use options::{Consistency, DeleteOptions, GetOptions, PutOptions};
+pub use options::{Consistency, DeleteOptions, GetOptions, PutOptions, UpdateOptions};
 pub use smart::Client;
+pub use update::{Action, ExpireWhen, Expiry, OnlyIf, Refusal, Updated};
 pub use value::{ClientError, Value};
 
 /// The request executor over protobuf messages, for servers that relay requests as they

@@ -58,3 +58,11 @@ pub struct DeleteOptions {
     /// when `None`.
     pub timeout: Option<Duration>,
 }
+
+/// Options of an update.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateOptions {
+    /// Deadline for the whole call, retries included; the client default
+    /// when `None`.
+    pub timeout: Option<Duration>,
+}

@@ -13,7 +13,8 @@ use crate::api::{
     Kv, delete_request, delete_result, get_request, put_request, put_result, value_of,
 };
 use crate::executor::{Executor, ExecutorConfig};
-use crate::options::{DeleteOptions, GetOptions, PutOptions};
+use crate::options::{DeleteOptions, GetOptions, PutOptions, UpdateOptions};
+use crate::update::{Action, Updated, update_request, update_result};
 use crate::value::{ClientError, Value};
 use crate::write_id::WriteIds;
 
@@ -113,5 +114,17 @@ impl Kv for Client {
         let ticket = self.ids.next();
         let req = delete_request(key, &options, ticket.id());
         delete_result(self.executor.delete(req, deadline).await?)
+    }
+
+    async fn update_with(
+        &self,
+        key: &[u8],
+        action: Action,
+        options: UpdateOptions,
+    ) -> Result<Updated, ClientError> {
+        let deadline = self.executor.deadline(options.timeout);
+        let ticket = self.ids.next();
+        let req = update_request(key, &action, ticket.id());
+        update_result(self.executor.update(req, deadline).await?)
     }
 }

@@ -28,6 +28,10 @@ pub enum ClientError {
         /// The key's version when the condition was checked.
         current: Version,
     },
+    /// The key's value refused an update (not a number, an overflow...); nothing was
+    /// written.
+    #[error("update refused: {0}")]
+    Refused(crate::update::Refusal),
     /// The request failed with this error; retryable kinds mean the deadline
     /// ran out while retrying.
     #[error(transparent)]

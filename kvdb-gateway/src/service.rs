@@ -77,6 +77,7 @@ impl GatewayService {
             Some(Op::Get(req)) => self.get(req, deadline).await.map(Outcome::Get),
             Some(Op::Put(req)) => self.put(req, deadline).await.map(Outcome::Put),
             Some(Op::Delete(req)) => self.delete(req, deadline).await.map(Outcome::Delete),
+            Some(Op::Update(req)) => self.update(req, deadline).await.map(Outcome::Update),
             None => Err(KvError::InvalidArgument("call without an operation".into())),
         }
     }
@@ -108,6 +109,16 @@ impl GatewayService {
         let _ticket = self.write_id(&mut req.write_id);
         let executed = self.executor.delete(req, deadline);
         self.requests.measure("delete", executed).await
+    }
+
+    async fn update(
+        &self,
+        mut req: pb::UpdateRequest,
+        deadline: Instant,
+    ) -> Result<pb::UpdateResponse, KvError> {
+        let _ticket = self.write_id(&mut req.write_id);
+        let executed = self.executor.update(req, deadline);
+        self.requests.measure("update", executed).await
     }
 
     /// Keeps a caller's own write id; gives a write without one the gateway's, with the
@@ -173,6 +184,14 @@ impl KvGateway for GatewayService {
         reply(GatewayService::delete(self, request.into_inner(), deadline).await)
     }
 
+    async fn update(
+        &self,
+        request: Request<pb::UpdateRequest>,
+    ) -> Result<Response<pb::UpdateResponse>, Status> {
+        let deadline = self.deadline(&request);
+        reply(GatewayService::update(self, request.into_inner(), deadline).await)
+    }
+
     type CallsStream = call_stream::RepliesStream;
 
     async fn calls(
@@ -188,7 +207,7 @@ impl KvGateway for GatewayService {
                 let service = service.clone();
                 async move {
                     let outcome = match &call.op {
-                        Some(Op::Put(_) | Op::Delete(_)) => auth::check_write(role),
+                        Some(Op::Put(_) | Op::Delete(_) | Op::Update(_)) => auth::check_write(role),
                         _ => Ok(()),
                     };
                     let outcome = match outcome {

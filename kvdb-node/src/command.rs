@@ -54,6 +54,10 @@ pub enum Op {
     /// Hands the shard's upper slots to new shards, created on every replica from the state
     /// at this entry (see `crate::split`).
     Split(Split),
+    /// A read-modify-write of one key (Redis's `INCR`, `APPEND`, `SET ... GET`, `EXPIRE`...),
+    /// decided at apply so no client needs a read-then-CAS loop. Appended last: postcard
+    /// encodes a variant by its index, so older entries still decode.
+    Update(Update),
 }
 
 /// The new shards of a split, in slot order and without gaps: the first starts at the split
@@ -113,12 +117,17 @@ pub struct Delete {
     pub write_id: Option<WriteId>,
 }
 
+pub use crate::update::{
+    ExpireWhen, ExpiryChange, OnlyIf, Update, UpdateAction, UpdateError, UpdateValue, Updated,
+};
+
 impl Command {
     /// The write id of a client command, if it carries one.
     pub fn write_id(&self) -> Option<&WriteId> {
         match &self.op {
             Op::Put(put) => put.write_id.as_ref(),
             Op::Delete(delete) => delete.write_id.as_ref(),
+            Op::Update(update) => update.write_id.as_ref(),
             Op::Purge { .. } | Op::Batch(_) | Op::Split(_) => None,
         }
     }
@@ -168,4 +177,6 @@ pub enum CommandResult {
     /// An entry that carries no command (a blank or membership entry).
     #[default]
     None,
+    /// The outcome of an [`Op::Update`]: what it did, or why it wrote nothing.
+    Update(Result<Updated, UpdateError>),
 }

@@ -10,7 +10,7 @@
 //!   concurrent reads through the replica's read queue, which also waits
 //!   until the read index is applied); an EVENTUAL get reads this
 //!   replica's applied state at once;
-//! - a put or delete becomes a `Command` stamped
+//! - a put, delete or update becomes a `Command` stamped
 //!   with this leader's clock and goes through the replica's write queue
 //!   (batched with concurrent writes into one Raft entry), which answers
 //!   once the entry is committed on a majority and applied here.
@@ -170,6 +170,12 @@ impl KvService {
             .await
     }
 
+    async fn update(&self, req: pb::NodeUpdateRequest) -> Result<pb::UpdateResponse, KvError> {
+        self.requests
+            .measure("update", self.serve_update(req))
+            .await
+    }
+
     async fn serve_get(&self, req: pb::NodeGetRequest) -> Result<pb::GetResponse, KvError> {
         let get = req.request.ok_or_else(|| missing("get"))?;
         self.limits.check_key(&get.key)?;
@@ -247,6 +253,20 @@ impl KvService {
         }
     }
 
+    async fn serve_update(
+        &self,
+        req: pb::NodeUpdateRequest,
+    ) -> Result<pb::UpdateResponse, KvError> {
+        let update = req.request.ok_or_else(|| missing("update"))?;
+        let command = proposal::update_command(&update, clock::now_ms(), &self.limits)?;
+        let replica = self.route(req.target, &update.key, Access::Write)?;
+        self.admit_write()?;
+        match self.propose(&replica, command).await? {
+            CommandResult::NotOwned => Err(self.moved(replica.shard(), &update.key)),
+            result => proposal::update_response(result),
+        }
+    }
+
     /// `SHARD_MOVED` for `key`, which a split took from `shard`, hinting its new owner.
     fn moved(&self, shard: ShardId, key: &[u8]) -> KvError {
         let map = self.manager.cache().current();
@@ -273,6 +293,7 @@ impl KvService {
             Some(Op::Get(req)) => self.get(req).await.map(Outcome::Get),
             Some(Op::Put(req)) => self.put(req).await.map(Outcome::Put),
             Some(Op::Delete(req)) => self.delete(req).await.map(Outcome::Delete),
+            Some(Op::Update(req)) => self.update(req).await.map(Outcome::Update),
             None => Err(KvError::InvalidArgument("call without an operation".into())),
         }
     }
@@ -282,7 +303,7 @@ fn missing(what: &str) -> KvError {
     KvError::InvalidArgument(format!("missing {what} request"))
 }
 
-fn timed_out() -> KvError {
+pub(crate) fn timed_out() -> KvError {
     KvError::Unavailable("timed out waiting for the shard's raft group".into())
 }
 
@@ -294,7 +315,10 @@ fn not_leader(shard: ShardId, forward: ForwardToLeader<u64, BasicNode>) -> KvErr
     .into()
 }
 
-fn read_error(shard: ShardId, e: RaftError<u64, CheckIsLeaderError<u64, BasicNode>>) -> KvError {
+pub(crate) fn read_error(
+    shard: ShardId,
+    e: RaftError<u64, CheckIsLeaderError<u64, BasicNode>>,
+) -> KvError {
     match e {
         RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => not_leader(shard, f),
         RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)) => {
@@ -343,6 +367,15 @@ impl KvNode for KvService {
         ))
     }
 
+    async fn update(
+        &self,
+        request: Request<pb::NodeUpdateRequest>,
+    ) -> Result<Response<pb::UpdateResponse>, Status> {
+        Ok(Response::new(
+            KvService::update(self, request.into_inner()).await?,
+        ))
+    }
+
     type CallsStream = call_stream::RepliesStream;
 
     async fn calls(
@@ -358,7 +391,7 @@ impl KvNode for KvService {
                 let service = service.clone();
                 async move {
                     let outcome = match &call.op {
-                        Some(Op::Put(_) | Op::Delete(_)) => auth::check_write(role),
+                        Some(Op::Put(_) | Op::Delete(_) | Op::Update(_)) => auth::check_write(role),
                         _ => Ok(()),
                     };
                     let outcome = match outcome {

@@ -11,7 +11,10 @@ use kvdb_core::Version;
 use kvdb_core::error::KvError;
 use kvdb_core::proto::v1 as pb;
 
-use crate::command::{Command, CommandResult, Delete, Op, Put, WriteId};
+use crate::command::{
+    Command, CommandResult, Delete, ExpireWhen, ExpiryChange, OnlyIf, Op, Put, Update,
+    UpdateAction, UpdateError, UpdateValue, WriteId,
+};
 use crate::expiry;
 use kvdb_core::call_link::max_message_bytes;
 
@@ -94,6 +97,98 @@ pub fn delete_command(
     })
 }
 
+/// The command for an update, proposed at `now_ms`: relative expiries become absolute here.
+pub fn update_command(
+    req: &pb::UpdateRequest,
+    now_ms: u64,
+    limits: &Limits,
+) -> Result<Command, KvError> {
+    use pb::update_request::Action;
+    limits.check_key(&req.key)?;
+    let action = match req
+        .action
+        .as_ref()
+        .ok_or_else(|| invalid("update without an action"))?
+    {
+        Action::Set(set) => {
+            limits.check_value(&set.value)?;
+            let only_if = match pb::set_action::OnlyIf::try_from(set.only_if) {
+                Ok(pb::set_action::OnlyIf::Always) => OnlyIf::Always,
+                Ok(pb::set_action::OnlyIf::Exists) => OnlyIf::Exists,
+                Ok(pb::set_action::OnlyIf::Absent) => OnlyIf::Absent,
+                Err(_) => return Err(invalid("unknown set condition")),
+            };
+            UpdateAction::Set {
+                value: set.value.to_vec(),
+                expiry: expiry_change(set.expiry.as_ref(), now_ms)?,
+                only_if,
+                return_old: set.return_old,
+            }
+        }
+        Action::GetDel(_) => UpdateAction::GetDel,
+        Action::Expire(expire) => {
+            let at_ms = match expiry_change(expire.expiry.as_ref(), now_ms)? {
+                ExpiryChange::At(at) => at,
+                ExpiryChange::Keep => return Err(invalid("expire cannot keep the expiry")),
+            };
+            let when = match pb::expire_action::When::try_from(expire.when) {
+                Ok(pb::expire_action::When::Always) => ExpireWhen::Always,
+                Ok(pb::expire_action::When::Nx) => ExpireWhen::Nx,
+                Ok(pb::expire_action::When::Xx) => ExpireWhen::Xx,
+                Ok(pb::expire_action::When::Gt) => ExpireWhen::Gt,
+                Ok(pb::expire_action::When::Lt) => ExpireWhen::Lt,
+                Err(_) => return Err(invalid("unknown expire condition")),
+            };
+            UpdateAction::Expire { at_ms, when }
+        }
+        Action::IncrBy(by) => UpdateAction::IncrBy(*by),
+        Action::IncrByFloat(by) => UpdateAction::IncrByFloat(by.clone()),
+        Action::Append(bytes) => {
+            limits.check_value(bytes)?;
+            UpdateAction::Append(bytes.to_vec())
+        }
+        Action::SetRange(range) => {
+            limits.check_value(&range.value)?;
+            UpdateAction::SetRange {
+                offset: range.offset,
+                bytes: range.value.to_vec(),
+            }
+        }
+    };
+    let update = Update {
+        key: req.key.to_vec(),
+        action,
+        write_id: write_id(req.write_id.as_ref())?,
+        max_len: limits.max_value_bytes as u64,
+    };
+    Ok(Command {
+        now_ms,
+        op: Op::Update(update),
+    })
+}
+
+/// An expiry as an absolute instant at `now_ms`; past instants stay past (at least 0).
+fn expiry_change(expiry: Option<&pb::Expiry>, now_ms: u64) -> Result<ExpiryChange, KvError> {
+    use pb::expiry::When;
+    let at = |ms: i64| u64::try_from(ms).unwrap_or(0);
+    Ok(match expiry.and_then(|e| e.when) {
+        None | Some(When::Never(_)) => ExpiryChange::At(None),
+        Some(When::Keep(_)) => ExpiryChange::Keep,
+        Some(When::AtMs(ms)) => ExpiryChange::At(Some(at(ms))),
+        Some(When::TtlMs(ms)) => {
+            let absolute = i64::try_from(now_ms)
+                .ok()
+                .and_then(|now| now.checked_add(ms))
+                .ok_or_else(|| invalid("expiry overflows"))?;
+            ExpiryChange::At(Some(at(absolute)))
+        }
+    })
+}
+
+fn invalid(what: &str) -> KvError {
+    KvError::InvalidArgument(what.into())
+}
+
 /// A write id with an empty client id asks for no deduplication.
 fn write_id(id: Option<&pb::WriteId>) -> Result<Option<WriteId>, KvError> {
     let Some(id) = id.filter(|id| !id.client_id.is_empty()) else {
@@ -137,6 +232,41 @@ pub fn delete_response(result: CommandResult) -> Result<pb::DeleteResponse, KvEr
         }),
         other => Err(unexpected(other)),
     }
+}
+
+/// The client's answer to an update; a value that refused it is an answer, not an error.
+pub fn update_response(result: CommandResult) -> Result<pb::UpdateResponse, KvError> {
+    use pb::update_response::Value;
+    let updated = match result {
+        CommandResult::Update(Ok(updated)) => updated,
+        CommandResult::Update(Err(refused)) => {
+            let error = match refused {
+                UpdateError::NotInteger => pb::UpdateError::NotInteger,
+                UpdateError::Overflow => pb::UpdateError::Overflow,
+                UpdateError::NotFloat => pb::UpdateError::NotFloat,
+                UpdateError::NanOrInfinity => pb::UpdateError::NanOrInfinity,
+                UpdateError::TooLarge { .. } => pb::UpdateError::TooLarge,
+            };
+            return Ok(pb::UpdateResponse {
+                error: error as i32,
+                ..Default::default()
+            });
+        }
+        other => return Err(unexpected(other)),
+    };
+    let value = match updated.value {
+        UpdateValue::None => None,
+        UpdateValue::Integer(n) => Some(Value::Integer(n)),
+        UpdateValue::Float(text) => Some(Value::Float(text)),
+        UpdateValue::Length(len) => Some(Value::Length(len)),
+    };
+    Ok(pb::UpdateResponse {
+        applied: updated.applied,
+        version: updated.version.0,
+        old: updated.old.map(Into::into),
+        value,
+        error: pb::UpdateError::None as i32,
+    })
 }
 
 fn unexpected(result: CommandResult) -> KvError {
@@ -216,6 +346,36 @@ mod tests {
         });
         let err = put_command(&req, 0, &LIMITS).unwrap_err();
         assert!(matches!(err, KvError::InvalidArgument(_)), "{err}");
+    }
+
+    #[test]
+    fn an_update_ttl_becomes_absolute_and_a_past_one_stays_past() {
+        let req = |ttl_ms| pb::UpdateRequest {
+            key: b"k".to_vec().into(),
+            action: Some(pb::update_request::Action::Expire(pb::ExpireAction {
+                expiry: Some(pb::Expiry {
+                    when: Some(pb::expiry::When::TtlMs(ttl_ms)),
+                }),
+                when: pb::expire_action::When::Gt as i32,
+            })),
+            ..Default::default()
+        };
+        let at = |ttl_ms| match update_command(&req(ttl_ms), 1_000, &LIMITS).unwrap().op {
+            Op::Update(Update {
+                action: UpdateAction::Expire { at_ms, when },
+                max_len,
+                ..
+            }) => (at_ms, when, max_len),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(at(250), (Some(1_250), ExpireWhen::Gt, 8));
+        assert_eq!(at(-5_000), (Some(0), ExpireWhen::Gt, 8));
+    }
+
+    #[test]
+    fn an_update_refused_by_the_value_is_an_answer() {
+        let reply = update_response(CommandResult::Update(Err(UpdateError::Overflow))).unwrap();
+        assert_eq!(reply.error(), pb::UpdateError::Overflow);
     }
 
     #[test]

@@ -8,6 +8,8 @@
 use crate::error::CommandError;
 use crate::reply::Protocol;
 use crate::table::{self, Spec};
+use crate::update;
+pub use crate::update::{Time, Update, UpdateOp, When};
 
 /// An argument: binary-safe bytes.
 pub type Arg = Vec<u8>;
@@ -32,6 +34,32 @@ pub struct Set {
     pub expiry: Option<Expiry>,
     /// Only if the key is absent (`NX`, `SETNX`).
     pub nx: bool,
+    /// Only if the key is present (`XX`).
+    pub xx: bool,
+    /// Reply the value it replaced (`GET`, `GETSET`).
+    pub get: bool,
+    /// Keep the key's expiry (`KEEPTTL`).
+    pub keepttl: bool,
+}
+
+impl Set {
+    /// A plain `SET key value`.
+    pub fn new(key: Arg, value: Arg) -> Set {
+        Set {
+            key,
+            value,
+            expiry: None,
+            nx: false,
+            xx: false,
+            get: false,
+            keepttl: false,
+        }
+    }
+
+    /// Whether it needs the shard to read the key first (`XX`, `GET`, `KEEPTTL`).
+    pub fn is_update(&self) -> bool {
+        self.xx || self.get || self.keepttl
+    }
 }
 
 /// The `CLIENT` subcommands KvDB answers.
@@ -119,6 +147,26 @@ pub enum Command {
     },
     /// `TYPE key`.
     Type(Arg),
+    /// A read-modify-write command (`INCR`, `APPEND`, `EXPIRE`, `SET ... GET`...).
+    Update(Update),
+    /// `GETRANGE key start end`.
+    GetRange {
+        /// The key.
+        key: Arg,
+        /// First index, negative from the end.
+        start: i64,
+        /// Last index, inclusive, negative from the end.
+        end: i64,
+    },
+    /// `STRLEN key`.
+    StrLen(Arg),
+    /// `EXPIRETIME key` (`false`) or `PEXPIRETIME key` (`true`).
+    ExpireTime {
+        /// The key.
+        key: Arg,
+        /// Milliseconds rather than seconds.
+        millis: bool,
+    },
 }
 
 /// The table entry for `argv`'s command, with its argument count checked.
@@ -167,14 +215,18 @@ pub fn parse(argv: Vec<Arg>) -> Result<Command, CommandError> {
         "config" => parse_config(args),
         "time" => Ok(Command::Time),
         "get" => Ok(Command::Get(first(args))),
-        "set" => parse_set(args).map(Command::Set),
+        "set" => parse_set(args).map(|set| match set.is_update() {
+            true => Command::Update(Update {
+                key: set.key.clone(),
+                op: UpdateOp::Set(set),
+            }),
+            false => Command::Set(set),
+        }),
         "setnx" => {
             let [key, value] = pair(args);
             Ok(Command::SetNx(Set {
-                key,
-                value,
-                expiry: None,
                 nx: true,
+                ..Set::new(key, value)
             }))
         }
         "setex" | "psetex" => parse_setex(spec.name, args).map(Command::Set),
@@ -187,8 +239,61 @@ pub fn parse(argv: Vec<Arg>) -> Result<Command, CommandError> {
             millis: spec.name == "pttl",
         }),
         "type" => Ok(Command::Type(first(args))),
+        "incr" | "decr" | "incrby" | "decrby" => {
+            update::parse_incr(spec.name, args).map(Command::Update)
+        }
+        "incrbyfloat" | "append" | "getdel" | "persist" => {
+            let [key, arg] = pair(args);
+            let op = match spec.name {
+                "incrbyfloat" => UpdateOp::IncrByFloat(arg),
+                "append" => UpdateOp::Append(arg),
+                "getdel" => UpdateOp::GetDel,
+                _ => UpdateOp::Persist,
+            };
+            Ok(Command::Update(Update { key, op }))
+        }
+        "getset" => {
+            let [key, value] = pair(args);
+            let set = Set {
+                get: true,
+                ..Set::new(key.clone(), value)
+            };
+            Ok(Command::Update(Update {
+                key,
+                op: UpdateOp::Set(set),
+            }))
+        }
+        "setrange" => update::parse_setrange(args).map(Command::Update),
+        "getrange" => {
+            let (start, end) = (integer(&args[1])?, integer(&args[2])?);
+            Ok(Command::GetRange {
+                key: first(args),
+                start,
+                end,
+            })
+        }
+        "strlen" => Ok(Command::StrLen(first(args))),
+        "getex" => match update::parse_getex(args.clone(), now_ms())? {
+            Some(update) => Ok(Command::Update(update)),
+            None => Ok(Command::Get(first(args))),
+        },
+        "expire" | "pexpire" | "expireat" | "pexpireat" => {
+            update::parse_expire(spec.name, args, now_ms()).map(Command::Update)
+        }
+        "expiretime" | "pexpiretime" => Ok(Command::ExpireTime {
+            key: first(args),
+            millis: spec.name == "pexpiretime",
+        }),
         other => unreachable!("command {other} is in the table but has no parser"),
     }
+}
+
+/// The wall clock in Unix milliseconds: Redis checks that a relative expiry does not
+/// overflow once added to it, before anything runs.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Redis's unknown-command text: the name and the first arguments, quoted, at most about
@@ -296,25 +401,14 @@ fn parse_set(args: Vec<Arg>) -> Result<Set, CommandError> {
         Some((Unit::ExAt, n)) => Some(Expiry::At(expire_ms(n, 1000, "set")?)),
         Some((Unit::PxAt, n)) => Some(Expiry::At(expire_ms(n, 1, "set")?)),
     };
-    let unsupported = |option| CommandError::Unsupported {
-        command: "set",
-        option,
-    };
-    if xx {
-        return Err(unsupported("XX"));
-    }
-    if get {
-        return Err(unsupported("GET"));
-    }
-    if keepttl {
-        return Err(unsupported("KEEPTTL"));
-    }
     let [key, value] = pair(args);
     Ok(Set {
-        key,
-        value,
         expiry,
         nx,
+        xx,
+        get,
+        keepttl,
+        ..Set::new(key, value)
     })
 }
 
@@ -325,10 +419,8 @@ fn parse_setex(command: &'static str, args: Vec<Arg>) -> Result<Set, CommandErro
     let key = args.next().unwrap_or_default();
     let value = args.nth(1).unwrap_or_default();
     Ok(Set {
-        key,
-        value,
         expiry: Some(Expiry::In(ms)),
-        nx: false,
+        ..Set::new(key, value)
     })
 }
 
@@ -515,20 +607,18 @@ mod tests {
     }
 
     #[test]
-    fn set_options_kvdb_cannot_honour_yet_are_refused_by_name() {
-        assert_eq!(
-            err("set k v xx"),
-            "ERR XX option of 'set' is not supported by KvDB yet"
-        );
-        assert_eq!(
-            err("set k v get"),
-            "ERR GET option of 'set' is not supported by KvDB yet"
-        );
-        assert_eq!(
-            err("set k v keepttl"),
-            "ERR KEEPTTL option of 'set' is not supported by KvDB yet"
-        );
-        // Redis's own errors come first.
+    fn set_with_xx_get_or_keepttl_is_an_update() {
+        let update = |line: &str| match parse(argv(line)) {
+            Ok(Command::Update(Update {
+                op: UpdateOp::Set(set),
+                ..
+            })) => set,
+            other => panic!("{line}: {other:?}"),
+        };
+        assert!(update("set k v xx").xx);
+        assert!(update("set k v nx get").get);
+        assert!(update("set k v keepttl").keepttl);
+        assert!(update("getset k v").get);
         assert_eq!(
             err("set k v xx ex 0"),
             "ERR invalid expire time in 'set' command"

@@ -41,6 +41,33 @@ pub enum CommandError {
     /// An expiry that is not positive, or overflows.
     #[error("ERR invalid expire time in '{0}' command")]
     InvalidExpire(&'static str),
+    /// An argument or stored value that should be a float is not one.
+    #[error("ERR value is not a valid float")]
+    NotFloat,
+    /// `INCRBY`/`DECRBY` past the 64-bit range.
+    #[error("ERR increment or decrement would overflow")]
+    IncrementOverflow,
+    /// `DECRBY` of the smallest 64-bit integer, whose negation does not exist.
+    #[error("ERR decrement would overflow")]
+    DecrementOverflow,
+    /// `INCRBYFLOAT` to a NaN or an infinity.
+    #[error("ERR increment would produce NaN or Infinity")]
+    NanOrInfinity,
+    /// `SETRANGE` with a negative offset.
+    #[error("ERR offset is out of range")]
+    OffsetOutOfRange,
+    /// A string past Redis's 512 MB, or past the node's value limit.
+    #[error("ERR string exceeds maximum allowed size (proto-max-bulk-len)")]
+    StringTooLong,
+    /// An `EXPIRE` option Redis does not know.
+    #[error("ERR Unsupported option {0}")]
+    UnsupportedOption(String),
+    /// `EXPIRE` with `NX` and another condition.
+    #[error("ERR NX and XX, GT or LT options at the same time are not compatible")]
+    NxAndCondition,
+    /// `EXPIRE` with both `GT` and `LT`.
+    #[error("ERR GT and LT options at the same time are not compatible")]
+    GtAndLt,
     /// `SELECT` of a database other than 0: KvDB has one keyspace.
     #[error("ERR DB index is out of range")]
     DbIndexOutOfRange,

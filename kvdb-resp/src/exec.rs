@@ -13,9 +13,10 @@ use kvdb_core::error::KvError;
 use kvdb_core::proto::v1 as pb;
 use tokio::time::Instant;
 
-use crate::command::{Arg, Command, Expiry, Set};
+use crate::command::{Arg, Command, Expiry, Set, Update};
 use crate::error::{CommandError, kv_error_reply};
 use crate::reply::Reply;
+use crate::update;
 
 /// Runs data commands on a cluster.
 pub struct Store {
@@ -58,6 +59,23 @@ impl Store {
             Command::Del(keys) => run.del(keys).await,
             Command::Exists(keys) => run.exists(keys).await,
             Command::Ttl { key, millis } => run.ttl(key, millis).await,
+            Command::Update(update) => run.update(update).await,
+            Command::GetRange { key, start, end } => run.get(key).await.map(|got| {
+                let value = got.map(|g| g.value).unwrap_or_default();
+                Reply::Bulk(update::range(&value, start, end).to_vec())
+            }),
+            Command::StrLen(key) => run
+                .get(key)
+                .await
+                .map(|got| Reply::Integer(got.map_or(0, |g| g.value.len() as i64))),
+            Command::ExpireTime { key, millis } => run.get(key).await.map(|got| {
+                Reply::Integer(match got.map(|g| g.expires_at_ms) {
+                    None => -2,
+                    Some(0) => -1,
+                    Some(at) if millis => at as i64,
+                    Some(at) => (at as i64 + 500) / 1000,
+                })
+            }),
             Command::Type(key) => run
                 .get(key)
                 .await
@@ -104,6 +122,19 @@ impl Run<'_> {
         Ok(Ok(put.applied))
     }
 
+    /// A read-modify-write command, one update at the key's shard.
+    async fn update(&self, update: Update) -> Result<Reply, KvError> {
+        if let update::UpdateOp::Set(set) = &update.op
+            && let Err(e) = ttl_ms(set.expiry, now_ms())
+        {
+            return Ok(e.into());
+        }
+        let ticket = self.store.ids.next();
+        let req = update::request(&update, ticket.id());
+        let answer = self.store.executor.update(req, self.deadline).await?;
+        Ok(update::reply(&update.op, answer))
+    }
+
     async fn delete(&self, key: Arg) -> Result<bool, KvError> {
         let ticket = self.store.ids.next();
         let req = pb::DeleteRequest {
@@ -132,12 +163,7 @@ impl Run<'_> {
 
     async fn mset(&self, pairs: Vec<(Arg, Arg)>) -> Result<Reply, KvError> {
         for (key, value) in pairs {
-            let set = Set {
-                key,
-                value,
-                expiry: None,
-                nx: false,
-            };
+            let set = Set::new(key, value);
             if let Err(e) = self.set(set).await? {
                 return Ok(e.into());
             }

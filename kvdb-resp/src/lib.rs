@@ -7,8 +7,10 @@
 //! exactly as gRPC requests do: strong reads, write ids for exactly-once retries, one
 //! deadline per command. `AUTH` checks the cluster's client tokens.
 //!
-//! Out of scope for now: `SET` with `XX`, `GET` or `KEEPTTL` (they need state-machine
-//! operations; they are refused by name, never answered wrongly), other data types,
+//! Read-modify-write commands (`INCR`, `APPEND`, `EXPIRE`, `SET ... XX GET`...) are one KvDB
+//! update each, decided by the key's shard: atomic and exactly once, with no read-then-CAS.
+//!
+//! Out of scope for now: other data types,
 //! transactions, pub/sub, cluster redirections, TLS on this port. `docs/redis.md` lists what
 //! differs from Redis and why.
 //!
@@ -18,6 +20,7 @@
 //! - [`reply`]: the [`Reply`] value and its RESP2/RESP3 encodings.
 //! - [`error`]: command and protocol errors, and the one mapping of `KvError` to a reply.
 //! - `exec`: data commands over the executor.
+//! - `update`: the read-modify-write commands, their wire form and their replies.
 //! - `session`, `info`: connection state and the commands about the server itself.
 //! - `server`, `connection`: [`serve`] and one task per connection.
 
@@ -34,6 +37,7 @@ pub mod reply;
 mod server;
 mod session;
 mod table;
+mod update;
 
 pub use command::{Command, parse};
 pub use error::{CommandError, ProtocolError, kv_error_reply};

@@ -136,6 +136,11 @@ impl NodeLink {
     pub async fn delete(&self, req: pb::NodeDeleteRequest) -> Result<pb::DeleteResponse, KvError> {
         delete_reply(call(&self.0, pb::node_call::Op::Delete(req)).await?)
     }
+
+    /// An UPDATE on the shared stream; failures as for [`get`](Self::get).
+    pub async fn update(&self, req: pb::NodeUpdateRequest) -> Result<pb::UpdateResponse, KvError> {
+        update_reply(call(&self.0, pb::node_call::Op::Update(req)).await?)
+    }
 }
 
 impl GatewayLink {
@@ -171,6 +176,15 @@ impl GatewayLink {
     ) -> Result<pb::DeleteResponse, KvError> {
         delete_reply(call(&self.0, (pb::call::Op::Delete(req), timeout_ms)).await?)
     }
+
+    /// An UPDATE through the gateway; `timeout_ms` as for [`get`](Self::get).
+    pub async fn update(
+        &self,
+        req: pb::UpdateRequest,
+        timeout_ms: u64,
+    ) -> Result<pb::UpdateResponse, KvError> {
+        update_reply(call(&self.0, (pb::call::Op::Update(req), timeout_ms)).await?)
+    }
 }
 
 fn get_reply(outcome: Outcome) -> Result<pb::GetResponse, KvError> {
@@ -190,6 +204,13 @@ fn put_reply(outcome: Outcome) -> Result<pb::PutResponse, KvError> {
 fn delete_reply(outcome: Outcome) -> Result<pb::DeleteResponse, KvError> {
     match outcome {
         Outcome::Delete(reply) => Ok(reply),
+        _ => Err(mismatch()),
+    }
+}
+
+fn update_reply(outcome: Outcome) -> Result<pb::UpdateResponse, KvError> {
+    match outcome {
+        Outcome::Update(reply) => Ok(reply),
         _ => Err(mismatch()),
     }
 }

@@ -47,6 +47,13 @@ impl KvNode for FakeNode {
         Err(Status::unimplemented("calls only"))
     }
 
+    async fn update(
+        &self,
+        _: Request<pb::NodeUpdateRequest>,
+    ) -> Result<Response<pb::UpdateResponse>, Status> {
+        Err(Status::unimplemented("calls only"))
+    }
+
     type CallsStream = Replies;
 
     async fn calls(
@@ -63,17 +70,27 @@ impl KvNode for FakeNode {
                     return; // ends the response stream with nothing answered
                 }
                 let answered = message.calls.into_iter().rev().map(|call| {
-                    let Some(pb::node_call::Op::Get(get)) = call.op else {
-                        panic!("the fake serves gets only");
-                    };
-                    pb::Reply {
-                        id: call.id,
-                        result: Some(Outcome::Get(pb::GetResponse {
+                    let result = match call.op {
+                        Some(pb::node_call::Op::Get(get)) => Outcome::Get(pb::GetResponse {
                             found: true,
                             value: get.request.unwrap().key,
                             version: call.id,
                             ..Default::default()
-                        })),
+                        }),
+                        // An update answers its key's length as the new integer.
+                        Some(pb::node_call::Op::Update(update)) => {
+                            let key = update.request.unwrap().key;
+                            Outcome::Update(pb::UpdateResponse {
+                                applied: true,
+                                value: Some(pb::update_response::Value::Integer(key.len() as i64)),
+                                ..Default::default()
+                            })
+                        }
+                        _ => panic!("the fake serves gets and updates only"),
+                    };
+                    pb::Reply {
+                        id: call.id,
+                        result: Some(result),
                     }
                 });
                 let message = pb::Replies {
@@ -181,4 +198,21 @@ async fn calls_larger_than_a_message_limit_together_are_split_across_messages() 
         assert_eq!(reply.value.as_ref(), big_key(i).as_bytes());
     }
     assert_eq!(opened.load(Ordering::SeqCst), 1, "no stream failed");
+}
+
+#[tokio::test]
+async fn an_update_rides_the_stream_and_gets_its_own_reply() {
+    let (link, _opened, _stop) = start(false).await;
+    let update = pb::NodeUpdateRequest {
+        target: None,
+        request: Some(pb::UpdateRequest {
+            key: b"four".to_vec().into(),
+            action: Some(pb::update_request::Action::IncrBy(1)),
+            ..Default::default()
+        }),
+    };
+    let (updated, got) = tokio::join!(link.update(update), link.get(get("k".into())));
+    let updated = updated.unwrap();
+    assert_eq!(updated.value, Some(pb::update_response::Value::Integer(4)));
+    assert_eq!(got.unwrap().value.as_ref(), b"k");
 }

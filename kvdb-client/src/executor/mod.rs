@@ -193,6 +193,24 @@ impl Executor {
         .await
     }
 
+    /// Updates a key (read-modify-write at the shard); retried as a put, with the write id
+    /// the caller set, so a retry applies it once.
+    pub async fn update(
+        &self,
+        req: pb::UpdateRequest,
+        deadline: Instant,
+    ) -> Result<pb::UpdateResponse, KvError> {
+        let key = req.key.clone();
+        self.run(&key, Access::Write, deadline, |link, target| {
+            let request = pb::NodeUpdateRequest {
+                target: Some(target),
+                request: Some(req.clone()),
+            };
+            async move { link.update(request).await }
+        })
+        .await
+    }
+
     /// The retry loop shared by every operation.
     async fn run<T, F, Fut>(
         &self,

@@ -52,6 +52,13 @@ where
         Err(Status::unimplemented("calls only"))
     }
 
+    async fn update(
+        &self,
+        _: Request<pb::NodeUpdateRequest>,
+    ) -> Result<Response<pb::UpdateResponse>, Status> {
+        Err(Status::unimplemented("calls only"))
+    }
+
     type CallsStream = RepliesStream;
 
     async fn calls(

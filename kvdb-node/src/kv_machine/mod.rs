@@ -15,6 +15,7 @@
 //!   and an absent key has version 0;
 //! - `if_version_equals` compares with that live version, `if_not_exists`
 //!   holds for an absent key; both must hold when both are given;
+//! - an update decides from the key's live value what to write (see [`crate::update`]);
 //! - a write whose `(client id, sequence)` was applied before returns its
 //!   first result and changes nothing (see [`crate::sessions`]);
 //! - a write to a slot that a split earlier in the log handed to another shard
@@ -37,11 +38,12 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(doc)]
 use crate::command::BATCH_POSITION_BITS;
-use crate::command::{Command, CommandResult, Delete, Op, Put, write_version};
+use crate::command::{Command, CommandResult, Delete, Op, Put, Update, write_version};
 use crate::expiry;
 use crate::raft_types::{Entry, RaftId, ShardNode, ShardRaftConfig};
 use crate::sessions::{Seen, SessionRowError, Sessions};
 use crate::split::{Fence, ShardCreator, SlotRange};
+use crate::update::{self, Write};
 
 /// Why the state machine could not apply, export or import.
 #[derive(Debug, thiserror::Error)]
@@ -237,6 +239,7 @@ impl KvMachine {
         let key = match &command.op {
             Op::Put(put) => Some(&put.key),
             Op::Delete(delete) => Some(&delete.key),
+            Op::Update(update) => Some(&update.key),
             _ => None,
         };
         if key.is_some_and(|key| !owned.contains(slot(key))) {
@@ -249,6 +252,7 @@ impl KvMachine {
             Op::Put(put) => apply_put(pending, version, now, put)?,
             Op::Delete(delete) => apply_delete(pending, version, now, delete)?,
             Op::Purge { keys } => apply_purge(pending, now, keys, owned)?,
+            Op::Update(update) => apply_update(pending, version, now, update)?,
             // Neither is nested in a batch when proposed; one that is changes nothing.
             Op::Batch(_) | Op::Split(_) => CommandResult::None,
         };
@@ -316,6 +320,22 @@ fn apply_delete(
     })
 }
 
+fn apply_update(
+    pending: &mut Pending<'_>,
+    version: Version,
+    now_ms: u64,
+    update: &Update,
+) -> Result<CommandResult, StorageError> {
+    let current = pending.live(&update.key, now_ms)?;
+    let (result, write) = update::decide(update, current.as_ref(), now_ms, version);
+    match write {
+        Write::None => {}
+        Write::Put(value) => pending.put(update.key.clone(), value),
+        Write::Delete => pending.delete(update.key.clone()),
+    }
+    Ok(CommandResult::Update(result))
+}
+
 fn apply_purge(
     pending: &mut Pending<'_>,
     now_ms: u64,
@@ -337,6 +357,7 @@ fn command_keys<'c>(command: &'c Command, keys: &mut Vec<&'c [u8]>) {
     match &command.op {
         Op::Put(put) => keys.push(&put.key),
         Op::Delete(delete) => keys.push(&delete.key),
+        Op::Update(update) => keys.push(&update.key),
         Op::Purge { keys: purged } => keys.extend(purged.iter().map(|(key, _)| key.as_slice())),
         Op::Batch(commands) => {
             for command in commands {

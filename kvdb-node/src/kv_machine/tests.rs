@@ -713,3 +713,212 @@ fn a_split_without_a_creator_changes_nothing() {
     assert_eq!(f.value(high.as_bytes(), NOW).unwrap().value, b"h");
     assert_eq!(f.machine.fence().range(), SlotRange::ALL);
 }
+
+mod updates {
+    use super::*;
+    use crate::command::{
+        ExpireWhen, ExpiryChange, OnlyIf, UpdateAction, UpdateError, UpdateValue, Updated,
+    };
+
+    fn update(key: &str, action: UpdateAction) -> Op {
+        Op::Update(Update {
+            key: key.into(),
+            action,
+            write_id: None,
+            max_len: 16,
+        })
+    }
+
+    fn done(f: &mut Fixture, now: u64, key: &str, action: UpdateAction) -> Updated {
+        match f.run(now, update(key, action)) {
+            CommandResult::Update(Ok(updated)) => updated,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn failed(f: &mut Fixture, key: &str, action: UpdateAction) -> UpdateError {
+        match f.run(NOW, update(key, action)) {
+            CommandResult::Update(Err(e)) => e,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn put_ttl(f: &mut Fixture, key: &str, value: &str, at: Option<u64>) {
+        let p = Put {
+            expire_at_ms: at,
+            ..put(key, value)
+        };
+        f.run(NOW, Op::Put(p));
+    }
+
+    fn set(value: &str, only_if: OnlyIf, return_old: bool, expiry: ExpiryChange) -> UpdateAction {
+        UpdateAction::Set {
+            value: value.into(),
+            expiry,
+            only_if,
+            return_old,
+        }
+    }
+
+    fn expire(at_ms: Option<u64>, when: ExpireWhen) -> UpdateAction {
+        UpdateAction::Expire { at_ms, when }
+    }
+
+    #[test]
+    fn incr_by_counts_from_zero_and_keeps_the_ttl() {
+        let mut f = Fixture::new();
+        let incr = done(&mut f, NOW, "n", UpdateAction::IncrBy(5));
+        assert_eq!(
+            (incr.value, incr.version),
+            (UpdateValue::Integer(5), ver(1))
+        );
+        put_ttl(&mut f, "n", "10", Some(NOW + 100));
+        let incr = done(&mut f, NOW, "n", UpdateAction::IncrBy(-3));
+        assert_eq!(incr.value, UpdateValue::Integer(7));
+        let v = f.value(b"n", NOW).unwrap();
+        assert_eq!((v.value, v.expire_at_ms), (b"7".to_vec(), Some(NOW + 100)));
+    }
+
+    #[test]
+    fn incr_by_refuses_non_integers_and_overflow_and_writes_nothing() {
+        let mut f = Fixture::new();
+        f.run(NOW, Op::Put(put("s", "abc")));
+        assert_eq!(
+            failed(&mut f, "s", UpdateAction::IncrBy(1)),
+            UpdateError::NotInteger
+        );
+        f.run(NOW, Op::Put(put("m", &i64::MAX.to_string())));
+        assert_eq!(
+            failed(&mut f, "m", UpdateAction::IncrBy(1)),
+            UpdateError::Overflow
+        );
+        assert_eq!(f.value(b"m", NOW).unwrap().version, ver(3));
+    }
+
+    #[test]
+    fn incr_by_float_adds_and_formats_like_redis() {
+        let mut f = Fixture::new();
+        f.run(NOW, Op::Put(put("x", "10.5")));
+        let up = done(&mut f, NOW, "x", UpdateAction::IncrByFloat("0.1".into()));
+        assert_eq!(up.value, UpdateValue::Float("10.6".into()));
+        let up = done(&mut f, NOW, "y", UpdateAction::IncrByFloat("5.0e3".into()));
+        assert_eq!(up.value, UpdateValue::Float("5000".into()));
+        let bad = UpdateAction::IncrByFloat("abc".into());
+        assert_eq!(failed(&mut f, "y", bad), UpdateError::NotFloat);
+        let huge = UpdateAction::IncrByFloat("1e308".into());
+        f.run(NOW, Op::Put(put("z", "1e308")));
+        assert_eq!(failed(&mut f, "z", huge), UpdateError::NanOrInfinity);
+    }
+
+    #[test]
+    fn append_and_setrange_grow_the_value_keep_the_ttl_and_respect_the_limit() {
+        let mut f = Fixture::new();
+        put_ttl(&mut f, "a", "ab", Some(NOW + 50));
+        let up = done(&mut f, NOW, "a", UpdateAction::Append(b"cd".to_vec()));
+        assert_eq!(up.value, UpdateValue::Length(4));
+        let range = UpdateAction::SetRange {
+            offset: 6,
+            bytes: b"z".to_vec(),
+        };
+        assert_eq!(done(&mut f, NOW, "a", range).value, UpdateValue::Length(7));
+        let v = f.value(b"a", NOW).unwrap();
+        assert_eq!(
+            (v.value, v.expire_at_ms),
+            (b"abcd\0\0z".to_vec(), Some(NOW + 50))
+        );
+        let too_long = UpdateAction::Append(vec![b'x'; 10]);
+        assert_eq!(
+            failed(&mut f, "a", too_long),
+            UpdateError::TooLarge { len: 17, max: 16 }
+        );
+        let empty = UpdateAction::SetRange {
+            offset: 100,
+            bytes: vec![],
+        };
+        let up = done(&mut f, NOW, "new", empty);
+        assert_eq!((up.applied, up.value), (false, UpdateValue::Length(0)));
+        assert!(f.value(b"new", NOW).is_none());
+    }
+
+    #[test]
+    fn set_honours_xx_nx_get_and_keepttl() {
+        let mut f = Fixture::new();
+        let xx = set("v", OnlyIf::Exists, true, ExpiryChange::At(None));
+        let up = done(&mut f, NOW, "k", xx.clone());
+        assert_eq!((up.applied, up.old), (false, None));
+        put_ttl(&mut f, "k", "old", Some(NOW + 70));
+        let up = done(&mut f, NOW, "k", xx);
+        assert_eq!((up.applied, up.old), (true, Some(b"old".to_vec())));
+        // Without KEEPTTL the expiry goes.
+        assert_eq!(f.value(b"k", NOW).unwrap().expire_at_ms, None);
+        put_ttl(&mut f, "k", "old", Some(NOW + 70));
+        done(
+            &mut f,
+            NOW,
+            "k",
+            set("w", OnlyIf::Always, false, ExpiryChange::Keep),
+        );
+        assert_eq!(f.value(b"k", NOW).unwrap().expire_at_ms, Some(NOW + 70));
+        let nx = set("x", OnlyIf::Absent, true, ExpiryChange::At(None));
+        let up = done(&mut f, NOW, "k", nx);
+        assert_eq!((up.applied, up.old), (false, Some(b"w".to_vec())));
+    }
+
+    #[test]
+    fn getdel_answers_the_value_and_removes_it() {
+        let mut f = Fixture::new();
+        f.run(NOW, Op::Put(put("k", "v")));
+        let up = done(&mut f, NOW, "k", UpdateAction::GetDel);
+        assert_eq!((up.applied, up.old), (true, Some(b"v".to_vec())));
+        assert!(f.value(b"k", NOW).is_none());
+        let up = done(&mut f, NOW, "k", UpdateAction::GetDel);
+        assert_eq!((up.applied, up.old), (false, None));
+    }
+
+    #[test]
+    fn expire_follows_redis_7_conditions_and_deletes_on_a_past_time() {
+        let mut f = Fixture::new();
+        let later = Some(NOW + 1_000);
+        assert!(!done(&mut f, NOW, "k", expire(later, ExpireWhen::Always)).applied);
+        f.run(NOW, Op::Put(put("k", "v")));
+        // No expiry: GT fails, LT holds, XX fails, PERSIST changes nothing.
+        assert!(!done(&mut f, NOW, "k", expire(later, ExpireWhen::Gt)).applied);
+        assert!(!done(&mut f, NOW, "k", expire(later, ExpireWhen::Xx)).applied);
+        assert!(!done(&mut f, NOW, "k", expire(None, ExpireWhen::Always)).applied);
+        assert!(done(&mut f, NOW, "k", expire(later, ExpireWhen::Lt)).applied);
+        assert_eq!(f.value(b"k", NOW).unwrap().expire_at_ms, later);
+        assert!(!done(&mut f, NOW, "k", expire(later, ExpireWhen::Nx)).applied);
+        assert!(done(&mut f, NOW, "k", expire(Some(NOW + 2_000), ExpireWhen::Gt)).applied);
+        let persist = done(&mut f, NOW, "k", expire(None, ExpireWhen::Always));
+        assert_eq!((persist.applied, persist.old), (true, Some(b"v".to_vec())));
+        assert_eq!(f.value(b"k", NOW).unwrap().expire_at_ms, None);
+        assert!(done(&mut f, NOW, "k", expire(Some(NOW), ExpireWhen::Always)).applied);
+        assert!(f.storage.get(b"k").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_retried_update_applies_once_and_returns_its_first_result() {
+        let mut f = Fixture::new();
+        let incr = Op::Update(Update {
+            key: b"n".to_vec(),
+            action: UpdateAction::IncrBy(1),
+            write_id: id(1),
+            max_len: 16,
+        });
+        let first = f.run(NOW, incr.clone());
+        assert_eq!(f.run(NOW, incr), first);
+        assert_eq!(f.value(b"n", NOW).unwrap().value, b"1");
+    }
+
+    #[test]
+    fn an_update_to_a_moved_slot_is_not_owned() {
+        let mut f = Fixture::new();
+        f.machine = KvMachine::open(f.storage.clone())
+            .unwrap()
+            .with_creator(Arc::new(MemoryCreator::default()));
+        f.run(NOW, split_at(8192, 9));
+        let key = key_in(8192..=16383, 0);
+        let result = f.run(NOW, update(&key, UpdateAction::IncrBy(1)));
+        assert_eq!(result, CommandResult::NotOwned);
+    }
+}

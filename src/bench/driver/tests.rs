@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use kvdb_client::{ClientError, DeleteOptions, Value};
+use kvdb_client::{Action, ClientError, DeleteOptions, UpdateOptions, Updated, Value};
 use kvdb_core::Version;
 use kvdb_core::error::KvError;
 
@@ -60,6 +60,15 @@ impl Kv for FakeKv {
 
     async fn delete_with(&self, key: &[u8], _: DeleteOptions) -> Result<bool, ClientError> {
         Ok(self.data.lock().unwrap().remove(key).is_some())
+    }
+
+    async fn update_with(
+        &self,
+        _: &[u8],
+        _: Action,
+        _: UpdateOptions,
+    ) -> Result<Updated, ClientError> {
+        Err(KvError::Internal("the benchmark never updates".into()).into())
     }
 }
 

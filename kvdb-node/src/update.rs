@@ -1,0 +1,364 @@
+//! [`Update`]: a read-modify-write of one key, decided by the state machine from the key's
+//! current value, so Redis's `INCR`, `APPEND`, `SETRANGE`, `SET ... XX GET`, `GETDEL`,
+//! `EXPIRE` and `GETEX` are one atomic, exactly-once Raft command each.
+//!
+//! [`decide`] is a pure function of the command, the key's live value and the command's
+//! `now_ms`: every replica reaches the same answer. Its rules are Redis 7.0's:
+//! - an existing key keeps its expiry when its value changes (`INCR`, `APPEND`, `SETRANGE`);
+//! - an expiry at or before `now_ms` deletes the key (`EXPIRE` with a past time);
+//! - `GT`/`LT` treat a key without expiry as expiring never (so `GT` fails, `LT` holds);
+//! - a value that is not a number, a result that overflows, or a string over `max_len` is an
+//!   [`UpdateError`] outcome: nothing is written, and the Raft entry still succeeds.
+//!
+//! Out of scope: relative times (the leader makes every expiry absolute when it proposes)
+//! and Redis's 80-bit `long double` for `INCRBYFLOAT` (KvDB computes in `f64`).
+
+use kvdb_core::Version;
+use kvdb_core::storage::StoredValue;
+use serde::{Deserialize, Serialize};
+
+use crate::command::WriteId;
+
+/// A read-modify-write of one key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Update {
+    /// The key.
+    pub key: Vec<u8>,
+    /// What to do with its value.
+    pub action: UpdateAction,
+    /// Set for client writes that must be applied once.
+    pub write_id: Option<WriteId>,
+    /// The longest value the update may leave, fixed by the leader from its limits when it
+    /// proposes, so replicas with other limits still agree.
+    pub max_len: u64,
+}
+
+/// What an [`Update`] does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UpdateAction {
+    /// `SET` with `XX`/`NX`/`GET`/`KEEPTTL`, and `GETSET`.
+    Set {
+        /// The new value.
+        value: Vec<u8>,
+        /// Its expiry.
+        expiry: ExpiryChange,
+        /// The condition on the key's presence.
+        only_if: OnlyIf,
+        /// Answer the value it replaced (`GET`).
+        return_old: bool,
+    },
+    /// `GETDEL`: remove the key, answering its value.
+    GetDel,
+    /// `EXPIRE`-family, `PERSIST` and `GETEX`: change an existing key's expiry.
+    Expire {
+        /// Absolute instant (ms since the Unix epoch); `None` removes the expiry.
+        at_ms: Option<u64>,
+        /// The condition on the key's current expiry.
+        when: ExpireWhen,
+    },
+    /// `INCRBY`/`DECRBY`: add to a 64-bit integer value (absent: 0).
+    IncrBy(i64),
+    /// `INCRBYFLOAT`: add to a float value (absent: 0); the increment as sent, since a float
+    /// is not `Eq` and its text is what Redis parses.
+    IncrByFloat(String),
+    /// `APPEND`: add bytes at the end (absent: empty).
+    Append(Vec<u8>),
+    /// `SETRANGE`: overwrite bytes at `offset`, padding with zeros.
+    SetRange {
+        /// Where the bytes go.
+        offset: u64,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+}
+
+/// The expiry an [`UpdateAction::Set`] leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExpiryChange {
+    /// The key's current one (`KEEPTTL`; none for an absent key).
+    Keep,
+    /// This absolute instant (ms since the Unix epoch), or none.
+    At(Option<u64>),
+}
+
+/// The condition of an [`UpdateAction::Set`] on the key's presence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OnlyIf {
+    /// Always.
+    Always,
+    /// Only a live key (`XX`).
+    Exists,
+    /// Only an absent key (`NX`).
+    Absent,
+}
+
+/// The condition of an [`UpdateAction::Expire`] on the key's current expiry (Redis 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExpireWhen {
+    /// Always.
+    Always,
+    /// Only if it has none.
+    Nx,
+    /// Only if it has one.
+    Xx,
+    /// Only if the new one is later (none counts as never: fails).
+    Gt,
+    /// Only if the new one is sooner (none counts as never: holds).
+    Lt,
+}
+
+/// What an update did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Updated {
+    /// False when a condition did not hold (or there was nothing to change); nothing written.
+    pub applied: bool,
+    /// The key's version after the update (0: absent).
+    pub version: Version,
+    /// The live value before the update, for the actions that answer it (`Set` with
+    /// `return_old`, `GetDel`, `Expire`); `None` otherwise or when absent.
+    pub old: Option<Vec<u8>>,
+    /// What the action computed.
+    pub value: UpdateValue,
+}
+
+/// The number an update computed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UpdateValue {
+    /// Nothing beyond `applied` and `old`.
+    None,
+    /// `IncrBy`'s new value.
+    Integer(i64),
+    /// `IncrByFloat`'s new value, as stored.
+    Float(String),
+    /// `Append`'s and `SetRange`'s new length.
+    Length(u64),
+}
+
+/// Why an update wrote nothing: an outcome for the client, not a failure of the shard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum UpdateError {
+    /// The value or the increment is not a 64-bit integer.
+    #[error("value is not an integer or out of range")]
+    NotInteger,
+    /// The sum does not fit 64 bits.
+    #[error("increment or decrement would overflow")]
+    Overflow,
+    /// The value or the increment is not a float.
+    #[error("value is not a valid float")]
+    NotFloat,
+    /// The sum is not finite.
+    #[error("increment would produce NaN or Infinity")]
+    NanOrInfinity,
+    /// The new value would be longer than the shard accepts.
+    #[error("string of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// The length it would have had.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+}
+
+/// What [`decide`] asks the machine to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    /// Nothing.
+    None,
+    /// This value under the key.
+    Put(StoredValue),
+    /// Remove the key.
+    Delete,
+}
+
+/// The outcome of `update` on a key whose live value is `current`, applied at `now_ms` with
+/// `version`, and what to store.
+pub fn decide(
+    update: &Update,
+    current: Option<&StoredValue>,
+    now_ms: u64,
+    version: Version,
+) -> (Result<Updated, UpdateError>, Write) {
+    let current_version = current.map_or(Version(0), |v| v.version);
+    let old = current.map(|v| v.value.clone());
+    let kept = current.and_then(|v| v.expire_at_ms);
+    let unchanged = |old: Option<Vec<u8>>| Updated {
+        applied: false,
+        version: current_version,
+        old,
+        value: UpdateValue::None,
+    };
+    let put = |value: Vec<u8>, expire_at_ms: Option<u64>| {
+        Write::Put(StoredValue {
+            value,
+            version,
+            expire_at_ms,
+        })
+    };
+    let changed = |old, value| Updated {
+        applied: true,
+        version,
+        old,
+        value,
+    };
+    let too_large = |len: usize| UpdateError::TooLarge {
+        len: len as u64,
+        max: update.max_len,
+    };
+    match &update.action {
+        UpdateAction::Set {
+            value,
+            expiry,
+            only_if,
+            return_old,
+        } => {
+            let old = old.filter(|_| *return_old);
+            let holds = match only_if {
+                OnlyIf::Always => true,
+                OnlyIf::Exists => current.is_some(),
+                OnlyIf::Absent => current.is_none(),
+            };
+            if !holds {
+                return (Ok(unchanged(old)), Write::None);
+            }
+            if value.len() as u64 > update.max_len {
+                return (Err(too_large(value.len())), Write::None);
+            }
+            let expire_at_ms = match expiry {
+                ExpiryChange::Keep => kept,
+                ExpiryChange::At(at) => *at,
+            };
+            let write = put(value.clone(), expire_at_ms);
+            (Ok(changed(old, UpdateValue::None)), write)
+        }
+        UpdateAction::GetDel => match current {
+            None => (Ok(unchanged(None)), Write::None),
+            Some(_) => (Ok(changed(old, UpdateValue::None)), Write::Delete),
+        },
+        UpdateAction::Expire { at_ms, when } => {
+            let Some(current) = current else {
+                return (Ok(unchanged(None)), Write::None);
+            };
+            if !expire_holds(*when, kept, *at_ms) {
+                return (Ok(unchanged(old)), Write::None);
+            }
+            match at_ms {
+                Some(at) if *at <= now_ms => (Ok(changed(old, UpdateValue::None)), Write::Delete),
+                // PERSIST of a key without expiry changes nothing.
+                None if kept.is_none() => (Ok(unchanged(old)), Write::None),
+                _ => {
+                    let write = put(current.value.clone(), *at_ms);
+                    (Ok(changed(old, UpdateValue::None)), write)
+                }
+            }
+        }
+        UpdateAction::IncrBy(by) => {
+            let base = match current.map(|v| parse_integer(&v.value)) {
+                None => 0,
+                Some(Some(n)) => n,
+                Some(None) => return (Err(UpdateError::NotInteger), Write::None),
+            };
+            let Some(sum) = base.checked_add(*by) else {
+                return (Err(UpdateError::Overflow), Write::None);
+            };
+            let write = put(sum.to_string().into_bytes(), kept);
+            (Ok(changed(None, UpdateValue::Integer(sum))), write)
+        }
+        UpdateAction::IncrByFloat(by) => {
+            let base = match current.map(|v| parse_float(&v.value)) {
+                None => 0.0,
+                Some(Some(n)) => n,
+                Some(None) => return (Err(UpdateError::NotFloat), Write::None),
+            };
+            let Some(by) = parse_float(by.as_bytes()) else {
+                return (Err(UpdateError::NotFloat), Write::None);
+            };
+            let sum = base + by;
+            if !sum.is_finite() {
+                return (Err(UpdateError::NanOrInfinity), Write::None);
+            }
+            let text = format_float(sum);
+            let write = put(text.clone().into_bytes(), kept);
+            (Ok(changed(None, UpdateValue::Float(text))), write)
+        }
+        UpdateAction::Append(bytes) => {
+            let mut value = old.unwrap_or_default();
+            let len = value.len() + bytes.len();
+            if len as u64 > update.max_len {
+                return (Err(too_large(len)), Write::None);
+            }
+            value.extend_from_slice(bytes);
+            let write = put(value, kept);
+            (Ok(changed(None, UpdateValue::Length(len as u64))), write)
+        }
+        UpdateAction::SetRange { offset, bytes } => {
+            let mut value = old.unwrap_or_default();
+            if bytes.is_empty() {
+                // Redis answers the length and creates nothing.
+                let length = UpdateValue::Length(value.len() as u64);
+                let mut same = unchanged(None);
+                same.value = length;
+                return (Ok(same), Write::None);
+            }
+            let end = offset.saturating_add(bytes.len() as u64);
+            if end > update.max_len {
+                return (Err(too_large(end as usize)), Write::None);
+            }
+            let (offset, end) = (*offset as usize, end as usize);
+            if value.len() < end {
+                value.resize(end, 0);
+            }
+            value[offset..end].copy_from_slice(bytes);
+            let len = value.len() as u64;
+            (
+                Ok(changed(None, UpdateValue::Length(len))),
+                put(value, kept),
+            )
+        }
+    }
+}
+
+/// Whether an expiry change `when` holds for a key expiring at `current` (`None`: never)
+/// and a new expiry `new` (`None`: never).
+fn expire_holds(when: ExpireWhen, current: Option<u64>, new: Option<u64>) -> bool {
+    let never = u64::MAX;
+    let (current_at, new_at) = (current.unwrap_or(never), new.unwrap_or(never));
+    match when {
+        ExpireWhen::Always => true,
+        ExpireWhen::Nx => current.is_none(),
+        ExpireWhen::Xx => current.is_some(),
+        ExpireWhen::Gt => current.is_some() && new_at > current_at,
+        ExpireWhen::Lt => new_at < current_at,
+    }
+}
+
+/// A 64-bit integer as Redis's `string2ll` reads one: an optional minus, digits, no leading
+/// zeros, no plus, no spaces.
+pub fn parse_integer(bytes: &[u8]) -> Option<i64> {
+    let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
+    let canonical = !digits.is_empty()
+        && digits.iter().all(u8::is_ascii_digit)
+        && (digits[0] != b'0' || bytes == b"0");
+    if !canonical {
+        return None;
+    }
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+/// A float as Redis's `string2ld` reads one: no surrounding spaces, not NaN.
+pub fn parse_float(bytes: &[u8]) -> Option<f64> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    if text.is_empty() || text.starts_with(char::is_whitespace) {
+        return None;
+    }
+    text.parse::<f64>().ok().filter(|f| !f.is_nan())
+}
+
+/// A float as `INCRBYFLOAT` answers it: plain decimal, no exponent, no trailing zeros.
+pub fn format_float(value: f64) -> String {
+    // `Display` gives the shortest text that reads back as the same f64, without exponent.
+    let text = format!("{value}");
+    if text == "-0" { "0".into() } else { text }
+}
+
+#[cfg(test)]
+mod tests;
