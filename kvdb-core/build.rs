@@ -9,8 +9,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../proto")
         .canonicalize()?;
-    let files = ["gateway.proto", "node.proto", "coordinator.proto"]
-        .map(|name| root.join("kvdb/v1").join(name));
+    let files = [
+        "gateway.proto",
+        "node.proto",
+        "coordinator.proto",
+        "backup.proto",
+    ]
+    .map(|name| root.join("kvdb/v1").join(name));
     let descriptors = protox::compile(&files, [&root])?;
     // Kept for tests that enumerate every RPC (the auth table must cover each one).
     let out = PathBuf::from(std::env::var("OUT_DIR")?);

@@ -497,6 +497,17 @@ pub enum AdminCommand {
     },
     /// Show what the scheduler is doing: moving and splitting shards, recent operations.
     Operations,
+    /// Back up every shard into DIR (new or empty) while writes go on: one file per shard,
+    /// each a consistent state of its shard, and a manifest (docs/operations.md, "Backup").
+    Backup { dir: PathBuf },
+    /// Restore a backup into this cluster, which must hold no key; any node and shard count.
+    /// Checks the whole backup before writing anything.
+    Restore {
+        dir: PathBuf,
+        /// Coordinator gRPC addresses of the cluster, for the client that writes the keys.
+        #[arg(long, value_delimiter = ',', env = "KVDB_COORDINATORS", default_value = DEFAULT_COORDINATOR)]
+        coordinators: Vec<String>,
+    },
     /// Pause or resume the scheduler (repair, drain, balancing and splits).
     Scheduler {
         #[arg(value_enum)]

@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`args`]: command-line vocabulary shared by the binary and drivers.
+//! - [`backup`]: backups of every shard into a directory, and restores into an empty cluster.
 //! - [`bench`](mod@bench): the closed-loop load generator behind `kvdb bench`.
 //! - [`cluster`]: an in-process cluster with fault hooks (stop, restart a node).
 //! - [`out`]: stdout of the client commands, which end quietly when it is closed.
@@ -14,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod args;
+pub mod backup;
 pub mod bench;
 pub mod cluster;
 pub mod out;

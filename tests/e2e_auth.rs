@@ -117,7 +117,7 @@ async fn tokens_on_every_plane(tls_files: Option<TlsFiles>) {
     for (service, path) in &rpcs {
         let servers: Vec<&str> = match service.as_str() {
             "kvdb.v1.KvGateway" => vec![&gateway],
-            "kvdb.v1.KvNode" => vec![&node],
+            "kvdb.v1.KvNode" | "kvdb.v1.ShardExport" => vec![&node],
             "kvdb.v1.RaftTransport" => vec![&node, &coordinator],
             "kvdb.v1.Coordinator" => vec![&coordinator],
             other => panic!("a service this test does not place: {other}"),
@@ -168,6 +168,11 @@ async fn tokens_on_every_plane(tls_files: Option<TlsFiles>) {
         .await,
         Code::PermissionDenied
     );
+    // A backup reads every key: an operator's call, not a writer's.
+    assert_eq!(
+        call(tls, &node, "/kvdb.v1.ShardExport/Export", Some("writer-1")).await,
+        Code::PermissionDenied
+    );
     assert_eq!(
         cluster.coordinator().map().version,
         version,
@@ -215,6 +220,10 @@ async fn tokens_on_every_plane(tls_files: Option<TlsFiles>) {
     assert!(
         reader.put(b"auth-key", b"v2").await.is_err(),
         "a reader cannot write"
+    );
+    assert!(
+        reader.incr_by(b"auth-counter", 1).await.is_err(),
+        "a reader cannot update"
     );
     let anonymous = GatewayClient::connect_with(&gateway, credentials(None)).unwrap();
     assert!(anonymous.get(b"auth-key").await.is_err());

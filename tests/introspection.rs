@@ -179,7 +179,11 @@ async fn health_follows_start_up_and_reflection_lists_each_servers_services() {
         ],
     ));
     let node = channel(&node_address).await;
-    let node_services = ["kvdb.v1.KvNode", "kvdb.v1.RaftTransport"];
+    let node_services = [
+        "kvdb.v1.KvNode",
+        "kvdb.v1.RaftTransport",
+        "kvdb.v1.ShardExport",
+    ];
     wait_for_health(&node, &node_services, ServingStatus::NotServing).await;
     assert_eq!(listed(&node).await, with_standard(&node_services));
     let mut client =

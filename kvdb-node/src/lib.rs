@@ -11,6 +11,7 @@
 //!
 //! # Layout
 //! - [`command`]: the shard's Raft command and its result.
+//! - [`update`]: read-modify-write commands (`INCR`, `APPEND`, `EXPIRE`...) decided at apply.
 //! - [`sessions`]: per-client memory of recent writes (exactly-once retries).
 //! - [`kv_machine`]: the replicated state machine over core's `Storage`.
 //! - [`raft_types`]: the openraft type configuration of a shard group.
@@ -18,6 +19,7 @@
 //! - [`replica`]: this node's member of one shard group, and its read lease.
 //! - `replica_tasks`: a replica's leadership watcher (leader changes, read floors).
 //! - [`expiry`]: TTL in one place: absolute expiry at proposal, purgeable keys, the purger.
+//! - [`export`]: the `ShardExport` service: a shard's live keys from its leader, for backups.
 //! - [`read_queue`]: shares one read-index confirmation among concurrent strong reads.
 //! - [`write_queue`]: batches a leader's concurrent writes into shared Raft entries.
 //! - [`replica_manager`]: opens, initializes, moves and removes replicas to
@@ -49,6 +51,7 @@ pub mod config;
 pub mod control;
 pub mod disk;
 pub mod expiry;
+pub mod export;
 pub mod kv_machine;
 pub mod kv_service;
 pub mod metrics;
@@ -68,6 +71,7 @@ pub mod shutdown;
 pub mod slow_leader;
 pub mod split;
 pub mod transfer;
+pub mod update;
 pub mod write_queue;
 
 pub use config::NodeConfig;

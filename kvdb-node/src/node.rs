@@ -23,6 +23,7 @@ use kvdb_core::data_format::{DirKind, FormatError};
 use kvdb_core::incoming::Listening;
 use kvdb_core::introspection::{Health, HealthServer, HealthStatus, reflection};
 use kvdb_core::metrics::Registry;
+use kvdb_core::proto::v1::shard_export_server::ShardExportServer;
 use kvdb_core::raft::log_store::{LogDb, LogDbError, LogDbOptions, LogDbStats};
 use kvdb_core::raft::quiesce::{QuiesceTokens, Quiescer};
 use kvdb_core::raft::transport::{
@@ -34,6 +35,7 @@ use kvdb_core::{NodeId, ShardId};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
+use crate::export::ExportService;
 use crate::shutdown::Shutdown;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -202,6 +204,8 @@ impl Node {
             disk.clone(),
             config.data_dir.clone(),
         );
+        let export = ExportService::new(manager.clone(), config.request_timeout)
+            .into_server(limits.max_message_bytes());
         let kv = KvService::new(manager.clone(), limits, config.request_timeout)
             .with_closing(stopped.closing())
             .with_disk_guard(disk.clone())
@@ -222,6 +226,7 @@ impl Node {
             tokio::spawn(serve(
                 listener,
                 kv,
+                export,
                 transport,
                 listening,
                 health_service,
@@ -389,6 +394,7 @@ async fn register(
 async fn serve(
     listener: TcpListener,
     kv: KvService,
+    export: ShardExportServer<ExportService>,
     transport: RaftTransportService<crate::raft_types::ShardRaftConfig>,
     listening: Listening,
     health: HealthServer<impl Health>,
@@ -399,6 +405,7 @@ async fn serve(
     let served = listening
         .server()
         .add_service(kv.into_server())
+        .add_service(export)
         .add_service(transport.into_server())
         .add_service(health)
         .add_service(reflection_v1)
@@ -411,7 +418,11 @@ async fn serve(
 }
 
 /// The gRPC services a node serves, as health checks and reflection name them.
-const SERVICES: &[&str] = &["kvdb.v1.KvNode", "kvdb.v1.RaftTransport"];
+const SERVICES: &[&str] = &[
+    "kvdb.v1.KvNode",
+    "kvdb.v1.RaftTransport",
+    "kvdb.v1.ShardExport",
+];
 
 /// How often a starting node looks whether it hosts its shards yet.
 const READINESS_POLL: Duration = Duration::from_millis(100);

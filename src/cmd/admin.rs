@@ -39,6 +39,12 @@ pub async fn run(args: AdminArgs) -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
     };
+    if matches!(
+        args.command,
+        AdminCommand::Backup { .. } | AdminCommand::Restore { .. }
+    ) {
+        return crate::cmd::backup::run(&client, args).await;
+    }
     match execute(&client, args.command, args.json).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&args.admin, e),
@@ -149,6 +155,9 @@ async fn execute(client: &AdminClient, command: AdminCommand, json: bool) -> Res
             split_wait(client, split, wait, timeout, json).await
         }
         AdminCommand::Operations => show(json, &client.operations().await?, print_operations),
+        AdminCommand::Backup { .. } | AdminCommand::Restore { .. } => {
+            unreachable!("backup and restore need the nodes' credentials: see run()")
+        }
         AdminCommand::Scheduler { action } => {
             let paused = action == SchedulerAction::Pause;
             let r = client.set_scheduler_paused(paused).await?;
