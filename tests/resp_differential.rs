@@ -646,15 +646,80 @@ async fn redis_cli_and_redis_benchmark_work_against_the_gateway() {
     assert!(ok, "{out}");
     assert_eq!(lines, ["OK", "one", "2", "1", ""], "{out}");
 
-    // --- redis-benchmark, pipelined
-    let args = cli(&["-t", "set,get,incr", "-n", "2000", "-P", "16", "-q"]);
-    let (ok, out) = run("redis-benchmark", args, "").await;
-    assert!(ok, "{out}");
-    assert!(
-        out.contains("SET: ") && out.contains("GET: ") && out.contains("INCR: "),
-        "{out}"
-    );
-    assert!(!out.contains("ERR") && !out.contains("WARNING"), "{out}");
+    // --- redis-benchmark, one request at a time and pipelined
+    for pipeline in ["1", "16"] {
+        let args = cli(&[
+            "-t",
+            "set,get,incr,mset",
+            "-n",
+            "1000",
+            "-P",
+            pipeline,
+            "-q",
+        ]);
+        let (ok, out) = run("redis-benchmark", args, "").await;
+        assert!(ok, "-P {pipeline}: {out}");
+        for test in ["SET: ", "GET: ", "INCR: ", "MSET (10 keys): "] {
+            assert!(out.contains(test), "-P {pipeline}: no {test:?} in {out}");
+        }
+        assert!(
+            !out.contains("ERR") && !out.contains("WARNING"),
+            "-P {pipeline}: {out}"
+        );
+    }
 
     test.stop().await;
+}
+
+/// With tokens on, a RESP connection does nothing before AUTH, a wrong token is refused, and
+/// each token gets its role: a read token reads and may not write, a read-write one writes
+/// (also when given to HELLO ... AUTH).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_gate_the_redis_port() {
+    let test = TestCluster::start_with(1, |config| {
+        config.resp = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        config.auth = kvdb::core::auth::AuthConfig {
+            cluster_token: Some("cluster-secret-1".to_owned()),
+            client_tokens: vec!["read=reader-1".to_owned(), "read-write=writer-1".to_owned()],
+            tls: None,
+        };
+    })
+    .await;
+    let addr = test.cluster.resp_address().expect("a RESP listener");
+    let seen = tokio::task::spawn_blocking(move || {
+        let mut reader = Conn::connect(addr);
+        let said = |conn: &mut Conn, argv: &[&[u8]]| {
+            conn.send(argv);
+            match conn.reply(false) {
+                Frame::SimpleError { data, .. } => data.to_string(),
+                Frame::SimpleString { data, .. } => String::from_utf8_lossy(&data).into_owned(),
+                Frame::BlobString { data, .. } => String::from_utf8_lossy(&data).into_owned(),
+                Frame::Null => "(nil)".to_owned(),
+                other => format!("{other:?}"),
+            }
+        };
+        let mut seen = vec![
+            said(&mut reader, &[b"GET", b"k"]),
+            said(&mut reader, &[b"AUTH", b"not-a-token"]),
+            said(&mut reader, &[b"AUTH", b"reader-1"]),
+            said(&mut reader, &[b"GET", b"k"]),
+            said(&mut reader, &[b"SET", b"k", b"v"]),
+        ];
+        let mut writer = Conn::connect(addr);
+        writer.send(&[b"HELLO", b"2", b"AUTH", b"default", b"writer-1"]);
+        let _hello = writer.reply(false);
+        seen.push(said(&mut writer, &[b"SET", b"k", b"v"]));
+        seen.push(said(&mut reader, &[b"GET", b"k"]));
+        seen
+    })
+    .await
+    .unwrap();
+    let starts = ["NOAUTH ", "WRONGPASS ", "OK", "(nil)", "NOPERM ", "OK", "v"];
+    assert_eq!(seen.len(), starts.len(), "{seen:?}");
+    for (got, start) in seen.iter().zip(starts) {
+        assert!(
+            got.starts_with(start),
+            "expected {start:?}..., got {got:?} in {seen:?}"
+        );
+    }
 }

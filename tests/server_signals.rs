@@ -34,10 +34,15 @@ async fn a_node_lives_on_when_a_peer_resets_a_connection_mid_response() {
     let mut cluster = ProcessCluster::start(bin, 3, 1).await;
     let client = cluster.client().await;
     let value = vec![b'v'; VALUE_BYTES];
-    client
-        .put(KEY, &value)
-        .await
-        .expect("the put is acknowledged");
+    // The shard may still be electing its first leader: each attempt has the client's short
+    // deadline, so try until the whole test deadline.
+    let deadline = tokio::time::Instant::now() + chaos::DEADLINE;
+    while let Err(e) = client.put(KEY, &value).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the put was never acknowledged: {e}"
+        );
+    }
     let map = client.cache().current();
     let shard = map
         .shards

@@ -23,6 +23,7 @@
 //! - [`raft`]: openraft log and state-machine storage on redb, shared by the
 //!   coordinator and the shard groups.
 //! - [`proto`]: generated protobuf and gRPC code.
+//! - [`redis_numbers`]: integers and floats in strings, as Redis reads and prints them.
 
 #![warn(missing_docs)]
 
@@ -44,6 +45,7 @@ pub mod introspection;
 pub mod metrics;
 pub mod proto;
 pub mod raft;
+pub mod redis_numbers;
 pub mod router;
 pub mod shard_map;
 pub mod shard_stats;

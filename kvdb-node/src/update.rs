@@ -14,6 +14,7 @@
 //! and Redis's 80-bit `long double` for `INCRBYFLOAT` (KvDB computes in `f64`).
 
 use kvdb_core::Version;
+use kvdb_core::redis_numbers::{format_float, parse_float, parse_integer};
 use kvdb_core::storage::StoredValue;
 use serde::{Deserialize, Serialize};
 
@@ -329,35 +330,6 @@ fn expire_holds(when: ExpireWhen, current: Option<u64>, new: Option<u64>) -> boo
         ExpireWhen::Gt => current.is_some() && new_at > current_at,
         ExpireWhen::Lt => new_at < current_at,
     }
-}
-
-/// A 64-bit integer as Redis's `string2ll` reads one: an optional minus, digits, no leading
-/// zeros, no plus, no spaces.
-pub fn parse_integer(bytes: &[u8]) -> Option<i64> {
-    let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
-    let canonical = !digits.is_empty()
-        && digits.iter().all(u8::is_ascii_digit)
-        && (digits[0] != b'0' || bytes == b"0");
-    if !canonical {
-        return None;
-    }
-    std::str::from_utf8(bytes).ok()?.parse().ok()
-}
-
-/// A float as Redis's `string2ld` reads one: no surrounding spaces, not NaN.
-pub fn parse_float(bytes: &[u8]) -> Option<f64> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    if text.is_empty() || text.starts_with(char::is_whitespace) {
-        return None;
-    }
-    text.parse::<f64>().ok().filter(|f| !f.is_nan())
-}
-
-/// A float as `INCRBYFLOAT` answers it: plain decimal, no exponent, no trailing zeros.
-pub fn format_float(value: f64) -> String {
-    // `Display` gives the shortest text that reads back as the same f64, without exponent.
-    let text = format!("{value}");
-    if text == "-0" { "0".into() } else { text }
 }
 
 #[cfg(test)]
