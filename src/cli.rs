@@ -130,6 +130,10 @@ pub struct CoordinatorArgs {
     /// All members as ID=HOST:PORT, comma separated; omit for a single member.
     #[arg(long, env = "KVDB_PEERS", value_delimiter = ',')]
     pub peers: Vec<String>,
+    /// Start empty and wait to be added to a running group (`kvdb admin coordinators add ID
+    /// ADDRESS` on its leader) instead of starting a group of one's own.
+    #[arg(long, env = "KVDB_JOIN", conflicts_with = "peers")]
+    pub join: bool,
     /// Bearer token required by every /admin route.
     #[arg(long, env = "KVDB_ADMIN_TOKEN")]
     pub admin_token: Option<String>,
@@ -429,6 +433,26 @@ pub struct AdminArgs {
     pub command: AdminCommand,
 }
 
+/// `kvdb admin coordinators ...`.
+#[derive(Debug, Subcommand)]
+pub enum CoordinatorsAction {
+    /// List the members (the default).
+    List,
+    /// Add a member started with --join: a learner until it holds the log, then a voter.
+    Add {
+        /// Its --id.
+        id: u64,
+        /// Its gRPC address (HOST:PORT), as the other members and clients reach it.
+        address: String,
+    },
+    /// Remove a member; refused for the last one, or when the members left that answer
+    /// would not be a majority.
+    Remove {
+        /// Its id.
+        id: u64,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
     /// List nodes.
@@ -497,6 +521,11 @@ pub enum AdminCommand {
     },
     /// Show what the scheduler is doing: moving and splitting shards, recent operations.
     Operations,
+    /// List, add or remove coordinator members (run at the leader's Admin API to change).
+    Coordinators {
+        #[command(subcommand)]
+        action: Option<CoordinatorsAction>,
+    },
     /// Back up every shard into DIR (new or empty) while writes go on: one file per shard,
     /// each a consistent state of its shard, and a manifest (docs/operations.md, "Backup").
     Backup { dir: PathBuf },

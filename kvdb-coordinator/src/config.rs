@@ -36,6 +36,9 @@ pub struct CoordinatorConfig {
     /// Every member of the group, this one included: Raft id -> gRPC
     /// `host:port`. Empty for a single member.
     pub peers: BTreeMap<u64, String>,
+    /// Start empty and wait to be added to a running group (`kvdb admin coordinators add`)
+    /// instead of bootstrapping a group of one's own.
+    pub join: bool,
     /// How often storage nodes are expected to heartbeat.
     pub heartbeat_interval: Duration,
     /// A node not heard from for this long becomes suspect.
@@ -89,6 +92,7 @@ impl CoordinatorConfig {
             auth: AuthConfig::default(),
             connections: kvdb_core::incoming::ConnectionLimits::default(),
             peers: BTreeMap::new(),
+            join: false,
             heartbeat_interval: Self::DEFAULT_HEARTBEAT_INTERVAL,
             suspect_after: Self::DEFAULT_SUSPECT_AFTER,
             dead_after: Self::DEFAULT_DEAD_AFTER,

@@ -356,6 +356,10 @@ impl Coordinator {
         self.inner.feed.view()
     }
 
+    pub(crate) fn raft(&self) -> &crate::raft_group::MetaRaft {
+        &self.inner.raft
+    }
+
     pub(crate) fn raft_metrics(&self) -> watch::Receiver<RaftMetrics<u64, BasicNode>> {
         self.inner.raft.metrics()
     }

@@ -20,6 +20,7 @@
 //! - [`coordinator`]: [`Coordinator`], the handle everything uses.
 //! - [`leadership`]: leader and cluster info; leader address announcements.
 //! - [`liveness`]: node failure detection on the leader.
+//! - [`membership`]: adding and removing coordinator members at run time, on the leader.
 //! - [`scheduler`]: replica repair, drain, balancing and splits, run by the leader.
 //! - [`shard_stats`]: the replicas' figures nodes send with heartbeats, kept by the leader.
 //! - [`forward`]: forwarding mutations from a follower to the leader.
@@ -41,6 +42,7 @@ pub mod forward;
 pub mod leadership;
 pub mod liveness;
 pub mod machine;
+pub mod membership;
 pub mod metrics;
 pub mod placement;
 pub mod raft_group;

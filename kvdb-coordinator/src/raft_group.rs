@@ -112,7 +112,9 @@ pub async fn open(
         .map_err(|e| internal("start raft")(e.to_string()))?;
     let router = RaftRouter::new();
     router.register(GROUP_ID, raft.clone());
-    bootstrap(&raft, config.id, &config.members()).await?;
+    if !config.join {
+        bootstrap(&raft, config.id, &config.members()).await?;
+    }
     Ok(RaftGroup {
         raft,
         machine,

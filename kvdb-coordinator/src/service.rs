@@ -296,11 +296,17 @@ impl coordinator_server::Coordinator for CoordinatorService {
         &self,
         _request: Request<pb::GetCoordinatorLeaderRequest>,
     ) -> Reply<pb::GetCoordinatorLeaderResponse> {
-        let leader = self.coordinator.leader();
+        let cluster = self.coordinator.cluster();
+        let leader = cluster.leader;
         Ok(Response::new(pb::GetCoordinatorLeaderResponse {
             leader_id: leader.id.unwrap_or(0),
             leader_address: leader.grpc_address.unwrap_or_default(),
             leader_admin_address: leader.admin_address.unwrap_or_default(),
+            member_addresses: cluster
+                .members
+                .into_iter()
+                .map(|m| m.grpc_address)
+                .collect(),
         }))
     }
 }

@@ -12,16 +12,17 @@
 //! The client is also a [`ShardMapSource`](crate::cache::ShardMapSource), so a
 //! [`ShardMapCache`](crate::cache::ShardMapCache) can follow the coordinators.
 //!
-//! Out of scope: TLS, authentication, and discovering coordinators that are
-//! not in the given list (a hint to an unlisted address is followed but not
-//! remembered across calls).
+//! The group's membership can change at run time (`kvdb admin coordinators add|remove`):
+//! every [`MEMBER_REFRESH`] the client asks a member for the current members and tries them
+//! after the addresses it was given, so it reaches the group after the members it started
+//! with are gone, without a restart.
 
 mod calls;
 mod source;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 use tonic::Status;
@@ -175,8 +176,10 @@ pub struct CoordinatorClient {
 #[derive(Debug)]
 struct Inner {
     config: CoordinatorClientConfig,
-    /// The configured addresses, in order.
-    addresses: Vec<String>,
+    /// The configured addresses, in order: always tried first.
+    seeds: Vec<String>,
+    /// The seeds, then the members the group last reported that are not seeds.
+    addresses: RwLock<Arc<Vec<String>>>,
     channels: Mutex<HashMap<String, AuthChannel>>,
     /// Index into `addresses` of the member that last took a mutation.
     leader: AtomicUsize,
@@ -203,7 +206,8 @@ impl CoordinatorClient {
         let client = Self {
             inner: Arc::new(Inner {
                 config,
-                addresses: addresses.to_vec(),
+                seeds: addresses.to_vec(),
+                addresses: RwLock::new(Arc::new(addresses.to_vec())),
                 channels: Mutex::default(),
                 leader: AtomicUsize::new(0),
                 reader: AtomicUsize::new(0),
@@ -212,12 +216,44 @@ impl CoordinatorClient {
         for address in addresses {
             client.channel(address)?;
         }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(follow_members(Arc::downgrade(&client.inner)));
+        }
         Ok(client)
     }
 
-    /// The configured coordinator addresses.
-    pub fn addresses(&self) -> &[String] {
-        &self.inner.addresses
+    /// The addresses calls try: the configured ones, then the other members the group
+    /// reported.
+    pub fn addresses(&self) -> Vec<String> {
+        self.current().as_ref().clone()
+    }
+
+    fn current(&self) -> Arc<Vec<String>> {
+        self.inner
+            .addresses
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Takes the group's current `members` as the addresses to try after the seeds.
+    fn learn(&self, members: &[String]) {
+        let mut next = self.inner.seeds.clone();
+        next.extend(
+            members
+                .iter()
+                .filter(|m| !m.is_empty() && !self.inner.seeds.contains(m) && dialable(m))
+                .cloned(),
+        );
+        let mut addresses = self
+            .inner
+            .addresses
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if **addresses != next {
+            tracing::debug!(?next, "coordinator members changed");
+            *addresses = Arc::new(next);
+        }
     }
 
     /// The lazily connected channel to `address`.
@@ -269,7 +305,7 @@ impl CoordinatorClient {
         F: Fn(Grpc<AuthChannel>) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
-        let addresses = &self.inner.addresses;
+        let addresses = self.current();
         let preferred = if to_leader {
             &self.inner.leader
         } else {
@@ -313,6 +349,21 @@ impl CoordinatorClient {
             attempts: self.inner.config.max_attempts,
             last,
         })
+    }
+}
+
+/// How often a client asks the group for its members.
+pub const MEMBER_REFRESH: Duration = Duration::from_secs(2);
+
+/// Keeps the client's member list current while the client lives.
+async fn follow_members(inner: Weak<Inner>) {
+    loop {
+        tokio::time::sleep(MEMBER_REFRESH).await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        // `leader()` learns the members from the reply; a failure waits for the next round.
+        let _ = CoordinatorClient { inner }.leader().await;
     }
 }
 

@@ -103,6 +103,14 @@ pub enum CoordinatorError {
         /// What it is in the middle of.
         reason: BusyReason,
     },
+    /// A change of the coordinator group's membership that would leave it unable to serve
+    /// (its last member, or fewer answering members than a majority). Nothing was changed.
+    /// Last in the enum, as `ShardBusy` before it.
+    #[error("membership change refused: {reason}")]
+    MembershipRefused {
+        /// Why, and what to do first.
+        reason: String,
+    },
 }
 
 /// What a [`CoordinatorError::ShardBusy`] shard is in the middle of. Its text says what to
@@ -175,7 +183,8 @@ impl CoordinatorError {
             | NotEnoughNodes { .. }
             | NodeNotAssignable { .. }
             | AddressInUse { .. }
-            | ShardBusy { .. } => codes::CONFLICT,
+            | ShardBusy { .. }
+            | MembershipRefused { .. } => codes::CONFLICT,
             NotLeader { .. } => codes::NOT_LEADER,
             Unavailable(_) => codes::UNAVAILABLE,
             Internal(_) => codes::INTERNAL,

@@ -13,7 +13,7 @@ use kvdb_core::{Epoch, NodeStatus, ShardId, Slot};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::cli::{AdminArgs, AdminCommand, SchedulerAction};
+use crate::cli::{AdminArgs, AdminCommand, CoordinatorsAction, SchedulerAction};
 use crate::cmd::kv::{EXIT_ERROR, EXIT_UNAVAILABLE};
 
 /// How often `drain --wait` and `split --wait` check on the cluster.
@@ -155,6 +155,27 @@ async fn execute(client: &AdminClient, command: AdminCommand, json: bool) -> Res
             split_wait(client, split, wait, timeout, json).await
         }
         AdminCommand::Operations => show(json, &client.operations().await?, print_operations),
+        AdminCommand::Coordinators { action } => {
+            let members = match action.unwrap_or(CoordinatorsAction::List) {
+                CoordinatorsAction::List => client.coordinators().await?,
+                CoordinatorsAction::Add { id, address } => {
+                    client.add_coordinator(id, &address).await?
+                }
+                CoordinatorsAction::Remove { id } => client.remove_coordinator(id).await?,
+            };
+            show(json, &members, |m| {
+                kvdb::outln!("{:<4} {:<24} {:<24} LEADER", "ID", "GRPC", "ADMIN");
+                for member in &m.members {
+                    kvdb::outln!(
+                        "{:<4} {:<24} {:<24} {}",
+                        member.id,
+                        member.grpc_address,
+                        member.admin_address.as_deref().unwrap_or("-"),
+                        if m.leader == Some(member.id) { "*" } else { "" }
+                    );
+                }
+            })
+        }
         AdminCommand::Backup { .. } | AdminCommand::Restore { .. } => {
             unreachable!("backup and restore need the nodes' credentials: see run()")
         }

@@ -65,6 +65,7 @@ pub async fn coordinator(args: CoordinatorArgs) -> ExitCode {
         Ok(peers) => config.peers = peers,
         Err(e) => return start_failed(e),
     }
+    config.join = args.join;
     if let Err(e) = config.validate() {
         return start_failed(e);
     }

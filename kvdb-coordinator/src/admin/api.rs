@@ -320,6 +320,26 @@ pub struct OperationsView {
     pub recent: Vec<StartedOperation>,
 }
 
+/// `POST /admin/coordinators`: add a member (started with `--join`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinatorMemberRequest {
+    /// The new member's Raft id (its `--id`).
+    pub id: u64,
+    /// Its gRPC address, as the other members and clients reach it.
+    pub address: String,
+}
+
+/// The coordinator group's members, as `GET`, `POST` and `DELETE /admin/coordinators`
+/// answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoordinatorMembers {
+    /// The leader's id, as the answering member knows it.
+    pub leader: Option<u64>,
+    /// Every member.
+    pub members: Vec<MemberView>,
+}
+
 /// `POST /admin/scheduler`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -12,16 +12,16 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use kvdb_core::{NodeId, ShardId, ShardMap};
 use serde::Serialize;
 
 use super::AdminConfig;
 use super::api::{
-    ClusterView, DEFAULT_ZONE, MutationResponse, NodeList, NodeSelector, NodeStatusRequest,
-    NodeView, OperationsView, RegisterNodeRequest, SchedulerRequest, ShardInitRequest,
-    ShardLeaderRequest, ShardList, ShardReplicasRequest, ShardSplitRequest, ShardSplitResponse,
-    ShardView,
+    ClusterView, CoordinatorMemberRequest, CoordinatorMembers, DEFAULT_ZONE, MutationResponse,
+    NodeList, NodeSelector, NodeStatusRequest, NodeView, OperationsView, RegisterNodeRequest,
+    SchedulerRequest, ShardInitRequest, ShardLeaderRequest, ShardList, ShardReplicasRequest,
+    ShardSplitRequest, ShardSplitResponse, ShardView,
 };
 use super::body::{JsonBody, OptionalJsonBody, PathParam};
 use super::error::ApiError;
@@ -52,6 +52,11 @@ pub(crate) fn routes() -> Router<AdminState> {
         .route("/admin/shards/{id}/split", post(split_shard))
         .route("/admin/operations", get(operations))
         .route("/admin/scheduler", post(set_scheduler))
+        .route(
+            "/admin/coordinators",
+            get(list_coordinators).post(add_coordinator),
+        )
+        .route("/admin/coordinators/{id}", delete(remove_coordinator))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -211,6 +216,39 @@ async fn set_scheduler(
     Ok(Json(MutationResponse {
         map_version: s.coordinator.map().version,
     }))
+}
+
+async fn list_coordinators(State(s): State<AdminState>) -> Json<CoordinatorMembers> {
+    Json(coordinator_members(&s.coordinator))
+}
+
+/// Only the leader changes the membership; a follower answers `NOT_LEADER` with the leader's
+/// admin address.
+async fn add_coordinator(
+    State(s): State<AdminState>,
+    JsonBody(req): JsonBody<CoordinatorMemberRequest>,
+) -> ApiResult<CoordinatorMembers> {
+    s.coordinator.add_member(req.id, &req.address).await?;
+    Ok(Json(coordinator_members(&s.coordinator)))
+}
+
+async fn remove_coordinator(
+    State(s): State<AdminState>,
+    PathParam(id): PathParam,
+) -> ApiResult<CoordinatorMembers> {
+    let id = id
+        .parse()
+        .map_err(|_| ApiError::InvalidRequest(format!("member id {id:?} is not a number")))?;
+    s.coordinator.remove_member(id).await?;
+    Ok(Json(coordinator_members(&s.coordinator)))
+}
+
+fn coordinator_members(coordinator: &Coordinator) -> CoordinatorMembers {
+    let cluster = coordinator.cluster();
+    CoordinatorMembers {
+        leader: cluster.leader.id,
+        members: cluster.members,
+    }
 }
 
 /// Liveness: the process answers.

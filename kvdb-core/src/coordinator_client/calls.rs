@@ -16,6 +16,8 @@ pub struct CoordinatorLeader {
     pub address: Option<String>,
     /// Its admin HTTP address.
     pub admin_address: Option<String>,
+    /// The gRPC address of every member, as the answering member knows them.
+    pub members: Vec<String>,
 }
 
 /// A shard and the nodes holding it, as ResolveShard answers.
@@ -282,10 +284,14 @@ impl CoordinatorClient {
             })
             .await?
             .into_inner();
+        if !reply.member_addresses.is_empty() {
+            self.learn(&reply.member_addresses);
+        }
         Ok(CoordinatorLeader {
             id: (reply.leader_id != 0).then_some(reply.leader_id),
             address: non_empty(reply.leader_address),
             admin_address: non_empty(reply.leader_admin_address),
+            members: reply.member_addresses,
         })
     }
 }

@@ -16,6 +16,7 @@
 //! | `NODE_NOT_ASSIGNABLE`  | `CONFLICT`         | `x-node-id`, `x-node-status`                     |
 //! | `ADDRESS_IN_USE`       | `CONFLICT`         | `x-address`, `x-node-name`                       |
 //! | `SHARD_BUSY`           | `CONFLICT`         | `x-shard-id`, `x-busy-reason`, `x-related-shard` (split reasons) |
+//! | `MEMBERSHIP_REFUSED`   | `CONFLICT`         | (message: why)                                   |
 //! | `NOT_LEADER`           | `NOT_LEADER`       | `x-leader-id`, `x-leader-hint`, `x-leader-admin` (each if known) |
 //! | `UNAVAILABLE`          | `UNAVAILABLE`      | (message)                                        |
 //! | `INTERNAL`             | `INTERNAL`         | (message)                                        |
@@ -71,6 +72,7 @@ fn reason(err: &CoordinatorError) -> &'static str {
         NodeNotAssignable { .. } => "NODE_NOT_ASSIGNABLE",
         AddressInUse { .. } => "ADDRESS_IN_USE",
         ShardBusy { .. } => "SHARD_BUSY",
+        MembershipRefused { .. } => "MEMBERSHIP_REFUSED",
         NotLeader { .. } => "NOT_LEADER",
         Unavailable(_) => "UNAVAILABLE",
         Internal(_) => "INTERNAL",
@@ -143,12 +145,20 @@ impl From<CoordinatorError> for Status {
                 insert_hint(&mut md, LEADER_HINT, leader_grpc.as_deref());
                 insert_hint(&mut md, LEADER_ADMIN, leader_admin.as_deref());
             }
-            InvalidArgument(_) | NodeNotFound(_) | NotInitialized | Unavailable(_)
-            | Internal(_) => {}
+            InvalidArgument(_)
+            | NodeNotFound(_)
+            | NotInitialized
+            | Unavailable(_)
+            | Internal(_)
+            | MembershipRefused { .. } => {}
         }
         let code = err.grpc_code();
         let message = match err {
-            InvalidArgument(m) | NodeNotFound(m) | Unavailable(m) | Internal(m) => m,
+            InvalidArgument(m)
+            | NodeNotFound(m)
+            | Unavailable(m)
+            | Internal(m)
+            | MembershipRefused { reason: m } => m,
             other => other.to_string(),
         };
         Status::with_metadata(code, message, md)
@@ -211,6 +221,7 @@ fn decode(status: &Status) -> Option<CoordinatorError> {
             leader_grpc: text(md, LEADER_HINT).map(str::to_owned),
             leader_admin: text(md, LEADER_ADMIN).map(str::to_owned),
         },
+        "MEMBERSHIP_REFUSED" => MembershipRefused { reason: message },
         "UNAVAILABLE" => Unavailable(message),
         "INTERNAL" => Internal(message),
         _ => return None,
@@ -287,6 +298,9 @@ mod tests {
             CoordinatorError::ShardBusy {
                 shard: ShardId(3),
                 reason: BusyReason::Moving,
+            },
+            CoordinatorError::MembershipRefused {
+                reason: "member 1 is the last one".into(),
             },
             CoordinatorError::ShardBusy {
                 shard: ShardId(8),

@@ -33,9 +33,10 @@ pub use self::error::AdminError;
 
 use self::error::{api_error, decode, transport};
 use crate::admin::api::{
-    ClusterView, MutationResponse, NodeList, NodeSelector, NodeStatusRequest, NodeView,
-    OperationsView, RegisterNodeRequest, SchedulerRequest, ShardInitRequest, ShardLeaderRequest,
-    ShardList, ShardReplicasRequest, ShardSplitRequest, ShardSplitResponse, ShardView,
+    ClusterView, CoordinatorMemberRequest, CoordinatorMembers, MutationResponse, NodeList,
+    NodeSelector, NodeStatusRequest, NodeView, OperationsView, RegisterNodeRequest,
+    SchedulerRequest, ShardInitRequest, ShardLeaderRequest, ShardList, ShardReplicasRequest,
+    ShardSplitRequest, ShardSplitResponse, ShardView,
 };
 
 /// A typed client of one coordinator's Admin API. Cheap to clone.
@@ -228,6 +229,32 @@ impl AdminClient {
     pub async fn set_scheduler_paused(&self, paused: bool) -> Result<MutationResponse, AdminError> {
         self.post("/admin/scheduler", &SchedulerRequest { paused })
             .await
+    }
+
+    /// `GET /admin/coordinators`: the coordinator group's members.
+    pub async fn coordinators(&self) -> Result<CoordinatorMembers, AdminError> {
+        self.get("/admin/coordinators").await
+    }
+
+    /// `POST /admin/coordinators`: adds member `id` at gRPC `address` (on the leader).
+    pub async fn add_coordinator(
+        &self,
+        id: u64,
+        address: &str,
+    ) -> Result<CoordinatorMembers, AdminError> {
+        let body = CoordinatorMemberRequest {
+            id,
+            address: address.to_owned(),
+        };
+        self.post("/admin/coordinators", &body).await
+    }
+
+    /// `DELETE /admin/coordinators/{id}`: removes member `id` (on the leader).
+    pub async fn remove_coordinator(&self, id: u64) -> Result<CoordinatorMembers, AdminError> {
+        let (status, url, bytes) = self
+            .call(Method::DELETE, &format!("/admin/coordinators/{id}"), None)
+            .await?;
+        decode(&url, status, &bytes)
     }
 
     /// `GET /healthz`: succeeds when the process answers.
