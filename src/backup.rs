@@ -29,7 +29,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use kvdb_client::{Client, Kv, PutOptions};
 use kvdb_coordinator::admin::AdminClient;
-use kvdb_coordinator::admin::api::ShardView;
+use kvdb_coordinator::admin::api::{ShardList, ShardView};
 use kvdb_core::auth::Credentials;
 use kvdb_core::error::{KvError, RoutingError};
 use kvdb_core::proto::v1 as pb;
@@ -188,13 +188,7 @@ pub async fn backup(
         return Err(BackupError::NotEmpty(dir.to_owned()));
     }
     let started_at_ms = now_ms();
-    let list = admin
-        .shards()
-        .await
-        .map_err(|e| BackupError::Admin(e.to_string()))?;
-    if list.shards.is_empty() {
-        return Err(BackupError::NoShards);
-    }
+    let list = initialized_shards(admin).await?;
     let mut shards = Vec::new();
     for view in &list.shards {
         shards.push(backup_shard(admin, credentials, dir, view).await?);
@@ -289,12 +283,26 @@ async fn export(
     }
 }
 
-/// The address of the node the map names as `shard`'s leader, or its first replica.
-async fn leader_address(admin: &AdminClient, shard: u64) -> Result<String, BackupError> {
-    let list = admin
+/// The shard list the Admin API serves.
+async fn shards(admin: &AdminClient) -> Result<ShardList, BackupError> {
+    admin
         .shards()
         .await
-        .map_err(|e| BackupError::Admin(e.to_string()))?;
+        .map_err(|e| BackupError::Admin(e.to_string()))
+}
+
+/// [`shards`], refused while the cluster has none.
+async fn initialized_shards(admin: &AdminClient) -> Result<ShardList, BackupError> {
+    let list = shards(admin).await?;
+    if list.shards.is_empty() {
+        return Err(BackupError::NoShards);
+    }
+    Ok(list)
+}
+
+/// The address of the node the map names as `shard`'s leader, or its first replica.
+async fn leader_address(admin: &AdminClient, shard: u64) -> Result<String, BackupError> {
+    let list = shards(admin).await?;
     let view = list
         .shards
         .iter()
@@ -432,13 +440,7 @@ pub async fn restore(
     client: &Client,
 ) -> Result<Restored, BackupError> {
     let manifest = verify(dir)?;
-    let list = admin
-        .shards()
-        .await
-        .map_err(|e| BackupError::Admin(e.to_string()))?;
-    if list.shards.is_empty() {
-        return Err(BackupError::NoShards);
-    }
+    let list = initialized_shards(admin).await?;
     for view in &list.shards {
         let (_, keys) = export(admin, credentials, view.id.0, 1).await?;
         if !keys.is_empty() {

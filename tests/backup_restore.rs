@@ -5,6 +5,8 @@
 //! backup format, a truncated file, a non-empty target) fails with a clear error and writes
 //! nothing.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Output;
@@ -12,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use common::kvdb;
 use kvdb::cluster::{ClusterConfig, LocalCluster};
 use kvdb_client::{Client, Kv, PutOptions};
 
@@ -20,43 +23,28 @@ const KEYS: usize = 400;
 /// Every third key of the data set lives this long.
 const TTL: Duration = Duration::from_secs(600);
 
-/// Runs the built `kvdb` binary with `args` (off the async runtime).
-async fn kvdb(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_kvdb"))
-            .args(&args)
-            .env_remove("RUST_LOG")
-            .output()
-            .expect("run the kvdb binary")
-    })
-    .await
-    .unwrap()
-}
-
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 async fn backup(cluster: &LocalCluster, dir: &Path) -> Output {
-    kvdb(vec![
-        "admin".into(),
-        "--admin".into(),
-        cluster.admin_address().to_string(),
-        "backup".into(),
-        dir.display().to_string(),
-    ])
-    .await
+    let admin = cluster.admin_address().to_string();
+    let dir = dir.display().to_string();
+    kvdb(&["admin", "--admin", &admin, "backup", &dir]).await
 }
 
 async fn restore(cluster: &LocalCluster, dir: &Path) -> Output {
-    kvdb(vec![
-        "admin".into(),
-        "--admin".into(),
-        cluster.admin_address().to_string(),
-        "restore".into(),
-        dir.display().to_string(),
-        "--coordinators".into(),
-        cluster.coordinator_address(),
+    let admin = cluster.admin_address().to_string();
+    let dir = dir.display().to_string();
+    let coordinators = cluster.coordinator_address();
+    kvdb(&[
+        "admin",
+        "--admin",
+        &admin,
+        "restore",
+        &dir,
+        "--coordinators",
+        &coordinators,
     ])
     .await
 }

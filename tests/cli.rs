@@ -3,25 +3,11 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::TestCluster;
+use common::{TestCluster, kvdb};
 use kvdb::core::slot::slot;
 use kvdb::core::{ShardId, ShardState};
-
-/// Runs the built `kvdb` binary with `args` (off the async runtime).
-async fn kvdb(args: &[&str]) -> Output {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_kvdb"))
-            .args(&args)
-            .env_remove("RUST_LOG")
-            .output()
-            .expect("run the kvdb binary")
-    })
-    .await
-    .unwrap()
-}
 
 /// Runs `kvdb admin --admin ADDRESS args...`.
 async fn kvdb_admin(address: &str, args: &[&str]) -> Output {

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use common::{TestCluster, wait_until};
+use common::{TestCluster, kvdb, wait_until};
 use kvdb::coordinator::admin::AdminConfig;
 use kvdb::coordinator::{Coordinator, CoordinatorConfig};
 use kvdb::core::coordinator_client::CoordinatorClient;
@@ -121,14 +121,7 @@ async fn members_grow_to_five_lose_the_leader_and_shrink_to_one_under_load() {
 
     // The operator's view: `kvdb admin coordinators` lists the five, the first leading.
     let admin = test.cluster.admin_address().to_string();
-    let listed = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_kvdb"))
-            .args(["admin", "--admin", &admin, "--json", "coordinators"])
-            .output()
-            .expect("run kvdb admin")
-    })
-    .await
-    .unwrap();
+    let listed = kvdb(&["admin", "--admin", &admin, "--json", "coordinators"]).await;
     assert!(listed.status.success(), "{listed:?}");
     let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(listed["leader"], 1, "{listed}");

@@ -528,26 +528,58 @@ pub async fn run_signals(bin: &Path, settings: Settings) -> RunReport {
         recovery.push(took);
     }
 
+    let run = ProcessRun {
+        schedule: "kill-stop-processes",
+        seed: settings.seed,
+        faults,
+        recovery,
+        shards: 0,
+    };
+    finish_run(run, workload, &checker, &recorder).await
+}
+
+/// What a schedule over processes did, for [`finish_run`].
+pub struct ProcessRun {
+    pub schedule: &'static str,
+    pub seed: u64,
+    pub faults: usize,
+    pub recovery: Vec<Duration>,
+    /// Shards of the cluster, for the report (0: not counted).
+    pub shards: usize,
+}
+
+/// Operations the workload must complete after a process schedule's last fault.
+const RECOVERY_WINDOW_OPS: u64 = 100;
+
+/// Ends a schedule over processes: lets the workload complete [`RECOVERY_WINDOW_OPS`] more
+/// operations, stops it, reads every key through `checker`, checks the history recorded in
+/// `recorder`, and prints the report.
+pub async fn finish_run(
+    run: ProcessRun,
+    workload: Workload,
+    checker: &Client,
+    recorder: &Recorder,
+) -> RunReport {
     let issued = workload.issued.clone();
-    let target = issued.load(std::sync::atomic::Ordering::Relaxed) + 100;
+    let target = issued.load(std::sync::atomic::Ordering::Relaxed) + RECOVERY_WINDOW_OPS;
     wait_until("the recovery window", || {
         issued.load(std::sync::atomic::Ordering::Relaxed) >= target
     })
     .await;
     workload.stop().await;
-    let found = check_run(&checker, &keys(DEFAULT_KEYS), &recorder).await;
+    let found = check_run(checker, &keys(DEFAULT_KEYS), recorder).await;
     let report = RunReport {
-        schedule: "kill-stop-processes",
-        seed: settings.seed,
+        schedule: run.schedule,
+        seed: run.seed,
         bug: None,
-        faults,
+        faults: run.faults,
         ops: found.ops,
         violations: found.violations,
         inconclusive: found.inconclusive,
         lost_writes: found.lost_writes,
         epoch_served: 0,
-        recovery,
-        shards: 0,
+        recovery: run.recovery,
+        shards: run.shards,
         details: found.details,
     };
     println!("{report}");

@@ -16,10 +16,10 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use super::process::ProcessCluster;
-use super::verify::{check_run, probe_keys, time_to_writable};
-use super::workload::{DEFAULT_KEYS, Workload, keys};
-use super::{RunReport, wait_until};
+use super::RunReport;
+use super::process::{ProcessCluster, ProcessRun, finish_run};
+use super::verify::{probe_keys, time_to_writable};
+use super::workload::{DEFAULT_KEYS, Workload};
 
 /// Nodes and shards of the drill's cluster.
 const NODES: usize = 3;
@@ -98,30 +98,14 @@ pub async fn run_rolling_restart(bin: &Path, seed: u64) -> RunReport {
     println!("    gateway: back after {:?}", started.elapsed());
     steps += 1;
 
-    let issued = workload.issued.clone();
-    let target = issued.load(std::sync::atomic::Ordering::Relaxed) + 100;
-    wait_until("the recovery window", || {
-        issued.load(std::sync::atomic::Ordering::Relaxed) >= target
-    })
-    .await;
-    workload.stop().await;
-    let found = check_run(&checker, &keys(DEFAULT_KEYS), &recorder).await;
-    let report = RunReport {
+    let run = ProcessRun {
         schedule: "rolling-restart",
         seed,
-        bug: None,
         faults: steps,
-        ops: found.ops,
-        violations: found.violations,
-        inconclusive: found.inconclusive,
-        lost_writes: found.lost_writes,
-        epoch_served: 0,
         recovery,
         shards: SHARDS as usize,
-        details: found.details,
     };
-    println!("{report}");
-    report
+    finish_run(run, workload, &checker, &recorder).await
 }
 
 /// Whether the node at `address` reports SERVING on gRPC health: registered and hosting

@@ -24,6 +24,21 @@ use tempfile::TempDir;
 use tokio::time::Instant;
 
 pub use kvdb_testkit::{init_tracing, wait_until, wait_until_async};
+
+/// Runs the built `kvdb` binary with `args` (off the async runtime), without the caller's
+/// `RUST_LOG`, so that its output is what a user sees.
+pub async fn kvdb(args: &[&str]) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kvdb"))
+            .args(&args)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run the kvdb binary")
+    })
+    .await
+    .unwrap()
+}
 pub use source::{ControlledSource, WatchGate};
 
 /// How long a condition in these tests may take before the test fails.
