@@ -17,8 +17,9 @@
 //!   heartbeat at once. Writes and strong reads never wait for that: openraft replicates and
 //!   commits an entry without a tick, and a read-index round sends its own heartbeats.
 //! - A follower that cannot confirm the leader or term (it restarted and knows no leader yet,
-//!   or it saw a newer term) answers the `Quiesce` message with the group, and the leader
-//!   wakes it: ordinary heartbeats then tell the follower its leader, or depose the leader.
+//!   or it saw a newer term), or that holds entries it has not applied (it never heard their
+//!   commit), answers the `Quiesce` message with the group, and the leader wakes it: ordinary
+//!   heartbeats then tell the follower its leader and commit index, or depose the leader.
 //! - A leader that dies, or is cut off from a follower, stops sending `Quiesce` messages: the
 //!   follower's token expires after `token_ttl`, its tick turns back on, and its election
 //!   timer (which last saw the leader long ago) starts an election at once. `token_ttl` is the
@@ -177,12 +178,19 @@ pub struct Token {
 }
 
 /// Whether a follower seen as `view` confirms `leader` at `term`, so may hold its token.
+///
+/// It must also have applied its whole log: a leader goes quiet only with every member
+/// holding its whole log, all of it committed, but a follower can hold entries whose commit
+/// it never heard (shard groups send the commit index with the next AppendEntries, see
+/// `Config::defer_commit_broadcast`, and a follower that restarted before that had none).
+/// Such a follower asks to be woken, and the heartbeat that wakes it carries the commit.
 pub fn confirms(view: &GroupView, leader: u64, term: u64) -> bool {
     view.role
         == Role::Follower {
             leader: Some(leader),
         }
         && view.term == term
+        && view.applied_all
 }
 
 /// Whether a follower may keep its group quiet now.
@@ -532,6 +540,12 @@ mod tests {
             follower(Some(2), 3),
             follower(None, 3),
             follower(Some(1), 4),
+            // Holds an entry whose commit it never heard (it restarted before the heartbeat
+            // that would have carried it).
+            GroupView {
+                applied_all: false,
+                ..view.clone()
+            },
             GroupView {
                 role: Role::Other,
                 ..view.clone()
