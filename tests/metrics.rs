@@ -7,6 +7,9 @@
 //! - the nodes' request counters together account for the gateway's writes;
 //! - each node's per-shard Raft series agree with the Admin API (who leads which shard, in
 //!   which term), and its Raft log writer reports durable commits;
+//! - every shard's leader counted its election, every node follows the map's watch at the
+//!   gateway's version;
+//! - a smart client given a registry counts its own requests;
 //! - the coordinator's gauges show the nodes and shards the Admin API lists.
 
 mod chaos;
@@ -236,6 +239,61 @@ async fn every_server_exports_metrics_that_follow_the_workload() {
         assert!(Instant::now() < deadline, "{disagreement}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // Each shard's leader saw at least its own election; every node follows the map's watch.
+    let scrapes: Vec<Scrape> = nodes.iter().map(|a| scrape(a)).collect();
+    for shard in 0..SHARDS {
+        let label = shard.to_string();
+        let labels = [("shard", label.as_str())];
+        let seen: f64 = scrapes
+            .iter()
+            .map(|s| get(s, "kvdb_shard_leader_changes_total", &labels))
+            .sum();
+        assert!(seen >= 1.0, "shard {shard}: no leader change counted");
+        for s in &scrapes {
+            assert!(
+                s.samples
+                    .iter()
+                    .any(|x| x.metric == "kvdb_shard_snapshots_installed_total"
+                        && x.labels.get("shard") == Some(label.as_str())),
+                "shard {shard}: no snapshot series"
+            );
+        }
+    }
+    for s in &scrapes {
+        assert_eq!(get(s, "kvdb_node_shard_map_watching", &[]), 1.0);
+        assert!(get(s, "kvdb_node_shard_map_updates_total", &[("kind", "map")]) >= 1.0);
+        assert_eq!(
+            get(s, "kvdb_node_shard_map_version", &[]),
+            get(&gateway_after, "kvdb_gateway_shard_map_version", &[])
+        );
+    }
+
+    // A smart client counts what it does into the application's registry.
+    let mut registry = kvdb_client::metrics::registry();
+    let smart = cluster.client().await.with_metrics(&mut registry);
+    for i in 0..PUTS {
+        smart
+            .put(format!("smart-{i}").as_bytes(), b"v")
+            .await
+            .expect("put");
+    }
+    let text = kvdb_client::metrics::encode(&registry);
+    let app = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("parses");
+    assert_eq!(
+        get(&app, "kvdb_client_requests_total", &puts_ok),
+        PUTS as f64
+    );
+    assert_eq!(
+        get(
+            &app,
+            "kvdb_client_request_duration_seconds_count",
+            &[("op", "put")]
+        ),
+        PUTS as f64
+    );
+    assert!(get(&app, "kvdb_client_shard_map_version", &[]) > 0.0);
+    assert_eq!(get(&app, "kvdb_client_shard_map_watching", &[]), 1.0);
 
     // The coordinator: the nodes and shards the Admin API lists.
     let coordinator = scrape(cluster.coordinator_metrics_address());

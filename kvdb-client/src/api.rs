@@ -7,6 +7,7 @@ use kvdb_core::Version;
 use kvdb_core::proto::v1 as pb;
 
 use crate::options::{DeleteOptions, GetOptions, PutOptions, UpdateOptions};
+use crate::txn::{Txn, TxnReply};
 use crate::update::{Action, ExpireWhen, Expiry, OnlyIf, Updated};
 use crate::value::{ClientError, Value};
 
@@ -44,6 +45,25 @@ pub trait Kv: Send + Sync {
         action: Action,
         options: UpdateOptions,
     ) -> impl Future<Output = Result<Updated, ClientError>> + Send;
+
+    /// Runs `txn` atomically at the shard of its keys' one slot, exactly once however often it
+    /// is retried: the replies of its operations in order, or `None` when a watched key no
+    /// longer had the version given (nothing was written then). Keys in several slots are
+    /// refused with [`KvError::InvalidArgument`](kvdb_core::error::KvError) before anything is
+    /// sent.
+    fn txn_with(
+        &self,
+        txn: &Txn,
+        options: UpdateOptions,
+    ) -> impl Future<Output = Result<Option<Vec<TxnReply>>, ClientError>> + Send;
+
+    /// [`txn_with`](Self::txn_with) with the default timeout.
+    fn txn(
+        &self,
+        txn: &Txn,
+    ) -> impl Future<Output = Result<Option<Vec<TxnReply>>, ClientError>> + Send {
+        self.txn_with(txn, UpdateOptions::default())
+    }
 
     /// Adds `by` to the integer at `key` (absent: 0), returning the sum; keeps its expiry.
     fn incr_by(

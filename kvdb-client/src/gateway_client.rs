@@ -16,6 +16,7 @@ use crate::api::{
 };
 use crate::call_link::GatewayLink;
 use crate::options::{DeleteOptions, GetOptions, PutOptions, UpdateOptions};
+use crate::txn::{Txn, TxnReply, txn_result};
 use crate::update::{Action, Updated, update_request, update_result};
 use crate::value::{ClientError, Value};
 use crate::write_id::WriteIds;
@@ -170,5 +171,21 @@ impl Kv for GatewayClient {
             })
             .await?;
         update_result(reply)
+    }
+
+    async fn txn_with(
+        &self,
+        txn: &Txn,
+        options: UpdateOptions,
+    ) -> Result<Option<Vec<TxnReply>>, ClientError> {
+        let ticket = self.ids.next();
+        let req = txn.request(ticket.id());
+        let reply = self
+            .call(options.timeout, |link, left_ms| {
+                let req = req.clone();
+                async move { link.txn(req, left_ms).await }
+            })
+            .await?;
+        txn_result(reply)
     }
 }

@@ -39,6 +39,7 @@ mod gateway_client;
 mod options;
 mod pool;
 mod smart;
+mod txn;
 mod update;
 mod value;
 mod write_id;
@@ -50,8 +51,11 @@ pub use kvdb_core::AddressRewrite;
 pub use kvdb_core::Version;
 pub use kvdb_core::backoff::{Backoff, Jitter};
 pub use kvdb_core::error::KvError;
+/// Prometheus metrics, for [`Client::with_metrics`] and serving them.
+pub use kvdb_core::metrics;
 pub use options::{Consistency, DeleteOptions, GetOptions, PutOptions, UpdateOptions};
 pub use smart::Client;
+pub use txn::{Renamed, Txn, TxnReply};
 pub use update::{Action, ExpireWhen, Expiry, OnlyIf, Refusal, Updated};
 pub use value::{ClientError, Value};
 

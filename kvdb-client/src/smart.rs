@@ -14,6 +14,7 @@ use crate::api::{
 };
 use crate::executor::{Executor, ExecutorConfig};
 use crate::options::{DeleteOptions, GetOptions, PutOptions, UpdateOptions};
+use crate::txn::{Txn, TxnReply, txn_result};
 use crate::update::{Action, Updated, update_request, update_result};
 use crate::value::{ClientError, Value};
 use crate::write_id::WriteIds;
@@ -81,6 +82,16 @@ impl Client {
     pub fn cache(&self) -> &Arc<ShardMapCache> {
         self.executor.cache()
     }
+
+    /// This client, counting into `registry` what it does, for an application that serves
+    /// Prometheus metrics: `kvdb_client_requests_total{op,outcome}`,
+    /// `kvdb_client_request_duration_seconds{op}`, `kvdb_client_retries_total{reason}` and
+    /// `kvdb_client_shard_map_*` (see `kvdb_core::metrics`, whose `serve` can serve them).
+    /// Clones made before this call do not count.
+    pub fn with_metrics(mut self, registry: &mut kvdb_core::metrics::Registry) -> Client {
+        self.executor.register_metrics(registry, "client");
+        self
+    }
 }
 
 impl Kv for Client {
@@ -126,5 +137,16 @@ impl Kv for Client {
         let ticket = self.ids.next();
         let req = update_request(key, &action, ticket.id());
         update_result(self.executor.update(req, deadline).await?)
+    }
+
+    async fn txn_with(
+        &self,
+        txn: &Txn,
+        options: UpdateOptions,
+    ) -> Result<Option<Vec<TxnReply>>, ClientError> {
+        let deadline = self.executor.deadline(options.timeout);
+        let ticket = self.ids.next();
+        let req = txn.request(ticket.id());
+        txn_result(self.executor.txn(req, deadline).await?)
     }
 }

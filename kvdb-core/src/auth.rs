@@ -130,7 +130,9 @@ pub fn need(path: &str) -> Need {
             Need::Read
         }
         ("kvdb.v1.KvGateway" | "kvdb.v1.KvNode", "Get" | "Calls") => Need::Read,
-        ("kvdb.v1.KvGateway" | "kvdb.v1.KvNode", "Put" | "Delete" | "Update") => Need::Write,
+        ("kvdb.v1.KvGateway" | "kvdb.v1.KvNode", "Put" | "Delete" | "Update" | "Txn") => {
+            Need::Write
+        }
         // A backup reads every key of a shard: an operator's call.
         ("kvdb.v1.ShardExport", "Export") => Need::Admin,
         (

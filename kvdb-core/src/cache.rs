@@ -291,6 +291,19 @@ impl ShardMapCache {
         self.counters.snapshot()
     }
 
+    /// Exports this cache's version, mode and counters as `kvdb_<scope>_shard_map_*` series in
+    /// `registry`, read at scrape time (see [`crate::metrics`]).
+    pub fn register_metrics(
+        self: &Arc<Self>,
+        registry: &mut crate::metrics::Registry,
+        scope: &str,
+    ) {
+        registry.register_collector(Box::new(metrics::CacheCollector {
+            cache: self.clone(),
+            scope: scope.to_owned(),
+        }));
+    }
+
     /// The configuration the cache was built with.
     pub fn config(&self) -> &CacheConfig {
         &self.config

@@ -16,6 +16,10 @@ use crate::ids::{SLOT_COUNT, Slot};
 /// The CRC16 variant Redis Cluster uses (XMODEM: poly 0x1021, init 0).
 const CRC16: Crc<u16> = Crc::<u16>::new(&CRC_16_XMODEM);
 
+/// Redis's words for one request whose keys are in several slots, which KvDB refuses for
+/// requests that must be atomic (transactions, `MSETNX`, `RENAME`).
+pub const CROSS_SLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
+
 /// The slot `key` belongs to.
 ///
 /// Pure and deterministic: every client, gateway and node computes the same

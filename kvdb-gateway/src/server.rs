@@ -12,9 +12,7 @@ use kvdb_core::coordinator_client::CoordinatorClient;
 use kvdb_core::error::KvError;
 use kvdb_core::incoming::Listening;
 use kvdb_core::introspection::{HealthStatus, reflection};
-use kvdb_core::metrics::{
-    Collector, ConstGauge, DescriptorEncoder, Registry, RequestMetrics, RetryMetrics, encode_family,
-};
+use kvdb_core::metrics::{Registry, RequestMetrics, RetryMetrics};
 use kvdb_core::proto::v1::kv_gateway_server::KvGatewayServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -44,7 +42,7 @@ impl Gateway {
         let mut registry = kvdb_core::metrics::registry();
         let requests = RequestMetrics::register(&mut registry, "gateway");
         config.retries = Some(RetryMetrics::register(&mut registry, "gateway"));
-        registry.register_collector(Box::new(MapCollector(cache.clone())));
+        cache.register_metrics(&mut registry, "gateway");
         Ok(Gateway {
             executor: Executor::new(cache, config),
             registry: Arc::new(registry),
@@ -113,26 +111,6 @@ pub async fn serve(
         .await;
     health_updates.abort();
     served
-}
-
-/// The version of the shard map the gateway routes by, read at scrape time.
-#[derive(Debug)]
-struct MapCollector(Arc<ShardMapCache>);
-
-impl Collector for MapCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let version = self.0.current().version.0;
-        let no_labels: [(&str, &str); 0] = [];
-        encode_family(
-            &mut encoder,
-            "gateway_shard_map_version",
-            "Version of the shard map the gateway routes by",
-            [(
-                no_labels,
-                ConstGauge::new(i64::try_from(version).unwrap_or(i64::MAX)),
-            )],
-        )
-    }
 }
 
 /// The gRPC services a gateway serves, as health checks and reflection name them.

@@ -78,6 +78,7 @@ impl GatewayService {
             Some(Op::Put(req)) => self.put(req, deadline).await.map(Outcome::Put),
             Some(Op::Delete(req)) => self.delete(req, deadline).await.map(Outcome::Delete),
             Some(Op::Update(req)) => self.update(req, deadline).await.map(Outcome::Update),
+            Some(Op::Txn(req)) => self.txn(req, deadline).await.map(Outcome::Txn),
             None => Err(KvError::InvalidArgument("call without an operation".into())),
         }
     }
@@ -119,6 +120,16 @@ impl GatewayService {
         let _ticket = self.write_id(&mut req.write_id);
         let executed = self.executor.update(req, deadline);
         self.requests.measure("update", executed).await
+    }
+
+    async fn txn(
+        &self,
+        mut req: pb::TxnRequest,
+        deadline: Instant,
+    ) -> Result<pb::TxnResponse, KvError> {
+        let _ticket = self.write_id(&mut req.write_id);
+        let executed = self.executor.txn(req, deadline);
+        self.requests.measure("txn", executed).await
     }
 
     /// Keeps a caller's own write id; gives a write without one the gateway's, with the
@@ -192,6 +203,14 @@ impl KvGateway for GatewayService {
         reply(GatewayService::update(self, request.into_inner(), deadline).await)
     }
 
+    async fn txn(
+        &self,
+        request: Request<pb::TxnRequest>,
+    ) -> Result<Response<pb::TxnResponse>, Status> {
+        let deadline = self.deadline(&request);
+        reply(GatewayService::txn(self, request.into_inner(), deadline).await)
+    }
+
     type CallsStream = call_stream::RepliesStream;
 
     async fn calls(
@@ -207,7 +226,9 @@ impl KvGateway for GatewayService {
                 let service = service.clone();
                 async move {
                     let outcome = match &call.op {
-                        Some(Op::Put(_) | Op::Delete(_) | Op::Update(_)) => auth::check_write(role),
+                        Some(Op::Put(_) | Op::Delete(_) | Op::Update(_) | Op::Txn(_)) => {
+                            auth::check_write(role)
+                        }
                         _ => Ok(()),
                     };
                     let outcome = match outcome {

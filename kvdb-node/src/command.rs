@@ -58,6 +58,92 @@ pub enum Op {
     /// decided at apply so no client needs a read-then-CAS loop. Appended last: postcard
     /// encodes a variant by its index, so older entries still decode.
     Update(Update),
+    /// Operations on keys of one slot applied together, or not at all when a guard fails
+    /// (Redis's `MULTI`/`EXEC` with `WATCH`, `MSETNX`, `RENAME`). Appended after `Update` for
+    /// the same reason.
+    Txn(Txn),
+}
+
+/// A transaction: every key (guards and operations) in one slot, so one shard applies it in
+/// one log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Txn {
+    /// Keys and the live version each must still have (0: absent); if one differs, the
+    /// transaction writes nothing and answers `None`.
+    pub guards: Vec<(Vec<u8>, Version)>,
+    /// The operations, applied in order, each seeing the writes of those before it. Their
+    /// own write ids are unused: the transaction's deduplicates it whole.
+    pub ops: Vec<TxnOp>,
+    /// Set for a transaction that must be applied once.
+    pub write_id: Option<WriteId>,
+}
+
+/// One operation of a [`Txn`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxnOp {
+    /// Read a key as the transaction left it so far.
+    Get(Vec<u8>),
+    /// A (conditional) put.
+    Put(Put),
+    /// A (conditional) delete.
+    Delete(Delete),
+    /// A read-modify-write.
+    Update(Update),
+    /// Move `from`'s value, with its expiry, to `to` (Redis `RENAME`/`RENAMENX`).
+    Rename {
+        /// The key renamed.
+        from: Vec<u8>,
+        /// Its new name.
+        to: Vec<u8>,
+        /// Only when `to` is absent (`RENAMENX`).
+        only_if_absent: bool,
+    },
+}
+
+impl TxnOp {
+    /// The keys this operation reads or writes.
+    pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        let (first, second): (&[u8], Option<&[u8]>) = match self {
+            TxnOp::Get(key) => (key, None),
+            TxnOp::Put(put) => (&put.key, None),
+            TxnOp::Delete(delete) => (&delete.key, None),
+            TxnOp::Update(update) => (&update.key, None),
+            TxnOp::Rename { from, to, .. } => (from, Some(to)),
+        };
+        std::iter::once(first).chain(second)
+    }
+}
+
+impl Txn {
+    /// Every key the transaction names, guards first.
+    pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.guards
+            .iter()
+            .map(|(key, _)| key.as_slice())
+            .chain(self.ops.iter().flat_map(TxnOp::keys))
+    }
+}
+
+/// What one [`TxnOp`] found or did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxnOpResult {
+    /// A `Get`: the live value, its version and expiry, or `None` when absent.
+    Got(Option<(Vec<u8>, Version, Option<u64>)>),
+    /// A `Put`, `Delete` or `Update`: what the same operation alone would answer.
+    Wrote(CommandResult),
+    /// A `Rename`.
+    Renamed(RenameOutcome),
+}
+
+/// The outcome of a [`TxnOp::Rename`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RenameOutcome {
+    /// `from` is absent; nothing changed.
+    NoSuchKey,
+    /// `only_if_absent` and `to` is present; nothing changed.
+    TargetExists,
+    /// `to` holds the value and `from` is gone (or both are the same key, which stays).
+    Renamed,
 }
 
 /// The new shards of a split, in slot order and without gaps: the first starts at the split
@@ -128,6 +214,7 @@ impl Command {
             Op::Put(put) => put.write_id.as_ref(),
             Op::Delete(delete) => delete.write_id.as_ref(),
             Op::Update(update) => update.write_id.as_ref(),
+            Op::Txn(txn) => txn.write_id.as_ref(),
             Op::Purge { .. } | Op::Batch(_) | Op::Split(_) => None,
         }
     }
@@ -179,4 +266,7 @@ pub enum CommandResult {
     None,
     /// The outcome of an [`Op::Update`]: what it did, or why it wrote nothing.
     Update(Result<Updated, UpdateError>),
+    /// The outcome of an [`Op::Txn`]: one result per operation, or `None` when a guard
+    /// failed and nothing was written.
+    Txn(Option<Vec<TxnOpResult>>),
 }

@@ -176,6 +176,10 @@ impl KvService {
             .await
     }
 
+    async fn txn(&self, req: pb::NodeTxnRequest) -> Result<pb::TxnResponse, KvError> {
+        self.requests.measure("txn", self.serve_txn(req)).await
+    }
+
     async fn serve_get(&self, req: pb::NodeGetRequest) -> Result<pb::GetResponse, KvError> {
         let get = req.request.ok_or_else(|| missing("get"))?;
         self.limits.check_key(&get.key)?;
@@ -267,6 +271,22 @@ impl KvService {
         }
     }
 
+    async fn serve_txn(&self, req: pb::NodeTxnRequest) -> Result<pb::TxnResponse, KvError> {
+        let txn = req.request.ok_or_else(|| missing("txn"))?;
+        let command = proposal::txn_command(&txn, clock::now_ms(), &self.limits)?;
+        let crate::command::Op::Txn(ref parsed) = command.op else {
+            unreachable!("txn_command makes a transaction")
+        };
+        // Every key is in this one's slot (checked by `txn_command`).
+        let key = parsed.keys().next().unwrap_or_default().to_vec();
+        let replica = self.route(req.target, &key, Access::Write)?;
+        self.admit_write()?;
+        match self.propose(&replica, command).await? {
+            CommandResult::NotOwned => Err(self.moved(replica.shard(), &key)),
+            result => proposal::txn_response(result),
+        }
+    }
+
     /// `SHARD_MOVED` for `key`, which a split took from `shard`, hinting its new owner.
     fn moved(&self, shard: ShardId, key: &[u8]) -> KvError {
         let map = self.manager.cache().current();
@@ -294,6 +314,7 @@ impl KvService {
             Some(Op::Put(req)) => self.put(req).await.map(Outcome::Put),
             Some(Op::Delete(req)) => self.delete(req).await.map(Outcome::Delete),
             Some(Op::Update(req)) => self.update(req).await.map(Outcome::Update),
+            Some(Op::Txn(req)) => self.txn(req).await.map(Outcome::Txn),
             None => Err(KvError::InvalidArgument("call without an operation".into())),
         }
     }
@@ -376,6 +397,15 @@ impl KvNode for KvService {
         ))
     }
 
+    async fn txn(
+        &self,
+        request: Request<pb::NodeTxnRequest>,
+    ) -> Result<Response<pb::TxnResponse>, Status> {
+        Ok(Response::new(
+            KvService::txn(self, request.into_inner()).await?,
+        ))
+    }
+
     type CallsStream = call_stream::RepliesStream;
 
     async fn calls(
@@ -391,7 +421,9 @@ impl KvNode for KvService {
                 let service = service.clone();
                 async move {
                     let outcome = match &call.op {
-                        Some(Op::Put(_) | Op::Delete(_) | Op::Update(_)) => auth::check_write(role),
+                        Some(Op::Put(_) | Op::Delete(_) | Op::Update(_) | Op::Txn(_)) => {
+                            auth::check_write(role)
+                        }
                         _ => Ok(()),
                     };
                     let outcome = match outcome {

@@ -31,6 +31,7 @@ pub fn register(
     let mut registry = kvdb_core::metrics::registry();
     let requests = RequestMetrics::register(&mut registry, "node");
     log_db.register_metrics(&mut registry);
+    manager.cache().register_metrics(&mut registry, "node");
     registry.register_collector(Box::new(NodeCollector {
         manager,
         batches,
@@ -69,13 +70,6 @@ impl Collector for NodeCollector {
             .filter_map(|shard| Some((shard.0, self.manager.replica(shard)?.raft_figures())))
             .collect();
         let gauge = |v: u64| ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
-        let map = self.manager.cache().current();
-        encode_family(
-            e,
-            "node_shard_map_version",
-            "Version of the shard map this node follows",
-            [(NONE, gauge(map.version.0))],
-        )?;
         encode_family(
             e,
             "node_shards",
@@ -187,7 +181,7 @@ impl Collector for NodeCollector {
                 })
             }),
         )?;
-        let counters: [Series; 2] = [
+        let counters: [Series; 5] = [
             (
                 "shard_reads",
                 "Reads this replica answered since it opened",
@@ -197,6 +191,21 @@ impl Collector for NodeCollector {
                 "shard_writes",
                 "Writes this replica answered since it opened",
                 |f| f.writes_total,
+            ),
+            (
+                "shard_leader_changes",
+                "Times another node took over as the group's leader, as this replica saw it",
+                |f| f.leader_changes,
+            ),
+            (
+                "shard_snapshots_built",
+                "Snapshots this replica built from its state (log compaction)",
+                |f| f.snapshots_built,
+            ),
+            (
+                "shard_snapshots_installed",
+                "Snapshots this replica received from its leader and installed",
+                |f| f.snapshots_installed,
             ),
         ];
         for (name, help, value) in counters {

@@ -12,8 +12,8 @@ use kvdb_core::error::KvError;
 use kvdb_core::proto::v1 as pb;
 
 use crate::command::{
-    Command, CommandResult, Delete, ExpireWhen, ExpiryChange, OnlyIf, Op, Put, Update,
-    UpdateAction, UpdateError, UpdateValue, WriteId,
+    Command, CommandResult, Delete, ExpireWhen, ExpiryChange, OnlyIf, Op, Put, RenameOutcome, Txn,
+    TxnOp, TxnOpResult, Update, UpdateAction, UpdateError, UpdateValue, WriteId,
 };
 use crate::expiry;
 use kvdb_core::call_link::max_message_bytes;
@@ -164,6 +164,127 @@ pub fn update_command(
     Ok(Command {
         now_ms,
         op: Op::Update(update),
+    })
+}
+
+/// The command for a transaction, proposed at `now_ms`: every operation checked as its own
+/// request would be, and every key in one slot.
+pub fn txn_command(req: &pb::TxnRequest, now_ms: u64, limits: &Limits) -> Result<Command, KvError> {
+    use pb::txn_op::Op as TxnRequestOp;
+    let mut ops = Vec::with_capacity(req.ops.len());
+    for op in &req.ops {
+        let op = op
+            .op
+            .as_ref()
+            .ok_or_else(|| invalid("transaction operation without an operation"))?;
+        ops.push(match op {
+            TxnRequestOp::Get(get) => {
+                limits.check_key(&get.key)?;
+                TxnOp::Get(get.key.to_vec())
+            }
+            TxnRequestOp::Put(put) => match put_command(put, now_ms, limits)?.op {
+                Op::Put(put) => TxnOp::Put(Put {
+                    write_id: None,
+                    ..put
+                }),
+                _ => unreachable!("put_command makes a put"),
+            },
+            TxnRequestOp::Delete(delete) => match delete_command(delete, now_ms, limits)?.op {
+                Op::Delete(delete) => TxnOp::Delete(Delete {
+                    write_id: None,
+                    ..delete
+                }),
+                _ => unreachable!("delete_command makes a delete"),
+            },
+            TxnRequestOp::Update(update) => match update_command(update, now_ms, limits)?.op {
+                Op::Update(update) => TxnOp::Update(Update {
+                    write_id: None,
+                    ..update
+                }),
+                _ => unreachable!("update_command makes an update"),
+            },
+            TxnRequestOp::Rename(rename) => {
+                limits.check_key(&rename.key)?;
+                limits.check_key(&rename.to)?;
+                TxnOp::Rename {
+                    from: rename.key.to_vec(),
+                    to: rename.to.to_vec(),
+                    only_if_absent: rename.only_if_absent,
+                }
+            }
+        });
+    }
+    let mut guards = Vec::with_capacity(req.guards.len());
+    for guard in &req.guards {
+        limits.check_key(&guard.key)?;
+        guards.push((guard.key.to_vec(), Version(guard.version)));
+    }
+    let txn = Txn {
+        guards,
+        ops,
+        write_id: write_id(req.write_id.as_ref())?,
+    };
+    txn_slot(&txn)?;
+    Ok(Command {
+        now_ms,
+        op: Op::Txn(txn),
+    })
+}
+
+/// The one slot every key of `txn` hashes to; a transaction with no key, or with keys in
+/// several slots, is refused (Redis's `CROSSSLOT`).
+pub fn txn_slot(txn: &Txn) -> Result<kvdb_core::Slot, KvError> {
+    let mut keys = txn.keys();
+    let first = keys
+        .next()
+        .ok_or_else(|| invalid("a transaction must name at least one key"))?;
+    let slot = kvdb_core::slot::slot(first);
+    if keys.any(|key| kvdb_core::slot::slot(key) != slot) {
+        return Err(invalid(kvdb_core::slot::CROSS_SLOT));
+    }
+    Ok(slot)
+}
+
+/// The client's answer to a transaction.
+pub fn txn_response(result: CommandResult) -> Result<pb::TxnResponse, KvError> {
+    use pb::txn_result::Result as Answer;
+    let results = match result {
+        CommandResult::Txn(None) => return Ok(pb::TxnResponse::default()),
+        CommandResult::Txn(Some(results)) => results,
+        other => return Err(unexpected(other)),
+    };
+    let mut answers = Vec::with_capacity(results.len());
+    for result in results {
+        let answer = match result {
+            TxnOpResult::Got(found) => Answer::Get(match found {
+                Some((value, version, expire_at_ms)) => pb::GetResponse {
+                    found: true,
+                    value: value.into(),
+                    version: version.0,
+                    expires_at_ms: expire_at_ms.unwrap_or(0),
+                },
+                None => pb::GetResponse::default(),
+            }),
+            TxnOpResult::Wrote(wrote @ CommandResult::Put { .. }) => {
+                Answer::Put(put_response(wrote)?)
+            }
+            TxnOpResult::Wrote(wrote @ CommandResult::Delete { .. }) => {
+                Answer::Delete(delete_response(wrote)?)
+            }
+            TxnOpResult::Wrote(wrote) => Answer::Update(update_response(wrote)?),
+            TxnOpResult::Renamed(outcome) => Answer::Rename(match outcome {
+                RenameOutcome::Renamed => pb::RenameOutcome::Renamed,
+                RenameOutcome::NoSuchKey => pb::RenameOutcome::NoSuchKey,
+                RenameOutcome::TargetExists => pb::RenameOutcome::TargetExists,
+            } as i32),
+        };
+        answers.push(pb::TxnResult {
+            result: Some(answer),
+        });
+    }
+    Ok(pb::TxnResponse {
+        applied: true,
+        results: answers,
     })
 }
 

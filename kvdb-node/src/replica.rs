@@ -20,7 +20,7 @@ use kvdb_core::raft::lease::LeaseClock;
 use kvdb_core::raft::log_store::{LogDb, LogDbError};
 use kvdb_core::raft::quiesce::Quiescer;
 use kvdb_core::raft::read_floor::ReadFloor;
-use kvdb_core::raft::state_machine::{StateMachineError, StateMachineStore};
+use kvdb_core::raft::state_machine::{SnapshotCounts, StateMachineError, StateMachineStore};
 use kvdb_core::raft::transport::{GrpcNetworkFactory, PeerChannels, RaftRouter};
 use kvdb_core::shard_stats::ShardStats;
 use kvdb_core::storage::{CommitDurability, RedbStorage, Storage, StorageError, WriteBuffer};
@@ -181,6 +181,9 @@ pub struct Replica {
     /// Reads and writes answered since the replica opened, for the coordinator's rates.
     reads_total: AtomicU64,
     writes_total: AtomicU64,
+    /// Leaders this replica has seen take over, counted by its leadership watcher.
+    leader_changes: Arc<AtomicU64>,
+    snapshots: Arc<SnapshotCounts>,
 }
 
 /// One replica's Raft position and request counts (see [`Replica::raft_figures`]).
@@ -206,6 +209,12 @@ pub struct RaftFigures {
     pub reads_total: u64,
     /// Writes answered since the replica opened.
     pub writes_total: u64,
+    /// Times the group's leader, as this replica knows it, changed to another node.
+    pub leader_changes: u64,
+    /// Snapshots this replica built from its state.
+    pub snapshots_built: u64,
+    /// Snapshots this replica received from a leader and installed.
+    pub snapshots_installed: u64,
 }
 
 impl std::fmt::Debug for Replica {
@@ -246,6 +255,7 @@ impl Replica {
         .await
         .map_err(|source| ReplicaError::Task { shard, source })?;
         let (storage, store, fence) = state_machine?;
+        let snapshots = store.snapshot_counts();
         let lease = env.config.lease_reads.then(Arc::<LeaseClock>::default);
         let mut log = env.log_db.group::<ShardRaftConfig>(shard.0);
         let vote_floor = log
@@ -268,6 +278,7 @@ impl Replica {
         let (writes, batcher) = WriteQueue::spawn(raft.clone(), env.write_batches.clone());
         let (reads, confirmer) = ReadQueue::spawn(raft.clone(), env.node.0, floor.clone());
         let handover = Arc::default();
+        let leader_changes = Arc::<AtomicU64>::default();
         let tasks = std::sync::Mutex::new(vec![
             batcher,
             confirmer,
@@ -275,6 +286,7 @@ impl Replica {
                 raft.clone(),
                 env.leadership_changed.clone(),
                 floor.clone(),
+                leader_changes.clone(),
             )),
             tokio::spawn(expiry::purge_expired(
                 raft.clone(),
@@ -302,6 +314,8 @@ impl Replica {
             fence,
             reads_total: AtomicU64::new(0),
             writes_total: AtomicU64::new(0),
+            leader_changes,
+            snapshots,
         })
     }
 
@@ -419,6 +433,9 @@ impl Replica {
             replication,
             reads_total: self.reads_total.load(Ordering::Relaxed),
             writes_total: self.writes_total.load(Ordering::Relaxed),
+            leader_changes: self.leader_changes.load(Ordering::Relaxed),
+            snapshots_built: self.snapshots.built(),
+            snapshots_installed: self.snapshots.installed(),
         }
     }
 

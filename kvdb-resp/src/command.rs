@@ -169,6 +169,27 @@ pub enum Command {
         /// Milliseconds rather than seconds.
         millis: bool,
     },
+    /// `MSETNX key value...`: all or none, keys of one slot.
+    MSetNx(Vec<(Arg, Arg)>),
+    /// `RENAME key newkey` and `RENAMENX key newkey`, keys of one slot.
+    Rename {
+        /// The key renamed.
+        from: Arg,
+        /// Its new name.
+        to: Arg,
+        /// Only if `to` is absent (`RENAMENX`).
+        nx: bool,
+    },
+    /// `MULTI`.
+    Multi,
+    /// `EXEC`.
+    Exec,
+    /// `DISCARD`.
+    Discard,
+    /// `WATCH key...`.
+    Watch(Vec<Arg>),
+    /// `UNWATCH`.
+    Unwatch,
 }
 
 /// The table entry for `argv`'s command, with its argument count checked.
@@ -233,7 +254,7 @@ pub fn parse(argv: Vec<Arg>) -> Result<Command, CommandError> {
         }
         "setex" | "psetex" => parse_setex(spec.name, args).map(Command::Set),
         "mget" => Ok(Command::MGet(args)),
-        "mset" => parse_mset(args),
+        "mset" => parse_pairs("mset", args).map(Command::MSet),
         "del" | "unlink" => Ok(Command::Del(args)),
         "exists" => Ok(Command::Exists(args)),
         "ttl" | "pttl" => Ok(Command::Ttl {
@@ -286,6 +307,20 @@ pub fn parse(argv: Vec<Arg>) -> Result<Command, CommandError> {
             key: first(args),
             millis: spec.name == "pexpiretime",
         }),
+        "msetnx" => parse_pairs("msetnx", args).map(Command::MSetNx),
+        "rename" | "renamenx" => {
+            let [from, to] = pair(args);
+            Ok(Command::Rename {
+                from,
+                to,
+                nx: spec.name == "renamenx",
+            })
+        }
+        "multi" => Ok(Command::Multi),
+        "exec" => Ok(Command::Exec),
+        "discard" => Ok(Command::Discard),
+        "watch" => Ok(Command::Watch(args)),
+        "unwatch" => Ok(Command::Unwatch),
         other => unreachable!("command {other} is in the table but has no parser"),
     }
 }
@@ -416,16 +451,17 @@ fn parse_setex(command: &'static str, args: Vec<Arg>) -> Result<Set, CommandErro
     })
 }
 
-fn parse_mset(args: Vec<Arg>) -> Result<Command, CommandError> {
+/// `MSET`'s and `MSETNX`'s key-value pairs.
+fn parse_pairs(name: &str, args: Vec<Arg>) -> Result<Vec<(Arg, Arg)>, CommandError> {
     if !args.len().is_multiple_of(2) {
-        return Err(CommandError::WrongArity("mset".into()));
+        return Err(CommandError::WrongArity(name.into()));
     }
     let mut pairs = Vec::with_capacity(args.len() / 2);
     let mut args = args.into_iter();
     while let (Some(key), Some(value)) = (args.next(), args.next()) {
         pairs.push((key, value));
     }
-    Ok(Command::MSet(pairs))
+    Ok(pairs)
 }
 
 fn parse_hello(args: Vec<Arg>) -> Result<Command, CommandError> {

@@ -111,6 +111,30 @@ pub enum CommandError {
          Are you sure your configuration is correct?"
     )]
     AuthNotConfigured,
+    /// `RENAME` of an absent key.
+    #[error("ERR no such key")]
+    NoSuchKey,
+    /// Keys of one atomic request (a transaction, `MSETNX`, `RENAME`) in several slots.
+    #[error("{}", kvdb_core::slot::CROSS_SLOT)]
+    CrossSlot,
+    /// `MULTI` inside `MULTI`.
+    #[error("ERR MULTI calls can not be nested")]
+    NestedMulti,
+    /// `EXEC` outside `MULTI`.
+    #[error("ERR EXEC without MULTI")]
+    ExecWithoutMulti,
+    /// `DISCARD` outside `MULTI`.
+    #[error("ERR DISCARD without MULTI")]
+    DiscardWithoutMulti,
+    /// `WATCH` inside `MULTI`.
+    #[error("ERR WATCH inside MULTI is not allowed")]
+    WatchInsideMulti,
+    /// `EXEC` after a command of the transaction was refused when queued.
+    #[error("EXECABORT Transaction discarded because of previous errors.")]
+    ExecAbort,
+    /// A command KvDB cannot run inside `MULTI` yet.
+    #[error("ERR '{0}' inside MULTI is not supported by KvDB yet")]
+    NotInMulti(&'static str),
     /// A write with a read-only token.
     #[error("NOPERM this user has no permissions to run the '{0}' command")]
     NoPermission(String),
@@ -168,6 +192,8 @@ pub fn kv_error_reply(error: &KvError) -> Reply {
         KvError::DeadlineExceeded => {
             "TRYAGAIN deadline exceeded before the cluster answered".into()
         }
+        // A refusal already in Redis's words keeps them.
+        KvError::InvalidArgument(why) if why == kvdb_core::slot::CROSS_SLOT => why.clone(),
         KvError::InvalidArgument(why) => format!("ERR {why}"),
         KvError::PermissionDenied(why) => format!("NOPERM {why}"),
         KvError::ResourceExhausted(why) => format!("OOM {why}"),

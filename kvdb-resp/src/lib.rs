@@ -10,8 +10,10 @@
 //! Read-modify-write commands (`INCR`, `APPEND`, `EXPIRE`, `SET ... XX GET`...) are one KvDB
 //! update each, decided by the key's shard: atomic and exactly once, with no read-then-CAS.
 //!
-//! Out of scope for now: other data types,
-//! transactions, pub/sub, cluster redirections, TLS on this port. `docs/redis.md` lists what
+//! `MULTI`/`EXEC` with `WATCH`, `MSETNX` and `RENAME` are one KvDB transaction each, over keys
+//! of one slot (hash tags), atomic and exactly once; keys in several slots get `CROSSSLOT`.
+//!
+//! Out of scope for now: other data types, pub/sub, cluster redirections, TLS on this port. `docs/redis.md` lists what
 //! differs from Redis and why.
 //!
 //! # Layout
@@ -19,7 +21,8 @@
 //! - [`command`] and `table`: arguments to a [`Command`], with Redis's error texts.
 //! - [`reply`]: the [`Reply`] value and its RESP2/RESP3 encodings.
 //! - [`error`]: command and protocol errors, and the one mapping of `KvError` to a reply.
-//! - `exec`: data commands over the executor.
+//! - `plan`: a data command as KvDB operations, and its reply from their results.
+//! - `exec`: running plans over the executor, alone or as one transaction (`EXEC`).
 //! - `update`: the read-modify-write commands, their wire form and their replies.
 //! - `session`, `info`: connection state and the commands about the server itself.
 //! - `server`, `connection`: [`serve`] and one task per connection.
@@ -33,6 +36,7 @@ pub mod error;
 mod exec;
 mod info;
 mod options;
+mod plan;
 pub mod reply;
 mod server;
 mod session;

@@ -43,6 +43,9 @@ pub enum Reply {
     Bulk(Vec<u8>),
     /// No value: `$-1` in RESP2, `_` in RESP3.
     Null,
+    /// No array: `*-1` in RESP2 (an `EXEC` whose watched keys changed), `_` in RESP3. Only
+    /// as a whole reply, never inside another.
+    NullArray,
     /// An ordered list of replies.
     Array(Vec<Reply>),
     /// Key-value pairs, in order; a flat array in RESP2.
@@ -68,6 +71,11 @@ impl Reply {
 
     /// Appends this reply, encoded for `protocol`, to `out`.
     pub fn encode(&self, protocol: Protocol, out: &mut Vec<u8>) {
+        // The codec has no null array of RESP2; it is one fixed line.
+        if let (Reply::NullArray, Protocol::Resp2) = (self, protocol) {
+            out.extend_from_slice(b"*-1\r\n");
+            return;
+        }
         let start = out.len();
         let written = match protocol {
             Protocol::Resp2 => {
@@ -92,7 +100,7 @@ impl Reply {
             Reply::Error(e) => Frame2::Error(one_line(e)),
             Reply::Integer(i) => Frame2::Integer(*i),
             Reply::Bulk(b) => Frame2::BulkString(b.clone()),
-            Reply::Null => Frame2::Null,
+            Reply::Null | Reply::NullArray => Frame2::Null,
             Reply::Array(items) => Frame2::Array(items.iter().map(Reply::to_resp2).collect()),
             Reply::Map(pairs) => Frame2::Array(
                 pairs
@@ -124,7 +132,7 @@ impl Reply {
                 data: b.clone(),
                 attributes: None,
             },
-            Reply::Null => Frame3::Null,
+            Reply::Null | Reply::NullArray => Frame3::Null,
             Reply::Array(items) => Frame3::Array {
                 data: items.iter().map(Reply::to_resp3).collect(),
                 attributes: None,
@@ -200,6 +208,8 @@ mod tests {
     fn null_is_a_null_bulk_in_resp2_and_underscore_in_resp3() {
         assert_eq!(encoded(&Reply::Null, Protocol::Resp2), "$-1\r\n");
         assert_eq!(encoded(&Reply::Null, Protocol::Resp3), "_\r\n");
+        assert_eq!(encoded(&Reply::NullArray, Protocol::Resp2), "*-1\r\n");
+        assert_eq!(encoded(&Reply::NullArray, Protocol::Resp3), "_\r\n");
     }
 
     #[test]

@@ -7,9 +7,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use kvdb_core::auth::{Need, Role};
 
+use kvdb_core::proto::v1 as pb;
+
 use crate::command::{self, Arg, Client, Command, Introspect};
 use crate::error::CommandError;
+use crate::exec::Queued;
 use crate::info;
+use crate::plan;
 use crate::reply::{Protocol, Reply};
 use crate::server::Shared;
 
@@ -26,6 +30,18 @@ pub struct Session {
     role: Option<Role>,
     /// Set by `QUIT`: answer, then close.
     pub quit: bool,
+    /// Between `MULTI` and `EXEC`: the commands queued.
+    multi: Option<Multi>,
+    /// `WATCH`ed keys and the versions they had then.
+    watched: Vec<pb::TxnGuard>,
+}
+
+/// A transaction being queued.
+#[derive(Default)]
+struct Multi {
+    queued: Vec<Queued>,
+    /// A command was refused when queued: `EXEC` discards the transaction.
+    dirty: bool,
 }
 
 impl Session {
@@ -39,6 +55,8 @@ impl Session {
             name: String::new(),
             role,
             quit: false,
+            multi: None,
+            watched: Vec::new(),
         }
     }
 
@@ -53,26 +71,102 @@ impl Session {
         // authentication; anything else needs it.
         let spec = match command::lookup(&argv) {
             Ok(spec) => spec,
-            Err(e) => return e.into(),
+            Err(e) => return self.refuse(e),
         };
         match self.role {
-            None if !spec.is_no_auth() => return CommandError::NoAuth.into(),
+            None if !spec.is_no_auth() => return self.refuse(CommandError::NoAuth),
             Some(role) if spec.is_write() && !role.grants(Need::Write) => {
-                return CommandError::NoPermission(spec.name.to_owned()).into();
+                return self.refuse(CommandError::NoPermission(spec.name.to_owned()));
             }
             _ => {}
         }
         let command = match command::parse(argv) {
             Ok(command) => command,
-            Err(e) => return e.into(),
+            Err(e) => return self.refuse(e),
         };
-        match self.connection(command) {
+        match self.transaction(command).await {
             Ok(reply) => reply,
-            Err(data) => match self.shared.store.run(data).await {
-                Some(reply) => reply,
-                None => unreachable!("every command is a connection or a data command"),
+            Err(command) if self.multi.is_some() => self.queue(command),
+            Err(command) => match self.connection(command) {
+                Ok(reply) => reply,
+                Err(data) => match self.shared.store.run(data).await {
+                    Some(reply) => reply,
+                    None => unreachable!("every command is a connection or a data command"),
+                },
             },
         }
+    }
+
+    /// A refusal; inside `MULTI` it also dooms the transaction, as in Redis.
+    fn refuse(&mut self, e: CommandError) -> Reply {
+        if let Some(multi) = &mut self.multi {
+            multi.dirty = true;
+        }
+        e.into()
+    }
+
+    /// Answers `MULTI`, `EXEC`, `DISCARD`, `WATCH` and `UNWATCH` (outside `MULTI`); hands
+    /// back any other command.
+    async fn transaction(&mut self, command: Command) -> Result<Reply, Command> {
+        Ok(match (command, self.multi.is_some()) {
+            (Command::Multi, true) => CommandError::NestedMulti.into(),
+            (Command::Multi, false) => {
+                self.multi = Some(Multi::default());
+                Reply::ok()
+            }
+            (Command::Exec, false) => CommandError::ExecWithoutMulti.into(),
+            (Command::Exec, true) => {
+                let multi = self.multi.take().unwrap_or_default();
+                let watched = std::mem::take(&mut self.watched);
+                if multi.dirty {
+                    return Ok(CommandError::ExecAbort.into());
+                }
+                self.shared.store.exec(watched, multi.queued).await
+            }
+            (Command::Discard, false) => CommandError::DiscardWithoutMulti.into(),
+            (Command::Discard, true) => {
+                self.multi = None;
+                self.watched.clear();
+                Reply::ok()
+            }
+            (Command::Watch(_), true) => CommandError::WatchInsideMulti.into(),
+            (Command::Watch(keys), false) => match self.shared.store.versions(keys).await {
+                Ok(guards) => {
+                    self.watched.extend(guards);
+                    Reply::ok()
+                }
+                Err(reply) => reply,
+            },
+            (Command::Unwatch, false) => {
+                self.watched.clear();
+                Reply::ok()
+            }
+            (command, _) => return Err(command),
+        })
+    }
+
+    /// Queues a command of a transaction: a data command as its planned operations, run by
+    /// `EXEC`; a command about the connection answered now, its reply kept for `EXEC`'s.
+    fn queue(&mut self, command: Command) -> Reply {
+        if matches!(command, Command::MSetNx(_)) {
+            return self.refuse(CommandError::NotInMulti("msetnx"));
+        }
+        if matches!(command, Command::Quit) {
+            self.quit = true;
+            return Reply::ok();
+        }
+        let queued = match plan::plan(&command, plan_now()) {
+            Some(Ok(plan)) => Queued::Data(command, plan),
+            Some(Err(refused)) => Queued::Known(refused),
+            None => match self.connection(command) {
+                Ok(reply) => Queued::Known(reply),
+                Err(_) => Queued::Known(Reply::ok()),
+            },
+        };
+        if let Some(multi) = &mut self.multi {
+            multi.queued.push(queued);
+        }
+        Reply::Simple("QUEUED".into())
     }
 
     /// Answers a command about the connection or the server; hands back a data command.
@@ -168,4 +262,11 @@ impl Session {
             None => Err(CommandError::WrongPass),
         }
     }
+}
+
+/// The wall clock in Unix milliseconds, which a queued command's expiries are fixed against.
+fn plan_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -148,7 +148,23 @@ pub const COMMANDS: &[Spec] = &[
     Spec::new("persist", 2, &["write", "fast"], KEY),
     Spec::new("expiretime", 2, &["readonly", "fast"], KEY),
     Spec::new("pexpiretime", 2, &["readonly", "fast"], KEY),
+    Spec::new("msetnx", -3, &["write", "denyoom"], (1, -1, 2)),
+    Spec::new("rename", 3, &["write"], (1, 2, 1)),
+    Spec::new("renamenx", 3, &["write", "fast"], (1, 2, 1)),
+    Spec::new("multi", 1, TRANSACTION, NONE),
+    Spec::new(
+        "exec",
+        1,
+        &["noscript", "loading", "stale", "skip_slowlog"],
+        NONE,
+    ),
+    Spec::new("discard", 1, TRANSACTION, NONE),
+    Spec::new("watch", -2, TRANSACTION, KEYS),
+    Spec::new("unwatch", 1, TRANSACTION, NONE),
 ];
+
+/// The flags of `MULTI`, `DISCARD`, `WATCH` and `UNWATCH`.
+const TRANSACTION: &[&str] = &["noscript", "loading", "stale", "fast", "allow_busy"];
 
 /// The command named `name` (any case).
 pub fn lookup(name: &[u8]) -> Option<&'static Spec> {

@@ -141,6 +141,11 @@ impl NodeLink {
     pub async fn update(&self, req: pb::NodeUpdateRequest) -> Result<pb::UpdateResponse, KvError> {
         update_reply(call(&self.0, pb::node_call::Op::Update(req)).await?)
     }
+
+    /// A transaction on the shared stream; failures as for [`get`](Self::get).
+    pub async fn txn(&self, req: pb::NodeTxnRequest) -> Result<pb::TxnResponse, KvError> {
+        txn_reply(call(&self.0, pb::node_call::Op::Txn(req)).await?)
+    }
 }
 
 impl GatewayLink {
@@ -185,6 +190,15 @@ impl GatewayLink {
     ) -> Result<pb::UpdateResponse, KvError> {
         update_reply(call(&self.0, (pb::call::Op::Update(req), timeout_ms)).await?)
     }
+
+    /// A transaction through the gateway; `timeout_ms` as for [`get`](Self::get).
+    pub async fn txn(
+        &self,
+        req: pb::TxnRequest,
+        timeout_ms: u64,
+    ) -> Result<pb::TxnResponse, KvError> {
+        txn_reply(call(&self.0, (pb::call::Op::Txn(req), timeout_ms)).await?)
+    }
 }
 
 fn get_reply(outcome: Outcome) -> Result<pb::GetResponse, KvError> {
@@ -211,6 +225,13 @@ fn delete_reply(outcome: Outcome) -> Result<pb::DeleteResponse, KvError> {
 fn update_reply(outcome: Outcome) -> Result<pb::UpdateResponse, KvError> {
     match outcome {
         Outcome::Update(reply) => Ok(reply),
+        _ => Err(mismatch()),
+    }
+}
+
+fn txn_reply(outcome: Outcome) -> Result<pb::TxnResponse, KvError> {
+    match outcome {
+        Outcome::Txn(reply) => Ok(reply),
         _ => Err(mismatch()),
     }
 }

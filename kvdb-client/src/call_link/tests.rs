@@ -54,6 +54,13 @@ impl KvNode for FakeNode {
         Err(Status::unimplemented("calls only"))
     }
 
+    async fn txn(
+        &self,
+        _: Request<pb::NodeTxnRequest>,
+    ) -> Result<Response<pb::TxnResponse>, Status> {
+        Err(Status::unimplemented("calls only"))
+    }
+
     type CallsStream = Replies;
 
     async fn calls(

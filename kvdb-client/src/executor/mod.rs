@@ -32,7 +32,7 @@ use kvdb_core::cache::{Refresh, ShardMapCache};
 use kvdb_core::coordinator_client::CoordinatorClientConfig;
 use kvdb_core::epoch::Access;
 use kvdb_core::error::{KvError, RetryAction};
-use kvdb_core::metrics::RetryMetrics;
+use kvdb_core::metrics::{Registry, RequestMetrics, RetryMetrics};
 use kvdb_core::proto::v1 as pb;
 use kvdb_core::router::Route;
 use tokio::time::Instant;
@@ -73,6 +73,8 @@ pub struct ExecutorConfig {
     /// Counts the attempts this client retries, by reason, for an application's metrics
     /// (see `kvdb_core::metrics`). `None`: not counted.
     pub retries: Option<RetryMetrics>,
+    /// Counts and times this client's requests, by operation and outcome. Off by default.
+    pub requests: RequestMetrics,
 }
 
 impl ExecutorConfig {
@@ -98,6 +100,7 @@ impl Default for ExecutorConfig {
             node_address_rewrite: None,
             credentials: Credentials::default(),
             retries: None,
+            requests: RequestMetrics::off(),
         }
     }
 }
@@ -129,6 +132,15 @@ impl Executor {
         &self.cache
     }
 
+    /// Registers `kvdb_<scope>_requests_total`, `kvdb_<scope>_request_duration_seconds`,
+    /// `kvdb_<scope>_retries_total` and the map cache's `kvdb_<scope>_shard_map_*` in
+    /// `registry`, and records into them from now on.
+    pub fn register_metrics(&mut self, registry: &mut Registry, scope: &str) {
+        self.config.requests = RequestMetrics::register(registry, scope);
+        self.config.retries = Some(RetryMetrics::register(registry, scope));
+        self.cache.register_metrics(registry, scope);
+    }
+
     /// The node connection pool.
     #[cfg(test)]
     pub(crate) fn pool(&self) -> &NodePool {
@@ -148,14 +160,19 @@ impl Executor {
     ) -> Result<pb::GetResponse, KvError> {
         let access = Access::for_read(req.consistency)?;
         let key = req.key.clone();
-        self.run(&key, access, deadline, |link, target| {
-            let request = pb::NodeGetRequest {
-                target: Some(target),
-                request: Some(req.clone()),
-            };
-            async move { link.get(request).await }
-        })
-        .await
+        self.config
+            .requests
+            .measure(
+                "get",
+                self.run(&key, access, deadline, |link, target| {
+                    let request = pb::NodeGetRequest {
+                        target: Some(target),
+                        request: Some(req.clone()),
+                    };
+                    async move { link.get(request).await }
+                }),
+            )
+            .await
     }
 
     /// Writes a key. The request's write id must be set by the caller (see
@@ -166,14 +183,19 @@ impl Executor {
         deadline: Instant,
     ) -> Result<pb::PutResponse, KvError> {
         let key = req.key.clone();
-        self.run(&key, Access::Write, deadline, |link, target| {
-            let request = pb::NodePutRequest {
-                target: Some(target),
-                request: Some(req.clone()),
-            };
-            async move { link.put(request).await }
-        })
-        .await
+        self.config
+            .requests
+            .measure(
+                "put",
+                self.run(&key, Access::Write, deadline, |link, target| {
+                    let request = pb::NodePutRequest {
+                        target: Some(target),
+                        request: Some(req.clone()),
+                    };
+                    async move { link.put(request).await }
+                }),
+            )
+            .await
     }
 
     /// Deletes a key.
@@ -183,14 +205,19 @@ impl Executor {
         deadline: Instant,
     ) -> Result<pb::DeleteResponse, KvError> {
         let key = req.key.clone();
-        self.run(&key, Access::Write, deadline, |link, target| {
-            let request = pb::NodeDeleteRequest {
-                target: Some(target),
-                request: Some(req.clone()),
-            };
-            async move { link.delete(request).await }
-        })
-        .await
+        self.config
+            .requests
+            .measure(
+                "delete",
+                self.run(&key, Access::Write, deadline, |link, target| {
+                    let request = pb::NodeDeleteRequest {
+                        target: Some(target),
+                        request: Some(req.clone()),
+                    };
+                    async move { link.delete(request).await }
+                }),
+            )
+            .await
     }
 
     /// Updates a key (read-modify-write at the shard); retried as a put, with the write id
@@ -201,14 +228,42 @@ impl Executor {
         deadline: Instant,
     ) -> Result<pb::UpdateResponse, KvError> {
         let key = req.key.clone();
-        self.run(&key, Access::Write, deadline, |link, target| {
-            let request = pb::NodeUpdateRequest {
-                target: Some(target),
-                request: Some(req.clone()),
-            };
-            async move { link.update(request).await }
-        })
-        .await
+        self.config
+            .requests
+            .measure(
+                "update",
+                self.run(&key, Access::Write, deadline, |link, target| {
+                    let request = pb::NodeUpdateRequest {
+                        target: Some(target),
+                        request: Some(req.clone()),
+                    };
+                    async move { link.update(request).await }
+                }),
+            )
+            .await
+    }
+
+    /// Runs a transaction at the shard of its keys' one slot (keys in several slots, or none,
+    /// are refused before anything is sent); retried as a put, with the caller's write id.
+    pub async fn txn(
+        &self,
+        req: pb::TxnRequest,
+        deadline: Instant,
+    ) -> Result<pb::TxnResponse, KvError> {
+        let key = txn_key(&req)?;
+        self.config
+            .requests
+            .measure(
+                "txn",
+                self.run(&key, Access::Write, deadline, |link, target| {
+                    let request = pb::NodeTxnRequest {
+                        target: Some(target),
+                        request: Some(req.clone()),
+                    };
+                    async move { link.txn(request).await }
+                }),
+            )
+            .await
     }
 
     /// The retry loop shared by every operation.
@@ -400,6 +455,29 @@ impl Executor {
         let wake = (Instant::now() + self.config.backoff.delay(attempt)).min(deadline);
         tokio::time::sleep_until(wake).await;
     }
+}
+
+/// The key a transaction is routed by: its first, once every key is found in the same slot.
+fn txn_key(req: &pb::TxnRequest) -> Result<Vec<u8>, KvError> {
+    use pb::txn_op::Op;
+    let guards = req.guards.iter().map(|g| &g.key);
+    let ops = req.ops.iter().flat_map(|op| match &op.op {
+        Some(Op::Get(get)) => [Some(&get.key), None],
+        Some(Op::Put(put)) => [Some(&put.key), None],
+        Some(Op::Delete(delete)) => [Some(&delete.key), None],
+        Some(Op::Update(update)) => [Some(&update.key), None],
+        Some(Op::Rename(rename)) => [Some(&rename.key), Some(&rename.to)],
+        None => [None, None],
+    });
+    let mut keys = guards.chain(ops.flatten());
+    let first = keys.next().ok_or_else(|| {
+        KvError::InvalidArgument("a transaction must name at least one key".into())
+    })?;
+    let slot = kvdb_core::slot::slot(first);
+    if keys.any(|key| kvdb_core::slot::slot(key) != slot) {
+        return Err(KvError::InvalidArgument(kvdb_core::slot::CROSS_SLOT.into()));
+    }
+    Ok(first.to_vec())
 }
 
 #[cfg(test)]

@@ -59,6 +59,13 @@ where
         Err(Status::unimplemented("calls only"))
     }
 
+    async fn txn(
+        &self,
+        _: Request<pb::NodeTxnRequest>,
+    ) -> Result<Response<pb::TxnResponse>, Status> {
+        Err(Status::unimplemented("calls only"))
+    }
+
     type CallsStream = RepliesStream;
 
     async fn calls(

@@ -23,6 +23,7 @@ mod snapshot_table;
 use std::io::{self, Cursor};
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{
@@ -150,7 +151,28 @@ redb_error_from!(
 pub struct StateMachineStore<C, M> {
     machine: Arc<RwLock<M>>,
     snapshots: SnapshotTable,
+    counts: Arc<SnapshotCounts>,
     _config: PhantomData<fn() -> C>,
+}
+
+/// Snapshots a group built and installed since it opened, for its node's metrics: a replica
+/// that keeps installing snapshots is one its leader cannot catch up by log.
+#[derive(Debug, Default)]
+pub struct SnapshotCounts {
+    built: AtomicU64,
+    installed: AtomicU64,
+}
+
+impl SnapshotCounts {
+    /// Snapshots built from this group's state.
+    pub fn built(&self) -> u64 {
+        self.built.load(Ordering::Relaxed)
+    }
+
+    /// Snapshots received from a leader and installed.
+    pub fn installed(&self) -> u64 {
+        self.installed.load(Ordering::Relaxed)
+    }
 }
 
 impl<C: KvdbRaftConfig, M: Machine<C>> StateMachineStore<C, M> {
@@ -171,8 +193,14 @@ impl<C: KvdbRaftConfig, M: Machine<C>> StateMachineStore<C, M> {
         Ok(Self {
             machine: Arc::new(RwLock::new(machine)),
             snapshots,
+            counts: Arc::default(),
             _config: PhantomData,
         })
+    }
+
+    /// The group's snapshot counts, shared with the store.
+    pub fn snapshot_counts(&self) -> Arc<SnapshotCounts> {
+        self.counts.clone()
     }
 
     /// The machine, for serving reads from the applied state. Hold the read lock briefly:
@@ -262,6 +290,7 @@ impl<C: KvdbRaftConfig, M: Machine<C>> RaftStateMachine<C> for StateMachineStore
         SnapshotBuilder {
             machine: self.machine.clone(),
             snapshots: self.snapshots.clone(),
+            counts: self.counts.clone(),
             _config: PhantomData,
         }
     }
@@ -293,7 +322,9 @@ impl<C: KvdbRaftConfig, M: Machine<C>> RaftStateMachine<C> for StateMachineStore
             Ok(())
         })
         .await;
-        result.map_err(|e| snapshot_error(Some(meta), &e))
+        result.map_err(|e| snapshot_error(Some(meta), &e))?;
+        self.counts.installed.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<C>>, StorageError<u64>> {
@@ -312,6 +343,7 @@ impl<C: KvdbRaftConfig, M: Machine<C>> RaftStateMachine<C> for StateMachineStore
 pub struct SnapshotBuilder<C, M> {
     machine: Arc<RwLock<M>>,
     snapshots: SnapshotTable,
+    counts: Arc<SnapshotCounts>,
     _config: PhantomData<fn() -> C>,
 }
 
@@ -335,6 +367,7 @@ impl<C: KvdbRaftConfig, M: Machine<C>> RaftSnapshotBuilder<C> for SnapshotBuilde
         })
         .await;
         let (meta, data) = built.map_err(|e| snapshot_error(None, &e))?;
+        self.counts.built.fetch_add(1, Ordering::Relaxed);
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),

@@ -173,12 +173,15 @@ async fn snapshot_survives_reopen_and_is_imported() {
         sm.apply([membership(1, 1, &[1]), set(1, 2, "a", "1")])
             .await
             .unwrap();
-        sm.get_snapshot_builder()
+        let snapshot = sm
+            .get_snapshot_builder()
             .await
             .build_snapshot()
             .await
-            .unwrap()
-            .meta
+            .unwrap();
+        let counts = sm.snapshot_counts();
+        assert_eq!((counts.built(), counts.installed()), (1, 0));
+        snapshot.meta
     };
     drop((db, log_db));
 
@@ -204,6 +207,12 @@ async fn snapshot_survives_reopen_and_is_imported() {
     let mut other =
         StateMachineStore::open(log_db.database().clone(), 4, MemKv::default()).unwrap();
     assert!(other.get_current_snapshot().await.unwrap().is_none());
+
+    // --- a snapshot installed from a leader is counted as installed, not built
+    let snapshot = current.snapshot;
+    other.install_snapshot(&built, snapshot).await.unwrap();
+    let counts = other.snapshot_counts();
+    assert_eq!((counts.built(), counts.installed()), (0, 1));
 }
 
 #[tokio::test]

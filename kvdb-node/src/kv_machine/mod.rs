@@ -38,7 +38,10 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(doc)]
 use crate::command::BATCH_POSITION_BITS;
-use crate::command::{Command, CommandResult, Delete, Op, Put, Update, write_version};
+use crate::command::{
+    Command, CommandResult, Delete, Op, Put, RenameOutcome, Txn, TxnOp, TxnOpResult, Update,
+    write_version,
+};
 use crate::expiry;
 use crate::raft_types::{Entry, RaftId, ShardNode, ShardRaftConfig};
 use crate::sessions::{Seen, SessionRowError, Sessions};
@@ -236,13 +239,11 @@ impl KvMachine {
             }
         }
         let owned = self.meta.owned();
-        let key = match &command.op {
-            Op::Put(put) => Some(&put.key),
-            Op::Delete(delete) => Some(&delete.key),
-            Op::Update(update) => Some(&update.key),
-            _ => None,
-        };
-        if key.is_some_and(|key| !owned.contains(slot(key))) {
+        let mut keys = Vec::new();
+        if !matches!(command.op, Op::Purge { .. }) {
+            command_keys(command, &mut keys);
+        }
+        if keys.iter().any(|key| !owned.contains(slot(key))) {
             // Not recorded in the session: the write is retried at the shard that owns it.
             return Ok(CommandResult::NotOwned);
         }
@@ -253,6 +254,7 @@ impl KvMachine {
             Op::Delete(delete) => apply_delete(pending, version, now, delete)?,
             Op::Purge { keys } => apply_purge(pending, now, keys, owned)?,
             Op::Update(update) => apply_update(pending, version, now, update)?,
+            Op::Txn(txn) => apply_txn(pending, version, now, txn)?,
             // Neither is nested in a batch when proposed; one that is changes nothing.
             Op::Batch(_) | Op::Split(_) => CommandResult::None,
         };
@@ -336,6 +338,73 @@ fn apply_update(
     Ok(CommandResult::Update(result))
 }
 
+/// A transaction: its guards checked against the live versions, then its operations in
+/// order over the same overlay, every write taking the transaction's version.
+fn apply_txn(
+    pending: &mut Pending<'_>,
+    version: Version,
+    now_ms: u64,
+    txn: &Txn,
+) -> Result<CommandResult, StorageError> {
+    for (key, expected) in &txn.guards {
+        let live = pending.live(key, now_ms)?;
+        if live.map_or(Version(0), |v| v.version) != *expected {
+            return Ok(CommandResult::Txn(None));
+        }
+    }
+    let mut results = Vec::with_capacity(txn.ops.len());
+    for op in &txn.ops {
+        results.push(match op {
+            TxnOp::Get(key) => TxnOpResult::Got(
+                pending
+                    .live(key, now_ms)?
+                    .map(|v| (v.value, v.version, v.expire_at_ms)),
+            ),
+            TxnOp::Put(put) => TxnOpResult::Wrote(apply_put(pending, version, now_ms, put)?),
+            TxnOp::Delete(delete) => {
+                TxnOpResult::Wrote(apply_delete(pending, version, now_ms, delete)?)
+            }
+            TxnOp::Update(update) => {
+                TxnOpResult::Wrote(apply_update(pending, version, now_ms, update)?)
+            }
+            TxnOp::Rename {
+                from,
+                to,
+                only_if_absent,
+            } => TxnOpResult::Renamed(apply_rename(
+                pending,
+                version,
+                now_ms,
+                (from, to),
+                *only_if_absent,
+            )?),
+        });
+    }
+    Ok(CommandResult::Txn(Some(results)))
+}
+
+/// Moves `from`'s live value and expiry to `to` under a new version, as Redis's `RENAME`
+/// keeps the expiry; renaming a key to itself changes nothing.
+fn apply_rename(
+    pending: &mut Pending<'_>,
+    version: Version,
+    now_ms: u64,
+    (from, to): (&[u8], &[u8]),
+    only_if_absent: bool,
+) -> Result<RenameOutcome, StorageError> {
+    let Some(value) = pending.live(from, now_ms)? else {
+        return Ok(RenameOutcome::NoSuchKey);
+    };
+    if only_if_absent && pending.live(to, now_ms)?.is_some() {
+        return Ok(RenameOutcome::TargetExists);
+    }
+    if from != to {
+        pending.delete(from.to_vec());
+        pending.put(to.to_vec(), StoredValue { version, ..value });
+    }
+    Ok(RenameOutcome::Renamed)
+}
+
 fn apply_purge(
     pending: &mut Pending<'_>,
     now_ms: u64,
@@ -358,6 +427,7 @@ fn command_keys<'c>(command: &'c Command, keys: &mut Vec<&'c [u8]>) {
         Op::Put(put) => keys.push(&put.key),
         Op::Delete(delete) => keys.push(&delete.key),
         Op::Update(update) => keys.push(&update.key),
+        Op::Txn(txn) => keys.extend(txn.keys()),
         Op::Purge { keys: purged } => keys.extend(purged.iter().map(|(key, _)| key.as_slice())),
         Op::Batch(commands) => {
             for command in commands {

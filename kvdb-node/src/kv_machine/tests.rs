@@ -922,3 +922,134 @@ mod updates {
         assert_eq!(result, CommandResult::NotOwned);
     }
 }
+
+mod transactions {
+    use super::*;
+    use crate::command::{RenameOutcome, Txn, TxnOp, TxnOpResult, UpdateAction};
+
+    fn txn(guards: &[(&str, Version)], ops: Vec<TxnOp>) -> Op {
+        Op::Txn(Txn {
+            guards: guards
+                .iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), *v))
+                .collect(),
+            ops,
+            write_id: None,
+        })
+    }
+
+    fn results(result: CommandResult) -> Option<Vec<TxnOpResult>> {
+        match result {
+            CommandResult::Txn(results) => results,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn operations_see_each_other_and_share_the_entry_version() {
+        let mut f = Fixture::new();
+        let ops = vec![
+            TxnOp::Put(put("{t}a", "1")),
+            TxnOp::Update(Update {
+                key: b"{t}a".to_vec(),
+                action: UpdateAction::IncrBy(4),
+                write_id: None,
+                max_len: 16,
+            }),
+            TxnOp::Get(b"{t}a".to_vec()),
+            TxnOp::Delete(delete("{t}b")),
+        ];
+        let done = results(f.run(NOW, txn(&[], ops))).expect("no guard, so applied");
+        assert_eq!(done[0], TxnOpResult::Wrote(written(1)));
+        assert_eq!(
+            done[2],
+            TxnOpResult::Got(Some((b"5".to_vec(), ver(1), None)))
+        );
+        assert!(matches!(
+            done[3],
+            TxnOpResult::Wrote(CommandResult::Delete { existed: false, .. })
+        ));
+        assert_eq!(f.value(b"{t}a", NOW).unwrap().value, b"5");
+    }
+
+    #[test]
+    fn a_changed_guard_writes_nothing() {
+        let mut f = Fixture::new();
+        f.run(NOW, Op::Put(put("{t}a", "1")));
+        // Watched at version 1, then written again at 2.
+        f.run(NOW, Op::Put(put("{t}a", "2")));
+        let stale = txn(&[("{t}a", ver(1))], vec![TxnOp::Put(put("{t}b", "x"))]);
+        assert_eq!(results(f.run(NOW, stale)), None);
+        assert!(f.value(b"{t}b", NOW).is_none());
+        // Absent means version 0, and an expired key is absent.
+        let fresh = txn(
+            &[("{t}a", ver(2)), ("{t}c", Version(0))],
+            vec![TxnOp::Put(put("{t}b", "y"))],
+        );
+        assert!(results(f.run(NOW, fresh)).is_some());
+        assert_eq!(f.value(b"{t}b", NOW).unwrap().value, b"y");
+    }
+
+    #[test]
+    fn a_rename_moves_the_value_and_its_expiry() {
+        let mut f = Fixture::new();
+        let expiring = Put {
+            expire_at_ms: Some(NOW + 60_000),
+            ..put("{t}from", "v")
+        };
+        f.run(NOW, Op::Put(expiring));
+        f.run(NOW, Op::Put(put("{t}to", "old")));
+        let rename = |nx| TxnOp::Rename {
+            from: b"{t}from".to_vec(),
+            to: b"{t}to".to_vec(),
+            only_if_absent: nx,
+        };
+        let refused = results(f.run(NOW, txn(&[], vec![rename(true)]))).unwrap();
+        assert_eq!(refused, [TxnOpResult::Renamed(RenameOutcome::TargetExists)]);
+        let done = results(f.run(NOW, txn(&[], vec![rename(false)]))).unwrap();
+        assert_eq!(done, [TxnOpResult::Renamed(RenameOutcome::Renamed)]);
+        let moved = f.value(b"{t}to", NOW).unwrap();
+        assert_eq!(moved.value, b"v");
+        assert_eq!(moved.expire_at_ms, Some(NOW + 60_000));
+        assert_eq!(moved.version, ver(4));
+        assert!(f.value(b"{t}from", NOW).is_none());
+        let gone = results(f.run(NOW, txn(&[], vec![rename(false)]))).unwrap();
+        assert_eq!(gone, [TxnOpResult::Renamed(RenameOutcome::NoSuchKey)]);
+    }
+
+    #[test]
+    fn a_transaction_is_applied_once_per_write_id() {
+        let mut f = Fixture::new();
+        let incr = |sequence| {
+            Op::Txn(Txn {
+                guards: Vec::new(),
+                ops: vec![TxnOp::Update(Update {
+                    key: b"n".to_vec(),
+                    action: UpdateAction::IncrBy(1),
+                    write_id: None,
+                    max_len: 16,
+                })],
+                write_id: id(sequence),
+            })
+        };
+        let first = f.run(NOW, incr(1));
+        assert_eq!(f.run(NOW, incr(1)), first);
+        assert_eq!(f.value(b"n", NOW).unwrap().value, b"1");
+        f.run(NOW, incr(2));
+        assert_eq!(f.value(b"n", NOW).unwrap().value, b"2");
+    }
+
+    #[test]
+    fn a_transaction_touching_a_slot_split_away_writes_nothing() {
+        let creator = Arc::new(MemoryCreator::default());
+        let mut f = Fixture::new();
+        f.machine = KvMachine::open(f.storage.clone())
+            .unwrap()
+            .with_creator(creator);
+        let (low, high) = (key_in(0..=8191, 0), key_in(8192..=16383, 0));
+        f.run(NOW, split_at(8192, 9));
+        let ops = vec![TxnOp::Put(put(&low, "x")), TxnOp::Put(put(&high, "y"))];
+        assert_eq!(f.run(NOW, txn(&[], ops)), CommandResult::NotOwned);
+        assert!(f.value(low.as_bytes(), NOW).is_none());
+    }
+}

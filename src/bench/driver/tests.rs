@@ -70,6 +70,14 @@ impl Kv for FakeKv {
     ) -> Result<Updated, ClientError> {
         Err(KvError::Internal("the benchmark never updates".into()).into())
     }
+
+    async fn txn_with(
+        &self,
+        _: &kvdb_client::Txn,
+        _: UpdateOptions,
+    ) -> Result<Option<Vec<kvdb_client::TxnReply>>, ClientError> {
+        Err(KvError::Internal("the benchmark runs no transactions".into()).into())
+    }
 }
 
 fn phase(mix: OpMix, keys: u64, order: KeyOrder, budget: Budget) -> Arc<Phase> {

@@ -17,7 +17,10 @@ use std::time::Duration;
 
 use clap::Parser;
 use kvdb::bench::BenchArgs;
-use kvdb::client::{ClientError, Consistency, DeleteOptions, GetOptions, Kv, PutOptions, Value};
+use kvdb::client::{
+    Action, ClientError, Consistency, DeleteOptions, GetOptions, Kv, PutOptions, Txn, TxnReply,
+    UpdateOptions, Updated, Value,
+};
 use kvdb::core::Version;
 use kvdb::core::error::KvError;
 use tonic::transport::{Channel, Endpoint};
@@ -106,6 +109,23 @@ impl Kv for EtcdKv {
 
     async fn delete_with(&self, _key: &[u8], _options: DeleteOptions) -> Result<bool, ClientError> {
         Err(unsupported("deletes"))
+    }
+
+    async fn update_with(
+        &self,
+        _key: &[u8],
+        _action: Action,
+        _options: UpdateOptions,
+    ) -> Result<Updated, ClientError> {
+        Err(unsupported("read-modify-write updates"))
+    }
+
+    async fn txn_with(
+        &self,
+        _txn: &Txn,
+        _options: UpdateOptions,
+    ) -> Result<Option<Vec<TxnReply>>, ClientError> {
+        Err(unsupported("transactions"))
     }
 }
 
