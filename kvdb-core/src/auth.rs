@@ -129,7 +129,7 @@ pub fn need(path: &str) -> Need {
         ("grpc.reflection.v1.ServerReflection" | "grpc.reflection.v1alpha.ServerReflection", _) => {
             Need::Read
         }
-        ("kvdb.v1.KvGateway" | "kvdb.v1.KvNode", "Get" | "Calls") => Need::Read,
+        ("kvdb.v1.KvGateway" | "kvdb.v1.KvNode", "Get" | "Calls" | "Scan") => Need::Read,
         ("kvdb.v1.KvGateway" | "kvdb.v1.KvNode", "Put" | "Delete" | "Update" | "Txn") => {
             Need::Write
         }

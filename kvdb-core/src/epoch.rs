@@ -111,6 +111,19 @@ impl EpochValidator {
         key: &[u8],
         access: Access,
     ) -> Result<(), RoutingError> {
+        self.validate_slot(map, local, shard, epoch, slot(key), access)
+    }
+
+    /// [`validate`](Self::validate) for a request addressed by slot rather than key (a scan).
+    pub fn validate_slot(
+        &self,
+        map: &ShardMap,
+        local: Option<&LocalReplica>,
+        shard: ShardId,
+        epoch: Epoch,
+        key_slot: Slot,
+        access: Access,
+    ) -> Result<(), RoutingError> {
         let Some(local) = local.filter(|l| l.shard == shard) else {
             return Err(RoutingError::ShardMoved {
                 shard,
@@ -124,8 +137,8 @@ impl EpochValidator {
                 current: local.epoch,
             });
         }
-        if !local.contains(slot(key)) {
-            return Err(self.moved(map, shard, key));
+        if !local.contains(key_slot) {
+            return Err(self.moved_slot(map, shard, key_slot));
         }
         if access.needs_leader() && !local.is_leader {
             return Err(RoutingError::NotLeader {
@@ -139,7 +152,11 @@ impl EpochValidator {
     /// The answer for a request to `shard` whose key belongs to another shard now (per `map`,
     /// or per a split the replica applied): `SHARD_MOVED`, hinting a node of the key's owner.
     pub fn moved(&self, map: &ShardMap, shard: ShardId, key: &[u8]) -> RoutingError {
-        let key_slot = slot(key);
+        self.moved_slot(map, shard, slot(key))
+    }
+
+    /// [`moved`](Self::moved) for a slot.
+    pub fn moved_slot(&self, map: &ShardMap, shard: ShardId, key_slot: Slot) -> RoutingError {
         let owner = map.shards.values().find(|s| s.contains(key_slot));
         RoutingError::ShardMoved {
             shard,

@@ -180,6 +180,90 @@ impl KvService {
         self.requests.measure("txn", self.serve_txn(req)).await
     }
 
+    async fn scan(&self, req: pb::NodeScanRequest) -> Result<pb::ScanResponse, KvError> {
+        self.requests.measure("scan", self.serve_scan(req)).await
+    }
+
+    /// A page of the shard's live keys in the requested slots, after a leadership check as a
+    /// strong read has: every write acknowledged before the scan is in it.
+    async fn serve_scan(&self, req: pb::NodeScanRequest) -> Result<pb::ScanResponse, KvError> {
+        let scan = req.request.ok_or_else(|| missing("scan"))?;
+        let slot_of = |n: u32| {
+            u16::try_from(n)
+                .ok()
+                .filter(|n| *n < kvdb_core::SLOT_COUNT)
+                .map(kvdb_core::Slot)
+                .ok_or_else(|| KvError::InvalidArgument(format!("slot {n} out of range")))
+        };
+        let (first, last) = (slot_of(scan.slot_start)?, slot_of(scan.slot_end)?);
+        if first > last {
+            return Err(KvError::InvalidArgument(
+                "scan slot_start is after slot_end".into(),
+            ));
+        }
+        let target = req
+            .target
+            .ok_or_else(|| KvError::InvalidArgument("missing shard target".into()))?;
+        let shard = ShardId(target.shard_id);
+        let map = self.manager.cache().current();
+        let local = self.manager.local(&map, shard);
+        self.validator.validate_slot(
+            &map,
+            local.as_ref().map(|(l, _)| l),
+            shard,
+            Epoch(target.epoch),
+            first,
+            Access::StrongRead,
+        )?;
+        let (local, replica) =
+            local.ok_or_else(|| KvError::Internal("validated shard has no replica".into()))?;
+        if !self.holds_read_lease(&replica) {
+            let confirmed = tokio::time::timeout(self.timeout, replica.confirm_read())
+                .await
+                .map_err(|_| timed_out())?;
+            confirmed.map_err(|e| read_error(replica.shard(), e))?;
+        }
+        let limit = match scan.limit {
+            0 => SCAN_DEFAULT_LIMIT,
+            n => (n as usize).min(SCAN_MAX_LIMIT),
+        };
+        let storage = replica.storage().clone();
+        let after = (!scan.after.is_empty()).then(|| scan.after.to_vec());
+        let (page, stored_keys) = tokio::task::spawn_blocking(move || {
+            Ok::<_, kvdb_core::storage::StorageError>((
+                storage.scan(after.as_deref(), limit)?,
+                storage.len()?,
+            ))
+        })
+        .await
+        .map_err(|e| KvError::Internal(e.to_string()))?
+        .map_err(|e| KvError::Internal(e.to_string()))?;
+        // The fence narrows before a split moves keys out (see `crate::split`): a slot it no
+        // longer serves is the new shard's to list.
+        let served = replica.serving();
+        let end = last.min(local.slot_end).min(served.end);
+        let now = clock::now_ms();
+        let resume_after = (page.len() == limit).then(|| page[limit - 1].0.clone().into());
+        let keys = page
+            .into_iter()
+            .filter(|(key, value)| {
+                let key_slot = kvdb_core::slot::slot(key);
+                first <= key_slot
+                    && key_slot <= end
+                    && served.contains(key_slot)
+                    && value.is_live(now)
+            })
+            .map(|(key, _)| key.into())
+            .collect();
+        replica.note_read();
+        Ok(pb::ScanResponse {
+            keys,
+            resume_after,
+            shard_slot_end: u32::from(local.slot_end.min(served.end).0),
+            stored_keys,
+        })
+    }
+
     async fn serve_get(&self, req: pb::NodeGetRequest) -> Result<pb::GetResponse, KvError> {
         let get = req.request.ok_or_else(|| missing("get"))?;
         self.limits.check_key(&get.key)?;
@@ -315,6 +399,7 @@ impl KvService {
             Some(Op::Delete(req)) => self.delete(req).await.map(Outcome::Delete),
             Some(Op::Update(req)) => self.update(req).await.map(Outcome::Update),
             Some(Op::Txn(req)) => self.txn(req).await.map(Outcome::Txn),
+            Some(Op::Scan(req)) => self.scan(req).await.map(Outcome::Scan),
             None => Err(KvError::InvalidArgument("call without an operation".into())),
         }
     }
@@ -358,6 +443,11 @@ fn write_error(shard: ShardId, e: RaftError<u64, ClientWriteError<u64, BasicNode
         RaftError::Fatal(f) => KvError::Unavailable(format!("shard {shard}: {f}")),
     }
 }
+
+/// Stored keys a scan page examines when the request names no limit.
+pub const SCAN_DEFAULT_LIMIT: usize = 256;
+/// The most stored keys one scan page examines.
+pub const SCAN_MAX_LIMIT: usize = 4096;
 
 #[tonic::async_trait]
 impl KvNode for KvService {
@@ -403,6 +493,15 @@ impl KvNode for KvService {
     ) -> Result<Response<pb::TxnResponse>, Status> {
         Ok(Response::new(
             KvService::txn(self, request.into_inner()).await?,
+        ))
+    }
+
+    async fn scan(
+        &self,
+        request: Request<pb::NodeScanRequest>,
+    ) -> Result<Response<pb::ScanResponse>, Status> {
+        Ok(Response::new(
+            KvService::scan(self, request.into_inner()).await?,
         ))
     }
 

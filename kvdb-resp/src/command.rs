@@ -190,6 +190,27 @@ pub enum Command {
     Watch(Vec<Arg>),
     /// `UNWATCH`.
     Unwatch,
+    /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`.
+    Scan(Scan),
+    /// `KEYS pattern`.
+    Keys(Arg),
+    /// `DBSIZE`.
+    DbSize,
+    /// `RANDOMKEY`.
+    RandomKey,
+}
+
+/// A `SCAN` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scan {
+    /// The cursor a previous call answered (0: start).
+    pub cursor: u64,
+    /// Only keys matching this glob.
+    pub pattern: Option<Arg>,
+    /// About how many keys to examine.
+    pub count: usize,
+    /// `TYPE` named a type other than `string`, the only one KvDB stores: nothing matches.
+    pub other_type: bool,
 }
 
 /// The table entry for `argv`'s command, with its argument count checked.
@@ -321,6 +342,10 @@ pub fn parse(argv: Vec<Arg>) -> Result<Command, CommandError> {
         "discard" => Ok(Command::Discard),
         "watch" => Ok(Command::Watch(args)),
         "unwatch" => Ok(Command::Unwatch),
+        "scan" => parse_scan(args).map(Command::Scan),
+        "keys" => Ok(Command::Keys(first(args))),
+        "dbsize" => Ok(Command::DbSize),
+        "randomkey" => Ok(Command::RandomKey),
         other => unreachable!("command {other} is in the table but has no parser"),
     }
 }
@@ -449,6 +474,35 @@ fn parse_setex(command: &'static str, args: Vec<Arg>) -> Result<Set, CommandErro
         expiry: Some(Expiry::In(ms)),
         ..Set::new(key, value)
     })
+}
+
+/// `SCAN`'s cursor and options, checked in Redis's order: the cursor, then each option.
+fn parse_scan(args: Vec<Arg>) -> Result<Scan, CommandError> {
+    let mut args = args.into_iter();
+    let cursor = args.next().unwrap_or_default();
+    let cursor = std::str::from_utf8(&cursor)
+        .ok()
+        .and_then(|c| c.parse::<u64>().ok())
+        .ok_or(CommandError::InvalidCursor)?;
+    let mut scan = Scan {
+        cursor,
+        pattern: None,
+        count: 10,
+        other_type: false,
+    };
+    while let Some(option) = args.next() {
+        let value = args.next().ok_or(CommandError::Syntax)?;
+        match lower(&option).as_str() {
+            "match" => scan.pattern = Some(value),
+            "count" => match integer(&value)? {
+                n if n < 1 => return Err(CommandError::Syntax),
+                n => scan.count = n as usize,
+            },
+            "type" => scan.other_type = !value.eq_ignore_ascii_case(b"string"),
+            _ => return Err(CommandError::Syntax),
+        }
+    }
+    Ok(scan)
 }
 
 /// `MSET`'s and `MSETNX`'s key-value pairs.

@@ -111,6 +111,9 @@ pub enum CommandError {
          Are you sure your configuration is correct?"
     )]
     AuthNotConfigured,
+    /// A `SCAN` cursor that is not a number this server gave out.
+    #[error("ERR invalid cursor")]
+    InvalidCursor,
     /// `RENAME` of an absent key.
     #[error("ERR no such key")]
     NoSuchKey,

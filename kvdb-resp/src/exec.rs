@@ -16,15 +16,19 @@ use pb::txn_op::Op;
 use pb::txn_result::Result as Done;
 use tokio::time::Instant;
 
-use crate::command::{Arg, Command};
+use kvdb_core::SLOT_COUNT;
+
+use crate::command::{Arg, Command, Scan};
 use crate::error::{CommandError, kv_error_reply};
 use crate::plan::{self, Plan};
 use crate::reply::Reply;
+use crate::scan::{Cursors, Position, glob_matches};
 
 /// Runs data commands on a cluster.
 pub struct Store {
     executor: Executor,
     ids: WriteIds,
+    cursors: Cursors,
 }
 
 /// One command of an `EXEC`: a data command with its plan, or a reply already known (a
@@ -42,11 +46,24 @@ impl Store {
         Store {
             executor,
             ids: WriteIds::new(),
+            cursors: Cursors::default(),
         }
     }
 
     /// Runs a data command; `None` for a command that is not one.
     pub async fn run(&self, command: Command) -> Option<Reply> {
+        let listed = match command {
+            Command::Scan(scan) => self.scan(scan).await,
+            Command::Keys(pattern) => self.keys(&pattern).await,
+            Command::DbSize => self.db_size().await,
+            Command::RandomKey => self.random_key().await,
+            command => return self.run_planned(command).await,
+        };
+        Some(listed.unwrap_or_else(|e| kv_error_reply(&e)))
+    }
+
+    /// Runs a command made of key operations (see [`crate::plan`]).
+    async fn run_planned(&self, command: Command) -> Option<Reply> {
         let now = now_ms();
         let plan = match plan::plan(&command, now)? {
             Ok(plan) => plan,
@@ -147,6 +164,123 @@ impl Store {
         Ok(guards)
     }
 
+    /// One page of the shard that owns `at`'s slot, examining up to `limit` stored keys, and
+    /// where the scan goes on (`None`: every slot is done).
+    async fn page(
+        &self,
+        at: &Position,
+        limit: usize,
+        deadline: Instant,
+    ) -> Result<(pb::ScanResponse, Option<Position>), KvError> {
+        let req = pb::ScanRequest {
+            after: at.after.clone().unwrap_or_default().into(),
+            limit: limit as u32,
+            slot_start: u32::from(at.slot),
+            slot_end: u32::from(SLOT_COUNT - 1),
+        };
+        let page = self.executor.scan(req, deadline).await?;
+        let next = match &page.resume_after {
+            Some(after) => Some(Position {
+                slot: at.slot,
+                after: Some(after.to_vec()),
+            }),
+            None => next_shard(&page),
+        };
+        Ok((page, next))
+    }
+
+    /// `SCAN`: pages from the cursor's position until about `count` keys are listed (or a
+    /// few pages were read), then a cursor for the rest.
+    async fn scan(&self, scan: Scan) -> Result<Reply, KvError> {
+        let Some(mut at) = self.cursors.position(scan.cursor) else {
+            return Ok(CommandError::InvalidCursor.into());
+        };
+        let deadline = self.executor.deadline(None);
+        let mut keys = Vec::new();
+        let mut next = Some(at.clone());
+        for _ in 0..SCAN_PAGES {
+            let (page, after) = self.page(&at, scan.count, deadline).await?;
+            keys.extend(page.keys.into_iter().filter(|key| {
+                !scan.other_type
+                    && scan
+                        .pattern
+                        .as_deref()
+                        .is_none_or(|pattern| glob_matches(pattern, key))
+            }));
+            next = after;
+            match &next {
+                Some(position) if keys.len() < scan.count => at = position.clone(),
+                _ => break,
+            }
+        }
+        let cursor = next.map_or(0, |position| self.cursors.save(position));
+        Ok(Reply::Array(vec![
+            Reply::text(cursor.to_string()),
+            Reply::Array(keys.into_iter().map(|k| Reply::Bulk(k.to_vec())).collect()),
+        ]))
+    }
+
+    /// `KEYS`: every key of every shard, matched against `pattern`.
+    async fn keys(&self, pattern: &[u8]) -> Result<Reply, KvError> {
+        let deadline = self.executor.deadline(None);
+        let mut keys = Vec::new();
+        let mut at = Some(Position::default());
+        while let Some(position) = at {
+            let (page, next) = self.page(&position, KEYS_PAGE, deadline).await?;
+            keys.extend(
+                page.keys
+                    .into_iter()
+                    .filter(|key| glob_matches(pattern, key))
+                    .map(|key| Reply::Bulk(key.to_vec())),
+            );
+            at = next;
+        }
+        Ok(Reply::Array(keys))
+    }
+
+    /// `DBSIZE`: each shard's stored keys, one small page per shard.
+    async fn db_size(&self) -> Result<Reply, KvError> {
+        let deadline = self.executor.deadline(None);
+        let mut total = 0u64;
+        let mut at = Some(Position::default());
+        while let Some(position) = at {
+            let (page, _) = self.page(&position, 1, deadline).await?;
+            total += page.stored_keys;
+            at = next_shard(&page);
+        }
+        Ok(Reply::Integer(total as i64))
+    }
+
+    /// `RANDOMKEY`: the first live key after a random point of the keyspace (a random slot
+    /// and a random key there), going round once; null when there is none.
+    async fn random_key(&self) -> Result<Reply, KvError> {
+        let deadline = self.executor.deadline(None);
+        let seed = std::time::SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let start = Position {
+            slot: (seed % u64::from(SLOT_COUNT)) as u16,
+            after: Some(seed.rotate_left(17).to_be_bytes().to_vec()),
+        };
+        let mut at = start.clone();
+        let mut wrapped = false;
+        loop {
+            let (page, next) = self.page(&at, KEYS_PAGE, deadline).await?;
+            if let Some(key) = page.keys.into_iter().next() {
+                return Ok(Reply::Bulk(key.to_vec()));
+            }
+            at = match next {
+                Some(next) if !(wrapped && next.slot > start.slot) => next,
+                Some(_) => return Ok(Reply::Null),
+                None if wrapped => return Ok(Reply::Null),
+                None => {
+                    wrapped = true;
+                    Position::default()
+                }
+            };
+        }
+    }
+
     /// One transaction; whether it applied, and its results.
     async fn txn(
         &self,
@@ -203,6 +337,20 @@ impl Store {
         }
         Ok(done)
     }
+}
+
+/// Pages one `SCAN` reads at most before answering with a cursor.
+const SCAN_PAGES: usize = 16;
+/// Stored keys a `KEYS` or `RANDOMKEY` page examines.
+const KEYS_PAGE: usize = 1024;
+
+/// The position after the shard that answered `page`; `None` after the last slot.
+fn next_shard(page: &pb::ScanResponse) -> Option<Position> {
+    let next = page.shard_slot_end + 1;
+    (next < u32::from(SLOT_COUNT)).then_some(Position {
+        slot: next as u16,
+        after: None,
+    })
 }
 
 /// Refuses keys in several slots with Redis's `CROSSSLOT`.

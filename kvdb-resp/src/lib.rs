@@ -13,6 +13,8 @@
 //! `MULTI`/`EXEC` with `WATCH`, `MSETNX` and `RENAME` are one KvDB transaction each, over keys
 //! of one slot (hash tags), atomic and exactly once; keys in several slots get `CROSSSLOT`.
 //!
+//! `SCAN`, `KEYS`, `DBSIZE` and `RANDOMKEY` walk every shard in slot order (see `scan`).
+//!
 //! Out of scope for now: other data types, pub/sub, cluster redirections, TLS on this port. `docs/redis.md` lists what
 //! differs from Redis and why.
 //!
@@ -23,6 +25,7 @@
 //! - [`error`]: command and protocol errors, and the one mapping of `KvError` to a reply.
 //! - `plan`: a data command as KvDB operations, and its reply from their results.
 //! - `exec`: running plans over the executor, alone or as one transaction (`EXEC`).
+//! - `scan`: scan positions behind cursors, and glob matching.
 //! - `update`: the read-modify-write commands, their wire form and their replies.
 //! - `session`, `info`: connection state and the commands about the server itself.
 //! - `server`, `connection`: [`serve`] and one task per connection.
@@ -38,6 +41,7 @@ mod info;
 mod options;
 mod plan;
 pub mod reply;
+mod scan;
 mod server;
 mod session;
 mod table;

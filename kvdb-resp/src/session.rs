@@ -148,8 +148,16 @@ impl Session {
     /// Queues a command of a transaction: a data command as its planned operations, run by
     /// `EXEC`; a command about the connection answered now, its reply kept for `EXEC`'s.
     fn queue(&mut self, command: Command) -> Reply {
-        if matches!(command, Command::MSetNx(_)) {
-            return self.refuse(CommandError::NotInMulti("msetnx"));
+        let unsupported = match command {
+            Command::MSetNx(_) => Some("msetnx"),
+            Command::Scan(_) => Some("scan"),
+            Command::Keys(_) => Some("keys"),
+            Command::DbSize => Some("dbsize"),
+            Command::RandomKey => Some("randomkey"),
+            _ => None,
+        };
+        if let Some(name) = unsupported {
+            return self.refuse(CommandError::NotInMulti(name));
         }
         if matches!(command, Command::Quit) {
             self.quit = true;

@@ -161,6 +161,10 @@ pub const COMMANDS: &[Spec] = &[
     Spec::new("discard", 1, TRANSACTION, NONE),
     Spec::new("watch", -2, TRANSACTION, KEYS),
     Spec::new("unwatch", 1, TRANSACTION, NONE),
+    Spec::new("scan", -2, &["readonly"], NONE),
+    Spec::new("keys", 2, &["readonly"], NONE),
+    Spec::new("dbsize", 1, &["readonly", "fast"], NONE),
+    Spec::new("randomkey", 1, &["readonly"], NONE),
 ];
 
 /// The flags of `MULTI`, `DISCARD`, `WATCH` and `UNWATCH`.

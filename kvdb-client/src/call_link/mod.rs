@@ -146,6 +146,14 @@ impl NodeLink {
     pub async fn txn(&self, req: pb::NodeTxnRequest) -> Result<pb::TxnResponse, KvError> {
         txn_reply(call(&self.0, pb::node_call::Op::Txn(req)).await?)
     }
+
+    /// A page of a scan on the shared stream; failures as for [`get`](Self::get).
+    pub async fn scan(&self, req: pb::NodeScanRequest) -> Result<pb::ScanResponse, KvError> {
+        match call(&self.0, pb::node_call::Op::Scan(req)).await? {
+            Outcome::Scan(reply) => Ok(reply),
+            _ => Err(mismatch()),
+        }
+    }
 }
 
 impl GatewayLink {

@@ -61,6 +61,13 @@ impl KvNode for FakeNode {
         Err(Status::unimplemented("calls only"))
     }
 
+    async fn scan(
+        &self,
+        _: Request<pb::NodeScanRequest>,
+    ) -> Result<Response<pb::ScanResponse>, Status> {
+        Err(Status::unimplemented("calls only"))
+    }
+
     type CallsStream = Replies;
 
     async fn calls(

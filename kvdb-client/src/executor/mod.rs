@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kvdb_core::AddressRewrite;
+use kvdb_core::Slot;
 use kvdb_core::auth::Credentials;
 use kvdb_core::backoff::Backoff;
 use kvdb_core::cache::{Refresh, ShardMapCache};
@@ -35,6 +36,7 @@ use kvdb_core::error::{KvError, RetryAction};
 use kvdb_core::metrics::{Registry, RequestMetrics, RetryMetrics};
 use kvdb_core::proto::v1 as pb;
 use kvdb_core::router::Route;
+use kvdb_core::slot::slot;
 use tokio::time::Instant;
 
 use crate::call_link::NodeLink;
@@ -164,7 +166,7 @@ impl Executor {
             .requests
             .measure(
                 "get",
-                self.run(&key, access, deadline, |link, target| {
+                self.run(slot(&key), access, deadline, |link, target| {
                     let request = pb::NodeGetRequest {
                         target: Some(target),
                         request: Some(req.clone()),
@@ -187,7 +189,7 @@ impl Executor {
             .requests
             .measure(
                 "put",
-                self.run(&key, Access::Write, deadline, |link, target| {
+                self.run(slot(&key), Access::Write, deadline, |link, target| {
                     let request = pb::NodePutRequest {
                         target: Some(target),
                         request: Some(req.clone()),
@@ -209,7 +211,7 @@ impl Executor {
             .requests
             .measure(
                 "delete",
-                self.run(&key, Access::Write, deadline, |link, target| {
+                self.run(slot(&key), Access::Write, deadline, |link, target| {
                     let request = pb::NodeDeleteRequest {
                         target: Some(target),
                         request: Some(req.clone()),
@@ -232,7 +234,7 @@ impl Executor {
             .requests
             .measure(
                 "update",
-                self.run(&key, Access::Write, deadline, |link, target| {
+                self.run(slot(&key), Access::Write, deadline, |link, target| {
                     let request = pb::NodeUpdateRequest {
                         target: Some(target),
                         request: Some(req.clone()),
@@ -255,7 +257,7 @@ impl Executor {
             .requests
             .measure(
                 "txn",
-                self.run(&key, Access::Write, deadline, |link, target| {
+                self.run(slot(&key), Access::Write, deadline, |link, target| {
                     let request = pb::NodeTxnRequest {
                         target: Some(target),
                         request: Some(req.clone()),
@@ -266,10 +268,39 @@ impl Executor {
             .await
     }
 
+    /// One page of the keys of the shard that owns `slot_start`, in its slots up to
+    /// `slot_end`, after `after`; a strong read at the shard's leader.
+    pub async fn scan(
+        &self,
+        req: pb::ScanRequest,
+        deadline: Instant,
+    ) -> Result<pb::ScanResponse, KvError> {
+        let first = u16::try_from(req.slot_start)
+            .ok()
+            .filter(|s| *s < kvdb_core::SLOT_COUNT)
+            .map(Slot)
+            .ok_or_else(|| {
+                KvError::InvalidArgument(format!("slot {} out of range", req.slot_start))
+            })?;
+        self.config
+            .requests
+            .measure(
+                "scan",
+                self.run(first, Access::StrongRead, deadline, |link, target| {
+                    let request = pb::NodeScanRequest {
+                        target: Some(target),
+                        request: Some(req.clone()),
+                    };
+                    async move { link.scan(request).await }
+                }),
+            )
+            .await
+    }
+
     /// The retry loop shared by every operation.
     async fn run<T, F, Fut>(
         &self,
-        key: &[u8],
+        slot: Slot,
         access: Access,
         deadline: Instant,
         mut call: F,
@@ -292,7 +323,7 @@ impl Executor {
                     _ => KvError::DeadlineExceeded,
                 });
             }
-            let route = match self.cache.router().route(key) {
+            let route = match self.cache.router().route_slot(slot) {
                 Ok(route) => route,
                 Err(e) => {
                     last = e;

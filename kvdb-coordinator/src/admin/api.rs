@@ -162,8 +162,9 @@ pub struct NodeView {
     /// Status, by its lowercase name.
     #[serde(with = "status_name")]
     pub status: NodeStatus,
-    /// Replicas the node holds or is receiving (moving shards count at
-    /// their target); a drained node reaches 0.
+    /// Replicas the node holds or is receiving: a moving shard counts at its
+    /// current replicas and at its targets, so a drained node reaches 0 only
+    /// once every move off it has finished.
     #[serde(default)]
     pub replicas: usize,
     /// Shards the map names this node as leader of.
@@ -174,7 +175,7 @@ pub struct NodeView {
 impl NodeView {
     /// The view of `node`, with its replica and leader counts from `map`.
     pub fn new(map: &ShardMap, node: &NodeInfo) -> Self {
-        Self::with_load(node, &Load::of(map))
+        Self::with_load(map, node, &Load::of(map))
     }
 
     /// Views of every node of `map`, by id.
@@ -182,18 +183,25 @@ impl NodeView {
         let load = Load::of(map);
         map.nodes
             .values()
-            .map(|node| Self::with_load(node, &load))
+            .map(|node| Self::with_load(map, node, &load))
             .collect()
     }
 
-    fn with_load(node: &NodeInfo, load: &Load) -> Self {
+    fn with_load(map: &ShardMap, node: &NodeInfo, load: &Load) -> Self {
+        // Not the scheduler's load, which counts a moving shard only where it is headed: a
+        // node a move is leaving still holds the replica until the move is done.
+        let held = map
+            .shards
+            .values()
+            .filter(|shard| shard.members().contains(&node.id))
+            .count();
         Self {
             id: node.id,
             name: node.name.clone(),
             address: node.address.clone(),
             zone: node.zone.clone(),
             status: node.status,
-            replicas: load.replicas.get(&node.id).copied().unwrap_or(0),
+            replicas: held,
             leaders: load.leaders.get(&node.id).copied().unwrap_or(0),
         }
     }

@@ -76,7 +76,9 @@ fn unknown_tokens_and_methods_are_refused_and_health_stays_open() {
         Some(&bearer("r-token-longer"))
     ));
     // A method nobody classified needs the cluster token.
-    assert_eq!(need("/kvdb.v1.KvNode/Scan"), Need::Cluster);
+    assert_eq!(need("/kvdb.v1.KvNode/Frobnicate"), Need::Cluster);
+    assert_eq!(need("/kvdb.v1.KvNode/Scan"), Need::Read);
+    assert_eq!(need("/kvdb.v1.KvGateway/Txn"), Need::Write);
     assert_eq!(need("garbage"), Need::Cluster);
     assert!(t.check("/grpc.health.v1.Health/Check", None).is_ok());
     assert!(

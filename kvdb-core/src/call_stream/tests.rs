@@ -66,6 +66,13 @@ where
         Err(Status::unimplemented("calls only"))
     }
 
+    async fn scan(
+        &self,
+        _: Request<pb::NodeScanRequest>,
+    ) -> Result<Response<pb::ScanResponse>, Status> {
+        Err(Status::unimplemented("calls only"))
+    }
+
     type CallsStream = RepliesStream;
 
     async fn calls(

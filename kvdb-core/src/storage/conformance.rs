@@ -26,6 +26,50 @@ pub fn run_all<S: Storage>(make: impl Fn() -> S) {
     export_then_install_replaces_prior_content(&make(), &make());
     clear_drops_data_and_meta(&make());
     aux_rows_change_with_their_batch_and_stay_apart_from_data(&make());
+    scan_pages_through_keys_in_order(&make());
+}
+
+/// A scan returns pages of keys after a given one, in order, with the latest writes (durable
+/// or not) and without deleted keys, however the state is split between a backend's layers.
+pub fn scan_pages_through_keys_in_order(store: &impl Storage) {
+    assert_eq!(store.scan(None, 10).expect("scan"), Vec::new());
+    for (i, key) in [&b"a"[..], b"b", b"c", b"d"].into_iter().enumerate() {
+        put(store, key, v(key, i as u64 + 1));
+    }
+    store.sync().expect("sync");
+    put(store, b"e", v(b"e", 5));
+    put(store, b"bb", v(b"bb", 6));
+    put(store, b"c", v(b"c2", 7));
+    store
+        .apply(WriteBatch::new().delete(b"b"))
+        .expect("apply delete");
+    let keys = |page: Vec<(Vec<u8>, StoredValue)>| -> Vec<Vec<u8>> {
+        page.into_iter().map(|(k, _)| k).collect()
+    };
+    let mut pages = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = store.scan(after.as_deref(), 2).expect("scan");
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 2);
+        after = page.last().map(|(k, _)| k.clone());
+        pages.push(keys(page));
+    }
+    let expected: Vec<Vec<Vec<u8>>> = vec![
+        vec![b"a".to_vec(), b"bb".to_vec()],
+        vec![b"c".to_vec(), b"d".to_vec()],
+        vec![b"e".to_vec()],
+    ];
+    assert_eq!(pages, expected);
+    let from_middle = store.scan(Some(b"bz"), 10).expect("scan");
+    assert_eq!(from_middle[0], (b"c".to_vec(), v(b"c2", 7)));
+    assert_eq!(
+        keys(from_middle),
+        [b"c".to_vec(), b"d".to_vec(), b"e".to_vec()]
+    );
+    assert_eq!(store.scan(Some(b"e"), 10).expect("scan"), Vec::new());
 }
 
 fn get_many_reads_each_key_in_order(store: &impl Storage) {

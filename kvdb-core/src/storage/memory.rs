@@ -111,6 +111,22 @@ impl Storage for MemoryStorage {
             .collect())
     }
 
+    fn scan(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, StoredValue)>, StorageError> {
+        use std::ops::Bound;
+        let state = self.read(StorageOp::Scan)?;
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        Ok(state
+            .entries
+            .range::<[u8], _>((start, Bound::Unbounded))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
     fn install(
         &self,
         entries: Vec<(Vec<u8>, StoredValue)>,

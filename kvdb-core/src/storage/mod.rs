@@ -221,6 +221,15 @@ pub trait Storage: Send + Sync + 'static {
     /// Every entry, expired ones included, in ascending key order.
     fn export(&self) -> Result<Vec<(Vec<u8>, StoredValue)>, StorageError>;
 
+    /// Up to `limit` entries with keys strictly after `after` (from the first key when
+    /// `None`), expired ones included, in ascending key order: a page of a scan that costs
+    /// what it returns, not the keyspace.
+    fn scan(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, StoredValue)>, StorageError>;
+
     /// Replaces all entries, auxiliary rows and the metadata with the given
     /// ones, atomically and durably. A later duplicate key wins.
     fn install(
@@ -267,6 +276,8 @@ pub enum StorageOp {
     Aux,
     /// [`Storage::export`].
     Export,
+    /// [`Storage::scan`].
+    Scan,
     /// [`Storage::install`].
     Install,
     /// [`Storage::expired`].
@@ -290,6 +301,7 @@ impl fmt::Display for StorageOp {
             Self::Meta => "meta",
             Self::Aux => "aux",
             Self::Export => "export",
+            Self::Scan => "scan",
             Self::Install => "install",
             Self::Expired => "expired",
             Self::Len => "len",

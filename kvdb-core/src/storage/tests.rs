@@ -85,6 +85,13 @@ impl Storage for Buffered {
     fn export(&self) -> Result<Vec<(Vec<u8>, StoredValue)>, StorageError> {
         self.0.export()
     }
+    fn scan(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, StoredValue)>, StorageError> {
+        self.0.scan(after, limit)
+    }
     fn install(
         &self,
         entries: Vec<(Vec<u8>, StoredValue)>,

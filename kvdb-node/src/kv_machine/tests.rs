@@ -423,6 +423,13 @@ impl Storage for CountingStorage {
     fn export(&self) -> Result<Vec<(Vec<u8>, StoredValue)>, StorageError> {
         self.inner.export()
     }
+    fn scan(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, StoredValue)>, StorageError> {
+        self.inner.scan(after, limit)
+    }
     fn install(
         &self,
         entries: Vec<(Vec<u8>, StoredValue)>,

@@ -423,6 +423,52 @@ impl Storage for RedbStorage {
         Ok(entries.into_iter().collect())
     }
 
+    /// Reads stored rows after `after` until `limit` of them are not decided by the write
+    /// buffer, then overlays the buffered writes up to the last row read (or all of them, when
+    /// the table ran out): the first `limit` keys of that merge are the first `limit` keys of
+    /// the whole state.
+    fn scan(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, StoredValue)>, StorageError> {
+        use std::ops::Bound;
+        let buffered = self.shard.snapshot().writes;
+        let op = StorageOp::Scan;
+        let table = self
+            .read(op)?
+            .open_table(self.tables().kv_def())
+            .during(op)?;
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut entries = BTreeMap::new();
+        let mut last: Option<Vec<u8>> = None;
+        let mut exhausted = true;
+        for row in table.range::<&[u8]>((start, Bound::Unbounded)).during(op)? {
+            if entries.len() >= limit {
+                exhausted = false;
+                break;
+            }
+            let (key, record) = row.during(op)?;
+            let key = key.value();
+            if !buffered.contains_key(key) {
+                entries.insert(key.to_vec(), decode(key, record.value(), op)?);
+            }
+            last = Some(key.to_vec());
+        }
+        let in_page = |key: &[u8]| {
+            after.is_none_or(|after| key > after)
+                && (exhausted || last.as_deref().is_some_and(|last| key <= last))
+        };
+        for (key, value) in buffered {
+            if let Some(value) = value
+                && in_page(&key)
+            {
+                entries.insert(key, value);
+            }
+        }
+        Ok(entries.into_iter().take(limit).collect())
+    }
+
     fn install(
         &self,
         entries: Vec<(Vec<u8>, StoredValue)>,

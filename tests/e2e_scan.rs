@@ -1,0 +1,170 @@
+//! `SCAN`, `KEYS`, `DBSIZE` and `RANDOMKEY` over the Redis port of a 3-node cluster: every
+//! shard is walked, and a `SCAN` that goes on while every shard splits still lists every key
+//! that was there throughout (perhaps twice, which `SCAN` allows), and nothing else.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use redis_protocol::resp2::types::{OwnedFrame, Resp2Frame};
+
+use common::TestCluster;
+use kvdb_client::Kv;
+
+const KEYS: usize = 300;
+
+/// A blocking RESP2 connection.
+struct Resp {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Resp {
+    fn connect(addr: SocketAddr) -> Resp {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        Resp {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    fn call(&mut self, argv: &[&[u8]]) -> OwnedFrame {
+        let frame = OwnedFrame::Array(
+            argv.iter()
+                .map(|a| OwnedFrame::BulkString(a.to_vec()))
+                .collect(),
+        );
+        let mut out = vec![0; frame.encode_len(false)];
+        redis_protocol::resp2::encode::encode(&mut out, &frame, false).unwrap();
+        self.stream.write_all(&out).unwrap();
+        loop {
+            if let Some((frame, used)) = redis_protocol::resp2::decode::decode(&self.buf).unwrap() {
+                self.buf.drain(..used);
+                return frame;
+            }
+            let mut chunk = [0; 4096];
+            let n = self.stream.read(&mut chunk).expect("a reply in time");
+            assert!(n > 0, "connection closed before a reply");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// One `SCAN` call: the next cursor and the keys listed.
+    fn scan(&mut self, cursor: &[u8], count: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
+        match self.call(&[b"SCAN", cursor, b"COUNT", count]) {
+            OwnedFrame::Array(mut reply) if reply.len() == 2 => {
+                let keys = match reply.pop() {
+                    Some(OwnedFrame::Array(keys)) => keys.into_iter().map(bulk).collect(),
+                    other => panic!("{other:?}"),
+                };
+                (bulk(reply.pop().unwrap()), keys)
+            }
+            other => panic!("SCAN answered {other:?}"),
+        }
+    }
+}
+
+fn bulk(frame: OwnedFrame) -> Vec<u8> {
+    match frame {
+        OwnedFrame::BulkString(bytes) => bytes,
+        other => panic!("not a bulk string: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scans_walk_every_shard_and_survive_splits() {
+    let test = TestCluster::start_with(3, |config| {
+        config.resp = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    })
+    .await;
+    let addr = test.cluster.resp_address().expect("a RESP listener");
+    let client = test.cluster.client().await.expect("a smart client");
+
+    // --- an empty keyspace
+    let empty = tokio::task::spawn_blocking(move || {
+        let mut conn = Resp::connect(addr);
+        (
+            conn.call(&[b"RANDOMKEY"]),
+            conn.call(&[b"DBSIZE"]),
+            conn.scan(b"0", b"10"),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(empty.0, OwnedFrame::Null);
+    assert_eq!(empty.1, OwnedFrame::Integer(0));
+    assert_eq!(empty.2, (b"0".to_vec(), Vec::new()));
+
+    let written: BTreeSet<Vec<u8>> = (0..KEYS).map(|i| format!("key:{i}").into_bytes()).collect();
+    for key in &written {
+        client.put(key, b"v").await.expect("put");
+    }
+
+    // --- whole-keyspace answers
+    let expected = written.clone();
+    let listed = tokio::task::spawn_blocking(move || {
+        let mut conn = Resp::connect(addr);
+        let keys = match conn.call(&[b"KEYS", b"key:*"]) {
+            OwnedFrame::Array(keys) => keys.into_iter().map(bulk).collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        let tens = match conn.call(&[b"KEYS", b"key:1?"]) {
+            OwnedFrame::Array(keys) => keys.len(),
+            other => panic!("{other:?}"),
+        };
+        let random = bulk(conn.call(&[b"RANDOMKEY"]));
+        (keys, tens, conn.call(&[b"DBSIZE"]), random)
+    })
+    .await
+    .unwrap();
+    assert_eq!(listed.0.len(), KEYS, "KEYS lists each key once");
+    assert_eq!(listed.0.iter().cloned().collect::<BTreeSet<_>>(), expected);
+    assert_eq!(listed.1, 10, "key:10 ..= key:19");
+    assert_eq!(listed.2, OwnedFrame::Integer(KEYS as i64));
+    assert!(expected.contains(&listed.3), "RANDOMKEY names a stored key");
+
+    // --- a SCAN that goes on while every shard splits
+    let (first_page, first_page_seen) = tokio::sync::oneshot::channel();
+    let (go_on, resume) = std::sync::mpsc::channel::<()>();
+    let scanner = tokio::task::spawn_blocking(move || {
+        let mut conn = Resp::connect(addr);
+        let (mut cursor, mut seen) = conn.scan(b"0", b"25");
+        first_page.send(cursor.clone()).unwrap();
+        resume.recv().unwrap();
+        let mut calls = 1;
+        while cursor != b"0" {
+            let (next, keys) = conn.scan(&cursor, b"25");
+            cursor = next;
+            seen.extend(keys);
+            calls += 1;
+            assert!(calls < 1_000, "the scan never ends");
+        }
+        (seen, calls)
+    });
+    let cursor = first_page_seen.await.unwrap();
+    assert_ne!(cursor, b"0", "{KEYS} keys take more than one page of 25");
+    let map = test.cluster.coordinator().map();
+    for shard in map.shards.values() {
+        test.cluster
+            .coordinator()
+            .split_shard(shard.id, Some(shard.epoch), None)
+            .await
+            .expect("split");
+    }
+    go_on.send(()).unwrap();
+    let (seen, calls) = scanner.await.unwrap();
+    let unique: BTreeSet<Vec<u8>> = seen.iter().cloned().collect();
+    assert_eq!(unique, written, "every key listed, and nothing else");
+    println!(
+        "SCAN: {calls} calls, {} keys listed for {KEYS} ({} twice)",
+        seen.len(),
+        seen.len() - unique.len()
+    );
+    test.stop().await;
+}
