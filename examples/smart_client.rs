@@ -5,7 +5,7 @@
 //! `cargo run --example smart_client [COORDINATOR_ADDR]`
 //! (default 127.0.0.1:7380, the dev cluster's coordinator).
 
-use kvdb::client::{Client, ClientError, Consistency, GetOptions, Kv};
+use kvdb::client::{Action, Client, ClientError, Consistency, GetOptions, Kv, Txn};
 
 #[tokio::main]
 async fn main() -> Result<(), ClientError> {
@@ -20,6 +20,17 @@ async fn main() -> Result<(), ClientError> {
 
     let name = client.get(b"{user:7}.name").await?.expect("just written");
     println!("strong read: {}", String::from_utf8_lossy(&name.value));
+
+    // A transaction over keys of one slot: applied whole, in one Raft entry, or not at all
+    // when the watched name changed since it was read.
+    let txn = Txn::new()
+        .watch(b"{user:7}.name", name.version)
+        .put(b"{user:7}.name", b"grace hopper")
+        .update(b"{user:7}.visits", Action::IncrBy(1));
+    match client.txn(&txn).await? {
+        Some(_) => println!("transaction applied: renamed and counted a visit"),
+        None => println!("{{user:7}}.name changed since it was read: nothing written"),
+    }
 
     // Eventual reads may be served by any replica and may lag.
     let eventual = GetOptions {

@@ -89,6 +89,9 @@ pub struct DevArgs {
     /// The gateway's Redis protocol address (`redis-cli -p 6380`; see docs/redis.md).
     #[arg(long, env = "KVDB_RESP_LISTEN", default_value = DEFAULT_DEV_RESP)]
     pub resp_listen: SocketAddr,
+    /// Let Redis clients run FLUSHDB and FLUSHALL, which delete every key; refused without it.
+    #[arg(long, env = "KVDB_RESP_ALLOW_FLUSH")]
+    pub resp_allow_flush: bool,
     /// Coordinator gRPC address.
     #[arg(long, env = "KVDB_COORDINATOR_LISTEN", default_value = DEFAULT_COORDINATOR)]
     pub coordinator_listen: SocketAddr,
@@ -334,6 +337,10 @@ pub struct GatewayArgs {
     /// Close Redis protocol connections idle this long (e.g. 300s); 0 keeps them open.
     #[arg(long, env = "KVDB_RESP_IDLE_TIMEOUT", value_parser = parse_duration, default_value = "0")]
     pub resp_idle_timeout: Duration,
+    /// Let Redis clients run FLUSHDB and FLUSHALL, which delete every key of the cluster;
+    /// refused without it.
+    #[arg(long, env = "KVDB_RESP_ALLOW_FLUSH")]
+    pub resp_allow_flush: bool,
     /// Coordinator addresses, comma separated.
     #[arg(long, env = "KVDB_COORDINATORS", value_delimiter = ',', default_value = DEFAULT_COORDINATOR)]
     pub coordinators: Vec<String>,

@@ -166,5 +166,46 @@ async fn scans_walk_every_shard_and_survive_splits() {
         seen.len(),
         seen.len() - unique.len()
     );
+
+    // --- FLUSHDB is refused unless the gateway allows it, and then empties every shard
+    let refused = tokio::task::spawn_blocking(move || Resp::connect(addr).call(&[b"FLUSHDB"]))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&refused, OwnedFrame::Error(e) if e.contains("--resp-allow-flush")),
+        "{refused:?}"
+    );
+    assert!(
+        client.get(b"key:0").await.unwrap().is_some(),
+        "nothing deleted"
+    );
+    test.stop().await;
+
+    let test = TestCluster::start_with(1, |config| {
+        config.resp = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        config.resp_allow_flush = true;
+    })
+    .await;
+    let addr = test.cluster.resp_address().expect("a RESP listener");
+    let flushed = tokio::task::spawn_blocking(move || {
+        let mut conn = Resp::connect(addr);
+        for i in 0..40 {
+            conn.call(&[b"SET", format!("f:{i}").as_bytes(), b"v"]);
+        }
+        let before = conn.call(&[b"DBSIZE"]);
+        let flush = conn.call(&[b"FLUSHALL", b"ASYNC"]);
+        (
+            before,
+            flush,
+            conn.call(&[b"DBSIZE"]),
+            conn.call(&[b"KEYS", b"*"]),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(flushed.0, OwnedFrame::Integer(40));
+    assert_eq!(flushed.1, OwnedFrame::SimpleString(b"OK".to_vec()));
+    assert_eq!(flushed.2, OwnedFrame::Integer(0));
+    assert_eq!(flushed.3, OwnedFrame::Array(Vec::new()));
     test.stop().await;
 }

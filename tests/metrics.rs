@@ -250,6 +250,7 @@ async fn every_server_exports_metrics_that_follow_the_workload() {
             .map(|s| get(s, "kvdb_shard_leader_changes_total", &labels))
             .sum();
         assert!(seen >= 1.0, "shard {shard}: no leader change counted");
+
         for s in &scrapes {
             assert!(
                 s.samples
@@ -260,6 +261,19 @@ async fn every_server_exports_metrics_that_follow_the_workload() {
             );
         }
     }
+    // The shards' keys add up to what was written: each shard's leader applied every
+    // acknowledged write, and no replica holds more than its leader.
+    let keys: f64 = (0..SHARDS)
+        .map(|shard| {
+            let label = shard.to_string();
+            let labels = [("shard", label.as_str())];
+            scrapes
+                .iter()
+                .map(|s| get(s, "kvdb_shard_keys", &labels))
+                .fold(0.0, f64::max)
+        })
+        .sum();
+    assert_eq!(keys, PUTS as f64, "kvdb_shard_keys adds up to the puts");
     for s in &scrapes {
         assert_eq!(get(s, "kvdb_node_shard_map_watching", &[]), 1.0);
         assert!(get(s, "kvdb_node_shard_map_updates_total", &[("kind", "map")]) >= 1.0);

@@ -168,6 +168,18 @@ impl Collector for NodeCollector {
         for (name, help, value) in gauges {
             encode_family(e, name, help, per_shard(value))?;
         }
+        // A count per shard from its storage (a read of its table's length, plus the writes
+        // still buffered in memory), not from Raft's figures.
+        encode_family(
+            e,
+            "shard_keys",
+            "Keys the replica stores, expired ones not yet purged included",
+            shards.iter().filter_map(|(shard, _)| {
+                let replica = self.manager.replica(kvdb_core::ShardId(*shard))?;
+                let keys = replica.storage().len().ok()?;
+                Some(([("shard", *shard)], gauge(keys)))
+            }),
+        )?;
         encode_family(
             e,
             "shard_follower_lag_entries",

@@ -198,6 +198,8 @@ pub enum Command {
     DbSize,
     /// `RANDOMKEY`.
     RandomKey,
+    /// `FLUSHDB` or `FLUSHALL` (`[ASYNC | SYNC]`, both run the same way).
+    Flush(&'static str),
 }
 
 /// A `SCAN` request.
@@ -346,6 +348,13 @@ pub fn parse(argv: Vec<Arg>) -> Result<Command, CommandError> {
         "keys" => Ok(Command::Keys(first(args))),
         "dbsize" => Ok(Command::DbSize),
         "randomkey" => Ok(Command::RandomKey),
+        "flushdb" | "flushall" => match args.as_slice() {
+            [] => Ok(Command::Flush(spec.name)),
+            [mode] if mode.eq_ignore_ascii_case(b"async") || mode.eq_ignore_ascii_case(b"sync") => {
+                Ok(Command::Flush(spec.name))
+            }
+            _ => Err(CommandError::Syntax),
+        },
         other => unreachable!("command {other} is in the table but has no parser"),
     }
 }

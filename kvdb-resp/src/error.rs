@@ -114,6 +114,11 @@ pub enum CommandError {
     /// A `SCAN` cursor that is not a number this server gave out.
     #[error("ERR invalid cursor")]
     InvalidCursor,
+    /// `FLUSHDB`/`FLUSHALL` on a server that does not allow them.
+    #[error(
+        "ERR {0} is disabled on this KvDB gateway (start it with --resp-allow-flush to allow it)"
+    )]
+    FlushDisabled(String),
     /// `RENAME` of an absent key.
     #[error("ERR no such key")]
     NoSuchKey,

@@ -29,6 +29,7 @@ pub struct Store {
     executor: Executor,
     ids: WriteIds,
     cursors: Cursors,
+    allow_flush: bool,
 }
 
 /// One command of an `EXEC`: a data command with its plan, or a reply already known (a
@@ -41,12 +42,14 @@ pub enum Queued {
 }
 
 impl Store {
-    /// A store over `executor`, with its own write ids.
-    pub fn new(executor: Executor) -> Store {
+    /// A store over `executor`, with its own write ids; `allow_flush` lets `FLUSHDB` and
+    /// `FLUSHALL` run.
+    pub fn new(executor: Executor, allow_flush: bool) -> Store {
         Store {
             executor,
             ids: WriteIds::new(),
             cursors: Cursors::default(),
+            allow_flush,
         }
     }
 
@@ -57,6 +60,7 @@ impl Store {
             Command::Keys(pattern) => self.keys(&pattern).await,
             Command::DbSize => self.db_size().await,
             Command::RandomKey => self.random_key().await,
+            Command::Flush(name) => self.flush(name).await,
             command => return self.run_planned(command).await,
         };
         Some(listed.unwrap_or_else(|e| kv_error_reply(&e)))
@@ -279,6 +283,33 @@ impl Store {
                 }
             };
         }
+    }
+
+    /// `FLUSHDB`/`FLUSHALL`, where allowed: deletes every key it lists, shard by shard, each
+    /// delete exactly once. Not atomic: a key written meanwhile may survive.
+    async fn flush(&self, name: &str) -> Result<Reply, KvError> {
+        if !self.allow_flush {
+            return Ok(CommandError::FlushDisabled(name.to_ascii_uppercase()).into());
+        }
+        let deadline = self.executor.deadline(None);
+        let mut at = Some(Position::default());
+        while let Some(position) = at {
+            let (page, next) = self.page(&position, KEYS_PAGE, deadline).await?;
+            let deletes = page
+                .keys
+                .into_iter()
+                .map(|key| {
+                    Op::Delete(pb::DeleteRequest {
+                        key,
+                        if_version_equals: None,
+                        write_id: None,
+                    })
+                })
+                .collect();
+            self.one_by_one(deletes, deadline).await?;
+            at = next;
+        }
+        Ok(Reply::ok())
     }
 
     /// One transaction; whether it applied, and its results.

@@ -20,6 +20,9 @@ pub struct RespOptions {
     pub idle_timeout: Duration,
     /// Client tokens `AUTH` accepts, each with its role; empty: no `AUTH` needed.
     pub tokens: Tokens,
+    /// Whether `FLUSHDB` and `FLUSHALL` may delete every key; refused when off (the default),
+    /// since one mistyped command would empty the cluster.
+    pub allow_flush: bool,
 }
 
 impl RespOptions {
@@ -39,6 +42,7 @@ impl Default for RespOptions {
             unauthenticated_buffer: Self::DEFAULT_UNAUTHENTICATED_BUFFER,
             idle_timeout: Duration::ZERO,
             tokens: Tokens::default(),
+            allow_flush: false,
         }
     }
 }

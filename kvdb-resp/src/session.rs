@@ -154,6 +154,7 @@ impl Session {
             Command::Keys(_) => Some("keys"),
             Command::DbSize => Some("dbsize"),
             Command::RandomKey => Some("randomkey"),
+            Command::Flush(name) => Some(name),
             _ => None,
         };
         if let Some(name) = unsupported {

@@ -165,6 +165,8 @@ pub const COMMANDS: &[Spec] = &[
     Spec::new("keys", 2, &["readonly"], NONE),
     Spec::new("dbsize", 1, &["readonly", "fast"], NONE),
     Spec::new("randomkey", 1, &["readonly"], NONE),
+    Spec::new("flushdb", -1, &["write"], NONE),
+    Spec::new("flushall", -1, &["write"], NONE),
 ];
 
 /// The flags of `MULTI`, `DISCARD`, `WATCH` and `UNWATCH`.

@@ -26,6 +26,8 @@ pub struct ClusterConfig {
     /// Address of the gateway's Redis protocol (RESP) listener; `None` serves none. Needs a
     /// gateway.
     pub resp: Option<SocketAddr>,
+    /// Whether the RESP listener lets clients run `FLUSHDB`/`FLUSHALL`.
+    pub resp_allow_flush: bool,
     /// One address per storage node; port 0 picks one (kept across restarts).
     pub nodes: Vec<SocketAddr>,
     /// Shards created when the cluster is new.
@@ -67,6 +69,7 @@ impl ClusterConfig {
             admin: any,
             gateway: Some(any),
             resp: None,
+            resp_allow_flush: false,
             nodes: vec![any; nodes],
             shards: Self::DEFAULT_SHARDS,
             replication_factor: Self::DEFAULT_REPLICATION.min(nodes as u32),

@@ -185,6 +185,7 @@ impl LocalCluster {
             .map_err(|e| StartError::Gateway(KvError::InvalidArgument(e.to_string())))?;
         let options = kvdb_resp::RespOptions {
             tokens,
+            allow_flush: self.config.resp_allow_flush,
             ..kvdb_resp::RespOptions::default()
         };
         let (stop, stopped) = oneshot::channel::<()>();

@@ -20,6 +20,7 @@ pub async fn run(args: DevArgs) -> ExitCode {
     config.admin = args.admin_listen;
     config.gateway = Some(args.gateway_listen);
     config.resp = Some(args.resp_listen);
+    config.resp_allow_flush = args.resp_allow_flush;
     config.auth = args.auth.config();
     config.connections = args.connections.limits();
     config.request_metrics = args.metrics_port.is_some();

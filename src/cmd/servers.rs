@@ -201,6 +201,7 @@ pub async fn gateway(args: GatewayArgs) -> ExitCode {
             let options = kvdb_resp::RespOptions {
                 tokens,
                 idle_timeout: args.resp_idle_timeout,
+                allow_flush: args.resp_allow_flush,
                 ..kvdb_resp::RespOptions::default()
             };
             let executor = gateway.executor().clone();
