@@ -1,80 +1,47 @@
-//! `SCAN`, `KEYS`, `DBSIZE` and `RANDOMKEY` over the Redis port of a 3-node cluster: every
-//! shard is walked, and a `SCAN` that goes on while every shard splits still lists every key
+//! `SCAN`, `KEYS`, `DBSIZE` and `RANDOMKEY` over the Redis port of a 3-node cluster, and
+//! `Kv::scan` on both Rust clients: every shard is walked, and a `SCAN` that goes on while every shard splits still lists every key
 //! that was there throughout (perhaps twice, which `SCAN` allows), and nothing else.
 
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::net::SocketAddr;
 
-use redis_protocol::resp2::types::{OwnedFrame, Resp2Frame};
+use redis_protocol::resp2::types::OwnedFrame;
 
 use common::TestCluster;
-use kvdb_client::Kv;
+use common::resp::{Conn, bulk};
+use kvdb_client::{GatewayClient, Kv, ScanCursor};
 
 const KEYS: usize = 300;
 
-/// A blocking RESP2 connection.
-struct Resp {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Resp {
-    fn connect(addr: SocketAddr) -> Resp {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        Resp {
-            stream,
-            buf: Vec::new(),
+/// One `SCAN` call: the next cursor and the keys listed.
+fn scan(conn: &mut Conn, cursor: &[u8], count: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
+    match conn.call(&[b"SCAN", cursor, b"COUNT", count]) {
+        OwnedFrame::Array(mut reply) if reply.len() == 2 => {
+            let keys = match reply.pop() {
+                Some(OwnedFrame::Array(keys)) => keys.into_iter().map(bulk).collect(),
+                other => panic!("{other:?}"),
+            };
+            (bulk(reply.pop().unwrap()), keys)
         }
-    }
-
-    fn call(&mut self, argv: &[&[u8]]) -> OwnedFrame {
-        let frame = OwnedFrame::Array(
-            argv.iter()
-                .map(|a| OwnedFrame::BulkString(a.to_vec()))
-                .collect(),
-        );
-        let mut out = vec![0; frame.encode_len(false)];
-        redis_protocol::resp2::encode::encode(&mut out, &frame, false).unwrap();
-        self.stream.write_all(&out).unwrap();
-        loop {
-            if let Some((frame, used)) = redis_protocol::resp2::decode::decode(&self.buf).unwrap() {
-                self.buf.drain(..used);
-                return frame;
-            }
-            let mut chunk = [0; 4096];
-            let n = self.stream.read(&mut chunk).expect("a reply in time");
-            assert!(n > 0, "connection closed before a reply");
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    /// One `SCAN` call: the next cursor and the keys listed.
-    fn scan(&mut self, cursor: &[u8], count: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
-        match self.call(&[b"SCAN", cursor, b"COUNT", count]) {
-            OwnedFrame::Array(mut reply) if reply.len() == 2 => {
-                let keys = match reply.pop() {
-                    Some(OwnedFrame::Array(keys)) => keys.into_iter().map(bulk).collect(),
-                    other => panic!("{other:?}"),
-                };
-                (bulk(reply.pop().unwrap()), keys)
-            }
-            other => panic!("SCAN answered {other:?}"),
-        }
+        other => panic!("SCAN answered {other:?}"),
     }
 }
 
-fn bulk(frame: OwnedFrame) -> Vec<u8> {
-    match frame {
-        OwnedFrame::BulkString(bytes) => bytes,
-        other => panic!("not a bulk string: {other:?}"),
+/// Every key, paging through `kv` with `Kv::scan` 50 stored keys at a time.
+async fn list_all(kv: &impl Kv) -> BTreeSet<Vec<u8>> {
+    let mut keys = BTreeSet::new();
+    let mut cursor = Some(ScanCursor::default());
+    let mut pages = 0;
+    while let Some(at) = cursor {
+        let page = kv.scan(&at, 50).await.expect("scan");
+        keys.extend(page.keys);
+        cursor = page.next;
+        pages += 1;
+        assert!(pages < 1_000, "the scan never ends");
     }
+    keys
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,11 +55,11 @@ async fn scans_walk_every_shard_and_survive_splits() {
 
     // --- an empty keyspace
     let empty = tokio::task::spawn_blocking(move || {
-        let mut conn = Resp::connect(addr);
+        let mut conn = Conn::connect(addr);
         (
             conn.call(&[b"RANDOMKEY"]),
             conn.call(&[b"DBSIZE"]),
-            conn.scan(b"0", b"10"),
+            scan(&mut conn, b"0", b"10"),
         )
     })
     .await
@@ -106,10 +73,16 @@ async fn scans_walk_every_shard_and_survive_splits() {
         client.put(key, b"v").await.expect("put");
     }
 
+    // --- the same walk through the Rust API, on both clients
+    let gateway = test.cluster.gateway_address().expect("a gateway");
+    let thin = GatewayClient::connect(&gateway.to_string()).expect("a gateway client");
+    assert_eq!(list_all(&client).await, written, "smart client");
+    assert_eq!(list_all(&thin).await, written, "gateway client");
+
     // --- whole-keyspace answers
     let expected = written.clone();
     let listed = tokio::task::spawn_blocking(move || {
-        let mut conn = Resp::connect(addr);
+        let mut conn = Conn::connect(addr);
         let keys = match conn.call(&[b"KEYS", b"key:*"]) {
             OwnedFrame::Array(keys) => keys.into_iter().map(bulk).collect::<Vec<_>>(),
             other => panic!("{other:?}"),
@@ -133,13 +106,13 @@ async fn scans_walk_every_shard_and_survive_splits() {
     let (first_page, first_page_seen) = tokio::sync::oneshot::channel();
     let (go_on, resume) = std::sync::mpsc::channel::<()>();
     let scanner = tokio::task::spawn_blocking(move || {
-        let mut conn = Resp::connect(addr);
-        let (mut cursor, mut seen) = conn.scan(b"0", b"25");
+        let mut conn = Conn::connect(addr);
+        let (mut cursor, mut seen) = scan(&mut conn, b"0", b"25");
         first_page.send(cursor.clone()).unwrap();
         resume.recv().unwrap();
         let mut calls = 1;
         while cursor != b"0" {
-            let (next, keys) = conn.scan(&cursor, b"25");
+            let (next, keys) = scan(&mut conn, &cursor, b"25");
             cursor = next;
             seen.extend(keys);
             calls += 1;
@@ -168,7 +141,7 @@ async fn scans_walk_every_shard_and_survive_splits() {
     );
 
     // --- FLUSHDB is refused unless the gateway allows it, and then empties every shard
-    let refused = tokio::task::spawn_blocking(move || Resp::connect(addr).call(&[b"FLUSHDB"]))
+    let refused = tokio::task::spawn_blocking(move || Conn::connect(addr).call(&[b"FLUSHDB"]))
         .await
         .unwrap();
     assert!(
@@ -188,7 +161,7 @@ async fn scans_walk_every_shard_and_survive_splits() {
     .await;
     let addr = test.cluster.resp_address().expect("a RESP listener");
     let flushed = tokio::task::spawn_blocking(move || {
-        let mut conn = Resp::connect(addr);
+        let mut conn = Conn::connect(addr);
         for i in 0..40 {
             conn.call(&[b"SET", format!("f:{i}").as_bytes(), b"v"]);
         }

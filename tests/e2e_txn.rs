@@ -11,14 +11,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use kvdb_client::{ClientError, GatewayClient, Kv, KvError, Renamed, Txn, TxnReply, Version};
 
 use common::TestCluster;
+use common::resp::{Conn, error_text};
 
 const WORKERS: usize = 3;
 const INCREMENTS: usize = 15;
@@ -128,57 +127,8 @@ async fn transactions_through_both_clients_lose_and_double_nothing() {
     test.stop().await;
 }
 
-/// A blocking RESP2 connection, enough for the commands below.
-struct Resp {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Resp {
-    fn connect(addr: SocketAddr) -> Resp {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        Resp {
-            stream,
-            buf: Vec::new(),
-        }
-    }
-
-    /// Sends one command and reads its reply.
-    fn call(&mut self, argv: &[&[u8]]) -> redis_protocol::resp2::types::OwnedFrame {
-        use redis_protocol::resp2::types::{OwnedFrame, Resp2Frame};
-        let frame = OwnedFrame::Array(
-            argv.iter()
-                .map(|a| OwnedFrame::BulkString(a.to_vec()))
-                .collect(),
-        );
-        let mut out = vec![0; frame.encode_len(false)];
-        redis_protocol::resp2::encode::encode(&mut out, &frame, false).unwrap();
-        self.stream.write_all(&out).unwrap();
-        loop {
-            if let Some((frame, used)) = redis_protocol::resp2::decode::decode(&self.buf).unwrap() {
-                self.buf.drain(..used);
-                return frame;
-            }
-            let mut chunk = [0; 4096];
-            let n = self.stream.read(&mut chunk).expect("a reply in time");
-            assert!(n > 0, "connection closed before a reply");
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-}
-
-fn error_text(frame: redis_protocol::resp2::types::OwnedFrame) -> String {
-    match frame {
-        redis_protocol::resp2::types::OwnedFrame::Error(text) => text,
-        other => panic!("not an error: {other:?}"),
-    }
-}
-
 /// `WATCH`, `GET`, `MULTI`, `SET`, `EXEC` until the `EXEC` applies; returns the attempts lost.
-fn resp_increment(conn: &mut Resp, key: &[u8]) -> usize {
+fn resp_increment(conn: &mut Conn, key: &[u8]) -> usize {
     use redis_protocol::resp2::types::OwnedFrame;
     let mut lost = 0;
     loop {
@@ -207,7 +157,7 @@ async fn watch_multi_exec_over_the_redis_port_is_atomic() {
     let addr = test.cluster.resp_address().expect("a RESP listener");
 
     // --- keys in several slots are refused, and nothing is written
-    let mut conn = Resp::connect(addr);
+    let mut conn = Conn::connect(addr);
     let crossslot = "CROSSSLOT Keys in request don't hash to the same slot";
     assert_eq!(
         error_text(conn.call(&[b"MSETNX", b"a", b"1", b"b", b"2"])),
@@ -235,7 +185,7 @@ async fn watch_multi_exec_over_the_redis_port_is_atomic() {
     let workers: Vec<_> = (0..WORKERS)
         .map(|_| {
             tokio::task::spawn_blocking(move || {
-                let mut conn = Resp::connect(addr);
+                let mut conn = Conn::connect(addr);
                 (0..INCREMENTS)
                     .map(|_| resp_increment(&mut conn, b"counter"))
                     .sum::<usize>()

@@ -8,15 +8,14 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-use redis_protocol::resp2::types::OwnedFrame as Request;
 use redis_protocol::resp3::types::OwnedFrame as Frame;
 
 use common::TestCluster;
+use common::resp::Conn;
 
 /// An expected reply. Values that differ between servers by nature (ids, versions, times)
 /// are only checked for their type.
@@ -574,79 +573,6 @@ fn matches(e: &E, f: &Frame) -> bool {
         }
         _ => false,
     }
-}
-
-/// A connection speaking raw RESP, blocking with a read timeout.
-struct Conn {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Conn {
-    fn connect(addr: SocketAddr) -> Conn {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        Conn {
-            stream,
-            buf: Vec::new(),
-        }
-    }
-
-    fn send(&mut self, argv: &[&[u8]]) {
-        let frame = Request::Array(
-            argv.iter()
-                .map(|a| Request::BulkString(a.to_vec()))
-                .collect(),
-        );
-        let mut out = vec![0; frame_len(&frame)];
-        redis_protocol::resp2::encode::encode(&mut out, &frame, false).unwrap();
-        self.stream.write_all(&out).unwrap();
-    }
-
-    /// The next reply, read as RESP3 after `HELLO 3` (`resp3`), else as RESP2 (the RESP3
-    /// decoder reads RESP2's null `$-1` as a streamed string).
-    fn reply(&mut self, resp3: bool) -> Frame {
-        loop {
-            let decoded = if resp3 {
-                redis_protocol::resp3::decode::complete::decode(&self.buf).unwrap()
-            } else {
-                redis_protocol::resp2::decode::decode(&self.buf)
-                    .unwrap()
-                    .map(|(frame, used)| (resp2_as_resp3(frame), used))
-            };
-            if let Some((frame, used)) = decoded {
-                self.buf.drain(..used);
-                return frame;
-            }
-            let mut chunk = [0; 4096];
-            let n = self.stream.read(&mut chunk).expect("a reply in time");
-            assert!(n > 0, "connection closed before a reply");
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-}
-
-/// A RESP2 frame as the RESP3 frame of the same type.
-fn resp2_as_resp3(frame: Request) -> Frame {
-    let attributes = None;
-    match frame {
-        Request::SimpleString(data) => Frame::SimpleString { data, attributes },
-        Request::Error(data) => Frame::SimpleError { data, attributes },
-        Request::Integer(data) => Frame::Number { data, attributes },
-        Request::BulkString(data) => Frame::BlobString { data, attributes },
-        Request::Array(items) => Frame::Array {
-            data: items.into_iter().map(resp2_as_resp3).collect(),
-            attributes,
-        },
-        Request::Null => Frame::Null,
-    }
-}
-
-fn frame_len(frame: &Request) -> usize {
-    use redis_protocol::resp2::types::Resp2Frame;
-    frame.encode_len(false)
 }
 
 /// Runs the table against `addr`; returns every mismatch, described.

@@ -7,6 +7,7 @@ use kvdb_core::Version;
 use kvdb_core::proto::v1 as pb;
 
 use crate::options::{DeleteOptions, GetOptions, PutOptions, UpdateOptions};
+use crate::scan::{ScanCursor, ScanPage};
 use crate::txn::{Txn, TxnReply};
 use crate::update::{Action, ExpireWhen, Expiry, OnlyIf, Updated};
 use crate::value::{ClientError, Value};
@@ -56,6 +57,15 @@ pub trait Kv: Send + Sync {
         txn: &Txn,
         options: UpdateOptions,
     ) -> impl Future<Output = Result<Option<Vec<TxnReply>>, ClientError>> + Send;
+
+    /// One page of the keyspace from `cursor` ([`ScanCursor::default`] starts), examining at
+    /// most `limit` stored keys of one shard: its live keys, and where to go on. A strong
+    /// read at the shard's leader; see [`ScanCursor`] for what a scan guarantees.
+    fn scan(
+        &self,
+        cursor: &ScanCursor,
+        limit: u32,
+    ) -> impl Future<Output = Result<ScanPage, ClientError>> + Send;
 
     /// [`txn_with`](Self::txn_with) with the default timeout.
     fn txn(

@@ -16,6 +16,7 @@ use crate::api::{
 };
 use crate::call_link::GatewayLink;
 use crate::options::{DeleteOptions, GetOptions, PutOptions, UpdateOptions};
+use crate::scan::{ScanCursor, ScanPage};
 use crate::txn::{Txn, TxnReply, txn_result};
 use crate::update::{Action, Updated, update_request, update_result};
 use crate::value::{ClientError, Value};
@@ -187,5 +188,16 @@ impl Kv for GatewayClient {
             })
             .await?;
         txn_result(reply)
+    }
+
+    async fn scan(&self, cursor: &ScanCursor, limit: u32) -> Result<ScanPage, ClientError> {
+        let req = cursor.request(limit);
+        let reply = self
+            .call(None, |link, left_ms| {
+                let req = req.clone();
+                async move { link.scan(req, left_ms).await }
+            })
+            .await?;
+        Ok(ScanPage::of(cursor, reply))
     }
 }

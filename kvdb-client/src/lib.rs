@@ -38,6 +38,7 @@ mod executor;
 mod gateway_client;
 mod options;
 mod pool;
+mod scan;
 mod smart;
 mod txn;
 mod update;
@@ -54,6 +55,7 @@ pub use kvdb_core::error::KvError;
 /// Prometheus metrics, for [`Client::with_metrics`] and serving them.
 pub use kvdb_core::metrics;
 pub use options::{Consistency, DeleteOptions, GetOptions, PutOptions, UpdateOptions};
+pub use scan::{ScanCursor, ScanPage};
 pub use smart::Client;
 pub use txn::{Renamed, Txn, TxnReply};
 pub use update::{Action, ExpireWhen, Expiry, OnlyIf, Refusal, Updated};

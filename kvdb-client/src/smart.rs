@@ -14,6 +14,7 @@ use crate::api::{
 };
 use crate::executor::{Executor, ExecutorConfig};
 use crate::options::{DeleteOptions, GetOptions, PutOptions, UpdateOptions};
+use crate::scan::{ScanCursor, ScanPage};
 use crate::txn::{Txn, TxnReply, txn_result};
 use crate::update::{Action, Updated, update_request, update_result};
 use crate::value::{ClientError, Value};
@@ -148,5 +149,11 @@ impl Kv for Client {
         let ticket = self.ids.next();
         let req = txn.request(ticket.id());
         txn_result(self.executor.txn(req, deadline).await?)
+    }
+
+    async fn scan(&self, cursor: &ScanCursor, limit: u32) -> Result<ScanPage, ClientError> {
+        let deadline = self.executor.deadline(None);
+        let reply = self.executor.scan(cursor.request(limit), deadline).await?;
+        Ok(ScanPage::of(cursor, reply))
     }
 }

@@ -79,6 +79,7 @@ impl GatewayService {
             Some(Op::Delete(req)) => self.delete(req, deadline).await.map(Outcome::Delete),
             Some(Op::Update(req)) => self.update(req, deadline).await.map(Outcome::Update),
             Some(Op::Txn(req)) => self.txn(req, deadline).await.map(Outcome::Txn),
+            Some(Op::Scan(req)) => self.scan(req, deadline).await.map(Outcome::Scan),
             None => Err(KvError::InvalidArgument("call without an operation".into())),
         }
     }
@@ -130,6 +131,15 @@ impl GatewayService {
         let _ticket = self.write_id(&mut req.write_id);
         let executed = self.executor.txn(req, deadline);
         self.requests.measure("txn", executed).await
+    }
+
+    async fn scan(
+        &self,
+        req: pb::ScanRequest,
+        deadline: Instant,
+    ) -> Result<pb::ScanResponse, KvError> {
+        let executed = self.executor.scan(req, deadline);
+        self.requests.measure("scan", executed).await
     }
 
     /// Keeps a caller's own write id; gives a write without one the gateway's, with the
@@ -209,6 +219,14 @@ impl KvGateway for GatewayService {
     ) -> Result<Response<pb::TxnResponse>, Status> {
         let deadline = self.deadline(&request);
         reply(GatewayService::txn(self, request.into_inner(), deadline).await)
+    }
+
+    async fn scan(
+        &self,
+        request: Request<pb::ScanRequest>,
+    ) -> Result<Response<pb::ScanResponse>, Status> {
+        let deadline = self.deadline(&request);
+        reply(GatewayService::scan(self, request.into_inner(), deadline).await)
     }
 
     type CallsStream = call_stream::RepliesStream;

@@ -10,13 +10,12 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use kvdb_client::wire::{Executor, WriteIds};
+use kvdb_core::SLOT_COUNT;
 use kvdb_core::error::KvError;
 use kvdb_core::proto::v1 as pb;
 use pb::txn_op::Op;
 use pb::txn_result::Result as Done;
 use tokio::time::Instant;
-
-use kvdb_core::SLOT_COUNT;
 
 use crate::command::{Arg, Command, Scan};
 use crate::error::{CommandError, kv_error_reply};
@@ -176,20 +175,11 @@ impl Store {
         limit: usize,
         deadline: Instant,
     ) -> Result<(pb::ScanResponse, Option<Position>), KvError> {
-        let req = pb::ScanRequest {
-            after: at.after.clone().unwrap_or_default().into(),
-            limit: limit as u32,
-            slot_start: u32::from(at.slot),
-            slot_end: u32::from(SLOT_COUNT - 1),
-        };
-        let page = self.executor.scan(req, deadline).await?;
-        let next = match &page.resume_after {
-            Some(after) => Some(Position {
-                slot: at.slot,
-                after: Some(after.to_vec()),
-            }),
-            None => next_shard(&page),
-        };
+        let page = self
+            .executor
+            .scan(at.request(limit as u32), deadline)
+            .await?;
+        let next = at.next(&page);
         Ok((page, next))
     }
 
@@ -250,7 +240,7 @@ impl Store {
         while let Some(position) = at {
             let (page, _) = self.page(&position, 1, deadline).await?;
             total += page.stored_keys;
-            at = next_shard(&page);
+            at = Position::after_shard(&page);
         }
         Ok(Reply::Integer(total as i64))
     }
@@ -374,15 +364,6 @@ impl Store {
 const SCAN_PAGES: usize = 16;
 /// Stored keys a `KEYS` or `RANDOMKEY` page examines.
 const KEYS_PAGE: usize = 1024;
-
-/// The position after the shard that answered `page`; `None` after the last slot.
-fn next_shard(page: &pb::ScanResponse) -> Option<Position> {
-    let next = page.shard_slot_end + 1;
-    (next < u32::from(SLOT_COUNT)).then_some(Position {
-        slot: next as u16,
-        after: None,
-    })
-}
 
 /// Refuses keys in several slots with Redis's `CROSSSLOT`.
 fn one_slot<'k>(mut keys: impl Iterator<Item = &'k [u8]>) -> Result<(), CommandError> {

@@ -1,11 +1,9 @@
 //! `SCAN`, `KEYS`, `DBSIZE` and `RANDOMKEY` over a sharded keyspace.
 //!
-//! Each shard lists its keys in byte order from a key on (`ScanRequest`), so a scan's position
-//! is a slot and the last key listed there: the shard that owns the slot now lists its keys
-//! after that one, and when it has none left the scan goes on at the slot after the shard's
-//! last. That position survives splits and moves between calls (a shard split meanwhile may
-//! list a few keys twice, which `SCAN` allows), and a key present for the whole scan is
-//! always listed.
+//! A scan's position is the client library's [`kvdb_client::ScanCursor`]: a slot and the last
+//! key listed there, which survives splits and moves between calls (a shard split meanwhile
+//! may list a few keys twice, which `SCAN` allows); a key present for the whole scan is always
+//! listed.
 //!
 //! A Redis cursor is an integer, too small for a key: the server keeps each position under a
 //! cursor number ([`Cursors`]), as Kvrocks does. A cursor therefore works on the gateway that
@@ -14,17 +12,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
+pub(crate) use kvdb_client::ScanCursor as Position;
+
 /// How many scan positions a server remembers; the oldest is forgotten first.
 pub const MAX_CURSORS: usize = 65_536;
-
-/// Where a scan goes on: the next slot, and the last key listed there.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Position {
-    /// The slot the next page starts in.
-    pub slot: u16,
-    /// List keys after this one; `None`: from the slot's first.
-    pub after: Option<Vec<u8>>,
-}
 
 /// Scan positions by cursor number.
 #[derive(Debug)]

@@ -8,6 +8,7 @@
 
 #![allow(dead_code, unused_imports)] // Each test binary uses a different subset.
 
+pub mod resp;
 pub mod source;
 
 use std::future::Future;

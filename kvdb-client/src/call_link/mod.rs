@@ -207,6 +207,18 @@ impl GatewayLink {
     ) -> Result<pb::TxnResponse, KvError> {
         txn_reply(call(&self.0, (pb::call::Op::Txn(req), timeout_ms)).await?)
     }
+
+    /// A page of a scan through the gateway; `timeout_ms` as for [`get`](Self::get).
+    pub async fn scan(
+        &self,
+        req: pb::ScanRequest,
+        timeout_ms: u64,
+    ) -> Result<pb::ScanResponse, KvError> {
+        match call(&self.0, (pb::call::Op::Scan(req), timeout_ms)).await? {
+            Outcome::Scan(reply) => Ok(reply),
+            _ => Err(mismatch()),
+        }
+    }
 }
 
 fn get_reply(outcome: Outcome) -> Result<pb::GetResponse, KvError> {

@@ -78,6 +78,14 @@ impl Kv for FakeKv {
     ) -> Result<Option<Vec<kvdb_client::TxnReply>>, ClientError> {
         Err(KvError::Internal("the benchmark runs no transactions".into()).into())
     }
+
+    async fn scan(
+        &self,
+        _: &kvdb_client::ScanCursor,
+        _: u32,
+    ) -> Result<kvdb_client::ScanPage, ClientError> {
+        Err(KvError::Internal("the benchmark never scans".into()).into())
+    }
 }
 
 fn phase(mix: OpMix, keys: u64, order: KeyOrder, budget: Budget) -> Arc<Phase> {

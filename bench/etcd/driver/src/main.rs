@@ -18,8 +18,8 @@ use std::time::Duration;
 use clap::Parser;
 use kvdb::bench::BenchArgs;
 use kvdb::client::{
-    Action, ClientError, Consistency, DeleteOptions, GetOptions, Kv, PutOptions, Txn, TxnReply,
-    UpdateOptions, Updated, Value,
+    Action, ClientError, Consistency, DeleteOptions, GetOptions, Kv, PutOptions, ScanCursor,
+    ScanPage, Txn, TxnReply, UpdateOptions, Updated, Value,
 };
 use kvdb::core::Version;
 use kvdb::core::error::KvError;
@@ -126,6 +126,10 @@ impl Kv for EtcdKv {
         _options: UpdateOptions,
     ) -> Result<Option<Vec<TxnReply>>, ClientError> {
         Err(unsupported("transactions"))
+    }
+
+    async fn scan(&self, _cursor: &ScanCursor, _limit: u32) -> Result<ScanPage, ClientError> {
+        Err(unsupported("scans"))
     }
 }
 
