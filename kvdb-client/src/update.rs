@@ -87,6 +87,8 @@ pub enum ExpireWhen {
     Gt,
     /// Only if the new one is sooner; a key without expiry always passes.
     Lt,
+    /// Only if it has one and the new one is sooner (Redis `XX LT`).
+    XxLt,
 }
 
 /// What an update did.
@@ -174,6 +176,7 @@ pub(crate) fn update_request(
                 ExpireWhen::Xx => pb::expire_action::When::Xx,
                 ExpireWhen::Gt => pb::expire_action::When::Gt,
                 ExpireWhen::Lt => pb::expire_action::When::Lt,
+                ExpireWhen::XxLt => pb::expire_action::When::XxLt,
             } as i32,
         }),
         Action::IncrBy(by) => Wire::IncrBy(*by),

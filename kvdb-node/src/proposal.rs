@@ -137,6 +137,7 @@ pub fn update_command(
                 Ok(pb::expire_action::When::Xx) => ExpireWhen::Xx,
                 Ok(pb::expire_action::When::Gt) => ExpireWhen::Gt,
                 Ok(pb::expire_action::When::Lt) => ExpireWhen::Lt,
+                Ok(pb::expire_action::When::XxLt) => ExpireWhen::XxLt,
                 Err(_) => return Err(invalid("unknown expire condition")),
             };
             UpdateAction::Expire { at_ms, when }

@@ -106,6 +106,9 @@ pub enum ExpireWhen {
     Gt,
     /// Only if the new one is sooner (none counts as never: holds).
     Lt,
+    /// Only if it has one and the new one is sooner (Redis `XX LT`). Appended last: log
+    /// entries encode a variant by its index.
+    XxLt,
 }
 
 /// What an update did.
@@ -329,6 +332,7 @@ fn expire_holds(when: ExpireWhen, current: Option<u64>, new: Option<u64>) -> boo
         ExpireWhen::Xx => current.is_some(),
         ExpireWhen::Gt => current.is_some() && new_at > current_at,
         ExpireWhen::Lt => new_at < current_at,
+        ExpireWhen::XxLt => current.is_some() && new_at < current_at,
     }
 }
 

@@ -47,6 +47,8 @@ pub enum When {
     Gt,
     /// `LT`.
     Lt,
+    /// `XX` and `LT`.
+    XxLt,
 }
 
 /// The read-modify-write commands.
@@ -163,17 +165,11 @@ pub fn parse_expire(
     if gt && lt {
         return Err(CommandError::GtAndLt);
     }
-    // GT already fails without an expiry, so XX adds nothing to it; XX with LT is a
-    // condition the shard has no word for, refused rather than half honoured.
+    // GT already fails without an expiry, so XX adds nothing to it; with LT it does.
     let when = match (nx, xx, gt, lt) {
         (true, ..) => When::Nx,
         (_, _, true, _) => When::Gt,
-        (_, true, _, true) => {
-            return Err(CommandError::Unsupported {
-                command: name,
-                option: "XX with LT",
-            });
-        }
+        (_, true, _, true) => When::XxLt,
         (_, _, _, true) => When::Lt,
         (_, true, ..) => When::Xx,
         _ => When::Always,
@@ -260,6 +256,7 @@ pub fn request(update: &Update, write_id: pb::WriteId) -> pb::UpdateRequest {
                 When::Xx => pb::expire_action::When::Xx,
                 When::Gt => pb::expire_action::When::Gt,
                 When::Lt => pb::expire_action::When::Lt,
+                When::XxLt => pb::expire_action::When::XxLt,
             } as i32,
         })
     };
@@ -404,6 +401,14 @@ mod tests {
         assert_eq!(
             err("k 9223372036854775807"),
             "ERR invalid expire time in 'expire' command"
+        );
+        let both = parse_expire("pexpire", argv("k 5 lt xx"), 0).unwrap();
+        assert_eq!(
+            both.op,
+            UpdateOp::Expire {
+                time: Time::In(5),
+                when: When::XxLt
+            }
         );
         let ok = parse_expire("pexpireat", argv("k 5 gt"), 0).unwrap();
         assert_eq!(
