@@ -20,6 +20,32 @@ const CRC16: Crc<u16> = Crc::<u16>::new(&CRC_16_XMODEM);
 /// requests that must be atomic (transactions, `MSETNX`, `RENAME`).
 pub const CROSS_SLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 
+/// The one slot every key of `keys` hashes to, for a request that must be atomic in one shard:
+/// refused when it names no key, or keys in several slots (Redis's `CROSSSLOT`).
+pub fn common_slot<'k>(
+    keys: impl IntoIterator<Item = &'k [u8]>,
+) -> Result<Slot, crate::error::KvError> {
+    use crate::error::KvError;
+    let mut keys = keys.into_iter();
+    let first = keys.next().ok_or_else(|| {
+        KvError::InvalidArgument("a transaction must name at least one key".into())
+    })?;
+    let common = slot(first);
+    if keys.any(|key| slot(key) != common) {
+        return Err(KvError::InvalidArgument(CROSS_SLOT.into()));
+    }
+    Ok(common)
+}
+
+/// A slot as the wire carries it (`uint32`); a number no slot has is an invalid argument.
+pub fn slot_from_wire(n: u32) -> Result<Slot, crate::error::KvError> {
+    u16::try_from(n)
+        .ok()
+        .filter(|s| *s < SLOT_COUNT)
+        .map(Slot)
+        .ok_or_else(|| crate::error::KvError::InvalidArgument(format!("slot {n} out of range")))
+}
+
 /// The slot `key` belongs to.
 ///
 /// Pure and deterministic: every client, gateway and node computes the same

@@ -30,6 +30,7 @@ use kvdb_core::proto::v1 as pb;
 use kvdb_core::proto::v1::kv_node_server::{KvNode, KvNodeServer};
 use kvdb_core::proto::v1::node_call::Op;
 use kvdb_core::proto::v1::reply::Result as Outcome;
+use kvdb_core::slot::slot_from_wire;
 use kvdb_core::{Epoch, ShardId};
 use openraft::BasicNode;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
@@ -188,14 +189,10 @@ impl KvService {
     /// strong read has: every write acknowledged before the scan is in it.
     async fn serve_scan(&self, req: pb::NodeScanRequest) -> Result<pb::ScanResponse, KvError> {
         let scan = req.request.ok_or_else(|| missing("scan"))?;
-        let slot_of = |n: u32| {
-            u16::try_from(n)
-                .ok()
-                .filter(|n| *n < kvdb_core::SLOT_COUNT)
-                .map(kvdb_core::Slot)
-                .ok_or_else(|| KvError::InvalidArgument(format!("slot {n} out of range")))
-        };
-        let (first, last) = (slot_of(scan.slot_start)?, slot_of(scan.slot_end)?);
+        let (first, last) = (
+            slot_from_wire(scan.slot_start)?,
+            slot_from_wire(scan.slot_end)?,
+        );
         if first > last {
             return Err(KvError::InvalidArgument(
                 "scan slot_start is after slot_end".into(),
@@ -217,12 +214,7 @@ impl KvService {
         )?;
         let (local, replica) =
             local.ok_or_else(|| KvError::Internal("validated shard has no replica".into()))?;
-        if !self.holds_read_lease(&replica) {
-            let confirmed = tokio::time::timeout(self.timeout, replica.confirm_read())
-                .await
-                .map_err(|_| timed_out())?;
-            confirmed.map_err(|e| read_error(replica.shard(), e))?;
-        }
+        self.confirm_leading(&replica).await?;
         let limit = match scan.limit {
             0 => SCAN_DEFAULT_LIMIT,
             n => (n as usize).min(SCAN_MAX_LIMIT),
@@ -277,11 +269,8 @@ impl KvService {
             Access::StrongRead
         };
         let replica = self.route(req.target, &get.key, access)?;
-        if !eventual && !self.holds_read_lease(&replica) {
-            let confirmed = tokio::time::timeout(self.timeout, replica.confirm_read())
-                .await
-                .map_err(|_| timed_out())?;
-            confirmed.map_err(|e| read_error(replica.shard(), e))?;
+        if !eventual {
+            self.confirm_leading(&replica).await?;
         }
         let stored = replica
             .storage()
@@ -303,6 +292,18 @@ impl KvService {
             },
             None => pb::GetResponse::default(),
         })
+    }
+
+    /// The barrier of a strong read: `replica` still leads (under its lease, or after a
+    /// read-index round), so it has applied every write acknowledged before the read.
+    async fn confirm_leading(&self, replica: &Replica) -> Result<(), KvError> {
+        if self.holds_read_lease(replica) {
+            return Ok(());
+        }
+        let confirmed = tokio::time::timeout(self.timeout, replica.confirm_read())
+            .await
+            .map_err(|_| timed_out())?;
+        confirmed.map_err(|e| read_error(replica.shard(), e))
     }
 
     /// Whether `replica` may answer a strong read without a read-index round.

@@ -225,25 +225,11 @@ pub fn txn_command(req: &pb::TxnRequest, now_ms: u64, limits: &Limits) -> Result
         ops,
         write_id: write_id(req.write_id.as_ref())?,
     };
-    txn_slot(&txn)?;
+    kvdb_core::slot::common_slot(txn.keys())?;
     Ok(Command {
         now_ms,
         op: Op::Txn(txn),
     })
-}
-
-/// The one slot every key of `txn` hashes to; a transaction with no key, or with keys in
-/// several slots, is refused (Redis's `CROSSSLOT`).
-pub fn txn_slot(txn: &Txn) -> Result<kvdb_core::Slot, KvError> {
-    let mut keys = txn.keys();
-    let first = keys
-        .next()
-        .ok_or_else(|| invalid("a transaction must name at least one key"))?;
-    let slot = kvdb_core::slot::slot(first);
-    if keys.any(|key| kvdb_core::slot::slot(key) != slot) {
-        return Err(invalid(kvdb_core::slot::CROSS_SLOT));
-    }
-    Ok(slot)
 }
 
 /// The client's answer to a transaction.

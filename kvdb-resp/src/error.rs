@@ -122,9 +122,6 @@ pub enum CommandError {
     /// `RENAME` of an absent key.
     #[error("ERR no such key")]
     NoSuchKey,
-    /// Keys of one atomic request (a transaction, `MSETNX`, `RENAME`) in several slots.
-    #[error("{}", kvdb_core::slot::CROSS_SLOT)]
-    CrossSlot,
     /// `MULTI` inside `MULTI`.
     #[error("ERR MULTI calls can not be nested")]
     NestedMulti,

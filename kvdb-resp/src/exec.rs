@@ -74,16 +74,7 @@ impl Store {
         };
         let deadline = self.executor.deadline(None);
         let outcome = if plan.atomic {
-            let Plan { guards, ops, .. } = plan;
-            match one_slot(
-                guards
-                    .iter()
-                    .map(|g| g.key.as_ref())
-                    .chain(ops.iter().flat_map(plan::op_keys)),
-            ) {
-                Ok(()) => self.txn(guards, ops, deadline).await,
-                Err(e) => return Some(e.into()),
-            }
+            self.txn(plan.guards, plan.ops, deadline).await
         } else {
             self.one_by_one(plan.ops, deadline)
                 .await
@@ -100,18 +91,6 @@ impl Store {
     /// changed.
     pub async fn exec(&self, watched: Vec<pb::TxnGuard>, queued: Vec<Queued>) -> Reply {
         let now = now_ms();
-        let keys = watched.iter().map(|g| g.key.as_ref()).chain(
-            queued
-                .iter()
-                .filter_map(|q| match q {
-                    Queued::Data(_, plan) => Some(plan.keys()),
-                    Queued::Known(_) => None,
-                })
-                .flatten(),
-        );
-        if let Err(e) = one_slot(keys) {
-            return e.into();
-        }
         let ops: Vec<Op> = queued
             .iter()
             .filter_map(|q| match q {
@@ -364,19 +343,6 @@ impl Store {
 const SCAN_PAGES: usize = 16;
 /// Stored keys a `KEYS` or `RANDOMKEY` page examines.
 const KEYS_PAGE: usize = 1024;
-
-/// Refuses keys in several slots with Redis's `CROSSSLOT`.
-fn one_slot<'k>(mut keys: impl Iterator<Item = &'k [u8]>) -> Result<(), CommandError> {
-    let Some(first) = keys.next() else {
-        return Ok(());
-    };
-    let slot = kvdb_core::slot::slot(first);
-    if keys.all(|key| kvdb_core::slot::slot(key) == slot) {
-        Ok(())
-    } else {
-        Err(CommandError::CrossSlot)
-    }
-}
 
 /// Milliseconds since the Unix epoch.
 fn now_ms() -> u64 {

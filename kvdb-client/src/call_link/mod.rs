@@ -149,10 +149,7 @@ impl NodeLink {
 
     /// A page of a scan on the shared stream; failures as for [`get`](Self::get).
     pub async fn scan(&self, req: pb::NodeScanRequest) -> Result<pb::ScanResponse, KvError> {
-        match call(&self.0, pb::node_call::Op::Scan(req)).await? {
-            Outcome::Scan(reply) => Ok(reply),
-            _ => Err(mismatch()),
-        }
+        scan_reply(call(&self.0, pb::node_call::Op::Scan(req)).await?)
     }
 }
 
@@ -214,10 +211,7 @@ impl GatewayLink {
         req: pb::ScanRequest,
         timeout_ms: u64,
     ) -> Result<pb::ScanResponse, KvError> {
-        match call(&self.0, (pb::call::Op::Scan(req), timeout_ms)).await? {
-            Outcome::Scan(reply) => Ok(reply),
-            _ => Err(mismatch()),
-        }
+        scan_reply(call(&self.0, (pb::call::Op::Scan(req), timeout_ms)).await?)
     }
 }
 
@@ -252,6 +246,13 @@ fn update_reply(outcome: Outcome) -> Result<pb::UpdateResponse, KvError> {
 fn txn_reply(outcome: Outcome) -> Result<pb::TxnResponse, KvError> {
     match outcome {
         Outcome::Txn(reply) => Ok(reply),
+        _ => Err(mismatch()),
+    }
+}
+
+fn scan_reply(outcome: Outcome) -> Result<pb::ScanResponse, KvError> {
+    match outcome {
+        Outcome::Scan(reply) => Ok(reply),
         _ => Err(mismatch()),
     }
 }

@@ -36,7 +36,7 @@ use kvdb_core::error::{KvError, RetryAction};
 use kvdb_core::metrics::{Registry, RequestMetrics, RetryMetrics};
 use kvdb_core::proto::v1 as pb;
 use kvdb_core::router::Route;
-use kvdb_core::slot::slot;
+use kvdb_core::slot::{common_slot, slot, slot_from_wire};
 use tokio::time::Instant;
 
 use crate::call_link::NodeLink;
@@ -252,12 +252,12 @@ impl Executor {
         req: pb::TxnRequest,
         deadline: Instant,
     ) -> Result<pb::TxnResponse, KvError> {
-        let key = txn_key(&req)?;
+        let slot = common_slot(txn_keys(&req))?;
         self.config
             .requests
             .measure(
                 "txn",
-                self.run(slot(&key), Access::Write, deadline, |link, target| {
+                self.run(slot, Access::Write, deadline, |link, target| {
                     let request = pb::NodeTxnRequest {
                         target: Some(target),
                         request: Some(req.clone()),
@@ -275,13 +275,7 @@ impl Executor {
         req: pb::ScanRequest,
         deadline: Instant,
     ) -> Result<pb::ScanResponse, KvError> {
-        let first = u16::try_from(req.slot_start)
-            .ok()
-            .filter(|s| *s < kvdb_core::SLOT_COUNT)
-            .map(Slot)
-            .ok_or_else(|| {
-                KvError::InvalidArgument(format!("slot {} out of range", req.slot_start))
-            })?;
+        let first = slot_from_wire(req.slot_start)?;
         self.config
             .requests
             .measure(
@@ -488,10 +482,9 @@ impl Executor {
     }
 }
 
-/// The key a transaction is routed by: its first, once every key is found in the same slot.
-fn txn_key(req: &pb::TxnRequest) -> Result<Vec<u8>, KvError> {
+/// Every key a transaction names, guards first.
+fn txn_keys(req: &pb::TxnRequest) -> impl Iterator<Item = &[u8]> {
     use pb::txn_op::Op;
-    let guards = req.guards.iter().map(|g| &g.key);
     let ops = req.ops.iter().flat_map(|op| match &op.op {
         Some(Op::Get(get)) => [Some(&get.key), None],
         Some(Op::Put(put)) => [Some(&put.key), None],
@@ -500,15 +493,11 @@ fn txn_key(req: &pb::TxnRequest) -> Result<Vec<u8>, KvError> {
         Some(Op::Rename(rename)) => [Some(&rename.key), Some(&rename.to)],
         None => [None, None],
     });
-    let mut keys = guards.chain(ops.flatten());
-    let first = keys.next().ok_or_else(|| {
-        KvError::InvalidArgument("a transaction must name at least one key".into())
-    })?;
-    let slot = kvdb_core::slot::slot(first);
-    if keys.any(|key| kvdb_core::slot::slot(key) != slot) {
-        return Err(KvError::InvalidArgument(kvdb_core::slot::CROSS_SLOT.into()));
-    }
-    Ok(first.to_vec())
+    req.guards
+        .iter()
+        .map(|g| &g.key)
+        .chain(ops.flatten())
+        .map(|key| key.as_ref())
 }
 
 #[cfg(test)]
