@@ -108,6 +108,19 @@ pub enum Command {
         /// midpoint of the range.
         at: Option<Slot>,
     },
+    /// [`Command::RegisterNode`] with the node's Redis Cluster-mode address, which is
+    /// empty when it serves none. What registration proposes now; the older variant stays
+    /// so that logs written before this one decode, and applies with no RESP address.
+    RegisterNodeResp {
+        /// Unique node name; the key that makes re-registration an update.
+        name: String,
+        /// Data-plane `host:port`; must not belong to another node.
+        address: String,
+        /// Failure zone.
+        zone: String,
+        /// The node's RESP listener, `host:port`, or empty.
+        resp_address: String,
+    },
 }
 
 impl Command {
@@ -124,6 +137,7 @@ impl Command {
             Command::AnnounceMember { .. } => "announce_member",
             Command::SetSchedulerPaused { .. } => "set_scheduler_paused",
             Command::SplitShard { .. } => "split_shard",
+            Command::RegisterNodeResp { .. } => "register_node",
         }
     }
 }

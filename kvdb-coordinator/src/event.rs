@@ -108,6 +108,7 @@ mod tests {
             address: "127.0.0.1:7003".into(),
             zone: "z1".into(),
             status: NodeStatus::Draining,
+            resp_address: String::new(),
         };
         Arc::new(ShardMapDelta {
             version: MapVersion(9),

@@ -144,6 +144,7 @@ mod tests {
                 address: format!("h:{}", 7000 + i),
                 zone: String::new(),
                 status: *status,
+                resp_address: String::new(),
             };
             map.nodes.insert(id, node);
         }

@@ -165,6 +165,7 @@ mod tests {
                     address: format!("127.0.0.1:{}", 7000 + id),
                     zone: "default".into(),
                     status,
+                    resp_address: String::new(),
                 },
             );
         }

@@ -151,10 +151,11 @@ impl coordinator_server::Coordinator for CoordinatorService {
     ) -> Reply<pb::RegisterNodeResponse> {
         let handle = self.handle(&request);
         let r = request.into_inner();
-        let command = Command::RegisterNode {
+        let command = Command::RegisterNodeResp {
             name: r.name,
             address: r.address,
             zone: r.zone,
+            resp_address: r.resp_address,
         };
         match handle.execute(command).await? {
             Outcome::Node { node, version } => Ok(Response::new(pb::RegisterNodeResponse {

@@ -25,6 +25,7 @@ use crate::command::{Command, CommandResult, Outcome};
 use crate::error::CoordinatorError;
 use crate::placement;
 
+mod before_resp;
 mod nodes;
 mod shards;
 mod split;
@@ -153,7 +154,13 @@ impl MetaState {
                 name,
                 address,
                 zone,
-            } => self.register_node(name, address, zone),
+            } => self.register_node(name, address, zone, None),
+            Command::RegisterNodeResp {
+                name,
+                address,
+                zone,
+                resp_address,
+            } => self.register_node(name, address, zone, Some(resp_address)),
             Command::InitShards {
                 num_shards,
                 replication_factor,
@@ -283,8 +290,13 @@ impl MetaState {
 
     /// Replaces the whole state with one made by [`MetaState::export`].
     pub fn import(&mut self, bytes: &[u8]) -> Result<(), CoordinatorError> {
-        let exported: Exported =
-            codec::decode(bytes).map_err(|e| CoordinatorError::Internal(e.to_string()))?;
+        let exported: Exported = codec::decode_exact(bytes)
+            .or_else(|e| {
+                let old: before_resp::ExportedBeforeResp =
+                    codec::decode_exact(bytes).map_err(|_| e)?;
+                Ok(old.into())
+            })
+            .map_err(|e: codec::CodecError| CoordinatorError::Internal(e.to_string()))?;
         self.map = Arc::new(exported.map);
         self.init = exported.init;
         self.history = exported.history.into_iter().map(Arc::new).collect();

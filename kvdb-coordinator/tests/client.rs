@@ -27,6 +27,7 @@ async fn the_client_follows_the_leader_across_a_failover() {
                 &format!("node-{i}"),
                 &format!("127.0.0.1:{}", 7000 + i),
                 "z1",
+                "",
             )
             .await
             .unwrap();
@@ -58,12 +59,14 @@ async fn the_client_follows_the_leader_across_a_failover() {
     tracing::info!("--- kill the leader");
     cluster.stop(leader).await;
     let node = client
-        .register_node("node-4", "127.0.0.1:7004", "z1")
+        .register_node("node-4", "127.0.0.1:7004", "z1", "127.0.0.1:6384")
         .await
         .unwrap();
     assert_eq!(node.id, NodeId(4));
     let (nodes, _) = client.list_nodes().await.unwrap();
     assert_eq!(nodes.len(), 4);
+    let resp: Vec<&str> = nodes.iter().map(|n| n.resp_address.as_str()).collect();
+    assert_eq!(resp, ["", "", "", "127.0.0.1:6384"]);
     let resolved = client.resolve_shard(b"some-key").await.unwrap();
     assert_eq!(resolved.replicas.len(), 3);
     let reported = client.leader().await.unwrap();
@@ -77,7 +80,7 @@ async fn the_client_is_a_shard_map_source() {
     cluster.leader().await;
     let client = client_of(&cluster);
     client
-        .register_node("node-1", "127.0.0.1:7001", "")
+        .register_node("node-1", "127.0.0.1:7001", "", "")
         .await
         .unwrap();
 

@@ -33,6 +33,7 @@ async fn a_mutation_on_a_follower_is_forwarded() {
         name: "node-2".into(),
         address: "127.0.0.1:7002".into(),
         zone: "z1".into(),
+        resp_address: "127.0.0.1:6380".into(),
     };
     let reply = client.register_node(request).await.unwrap().into_inner();
     assert_eq!(reply.node.unwrap().id, 2);

@@ -90,6 +90,7 @@ async fn grpc_serves_reads_and_maps_errors() {
             name: format!("node-{i}"),
             address: format!("127.0.0.1:{}", 7100 + i),
             zone: "z1".into(),
+            resp_address: String::new(),
         };
         let reply = client.register_node(request).await.unwrap().into_inner();
         assert_eq!(reply.node.unwrap().id, i);

@@ -41,6 +41,7 @@ fn map(shards: u16) -> ShardMap {
                 address: format!("127.0.0.1:739{id}"),
                 zone: "default".into(),
                 status: NodeStatus::Alive,
+                resp_address: String::new(),
             },
         );
     }

@@ -60,6 +60,7 @@ impl From<&NodeInfo> for pb::Node {
             address: n.address.clone(),
             zone: n.zone.clone(),
             status: pb::NodeStatus::from(n.status) as i32,
+            resp_address: n.resp_address.clone(),
         }
     }
 }
@@ -73,6 +74,7 @@ impl TryFrom<&pb::Node> for NodeInfo {
             address: n.address.clone(),
             zone: n.zone.clone(),
             status: node_status_from_i32(n.status)?,
+            resp_address: n.resp_address.clone(),
         })
     }
 }

@@ -220,6 +220,7 @@ mod tests {
                 address: address(id),
                 zone: "z1".into(),
                 status: NodeStatus::Alive,
+                resp_address: String::new(),
             };
             map.nodes.insert(NodeId(id), node);
         }

@@ -170,6 +170,7 @@ mod tests {
                     address: format!("127.0.0.1:700{id}"),
                     zone: "z1".into(),
                     status: NodeStatus::Alive,
+                    resp_address: String::new(),
                 },
             );
         }

@@ -72,6 +72,11 @@ pub struct NodeConfig {
     /// The address other nodes and clients reach this node at (`host:port`).
     /// Empty: the bound listener's address.
     pub advertise_address: String,
+    /// Where Redis clients reach this node's Redis Cluster-mode listener (`host:port`),
+    /// recorded with the coordinator for `MOVED` and `CLUSTER SLOTS`; empty when the node
+    /// serves none. The node does not serve it itself: whoever embeds the node does
+    /// (`kvdb node --resp-listen`).
+    pub resp_address: String,
     /// Coordinator addresses (`host:port`); any of them will do.
     pub coordinators: Vec<String>,
     /// Directory holding the Raft log and key-value databases.
@@ -155,6 +160,7 @@ impl NodeConfig {
         Self {
             name: name.into(),
             advertise_address: String::new(),
+            resp_address: String::new(),
             coordinators,
             data_dir: data_dir.into(),
             zone: String::new(),

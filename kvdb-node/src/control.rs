@@ -42,12 +42,13 @@ impl ControlError {
 /// The coordinator, as a storage node uses it.
 pub trait ControlPlane: Send + Sync + 'static {
     /// Registers the node (idempotent by `name`: a restarted node gets its
-    /// id back) and returns its id.
+    /// id back) with its RESP address (empty for none), and returns its id.
     fn register_node<'a>(
         &'a self,
         name: &'a str,
         address: &'a str,
         zone: &'a str,
+        resp_address: &'a str,
     ) -> BoxFuture<'a, Result<NodeId, ControlError>>;
 
     /// Tells the coordinator the node is alive, with its replicas' figures when it has
@@ -94,9 +95,10 @@ impl ControlPlane for CoordinatorClient {
         name: &'a str,
         address: &'a str,
         zone: &'a str,
+        resp_address: &'a str,
     ) -> BoxFuture<'a, Result<NodeId, ControlError>> {
         async move {
-            let node = CoordinatorClient::register_node(self, name, address, zone)
+            let node = CoordinatorClient::register_node(self, name, address, zone, resp_address)
                 .await
                 .map_err(ControlError::during("register_node"))?;
             Ok(node.id)

@@ -375,7 +375,7 @@ async fn register(
     let deadline = tokio::time::Instant::now() + REGISTER_TIMEOUT;
     loop {
         match control
-            .register_node(&config.name, address, &config.zone)
+            .register_node(&config.name, address, &config.zone, &config.resp_address)
             .await
         {
             Ok(id) => return Ok(id),

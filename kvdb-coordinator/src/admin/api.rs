@@ -170,6 +170,9 @@ pub struct NodeView {
     /// Shards the map names this node as leader of.
     #[serde(default)]
     pub leaders: usize,
+    /// Where the node serves Redis Cluster mode, when it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resp_address: Option<String>,
 }
 
 impl NodeView {
@@ -203,6 +206,7 @@ impl NodeView {
             status: node.status,
             replicas: held,
             leaders: load.leaders.get(&node.id).copied().unwrap_or(0),
+            resp_address: (!node.resp_address.is_empty()).then(|| node.resp_address.clone()),
         }
     }
 }

@@ -21,6 +21,7 @@ fn node(id: u64, status: NodeStatus, zone: &str) -> NodeInfo {
         address: format!("127.0.0.1:{}", 7000 + id),
         zone: zone.to_owned(),
         status,
+        resp_address: String::new(),
     }
 }
 

@@ -15,8 +15,12 @@ impl MetaState {
         name: String,
         address: String,
         zone: String,
+        resp_address: Option<String>,
     ) -> CommandResult {
         validate_registration(&name, &address, &zone)?;
+        if let Some(resp) = resp_address.as_deref().filter(|r| !r.is_empty()) {
+            validate_address("RESP address", resp)?;
+        }
         if let Some(other) = self
             .map
             .nodes
@@ -29,8 +33,20 @@ impl MetaState {
             });
         }
         let existing = self.map.nodes.values().find(|n| n.name == name).cloned();
+        // A registration that does not say (the Admin API's, or one logged before RESP
+        // addresses) keeps the one on record.
+        let resp_address = resp_address.unwrap_or_else(|| {
+            existing
+                .as_ref()
+                .map(|n| n.resp_address.clone())
+                .unwrap_or_default()
+        });
         let node = match existing {
-            Some(node) if node.address == address && node.zone == zone => {
+            Some(node)
+                if node.address == address
+                    && node.zone == zone
+                    && node.resp_address == resp_address =>
+            {
                 return Ok(Outcome::Node {
                     node,
                     version: self.version(),
@@ -39,6 +55,7 @@ impl MetaState {
             Some(node) => NodeInfo {
                 address,
                 zone,
+                resp_address,
                 ..node
             },
             None => NodeInfo {
@@ -47,6 +64,7 @@ impl MetaState {
                 address,
                 zone,
                 status: NodeStatus::Alive,
+                resp_address,
             },
         };
         let version = self.commit(Change {
@@ -120,11 +138,17 @@ fn validate_registration(name: &str, address: &str, zone: &str) -> Result<(), Co
     if zone.len() > MAX_FIELD_LEN {
         return bad(format!("zone is longer than {MAX_FIELD_LEN} characters"));
     }
+    validate_address("address", address)
+}
+
+fn validate_address(what: &str, address: &str) -> Result<(), CoordinatorError> {
     let port_ok = address
         .rsplit_once(':')
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
     if !port_ok || address.len() > MAX_FIELD_LEN || address.chars().any(char::is_whitespace) {
-        return bad(format!("address must be host:port, got {address:?}"));
+        return Err(CoordinatorError::InvalidArgument(format!(
+            "{what} must be host:port, got {address:?}"
+        )));
     }
     Ok(())
 }

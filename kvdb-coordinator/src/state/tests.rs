@@ -50,6 +50,36 @@ fn registration_assigns_ids_from_one_and_is_idempotent() {
 }
 
 #[test]
+fn a_resp_address_is_recorded_kept_and_validated() {
+    let mut state = MetaState::default();
+    let with = |resp: &str| Command::RegisterNodeResp {
+        name: "node-1".into(),
+        address: "127.0.0.1:7001".into(),
+        zone: "z1".into(),
+        resp_address: resp.into(),
+    };
+    let Ok(Outcome::Node { node, .. }) = state.apply(with("127.0.0.1:6379")) else {
+        panic!("registers")
+    };
+    assert_eq!(node.resp_address, "127.0.0.1:6379");
+    // A registration that does not say (the Admin API's) keeps it.
+    let kept = register(&mut state, "node-1", 7001);
+    assert_eq!(kept.resp_address, "127.0.0.1:6379");
+    // Saying none clears it; a malformed one changes nothing.
+    let version = state.version();
+    let refused = state.apply(with("no-port"));
+    assert!(
+        matches!(refused, Err(CoordinatorError::InvalidArgument(ref why)) if why.contains("RESP address")),
+        "{refused:?}"
+    );
+    assert_eq!(state.version(), version);
+    let Ok(Outcome::Node { node, .. }) = state.apply(with("")) else {
+        panic!("registers")
+    };
+    assert_eq!(node.resp_address, "");
+}
+
+#[test]
 fn registration_rejects_bad_input_and_taken_addresses() {
     let mut state = MetaState::default();
     register(&mut state, "node-1", 7001);

@@ -45,17 +45,20 @@ fn raw_ids(ids: &[NodeId]) -> Vec<u64> {
 }
 
 impl CoordinatorClient {
-    /// Registers a storage node (idempotent by name); returns its record.
+    /// Registers a storage node (idempotent by name) with its RESP address (empty for
+    /// none); returns its record.
     pub async fn register_node(
         &self,
         name: &str,
         address: &str,
         zone: &str,
+        resp_address: &str,
     ) -> Result<NodeInfo, CoordinatorClientError> {
         let message = pb::RegisterNodeRequest {
             name: name.into(),
             address: address.into(),
             zone: zone.into(),
+            resp_address: resp_address.into(),
         };
         let reply = self
             .call("register_node", true, |mut c| {

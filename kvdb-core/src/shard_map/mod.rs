@@ -34,6 +34,9 @@ pub struct NodeInfo {
     pub zone: String,
     /// Liveness and role, as the coordinator last judged it.
     pub status: NodeStatus,
+    /// Where the node serves Redis Cluster mode (`host:port`); empty when it does not. Redis
+    /// clients are redirected here (`MOVED`) and find it in `CLUSTER SLOTS`.
+    pub resp_address: String,
 }
 
 /// Whether a shard's replica set is settled.

@@ -17,6 +17,7 @@ fn node(id: u64) -> NodeInfo {
         address: format!("127.0.0.1:{}", 7000 + id),
         zone: "z1".into(),
         status: NodeStatus::Alive,
+        resp_address: String::new(),
     }
 }
 

@@ -26,6 +26,7 @@ fn map(shards: Vec<ShardInfo>) -> ShardMap {
                 address: format!("127.0.0.1:{i}"),
                 zone: String::new(),
                 status: NodeStatus::Alive,
+                resp_address: String::new(),
             };
             (NodeId(i), info)
         })

@@ -126,6 +126,7 @@ impl FakeCoordinator {
                 address: address.into(),
                 zone: zone.into(),
                 status: NodeStatus::Alive,
+                resp_address: String::new(),
             };
             state.map.nodes.insert(id, info);
             id
@@ -181,6 +182,7 @@ impl ControlPlane for FakeCoordinator {
         name: &'a str,
         address: &'a str,
         zone: &'a str,
+        _resp_address: &'a str,
     ) -> BoxFuture<'a, Result<NodeId, ControlError>> {
         async move { Ok(self.register(name, address, zone)) }.boxed()
     }
