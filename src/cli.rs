@@ -101,6 +101,10 @@ pub struct DevArgs {
     /// First storage node port; nodes use this and the next two.
     #[arg(long, env = "KVDB_DEV_NODE_PORT", default_value_t = 7391)]
     pub node_port: u16,
+    /// Also serve Redis Cluster mode on the nodes, from this port on (node N on this port +
+    /// N), for `redis-cli -c` and cluster clients (see docs/redis.md). Off when unset.
+    #[arg(long, env = "KVDB_DEV_CLUSTER_RESP_PORT")]
+    pub cluster_resp_port: Option<u16>,
     /// Serve TLS everywhere, with mutual TLS between the cluster's processes, using a
     /// throwaway CA and certificate written to DATA/tls (client commands then need
     /// --tls-ca, --tls-cert and --tls-key; the banner prints them).
@@ -197,6 +201,17 @@ pub struct NodeArgs {
     /// differs from --listen (e.g. behind NAT).
     #[arg(long, env = "KVDB_ADVERTISE")]
     pub advertise: Option<String>,
+    /// Serve Redis Cluster mode on this address: keys of the shards this node leads are
+    /// answered, others redirected with MOVED (see docs/redis.md). Off when unset.
+    #[arg(long, env = "KVDB_RESP_LISTEN")]
+    pub resp_listen: Option<SocketAddr>,
+    /// The address Redis clients are sent to for this node's listener (MOVED, CLUSTER
+    /// SLOTS), when it differs from --resp-listen.
+    #[arg(long, env = "KVDB_RESP_ADVERTISE", requires = "resp_listen")]
+    pub resp_advertise: Option<String>,
+    /// Close Redis protocol connections idle this long (e.g. 300s); 0 keeps them open.
+    #[arg(long, env = "KVDB_RESP_IDLE_TIMEOUT", value_parser = parse_duration, default_value = "0")]
+    pub resp_idle_timeout: Duration,
     /// Largest accepted key in bytes.
     #[arg(long, env = "KVDB_MAX_KEY_BYTES", default_value_t = kvdb_node::config::DEFAULT_MAX_KEY_BYTES)]
     pub max_key_bytes: usize,

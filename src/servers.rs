@@ -143,3 +143,58 @@ impl RunningCoordinator {
         self.coordinator.shutdown().await;
     }
 }
+
+/// A Redis protocol listener being served: a gateway's, or a storage node's in cluster mode.
+pub struct RunningResp {
+    /// The bound address.
+    pub address: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl RunningResp {
+    /// Serves RESP on `listener`, running commands on `executor`.
+    pub fn start(
+        listener: TcpListener,
+        executor: kvdb_client::wire::Executor,
+        options: kvdb_resp::RespOptions,
+    ) -> Result<RunningResp, StartError> {
+        let address = local_addr("Redis protocol listener", &listener)?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(kvdb_resp::serve(listener, executor, options, async {
+            let _ = stopped.await;
+        }));
+        Ok(RunningResp {
+            address,
+            stop,
+            task,
+        })
+    }
+
+    /// Serves Redis Cluster mode for `node` on `listener`: the node's own shard map routes
+    /// and redirects, and its commands go to shard leaders (itself, mostly) over gRPC with
+    /// `credentials`.
+    pub fn for_node(
+        node: &kvdb_node::node::Node,
+        listener: TcpListener,
+        credentials: kvdb_core::auth::Credentials,
+        options: kvdb_resp::RespOptions,
+    ) -> Result<RunningResp, StartError> {
+        let config = kvdb_client::ExecutorConfig {
+            credentials,
+            ..kvdb_client::ExecutorConfig::default()
+        };
+        let executor = kvdb_client::wire::Executor::new(node.manager().cache().clone(), config);
+        let options = kvdb_resp::RespOptions {
+            cluster_node: Some(node.id()),
+            ..options
+        };
+        RunningResp::start(listener, executor, options)
+    }
+
+    /// Stops taking connections, lets open ones finish what they read, and waits.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}

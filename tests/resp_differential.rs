@@ -490,6 +490,36 @@ fn table() -> Vec<(&'static [&'static [u8]], E)> {
             Array(vec![Bulk(b"databases"), Bulk(b"1")]),
         ),
         (&[b"CONFIG", b"GET", b"no-such-parameter"], Array(vec![])),
+        // A standalone server (the gateway) refuses cluster commands as Redis without
+        // cluster support does; nodes serve them (tests/resp_cluster.rs).
+        (
+            &[b"CONFIG", b"GET", b"cluster-enabled"],
+            Array(vec![Bulk(b"cluster-enabled"), Bulk(b"no")]),
+        ),
+        (
+            &[b"CLUSTER", b"SLOTS"],
+            Error("ERR This instance has cluster support disabled"),
+        ),
+        (
+            &[b"CLUSTER", b"KEYSLOT", b"foo"],
+            Error("ERR This instance has cluster support disabled"),
+        ),
+        (
+            &[b"READONLY"],
+            Error("ERR This instance has cluster support disabled"),
+        ),
+        (
+            &[b"READWRITE"],
+            Error("ERR This instance has cluster support disabled"),
+        ),
+        (
+            &[b"ASKING"],
+            Error("ERR This instance has cluster support disabled"),
+        ),
+        (
+            &[b"CLUSTER"],
+            Error("ERR wrong number of arguments for 'cluster' command"),
+        ),
         (&[b"COMMAND", b"COUNT"], AnyInt),
         (
             &[b"HELLO", b"4"],

@@ -200,6 +200,29 @@ pub enum Command {
     RandomKey,
     /// `FLUSHDB` or `FLUSHALL` (`[ASYNC | SYNC]`, both run the same way).
     Flush(&'static str),
+    /// `CLUSTER ...`.
+    Cluster(Cluster),
+    /// `READONLY` (`true`) or `READWRITE` (`false`).
+    ReadOnly(bool),
+    /// `ASKING`.
+    Asking,
+}
+
+/// A `CLUSTER` subcommand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cluster {
+    /// `CLUSTER INFO`.
+    Info,
+    /// `CLUSTER SLOTS`.
+    Slots,
+    /// `CLUSTER SHARDS`.
+    Shards,
+    /// `CLUSTER NODES`.
+    Nodes,
+    /// `CLUSTER MYID`.
+    MyId,
+    /// `CLUSTER KEYSLOT key`.
+    KeySlot(Arg),
 }
 
 /// A `SCAN` request.
@@ -257,6 +280,10 @@ pub fn parse(argv: Vec<Arg>) -> Result<Command, CommandError> {
         "quit" => Ok(Command::Quit),
         "client" => parse_client(args),
         "command" => parse_introspect(args),
+        "cluster" => parse_cluster(args),
+        "readonly" => Ok(Command::ReadOnly(true)),
+        "readwrite" => Ok(Command::ReadOnly(false)),
+        "asking" => Ok(Command::Asking),
         "info" => Ok(Command::Info(args.iter().map(|a| lower(a)).collect())),
         "config" => parse_config(args),
         "time" => Ok(Command::Time),
@@ -582,6 +609,23 @@ fn parse_client(args: Vec<Arg>) -> Result<Command, CommandError> {
         _ => return Err(unknown_subcommand(&args[0], "CLIENT")),
     };
     Ok(Command::Client(client))
+}
+
+fn parse_cluster(args: Vec<Arg>) -> Result<Command, CommandError> {
+    let sub = lower(&args[0]);
+    let cluster = match (sub.as_str(), args.len()) {
+        ("info", 1) => Cluster::Info,
+        ("slots", 1) => Cluster::Slots,
+        ("shards", 1) => Cluster::Shards,
+        ("nodes", 1) => Cluster::Nodes,
+        ("myid", 1) => Cluster::MyId,
+        ("keyslot", 2) => Cluster::KeySlot(args[1].clone()),
+        ("info" | "slots" | "shards" | "nodes" | "myid" | "keyslot", _) => {
+            return Err(CommandError::WrongArity(format!("cluster|{sub}")));
+        }
+        _ => return Err(unknown_subcommand(&args[0], "CLUSTER")),
+    };
+    Ok(Command::Cluster(cluster))
 }
 
 fn parse_introspect(args: Vec<Arg>) -> Result<Command, CommandError> {

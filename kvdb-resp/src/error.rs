@@ -119,6 +119,9 @@ pub enum CommandError {
         "ERR {0} is disabled on this KvDB gateway (start it with --resp-allow-flush to allow it)"
     )]
     FlushDisabled(String),
+    /// A cluster command on a server in standalone mode (the gateway).
+    #[error("ERR This instance has cluster support disabled")]
+    ClusterDisabled,
     /// `RENAME` of an absent key.
     #[error("ERR no such key")]
     NoSuchKey,

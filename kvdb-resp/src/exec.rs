@@ -52,6 +52,11 @@ impl Store {
         }
     }
 
+    /// The shard map the executor routes by, as of now.
+    pub fn map(&self) -> std::sync::Arc<kvdb_core::ShardMap> {
+        self.executor.cache().current()
+    }
+
     /// Runs a data command; `None` for a command that is not one.
     pub async fn run(&self, command: Command) -> Option<Reply> {
         let listed = match command {

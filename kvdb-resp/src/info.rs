@@ -37,9 +37,10 @@ pub fn info_text(shared: &Shared, sections: &[String]) -> String {
     let mut text = String::new();
     if wanted("server") {
         text.push_str(&format!(
-            "# Server\r\nredis_version:{REDIS_VERSION}\r\nkvdb_version:{}\r\nredis_mode:standalone\r\n\
+            "# Server\r\nredis_version:{REDIS_VERSION}\r\nkvdb_version:{}\r\nredis_mode:{}\r\n\
              process_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{}\r\n\r\n",
             env!("CARGO_PKG_VERSION"),
+            mode(shared),
             std::process::id(),
             shared.port,
             shared.started.elapsed().as_secs(),
@@ -51,6 +52,10 @@ pub fn info_text(shared: &Shared, sections: &[String]) -> String {
             shared.clients.load(Ordering::Relaxed)
         ));
     }
+    if wanted("cluster") {
+        let enabled = u8::from(shared.options.cluster_node.is_some());
+        text.push_str(&format!("# Cluster\r\ncluster_enabled:{enabled}\r\n\r\n"));
+    }
     if wanted("keyspace") {
         // Keys are spread over shards; counting them is not a cheap local read.
         text.push_str("# Keyspace\r\n");
@@ -58,17 +63,29 @@ pub fn info_text(shared: &Shared, sections: &[String]) -> String {
     text
 }
 
-/// `CONFIG GET`: the parameters clients and tools read, as a KvDB gateway has them. Patterns
+fn mode(shared: &Shared) -> &'static str {
+    match shared.options.cluster_node {
+        Some(_) => "cluster",
+        None => "standalone",
+    }
+}
+
+/// `CONFIG GET`: the parameters clients and tools read, as this server has them. Patterns
 /// match by name or `*`.
-pub fn config_get(patterns: &[String]) -> Reply {
-    const PARAMETERS: &[(&str, &str)] = &[
+pub fn config_get(shared: &Shared, patterns: &[String]) -> Reply {
+    let cluster = if shared.options.cluster_node.is_some() {
+        "yes"
+    } else {
+        "no"
+    };
+    let parameters = [
         ("databases", "1"),
         ("save", ""),
         ("appendonly", "no"),
         ("maxmemory", "0"),
-        ("cluster-enabled", "no"),
+        ("cluster-enabled", cluster),
     ];
-    let pairs = PARAMETERS
+    let pairs = parameters
         .iter()
         .filter(|(name, _)| patterns.iter().any(|p| p == "*" || p == name))
         .map(|(name, value)| (Reply::text(*name), Reply::text(*value)))

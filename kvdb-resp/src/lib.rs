@@ -15,7 +15,11 @@
 //!
 //! `SCAN`, `KEYS`, `DBSIZE` and `RANDOMKEY` walk every shard in slot order (see `scan`).
 //!
-//! Out of scope for now: other data types, pub/sub, cluster redirections, TLS on this port. `docs/redis.md` lists what
+//! A storage node serves Redis Cluster mode (see `cluster`): it answers the keys of the shards
+//! it leads, redirects the others with `MOVED`, and describes the map with `CLUSTER SLOTS`,
+//! `SHARDS`, `NODES` and `INFO`, so cluster-aware clients route themselves.
+//!
+//! Out of scope for now: other data types, pub/sub, `ASK` redirections, TLS on this port. `docs/redis.md` lists what
 //! differs from Redis and why.
 //!
 //! # Layout
@@ -27,11 +31,13 @@
 //! - `exec`: running plans over the executor, alone or as one transaction (`EXEC`).
 //! - `scan`: scan positions behind cursors, and glob matching.
 //! - `update`: the read-modify-write commands, their wire form and their replies.
+//! - `cluster`: where a slot is served in cluster mode, and the `CLUSTER` replies.
 //! - `session`, `info`: connection state and the commands about the server itself.
 //! - `server`, `connection`: [`serve`] and one task per connection.
 
 #![warn(missing_docs)]
 
+mod cluster;
 pub mod codec;
 pub mod command;
 mod connection;

@@ -23,6 +23,10 @@ pub struct RespOptions {
     /// Whether `FLUSHDB` and `FLUSHALL` may delete every key; refused when off (the default),
     /// since one mistyped command would empty the cluster.
     pub allow_flush: bool,
+    /// Serve Redis Cluster mode as this storage node: keys of shards it does not lead are
+    /// redirected (`MOVED`), and `CLUSTER` describes the shard map. `None`: standalone mode,
+    /// as a gateway serves (every key answered, `CLUSTER` refused).
+    pub cluster_node: Option<kvdb_core::NodeId>,
 }
 
 impl RespOptions {
@@ -43,6 +47,7 @@ impl Default for RespOptions {
             idle_timeout: Duration::ZERO,
             tokens: Tokens::default(),
             allow_flush: false,
+            cluster_node: None,
         }
     }
 }

@@ -9,13 +9,17 @@ use kvdb_core::auth::{Need, Role};
 
 use kvdb_core::proto::v1 as pb;
 
-use crate::command::{self, Arg, Client, Command, Introspect};
+use kvdb_core::slot::{CROSS_SLOT, slot};
+
+use crate::cluster;
+use crate::command::{self, Arg, Client, Cluster, Command, Introspect};
 use crate::error::CommandError;
 use crate::exec::Queued;
 use crate::info;
 use crate::plan;
 use crate::reply::{Protocol, Reply};
 use crate::server::Shared;
+use crate::table::Spec;
 
 /// A connection's state.
 pub struct Session {
@@ -34,6 +38,8 @@ pub struct Session {
     multi: Option<Multi>,
     /// `WATCH`ed keys and the versions they had then.
     watched: Vec<pb::TxnGuard>,
+    /// `READONLY`: in cluster mode, a replica answers reads of its shards.
+    replica_reads: bool,
 }
 
 /// A transaction being queued.
@@ -57,6 +63,7 @@ impl Session {
             quit: false,
             multi: None,
             watched: Vec::new(),
+            replica_reads: false,
         }
     }
 
@@ -80,6 +87,9 @@ impl Session {
             }
             _ => {}
         }
+        if let Some(refused) = self.redirect(spec, &argv) {
+            return self.refuse_reply(refused);
+        }
         let command = match command::parse(argv) {
             Ok(command) => command,
             Err(e) => return self.refuse(e),
@@ -99,10 +109,54 @@ impl Session {
 
     /// A refusal; inside `MULTI` it also dooms the transaction, as in Redis.
     fn refuse(&mut self, e: CommandError) -> Reply {
+        self.refuse_reply(e.into())
+    }
+
+    fn refuse_reply(&mut self, reply: Reply) -> Reply {
         if let Some(multi) = &mut self.multi {
             multi.dirty = true;
         }
-        e.into()
+        reply
+    }
+
+    /// In cluster mode, the error that sends a command elsewhere: `MOVED` when another node
+    /// leads its keys' slot, `CROSSSLOT` when its keys are in several slots.
+    fn redirect(&self, spec: &Spec, argv: &[Arg]) -> Option<Reply> {
+        let me = self.shared.options.cluster_node?;
+        let mut slots = spec.keys(argv).map(slot);
+        let first = slots.next()?;
+        if slots.any(|s| s != first) {
+            return Some(Reply::Error(CROSS_SLOT.into()));
+        }
+        let map = self.shared.store.map();
+        let replica_reads = self.replica_reads && !spec.is_write();
+        match cluster::route(&map, me, first, replica_reads) {
+            cluster::Route::Here => None,
+            cluster::Route::Moved(address) => Some(cluster::moved(first, &address)),
+        }
+    }
+
+    /// `CLUSTER`, `READONLY`, `READWRITE` and `ASKING`; refused in standalone mode.
+    fn cluster(&mut self, command: Command) -> Reply {
+        let Some(me) = self.shared.options.cluster_node else {
+            return CommandError::ClusterDisabled.into();
+        };
+        let map = self.shared.store.map();
+        match command {
+            Command::ReadOnly(on) => {
+                self.replica_reads = on;
+                Reply::ok()
+            }
+            Command::Cluster(Cluster::Info) => Reply::Verbatim(cluster::info(&map)),
+            Command::Cluster(Cluster::Slots) => cluster::slots(&map),
+            Command::Cluster(Cluster::Shards) => cluster::shards(&map),
+            Command::Cluster(Cluster::Nodes) => Reply::Verbatim(cluster::nodes(&map, me)),
+            Command::Cluster(Cluster::MyId) => Reply::text(cluster::node_id(me)),
+            Command::Cluster(Cluster::KeySlot(key)) => Reply::Integer(i64::from(slot(&key).0)),
+            // `ASKING` precedes a command sent after an `ASK` redirection, which KvDB never
+            // gives (a slot moves with its whole shard): nothing to remember.
+            _ => Reply::ok(),
+        }
     }
 
     /// Answers `MULTI`, `EXEC`, `DISCARD`, `WATCH` and `UNWATCH` (outside `MULTI`); hands
@@ -195,6 +249,9 @@ impl Session {
                 }
             }
             Command::Select => Reply::ok(),
+            command @ (Command::Cluster(_) | Command::ReadOnly(_) | Command::Asking) => {
+                self.cluster(command)
+            }
             Command::Quit => {
                 self.quit = true;
                 Reply::ok()
@@ -211,7 +268,7 @@ impl Session {
             Command::Command(Introspect::Docs) => Reply::Map(Vec::new()),
             Command::Command(Introspect::Info(names)) => info::command_table(Some(&names)),
             Command::Info(sections) => Reply::Verbatim(info::info_text(&self.shared, &sections)),
-            Command::ConfigGet(patterns) => info::config_get(&patterns),
+            Command::ConfigGet(patterns) => info::config_get(&self.shared, &patterns),
             Command::Time => {
                 let now = SystemTime::now()
                     .duration_since(UNIX_EPOCH)

@@ -50,6 +50,22 @@ impl Spec {
         self.flags.contains(&"write")
     }
 
+    /// The keys among a request's arguments (the name first), by the key positions.
+    pub fn keys<'a>(&self, argv: &'a [Vec<u8>]) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+        let argc = argv.len() as i64;
+        let last = if self.last_key < 0 {
+            argc + self.last_key
+        } else {
+            self.last_key.min(argc - 1)
+        };
+        let (first, step) = (self.first_key, self.step.max(1));
+        // A command without keys has first_key 0: an empty range.
+        let last = if first == 0 { 0 } else { last };
+        (first.max(1)..=last)
+            .step_by(step as usize)
+            .filter_map(move |i| argv.get(i as usize).map(Vec::as_slice))
+    }
+
     /// Whether it runs before authentication.
     pub fn is_no_auth(&self) -> bool {
         self.flags.contains(&"no_auth")
@@ -116,6 +132,10 @@ pub const COMMANDS: &[Spec] = &[
         NONE,
     ),
     Spec::new("time", 1, &["loading", "stale", "fast"], NONE),
+    Spec::new("cluster", -2, &[], NONE),
+    Spec::new("readonly", 1, &["loading", "stale", "fast"], NONE),
+    Spec::new("readwrite", 1, &["loading", "stale", "fast"], NONE),
+    Spec::new("asking", 1, &["fast"], NONE),
     Spec::new("get", 2, &["readonly", "fast"], KEY),
     Spec::new("set", -3, &["write", "denyoom"], KEY),
     Spec::new("setnx", 3, &["write", "denyoom", "fast"], KEY),
@@ -191,5 +211,27 @@ mod tests {
         let get = lookup(b"get").unwrap();
         assert!(get.arity_fits(2) && !get.arity_fits(3));
         assert!(lookup(b"hset").is_none());
+    }
+
+    #[test]
+    fn keys_are_found_at_their_positions() {
+        let argv = |words: &str| -> Vec<Vec<u8>> {
+            words.split(' ').map(|w| w.as_bytes().to_vec()).collect()
+        };
+        let keys = |name: &str, words: &str| -> Vec<String> {
+            let argv = argv(words);
+            lookup(name.as_bytes())
+                .unwrap()
+                .keys(&argv)
+                .map(|k| String::from_utf8(k.to_vec()).unwrap())
+                .collect()
+        };
+        assert_eq!(keys("get", "get a"), ["a"]);
+        assert_eq!(keys("set", "set a 1 ex 10"), ["a"]);
+        assert_eq!(keys("mget", "mget a b c"), ["a", "b", "c"]);
+        assert_eq!(keys("mset", "mset a 1 b 2"), ["a", "b"]);
+        assert_eq!(keys("rename", "rename a b"), ["a", "b"]);
+        assert!(keys("ping", "ping").is_empty());
+        assert!(keys("scan", "scan 0 match *").is_empty());
     }
 }

@@ -46,6 +46,7 @@ impl BoundCluster {
             node_addresses: self.node_addresses,
             nodes: Vec::new(),
             node_ids: Vec::new(),
+            node_resp: Vec::new(),
             gateway: None,
             coordinator_address: self.coordinator_address,
             admin_address: self.admin_address,
@@ -53,9 +54,10 @@ impl BoundCluster {
             config: self.config,
         };
         for (i, listener) in self.nodes.into_iter().enumerate() {
-            let node = cluster.launch_node(i, listener).await?;
+            let (node, resp) = cluster.launch_node(i, listener).await?;
             cluster.node_ids.push(node.id());
             cluster.nodes.push(Some(node));
+            cluster.node_resp.push(resp);
         }
         cluster.bootstrap().await?;
         if let Some(listener) = self.gateway {

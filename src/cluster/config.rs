@@ -28,6 +28,9 @@ pub struct ClusterConfig {
     pub resp: Option<SocketAddr>,
     /// Whether the RESP listener lets clients run `FLUSHDB`/`FLUSHALL`.
     pub resp_allow_flush: bool,
+    /// Each node's Redis Cluster-mode listener, by node index (port 0 picks one, kept
+    /// across restarts); empty: the nodes serve no RESP.
+    pub node_resp: Vec<SocketAddr>,
     /// One address per storage node; port 0 picks one (kept across restarts).
     pub nodes: Vec<SocketAddr>,
     /// Shards created when the cluster is new.
@@ -70,6 +73,7 @@ impl ClusterConfig {
             gateway: Some(any),
             resp: None,
             resp_allow_flush: false,
+            node_resp: Vec::new(),
             nodes: vec![any; nodes],
             shards: Self::DEFAULT_SHARDS,
             replication_factor: Self::DEFAULT_REPLICATION.min(nodes as u32),

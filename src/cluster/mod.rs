@@ -32,7 +32,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::servers::{RunningCoordinator, StartError, bind, local_addr};
+use crate::servers::{RunningCoordinator, RunningResp, StartError, bind, local_addr};
 
 mod bound;
 mod config;
@@ -48,13 +48,6 @@ struct RunningGateway {
     resp: Option<RunningResp>,
 }
 
-/// The gateway's Redis protocol listener.
-struct RunningResp {
-    address: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
-}
-
 /// A running in-process cluster.
 pub struct LocalCluster {
     config: ClusterConfig,
@@ -67,6 +60,8 @@ pub struct LocalCluster {
     nodes: Vec<Option<Node>>,
     /// Each node's coordinator id (fixed at first start).
     node_ids: Vec<NodeId>,
+    /// Each node's Redis Cluster-mode listener, while it runs.
+    node_resp: Vec<Option<RunningResp>>,
     gateway: Option<RunningGateway>,
 }
 
@@ -109,7 +104,48 @@ impl LocalCluster {
         })
     }
 
-    async fn launch_node(&self, i: usize, listener: TcpListener) -> Result<Node, StartError> {
+    /// Starts node `i`, and its Redis Cluster-mode listener when the configuration gives it
+    /// one (bound first, so that the node registers its address).
+    async fn launch_node(
+        &mut self,
+        i: usize,
+        listener: TcpListener,
+    ) -> Result<(Node, Option<RunningResp>), StartError> {
+        let resp = match self.config.node_resp.get(i) {
+            Some(addr) => {
+                let listener = bind(&format!("{} Redis listener", node_name(i)), *addr).await?;
+                // A restart binds the same port again.
+                self.config.node_resp[i] = local_addr("Redis listener", &listener)?;
+                Some(listener)
+            }
+            None => None,
+        };
+        let node = self.launch_node_server(i, listener, resp.is_some()).await?;
+        let resp = match resp {
+            Some(listener) => {
+                let options = kvdb_resp::RespOptions {
+                    tokens: self.tokens()?,
+                    allow_flush: self.config.resp_allow_flush,
+                    ..kvdb_resp::RespOptions::default()
+                };
+                Some(RunningResp::for_node(
+                    &node,
+                    listener,
+                    self.credentials(),
+                    options,
+                )?)
+            }
+            None => None,
+        };
+        Ok((node, resp))
+    }
+
+    async fn launch_node_server(
+        &self,
+        i: usize,
+        listener: TcpListener,
+        resp: bool,
+    ) -> Result<Node, StartError> {
         let name = node_name(i);
         let mut config = NodeConfig::new(
             name.clone(),
@@ -120,6 +156,9 @@ impl LocalCluster {
         config.auth = self.config.auth.clone();
         config.connections = self.config.connections;
         config.request_metrics = self.config.request_metrics;
+        if resp {
+            config.resp_address = self.config.node_resp[i].to_string();
+        }
         self.config.tune_node.apply(i, &mut config);
         Node::start(config, listener)
             .await
@@ -177,26 +216,20 @@ impl LocalCluster {
         listener: TcpListener,
         executor: kvdb_gateway::Executor,
     ) -> Result<RunningResp, StartError> {
-        let address = local_addr("Redis protocol listener", &listener)?;
-        let tokens = self
-            .config
-            .auth
-            .tokens()
-            .map_err(|e| StartError::Gateway(KvError::InvalidArgument(e.to_string())))?;
         let options = kvdb_resp::RespOptions {
-            tokens,
+            tokens: self.tokens()?,
             allow_flush: self.config.resp_allow_flush,
             ..kvdb_resp::RespOptions::default()
         };
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(kvdb_resp::serve(listener, executor, options, async {
-            let _ = stopped.await;
-        }));
-        Ok(RunningResp {
-            address,
-            stop,
-            task,
-        })
+        RunningResp::start(listener, executor, options)
+    }
+
+    /// The client tokens `AUTH` accepts.
+    fn tokens(&self) -> Result<kvdb_core::auth::Tokens, StartError> {
+        self.config
+            .auth
+            .tokens()
+            .map_err(|e| StartError::Gateway(KvError::InvalidArgument(e.to_string())))
     }
 
     /// Initializes the shards if the map is new, then waits for leaders.
@@ -263,6 +296,11 @@ impl LocalCluster {
     /// The gateway's metrics, if the cluster runs one.
     pub fn gateway_metrics(&self) -> Option<std::sync::Arc<kvdb_core::metrics::Registry>> {
         self.gateway.as_ref().map(|g| g.metrics.clone())
+    }
+
+    /// Where node `i` serves Redis Cluster mode, while it runs and serves it.
+    pub fn node_resp_address(&self, i: usize) -> Option<SocketAddr> {
+        self.node_resp.get(i)?.as_ref().map(|r| r.address)
     }
 
     /// Data-plane address of node `i` (0-based).
@@ -356,14 +394,21 @@ impl LocalCluster {
         self.node_addresses
             .push(local_addr(&node_name(i), &listener)?);
         self.config.nodes.push(any);
-        let node = self.launch_node(i, listener).await?;
+        if !self.config.node_resp.is_empty() {
+            self.config.node_resp.push(any);
+        }
+        let (node, resp) = self.launch_node(i, listener).await?;
         self.node_ids.push(node.id());
         self.nodes.push(Some(node));
+        self.node_resp.push(resp);
         Ok(i)
     }
 
     /// Stops node `i` as a crash would look to its peers (its data stays).
     pub async fn stop_node(&mut self, i: usize) {
+        if let Some(resp) = self.node_resp[i].take() {
+            resp.stop().await;
+        }
         if let Some(node) = self.nodes[i].take() {
             node.shutdown().await;
         }
@@ -373,8 +418,9 @@ impl LocalCluster {
     pub async fn restart_node(&mut self, i: usize) -> Result<(), StartError> {
         if self.nodes[i].is_none() {
             let listener = bind(&node_name(i), self.node_addresses[i]).await?;
-            let node = self.launch_node(i, listener).await?;
+            let (node, resp) = self.launch_node(i, listener).await?;
             self.nodes[i] = Some(node);
+            self.node_resp[i] = resp;
         }
         Ok(())
     }
@@ -410,11 +456,13 @@ impl LocalCluster {
     pub async fn shutdown(mut self) {
         if let Some(g) = self.gateway.take() {
             if let Some(resp) = g.resp {
-                let _ = resp.stop.send(());
-                let _ = resp.task.await;
+                resp.stop().await;
             }
             let _ = g.stop.send(());
             let _ = g.task.await;
+        }
+        for resp in self.node_resp.iter_mut().filter_map(Option::take) {
+            resp.stop().await;
         }
         for node in self.nodes.iter_mut().filter_map(Option::take) {
             node.shutdown().await;

@@ -27,6 +27,11 @@ pub async fn run(args: DevArgs) -> ExitCode {
     config.nodes = (0..DEV_NODES)
         .map(|i| SocketAddr::new(args.gateway_listen.ip(), args.node_port + i))
         .collect();
+    if let Some(first) = args.cluster_resp_port {
+        config.node_resp = (0..DEV_NODES)
+            .map(|i| SocketAddr::new(args.gateway_listen.ip(), first.saturating_add(i)))
+            .collect();
+    }
     if let Err(e) = std::fs::create_dir_all(&args.data) {
         eprintln!("kvdb dev: cannot create {}: {e}", args.data.display());
         return ExitCode::from(1);
@@ -114,6 +119,14 @@ fn print_banner(args: &DevArgs, config: &ClusterConfig, cluster: &LocalCluster) 
     println!("  admin API     http://{}", cluster.admin_address());
     for i in 0..cluster.node_count() {
         println!("  node-{}        {}", i + 1, cluster.node_address(i));
+    }
+    if let Some(first) = cluster.node_resp_address(0) {
+        println!(
+            "  redis cluster {first} (and the next {} ports)   redis-cli -c -h {} -p {}",
+            cluster.node_count() - 1,
+            first.ip(),
+            first.port()
+        );
     }
     if let Some(port) = args.metrics_port {
         let ip = args.gateway_listen.ip();

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use std::sync::Arc;
 
-use kvdb::servers::{RunningCoordinator, bind, serve_metrics};
+use kvdb::servers::{RunningCoordinator, RunningResp, bind, serve_metrics};
 use kvdb_client::ExecutorConfig;
 use kvdb_coordinator::CoordinatorConfig;
 use kvdb_coordinator::admin::AdminConfig;
@@ -145,9 +145,46 @@ pub async fn node(args: NodeArgs) -> ExitCode {
         Ok(l) => l,
         Err(e) => return start_failed(e),
     };
+    let resp = match args.resp_listen {
+        Some(addr) => match bind("Redis protocol listener", addr).await {
+            Ok(l) => Some(l),
+            Err(e) => return start_failed(e),
+        },
+        None => None,
+    };
+    if let Some(listener) = &resp {
+        config.resp_address = match &args.resp_advertise {
+            Some(advertised) => advertised.clone(),
+            None => match kvdb::servers::local_addr("Redis protocol listener", listener) {
+                Ok(addr) => addr.to_string(),
+                Err(e) => return start_failed(e),
+            },
+        };
+    }
+    let (tokens, credentials) = match (config.auth.tokens(), config.auth.credentials()) {
+        (Ok(tokens), Ok(credentials)) => (tokens, credentials),
+        (Err(e), _) | (_, Err(e)) => return start_failed(format!("tokens or TLS: {e}")),
+    };
     let node = match Node::start(config, listener).await {
         Ok(n) => n,
         Err(e) => return start_failed(e),
+    };
+    let resp = match resp {
+        Some(listener) => {
+            let options = kvdb_resp::RespOptions {
+                tokens,
+                idle_timeout: args.resp_idle_timeout,
+                ..kvdb_resp::RespOptions::default()
+            };
+            match RunningResp::for_node(&node, listener, credentials, options) {
+                Ok(resp) => {
+                    tracing::info!(listen = %resp.address, "Redis Cluster-mode listener running");
+                    Some(resp)
+                }
+                Err(e) => return start_failed(e),
+            }
+        }
+        None => None,
     };
     let metrics = match serve_metrics(args.metrics.metrics_listen, node.metrics()).await {
         Ok(m) => m,
@@ -157,6 +194,9 @@ pub async fn node(args: NodeArgs) -> ExitCode {
     shutdown_signal().await;
     tracing::info!("shutting down");
     metrics.inspect(JoinHandle::abort);
+    if let Some(resp) = resp {
+        resp.stop().await;
+    }
     node.shutdown().await;
     ExitCode::SUCCESS
 }

@@ -1,0 +1,258 @@
+//! Redis Cluster mode on storage nodes, with the real Redis tools and the redis-rs cluster
+//! client: `CLUSTER SLOTS` names each shard's leader, a node answers the keys it leads and
+//! sends the others away with `MOVED`, `redis-cli -c` and `redis-benchmark --cluster` route
+//! themselves, and redis-rs's cluster client follows a failover when a leader's node dies.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+use common::resp::{Conn, bulk, error_text};
+use common::{TestCluster, node_index, shard_of, wait_until};
+use kvdb::cluster::LocalCluster;
+use kvdb::core::{NodeId, slot};
+use redis::AsyncCommands;
+use redis_protocol::resp2::types::OwnedFrame as Frame;
+
+const NODES: usize = 3;
+
+async fn start() -> TestCluster {
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let test = TestCluster::start_with(NODES, |config| {
+        config.node_resp = vec![any; NODES];
+        config.resp = Some(any);
+    })
+    .await;
+    wait_for_routes(&test.cluster).await;
+    test
+}
+
+/// Waits until every running node's map names a leader with a RESP address for every shard,
+/// as the coordinator's map does: what a node redirects by.
+async fn wait_for_routes(cluster: &LocalCluster) {
+    wait_until(
+        "every node to route every slot to a leader's RESP port",
+        || {
+            let Some(map) = cluster.map() else {
+                return false;
+            };
+            let led = map.shards.values().all(|s| {
+                s.leader
+                    .and_then(|l| map.nodes.get(&l))
+                    .is_some_and(|n| !n.resp_address.is_empty())
+            });
+            led && (0..cluster.node_count())
+                .filter_map(|i| cluster.node(i))
+                .all(|n| n.manager().cache().current().as_ref() == map.as_ref())
+        },
+    )
+    .await;
+}
+
+fn resp_port_of(cluster: &LocalCluster, node: NodeId) -> u16 {
+    let i = node_index(cluster, node).expect("a running node");
+    cluster
+        .node_resp_address(i)
+        .expect("a RESP listener")
+        .port()
+}
+
+async fn on(addr: SocketAddr, argv: &[&[u8]]) -> Frame {
+    let argv: Vec<Vec<u8>> = argv.iter().map(|a| a.to_vec()).collect();
+    tokio::task::spawn_blocking(move || {
+        let argv: Vec<&[u8]> = argv.iter().map(Vec::as_slice).collect();
+        Conn::connect(addr).call(&argv)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_serve_redis_cluster_mode() {
+    let test = start().await;
+    let cluster = &test.cluster;
+    let map = cluster.map().unwrap();
+    let node0 = cluster.node_resp_address(0).unwrap();
+
+    // --- CLUSTER SLOTS: every shard's range, its leader's RESP port first
+    let Frame::Array(ranges) = on(node0, &[b"CLUSTER", b"SLOTS"]).await else {
+        panic!("CLUSTER SLOTS is an array")
+    };
+    assert_eq!(ranges.len(), map.shards.len());
+    let mut covered = 0;
+    for (range, shard) in ranges.iter().zip(map.shards.values()) {
+        let Frame::Array(fields) = range else {
+            panic!("a range is an array")
+        };
+        assert_eq!(fields[0], Frame::Integer(i64::from(shard.slot_start.0)));
+        assert_eq!(fields[1], Frame::Integer(i64::from(shard.slot_end.0)));
+        covered += shard.slot_end.0 as usize - shard.slot_start.0 as usize + 1;
+        let Frame::Array(master) = &fields[2] else {
+            panic!("a node is an array")
+        };
+        let leader = shard.leader.unwrap();
+        assert_eq!(
+            master[1],
+            Frame::Integer(i64::from(resp_port_of(cluster, leader)))
+        );
+        assert_eq!(fields.len(), 2 + 3, "the leader and two other replicas");
+    }
+    assert_eq!(covered, 16384);
+
+    // --- a key is answered by its leader and redirected by the others
+    let key = b"user:42";
+    let shard = &map.shards[&shard_of(&map, key)];
+    let leader = shard.leader.unwrap();
+    let leader_addr = cluster
+        .node_resp_address(node_index(cluster, leader).unwrap())
+        .unwrap();
+    let follower = (0..NODES).find(|&i| cluster.node_id(i) != leader).unwrap();
+    let follower_addr = cluster.node_resp_address(follower).unwrap();
+    assert_eq!(
+        on(leader_addr, &[b"SET", key, b"ada"]).await,
+        Frame::SimpleString(b"OK".to_vec())
+    );
+    let moved = error_text(on(follower_addr, &[b"GET", key]).await);
+    assert_eq!(moved, format!("MOVED {} {leader_addr}", slot::slot(key).0));
+    // READONLY: a replica answers reads of its shards, and still redirects writes.
+    let replica_reads = tokio::task::spawn_blocking(move || {
+        let mut conn = Conn::connect(follower_addr);
+        assert_eq!(
+            conn.call(&[b"READONLY"]),
+            Frame::SimpleString(b"OK".to_vec())
+        );
+        let read = bulk(conn.call(&[b"GET", key]));
+        let write = error_text(conn.call(&[b"SET", key, b"x"]));
+        (read, write)
+    })
+    .await
+    .unwrap();
+    assert_eq!(replica_reads.0, b"ada");
+    assert!(replica_reads.1.starts_with("MOVED "), "{}", replica_reads.1);
+
+    // --- keys of several slots in one command: CROSSSLOT, as a Redis Cluster node says
+    let crossed = error_text(on(node0, &[b"MGET", b"a", b"b"]).await);
+    assert_eq!(
+        crossed,
+        "CROSSSLOT Keys in request don't hash to the same slot"
+    );
+
+    // --- the small CLUSTER commands
+    assert_eq!(
+        on(node0, &[b"CLUSTER", b"KEYSLOT", b"foo"]).await,
+        Frame::Integer(12182)
+    );
+    let id = bulk(on(node0, &[b"CLUSTER", b"MYID"]).await);
+    assert_eq!(id.len(), 40);
+    let info = String::from_utf8(bulk(on(node0, &[b"CLUSTER", b"INFO"]).await)).unwrap();
+    assert!(info.contains("cluster_state:ok"), "{info}");
+    assert!(info.contains("cluster_known_nodes:3"), "{info}");
+    let nodes = String::from_utf8(bulk(on(node0, &[b"CLUSTER", b"NODES"]).await)).unwrap();
+    assert_eq!(nodes.lines().count(), NODES, "{nodes}");
+    assert_eq!(
+        nodes
+            .lines()
+            .filter(|l| l.contains("myself,master"))
+            .count(),
+        1,
+        "{nodes}"
+    );
+    // The gateway is a standalone server, as a Redis without cluster support answers.
+    let gateway = cluster.resp_address().unwrap();
+    assert_eq!(
+        error_text(on(gateway, &[b"CLUSTER", b"SLOTS"]).await),
+        "ERR This instance has cluster support disabled"
+    );
+
+    // --- redis-cli -c follows MOVED from whichever node it asks
+    let cli = |port: u16, args: &[&str]| {
+        let out = Command::new("redis-cli")
+            .args(["-c", "-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli runs (apt-get install redis-tools)");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let ports: Vec<u16> = (0..NODES)
+        .map(|i| cluster.node_resp_address(i).unwrap().port())
+        .collect();
+    for i in 0..30 {
+        let key = format!("cli:{i}");
+        assert_eq!(cli(ports[i % NODES], &["SET", &key, &i.to_string()]), "OK");
+    }
+    for i in 0..30 {
+        let key = format!("cli:{i}");
+        assert_eq!(cli(ports[(i + 1) % NODES], &["GET", &key]), i.to_string());
+    }
+
+    // --- redis-benchmark --cluster finds the masters and runs against them
+    let out = Command::new("redis-benchmark")
+        .args(["--cluster", "-h", "127.0.0.1", "-p", &ports[0].to_string()])
+        .args(["-t", "set,get", "-n", "600", "-c", "6", "-q"])
+        .output()
+        .expect("redis-benchmark runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("Cluster has 3 master nodes"), "{stdout}");
+    for test in ["SET", "GET"] {
+        assert!(
+            stdout.contains(&format!("{test}: ")) && stdout.contains("requests per second"),
+            "{stdout}"
+        );
+    }
+    assert!(!stdout.to_lowercase().contains("error"), "{stdout}");
+
+    test.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_rs_cluster_client_routes_itself_and_follows_a_failover() {
+    let mut test = start().await;
+    let urls: Vec<String> = (0..NODES)
+        .map(|i| format!("redis://{}/", test.cluster.node_resp_address(i).unwrap()))
+        .collect();
+    let client = redis::cluster::ClusterClient::builder(urls)
+        .retries(20)
+        .build()
+        .unwrap();
+    let mut con = client.get_async_connection().await.expect("connects");
+
+    // --- keys on every shard, each routed to its leader
+    for i in 0..100 {
+        let () = con.set(format!("k{i}"), i).await.unwrap();
+    }
+    for i in 0..100 {
+        let got: i64 = con.get(format!("k{i}")).await.unwrap();
+        assert_eq!(got, i);
+    }
+    let n: i64 = con.incr("{counter}", 5).await.unwrap();
+    assert_eq!(n, 5);
+    let () = con.mset(&[("{t}a", "1"), ("{t}b", "2")]).await.unwrap();
+    let both: Vec<String> = con.mget(&["{t}a", "{t}b"]).await.unwrap();
+    assert_eq!(both, ["1", "2"]);
+
+    // --- the node leading "k0"'s shard dies: its shard elects a leader on the other two
+    // nodes, and the client, refused by the dead node, asks the others where it went.
+    let map = test.cluster.map().unwrap();
+    let shard = shard_of(&map, b"k0");
+    let leader = map.shards[&shard].leader.unwrap();
+    let index = node_index(&test.cluster, leader).unwrap();
+    test.cluster.stop_node(index).await;
+    wait_until("another node to lead the shard", || {
+        test.cluster
+            .map()
+            .and_then(|m| m.shards[&shard].leader)
+            .is_some_and(|l| l != leader)
+    })
+    .await;
+    for i in 0..100 {
+        let () = con.set(format!("k{i}"), i + 1000).await.unwrap();
+    }
+    for i in 0..100 {
+        let got: i64 = con.get(format!("k{i}")).await.unwrap();
+        assert_eq!(got, i + 1000);
+    }
+    test.stop().await;
+}
