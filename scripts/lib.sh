@@ -81,8 +81,9 @@ stop_processes() {
 # start_cluster DIR: starts a local KvDB cluster from $KVDB with start_process
 # under DIR (data in DIR/data): the coordinator (gRPC $COORD, Admin API
 # $ADMIN), a node per port in NODE_PORTS (node-1, node-2, ...) and the gateway
-# ($GATEWAY). Returns once every node has registered; shards are left to the
-# caller.
+# ($GATEWAY). With NODE_RESP_PORTS (one per node) the nodes serve Redis Cluster
+# mode there, and with GATEWAY_RESP the gateway serves RESP there. Returns once
+# every node has registered; shards are left to the caller.
 start_cluster() {
     local dir=$1 i=1 port
     local WAIT_HINT=${WAIT_HINT:-logs in $dir/logs}
@@ -91,12 +92,17 @@ start_cluster() {
     start_process "$dir" coordinator "$KVDB" coordinator --id 1 --listen "$COORD" \
         --admin-listen "$ADMIN" --data "$dir/data/coordinator"
     wait_for "the coordinator" 30 "$KVDB" admin --admin "$ADMIN" cluster
+    local resp_ports=(${NODE_RESP_PORTS:-}) resp
     for port in "${NODE_PORTS[@]}"; do
+        resp=()
+        [[ -n ${resp_ports[i - 1]:-} ]] && resp=(--resp-listen "127.0.0.1:${resp_ports[i - 1]}")
         start_process "$dir" "node-$i" "$KVDB" node --name "node-$i" \
-            --listen "127.0.0.1:$port" --coordinators "$COORD" --data "$dir/data/node-$i"
+            --listen "127.0.0.1:$port" --coordinators "$COORD" --data "$dir/data/node-$i" "${resp[@]}"
         i=$(( i + 1 ))
     done
-    start_process "$dir" gateway "$KVDB" gateway --listen "$GATEWAY" --coordinators "$COORD"
+    resp=()
+    [[ -n ${GATEWAY_RESP:-} ]] && resp=(--resp-listen "$GATEWAY_RESP")
+    start_process "$dir" gateway "$KVDB" gateway --listen "$GATEWAY" --coordinators "$COORD" "${resp[@]}"
     wait_for "${#NODE_PORTS[@]} registered nodes" 30 bash -c \
         "[[ \$('$KVDB' admin --admin '$ADMIN' --json nodes | grep -o '\"address\"' | wc -l) -ge ${#NODE_PORTS[@]} ]]"
 }
