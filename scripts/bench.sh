@@ -117,56 +117,7 @@ start_bench_cluster() {
 }
 
 # Checks what a run needs, and stops the bench cluster however the run ends.
-prepare_# One redis-benchmark run of SET and GET; prints a row per test.
-redis_row() { # name redis-benchmark-args...
-    local name=$1 out
-    shift
-    out=$(redis-benchmark "$@" -c "$CONCURRENCY" -n "$REDIS_REQUESTS" -d "$VALUE_SIZE" \
-        -r "$KEY_SPACE" -t set,get --csv 2>&1)
-    # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms",...
-    awk -F'","' -v name="$name" '/^"(SET|GET)"/ {
-        gsub(/"/, "", $1); gsub(/"/, "", $7)
-        printf "%-30s %-4s %10.0f %9s %9s\n", name, $1, $2, $5, $7 }' <<<"$out"
-    grep -qi "error" <<<"$out" && { echo "$name: $(grep -i error <<<"$out" | head -3)" >&2; return 1; }
-    return 0
-}
-
-redis() {
-    prepare_run
-    command -v redis-benchmark >/dev/null && command -v redis-server >/dev/null ||
-        { echo "bench: needs redis-server and redis-tools" >&2; exit 1; }
-    local resp_base=$(( port_base + 20 ))
-    GATEWAY_RESP=127.0.0.1:$resp_base
-    NODE_RESP_PORTS="$(( resp_base + 1 )) $(( resp_base + 2 )) $(( resp_base + 3 ))"
-    echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-    start_bench_cluster
-    echo "redis-benchmark -c $CONCURRENCY -n $REDIS_REQUESTS -d $VALUE_SIZE -r $KEY_SPACE -t set,get"
-    printf "%-30s %-4s %10s %9s %9s\n" target test "req/s" "p50 ms" "p99 ms"
-    redis_row "kvdb gateway RESP" -h 127.0.0.1 -p "$resp_base"
-    redis_row "kvdb nodes --cluster" --cluster -h 127.0.0.1 -p "$(( resp_base + 1 ))"
-    stop_bench_cluster
-    local dir=$BENCH_DIR/redis port=$(( resp_base + 5 )) mode
-    for mode in always none; do
-        rm -rf "$dir"; mkdir -p "$dir"
-        if [[ $mode == always ]]; then
-            redis-server --port "$port" --dir "$dir" --save "" --appendonly yes \
-                --appendfsync always --daemonize yes --pidfile "$dir/pid" >/dev/null
-        else
-            redis-server --port "$port" --dir "$dir" --save "" --appendonly no \
-                --daemonize yes --pidfile "$dir/pid" >/dev/null
-        fi
-        wait_for "redis-server" 10 redis-cli -p "$port" ping
-        redis_row "redis-server appendfsync $mode" -h 127.0.0.1 -p "$port"
-        kill "$(cat "$dir/pid")"
-        wait_for "redis-server to stop" 10 bash -c "! redis-cli -p $port ping >/dev/null 2>&1"
-    done
-    if command -v etcd >/dev/null; then
-        echo "etcd, 3 members, the same concurrency and values (bench/etcd/run.sh):"
-        BENCH_OPS=put BENCH_KEYS=spread REQUESTS=$(( REDIS_REQUESTS / 4 )) bench/etcd/run.sh
-    fi
-}
-
-run() {
+prepare_run() {
     command -v jq >/dev/null || { echo "bench: needs jq" >&2; exit 1; }
     [[ -x "$KVDB" ]] || { echo "bench: no $KVDB: run make build" >&2; exit 1; }
     trap stop_bench_cluster EXIT
@@ -542,6 +493,57 @@ LUA
     done
     "$KVDB" admin --admin "$ADMIN" scheduler resume >/dev/null
     echo "wrk -t 2 -c $CONCURRENCY -d ${seconds}s per endpoint; 8 shards, 3 nodes, 1 coordinator"
+}
+
+# One redis-benchmark run of SET and GET; prints a row per test.
+redis_row() { # name redis-benchmark-args...
+    local name=$1 out
+    shift
+    out=$(redis-benchmark "$@" -c "$CONCURRENCY" -n "$REDIS_REQUESTS" -d "$VALUE_SIZE" \
+        -r "$KEY_SPACE" -t set,get --csv 2>&1)
+    # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms",...
+    awk -F'","' -v name="$name" '/^"(SET|GET)"/ {
+        gsub(/"/, "", $1); gsub(/"/, "", $7)
+        printf "%-30s %-4s %10.0f %9s %9s\n", name, $1, $2, $5, $7 }' <<<"$out"
+    grep -qi "error" <<<"$out" && { echo "$name: $(grep -i error <<<"$out" | head -3)" >&2; return 1; }
+    return 0
+}
+
+redis() {
+    prepare_run
+    command -v redis-benchmark >/dev/null && command -v redis-server >/dev/null ||
+        { echo "bench: needs redis-server and redis-tools" >&2; exit 1; }
+    local resp_base=$(( port_base + 20 ))
+    GATEWAY_RESP=127.0.0.1:$resp_base
+    NODE_RESP_PORTS="$(( resp_base + 1 )) $(( resp_base + 2 )) $(( resp_base + 3 ))"
+    echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    start_bench_cluster
+    echo "redis-benchmark -c $CONCURRENCY -n $REDIS_REQUESTS -d $VALUE_SIZE -r $KEY_SPACE -t set,get"
+    printf "%-30s %-4s %10s %9s %9s\n" target test "req/s" "p50 ms" "p99 ms"
+    redis_row "kvdb gateway RESP" -h 127.0.0.1 -p "$resp_base"
+    redis_row "kvdb nodes --cluster" --cluster -h 127.0.0.1 -p "$(( resp_base + 1 ))"
+    stop_bench_cluster
+    local dir=$BENCH_DIR/redis port=$(( resp_base + 5 )) mode
+    for mode in always no; do
+        rm -rf "$dir"; mkdir -p "$dir"
+        if [[ $mode == always ]]; then
+            redis-server --port "$port" --dir "$dir" --save "" --appendonly yes \
+                --appendfsync always --daemonize yes >/dev/null
+        else
+            redis-server --port "$port" --dir "$dir" --save "" --appendonly no \
+                --daemonize yes >/dev/null
+        fi
+        wait_for "redis-server" 10 redis-cli -p "$port" ping
+        local label="redis-server, no persistence"
+        [[ $mode == always ]] && label="redis-server, fsync always"
+        redis_row "$label" -h 127.0.0.1 -p "$port"
+        redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+        wait_for "redis-server to stop" 10 bash -c "! redis-cli -p $port ping >/dev/null 2>&1"
+    done
+    if command -v etcd >/dev/null; then
+        echo "etcd, 3 members, the same concurrency and values (bench/etcd/run.sh):"
+        BENCH_OPS=put BENCH_KEYS=spread REQUESTS=$(( REDIS_REQUESTS / 4 )) bench/etcd/run.sh
+    fi
 }
 
 run() {

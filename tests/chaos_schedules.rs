@@ -52,6 +52,19 @@ async fn kill_restart() {
     run_clean(Schedule::KillRestart, ChaosOptions::default()).await;
 }
 
+/// Redis clients on the gateway's RESP port beside the gRPC ones, on the same keys, while
+/// nodes (and the shard leaders on them) crash and restart: their GET, SET and WATCH/EXEC
+/// histories are checked with the rest, and their INCR counters must have counted every
+/// acknowledged increment once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_restart_with_redis_clients() {
+    let options = ChaosOptions {
+        resp_clients: 3,
+        ..ChaosOptions::default()
+    };
+    run_clean(Schedule::KillRestart, options).await;
+}
+
 /// Held by the schedules over 64 shards: two such clusters at once (the test harness runs two
 /// tests at a time on a 2-core machine) are more than the machine runs beside the others.
 static ONE_LARGE_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -50,6 +50,24 @@ async fn run_with(bug: PlantedBug, schedule: Schedule) -> RunReport {
     run(schedule, options, settings).await
 }
 
+/// The same bug with only Redis clients, which learn no versions: their checks alone (the
+/// history by value, the counters) must catch it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledging_before_commit_is_caught_over_redis() {
+    let options = ChaosOptions {
+        bug: Some(PlantedBug::AckBeforeCommit),
+        resp_clients: 5,
+        grpc_clients: false,
+        ..ChaosOptions::default()
+    };
+    let settings = Settings::from_env().with_duration(SENSITIVITY_RUN);
+    let report = run(Schedule::PartitionLeader, options, settings).await;
+    assert!(
+        report.violations > 0 || !report.lost_writes.is_empty(),
+        "planted AckBeforeCommit went unnoticed by the Redis clients: {report}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledging_before_commit_is_caught() {
     let report = run_with(PlantedBug::AckBeforeCommit, Schedule::PartitionLeader).await;

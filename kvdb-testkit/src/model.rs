@@ -60,10 +60,12 @@ impl RegisterState {
                 (self.value == Some(value)).then_some(())?;
                 self.observe(version)
             }
+            Call::ReadValue(seen) => (self.value == seen).then_some(self),
             Call::Put {
                 value,
                 expected,
                 version,
+                ..
             } => {
                 let state = match expected {
                     Some(expected) => self.observe(expected)?,
@@ -75,7 +77,7 @@ impl RegisterState {
                 (expected != current).then_some(())?;
                 self.observe(current)
             }
-            Call::Delete { version } => self.apply(None, version),
+            Call::Delete { version, .. } => self.apply(None, version),
             Call::Impossible => None,
         }
     }
@@ -111,17 +113,23 @@ impl RegisterState {
 pub(crate) enum Call {
     /// A read that observed this (or absence).
     Read(Option<(ValueId, Version)>),
+    /// A read that observed this value (or absence), its version untold.
+    ReadValue(Option<ValueId>),
     /// A put, conditional when `expected` is set, applied at `version`
-    /// (unknown when `None`).
+    /// (untold when `None`); `acknowledged` when it surely applied, told its version or not.
     Put {
         value: ValueId,
         expected: Option<Version>,
         version: Option<Version>,
+        acknowledged: bool,
     },
     /// A CAS that saw `current` instead of `expected`.
     Rejected { expected: Version, current: Version },
-    /// A delete applied at `version` (unknown when `None`).
-    Delete { version: Option<Version> },
+    /// A delete applied at `version` (untold when `None`); `acknowledged` as for a put.
+    Delete {
+        version: Option<Version>,
+        acknowledged: bool,
+    },
     /// An outcome that does not fit the request (e.g. a read that reports
     /// "applied"): it can never be placed, so the checker reports it.
     Impossible,
@@ -142,22 +150,30 @@ impl Call {
                 seen.as_ref()
                     .map(|(value, version)| (values.intern(value), *version)),
             ),
-            (Op::Write(value), None | Some(Output::Applied(_))) => Call::Put {
+            (Op::Read, Some(Output::Value(seen))) => {
+                Call::ReadValue(seen.as_ref().map(|value| values.intern(value)))
+            }
+            (Op::Write(value), None | Some(Output::Applied(_) | Output::Done)) => Call::Put {
                 value: values.intern(value),
                 expected: None,
                 version: applied_version(output),
+                acknowledged: output.is_some(),
             },
-            (Op::Cas { expected, new }, None | Some(Output::Applied(_))) => Call::Put {
-                value: values.intern(new),
-                expected: Some(*expected),
-                version: applied_version(output),
-            },
+            (Op::Cas { expected, new }, None | Some(Output::Applied(_) | Output::Done)) => {
+                Call::Put {
+                    value: values.intern(new),
+                    expected: Some(*expected),
+                    version: applied_version(output),
+                    acknowledged: output.is_some(),
+                }
+            }
             (Op::Cas { expected, .. }, Some(Output::Rejected { current })) => Call::Rejected {
                 expected: *expected,
                 current: *current,
             },
-            (Op::Delete, None | Some(Output::Applied(_))) => Call::Delete {
+            (Op::Delete, None | Some(Output::Applied(_) | Output::Done)) => Call::Delete {
                 version: applied_version(output),
+                acknowledged: output.is_some(),
             },
             _ => Call::Impossible,
         };
@@ -170,7 +186,13 @@ impl Call {
     pub(crate) fn is_acknowledged(&self) -> bool {
         !matches!(
             self,
-            Call::Put { version: None, .. } | Call::Delete { version: None }
+            Call::Put {
+                acknowledged: false,
+                ..
+            } | Call::Delete {
+                acknowledged: false,
+                ..
+            }
         )
     }
 }

@@ -116,6 +116,12 @@ pub enum Output {
         /// The version the key had when the CAS was evaluated.
         current: Version,
     },
+    /// A read that saw this value, or `None` when the key was absent, without learning its
+    /// version: what a Redis `GET` tells.
+    Value(Option<Value>),
+    /// A write or delete that took effect at a version the client was not told: what a
+    /// Redis `SET`'s `OK` tells.
+    Done,
 }
 
 impl Output {
@@ -142,6 +148,9 @@ impl fmt::Display for Output {
             Output::Read(Some((v, ver))) => write!(f, "{}@{ver}", show(v)),
             Output::Applied(ver) => write!(f, "applied@{ver}"),
             Output::Rejected { current } => write!(f, "rejected (current {current})"),
+            Output::Value(None) => write!(f, "absent"),
+            Output::Value(Some(v)) => write!(f, "{}", show(v)),
+            Output::Done => write!(f, "done"),
         }
     }
 }

@@ -84,8 +84,9 @@ pub(crate) fn reduce<'a>(ops: &'a [Operation], values: &mut Interner) -> Vec<Com
             && facts.writers.get(&value) == Some(&1)
             && let Some(&seen) = facts.first_seen.get(&value)
         {
+            // A put seen by a read took effect before that read completed.
+            c.end = if c.required { c.end.min(seen) } else { seen };
             c.required = true;
-            c.end = seen;
         }
     }
 
@@ -125,6 +126,7 @@ pub(crate) fn reduce<'a>(ops: &'a [Operation], values: &mut Interner) -> Vec<Com
                         value,
                         expected: None,
                         version: Some(version),
+                        acknowledged: false,
                     },
                     required: false,
                     start: candidate.start.max(after),
@@ -152,7 +154,13 @@ pub(crate) fn reduce<'a>(ops: &'a [Operation], values: &mut Interner) -> Vec<Com
         .map(|(c, _)| c.place_by())
         .collect();
     for (c, keep) in calls.iter_mut().zip(&mut keep) {
-        if matches!(c.call, Call::Delete { version: None }) {
+        if matches!(
+            c.call,
+            Call::Delete {
+                version: None,
+                acknowledged: false
+            }
+        ) {
             match horizon(c.start, &observers) {
                 Some(end) => c.end = end,
                 None => *keep = false,
@@ -184,6 +192,7 @@ fn observes_absence(call: &Call) -> bool {
     matches!(
         call,
         Call::Read(None)
+            | Call::ReadValue(None)
             | Call::Rejected {
                 current: Version::ABSENT,
                 ..
@@ -210,7 +219,9 @@ impl KnownVersions {
                 Call::Put {
                     version: Some(v), ..
                 }
-                | Call::Delete { version: Some(v) }
+                | Call::Delete {
+                    version: Some(v), ..
+                }
                 | Call::Read(Some((_, v))) => Some((v, c.start, c.end)),
                 _ => None,
             })
@@ -256,12 +267,19 @@ impl Facts {
                     *seen = (*seen).min(c.end);
                     facts.explained.insert(version);
                 }
+                Call::ReadValue(Some(value)) => {
+                    let seen = facts.first_seen.entry(value).or_insert(c.end);
+                    *seen = (*seen).min(c.end);
+                }
                 Call::Put { value, version, .. } => {
                     *facts.writers.entry(value).or_default() += 1;
                     facts.explained.extend(version);
                 }
-                Call::Delete { version } => facts.explained.extend(version),
-                Call::Read(None) | Call::Rejected { .. } | Call::Impossible => {}
+                Call::Delete { version, .. } => facts.explained.extend(version),
+                Call::Read(None)
+                | Call::ReadValue(None)
+                | Call::Rejected { .. }
+                | Call::Impossible => {}
             }
         }
         facts

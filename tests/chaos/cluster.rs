@@ -72,6 +72,12 @@ pub struct ChaosOptions {
     /// How long a shard must be idle before it quiesces (see `kvdb_core::raft::quiesce`);
     /// the nodes' default unless a schedule wants shards to go quiet between faults.
     pub quiesce_after: Option<Duration>,
+    /// Logical clients speaking Redis to the gateway's RESP port (see `chaos::resp`); the
+    /// gateway serves one when this is not 0. Not with `tokens` or `tls`.
+    pub resp_clients: usize,
+    /// Whether the workload runs its smart and gateway clients; off, only the Redis clients
+    /// run (a control that their checks catch bugs alone).
+    pub grpc_clients: bool,
 }
 
 /// The cluster token of chaos runs with `tokens`.
@@ -103,6 +109,8 @@ impl Default for ChaosOptions {
             tokens: false,
             tls: false,
             quiesce_after: Some(kvdb_core::raft::quiesce::DEFAULT_QUIESCE_IDLE),
+            resp_clients: 0,
+            grpc_clients: true,
         }
     }
 }
@@ -132,6 +140,13 @@ impl ChaosCluster {
         let mut config = ClusterConfig::ephemeral(dir.path(), options.nodes);
         config.shards = options.shards;
         config.replication_factor = 3;
+        if options.resp_clients > 0 {
+            assert!(
+                !options.tokens && !options.tls,
+                "the chaos RESP clients neither AUTH nor speak TLS"
+            );
+            config.resp = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        }
         let mut bound = LocalCluster::bind(config).await.expect("cluster binds");
         let partition = proxy_links(bound.node_addresses()).await;
         let rewrites = Rewrites::new(bound.node_addresses(), &partition);
@@ -205,6 +220,11 @@ impl ChaosCluster {
         let address = self.cluster.gateway_address().expect("a gateway runs");
         GatewayClient::connect_with(&address.to_string(), self.credentials.clone())
             .expect("gateway client")
+    }
+
+    /// The gateway's RESP listener, when it serves one.
+    pub fn resp_address(&self) -> Option<std::net::SocketAddr> {
+        self.cluster.resp_address()
     }
 
     /// The coordinator (panics while it is stopped).

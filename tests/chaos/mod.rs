@@ -12,6 +12,7 @@
 //! # Layout
 //! - `cluster`: [`cluster::ChaosCluster`], in-process servers behind proxies.
 //! - `workload`: the recorded clients.
+//! - `resp`: recorded clients that speak Redis to the gateway (with `resp_clients`).
 //! - `nemesis`: [`nemesis::Schedule`] and one fault cycle each.
 //! - `verify`: writability, final reads, lost writes, the epoch probe.
 //! - `process`: a multi-process cluster of `kvdb` binaries for signals.
@@ -34,6 +35,7 @@ pub mod deposed_leader;
 pub mod hung_leader;
 pub mod nemesis;
 pub mod process;
+pub mod resp;
 pub mod rolling;
 pub mod stale_read;
 pub mod verify;
@@ -177,11 +179,14 @@ pub async fn run(schedule: Schedule, options: ChaosOptions, settings: Settings) 
     let mut cluster = ChaosCluster::start(options).await;
     let recorder = Recorder::new();
     let mut workload = Workload::new(&recorder, settings.seed, options.keys);
-    for _ in 0..SMART_CLIENTS {
+    for _ in 0..SMART_CLIENTS * usize::from(options.grpc_clients) {
         workload.spawn(cluster.client().await);
     }
-    for _ in 0..GATEWAY_CLIENTS {
+    for _ in 0..GATEWAY_CLIENTS * usize::from(options.grpc_clients) {
         workload.spawn(cluster.gateway_client());
+    }
+    for _ in 0..options.resp_clients {
+        workload.spawn_resp(cluster.resp_address().expect("a RESP listener"));
     }
     let probe = EpochProbe::start(cluster.client().await);
     let checker_client = cluster.client().await;
@@ -216,12 +221,20 @@ pub async fn run(schedule: Schedule, options: ChaosOptions, settings: Settings) 
         issued.load(std::sync::atomic::Ordering::Relaxed) >= target
     })
     .await;
+    let counters = workload.counters.clone();
     workload.stop().await;
     let epoch_served = probe.stop().await;
 
     // --- final reads and checks
     let shards = cluster.map().map_or(0, |m| m.shards.len());
-    let found = check_run(&checker_client, &keys(options.keys), &recorder).await;
+    let mut found = check_run(&checker_client, &keys(options.keys), &recorder).await;
+    if options.resp_clients > 0 {
+        let values = read_counters(&checker_client).await;
+        println!("    Redis INCR counters: {}", counters.describe(&values));
+        let wrong = counters.check(&values);
+        found.details.extend(wrong.iter().map(|w| format!("{w}\n")));
+        found.lost_writes.extend(wrong);
+    }
     let report = RunReport {
         schedule: schedule.name(),
         seed: settings.seed,
@@ -242,6 +255,30 @@ pub async fn run(schedule: Schedule, options: ChaosOptions, settings: Settings) 
     }
     cluster.shutdown().await;
     report
+}
+
+/// The Redis clients' counters, read strongly once the workload stopped.
+async fn read_counters(client: &kvdb_client::Client) -> Vec<Option<u64>> {
+    use kvdb_client::Kv;
+    let mut values = Vec::new();
+    for i in 0..resp::COUNTERS {
+        let read = tokio::time::timeout(resp::COUNTER_READ_TIMEOUT, async {
+            loop {
+                if let Ok(value) = client.get(&resp::counter_key(i)).await {
+                    break value;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("the counters read back");
+        values.push(read.map(|v| {
+            String::from_utf8_lossy(&v.value)
+                .parse()
+                .expect("a counter holds an integer")
+        }));
+    }
+    values
 }
 
 /// Runs `schedule` and fails the test unless every check passed.

@@ -10,6 +10,7 @@
 //! Out of scope: deletes and TTLs (the lost-write check compares versions of
 //! live values; TTL expiry is unobservable to the checker).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -20,6 +21,8 @@ use kvdb_testkit::{ClientId, Op, Outcome, Output, Recorder, Version};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::task::JoinSet;
+
+use super::resp::{Counters, RespWorker};
 
 /// Keys a workload works on unless told otherwise: few, so that each key's history is long.
 pub const DEFAULT_KEYS: usize = 8;
@@ -41,6 +44,8 @@ pub struct Workload {
     next_client: u64,
     /// Calls issued so far, over all clients.
     pub issued: Arc<AtomicU64>,
+    /// What the Redis clients' increments should have left.
+    pub counters: Arc<Counters>,
 }
 
 impl Workload {
@@ -55,7 +60,24 @@ impl Workload {
             seed,
             next_client: 0,
             issued: Arc::new(AtomicU64::new(0)),
+            counters: Arc::default(),
         }
+    }
+
+    /// Starts one more logical client, speaking Redis to the RESP port at `address`.
+    pub fn spawn_resp(&mut self, address: SocketAddr) {
+        let id = self.next_client;
+        self.next_client += 1;
+        let worker = RespWorker::new(
+            ClientId(id),
+            address,
+            self.recorder.clone(),
+            self.seed.wrapping_add(id),
+            keys(self.key_count),
+            self.counters.clone(),
+        );
+        self.tasks
+            .spawn(worker.run(self.stop.clone(), self.issued.clone()));
     }
 
     /// Starts one more logical client over `client`.

@@ -315,3 +315,53 @@ fn rejection_reporting_an_overwritten_version_is_rejected() {
         )
         .assert_violation();
 }
+
+// --- Operations that learn no version (a Redis client's GET, SET and EXEC)
+
+#[test]
+fn versionless_reads_and_writes_are_placed_by_value_and_time() {
+    Script::default()
+        .run("wa", Op::write("a"), Output::Done)
+        .run("ra", Op::Read, Output::Value(Some(b"a".to_vec())))
+        .invoke("wb", Op::write("b"))
+        .run("rab", Op::Read, Output::Value(Some(b"a".to_vec())))
+        .ok("wb", Output::Done)
+        .run("rb", Op::Read, Output::read("b", 7))
+        .run("rb2", Op::Read, Output::Value(Some(b"b".to_vec())))
+        .assert_linearizable();
+}
+
+#[test]
+fn a_versionless_read_older_than_an_acknowledged_write_is_rejected() {
+    let violation = Script::default()
+        .run("wa", Op::write("a"), Output::Done)
+        .run("wb", Op::write("b"), Output::Done)
+        .run("r", Op::Read, Output::Value(Some(b"a".to_vec())))
+        .assert_violation();
+    assert_eq!(violation.blocked.op, Op::Read);
+}
+
+#[test]
+fn an_acknowledged_versionless_write_must_take_effect() {
+    // Unlike an unknown write, an acknowledged one cannot be left out.
+    Script::default()
+        .run("w", Op::write("a"), Output::Done)
+        .run("r", Op::Read, Output::Value(None))
+        .assert_violation();
+    Script::default()
+        .invoke("w", Op::write("a"))
+        .end("w", Outcome::Unknown)
+        .run("r", Op::Read, Output::Value(None))
+        .assert_linearizable();
+}
+
+#[test]
+fn a_versionless_write_seen_late_still_bounds_the_versions_around_it() {
+    // Versioned writes at 1 and 3 around an untold one: a read of version 1 after the
+    // untold write was acknowledged is stale.
+    Script::default()
+        .run("w1", Op::write("a"), Output::applied(1))
+        .run("w", Op::write("b"), Output::Done)
+        .run("r", Op::Read, Output::read("a", 1))
+        .assert_violation();
+}
