@@ -187,6 +187,50 @@ async fn nodes_serve_redis_cluster_mode() {
         assert_eq!(cli(ports[(i + 1) % NODES], &["GET", &key]), i.to_string());
     }
 
+    // --- keyless commands cover the slots a node leads, so their sums are the cluster's
+    let Frame::Integer(total) = on(gateway, &[b"DBSIZE"]).await else {
+        panic!("DBSIZE is an integer")
+    };
+    let map = cluster.map().unwrap();
+    let mut sum = 0;
+    let mut listed = std::collections::BTreeSet::new();
+    let mut scanned_all = std::collections::BTreeSet::new();
+    for i in 0..NODES {
+        let addr = cluster.node_resp_address(i).unwrap();
+        let Frame::Integer(n) = on(addr, &[b"DBSIZE"]).await else {
+            panic!("DBSIZE is an integer")
+        };
+        sum += n;
+        let Frame::Array(keys) = on(addr, &[b"KEYS", b"*"]).await else {
+            panic!("KEYS is an array")
+        };
+        assert_eq!(keys.len() as i64, n);
+        for key in keys {
+            let key = bulk(key);
+            let owner = &map.shards[&shard_of(&map, &key)];
+            assert_eq!(
+                owner.leader,
+                Some(cluster.node_id(i)),
+                "{key:?} listed by node {i}"
+            );
+            listed.insert(key);
+        }
+        // redis-cli's SCAN loop on one node lists its share of the cli: keys.
+        let scanned = cli(addr.port(), &["--scan", "--pattern", "cli:*"]);
+        for key in scanned.lines().filter(|l| !l.is_empty()) {
+            let owner = &map.shards[&shard_of(&map, key.as_bytes())];
+            assert_eq!(
+                owner.leader,
+                Some(cluster.node_id(i)),
+                "{key} scanned on node {i}"
+            );
+            assert!(scanned_all.insert(key.to_owned()), "{key} scanned twice");
+        }
+    }
+    assert_eq!(scanned_all.len(), 30);
+    assert_eq!(sum, total);
+    assert_eq!(listed.len() as i64, total);
+
     // --- redis-benchmark --cluster finds the masters and runs against them
     let out = Command::new("redis-benchmark")
         .args(["--cluster", "-h", "127.0.0.1", "-p", &ports[0].to_string()])

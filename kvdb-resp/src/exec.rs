@@ -29,6 +29,8 @@ pub struct Store {
     ids: WriteIds,
     cursors: Cursors,
     allow_flush: bool,
+    /// In cluster mode, this node: keyless commands cover the slots it leads.
+    cluster_node: Option<kvdb_core::NodeId>,
 }
 
 /// One command of an `EXEC`: a data command with its plan, or a reply already known (a
@@ -42,14 +44,46 @@ pub enum Queued {
 
 impl Store {
     /// A store over `executor`, with its own write ids; `allow_flush` lets `FLUSHDB` and
-    /// `FLUSHALL` run.
-    pub fn new(executor: Executor, allow_flush: bool) -> Store {
+    /// `FLUSHALL` run; `cluster_node` (cluster mode) confines `SCAN`, `KEYS`, `DBSIZE`,
+    /// `RANDOMKEY` and the flushes to the slots that node leads, as a Redis Cluster node's
+    /// cover its own slots.
+    pub fn new(
+        executor: Executor,
+        allow_flush: bool,
+        cluster_node: Option<kvdb_core::NodeId>,
+    ) -> Store {
         Store {
             executor,
             ids: WriteIds::new(),
             cursors: Cursors::default(),
             allow_flush,
+            cluster_node,
         }
+    }
+
+    /// `at`, or in cluster mode the first position at or after it in a slot this node leads;
+    /// `None` when no such slot remains.
+    fn own(&self, at: Option<Position>) -> Option<Position> {
+        let Some(me) = self.cluster_node else {
+            return at;
+        };
+        let at = at?;
+        let map = self.map();
+        map.shards
+            .values()
+            .filter(|s| s.leader == Some(me) && s.slot_end.0 >= at.slot)
+            .map(|s| (s.slot_start.0, s.slot_end.0))
+            .min()
+            .map(|(start, _)| {
+                if start <= at.slot {
+                    at
+                } else {
+                    Position {
+                        slot: start,
+                        after: None,
+                    }
+                }
+            })
     }
 
     /// The shard map the executor routes by, as of now.
@@ -163,15 +197,21 @@ impl Store {
             .executor
             .scan(at.request(limit as u32), deadline)
             .await?;
-        let next = at.next(&page);
+        let next = self.own(at.next(&page));
         Ok((page, next))
     }
 
     /// `SCAN`: pages from the cursor's position until about `count` keys are listed (or a
     /// few pages were read), then a cursor for the rest.
     async fn scan(&self, scan: Scan) -> Result<Reply, KvError> {
-        let Some(mut at) = self.cursors.position(scan.cursor) else {
+        let Some(at) = self.cursors.position(scan.cursor) else {
             return Ok(CommandError::InvalidCursor.into());
+        };
+        let Some(mut at) = self.own(Some(at)) else {
+            return Ok(Reply::Array(vec![
+                Reply::text("0"),
+                Reply::Array(Vec::new()),
+            ]));
         };
         let deadline = self.executor.deadline(None);
         let mut keys = Vec::new();
@@ -202,7 +242,7 @@ impl Store {
     async fn keys(&self, pattern: &[u8]) -> Result<Reply, KvError> {
         let deadline = self.executor.deadline(None);
         let mut keys = Vec::new();
-        let mut at = Some(Position::default());
+        let mut at = self.own(Some(Position::default()));
         while let Some(position) = at {
             let (page, next) = self.page(&position, KEYS_PAGE, deadline).await?;
             keys.extend(
@@ -220,11 +260,11 @@ impl Store {
     async fn db_size(&self) -> Result<Reply, KvError> {
         let deadline = self.executor.deadline(None);
         let mut total = 0u64;
-        let mut at = Some(Position::default());
+        let mut at = self.own(Some(Position::default()));
         while let Some(position) = at {
             let (page, _) = self.page(&position, 1, deadline).await?;
             total += page.stored_keys;
-            at = Position::after_shard(&page);
+            at = self.own(Position::after_shard(&page));
         }
         Ok(Reply::Integer(total as i64))
     }
@@ -240,6 +280,12 @@ impl Store {
             slot: (seed % u64::from(SLOT_COUNT)) as u16,
             after: Some(seed.rotate_left(17).to_be_bytes().to_vec()),
         };
+        let Some(start) = self
+            .own(Some(start))
+            .or_else(|| self.own(Some(Position::default())))
+        else {
+            return Ok(Reply::Null);
+        };
         let mut at = start.clone();
         let mut wrapped = false;
         loop {
@@ -251,10 +297,13 @@ impl Store {
                 Some(next) if !(wrapped && next.slot > start.slot) => next,
                 Some(_) => return Ok(Reply::Null),
                 None if wrapped => return Ok(Reply::Null),
-                None => {
-                    wrapped = true;
-                    Position::default()
-                }
+                None => match self.own(Some(Position::default())) {
+                    Some(first) => {
+                        wrapped = true;
+                        first
+                    }
+                    None => return Ok(Reply::Null),
+                },
             };
         }
     }
@@ -266,7 +315,7 @@ impl Store {
             return Ok(CommandError::FlushDisabled(name.to_ascii_uppercase()).into());
         }
         let deadline = self.executor.deadline(None);
-        let mut at = Some(Position::default());
+        let mut at = self.own(Some(Position::default()));
         while let Some(position) = at {
             let (page, next) = self.page(&position, KEYS_PAGE, deadline).await?;
             let deletes = page

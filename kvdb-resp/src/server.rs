@@ -38,7 +38,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let shared = Arc::new(Shared {
-        store: Store::new(executor, options.allow_flush),
+        store: Store::new(executor, options.allow_flush, options.cluster_node),
         options,
         clients: AtomicUsize::new(0),
         started: std::time::Instant::now(),
