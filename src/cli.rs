@@ -226,6 +226,10 @@ pub struct NodeArgs {
     /// the stored data.
     #[arg(long, env = "KVDB_CACHE_MIB", default_value_t = kvdb_node::config::DEFAULT_CACHE_BYTES / (1024 * 1024))]
     pub cache_mib: usize,
+    /// A shard whose log grew by this many MiB since its last snapshot takes a new one and
+    /// purges its log behind it; 0 compacts by entry count only.
+    #[arg(long, env = "KVDB_SNAPSHOT_LOG_MIB", default_value_t = kvdb_node::config::DEFAULT_SNAPSHOT_LOG_BYTES >> 20)]
+    pub snapshot_log_mib: u64,
     /// Refuse client writes (RESOURCE_EXHAUSTED) while the data directory's disk has less
     /// than this many MiB free, keeping room for Raft's own writes; 0 never refuses.
     #[arg(long, env = "KVDB_MIN_FREE_DISK_MIB", default_value_t = kvdb_node::disk::DEFAULT_MIN_FREE_DISK >> 20)]

@@ -44,6 +44,10 @@ pub const MIN_CACHE_BYTES: usize = 4 * 1024 * 1024;
 pub use kvdb_core::call_link::MAX_KEY_AND_VALUE_BYTES;
 /// Default number of log entries after which a shard builds a snapshot.
 pub const DEFAULT_SNAPSHOT_LOGS: u64 = 10_000;
+/// Default size of the log entries appended since a shard's last snapshot that makes it
+/// build a new one (and purge the log behind it), whatever their number: an entry may pack
+/// hundreds of writes, so the entry count alone lets a log grow to many times its shard's data.
+pub const DEFAULT_SNAPSHOT_LOG_BYTES: u64 = 16 * 1024 * 1024;
 /// Default number of log entries kept behind a snapshot, so that a briefly
 /// lagging follower catches up from the log rather than a snapshot.
 pub const DEFAULT_LOGS_KEPT_AFTER_SNAPSHOT: u64 = 1_000;
@@ -113,6 +117,9 @@ pub struct NodeConfig {
     pub snapshot_logs: u64,
     /// Log entries kept behind a snapshot.
     pub logs_kept_after_snapshot: u64,
+    /// Bytes of log entries since the last snapshot that trigger a new one, checked every
+    /// second (see `crate::log_compaction`); 0 compacts by entry count only.
+    pub snapshot_log_bytes: u64,
     /// Interval between heartbeats to the coordinator.
     pub coordinator_heartbeat: Duration,
     /// Interval of the replica manager's periodic re-check.
@@ -175,6 +182,7 @@ impl NodeConfig {
             election_timeout_max: DEFAULT_ELECTION_TIMEOUT_MAX,
             snapshot_logs: DEFAULT_SNAPSHOT_LOGS,
             logs_kept_after_snapshot: DEFAULT_LOGS_KEPT_AFTER_SNAPSHOT,
+            snapshot_log_bytes: DEFAULT_SNAPSHOT_LOG_BYTES,
             coordinator_heartbeat: DEFAULT_COORDINATOR_HEARTBEAT,
             reconcile_interval: DEFAULT_RECONCILE_INTERVAL,
             purge_interval: DEFAULT_PURGE_INTERVAL,

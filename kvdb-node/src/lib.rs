@@ -20,6 +20,7 @@
 //! - `replica_tasks`: a replica's leadership watcher (leader changes, read floors).
 //! - [`expiry`]: TTL in one place: absolute expiry at proposal, purgeable keys, the purger.
 //! - [`export`]: the `ShardExport` service: a shard's live keys from its leader, for backups.
+//! - [`log_compaction`]: a shard whose log grew past a size since its last snapshot takes one.
 //! - [`read_queue`]: shares one read-index confirmation among concurrent strong reads.
 //! - [`write_queue`]: batches a leader's concurrent writes into shared Raft entries.
 //! - [`replica_manager`]: opens, initializes, moves and removes replicas to
@@ -54,6 +55,7 @@ pub mod expiry;
 pub mod export;
 pub mod kv_machine;
 pub mod kv_service;
+pub mod log_compaction;
 pub mod metrics;
 pub mod node;
 #[cfg(feature = "planted-bugs")]

@@ -248,6 +248,11 @@ impl Node {
                 config.coordinator_heartbeat,
                 stopped.clone(),
             )),
+            tokio::spawn(crate::log_compaction::run(
+                manager.clone(),
+                config.snapshot_log_bytes,
+                stopped.clone(),
+            )),
         ];
         if let Some(quiescer) = quiescer.clone() {
             let mut stopped = stopped;

@@ -184,6 +184,8 @@ pub struct Replica {
     /// Leaders this replica has seen take over, counted by its leadership watcher.
     leader_changes: Arc<AtomicU64>,
     snapshots: Arc<SnapshotCounts>,
+    /// Bytes appended to this replica's log since it opened (see `crate::log_compaction`).
+    log_bytes: Arc<AtomicU64>,
 }
 
 /// One replica's Raft position and request counts (see [`Replica::raft_figures`]).
@@ -258,6 +260,7 @@ impl Replica {
         let snapshots = store.snapshot_counts();
         let lease = env.config.lease_reads.then(Arc::<LeaseClock>::default);
         let mut log = env.log_db.group::<ShardRaftConfig>(shard.0);
+        let log_bytes = log.appended_bytes();
         let vote_floor = log
             .vote_floor()
             .map_err(|source| ReplicaError::Log { shard, source })?;
@@ -316,7 +319,24 @@ impl Replica {
             writes_total: AtomicU64::new(0),
             leader_changes,
             snapshots,
+            log_bytes,
         })
+    }
+
+    /// Bytes appended to this replica's log since it opened, and snapshots it built or
+    /// installed: what log compaction by size decides on.
+    pub fn log_growth(&self) -> (u64, u64) {
+        (
+            self.log_bytes.load(Ordering::Relaxed),
+            self.snapshots.built() + self.snapshots.installed(),
+        )
+    }
+
+    /// Asks the group to build a snapshot now, after which it purges the log behind it.
+    pub async fn trigger_snapshot(&self) {
+        if let Err(e) = self.raft.trigger().snapshot().await {
+            tracing::debug!(shard = %self.shard, error = %e, "snapshot not triggered");
+        }
     }
 
     /// The shard this replica belongs to.

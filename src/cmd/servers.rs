@@ -131,6 +131,7 @@ pub async fn node(args: NodeArgs) -> ExitCode {
     config.group_commit = !args.no_group_commit;
     config.cache_bytes = args.cache_mib.saturating_mul(1024 * 1024);
     config.min_free_disk = args.min_free_disk_mib.saturating_mul(1024 * 1024);
+    config.snapshot_log_bytes = args.snapshot_log_mib.saturating_mul(1024 * 1024);
     config.lease_reads = !args.no_lease_reads;
     if args.no_slow_leader_hand_over {
         config.slow_leader = None;

@@ -9,6 +9,7 @@
 use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
@@ -38,6 +39,8 @@ pub struct RedbLogStore<C> {
     overlay: Arc<Overlay>,
     committed: SavedCommitted,
     lease: Option<Arc<LeaseClock>>,
+    /// Bytes of entries appended since the store opened (see [`RedbLogStore::appended_bytes`]).
+    appended: Arc<AtomicU64>,
     _config: PhantomData<fn() -> C>,
 }
 
@@ -50,6 +53,7 @@ impl<C> Clone for RedbLogStore<C> {
             overlay: self.overlay.clone(),
             committed: self.committed.clone(),
             lease: self.lease.clone(),
+            appended: self.appended.clone(),
             _config: PhantomData,
         }
     }
@@ -64,8 +68,16 @@ impl<C: KvdbRaftConfig> RedbLogStore<C> {
             overlay: Arc::default(),
             committed: Arc::default(),
             lease: None,
+            appended: Arc::default(),
             _config: PhantomData,
         }
+    }
+
+    /// A running count of the encoded bytes of every entry appended to this group's log since
+    /// the store opened: how fast the log grows, for compacting it by size (an entry may pack
+    /// many writes, so counting entries says little about bytes).
+    pub fn appended_bytes(&self) -> Arc<AtomicU64> {
+        self.appended.clone()
     }
 
     /// Reports every vote this store saves to `lease`, before saving it.
@@ -299,7 +311,11 @@ impl<C: KvdbRaftConfig> RaftLogStorage<C> for RedbLogStore<C> {
             .map(|entry| Ok((entry.log_id.index, codec::encode(&entry)?.into())))
             .collect();
         let entries = match encoded {
-            Ok(entries) => entries,
+            Ok(entries) => {
+                let bytes: usize = entries.iter().map(|(_, e)| e.len()).sum();
+                self.appended.fetch_add(bytes as u64, Ordering::Relaxed);
+                entries
+            }
             Err(e) => {
                 let e = LogDbError::from(e);
                 callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
