@@ -243,7 +243,8 @@ memory() {
     wait "$client" || true
     jq -r '"run: \(.throughput | floor) ops/s, p50 \(.latency_ms.p50) ms, p99 \(.latency_ms.p99) ms, errors \(.errors | add)"' \
         "$BENCH_DIR/memory.json"
-    echo "data directory per node: $(du -sm "$BENCH_DIR/data/node-1" | cut -f1) MiB (node-1)"
+    echo "data directory per node: $(du -sm "$BENCH_DIR/data/node-1" | cut -f1) MiB (node-1:" \
+        "$(cd "$BENCH_DIR/data/node-1" && du -m -- *.redb | awk '{ printf "%s%s %s MiB", sep, $2, $1; sep = ", " }'))"
 }
 
 # The shard-count curve, one fresh cluster per count (see the usage above).

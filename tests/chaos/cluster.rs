@@ -80,6 +80,12 @@ pub struct ChaosOptions {
     pub grpc_clients: bool,
 }
 
+/// Log growth that makes a chaos replica snapshot (see `kvdb_node::log_compaction`): small,
+/// where the nodes' default waits for 16 MiB.
+pub const CHAOS_SNAPSHOT_LOG_BYTES: u64 = 16 * 1024;
+/// Log entries a chaos replica keeps behind a snapshot (the nodes' default is 1,000).
+pub const CHAOS_LOGS_KEPT_AFTER_SNAPSHOT: u64 = 50;
+
 /// The cluster token of chaos runs with `tokens`.
 const CHAOS_CLUSTER_TOKEN: &str = "chaos-cluster";
 /// The workload's token in chaos runs with `tokens`.
@@ -158,6 +164,11 @@ impl ChaosCluster {
             node.planted_bug = options.bug;
             node.slow_leader = options.slow_leader;
             node.quiesce_after = options.quiesce_after;
+            // Snapshots and log purges by size every hundred-odd writes, keeping little log
+            // behind them, so that faults land on groups that compact and restarted or cut-off
+            // followers catch up from snapshots.
+            node.snapshot_log_bytes = CHAOS_SNAPSHOT_LOG_BYTES;
+            node.logs_kept_after_snapshot = CHAOS_LOGS_KEPT_AFTER_SNAPSHOT;
             if options.auto_split {
                 // Shard figures ride every tenth heartbeat: one a second.
                 node.coordinator_heartbeat = Duration::from_millis(100);
@@ -220,6 +231,22 @@ impl ChaosCluster {
         let address = self.cluster.gateway_address().expect("a gateway runs");
         GatewayClient::connect_with(&address.to_string(), self.credentials.clone())
             .expect("gateway client")
+    }
+
+    /// Running replicas whose log was purged behind a snapshot, and running replicas.
+    pub fn compacted_replicas(&self) -> (u64, u64) {
+        (0..self.cluster.node_count())
+            .filter_map(|i| self.cluster.node(i))
+            .flat_map(|node| {
+                let manager = node.manager();
+                manager
+                    .shards()
+                    .into_iter()
+                    .filter_map(|shard| manager.replica(shard))
+                    .map(|r| (u64::from(r.raft_figures().purged_index > 0), 1))
+                    .collect::<Vec<_>>()
+            })
+            .fold((0, 0), |(b, i), (nb, ni)| (b + nb, i + ni))
     }
 
     /// The gateway's RESP listener, when it serves one.

@@ -116,6 +116,8 @@ pub struct RunReport {
     pub recovery: Vec<Duration>,
     /// Shards in the map at the end (splits add some).
     pub shards: usize,
+    /// Running replicas whose log was purged behind a snapshot, of all running replicas.
+    pub compacted: (u64, u64),
     /// The checker's explanation when something failed.
     pub details: String,
 }
@@ -134,7 +136,7 @@ impl fmt::Display for RunReport {
             f,
             "CHAOS schedule={} bug={:?} seed={} faults={} ops={} ok={} fail={} unknown={} \
              violations={} inconclusive={} lost_writes={} epoch_served={} shards={} \
-             recovery_ms={:?} recovery_max_ms={}",
+             compacted_replicas={}/{} recovery_ms={:?} recovery_max_ms={}",
             self.schedule,
             self.bug,
             self.seed,
@@ -148,6 +150,8 @@ impl fmt::Display for RunReport {
             self.lost_writes.len(),
             self.epoch_served,
             self.shards,
+            self.compacted.0,
+            self.compacted.1,
             self.recovery
                 .iter()
                 .map(Duration::as_millis)
@@ -227,6 +231,7 @@ pub async fn run(schedule: Schedule, options: ChaosOptions, settings: Settings) 
 
     // --- final reads and checks
     let shards = cluster.map().map_or(0, |m| m.shards.len());
+    let compacted = cluster.compacted_replicas();
     let mut found = check_run(&checker_client, &keys(options.keys), &recorder).await;
     if options.resp_clients > 0 {
         let values = read_counters(&checker_client).await;
@@ -247,6 +252,7 @@ pub async fn run(schedule: Schedule, options: ChaosOptions, settings: Settings) 
         epoch_served,
         recovery,
         shards,
+        compacted,
         details: found.details,
     };
     println!("{report}");

@@ -580,6 +580,8 @@ pub async fn finish_run(
         epoch_served: 0,
         recovery: run.recovery,
         shards: run.shards,
+        // Processes: their replicas' figures are not at hand.
+        compacted: (0, 0),
         details: found.details,
     };
     println!("{report}");
