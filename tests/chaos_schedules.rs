@@ -106,6 +106,21 @@ async fn coordinator_down() {
     run_clean(Schedule::CoordinatorDown, ChaosOptions::default()).await;
 }
 
+/// A known liveness failure, kept to be fixed: with 50 log entries kept behind each snapshot
+/// (so that followers back from a crash catch up from snapshots) a shard stayed unwritable
+/// after the heal in 2 of 4 release runs (`KVDB_CHAOS_SECS=20`), every replica quiet with
+/// the whole log and the leader's last quorum acknowledgement 30 s old; 0 of 4 with the
+/// default 1,000 entries kept. Run it with `-- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "known liveness failure: a shard stays unwritable after snapshot catch-ups"]
+async fn coordinator_down_with_snapshot_catch_up() {
+    let options = ChaosOptions {
+        short_log_tail: true,
+        ..ChaosOptions::default()
+    };
+    run_clean(Schedule::CoordinatorDown, options).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replica_move_under_load() {
     let options = ChaosOptions {

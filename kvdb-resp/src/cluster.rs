@@ -84,21 +84,28 @@ fn shard_nodes<'m>(map: &'m ShardMap, shard: &ShardInfo) -> Vec<(NodeId, &'m str
         .collect()
 }
 
+/// Every shard with a node Redis clients can reach, with those nodes (see [`shard_nodes`]).
+fn served(map: &ShardMap) -> impl Iterator<Item = (&ShardInfo, Vec<(NodeId, &str)>)> {
+    map.shards
+        .values()
+        .map(|shard| (shard, shard_nodes(map, shard)))
+        .filter(|(_, nodes)| !nodes.is_empty())
+}
+
+/// A shard's first and last slot.
+fn range(shard: &ShardInfo) -> [Reply; 2] {
+    [
+        Reply::Integer(i64::from(shard.slot_start.0)),
+        Reply::Integer(i64::from(shard.slot_end.0)),
+    ]
+}
+
 /// `CLUSTER SLOTS`: each shard's range, its master, then its replicas, each as
 /// `[host, port, id, {}]`.
 pub fn slots(map: &ShardMap) -> Reply {
-    let ranges = map
-        .shards
-        .values()
-        .filter_map(|shard| {
-            let nodes = shard_nodes(map, shard);
-            if nodes.is_empty() {
-                return None;
-            }
-            let mut entry = vec![
-                Reply::Integer(i64::from(shard.slot_start.0)),
-                Reply::Integer(i64::from(shard.slot_end.0)),
-            ];
+    let ranges = served(map)
+        .map(|(shard, nodes)| {
+            let mut entry = range(shard).to_vec();
             entry.extend(nodes.into_iter().map(|(id, address)| {
                 let (host, port) = host_port(address);
                 Reply::Array(vec![
@@ -108,7 +115,7 @@ pub fn slots(map: &ShardMap) -> Reply {
                     Reply::Map(Vec::new()),
                 ])
             }));
-            Some(Reply::Array(entry))
+            Reply::Array(entry)
         })
         .collect();
     Reply::Array(ranges)
@@ -116,14 +123,8 @@ pub fn slots(map: &ShardMap) -> Reply {
 
 /// `CLUSTER SHARDS`: each shard as Redis 7 describes one, its slots and its nodes.
 pub fn shards(map: &ShardMap) -> Reply {
-    let shards = map
-        .shards
-        .values()
-        .filter_map(|shard| {
-            let nodes = shard_nodes(map, shard);
-            if nodes.is_empty() {
-                return None;
-            }
+    let shards = served(map)
+        .map(|(shard, nodes)| {
             let nodes = nodes
                 .into_iter()
                 .enumerate()
@@ -150,16 +151,10 @@ pub fn shards(map: &ShardMap) -> Reply {
                     ])
                 })
                 .collect();
-            Some(Reply::Map(vec![
-                (
-                    Reply::text("slots"),
-                    Reply::Array(vec![
-                        Reply::Integer(i64::from(shard.slot_start.0)),
-                        Reply::Integer(i64::from(shard.slot_end.0)),
-                    ]),
-                ),
+            Reply::Map(vec![
+                (Reply::text("slots"), Reply::Array(range(shard).to_vec())),
                 (Reply::text("nodes"), Reply::Array(nodes)),
-            ]))
+            ])
         })
         .collect();
     Reply::Array(shards)

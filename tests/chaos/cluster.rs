@@ -78,13 +78,19 @@ pub struct ChaosOptions {
     /// Whether the workload runs its smart and gateway clients; off, only the Redis clients
     /// run (a control that their checks catch bugs alone).
     pub grpc_clients: bool,
+    /// Replicas snapshot and purge their logs every [`SMALL_LOG_BYTES`] (on by default), so
+    /// that faults land on groups that compact.
+    pub small_logs: bool,
+    /// Replicas keep only [`SHORT_LOG_TAIL`] entries behind a snapshot, so that a follower
+    /// back from a crash catches up from a snapshot rather than the log.
+    pub short_log_tail: bool,
 }
 
-/// Log growth that makes a chaos replica snapshot (see `kvdb_node::log_compaction`): small,
-/// where the nodes' default waits for 16 MiB.
-pub const CHAOS_SNAPSHOT_LOG_BYTES: u64 = 16 * 1024;
-/// Log entries a chaos replica keeps behind a snapshot (the nodes' default is 1,000).
-pub const CHAOS_LOGS_KEPT_AFTER_SNAPSHOT: u64 = 50;
+/// With `small_logs`: the log growth that makes a replica snapshot (see
+/// `kvdb_node::log_compaction`), where the nodes' default waits for 16 MiB.
+pub const SMALL_LOG_BYTES: u64 = 16 * 1024;
+/// With `short_log_tail`: log entries a replica keeps behind a snapshot (default 1,000).
+pub const SHORT_LOG_TAIL: u64 = 50;
 
 /// The cluster token of chaos runs with `tokens`.
 const CHAOS_CLUSTER_TOKEN: &str = "chaos-cluster";
@@ -117,6 +123,8 @@ impl Default for ChaosOptions {
             quiesce_after: Some(kvdb_core::raft::quiesce::DEFAULT_QUIESCE_IDLE),
             resp_clients: 0,
             grpc_clients: true,
+            small_logs: true,
+            short_log_tail: false,
         }
     }
 }
@@ -164,11 +172,12 @@ impl ChaosCluster {
             node.planted_bug = options.bug;
             node.slow_leader = options.slow_leader;
             node.quiesce_after = options.quiesce_after;
-            // Snapshots and log purges by size every hundred-odd writes, keeping little log
-            // behind them, so that faults land on groups that compact and restarted or cut-off
-            // followers catch up from snapshots.
-            node.snapshot_log_bytes = CHAOS_SNAPSHOT_LOG_BYTES;
-            node.logs_kept_after_snapshot = CHAOS_LOGS_KEPT_AFTER_SNAPSHOT;
+            if options.small_logs {
+                node.snapshot_log_bytes = SMALL_LOG_BYTES;
+            }
+            if options.short_log_tail {
+                node.logs_kept_after_snapshot = SHORT_LOG_TAIL;
+            }
             if options.auto_split {
                 // Shard figures ride every tenth heartbeat: one a second.
                 node.coordinator_heartbeat = Duration::from_millis(100);
