@@ -10,8 +10,9 @@
 //! `CLUSTER SHARDS` list each range with its leader first and its other replicas after.
 //!
 //! Where the map names no leader, or a leader with no RESP address, the node serves the
-//! command itself (its executor finds the leader, or answers `TRYAGAIN`), so that a client
-//! is never sent in circles by a map that is behind.
+//! command itself (its executor finds the leader, or answers `TRYAGAIN`) rather than send
+//! the client nowhere. Two nodes whose maps disagree for a moment may redirect a client to
+//! each other until the maps converge; Redis clients bound their redirects.
 
 use kvdb_core::ids::{NodeId, Slot};
 use kvdb_core::shard_map::{NodeStatus, ShardInfo, ShardMap};
@@ -292,7 +293,7 @@ mod tests {
         );
         // READONLY: a replica answers reads of its shards.
         assert_eq!(route(&map, NodeId(1), Slot(5), true), Route::Here);
-        // A leader with no RESP address, or none known: served here, never sent in circles.
+        // A leader with no RESP address, or none known: served here.
         assert_eq!(route(&map, NodeId(1), Slot(9000), false), Route::Here);
         assert_eq!(route(&map, NodeId(1), Slot(16383), false), Route::Here);
         assert_eq!(
