@@ -15,6 +15,7 @@
 //! each other until the maps converge; Redis clients bound their redirects.
 
 use kvdb_core::ids::{NodeId, Slot};
+use kvdb_core::router::Router;
 use kvdb_core::shard_map::{NodeStatus, ShardInfo, ShardMap};
 
 use crate::reply::Reply;
@@ -29,9 +30,14 @@ pub enum Route {
 }
 
 /// The route of `slot` for node `me`; `replica_reads` (`READONLY`) lets a replica answer
-/// reads of its shards.
-pub fn route(map: &ShardMap, me: NodeId, slot: Slot, replica_reads: bool) -> Route {
-    let Some(shard) = map.shards.values().find(|s| s.contains(slot)) else {
+/// reads of its shards. Looked up through the map's [`Router`], as every request's route is.
+pub fn route(router: &Router, me: NodeId, slot: Slot, replica_reads: bool) -> Route {
+    let map = router.map();
+    let Some(shard) = router
+        .route_slot(slot)
+        .ok()
+        .and_then(|r| map.shards.get(&r.shard))
+    else {
         return Route::Here;
     };
     if replica_reads && shard.members().contains(&me) {
@@ -285,7 +291,7 @@ mod tests {
 
     #[test]
     fn a_slot_is_served_by_its_leader_and_moved_elsewhere() {
-        let map = map();
+        let map = Router::new(std::sync::Arc::new(map()));
         assert_eq!(route(&map, NodeId(2), Slot(5), false), Route::Here);
         assert_eq!(
             route(&map, NodeId(1), Slot(5), false),

@@ -68,8 +68,9 @@ impl Store {
             return at;
         };
         let at = at?;
-        let map = self.map();
-        map.shards
+        self.router()
+            .map()
+            .shards
             .values()
             .filter(|s| s.leader == Some(me) && s.slot_end.0 >= at.slot)
             .map(|s| (s.slot_start.0, s.slot_end.0))
@@ -86,9 +87,9 @@ impl Store {
             })
     }
 
-    /// The shard map the executor routes by, as of now.
-    pub fn map(&self) -> std::sync::Arc<kvdb_core::ShardMap> {
-        self.executor.cache().current()
+    /// The router (and shard map) the executor routes by, as of now.
+    pub fn router(&self) -> std::sync::Arc<kvdb_core::router::Router> {
+        self.executor.cache().router()
     }
 
     /// Runs a data command; `None` for a command that is not one.

@@ -9,11 +9,11 @@ use kvdb_core::auth::{Need, Role};
 
 use kvdb_core::proto::v1 as pb;
 
-use kvdb_core::slot::{CROSS_SLOT, slot};
+use kvdb_core::slot::{common_slot, slot};
 
 use crate::cluster;
 use crate::command::{self, Arg, Client, Cluster, Command, Introspect};
-use crate::error::CommandError;
+use crate::error::{CommandError, kv_error_reply};
 use crate::exec::Queued;
 use crate::info;
 use crate::plan;
@@ -123,16 +123,17 @@ impl Session {
     /// leads its keys' slot, `CROSSSLOT` when its keys are in several slots.
     fn redirect(&self, spec: &Spec, argv: &[Arg]) -> Option<Reply> {
         let me = self.shared.options.cluster_node?;
-        let mut slots = spec.keys(argv).map(slot);
-        let first = slots.next()?;
-        if slots.any(|s| s != first) {
-            return Some(Reply::Error(CROSS_SLOT.into()));
-        }
-        let map = self.shared.store.map();
+        let mut keys = spec.keys(argv).peekable();
+        keys.peek()?;
+        let slot = match common_slot(keys) {
+            Ok(slot) => slot,
+            Err(e) => return Some(kv_error_reply(&e)),
+        };
+        let router = self.shared.store.router();
         let replica_reads = self.replica_reads && !spec.is_write();
-        match cluster::route(&map, me, first, replica_reads) {
+        match cluster::route(&router, me, slot, replica_reads) {
             cluster::Route::Here => None,
-            cluster::Route::Moved(address) => Some(cluster::moved(first, &address)),
+            cluster::Route::Moved(address) => Some(cluster::moved(slot, &address)),
         }
     }
 
@@ -141,16 +142,17 @@ impl Session {
         let Some(me) = self.shared.options.cluster_node else {
             return CommandError::ClusterDisabled.into();
         };
-        let map = self.shared.store.map();
+        let router = self.shared.store.router();
+        let map = router.map();
         match command {
             Command::ReadOnly(on) => {
                 self.replica_reads = on;
                 Reply::ok()
             }
-            Command::Cluster(Cluster::Info) => Reply::Verbatim(cluster::info(&map)),
-            Command::Cluster(Cluster::Slots) => cluster::slots(&map),
-            Command::Cluster(Cluster::Shards) => cluster::shards(&map),
-            Command::Cluster(Cluster::Nodes) => Reply::Verbatim(cluster::nodes(&map, me)),
+            Command::Cluster(Cluster::Info) => Reply::Verbatim(cluster::info(map)),
+            Command::Cluster(Cluster::Slots) => cluster::slots(map),
+            Command::Cluster(Cluster::Shards) => cluster::shards(map),
+            Command::Cluster(Cluster::Nodes) => Reply::Verbatim(cluster::nodes(map, me)),
             Command::Cluster(Cluster::MyId) => Reply::text(cluster::node_id(me)),
             Command::Cluster(Cluster::KeySlot(key)) => Reply::Integer(i64::from(slot(&key).0)),
             // `ASKING` precedes a command sent after an `ASK` redirection, which KvDB never

@@ -104,6 +104,16 @@ pub async fn coordinator(args: CoordinatorArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Binds the Redis protocol listener when an address is given.
+async fn bind_resp(
+    addr: Option<std::net::SocketAddr>,
+) -> Result<Option<tokio::net::TcpListener>, kvdb::servers::StartError> {
+    match addr {
+        Some(addr) => bind("Redis protocol listener", addr).await.map(Some),
+        None => Ok(None),
+    }
+}
+
 /// Parses `ID=HOST:PORT` entries.
 fn parse_peers(peers: &[String]) -> Result<BTreeMap<u64, String>, String> {
     peers
@@ -146,12 +156,9 @@ pub async fn node(args: NodeArgs) -> ExitCode {
         Ok(l) => l,
         Err(e) => return start_failed(e),
     };
-    let resp = match args.resp_listen {
-        Some(addr) => match bind("Redis protocol listener", addr).await {
-            Ok(l) => Some(l),
-            Err(e) => return start_failed(e),
-        },
-        None => None,
+    let resp = match bind_resp(args.resp_listen).await {
+        Ok(l) => l,
+        Err(e) => return start_failed(e),
     };
     if let Some(listener) = &resp {
         config.resp_address = match &args.resp_advertise {
@@ -225,18 +232,14 @@ pub async fn gateway(args: GatewayArgs) -> ExitCode {
         Ok(l) => l,
         Err(e) => return start_failed(e),
     };
-    let resp = match args.resp_listen {
-        Some(addr) => match bind("Redis protocol listener", addr).await {
-            Ok(l) => Some(l),
-            Err(e) => return start_failed(e),
-        },
-        None => None,
+    let resp = match bind_resp(args.resp_listen).await {
+        Ok(l) => l,
+        Err(e) => return start_failed(e),
     };
     let metrics = match serve_metrics(args.metrics.metrics_listen, gateway.metrics()).await {
         Ok(m) => m,
         Err(e) => return start_failed(e),
     };
-    let (stop_resp, resp_stopped) = tokio::sync::watch::channel(false);
     let resp = match resp {
         Some(listener) => {
             let options = kvdb_resp::RespOptions {
@@ -245,25 +248,20 @@ pub async fn gateway(args: GatewayArgs) -> ExitCode {
                 allow_flush: args.resp_allow_flush,
                 ..kvdb_resp::RespOptions::default()
             };
-            let executor = gateway.executor().clone();
-            let mut stopped = resp_stopped;
-            tracing::info!(listen = ?args.resp_listen, "Redis protocol listener running");
-            Some(tokio::spawn(kvdb_resp::serve(
-                listener,
-                executor,
-                options,
-                async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                },
-            )))
+            match RunningResp::start(listener, gateway.executor().clone(), options) {
+                Ok(resp) => {
+                    tracing::info!(listen = %resp.address, "Redis protocol listener running");
+                    Some(resp)
+                }
+                Err(e) => return start_failed(e),
+            }
         }
         None => None,
     };
     tracing::info!(listen = %args.listen, "gateway running");
     let served = kvdb_gateway::serve(&gateway, listener, listening, shutdown_signal()).await;
-    let _ = stop_resp.send(true);
-    if let Some(task) = resp {
-        let _ = task.await;
+    if let Some(resp) = resp {
+        resp.stop().await;
     }
     metrics.inspect(JoinHandle::abort);
     match served {
