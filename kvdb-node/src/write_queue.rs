@@ -17,13 +17,14 @@
 
 use openraft::BasicNode;
 use openraft::error::{ClientWriteError, Fatal, RaftError};
+use openraft::raft::ClientWriteResponse;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::command::{Command, CommandResult, Op};
-use crate::raft_types::{RaftId, ShardRaft};
+use crate::raft_types::{RaftId, ShardRaft, ShardRaftConfig};
 
 /// The most writes one Raft entry carries.
 pub const MAX_BATCH: usize = 1024;
@@ -116,11 +117,29 @@ async fn run(
     }
 }
 
+/// `Raft::client_write`, but a proposal whose caller Raft drops answers at once that its
+/// outcome is unknown. Raft drops the callers of proposals that a snapshot install settled
+/// (a KvDB patch, see third_party/README.md); `client_write` would first wait a second for a
+/// core that is not stopping and log that as an error.
+async fn client_write(
+    raft: &ShardRaft,
+    command: Command,
+) -> Result<ClientWriteResponse<ShardRaftConfig>, WriteError> {
+    let answer = raft
+        .client_write_ff(command)
+        .await
+        .map_err(RaftError::Fatal)?;
+    match answer.await {
+        Ok(result) => result.map_err(RaftError::APIError),
+        Err(_) => Err(stopped()),
+    }
+}
+
 /// Proposes `batch` as one entry and answers each write.
 async fn propose(raft: &ShardRaft, mut batch: Vec<Queued>) {
     if batch.len() == 1 {
         let Queued { command, reply } = batch.remove(0);
-        let result = raft.client_write(command).await.map(|r| r.data);
+        let result = client_write(raft, command).await.map(|r| r.data);
         let _ = reply.send(result);
         return;
     }
@@ -133,7 +152,7 @@ async fn propose(raft: &ShardRaft, mut batch: Vec<Queued>) {
         now_ms,
         op: Op::Batch(commands),
     };
-    match raft.client_write(entry).await {
+    match client_write(raft, entry).await {
         Ok(response) => {
             let results = match response.data {
                 CommandResult::Batch(results) if results.len() == replies.len() => results,

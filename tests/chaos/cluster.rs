@@ -333,6 +333,52 @@ impl ChaosCluster {
         out
     }
 
+    /// Whether each replica of `shard` still answers: its Raft core takes a heartbeat
+    /// trigger, and its leader confirms a read index, each within a second. A core that
+    /// takes no message is stuck inside a command; one that does but cannot confirm lacks a
+    /// quorum.
+    pub async fn liveness_of(&self, shard: ShardId) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        for i in 0..self.node_count() {
+            let Some(node) = self.cluster.node(i) else {
+                continue;
+            };
+            let Some(replica) = node.manager().replica(shard) else {
+                continue;
+            };
+            let second = Duration::from_secs(1);
+            let heartbeat =
+                tokio::time::timeout(second, replica.raft().trigger().heartbeat()).await;
+            let read = tokio::time::timeout(second, replica.raft().ensure_linearizable()).await;
+            let _ = writeln!(
+                out,
+                "  node {i} shard {shard}: heartbeat trigger {:?}, read index {:?}",
+                heartbeat.map(|r| r.is_ok()),
+                read.map(|r| r.map(|_| ()).map_err(|e| e.to_string()))
+            );
+        }
+        out
+    }
+
+    /// Node `i`'s Raft figures for `shard`, if it runs a replica of it.
+    pub fn figures(&self, i: usize, shard: ShardId) -> Option<kvdb_node::replica::RaftFigures> {
+        let node = self.cluster.node(i)?;
+        node.manager().replica(shard).map(|r| r.raft_figures())
+    }
+
+    /// Has node `i`'s replica of `shard` call an election now, if the node runs one.
+    pub async fn trigger_election(&self, i: usize, shard: ShardId) {
+        let Some(replica) = self
+            .cluster
+            .node(i)
+            .and_then(|n| n.manager().replica(shard))
+        else {
+            return;
+        };
+        let _ = replica.raft().trigger().elect().await;
+    }
+
     /// Number of storage nodes.
     pub fn node_count(&self) -> usize {
         self.cluster.node_count()

@@ -37,6 +37,7 @@ pub mod nemesis;
 pub mod process;
 pub mod resp;
 pub mod rolling;
+pub mod settled_proposal;
 pub mod stale_read;
 pub mod verify;
 pub mod workload;
@@ -208,17 +209,20 @@ pub async fn run(schedule: Schedule, options: ChaosOptions, settings: Settings) 
             // lost or kept back a key shows at once, whatever the workload does next.
             workload.read_every_key(cluster.client().await).await;
         }
-        let took = time_to_writable(&checker_client, &probes)
-            .await
-            .unwrap_or_else(|failed| not_writable(&cluster, failed));
+        let took = match time_to_writable(&checker_client, &probes).await {
+            Ok(took) => took,
+            Err(failed) => not_writable(&cluster, failed).await,
+        };
         println!("    fault {faults}: {what}; writable again after {took:?}");
         recovery.push(took);
     }
 
     // --- heal everything, recovery window
     cluster.heal_all().await;
-    let took = time_to_writable(&checker_client, &probes).await;
-    recovery.push(took.unwrap_or_else(|failed| not_writable(&cluster, failed)));
+    match time_to_writable(&checker_client, &probes).await {
+        Ok(took) => recovery.push(took),
+        Err(failed) => not_writable(&cluster, failed).await,
+    }
     let issued = workload.issued.clone();
     let target = issued.load(std::sync::atomic::Ordering::Relaxed) + RECOVERY_WINDOW_OPS;
     wait_until("the recovery window", || {
@@ -289,17 +293,18 @@ async fn read_counters(client: &kvdb_client::Client) -> Vec<Option<u64>> {
 
 /// Runs `schedule` and fails the test unless every check passed.
 /// Fails the run for a shard that took no write within `RECOVERY_BOUND`, with its state.
-fn not_writable(cluster: &ChaosCluster, failed: NotWritable) -> ! {
+async fn not_writable(cluster: &ChaosCluster, failed: NotWritable) -> ! {
     let NotWritable {
         shard,
         last_error,
         failed,
     } = failed;
     let first = cluster.raft_report_of(Some(shard));
-    // A second look shows what still moves.
-    std::thread::sleep(Duration::from_secs(2));
+    // A second look shows what still moves, and whether the replicas' Raft cores answer.
+    let liveness = cluster.liveness_of(shard).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     panic!(
-        "shard {shard} not writable {RECOVERY_BOUND:?} after the heal ({failed} shards failed; last error: {last_error})\n{first}2 s later:\n{}",
+        "shard {shard} not writable {RECOVERY_BOUND:?} after the heal ({failed} shards failed; last error: {last_error})\n{first}{liveness}2 s later:\n{}",
         cluster.raft_report_of(Some(shard))
     )
 }

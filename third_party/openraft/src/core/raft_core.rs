@@ -1660,6 +1660,23 @@ where
             }
             Command::PurgeLog { upto } => {
                 self.log_store.purge(upto.clone()).await?;
+
+                // KvDB patch: a node that installs a snapshot purges entries it never applies
+                // one by one, among them entries it proposed as a leader of an earlier term. Their
+                // callers would wait forever; they are dropped, so each hears that the outcome is
+                // unknown (the snapshot may or may not hold the write). A leader purges only
+                // applied entries, whose callers have had their answers.
+                let kept = self.client_resp_channels.split_off(&(upto.index + 1));
+                let settled = std::mem::replace(&mut self.client_resp_channels, kept);
+                if !settled.is_empty() {
+                    tracing::info!(
+                        upto = display(&upto),
+                        writes = settled.len(),
+                        "dropping the callers of proposals a snapshot settled: outcome unknown"
+                    );
+                }
+                drop(settled);
+
                 self.engine.state.io_state_mut().update_purged(Some(upto));
             }
             Command::DeleteConflictLog { since } => {

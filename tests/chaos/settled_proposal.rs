@@ -1,0 +1,200 @@
+//! A targeted liveness scenario: a leader cut off from its peers takes a write it can never
+//! commit, the others elect a new leader and compact their logs past that write, and the old
+//! leader, back in touch, catches up from a snapshot. Once it leads again, it must take
+//! writes.
+//!
+//! The snapshot settles the old leader's pending proposal without applying it entry by entry.
+//! openraft 0.9 kept that proposal's caller waiting forever, and a shard's write queue keeps
+//! one proposal in flight, so every later write to the shard through that node timed out
+//! (third_party/README.md, the `PurgeLog` patch).
+
+use std::time::Duration;
+
+use kvdb::core::ShardId;
+use kvdb::core::proto::v1 as pb;
+use kvdb::core::proto::v1::kv_node_client::KvNodeClient;
+use kvdb_client::Kv;
+use kvdb_node::replica::RaftFigures;
+use kvdb_testkit::Fault;
+use tokio::time::Instant;
+
+use super::cluster::{ChaosCluster, ChaosOptions, Endpoint};
+use super::stale_read::{KEY, node_address, shard_of_key};
+use super::{DEADLINE, init_tracing, wait_until};
+
+/// Bound on each write in the scenario.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Filler value: with small logs, a few dozen of them make the new leader snapshot.
+const FILLER: [u8; 1024] = [b'x'; 1024];
+
+/// Runs the scenario on a fresh one-shard cluster whose replicas snapshot every 16 KiB of log
+/// and keep 50 entries behind a snapshot. Returns how long the old leader took to acknowledge
+/// a write once it led again, or the last error it gave.
+pub async fn old_leader_writes_after_snapshot_catch_up() -> Result<Duration, String> {
+    init_tracing();
+    let options = ChaosOptions {
+        shards: 1,
+        short_log_tail: true,
+        // Leadership moves only by this scenario's cuts.
+        scheduler: false,
+        ..ChaosOptions::default()
+    };
+    let cluster = ChaosCluster::start(options).await;
+    let client = cluster.client().await;
+    client
+        .put(KEY, b"first")
+        .await
+        .expect("a healthy shard takes a write");
+    let shard = shard_of_key(&cluster).id;
+    wait_until("the shard's leader", || cluster.leader_of(shard).is_some()).await;
+    let old = cluster.leader_of(shard).expect("leader found");
+
+    // --- the old leader, cut off, appends a write it cannot commit
+    isolate(&cluster, old);
+    let before = figures(&cluster, old, shard).last_log_index;
+    let old_address = node_address(&cluster, old);
+    let pending = tokio::spawn(put_at(
+        shard_of_key(&cluster),
+        old_address.clone(),
+        KEY,
+        b"cut off",
+    ));
+    wait_until("the old leader to append the write", || {
+        figures(&cluster, old, shard).last_log_index > before
+    })
+    .await;
+    let pending_index = figures(&cluster, old, shard).last_log_index;
+    wait_until("another node to lead", || {
+        (0..cluster.node_count()).any(|i| i != old && cluster.is_leader(i, shard))
+    })
+    .await;
+    let new = (0..cluster.node_count())
+        .find(|&i| i != old && cluster.is_leader(i, shard))
+        .expect("new leader found");
+    println!(
+        "--- settled-proposal scenario: old leader node {old} holds index {pending_index}, new leader node {new}"
+    );
+
+    // --- the others' logs move past the pending entry and are purged behind snapshots
+    let deadline = Instant::now() + DEADLINE;
+    let others: Vec<usize> = (0..cluster.node_count()).filter(|&i| i != old).collect();
+    while others
+        .iter()
+        .any(|&i| figures(&cluster, i, shard).purged_index <= pending_index)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the log was never purged past index {pending_index}: {:?}",
+            others
+                .iter()
+                .map(|&i| figures(&cluster, i, shard))
+                .collect::<Vec<_>>()
+        );
+        let Some(leader) = others.iter().find(|&&i| cluster.is_leader(i, shard)) else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        let address = node_address(&cluster, *leader);
+        let _ = put_at(shard_of_key(&cluster), address, b"filler", &FILLER).await;
+    }
+
+    // --- back in touch, the old leader catches up from a snapshot
+    cluster.partition.heal();
+    let _ = pending.await;
+    wait_until("the old leader to install a snapshot", || {
+        let f = figures(&cluster, old, shard);
+        f.snapshots_installed > 0 && f.applied_index > pending_index
+    })
+    .await;
+
+    // --- it leads again: with the leader cut off, it calls elections until one is won
+    let deadline = Instant::now() + DEADLINE;
+    while !cluster.is_leader(old, shard) {
+        assert!(
+            Instant::now() < deadline,
+            "node {old} never led again:\n{}",
+            cluster.raft_report_of(Some(shard))
+        );
+        let Some(leader) = cluster.leader_of(shard) else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        isolate(&cluster, leader);
+        while !(0..cluster.node_count()).any(|i| i != leader && cluster.is_leader(i, shard)) {
+            assert!(Instant::now() < deadline, "no election was won");
+            cluster.trigger_election(old, shard).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        cluster.partition.heal();
+    }
+
+    // --- and takes writes
+    let started = Instant::now();
+    let result = loop {
+        let error = match put_at(
+            shard_of_key(&cluster),
+            old_address.clone(),
+            KEY,
+            b"led again",
+        )
+        .await
+        {
+            Ok(()) => break Ok(started.elapsed()),
+            Err(e) => e,
+        };
+        if started.elapsed() > 4 * WRITE_TIMEOUT {
+            break Err(error);
+        }
+        if !cluster.is_leader(old, shard) {
+            // Deposed meanwhile: not this scenario's question.
+            break Ok(started.elapsed());
+        }
+    };
+    println!("    old leader's write after catching up: {result:?}");
+    cluster.shutdown().await;
+    result
+}
+
+/// Cuts every Raft link of node `i`; clients still reach it.
+fn isolate(cluster: &ChaosCluster, i: usize) {
+    cluster.partition.set_where(Fault::Blackhole, |from, to| {
+        matches!((from, to), (Endpoint::Node(a), Endpoint::Node(b)) if *a == i || *b == i)
+    });
+}
+
+fn figures(cluster: &ChaosCluster, i: usize, shard: ShardId) -> RaftFigures {
+    cluster
+        .figures(i, shard)
+        .expect("the node runs a replica of the shard")
+}
+
+/// One PUT sent straight to the node at `node`.
+async fn put_at(
+    shard: kvdb::core::ShardInfo,
+    node: String,
+    key: &[u8],
+    value: &[u8],
+) -> Result<(), String> {
+    let request = pb::NodePutRequest {
+        target: Some(pb::ShardTarget {
+            shard_id: shard.id.0,
+            epoch: shard.epoch.0,
+        }),
+        request: Some(pb::PutRequest {
+            key: key.to_vec().into(),
+            value: value.to_vec().into(),
+            ..Default::default()
+        }),
+    };
+    let call = async {
+        let mut client = KvNodeClient::connect(format!("http://{node}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        client.put(request).await.map_err(|s| s.to_string())
+    };
+    match tokio::time::timeout(WRITE_TIMEOUT, call).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(format!("no answer within {WRITE_TIMEOUT:?}")),
+    }
+}
