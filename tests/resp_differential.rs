@@ -157,6 +157,23 @@ fn table() -> Vec<(&'static [&'static [u8]], E)> {
         (&[b"INCRBYFLOAT", b"f1", b"-0.6"], Bulk(b"10")),
         (&[b"INCRBYFLOAT", b"f2", b"5.0e3"], Bulk(b"5000")),
         (&[b"INCRBYFLOAT", b"c1", b"1.5"], Bulk(b"8.5")),
+        // Redis adds in an 80-bit long double and prints 17 decimals: not f64's 0.30000000000000004.
+        (&[b"SET", b"f3", b"0.1"], OK),
+        (&[b"INCRBYFLOAT", b"f3", b"0.2"], Bulk(b"0.3")),
+        (&[b"INCRBYFLOAT", b"f3", b"3"], Bulk(b"3.3")),
+        (&[b"INCRBYFLOAT", b"f4", b"5.0e3"], Bulk(b"5000")),
+        (
+            &[b"INCRBYFLOAT", b"f4", b"1.23456789012345678"],
+            Bulk(b"5001.23456789012345691"),
+        ),
+        (
+            &[b"INCRBYFLOAT", b"f4", b"0.000000000000000001"],
+            Bulk(b"5001.23456789012345691"),
+        ),
+        (
+            &[b"INCRBYFLOAT", b"f4", b"1e5000"],
+            Error("ERR value is not a valid float"),
+        ),
         (
             &[b"INCRBYFLOAT", b"f1", b"abc"],
             Error("ERR value is not a valid float"),

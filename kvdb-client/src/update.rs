@@ -35,7 +35,9 @@ pub enum Action {
     },
     /// Adds to a 64-bit integer value (absent: 0).
     IncrBy(i64),
-    /// Adds to a float value (absent: 0).
+    /// Adds to a float value (absent: 0), as Redis's `INCRBYFLOAT` does: in an 80-bit
+    /// `long double`, the sum stored as 17 decimals less trailing zeros (so `0.1` plus `0.2`
+    /// stores `0.3`).
     IncrByFloat(f64),
     /// Adds bytes at the end.
     Append(Vec<u8>),

@@ -1,6 +1,12 @@
 //! Numbers in strings as Redis reads and writes them: the one definition the RESP front
 //! door (command arguments) and the shard state machine (INCR and INCRBYFLOAT on stored
 //! values) share, so both accept exactly what Redis accepts.
+//!
+//! [`long_double`] is `INCRBYFLOAT`'s arithmetic; [`parse_float`] and [`format_float`] are
+//! the `f64` reading of a float argument, and the arithmetic of `INCRBYFLOAT` entries logged
+//! before it, which replay as they first applied.
+
+pub mod long_double;
 
 /// A 64-bit integer as Redis's `string2ll` reads one: an optional minus, digits, no leading
 /// zeros, no plus, no spaces.

@@ -143,7 +143,7 @@ pub fn update_command(
             UpdateAction::Expire { at_ms, when }
         }
         Action::IncrBy(by) => UpdateAction::IncrBy(*by),
-        Action::IncrByFloat(by) => UpdateAction::IncrByFloat(by.clone()),
+        Action::IncrByFloat(by) => UpdateAction::IncrByLongDouble(by.clone()),
         Action::Append(bytes) => {
             limits.check_value(bytes)?;
             UpdateAction::Append(bytes.to_vec())

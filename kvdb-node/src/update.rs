@@ -10,10 +10,10 @@
 //! - a value that is not a number, a result that overflows, or a string over `max_len` is an
 //!   [`UpdateError`] outcome: nothing is written, and the Raft entry still succeeds.
 //!
-//! Out of scope: relative times (the leader makes every expiry absolute when it proposes)
-//! and Redis's 80-bit `long double` for `INCRBYFLOAT` (KvDB computes in `f64`).
+//! Out of scope: relative times (the leader makes every expiry absolute when it proposes).
 
 use kvdb_core::Version;
+use kvdb_core::redis_numbers::long_double::{self, LongDoubleError};
 use kvdb_core::redis_numbers::{format_float, parse_float, parse_integer};
 use kvdb_core::storage::StoredValue;
 use serde::{Deserialize, Serialize};
@@ -59,8 +59,10 @@ pub enum UpdateAction {
     },
     /// `INCRBY`/`DECRBY`: add to a 64-bit integer value (absent: 0).
     IncrBy(i64),
-    /// `INCRBYFLOAT`: add to a float value (absent: 0); the increment as sent, since a float
-    /// is not `Eq` and its text is what Redis parses.
+    /// `INCRBYFLOAT` as first built, in `f64`: add to a float value (absent: 0); the
+    /// increment as sent, since a float is not `Eq` and its text is what Redis parses. No
+    /// longer proposed ([`UpdateAction::IncrByLongDouble`] replaced it); kept so that log
+    /// entries written with it replay as they first applied.
     IncrByFloat(String),
     /// `APPEND`: add bytes at the end (absent: empty).
     Append(Vec<u8>),
@@ -71,6 +73,10 @@ pub enum UpdateAction {
         /// The bytes.
         bytes: Vec<u8>,
     },
+    /// `INCRBYFLOAT`: add to a float value (absent: 0) in Redis's 80-bit `long double` (see
+    /// `kvdb_core::redis_numbers::long_double`); the increment as sent. Appended last: log
+    /// entries encode a variant by its index.
+    IncrByLongDouble(String),
 }
 
 /// The expiry an [`UpdateAction::Set`] leaves.
@@ -281,6 +287,18 @@ pub fn decide(
                 return (Err(UpdateError::NanOrInfinity), Write::None);
             }
             let text = format_float(sum);
+            let write = put(text.clone().into_bytes(), kept);
+            (Ok(changed(None, UpdateValue::Float(text))), write)
+        }
+        UpdateAction::IncrByLongDouble(by) => {
+            let base = current.map(|v| v.value.as_slice());
+            let text = match long_double::incr_by_float(base, by.as_bytes()) {
+                Ok(text) => text,
+                Err(LongDoubleError::NotFloat) => return (Err(UpdateError::NotFloat), Write::None),
+                Err(LongDoubleError::NanOrInfinity) => {
+                    return (Err(UpdateError::NanOrInfinity), Write::None);
+                }
+            };
             let write = put(text.clone().into_bytes(), kept);
             (Ok(changed(None, UpdateValue::Float(text))), write)
         }

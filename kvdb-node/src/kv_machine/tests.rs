@@ -818,6 +818,29 @@ mod updates {
     }
 
     #[test]
+    fn incr_by_float_computes_in_redis_long_double_and_old_entries_replay_in_f64() {
+        let mut f = Fixture::new();
+        f.run(NOW, Op::Put(put("x", "0.1")));
+        let up = done(
+            &mut f,
+            NOW,
+            "x",
+            UpdateAction::IncrByLongDouble("0.2".into()),
+        );
+        assert_eq!(up.value, UpdateValue::Float("0.3".into()));
+        assert_eq!(f.value(b"x", NOW).unwrap().value, b"0.3");
+        let huge = UpdateAction::IncrByLongDouble("1e4932".into());
+        f.run(NOW, Op::Put(put("z", "1e4932")));
+        assert_eq!(failed(&mut f, "z", huge), UpdateError::NanOrInfinity);
+        let bad = UpdateAction::IncrByLongDouble("1 ".into());
+        assert_eq!(failed(&mut f, "x", bad), UpdateError::NotFloat);
+        // An entry logged before: the same sum, as f64 gave it when first applied.
+        f.run(NOW, Op::Put(put("y", "0.1")));
+        let up = done(&mut f, NOW, "y", UpdateAction::IncrByFloat("0.2".into()));
+        assert_eq!(up.value, UpdateValue::Float("0.30000000000000004".into()));
+    }
+
+    #[test]
     fn append_and_setrange_grow_the_value_keep_the_ttl_and_respect_the_limit() {
         let mut f = Fixture::new();
         put_ttl(&mut f, "a", "ab", Some(NOW + 50));
