@@ -231,22 +231,28 @@ async fn nodes_serve_redis_cluster_mode() {
     assert_eq!(sum, total);
     assert_eq!(listed.len() as i64, total);
 
-    // --- redis-benchmark --cluster finds the masters and runs against them
-    let out = Command::new("redis-benchmark")
-        .args(["--cluster", "-h", "127.0.0.1", "-p", &ports[0].to_string()])
-        .args(["-t", "set,get", "-n", "600", "-c", "6", "-q"])
-        .output()
-        .expect("redis-benchmark runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{out:?}");
-    assert!(stdout.contains("Cluster has 3 master nodes"), "{stdout}");
-    for test in ["SET", "GET"] {
+    // --- redis-benchmark --cluster finds the masters and runs against them, pipelined too
+    for pipeline in ["1", "16"] {
+        let out = Command::new("redis-benchmark")
+            .args(["--cluster", "-h", "127.0.0.1", "-p", &ports[0].to_string()])
+            .args(["-t", "set,get,incr,mset", "-n", "600", "-c", "6", "-q"])
+            .args(["-P", pipeline])
+            .output()
+            .expect("redis-benchmark runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "-P {pipeline}: {out:?}");
+        assert!(stdout.contains("Cluster has 3 master nodes"), "{stdout}");
+        for test in ["SET", "GET", "INCR", "MSET (10 keys)"] {
+            assert!(
+                stdout.contains(&format!("{test}: ")),
+                "-P {pipeline}: no {test:?} in {stdout}"
+            );
+        }
         assert!(
-            stdout.contains(&format!("{test}: ")) && stdout.contains("requests per second"),
-            "{stdout}"
+            !stdout.to_lowercase().contains("error"),
+            "-P {pipeline}: {stdout}"
         );
     }
-    assert!(!stdout.to_lowercase().contains("error"), "{stdout}");
 
     test.stop().await;
 }

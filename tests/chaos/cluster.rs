@@ -27,7 +27,7 @@ use kvdb_client::{Client, ExecutorConfig, GatewayClient};
 use kvdb_node::config::DEFAULT_SLOW_LEADER;
 use kvdb_node::planted::PlantedBug;
 use kvdb_node::slow_leader::SlowLeaderPolicy;
-use kvdb_testkit::{FaultProxy, Partition};
+use kvdb_testkit::{Fault, FaultProxy, Partition};
 use tempfile::TempDir;
 
 /// One end of a proxied link.
@@ -377,6 +377,20 @@ impl ChaosCluster {
             return;
         };
         let _ = replica.raft().trigger().elect().await;
+    }
+
+    /// Cuts every Raft link of node `i`, both ways; clients still reach it.
+    pub fn isolate(&self, i: usize) {
+        self.partition.set_where(Fault::Blackhole, |from, to| {
+            matches!((from, to), (Endpoint::Node(a), Endpoint::Node(b)) if *a == i || *b == i)
+        });
+    }
+
+    /// Waits until a node other than `old` leads `shard`, and returns it.
+    pub async fn leader_other_than(&self, old: usize, shard: ShardId) -> usize {
+        let other = || (0..self.node_count()).find(|&i| i != old && self.is_leader(i, shard));
+        super::wait_until("another node to lead the shard", || other().is_some()).await;
+        other().expect("a new leader was found")
     }
 
     /// Number of storage nodes.

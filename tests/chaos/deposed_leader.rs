@@ -16,10 +16,10 @@ use kvdb::core::proto::v1 as pb;
 use kvdb::core::proto::v1::kv_node_client::KvNodeClient;
 use kvdb::core::status::from_status;
 use kvdb_node::planted::PlantedBug;
-use kvdb_testkit::{Fault, Op, Outcome, Output, Recorder, Version};
+use kvdb_testkit::{Op, Outcome, Output, Recorder, Version};
 use tokio::time::Instant;
 
-use super::cluster::{ChaosCluster, Endpoint};
+use super::cluster::ChaosCluster;
 use super::stale_read::{
     KEY, READ_TIMEOUT, READER, WRITER, check_history, connect_error, get, node_address,
     recorded_put, shard_of_key, start_one_shard,
@@ -59,16 +59,8 @@ pub async fn strong_reads_on_deposed_leader(bug: Option<PlantedBug>) -> DeposedL
     let shard = shard_of_key(&cluster).id;
     wait_until("the shard's leader", || cluster.leader_of(shard).is_some()).await;
     let old = cluster.leader_of(shard).expect("leader found");
-    cluster.partition.set_where(Fault::Blackhole, |from, to| {
-        matches!((from, to), (Endpoint::Node(a), Endpoint::Node(b)) if *a == old || *b == old)
-    });
-    wait_until("another node to lead the shard", || {
-        (0..cluster.node_count()).any(|i| i != old && cluster.is_leader(i, shard))
-    })
-    .await;
-    let new = (0..cluster.node_count())
-        .find(|&i| i != old && cluster.is_leader(i, shard))
-        .expect("new leader found");
+    cluster.isolate(old);
+    let new = cluster.leader_other_than(old, shard).await;
     println!(
         "--- deposed-leader scenario with {bug:?}: old leader node {old}, new leader node {new}"
     );

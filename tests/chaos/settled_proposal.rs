@@ -15,10 +15,9 @@ use kvdb::core::proto::v1 as pb;
 use kvdb::core::proto::v1::kv_node_client::KvNodeClient;
 use kvdb_client::Kv;
 use kvdb_node::replica::RaftFigures;
-use kvdb_testkit::Fault;
 use tokio::time::Instant;
 
-use super::cluster::{ChaosCluster, ChaosOptions, Endpoint};
+use super::cluster::{ChaosCluster, ChaosOptions};
 use super::stale_read::{KEY, node_address, shard_of_key};
 use super::{DEADLINE, init_tracing, wait_until};
 
@@ -50,7 +49,7 @@ pub async fn old_leader_writes_after_snapshot_catch_up() -> Result<Duration, Str
     let old = cluster.leader_of(shard).expect("leader found");
 
     // --- the old leader, cut off, appends a write it cannot commit
-    isolate(&cluster, old);
+    cluster.isolate(old);
     let before = figures(&cluster, old, shard).last_log_index;
     let old_address = node_address(&cluster, old);
     let pending = tokio::spawn(put_at(
@@ -64,13 +63,7 @@ pub async fn old_leader_writes_after_snapshot_catch_up() -> Result<Duration, Str
     })
     .await;
     let pending_index = figures(&cluster, old, shard).last_log_index;
-    wait_until("another node to lead", || {
-        (0..cluster.node_count()).any(|i| i != old && cluster.is_leader(i, shard))
-    })
-    .await;
-    let new = (0..cluster.node_count())
-        .find(|&i| i != old && cluster.is_leader(i, shard))
-        .expect("new leader found");
+    let new = cluster.leader_other_than(old, shard).await;
     println!(
         "--- settled-proposal scenario: old leader node {old} holds index {pending_index}, new leader node {new}"
     );
@@ -119,7 +112,7 @@ pub async fn old_leader_writes_after_snapshot_catch_up() -> Result<Duration, Str
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         };
-        isolate(&cluster, leader);
+        cluster.isolate(leader);
         while !(0..cluster.node_count()).any(|i| i != leader && cluster.is_leader(i, shard)) {
             assert!(Instant::now() < deadline, "no election was won");
             cluster.trigger_election(old, shard).await;
@@ -153,13 +146,6 @@ pub async fn old_leader_writes_after_snapshot_catch_up() -> Result<Duration, Str
     println!("    old leader's write after catching up: {result:?}");
     cluster.shutdown().await;
     result
-}
-
-/// Cuts every Raft link of node `i`; clients still reach it.
-fn isolate(cluster: &ChaosCluster, i: usize) {
-    cluster.partition.set_where(Fault::Blackhole, |from, to| {
-        matches!((from, to), (Endpoint::Node(a), Endpoint::Node(b)) if *a == i || *b == i)
-    });
 }
 
 fn figures(cluster: &ChaosCluster, i: usize, shard: ShardId) -> RaftFigures {
