@@ -99,7 +99,6 @@ use crate::Membership;
 use crate::MessageSummary;
 use crate::Node;
 use crate::NodeId;
-use crate::OptionalSend;
 use crate::RaftTypeConfig;
 use crate::StorageError;
 use crate::StorageIOError;
@@ -705,29 +704,31 @@ where
         self.engine.state.membership_state.effective().get_node(&leader_id).cloned()
     }
 
-    /// A temp wrapper to make non-blocking `append_to_log` a blocking.
-    #[tracing::instrument(level = "debug", skip_all)]
-    pub(crate) async fn append_to_log<I>(
+    /// Hands a replication request to the stream of `target`.
+    ///
+    /// KvDB patch: the `Replicate` command's body, also run between a leader's log submission
+    /// and its flush (see `Command::AppendInputEntries`).
+    fn send_replicate(
         &mut self,
-        entries: I,
-        vote: Vote<C::NodeId>,
-        last_log_id: LogId<C::NodeId>,
-    ) -> Result<(), StorageError<C::NodeId>>
-    where
-        I: IntoIterator<Item = C::Entry> + OptionalSend,
-        I::IntoIter: OptionalSend,
-    {
-        tracing::debug!("append_to_log");
+        target: C::NodeId,
+        req: Inflight<C::NodeId>,
+    ) -> Result<(), StorageError<C::NodeId>> {
+        let node = self.replications.get(&target).expect("replication to target node exists");
 
-        let (tx, rx) = C::AsyncRuntime::oneshot();
-        let log_io_id = LogIOId::new(vote, Some(last_log_id));
-
-        let callback = LogFlushed::new(log_io_id, tx);
-
-        self.log_store.append(entries, callback).await?;
-        rx.await
-            .map_err(|e| StorageIOError::write_logs(AnyError::error(e)))?
-            .map_err(|e| StorageIOError::write_logs(AnyError::error(e)))?;
+        match req {
+            Inflight::None => {
+                let _ = node.tx_repl.send(Replicate::Heartbeat);
+            }
+            Inflight::Logs { id, log_id_range } => {
+                let _ = node.tx_repl.send(Replicate::logs(RequestId::new_append_entries(id), log_id_range));
+            }
+            Inflight::Snapshot { id, last_log_id } => {
+                // unwrap: The replication channel must not be dropped or it is a bug.
+                node.tx_repl.send(Replicate::snapshot(RequestId::new_snapshot(id), last_log_id)).map_err(|_e| {
+                    StorageIOError::read_snapshot(None, AnyError::error("replication channel closed"))
+                })?;
+            }
+        }
         Ok(())
     }
 
@@ -1639,7 +1640,23 @@ where
                 let last_log_id = entries.last().unwrap().get_log_id().clone();
                 tracing::debug!("AppendInputEntries: {}", DisplaySlice::<_>(&entries),);
 
-                self.append_to_log(entries, vote, last_log_id.clone()).await?;
+                // KvDB patch: a leader sends new entries to its followers while its own flush
+                // runs, instead of after it, so a write waits for one fsync round, not the
+                // leader's fsync and then a follower's. The log store serves appended entries
+                // before they are flushed; the leader still counts its own copy only once
+                // flushed (below), and the core takes nothing else (no follower's answer, no
+                // commit, no apply) until then. Followers still answer only after their flush.
+                let (tx, rx) = C::AsyncRuntime::oneshot();
+                let callback = LogFlushed::new(LogIOId::new(vote, Some(last_log_id.clone())), tx);
+                self.log_store.append(entries, callback).await?;
+                while matches!(self.engine.output.iter_commands().next(), Some(Command::Replicate { .. })) {
+                    if let Some(Command::Replicate { req, target }) = self.engine.output.pop_command() {
+                        self.send_replicate(target, req)?;
+                    }
+                }
+                rx.await
+                    .map_err(|e| StorageIOError::write_logs(AnyError::error(e)))?
+                    .map_err(|e| StorageIOError::write_logs(AnyError::error(e)))?;
 
                 // The leader may have changed.
                 // But reporting to a different leader is not a problem.
@@ -1719,22 +1736,7 @@ where
                 self.apply_to_state_machine(seq, already_committed.next_index(), upto.index).await?;
             }
             Command::Replicate { req, target } => {
-                let node = self.replications.get(&target).expect("replication to target node exists");
-
-                match req {
-                    Inflight::None => {
-                        let _ = node.tx_repl.send(Replicate::Heartbeat);
-                    }
-                    Inflight::Logs { id, log_id_range } => {
-                        let _ = node.tx_repl.send(Replicate::logs(RequestId::new_append_entries(id), log_id_range));
-                    }
-                    Inflight::Snapshot { id, last_log_id } => {
-                        // unwrap: The replication channel must not be dropped or it is a bug.
-                        node.tx_repl.send(Replicate::snapshot(RequestId::new_snapshot(id), last_log_id)).map_err(
-                            |_e| StorageIOError::read_snapshot(None, AnyError::error("replication channel closed")),
-                        )?;
-                    }
-                }
+                self.send_replicate(target, req)?;
             }
             Command::RebuildReplicationStreams { targets } => {
                 self.remove_all_replication();
