@@ -367,6 +367,17 @@ impl ChaosCluster {
         node.manager().replica(shard).map(|r| r.raft_figures())
     }
 
+    /// Switches the election timer of node `i`'s replica of `shard` on or off.
+    pub fn set_elections(&self, i: usize, shard: ShardId, on: bool) {
+        if let Some(replica) = self
+            .cluster
+            .node(i)
+            .and_then(|n| n.manager().replica(shard))
+        {
+            replica.raft().runtime_config().elect(on);
+        }
+    }
+
     /// Has node `i`'s replica of `shard` call an election now, if the node runs one.
     pub async fn trigger_election(&self, i: usize, shard: ShardId) {
         let Some(replica) = self
