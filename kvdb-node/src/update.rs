@@ -79,6 +79,15 @@ pub enum UpdateAction {
     IncrByLongDouble(String),
 }
 
+impl From<LongDoubleError> for UpdateError {
+    fn from(e: LongDoubleError) -> Self {
+        match e {
+            LongDoubleError::NotFloat => UpdateError::NotFloat,
+            LongDoubleError::NanOrInfinity => UpdateError::NanOrInfinity,
+        }
+    }
+}
+
 /// The expiry an [`UpdateAction::Set`] leaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ExpiryChange {
@@ -292,15 +301,13 @@ pub fn decide(
         }
         UpdateAction::IncrByLongDouble(by) => {
             let base = current.map(|v| v.value.as_slice());
-            let text = match long_double::incr_by_float(base, by.as_bytes()) {
-                Ok(text) => text,
-                Err(LongDoubleError::NotFloat) => return (Err(UpdateError::NotFloat), Write::None),
-                Err(LongDoubleError::NanOrInfinity) => {
-                    return (Err(UpdateError::NanOrInfinity), Write::None);
+            match long_double::incr_by_float(base, by.as_bytes()) {
+                Ok(text) => {
+                    let write = put(text.clone().into_bytes(), kept);
+                    (Ok(changed(None, UpdateValue::Float(text))), write)
                 }
-            };
-            let write = put(text.clone().into_bytes(), kept);
-            (Ok(changed(None, UpdateValue::Float(text))), write)
+                Err(e) => (Err(e.into()), Write::None),
+            }
         }
         UpdateAction::Append(bytes) => {
             let mut value = old.unwrap_or_default();

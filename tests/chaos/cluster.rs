@@ -341,10 +341,7 @@ impl ChaosCluster {
         use std::fmt::Write;
         let mut out = String::new();
         for i in 0..self.node_count() {
-            let Some(node) = self.cluster.node(i) else {
-                continue;
-            };
-            let Some(replica) = node.manager().replica(shard) else {
+            let Some(replica) = self.replica(i, shard) else {
                 continue;
             };
             let second = Duration::from_secs(1);
@@ -361,33 +358,28 @@ impl ChaosCluster {
         out
     }
 
+    /// Node `i`'s replica of `shard`, if the node runs and holds one.
+    fn replica(&self, i: usize, shard: ShardId) -> Option<Arc<kvdb_node::replica::Replica>> {
+        self.cluster.node(i)?.manager().replica(shard)
+    }
+
     /// Node `i`'s Raft figures for `shard`, if it runs a replica of it.
     pub fn figures(&self, i: usize, shard: ShardId) -> Option<kvdb_node::replica::RaftFigures> {
-        let node = self.cluster.node(i)?;
-        node.manager().replica(shard).map(|r| r.raft_figures())
+        self.replica(i, shard).map(|r| r.raft_figures())
     }
 
     /// Switches the election timer of node `i`'s replica of `shard` on or off.
     pub fn set_elections(&self, i: usize, shard: ShardId, on: bool) {
-        if let Some(replica) = self
-            .cluster
-            .node(i)
-            .and_then(|n| n.manager().replica(shard))
-        {
+        if let Some(replica) = self.replica(i, shard) {
             replica.raft().runtime_config().elect(on);
         }
     }
 
     /// Has node `i`'s replica of `shard` call an election now, if the node runs one.
     pub async fn trigger_election(&self, i: usize, shard: ShardId) {
-        let Some(replica) = self
-            .cluster
-            .node(i)
-            .and_then(|n| n.manager().replica(shard))
-        else {
-            return;
-        };
-        let _ = replica.raft().trigger().elect().await;
+        if let Some(replica) = self.replica(i, shard) {
+            let _ = replica.raft().trigger().elect().await;
+        }
     }
 
     /// Cuts every Raft link of node `i`, both ways; clients still reach it.

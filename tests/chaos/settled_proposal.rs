@@ -69,8 +69,8 @@ pub async fn old_leader_writes_after_snapshot_catch_up() -> Result<Duration, Str
     );
 
     // --- the others' logs move past the pending entry and are purged behind snapshots
-    let deadline = Instant::now() + DEADLINE;
     let others: Vec<usize> = (0..cluster.node_count()).filter(|&i| i != old).collect();
+    let deadline = Instant::now() + DEADLINE;
     while others
         .iter()
         .any(|&i| figures(&cluster, i, shard).purged_index <= pending_index)
@@ -106,7 +106,6 @@ pub async fn old_leader_writes_after_snapshot_catch_up() -> Result<Duration, Str
     if !cluster.is_leader(old, shard) {
         wait_until("a leader", || cluster.leader_of(shard).is_some()).await;
         let leader = cluster.leader_of(shard).expect("a leader");
-        let others: Vec<usize> = (0..cluster.node_count()).filter(|&i| i != old).collect();
         for &i in &others {
             cluster.set_elections(i, shard, false);
         }

@@ -44,16 +44,11 @@ pub fn incr_by_float(base: Option<&[u8]>, by: &[u8]) -> Result<String, LongDoubl
 /// A float as Redis's `string2ld` reads one with `strtold`: no surrounding spaces, not NaN,
 /// and neither overflowing nor underflowing to zero.
 fn parse(bytes: &[u8]) -> Option<X87DoubleExtended> {
+    // The f64 reading accepts exactly the text strtold's decimal grammar does (NaN refused);
+    // only the value is read again, in the wider format.
+    super::parse_float(bytes)?;
     let text = std::str::from_utf8(bytes).ok()?;
-    if text.is_empty() || text.starts_with(char::is_whitespace) {
-        return None;
-    }
-    // Rust's float grammar is strtold's decimal one; only the value is read differently.
-    let _: f64 = text.parse().ok()?;
     let unsigned = text.trim_start_matches(['+', '-']);
-    if unsigned.eq_ignore_ascii_case("nan") {
-        return None;
-    }
     if unsigned.eq_ignore_ascii_case("inf") || unsigned.eq_ignore_ascii_case("infinity") {
         let infinity = X87DoubleExtended::INFINITY;
         return Some(if text.starts_with('-') {
