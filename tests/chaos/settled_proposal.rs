@@ -94,9 +94,16 @@ pub async fn old_leader_writes_after_snapshot_catch_up() -> Result<Duration, Str
     // --- back in touch, the old leader catches up from a snapshot
     cluster.partition.heal();
     let _ = pending.await;
-    wait_until("the old leader to install a snapshot", || {
+    // Caught up means as long a log as the others': a voter refuses a candidate whose log is
+    // shorter, so the old leader could not win the election below.
+    wait_until("the old leader to catch up from a snapshot", || {
         let f = figures(&cluster, old, shard);
-        f.snapshots_installed > 0 && f.applied_index > pending_index
+        let longest = others
+            .iter()
+            .map(|&i| figures(&cluster, i, shard).last_log_index)
+            .max()
+            .unwrap_or_default();
+        f.snapshots_installed > 0 && f.applied_index > pending_index && f.last_log_index >= longest
     })
     .await;
 
