@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use kvdb_client::{Client, Kv, PutOptions};
+use kvdb_client::{Action, Client, ClientError, ExpireWhen, Expiry, Kv, PutOptions, Txn};
 use kvdb_coordinator::admin::AdminClient;
 use kvdb_coordinator::admin::api::{ShardList, ShardView};
 use kvdb_core::auth::Credentials;
@@ -38,8 +38,13 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-/// The backup format this build writes and reads.
-pub const FORMAT: u32 = 1;
+/// The backup format this build writes. 2: keys carry their type, and hashes their pairs.
+pub const FORMAT: u32 = 2;
+
+/// The oldest backup format this build reads: format 1 holds strings only, whose keys read
+/// the same in format 2. An older build refuses a format 2 backup rather than restoring its
+/// hashes as empty strings.
+pub const OLDEST_FORMAT: u32 = 1;
 /// The manifest's file name.
 pub const MANIFEST: &str = "MANIFEST.json";
 /// How long one shard's export may keep failing (no leader, moved) before the backup fails.
@@ -108,8 +113,8 @@ pub enum BackupError {
     NoManifest(PathBuf),
     /// Written by a build with another backup format.
     #[error(
-        "the backup in {dir} has format {found}; this build reads format {FORMAT} (use the \
-         KvDB version that wrote it)"
+        "the backup in {dir} has format {found}; this build reads formats {OLDEST_FORMAT} to \
+         {FORMAT} (use the KvDB version that wrote it)"
     )]
     Format {
         /// The backup.
@@ -367,7 +372,7 @@ pub fn verify(dir: &Path) -> Result<Manifest, BackupError> {
     }
     let version: Version =
         serde_json::from_slice(&text).map_err(|e| damaged(format!("{MANIFEST}: {e}")))?;
-    if version.format != FORMAT {
+    if !(OLDEST_FORMAT..=FORMAT).contains(&version.format) {
         return Err(BackupError::Format {
             dir: dir.to_owned(),
             found: version.format,
@@ -463,12 +468,7 @@ pub async fn restore(
                         }
                     },
                 };
-                let options = PutOptions {
-                    ttl: ttl_ms.map(Duration::from_millis),
-                    ..PutOptions::default()
-                };
-                client
-                    .put_with(&key.key, &key.value, options)
+                restore_key(client, key, ttl_ms)
                     .await
                     .map_err(|e| BackupError::Write(format!("{e}")))?;
                 written.fetch_add(1, Ordering::Relaxed);
@@ -484,6 +484,44 @@ pub async fn restore(
         keys: written.load(Ordering::Relaxed),
         expired: expired.load(Ordering::Relaxed),
     })
+}
+
+/// Writes one backed-up key with `ttl_ms` left: a string as a put, a hash as its pairs and
+/// its expiry in one transaction.
+async fn restore_key(
+    client: &Client,
+    key: pb::ExportedKey,
+    ttl_ms: Option<u64>,
+) -> Result<(), ClientError> {
+    let ttl = ttl_ms.map(Duration::from_millis);
+    if key.r#type() != pb::ValueType::Hash {
+        let options = PutOptions {
+            ttl,
+            ..PutOptions::default()
+        };
+        return client
+            .put_with(&key.key, &key.value, options)
+            .await
+            .map(drop);
+    }
+    let pairs = key
+        .fields
+        .into_iter()
+        .map(|pair| (pair.field.to_vec(), pair.value.to_vec()))
+        .collect();
+    let mut txn = Txn::new().update(
+        &key.key,
+        Action::HashSet {
+            pairs,
+            only_new: false,
+        },
+    );
+    if let Some(ttl) = ttl {
+        let expiry = Expiry::In(ttl);
+        let when = ExpireWhen::Always;
+        txn = txn.update(&key.key, Action::Expire { expiry, when });
+    }
+    client.txn(&txn).await.map(drop)
 }
 
 /// A writer that counts and hashes what goes through it.
@@ -537,7 +575,7 @@ mod tests {
                 key: k.as_bytes().to_vec().into(),
                 value: v.as_bytes().to_vec().into(),
                 version: 1,
-                expires_at_ms: 0,
+                ..Default::default()
             };
             out.write_all(&key.encode_length_delimited_to_vec())
                 .unwrap();

@@ -1,7 +1,7 @@
 //! `kvdb admin backup` and `kvdb admin restore` with the real binary against in-process
 //! clusters: a known data set (values of many sizes, some with a TTL) is written, a backup is
 //! taken while other writes go on, and the backup is restored into a new cluster with another
-//! shard count and node count; every key, value and TTL must come back. Bad input (an unknown
+//! shard count and node count; every key, value, hash and TTL must come back. Bad input (an unknown
 //! backup format, a truncated file, a non-empty target) fails with a clear error and writes
 //! nothing.
 
@@ -55,6 +55,20 @@ async fn start(dir: &Path, nodes: usize, shards: u32) -> LocalCluster {
     LocalCluster::start(config).await.expect("cluster starts")
 }
 
+/// Hashes of the known data set; every other one has a TTL.
+const HASHES: usize = 6;
+
+fn hash_key(i: usize) -> Vec<u8> {
+    format!("hash-{i}").into_bytes()
+}
+
+/// Hash `i`'s pairs, in the order written.
+fn pairs(i: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    (0..=i)
+        .map(|f| (format!("f{}", i - f).into_bytes(), value(i * 7 + f)))
+        .collect()
+}
+
 fn key(i: usize) -> Vec<u8> {
     format!("data-{i}").into_bytes()
 }
@@ -102,6 +116,19 @@ async fn a_backup_taken_under_load_restores_into_a_cluster_of_another_shape() {
         client.put_with(&key(i), &value(i), options).await.unwrap();
         expected.insert(key(i), (value(i), ttl.is_some()));
     }
+    for i in 0..HASHES {
+        let pairs = pairs(i);
+        let pairs: Vec<_> = pairs.iter().map(|(f, v)| (&f[..], &v[..])).collect();
+        client.hset(&hash_key(i), &pairs).await.unwrap();
+        if i % 2 == 0 {
+            let at_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64
+                + TTL.as_millis() as u64;
+            assert!(client.expire_at(&hash_key(i), at_ms).await.unwrap());
+        }
+    }
     // Writes to other keys go on during the backup.
     let stop = Arc::new(AtomicBool::new(false));
     let load = {
@@ -140,12 +167,26 @@ async fn a_backup_taken_under_load_restores_into_a_cluster_of_another_shape() {
     let target = start(&root.path().join("target"), 4, 6).await;
     let out = restore(&target, &dir).await;
     assert!(out.status.success(), "restore: {}", text(&out.stderr));
-    let restored = read_all(&target.client().await.unwrap()).await;
+    let target_client = target.client().await.unwrap();
+    let restored = read_all(&target_client).await;
     assert_eq!(restored.len(), KEYS);
     assert!(
         restored == expected,
         "restored data differs from what was written"
     );
+    for i in 0..HASHES {
+        let hash = target_client
+            .get(&hash_key(i))
+            .await
+            .unwrap()
+            .expect("a restored hash");
+        assert_eq!(hash.hash, Some(pairs(i)), "hash {i}");
+        assert_eq!(
+            hash.expires_at_ms.is_some(),
+            i % 2 == 0,
+            "hash {i}'s expiry"
+        );
+    }
 
     // Restoring again finds the target not empty, and writes nothing.
     let out = restore(&target, &dir).await;
@@ -187,7 +228,7 @@ async fn a_damaged_or_unknown_backup_is_refused_and_writes_nothing() {
     let bumped =
         std::fs::read_to_string(&manifest)
             .unwrap()
-            .replacen("\"format\": 1", "\"format\": 2", 1);
+            .replacen("\"format\": 2", "\"format\": 3", 1);
     std::fs::write(&manifest, bumped).unwrap();
     // A truncated shard file.
     let truncated = copy("truncated");
@@ -201,7 +242,7 @@ async fn a_damaged_or_unknown_backup_is_refused_and_writes_nothing() {
 
     let target = start(&root.path().join("target"), 3, 2).await;
     for (dir, expected) in [
-        (&newer, "has format 2; this build reads format 1"),
+        (&newer, "has format 3; this build reads formats 1 to 2"),
         (&truncated, "is damaged"),
         (&root.path().join("missing"), "no MANIFEST.json"),
     ] {

@@ -235,14 +235,14 @@ async fn nodes_serve_redis_cluster_mode() {
     for pipeline in ["1", "16"] {
         let out = Command::new("redis-benchmark")
             .args(["--cluster", "-h", "127.0.0.1", "-p", &ports[0].to_string()])
-            .args(["-t", "set,get,incr,mset", "-n", "600", "-c", "6", "-q"])
+            .args(["-t", "set,get,incr,mset,hset", "-n", "600", "-c", "6", "-q"])
             .args(["-P", pipeline])
             .output()
             .expect("redis-benchmark runs");
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "-P {pipeline}: {out:?}");
         assert!(stdout.contains("Cluster has 3 master nodes"), "{stdout}");
-        for test in ["SET", "GET", "INCR", "MSET (10 keys)"] {
+        for test in ["SET", "GET", "INCR", "MSET (10 keys)", "HSET"] {
             assert!(
                 stdout.contains(&format!("{test}: ")),
                 "-P {pipeline}: no {test:?} in {stdout}"
@@ -272,6 +272,21 @@ async fn the_redis_rs_cluster_client_routes_itself_and_follows_a_failover() {
     // --- keys on every shard, each routed to its leader
     for i in 0..100 {
         let () = con.set(format!("k{i}"), i).await.unwrap();
+    }
+    // --- hashes too, each at the leader of its key's slot
+    for i in 0..20 {
+        let () = con
+            .hset_multiple(format!("h{i}"), &[("a", i), ("b", i + 1)])
+            .await
+            .unwrap();
+        let sum: i64 = con.hincr(format!("h{i}"), "a", 10).await.unwrap();
+        assert_eq!(sum, i + 10);
+    }
+    for i in 0..20 {
+        let all: std::collections::HashMap<String, i64> =
+            con.hgetall(format!("h{i}")).await.unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!((all["a"], all["b"]), (i + 10, i + 1));
     }
     for i in 0..100 {
         let got: i64 = con.get(format!("k{i}")).await.unwrap();

@@ -44,10 +44,13 @@ enum E {
 
 const OK: E = E::Simple("OK");
 
+/// A command and the reply expected to it.
+type Row = (&'static [&'static [u8]], E);
+
 /// One table, run in order on one connection to each server: RESP2 first, then `HELLO 3`.
-fn table() -> Vec<(&'static [&'static [u8]], E)> {
+fn table() -> Vec<Row> {
     use E::*;
-    vec![
+    let strings_and_keys: Vec<Row> = vec![
         (&[b"PING"], Simple("PONG")),
         (&[b"PING", b"hi"], Bulk(b"hi")),
         (&[b"ECHO", b"a b"], Bulk(b"a b")),
@@ -455,6 +458,8 @@ fn table() -> Vec<(&'static [&'static [u8]], E)> {
             Error("ERR wrong number of arguments for 'dbsize' command"),
         ),
         (&[b"DBSIZE"], AnyInt),
+    ];
+    let rest: Vec<Row> = vec![
         // Errors.
         (
             &[b"GET"],
@@ -585,12 +590,406 @@ fn table() -> Vec<(&'static [&'static [u8]], E)> {
         ),
         (&[b"CLIENT", b"GETNAME"], Bulk(b"me")),
         (&[b"INFO", b"server"], Verbatim("# Server")),
+        // Hashes in RESP3: HGETALL answers a map (empty for a missing key), HRANDFIELD with
+        // WITHVALUES an array of [field, value] pairs, HSCAN still a flat array.
+        (&[b"HSET", b"h:3", b"a", b"1", b"b", b"2"], Int(2)),
+        (
+            &[b"HGETALL", b"h:3"],
+            Map(vec![(Bulk(b"a"), Bulk(b"1")), (Bulk(b"b"), Bulk(b"2"))]),
+        ),
+        (&[b"HGETALL", b"h:none"], Map(vec![])),
+        (
+            &[b"HMGET", b"h:3", b"b", b"zz"],
+            Array(vec![Bulk(b"2"), Nil]),
+        ),
+        (&[b"HRANDFIELD", b"h:none"], Nil),
+        (&[b"HRANDFIELD", b"h:one"], Bulk(b"f")),
+        (&[b"HRANDFIELD", b"h:one", b"1"], Array(vec![Bulk(b"f")])),
+        (
+            &[b"HRANDFIELD", b"h:one", b"5", b"WITHVALUES"],
+            Array(vec![Array(vec![Bulk(b"f"), Bulk(b"v")])]),
+        ),
+        (
+            &[b"HRANDFIELD", b"h:one", b"-2", b"WITHVALUES"],
+            Array(vec![
+                Array(vec![Bulk(b"f"), Bulk(b"v")]),
+                Array(vec![Bulk(b"f"), Bulk(b"v")]),
+            ]),
+        ),
+        (
+            &[b"HRANDFIELD", b"h:none", b"2", b"WITHVALUES"],
+            Array(vec![]),
+        ),
+        (
+            &[b"HSCAN", b"h:3", b"0"],
+            Array(vec![
+                Bulk(b"0"),
+                Array(vec![Bulk(b"a"), Bulk(b"1"), Bulk(b"b"), Bulk(b"2")]),
+            ]),
+        ),
+        (&[b"HINCRBYFLOAT", b"h:3", b"a", b"0.5"], Bulk(b"1.5")),
         (&[b"HELLO", b"2"], ArrayOf(14)),
         (
             &[b"CONFIG", b"GET", b"databases"],
             Array(vec![Bulk(b"databases"), Bulk(b"1")]),
         ),
         (&[b"QUIT"], OK),
+    ];
+    strings_and_keys
+        .into_iter()
+        .chain(hash_rows())
+        .chain(rest)
+        .collect()
+}
+
+/// Hashes, in RESP2 (spliced into `table()` before its RESP3 part). Redis keeps a small
+/// hash's fields in insertion order, so HGETALL, HKEYS, HVALS and HSCAN are compared in order.
+fn hash_rows() -> Vec<Row> {
+    use E::*;
+    const WRONGTYPE: E =
+        E::Error("WRONGTYPE Operation against a key holding the wrong kind of value");
+    vec![
+        // HSET answers how many fields are new; an overwritten field keeps its place.
+        (&[b"HSET", b"h:1", b"a", b"1"], Int(1)),
+        (&[b"HSET", b"h:1", b"b", b"2", b"c", b"3"], Int(2)),
+        (&[b"HSET", b"h:1", b"a", b"9", b"d", b"4"], Int(1)),
+        (&[b"HSET", b"h:1", b"b", b"2"], Int(0)),
+        (&[b"HMSET", b"h:1", b"e", b"5", b"a", b"10"], OK),
+        (&[b"TYPE", b"h:1"], Simple("hash")),
+        (&[b"HLEN", b"h:1"], Int(5)),
+        (
+            &[b"HGETALL", b"h:1"],
+            Array(vec![
+                Bulk(b"a"),
+                Bulk(b"10"),
+                Bulk(b"b"),
+                Bulk(b"2"),
+                Bulk(b"c"),
+                Bulk(b"3"),
+                Bulk(b"d"),
+                Bulk(b"4"),
+                Bulk(b"e"),
+                Bulk(b"5"),
+            ]),
+        ),
+        (
+            &[b"HKEYS", b"h:1"],
+            Array(vec![
+                Bulk(b"a"),
+                Bulk(b"b"),
+                Bulk(b"c"),
+                Bulk(b"d"),
+                Bulk(b"e"),
+            ]),
+        ),
+        (
+            &[b"HVALS", b"h:1"],
+            Array(vec![
+                Bulk(b"10"),
+                Bulk(b"2"),
+                Bulk(b"3"),
+                Bulk(b"4"),
+                Bulk(b"5"),
+            ]),
+        ),
+        // Reads of fields, present or not, and of a missing key.
+        (&[b"HGET", b"h:1", b"a"], Bulk(b"10")),
+        (&[b"HGET", b"h:1", b"zz"], Nil),
+        (&[b"HGET", b"h:none", b"a"], Nil),
+        (
+            &[b"HMGET", b"h:1", b"a", b"zz", b"e"],
+            Array(vec![Bulk(b"10"), Nil, Bulk(b"5")]),
+        ),
+        (&[b"HMGET", b"h:none", b"a", b"b"], Array(vec![Nil, Nil])),
+        (&[b"HEXISTS", b"h:1", b"c"], Int(1)),
+        (&[b"HEXISTS", b"h:1", b"zz"], Int(0)),
+        (&[b"HEXISTS", b"h:none", b"c"], Int(0)),
+        (&[b"HSTRLEN", b"h:1", b"a"], Int(2)),
+        (&[b"HSTRLEN", b"h:1", b"zz"], Int(0)),
+        (&[b"HSTRLEN", b"h:none", b"a"], Int(0)),
+        (&[b"HLEN", b"h:none"], Int(0)),
+        (&[b"HGETALL", b"h:none"], Array(vec![])),
+        (&[b"HKEYS", b"h:none"], Array(vec![])),
+        (&[b"HVALS", b"h:none"], Array(vec![])),
+        (&[b"TYPE", b"h:none"], Simple("none")),
+        // HSETNX sets only a new field (creating the key if need be).
+        (&[b"HSETNX", b"h:1", b"f", b"6"], Int(1)),
+        (&[b"HSETNX", b"h:1", b"f", b"7"], Int(0)),
+        (&[b"HGET", b"h:1", b"f"], Bulk(b"6")),
+        (&[b"HSETNX", b"h:nx", b"f", b"1"], Int(1)),
+        (&[b"TYPE", b"h:nx"], Simple("hash")),
+        // HDEL counts the fields it removed; a field set again goes last; removing the last
+        // field removes the key.
+        (&[b"HDEL", b"h:1", b"b", b"zz", b"b"], Int(1)),
+        (&[b"HDEL", b"h:none", b"a"], Int(0)),
+        (&[b"HSET", b"h:1", b"b", b"20"], Int(1)),
+        (
+            &[b"HKEYS", b"h:1"],
+            Array(vec![
+                Bulk(b"a"),
+                Bulk(b"c"),
+                Bulk(b"d"),
+                Bulk(b"e"),
+                Bulk(b"f"),
+                Bulk(b"b"),
+            ]),
+        ),
+        (&[b"HDEL", b"h:1", b"a", b"c", b"d", b"e", b"f"], Int(5)),
+        (&[b"EXISTS", b"h:1"], Int(1)),
+        (&[b"HGETALL", b"h:1"], Array(vec![Bulk(b"b"), Bulk(b"20")])),
+        (&[b"HDEL", b"h:1", b"b"], Int(1)),
+        (&[b"EXISTS", b"h:1"], Int(0)),
+        (&[b"TYPE", b"h:1"], Simple("none")),
+        (&[b"HGETALL", b"h:1"], Array(vec![])),
+        (&[b"HDEL", b"h:1", b"b"], Int(0)),
+        // HINCRBY and HINCRBYFLOAT.
+        (&[b"HINCRBY", b"h:n", b"i", b"5"], Int(5)),
+        (&[b"HINCRBY", b"h:n", b"i", b"-7"], Int(-2)),
+        (&[b"HGET", b"h:n", b"i"], Bulk(b"-2")),
+        (
+            &[b"HINCRBY", b"h:n", b"i", b"x"],
+            Error("ERR value is not an integer or out of range"),
+        ),
+        (
+            &[b"HINCRBY", b"h:n", b"i", b"1.5"],
+            Error("ERR value is not an integer or out of range"),
+        ),
+        (
+            &[
+                b"HSET",
+                b"h:n",
+                b"s",
+                b"abc",
+                b"max",
+                b"9223372036854775807",
+                b"fl",
+                b"10.5",
+            ],
+            Int(3),
+        ),
+        (
+            &[b"HINCRBY", b"h:n", b"s", b"1"],
+            Error("ERR hash value is not an integer"),
+        ),
+        (
+            &[b"HINCRBY", b"h:n", b"fl", b"1"],
+            Error("ERR hash value is not an integer"),
+        ),
+        (
+            &[b"HINCRBY", b"h:n", b"max", b"1"],
+            Error("ERR increment or decrement would overflow"),
+        ),
+        (
+            &[b"HINCRBY", b"h:n", b"max", b"-1"],
+            Int(9_223_372_036_854_775_806),
+        ),
+        (
+            &[b"HINCRBY", b"h:n", b"min", b"-9223372036854775808"],
+            Int(i64::MIN),
+        ),
+        (
+            &[b"HINCRBY", b"h:n", b"min", b"-1"],
+            Error("ERR increment or decrement would overflow"),
+        ),
+        (&[b"HINCRBYFLOAT", b"h:n", b"fl", b"0.1"], Bulk(b"10.6")),
+        (&[b"HINCRBYFLOAT", b"h:n", b"fl", b"-0.6"], Bulk(b"10")),
+        (&[b"HINCRBY", b"h:n", b"fl", b"1"], Int(11)),
+        (&[b"HINCRBYFLOAT", b"h:n", b"i", b"1.5"], Bulk(b"-0.5")),
+        (&[b"HINCRBYFLOAT", b"h:n", b"g", b"5.0e3"], Bulk(b"5000")),
+        (
+            &[b"HINCRBYFLOAT", b"h:n", b"s", b"1"],
+            Error("ERR hash value is not a float"),
+        ),
+        (
+            &[b"HINCRBYFLOAT", b"h:n", b"fl", b"abc"],
+            Error("ERR value is not a valid float"),
+        ),
+        // Not INCRBYFLOAT's "increment would produce NaN or Infinity".
+        (
+            &[b"HINCRBYFLOAT", b"h:n", b"fl", b"inf"],
+            Error("ERR value is NaN or Infinity"),
+        ),
+        (&[b"HGET", b"h:n", b"fl"], Bulk(b"11")),
+        // HSCAN of a small hash: everything in one call, cursor 0.
+        (
+            &[b"HSET", b"h:s", b"a1", b"1", b"b1", b"2", b"a2", b"3"],
+            Int(3),
+        ),
+        (
+            &[b"HSCAN", b"h:s", b"0"],
+            Array(vec![
+                Bulk(b"0"),
+                Array(vec![
+                    Bulk(b"a1"),
+                    Bulk(b"1"),
+                    Bulk(b"b1"),
+                    Bulk(b"2"),
+                    Bulk(b"a2"),
+                    Bulk(b"3"),
+                ]),
+            ]),
+        ),
+        (
+            &[b"HSCAN", b"h:s", b"0", b"MATCH", b"a*"],
+            Array(vec![
+                Bulk(b"0"),
+                Array(vec![Bulk(b"a1"), Bulk(b"1"), Bulk(b"a2"), Bulk(b"3")]),
+            ]),
+        ),
+        (
+            &[b"HSCAN", b"h:s", b"0", b"MATCH", b"zz*", b"COUNT", b"10"],
+            Array(vec![Bulk(b"0"), Array(vec![])]),
+        ),
+        (
+            &[b"HSCAN", b"h:none", b"0"],
+            Array(vec![Bulk(b"0"), Array(vec![])]),
+        ),
+        (&[b"HSCAN", b"h:s", b"x"], Error("ERR invalid cursor")),
+        // HRANDFIELD, in its deterministic forms: a negative count repeats fields.
+        (&[b"HRANDFIELD", b"h:none"], Nil),
+        (&[b"HRANDFIELD", b"h:none", b"3"], Array(vec![])),
+        (&[b"HSET", b"h:one", b"f", b"v"], Int(1)),
+        (&[b"HRANDFIELD", b"h:one"], Bulk(b"f")),
+        (&[b"HRANDFIELD", b"h:one", b"0"], Array(vec![])),
+        (&[b"HRANDFIELD", b"h:one", b"1"], Array(vec![Bulk(b"f")])),
+        (&[b"HRANDFIELD", b"h:one", b"5"], Array(vec![Bulk(b"f")])),
+        (
+            &[b"HRANDFIELD", b"h:one", b"-3"],
+            Array(vec![Bulk(b"f"), Bulk(b"f"), Bulk(b"f")]),
+        ),
+        (
+            &[b"HRANDFIELD", b"h:one", b"5", b"WITHVALUES"],
+            Array(vec![Bulk(b"f"), Bulk(b"v")]),
+        ),
+        (
+            &[b"HRANDFIELD", b"h:one", b"-2", b"WITHVALUES"],
+            Array(vec![Bulk(b"f"), Bulk(b"v"), Bulk(b"f"), Bulk(b"v")]),
+        ),
+        // WITHVALUES without a count is read as the count.
+        (
+            &[b"HRANDFIELD", b"h:one", b"WITHVALUES"],
+            Error("ERR value is not an integer or out of range"),
+        ),
+        (
+            &[b"HRANDFIELD", b"h:one", b"x"],
+            Error("ERR value is not an integer or out of range"),
+        ),
+        (
+            &[b"HRANDFIELD", b"h:one", b"1", b"foo"],
+            Error("ERR syntax error"),
+        ),
+        // A hash is not a string, nor a string a hash; neither is changed by the refusal.
+        (&[b"SET", b"h:str", b"v"], OK),
+        (&[b"GET", b"h:one"], WRONGTYPE),
+        (&[b"APPEND", b"h:one", b"x"], WRONGTYPE),
+        (&[b"INCR", b"h:one"], WRONGTYPE),
+        (&[b"STRLEN", b"h:one"], WRONGTYPE),
+        (&[b"GETRANGE", b"h:one", b"0", b"-1"], WRONGTYPE),
+        (&[b"GETDEL", b"h:one"], WRONGTYPE),
+        (&[b"GETEX", b"h:one", b"EX", b"100"], WRONGTYPE),
+        (&[b"GETEX", b"h:one"], WRONGTYPE),
+        (&[b"TTL", b"h:one"], Int(-1)),
+        // SCAN's TYPE tells hashes from strings.
+        (
+            &[
+                b"SCAN",
+                b"0",
+                b"MATCH",
+                b"h:[os][nt]*",
+                b"COUNT",
+                b"1000",
+                b"TYPE",
+                b"hash",
+            ],
+            Array(vec![Bulk(b"0"), Array(vec![Bulk(b"h:one")])]),
+        ),
+        (
+            &[
+                b"SCAN",
+                b"0",
+                b"MATCH",
+                b"h:[os][nt]*",
+                b"COUNT",
+                b"1000",
+                b"TYPE",
+                b"string",
+            ],
+            Array(vec![Bulk(b"0"), Array(vec![Bulk(b"h:str")])]),
+        ),
+        (&[b"HGET", b"h:str", b"f"], WRONGTYPE),
+        (&[b"HSET", b"h:str", b"f", b"v"], WRONGTYPE),
+        (&[b"HLEN", b"h:str"], WRONGTYPE),
+        (&[b"HGETALL", b"h:str"], WRONGTYPE),
+        (&[b"HINCRBY", b"h:str", b"f", b"1"], WRONGTYPE),
+        (&[b"HRANDFIELD", b"h:str"], WRONGTYPE),
+        (&[b"HGETALL", b"h:one"], Array(vec![Bulk(b"f"), Bulk(b"v")])),
+        (&[b"GET", b"h:str"], Bulk(b"v")),
+        (
+            &[b"MGET", b"h:str", b"h:one", b"h:none"],
+            Array(vec![Bulk(b"v"), Nil, Nil]),
+        ),
+        (&[b"EXISTS", b"h:one", b"h:str", b"h:none"], Int(2)),
+        // SET replaces a hash, DEL removes one, EXPIRE and RENAME work on one.
+        (&[b"HSET", b"h:t", b"f", b"v"], Int(1)),
+        (&[b"SET", b"h:t", b"x"], OK),
+        (&[b"TYPE", b"h:t"], Simple("string")),
+        (&[b"GET", b"h:t"], Bulk(b"x")),
+        (&[b"HSET", b"h:d", b"f", b"v"], Int(1)),
+        (&[b"DEL", b"h:d"], Int(1)),
+        (&[b"EXISTS", b"h:d"], Int(0)),
+        (&[b"HSET", b"h:ex", b"f", b"v"], Int(1)),
+        (&[b"EXPIRE", b"h:ex", b"100"], Int(1)),
+        (&[b"TTL", b"h:ex"], IntIn(99, 100)),
+        (&[b"HSET", b"h:ex", b"g", b"w"], Int(1)),
+        (&[b"TTL", b"h:ex"], IntIn(99, 100)),
+        (&[b"HSET", b"{h}r1", b"f", b"v"], Int(1)),
+        (&[b"RENAME", b"{h}r1", b"{h}r2"], OK),
+        (&[b"EXISTS", b"{h}r1"], Int(0)),
+        (&[b"TYPE", b"{h}r2"], Simple("hash")),
+        (&[b"HGET", b"{h}r2", b"f"], Bulk(b"v")),
+        // Arity and syntax.
+        (
+            &[b"HSET", b"h:x", b"a"],
+            Error("ERR wrong number of arguments for 'hset' command"),
+        ),
+        (
+            &[b"HSET", b"h:x", b"a", b"1", b"b"],
+            Error("ERR wrong number of arguments for 'hset' command"),
+        ),
+        (
+            &[b"HMSET", b"h:x", b"a"],
+            Error("ERR wrong number of arguments for 'hmset' command"),
+        ),
+        (
+            &[b"HMSET", b"h:x", b"a", b"1", b"b"],
+            Error("ERR wrong number of arguments for 'hmset' command"),
+        ),
+        (
+            &[b"HGET", b"h:x"],
+            Error("ERR wrong number of arguments for 'hget' command"),
+        ),
+        (
+            &[b"HDEL", b"h:x"],
+            Error("ERR wrong number of arguments for 'hdel' command"),
+        ),
+        (&[b"EXISTS", b"h:x"], Int(0)),
+        // Hashes in a transaction, over keys of one slot.
+        (&[b"MULTI"], OK),
+        (&[b"HSET", b"{h}a", b"f", b"1"], Simple("QUEUED")),
+        (&[b"HINCRBY", b"{h}a", b"f", b"2"], Simple("QUEUED")),
+        (&[b"HGET", b"{h}a", b"f"], Simple("QUEUED")),
+        (&[b"GET", b"{h}a"], Simple("QUEUED")),
+        (&[b"HGETALL", b"{h}a"], Simple("QUEUED")),
+        (
+            &[b"EXEC"],
+            Array(vec![
+                Int(1),
+                Int(3),
+                Bulk(b"3"),
+                WRONGTYPE,
+                Array(vec![Bulk(b"f"), Bulk(b"3")]),
+            ]),
+        ),
     ]
 }
 
@@ -787,7 +1186,7 @@ async fn redis_cli_and_redis_benchmark_work_against_the_gateway() {
     for pipeline in ["1", "16"] {
         let args = cli(&[
             "-t",
-            "set,get,incr,mset",
+            "set,get,incr,mset,hset",
             "-n",
             "1000",
             "-P",
@@ -796,7 +1195,7 @@ async fn redis_cli_and_redis_benchmark_work_against_the_gateway() {
         ]);
         let (ok, out) = run("redis-benchmark", args, "").await;
         assert!(ok, "-P {pipeline}: {out}");
-        for test in ["SET: ", "GET: ", "INCR: ", "MSET (10 keys): "] {
+        for test in ["SET: ", "GET: ", "INCR: ", "MSET (10 keys): ", "HSET: "] {
             assert!(out.contains(test), "-P {pipeline}: no {test:?} in {out}");
         }
         assert!(

@@ -9,8 +9,8 @@ use kvdb_core::proto::v1 as pb;
 use crate::options::{DeleteOptions, GetOptions, PutOptions, UpdateOptions};
 use crate::scan::{ScanCursor, ScanPage};
 use crate::txn::{Txn, TxnReply};
-use crate::update::{Action, ExpireWhen, Expiry, OnlyIf, Updated};
-use crate::value::{ClientError, Value};
+use crate::update::{Action, ExpireWhen, Expiry, OnlyIf, Refusal, Updated};
+use crate::value::{ClientError, HashPairs, Value};
 
 /// Key-value operations with per-request options.
 pub trait Kv: Send + Sync {
@@ -146,6 +146,67 @@ pub trait Kv: Send + Sync {
         async move { Ok(updated.await?.applied) }
     }
 
+    /// Sets fields of the hash at `key` (absent: a new hash), as Redis's `HSET`, returning
+    /// how many fields are new; keeps its expiry. [`Refusal::WrongType`] on a string.
+    fn hset(
+        &self,
+        key: &[u8],
+        pairs: &[(&[u8], &[u8])],
+    ) -> impl Future<Output = Result<i64, ClientError>> + Send {
+        let pairs = pairs
+            .iter()
+            .map(|(field, value)| (field.to_vec(), value.to_vec()))
+            .collect();
+        let action = Action::HashSet {
+            pairs,
+            only_new: false,
+        };
+        let updated = self.update_with(key, action, UpdateOptions::default());
+        async move { Ok(updated.await?.integer.unwrap_or_default()) }
+    }
+
+    /// Removes fields of the hash at `key` (and the key with its last field), returning how
+    /// many were there.
+    fn hdel(
+        &self,
+        key: &[u8],
+        fields: &[&[u8]],
+    ) -> impl Future<Output = Result<i64, ClientError>> + Send {
+        let action = Action::HashDel(fields.iter().map(|f| f.to_vec()).collect());
+        let updated = self.update_with(key, action, UpdateOptions::default());
+        async move { Ok(updated.await?.integer.unwrap_or_default()) }
+    }
+
+    /// Adds `by` to the integer in a hash field (absent: 0), returning the sum.
+    fn hincr_by(
+        &self,
+        key: &[u8],
+        field: &[u8],
+        by: i64,
+    ) -> impl Future<Output = Result<i64, ClientError>> + Send {
+        let action = Action::HashIncrBy {
+            field: field.to_vec(),
+            by,
+        };
+        let updated = self.update_with(key, action, UpdateOptions::default());
+        async move { Ok(updated.await?.integer.unwrap_or_default()) }
+    }
+
+    /// The pairs of the hash at `key` in insertion order (absent: none), by a strong read;
+    /// [`Refusal::WrongType`] when the key holds a string.
+    fn hgetall(&self, key: &[u8]) -> impl Future<Output = Result<HashPairs, ClientError>> + Send {
+        let read = self.get(key);
+        async move {
+            match read.await? {
+                None => Ok(Vec::new()),
+                Some(Value {
+                    hash: Some(pairs), ..
+                }) => Ok(pairs),
+                Some(_) => Err(ClientError::Refused(Refusal::WrongType)),
+            }
+        }
+    }
+
     /// Strong read with the default deadline.
     fn get(&self, key: &[u8]) -> impl Future<Output = Result<Option<Value>, ClientError>> + Send {
         self.get_with(key, GetOptions::default())
@@ -223,10 +284,18 @@ pub(crate) fn delete_request(
 
 /// Turns a read reply into the API's value.
 pub(crate) fn value_of(reply: pb::GetResponse) -> Option<Value> {
+    let hash = (reply.r#type() == pb::ValueType::Hash).then(|| {
+        reply
+            .fields
+            .iter()
+            .map(|pair| (pair.field.to_vec(), pair.value.to_vec()))
+            .collect()
+    });
     reply.found.then(|| Value {
         value: reply.value.to_vec(),
         version: Version(reply.version),
         expires_at_ms: (reply.expires_at_ms != 0).then_some(reply.expires_at_ms),
+        hash,
     })
 }
 

@@ -59,7 +59,7 @@ pub use scan::{ScanCursor, ScanPage};
 pub use smart::Client;
 pub use txn::{Renamed, Txn, TxnReply};
 pub use update::{Action, ExpireWhen, Expiry, OnlyIf, Refusal, Updated};
-pub use value::{ClientError, Value};
+pub use value::{ClientError, HashPairs, Value};
 
 /// The request executor over protobuf messages, for servers that relay requests as they
 /// arrive (the gateway). Not for applications: [`Client`] wraps it in domain types.

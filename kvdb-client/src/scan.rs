@@ -82,6 +82,7 @@ mod tests {
             resume_after: Some(b"b".to_vec().into()),
             shard_slot_end: 4095,
             stored_keys: 9,
+            ..Default::default()
         };
         let resumed = start.next(&more).unwrap();
         assert_eq!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 use kvdb_core::Version;
 use kvdb_core::proto::v1 as pb;
 
-use crate::value::ClientError;
+use crate::value::{ClientError, HashPairs};
 
 /// What an update does to a key's value.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,8 +25,8 @@ pub enum Action {
     },
     /// Removes the key, answering its value (`GETDEL`).
     GetDel,
-    /// Changes a present key's expiry; a time already past deletes it (`EXPIRE`, `PERSIST`).
-    /// Answers the key's value in [`Updated::old`] (`GETEX`).
+    /// Changes a present key's expiry, of any type; a time already past deletes it (`EXPIRE`,
+    /// `PERSIST`). Answers a string's value in [`Updated::old`] (`GETEX`).
     Expire {
         /// The new expiry; [`Expiry::Keep`] is refused.
         expiry: Expiry,
@@ -47,6 +47,34 @@ pub enum Action {
         offset: u64,
         /// The bytes.
         bytes: Vec<u8>,
+    },
+    /// Sets fields of a hash (absent: empty), as Redis's `HSET`; with `only_new`, only fields
+    /// not there yet (`HSETNX`). Answers in [`Updated::integer`] how many fields are new.
+    /// On a string: [`Refusal::WrongType`].
+    HashSet {
+        /// The field-value pairs; a later pair wins.
+        pairs: HashPairs,
+        /// Leave fields already there as they are.
+        only_new: bool,
+    },
+    /// Removes fields of a hash (`HDEL`), and the key with its last field. Answers in
+    /// [`Updated::integer`] how many were there.
+    HashDel(Vec<Vec<u8>>),
+    /// Adds to a hash field's 64-bit integer (absent: 0), as `HINCRBY`; answers the sum in
+    /// [`Updated::integer`].
+    HashIncrBy {
+        /// The field.
+        field: Vec<u8>,
+        /// The increment.
+        by: i64,
+    },
+    /// Adds to a hash field's float (absent: 0) as [`Action::IncrByFloat`] does
+    /// (`HINCRBYFLOAT`); answers the sum in [`Updated::float`].
+    HashIncrByFloat {
+        /// The field.
+        field: Vec<u8>,
+        /// The increment.
+        by: f64,
     },
 }
 
@@ -102,7 +130,8 @@ pub struct Updated {
     pub version: Version,
     /// The value before the update, for the actions that answer it.
     pub old: Option<Vec<u8>>,
-    /// `IncrBy`'s new value.
+    /// `IncrBy`'s and `HashIncrBy`'s new value; `HashSet`'s new fields; `HashDel`'s removed
+    /// fields.
     pub integer: Option<i64>,
     /// `IncrByFloat`'s new value, as stored.
     pub float: Option<String>,
@@ -127,8 +156,15 @@ pub enum Refusal {
     #[error("increment would produce NaN or Infinity")]
     NanOrInfinity,
     /// The value would exceed the node's value size limit.
-    #[error("string exceeds the node's value size limit")]
+    #[error("value exceeds the node's value size limit")]
     TooLarge,
+    /// The key holds another type of value (a string action on a hash, a hash action on a
+    /// string).
+    #[error("the key holds the wrong kind of value")]
+    WrongType,
+    /// The stored value does not decode: a server defect.
+    #[error("the stored value is corrupt")]
+    Corrupt,
 }
 
 impl Refusal {
@@ -142,6 +178,8 @@ impl Refusal {
             pb::UpdateError::NotFloat => Some(Refusal::NotFloat),
             pb::UpdateError::NanOrInfinity => Some(Refusal::NanOrInfinity),
             pb::UpdateError::TooLarge => Some(Refusal::TooLarge),
+            pb::UpdateError::WrongType => Some(Refusal::WrongType),
+            pb::UpdateError::Corrupt => Some(Refusal::Corrupt),
         }
     }
 }
@@ -171,6 +209,7 @@ pub(crate) fn update_request(
         }),
         Action::GetDel => Wire::GetDel(pb::GetDelAction {}),
         Action::Expire { expiry, when } => Wire::Expire(pb::ExpireAction {
+            string_only: false,
             expiry: Some(expiry_wire(*expiry)),
             when: match when {
                 ExpireWhen::Always => pb::expire_action::When::Always,
@@ -187,6 +226,27 @@ pub(crate) fn update_request(
         Action::SetRange { offset, bytes } => Wire::SetRange(pb::SetRangeAction {
             offset: *offset,
             value: bytes.clone().into(),
+        }),
+        Action::HashSet { pairs, only_new } => Wire::HashSet(pb::HashSetAction {
+            fields: pairs
+                .iter()
+                .map(|(field, value)| pb::HashField {
+                    field: field.clone().into(),
+                    value: value.clone().into(),
+                })
+                .collect(),
+            only_new: *only_new,
+        }),
+        Action::HashDel(fields) => Wire::HashDel(pb::HashDelAction {
+            fields: fields.iter().map(|f| f.clone().into()).collect(),
+        }),
+        Action::HashIncrBy { field, by } => Wire::HashIncrBy(pb::HashIncrByAction {
+            field: field.clone().into(),
+            by: *by,
+        }),
+        Action::HashIncrByFloat { field, by } => Wire::HashIncrByFloat(pb::HashIncrByFloatAction {
+            field: field.clone().into(),
+            by: format!("{by:?}"),
         }),
     };
     pb::UpdateRequest {

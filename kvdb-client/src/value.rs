@@ -15,7 +15,13 @@ pub struct Value {
     pub version: Version,
     /// Unix milliseconds at which the value expires, if it has a TTL.
     pub expires_at_ms: Option<u64>,
+    /// For a hash (written with the `Hash*` actions of [`crate::Action`]), its field-value
+    /// pairs in insertion order, and `value` is empty; `None` for a string.
+    pub hash: Option<HashPairs>,
 }
+
+/// A hash's field-value pairs, in insertion order.
+pub type HashPairs = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// How a client call failed, after every retry its deadline allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -30,6 +30,18 @@ impl DirKind {
     /// The on-disk format this build writes and reads for this kind.
     pub const fn current(self) -> u32 {
         match self {
+            // 2: records carry a value kind (strings, hashes) in their expiry word.
+            DirKind::Node => 2,
+            DirKind::Coordinator => 1,
+        }
+    }
+
+    /// The oldest format this build reads, restamping it as [`current`](Self::current) on
+    /// its first claim. Node format 1 is format 2 holding strings only: its records read
+    /// unchanged, so the restamp converts nothing; it only keeps an older build, which would
+    /// misread a hash, from opening the directory again.
+    pub const fn oldest_readable(self) -> u32 {
+        match self {
             DirKind::Node => 1,
             DirKind::Coordinator => 1,
         }
@@ -161,7 +173,8 @@ pub enum FormatError {
 pub enum Claim {
     /// Stamped already with the current format: use it as it is.
     Use,
-    /// No stamp (a new directory, or one from before stamps): write the current one.
+    /// No stamp (a new directory, or one from before stamps), or an older format this build
+    /// reads as it is: write the current one.
     Stamp,
 }
 
@@ -194,11 +207,12 @@ pub fn decide(dir: &Path, kind: DirKind, stamp: Option<&str>) -> Result<Claim, F
             found: found.version,
             supported: current.version,
         }),
+        std::cmp::Ordering::Less if found.version >= kind.oldest_readable() => Ok(Claim::Stamp),
         std::cmp::Ordering::Less => Err(FormatError::TooOld {
             dir: dir.to_owned(),
             kind,
             found: found.version,
-            supported: current.version,
+            supported: kind.oldest_readable(),
         }),
     }
 }
@@ -306,12 +320,21 @@ mod tests {
     }
 
     #[test]
+    fn a_node_directory_of_format_1_is_read_and_restamped() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join(FORMAT_FILE), "kvdb node format 1\n").unwrap();
+        claim(root.path(), DirKind::Node).unwrap();
+        let written = std::fs::read_to_string(root.path().join(FORMAT_FILE)).unwrap();
+        assert_eq!(written, "kvdb node format 2\n");
+    }
+
+    #[test]
     fn claim_stamps_a_new_directory_and_refuses_a_newer_one_untouched() {
         let root = tempfile::tempdir().unwrap();
         let new = root.path().join("new");
         claim(&new, DirKind::Node).unwrap();
         let written = std::fs::read_to_string(new.join(FORMAT_FILE)).unwrap();
-        assert_eq!(written, "kvdb node format 1\n");
+        assert_eq!(written, "kvdb node format 2\n");
         claim(&new, DirKind::Node).unwrap();
         assert!(matches!(
             claim(&new, DirKind::Coordinator),
@@ -320,7 +343,7 @@ mod tests {
 
         let newer = root.path().join("newer");
         std::fs::create_dir(&newer).unwrap();
-        std::fs::write(newer.join(FORMAT_FILE), "kvdb node format 2\n").unwrap();
+        std::fs::write(newer.join(FORMAT_FILE), "kvdb node format 3\n").unwrap();
         assert!(matches!(
             claim(&newer, DirKind::Node),
             Err(FormatError::TooNew { .. })

@@ -39,6 +39,7 @@ pub mod coordinator_error;
 pub mod data_format;
 pub mod epoch;
 pub mod error;
+pub mod hash_value;
 pub mod ids;
 pub mod incoming;
 pub mod introspection;

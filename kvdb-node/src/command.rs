@@ -127,7 +127,9 @@ impl Txn {
 /// What one [`TxnOp`] found or did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TxnOpResult {
-    /// A `Get`: the live value, its version and expiry, or `None` when absent.
+    /// A `Get`: the live value, its version and its kind and expiry as
+    /// `StoredValue::expiry_word` (`None` for 0, so results recorded before value kinds read
+    /// the same), or `None` when absent.
     Got(Option<(Vec<u8>, Version, Option<u64>)>),
     /// A `Put`, `Delete` or `Update`: what the same operation alone would answer.
     Wrote(CommandResult),
@@ -204,7 +206,8 @@ pub struct Delete {
 }
 
 pub use crate::update::{
-    ExpireWhen, ExpiryChange, OnlyIf, Update, UpdateAction, UpdateError, UpdateValue, Updated,
+    ExpireWhen, ExpiryChange, HashUpdate, OnlyIf, Update, UpdateAction, UpdateError, UpdateValue,
+    Updated,
 };
 
 impl Command {

@@ -22,6 +22,7 @@ use tonic::{Request, Response, Status};
 
 use crate::clock;
 use crate::kv_service::{read_error, timed_out};
+use crate::proposal;
 use crate::replica_manager::ReplicaManager;
 
 /// About how many bytes of keys and values one message carries.
@@ -71,13 +72,19 @@ impl ExportService {
             .into_iter()
             .filter(|(key, value)| value.is_live(now) && replica.serves(key))
             .take(limit)
-            .map(|(key, value)| pb::ExportedKey {
-                key: key.into(),
-                value: value.value.into(),
-                version: value.version.0,
-                expires_at_ms: value.expire_at_ms.unwrap_or(0),
-            });
-        Ok(chunks(applied_index, live))
+            .map(|(key, value)| {
+                let read = proposal::get_response(Some(value))?;
+                Ok(pb::ExportedKey {
+                    key: key.into(),
+                    value: read.value,
+                    version: read.version,
+                    expires_at_ms: read.expires_at_ms,
+                    r#type: read.r#type,
+                    fields: read.fields,
+                })
+            })
+            .collect::<Result<Vec<_>, KvError>>()?;
+        Ok(chunks(applied_index, live.into_iter()))
     }
 }
 
@@ -126,7 +133,7 @@ mod tests {
             key: name.as_bytes().to_vec().into(),
             value: vec![0; bytes].into(),
             version: 1,
-            expires_at_ms: 0,
+            ..Default::default()
         }
     }
 

@@ -236,7 +236,7 @@ impl KvService {
         let end = last.min(local.slot_end).min(served.end);
         let now = clock::now_ms();
         let resume_after = (page.len() == limit).then(|| page[limit - 1].0.clone().into());
-        let keys = page
+        let (keys, types) = page
             .into_iter()
             .filter(|(key, value)| {
                 let key_slot = kvdb_core::slot::slot(key);
@@ -245,11 +245,12 @@ impl KvService {
                     && served.contains(key_slot)
                     && value.is_live(now)
             })
-            .map(|(key, _)| key.into())
-            .collect();
+            .map(|(key, value)| (key.into(), proposal::value_type(value.kind) as i32))
+            .unzip();
         replica.note_read();
         Ok(pb::ScanResponse {
             keys,
+            types,
             resume_after,
             shard_slot_end: u32::from(local.slot_end.min(served.end).0),
             stored_keys,
@@ -283,15 +284,7 @@ impl KvService {
         }
         replica.note_read();
         let now = clock::now_ms();
-        Ok(match stored.filter(|v| v.is_live(now)) {
-            Some(v) => pb::GetResponse {
-                found: true,
-                value: v.value.into(),
-                version: v.version.0,
-                expires_at_ms: v.expire_at_ms.unwrap_or(0),
-            },
-            None => pb::GetResponse::default(),
-        })
+        proposal::get_response(stored.filter(|v| v.is_live(now)))
     }
 
     /// The barrier of a strong read: `replica` still leads (under its lease, or after a

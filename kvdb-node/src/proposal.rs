@@ -9,11 +9,14 @@
 
 use kvdb_core::Version;
 use kvdb_core::error::KvError;
+use kvdb_core::hash_value::HashValue;
 use kvdb_core::proto::v1 as pb;
+use kvdb_core::storage::{StoredValue, ValueKind};
 
 use crate::command::{
-    Command, CommandResult, Delete, ExpireWhen, ExpiryChange, OnlyIf, Op, Put, RenameOutcome, Txn,
-    TxnOp, TxnOpResult, Update, UpdateAction, UpdateError, UpdateValue, WriteId,
+    Command, CommandResult, Delete, ExpireWhen, ExpiryChange, HashUpdate, OnlyIf, Op, Put,
+    RenameOutcome, Txn, TxnOp, TxnOpResult, Update, UpdateAction, UpdateError, UpdateValue,
+    WriteId,
 };
 use crate::expiry;
 use kvdb_core::call_link::max_message_bytes;
@@ -140,7 +143,10 @@ pub fn update_command(
                 Ok(pb::expire_action::When::XxLt) => ExpireWhen::XxLt,
                 Err(_) => return Err(invalid("unknown expire condition")),
             };
-            UpdateAction::Expire { at_ms, when }
+            match expire.string_only {
+                true => UpdateAction::GetEx { at_ms, when },
+                false => UpdateAction::Expire { at_ms, when },
+            }
         }
         Action::IncrBy(by) => UpdateAction::IncrBy(*by),
         Action::IncrByFloat(by) => UpdateAction::IncrByLongDouble(by.clone()),
@@ -154,6 +160,46 @@ pub fn update_command(
                 offset: range.offset,
                 bytes: range.value.to_vec(),
             }
+        }
+        Action::HashSet(set) => {
+            if set.fields.is_empty() {
+                return Err(invalid("hash_set without a field"));
+            }
+            let mut pairs = Vec::with_capacity(set.fields.len());
+            for pair in &set.fields {
+                limits.check_value(&pair.field)?;
+                limits.check_value(&pair.value)?;
+                pairs.push((pair.field.to_vec(), pair.value.to_vec()));
+            }
+            UpdateAction::Hash(HashUpdate::Set {
+                pairs,
+                only_new: set.only_new,
+            })
+        }
+        Action::HashDel(del) => {
+            if del.fields.is_empty() {
+                return Err(invalid("hash_del without a field"));
+            }
+            for field in &del.fields {
+                limits.check_value(field)?;
+            }
+            UpdateAction::Hash(HashUpdate::Del(
+                del.fields.iter().map(|f| f.to_vec()).collect(),
+            ))
+        }
+        Action::HashIncrBy(incr) => {
+            limits.check_value(&incr.field)?;
+            UpdateAction::Hash(HashUpdate::IncrBy {
+                field: incr.field.to_vec(),
+                by: incr.by,
+            })
+        }
+        Action::HashIncrByFloat(incr) => {
+            limits.check_value(&incr.field)?;
+            UpdateAction::Hash(HashUpdate::IncrByFloat {
+                field: incr.field.to_vec(),
+                by: incr.by.clone(),
+            })
         }
     };
     let update = Update {
@@ -244,13 +290,18 @@ pub fn txn_response(result: CommandResult) -> Result<pb::TxnResponse, KvError> {
     for result in results {
         let answer = match result {
             TxnOpResult::Got(found) => Answer::Get(match found {
-                Some((value, version, expire_at_ms)) => pb::GetResponse {
-                    found: true,
-                    value: value.into(),
-                    version: version.0,
-                    expires_at_ms: expire_at_ms.unwrap_or(0),
-                },
-                None => pb::GetResponse::default(),
+                Some((value, version, word)) => {
+                    let (kind, expire_at_ms) = StoredValue::split_expiry_word(word.unwrap_or(0))
+                        .ok_or_else(|| KvError::Internal("unknown value kind".into()))?;
+                    let value = StoredValue {
+                        value,
+                        version,
+                        expire_at_ms,
+                        kind,
+                    };
+                    get_response(Some(value))?
+                }
+                None => get_response(None)?,
             }),
             TxnOpResult::Wrote(wrote @ CommandResult::Put { .. }) => {
                 Answer::Put(put_response(wrote)?)
@@ -342,6 +393,44 @@ pub fn delete_response(result: CommandResult) -> Result<pb::DeleteResponse, KvEr
     }
 }
 
+/// The wire name of a value's kind.
+pub fn value_type(kind: ValueKind) -> pb::ValueType {
+    match kind {
+        ValueKind::String => pb::ValueType::String,
+        ValueKind::Hash => pb::ValueType::Hash,
+    }
+}
+
+/// The client's answer to a read of a key whose live value is `found`: a hash answers its
+/// pairs.
+pub fn get_response(found: Option<StoredValue>) -> Result<pb::GetResponse, KvError> {
+    let Some(v) = found else {
+        return Ok(pb::GetResponse::default());
+    };
+    let mut response = pb::GetResponse {
+        found: true,
+        version: v.version.0,
+        expires_at_ms: v.expire_at_ms.unwrap_or(0),
+        ..Default::default()
+    };
+    match v.kind {
+        ValueKind::String => response.value = v.value.into(),
+        ValueKind::Hash => {
+            let hash = HashValue::decode(&v.value).map_err(|e| KvError::Internal(e.to_string()))?;
+            response.set_type(value_type(v.kind));
+            response.fields = hash
+                .into_pairs()
+                .into_iter()
+                .map(|(field, value)| pb::HashField {
+                    field: field.into(),
+                    value: value.into(),
+                })
+                .collect();
+        }
+    }
+    Ok(response)
+}
+
 /// The client's answer to an update; a value that refused it is an answer, not an error.
 pub fn update_response(result: CommandResult) -> Result<pb::UpdateResponse, KvError> {
     use pb::update_response::Value;
@@ -354,6 +443,8 @@ pub fn update_response(result: CommandResult) -> Result<pb::UpdateResponse, KvEr
                 UpdateError::NotFloat => pb::UpdateError::NotFloat,
                 UpdateError::NanOrInfinity => pb::UpdateError::NanOrInfinity,
                 UpdateError::TooLarge { .. } => pb::UpdateError::TooLarge,
+                UpdateError::WrongType => pb::UpdateError::WrongType,
+                UpdateError::Corrupt => pb::UpdateError::Corrupt,
             };
             return Ok(pb::UpdateResponse {
                 error: error as i32,
@@ -465,6 +556,7 @@ mod tests {
                     when: Some(pb::expiry::When::TtlMs(ttl_ms)),
                 }),
                 when: pb::expire_action::When::Gt as i32,
+                string_only: false,
             })),
             ..Default::default()
         };

@@ -13,9 +13,10 @@
 //! Out of scope: relative times (the leader makes every expiry absolute when it proposes).
 
 use kvdb_core::Version;
+use kvdb_core::hash_value::HashValue;
 use kvdb_core::redis_numbers::long_double::{self, LongDoubleError};
 use kvdb_core::redis_numbers::{format_float, parse_float, parse_integer};
-use kvdb_core::storage::StoredValue;
+use kvdb_core::storage::{StoredValue, ValueKind};
 use serde::{Deserialize, Serialize};
 
 use crate::command::WriteId;
@@ -77,6 +78,47 @@ pub enum UpdateAction {
     /// `kvdb_core::redis_numbers::long_double`); the increment as sent. Appended last: log
     /// entries encode a variant by its index.
     IncrByLongDouble(String),
+    /// A hash command, on a [`ValueKind::Hash`] value. Appended last, as above.
+    Hash(HashUpdate),
+    /// `GETEX` with an option: [`UpdateAction::Expire`] that refuses a key of another type
+    /// than a string, changing nothing, since it must answer the string. Appended last.
+    GetEx {
+        /// Absolute instant (ms since the Unix epoch); `None` removes the expiry.
+        at_ms: Option<u64>,
+        /// The condition on the key's current expiry (`GETEX` sends `Always`).
+        when: ExpireWhen,
+    },
+}
+
+/// What an [`UpdateAction::Hash`] does to the hash under its key (absent: empty). A hash left
+/// empty is removed, as Redis removes it; a changed hash keeps its expiry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HashUpdate {
+    /// `HSET`/`HMSET`, and `HSETNX` (`only_new`: fields already there keep their value):
+    /// answers how many fields are new.
+    Set {
+        /// The pairs, in the order given; a later pair wins.
+        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+        /// Set only absent fields.
+        only_new: bool,
+    },
+    /// `HDEL`: answers how many of the fields were there.
+    Del(Vec<Vec<u8>>),
+    /// `HINCRBY`: add to a field's 64-bit integer (absent: 0); answers the sum.
+    IncrBy {
+        /// The field.
+        field: Vec<u8>,
+        /// The increment.
+        by: i64,
+    },
+    /// `HINCRBYFLOAT`, in Redis's `long double` like [`UpdateAction::IncrByLongDouble`]:
+    /// answers the sum as stored.
+    IncrByFloat {
+        /// The field.
+        field: Vec<u8>,
+        /// The increment as sent.
+        by: String,
+    },
 }
 
 impl From<LongDoubleError> for UpdateError {
@@ -176,6 +218,13 @@ pub enum UpdateError {
         /// The limit.
         max: u64,
     },
+    /// The key holds another kind of value than the command works on (`GET` of a hash,
+    /// `HSET` on a string).
+    #[error("the key holds the wrong kind of value")]
+    WrongType,
+    /// The stored value does not decode: a defect, reported rather than overwritten.
+    #[error("the stored value is corrupt")]
+    Corrupt,
 }
 
 /// What [`decide`] asks the machine to store.
@@ -198,7 +247,19 @@ pub fn decide(
     version: Version,
 ) -> (Result<Updated, UpdateError>, Write) {
     let current_version = current.map_or(Version(0), |v| v.version);
-    let old = current.map(|v| v.value.clone());
+    let is_string = current.is_none_or(|v| v.kind == ValueKind::String);
+    let wants_string = match &update.action {
+        // SET replaces any kind, unless it must answer the old string; EXPIRE and PERSIST
+        // work on any kind (below, `old` is only ever a string).
+        UpdateAction::Set { return_old, .. } => *return_old,
+        UpdateAction::Expire { .. } => false,
+        UpdateAction::Hash(_) => false,
+        _ => true,
+    };
+    if wants_string && !is_string {
+        return (Err(UpdateError::WrongType), Write::None);
+    }
+    let old = current.filter(|_| is_string).map(|v| v.value.clone());
     let kept = current.and_then(|v| v.expire_at_ms);
     let unchanged = |old: Option<Vec<u8>>| Updated {
         applied: false,
@@ -211,6 +272,7 @@ pub fn decide(
             value,
             version,
             expire_at_ms,
+            kind: ValueKind::String,
         })
     };
     let changed = |old, value| Updated {
@@ -253,7 +315,7 @@ pub fn decide(
             None => (Ok(unchanged(None)), Write::None),
             Some(_) => (Ok(changed(old, UpdateValue::None)), Write::Delete),
         },
-        UpdateAction::Expire { at_ms, when } => {
+        UpdateAction::Expire { at_ms, when } | UpdateAction::GetEx { at_ms, when } => {
             let Some(current) = current else {
                 return (Ok(unchanged(None)), Write::None);
             };
@@ -265,7 +327,11 @@ pub fn decide(
                 // PERSIST of a key without expiry changes nothing.
                 None if kept.is_none() => (Ok(unchanged(old)), Write::None),
                 _ => {
-                    let write = put(current.value.clone(), *at_ms);
+                    let write = Write::Put(StoredValue {
+                        version,
+                        expire_at_ms: *at_ms,
+                        ..current.clone()
+                    });
                     (Ok(changed(old, UpdateValue::None)), write)
                 }
             }
@@ -343,7 +409,83 @@ pub fn decide(
                 put(value, kept),
             )
         }
+        UpdateAction::Hash(action) => {
+            let mut hash = match current {
+                None => HashValue::new(),
+                Some(v) if v.kind != ValueKind::Hash => {
+                    return (Err(UpdateError::WrongType), Write::None);
+                }
+                Some(v) => match HashValue::decode(&v.value) {
+                    Ok(hash) => hash,
+                    Err(_) => return (Err(UpdateError::Corrupt), Write::None),
+                },
+            };
+            let (answer, modified) = match hash_change(&mut hash, action) {
+                Ok(done) => done,
+                Err(e) => return (Err(e), Write::None),
+            };
+            if !modified {
+                let mut same = unchanged(None);
+                same.value = answer;
+                return (Ok(same), Write::None);
+            }
+            if hash.is_empty() {
+                return (Ok(changed(None, answer)), Write::Delete);
+            }
+            if hash.encoded_len() as u64 > update.max_len {
+                return (Err(too_large(hash.encoded_len())), Write::None);
+            }
+            let write = Write::Put(StoredValue {
+                value: hash.encode(),
+                version,
+                expire_at_ms: kept,
+                kind: ValueKind::Hash,
+            });
+            (Ok(changed(None, answer)), write)
+        }
     }
+}
+
+/// Applies a hash command to `hash`: what the command replies, and whether it changed the
+/// hash (Redis leaves a key untouched, and its watchers undisturbed, when `HSETNX` or `HDEL`
+/// find nothing to do).
+fn hash_change(
+    hash: &mut HashValue,
+    action: &HashUpdate,
+) -> Result<(UpdateValue, bool), UpdateError> {
+    let answer = match action {
+        HashUpdate::Set { pairs, only_new } => {
+            let mut added = 0;
+            for (field, value) in pairs {
+                if *only_new && hash.get(field).is_some() {
+                    continue;
+                }
+                added += i64::from(hash.set(field, value.clone()));
+            }
+            let modified = added > 0 || !*only_new;
+            return Ok((UpdateValue::Integer(added), modified));
+        }
+        HashUpdate::Del(fields) => {
+            let removed: i64 = fields.iter().map(|f| i64::from(hash.remove(f))).sum();
+            return Ok((UpdateValue::Integer(removed), removed > 0));
+        }
+        HashUpdate::IncrBy { field, by } => {
+            let base = match hash.get(field).map(parse_integer) {
+                None => 0,
+                Some(Some(n)) => n,
+                Some(None) => return Err(UpdateError::NotInteger),
+            };
+            let sum = base.checked_add(*by).ok_or(UpdateError::Overflow)?;
+            hash.set(field, sum.to_string().into_bytes());
+            UpdateValue::Integer(sum)
+        }
+        HashUpdate::IncrByFloat { field, by } => {
+            let text = long_double::incr_by_float(hash.get(field), by.as_bytes())?;
+            hash.set(field, text.clone().into_bytes());
+            UpdateValue::Float(text)
+        }
+    };
+    Ok((answer, true))
 }
 
 /// Whether an expiry change `when` holds for a key expiring at `current` (`None`: never)

@@ -8,6 +8,7 @@
 use kvdb_core::redis_numbers::parse_integer;
 
 use crate::error::CommandError;
+use crate::hash::{self, HashRead};
 use crate::reply::Protocol;
 use crate::table::{self, Spec};
 use crate::update;
@@ -206,6 +207,13 @@ pub enum Command {
     ReadOnly(bool),
     /// `ASKING`.
     Asking,
+    /// A hash read (`HGET`, `HGETALL`, `HSCAN`...); hash writes are updates.
+    Hash {
+        /// The hash's key.
+        key: Arg,
+        /// What to answer.
+        read: HashRead,
+    },
 }
 
 /// A `CLUSTER` subcommand.
@@ -234,8 +242,9 @@ pub struct Scan {
     pub pattern: Option<Arg>,
     /// About how many keys to examine.
     pub count: usize,
-    /// `TYPE` named a type other than `string`, the only one KvDB stores: nothing matches.
-    pub other_type: bool,
+    /// Only keys of this type (`TYPE`), its name lower case; a name KvDB does not store
+    /// matches nothing, as in Redis 7.0.
+    pub type_name: Option<String>,
 }
 
 /// The table entry for `argv`'s command, with its argument count checked.
@@ -382,6 +391,13 @@ pub fn parse(argv: Vec<Arg>) -> Result<Command, CommandError> {
             }
             _ => Err(CommandError::Syntax),
         },
+        "hset" | "hsetnx" | "hmset" | "hdel" | "hincrby" | "hincrbyfloat" => {
+            hash::parse_write(spec.name, args).map(Command::Update)
+        }
+        "hget" | "hmget" | "hgetall" | "hexists" | "hlen" | "hkeys" | "hvals" | "hstrlen"
+        | "hscan" | "hrandfield" => {
+            hash::parse_read(spec.name, args).map(|(key, read)| Command::Hash { key, read })
+        }
         other => unreachable!("command {other} is in the table but has no parser"),
     }
 }
@@ -524,7 +540,7 @@ fn parse_scan(args: Vec<Arg>) -> Result<Scan, CommandError> {
         cursor,
         pattern: None,
         count: 10,
-        other_type: false,
+        type_name: None,
     };
     while let Some(option) = args.next() {
         let value = args.next().ok_or(CommandError::Syntax)?;
@@ -534,7 +550,7 @@ fn parse_scan(args: Vec<Arg>) -> Result<Scan, CommandError> {
                 n if n < 1 => return Err(CommandError::Syntax),
                 n => scan.count = n as usize,
             },
-            "type" => scan.other_type = !value.eq_ignore_ascii_case(b"string"),
+            "type" => scan.type_name = Some(lower(&value)),
             _ => return Err(CommandError::Syntax),
         }
     }

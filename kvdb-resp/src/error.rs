@@ -53,6 +53,28 @@ pub enum CommandError {
     /// `INCRBYFLOAT` to a NaN or an infinity.
     #[error("ERR increment would produce NaN or Infinity")]
     NanOrInfinity,
+    /// `HINCRBYFLOAT` by an infinity.
+    #[error("ERR value is NaN or Infinity")]
+    NanOrInfinityValue,
+    /// `HINCRBY` of a field whose value is not a 64-bit integer.
+    #[error("ERR hash value is not an integer")]
+    HashNotInteger,
+    /// `HINCRBYFLOAT` of a field whose value is not a float.
+    #[error("ERR hash value is not a float")]
+    HashNotFloat,
+    /// A hash write that would make the hash larger than the node's value size limit (a hash
+    /// is stored whole in one record).
+    #[error("ERR hash exceeds the node's value size limit")]
+    HashTooLarge,
+    /// A command on a key holding another type of value.
+    #[error("WRONGTYPE Operation against a key holding the wrong kind of value")]
+    WrongType,
+    /// A count past the range a command allows.
+    #[error("ERR value is out of range")]
+    ValueOutOfRange,
+    /// The shard found a stored value that does not decode: a server defect.
+    #[error("ERR internal error: the stored value is corrupt")]
+    CorruptValue,
     /// `SETRANGE` with a negative offset.
     #[error("ERR offset is out of range")]
     OffsetOutOfRange,

@@ -219,12 +219,19 @@ impl Store {
         let mut next = Some(at.clone());
         for _ in 0..SCAN_PAGES {
             let (page, after) = self.page(&at, scan.count, deadline).await?;
-            keys.extend(page.keys.into_iter().filter(|key| {
-                !scan.other_type
+            // A shard that lists no types stores strings only.
+            let types = page.types.iter().copied().chain(std::iter::repeat(0));
+            keys.extend(page.keys.into_iter().zip(types).filter_map(|(key, kind)| {
+                let type_name = match pb::ValueType::try_from(kind) {
+                    Ok(pb::ValueType::Hash) => "hash",
+                    _ => "string",
+                };
+                let wanted = scan.type_name.as_deref().is_none_or(|t| t == type_name)
                     && scan
                         .pattern
                         .as_deref()
-                        .is_none_or(|pattern| glob_matches(pattern, key))
+                        .is_none_or(|pattern| glob_matches(pattern, &key));
+                wanted.then_some(key)
             }));
             next = after;
             match &next {

@@ -13,13 +13,16 @@
 //! `MULTI`/`EXEC` with `WATCH`, `MSETNX` and `RENAME` are one KvDB transaction each, over keys
 //! of one slot (hash tags), atomic and exactly once; keys in several slots get `CROSSSLOT`.
 //!
+//! Hashes (`HSET`, `HGET`, `HGETALL`, `HINCRBY`...) are stored whole in their key's record:
+//! their writes are updates like the string ones, their reads one read of the key.
+//!
 //! `SCAN`, `KEYS`, `DBSIZE` and `RANDOMKEY` walk every shard in slot order (see `scan`).
 //!
 //! A storage node serves Redis Cluster mode (see `cluster`): it answers the keys of the shards
 //! it leads, redirects the others with `MOVED`, and describes the map with `CLUSTER SLOTS`,
 //! `SHARDS`, `NODES` and `INFO`, so cluster-aware clients route themselves.
 //!
-//! Out of scope for now: other data types, pub/sub, `ASK` redirections, TLS on this port. `docs/redis.md` lists what
+//! Out of scope for now: lists, sets, sorted sets, streams, pub/sub, `ASK` redirections, TLS on this port. `docs/redis.md` lists what
 //! differs from Redis and why.
 //!
 //! # Layout
@@ -31,6 +34,7 @@
 //! - `exec`: running plans over the executor, alone or as one transaction (`EXEC`).
 //! - `scan`: scan positions behind cursors, and glob matching.
 //! - `update`: the read-modify-write commands, their wire form and their replies.
+//! - `hash`: the hash commands' arguments, write actions and replies.
 //! - `cluster`: where a slot is served in cluster mode, and the `CLUSTER` replies.
 //! - `session`, `info`: connection state and the commands about the server itself.
 //! - `server`, `connection`: [`serve`] and one task per connection.
@@ -43,6 +47,7 @@ pub mod command;
 mod connection;
 pub mod error;
 mod exec;
+mod hash;
 mod info;
 mod options;
 mod plan;

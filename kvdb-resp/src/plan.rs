@@ -11,6 +11,7 @@ use pb::txn_result::Result as Done;
 
 use crate::command::{Arg, Command, Expiry, Set};
 use crate::error::CommandError;
+use crate::hash;
 use crate::reply::Reply;
 use crate::update::{self, UpdateOp};
 
@@ -74,7 +75,8 @@ pub fn plan(command: &Command, now_ms: u64) -> Option<Result<Plan, Reply>> {
         | Command::Type(key)
         | Command::GetRange { key, .. }
         | Command::StrLen(key)
-        | Command::ExpireTime { key, .. } => Ok(Plan::of(vec![get(key)])),
+        | Command::ExpireTime { key, .. }
+        | Command::Hash { key, .. } => Ok(Plan::of(vec![get(key)])),
         Command::Set(set) | Command::SetNx(set) => put(set).map(|op| Plan::of(vec![op])),
         Command::MGet(keys) | Command::Exists(keys) => Ok(Plan::of(keys.iter().map(get).collect())),
         Command::MSet(pairs) => puts(pairs).map(Plan::of),
@@ -122,8 +124,13 @@ pub fn answer(command: &Command, applied: bool, results: Vec<Done>, now_ms: u64)
         Some(Done::Get(got)) => Ok(got.found.then_some(got)),
         _ => Err(mismatch()),
     };
+    // A string read of another type of value is refused as Redis refuses it.
+    let string = |done: Option<Done>| match got(done)? {
+        Some(got) if hash::is_hash(&got) => Err(CommandError::WrongType.into()),
+        found => Ok(found),
+    };
     let reply = match command {
-        Command::Get(_) => got(next()).map(|got| match got {
+        Command::Get(_) => string(next()).map(|got| match got {
             Some(got) => Reply::Bulk(got.value.to_vec()),
             None => Reply::Null,
         }),
@@ -136,11 +143,12 @@ pub fn answer(command: &Command, applied: bool, results: Vec<Done>, now_ms: u64)
             Some(Done::Put(put)) => Ok(Reply::Integer(i64::from(put.applied))),
             _ => Err(mismatch()),
         },
+        // MGET answers null for a key of another type, as Redis does.
         Command::MGet(keys) => (0..keys.len())
             .map(|_| {
                 got(next()).map(|got| match got {
-                    Some(got) => Reply::Bulk(got.value.to_vec()),
-                    None => Reply::Null,
+                    Some(got) if !hash::is_hash(&got) => Reply::Bulk(got.value.to_vec()),
+                    _ => Reply::Null,
                 })
             })
             .collect::<Result<Vec<_>, _>>()
@@ -161,15 +169,22 @@ pub fn answer(command: &Command, applied: bool, results: Vec<Done>, now_ms: u64)
             .map(Reply::Integer),
         Command::Ttl { millis, .. } => got(next())
             .map(|got| Reply::Integer(ttl_reply(got.map(|g| g.expires_at_ms), now_ms, *millis))),
-        Command::Type(_) => got(next())
-            .map(|got| Reply::Simple(if got.is_some() { "string" } else { "none" }.into())),
-        Command::GetRange { start, end, .. } => got(next()).map(|got| {
+        Command::Type(_) => got(next()).map(|got| {
+            let name = match got {
+                None => "none",
+                Some(got) if hash::is_hash(&got) => "hash",
+                Some(_) => "string",
+            };
+            Reply::Simple(name.into())
+        }),
+        Command::GetRange { start, end, .. } => string(next()).map(|got| {
             let value = got.map(|g| g.value).unwrap_or_default();
             Reply::Bulk(update::range(&value, *start, *end).to_vec())
         }),
         Command::StrLen(_) => {
-            got(next()).map(|got| Reply::Integer(got.map_or(0, |g| g.value.len() as i64)))
+            string(next()).map(|got| Reply::Integer(got.map_or(0, |g| g.value.len() as i64)))
         }
+        Command::Hash { read, .. } => got(next()).map(|got| hash::read_reply(read, got)),
         Command::ExpireTime { millis, .. } => got(next()).map(|got| {
             Reply::Integer(match got.map(|g| g.expires_at_ms) {
                 None => -2,
@@ -298,7 +313,7 @@ mod tests {
                 found: true,
                 value: value.to_vec().into(),
                 version: 1,
-                expires_at_ms: 0,
+                ..Default::default()
             })
         };
         let absent = Done::Get(pb::GetResponse::default());

@@ -50,6 +50,9 @@ pub enum Reply {
     Array(Vec<Reply>),
     /// Key-value pairs, in order; a flat array in RESP2.
     Map(Vec<(Reply, Reply)>),
+    /// Pairs that may repeat (`HRANDFIELD ... WITHVALUES`): an array of two-item arrays in
+    /// RESP3, a flat array in RESP2.
+    Pairs(Vec<(Reply, Reply)>),
     /// A floating-point number; a bulk string in RESP2.
     Double(f64),
     /// A boolean; the integer 1 or 0 in RESP2.
@@ -102,7 +105,7 @@ impl Reply {
             Reply::Bulk(b) => Frame2::BulkString(b.clone()),
             Reply::Null | Reply::NullArray => Frame2::Null,
             Reply::Array(items) => Frame2::Array(items.iter().map(Reply::to_resp2).collect()),
-            Reply::Map(pairs) => Frame2::Array(
+            Reply::Map(pairs) | Reply::Pairs(pairs) => Frame2::Array(
                 pairs
                     .iter()
                     .flat_map(|(k, v)| [k.to_resp2(), v.to_resp2()])
@@ -135,6 +138,16 @@ impl Reply {
             Reply::Null | Reply::NullArray => Frame3::Null,
             Reply::Array(items) => Frame3::Array {
                 data: items.iter().map(Reply::to_resp3).collect(),
+                attributes: None,
+            },
+            Reply::Pairs(pairs) => Frame3::Array {
+                data: pairs
+                    .iter()
+                    .map(|(k, v)| Frame3::Array {
+                        data: vec![k.to_resp3(), v.to_resp3()],
+                        attributes: None,
+                    })
+                    .collect(),
                 attributes: None,
             },
             Reply::Map(pairs) => {

@@ -187,6 +187,22 @@ pub const COMMANDS: &[Spec] = &[
     Spec::new("randomkey", 1, &["readonly"], NONE),
     Spec::new("flushdb", -1, &["write"], NONE),
     Spec::new("flushall", -1, &["write"], NONE),
+    Spec::new("hset", -4, &["write", "denyoom", "fast"], KEY),
+    Spec::new("hsetnx", 4, &["write", "denyoom", "fast"], KEY),
+    Spec::new("hmset", -4, &["write", "denyoom", "fast"], KEY),
+    Spec::new("hget", 3, &["readonly", "fast"], KEY),
+    Spec::new("hmget", -3, &["readonly", "fast"], KEY),
+    Spec::new("hgetall", 2, &["readonly"], KEY),
+    Spec::new("hdel", -3, &["write", "fast"], KEY),
+    Spec::new("hexists", 3, &["readonly", "fast"], KEY),
+    Spec::new("hlen", 2, &["readonly", "fast"], KEY),
+    Spec::new("hkeys", 2, &["readonly"], KEY),
+    Spec::new("hvals", 2, &["readonly"], KEY),
+    Spec::new("hstrlen", 3, &["readonly", "fast"], KEY),
+    Spec::new("hincrby", 4, &["write", "denyoom", "fast"], KEY),
+    Spec::new("hincrbyfloat", 4, &["write", "denyoom", "fast"], KEY),
+    Spec::new("hscan", -3, &["readonly"], KEY),
+    Spec::new("hrandfield", -2, &["readonly"], KEY),
 ];
 
 /// The flags of `MULTI`, `DISCARD`, `WATCH` and `UNWATCH`.
@@ -210,7 +226,7 @@ mod tests {
         assert!(set.arity_fits(3) && set.arity_fits(9));
         let get = lookup(b"get").unwrap();
         assert!(get.arity_fits(2) && !get.arity_fits(3));
-        assert!(lookup(b"hset").is_none());
+        assert!(lookup(b"lpush").is_none());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use kvdb_core::proto::v1 as pb;
 
 use crate::command::{Arg, Expiry, Set, integer};
 use crate::error::CommandError;
+use crate::hash::{self, HashWrite};
 use crate::reply::Reply;
 
 /// Redis's largest string (`proto-max-bulk-len`'s default), which `SETRANGE` checks first.
@@ -82,6 +83,8 @@ pub enum UpdateOp {
     },
     /// `PERSIST`: replies 1 if an expiry was removed.
     Persist,
+    /// A hash write (`HSET`, `HDEL`, `HINCRBY`...).
+    Hash(HashWrite),
 }
 
 fn first(args: &[Arg]) -> Arg {
@@ -249,6 +252,7 @@ pub fn request(update: &Update, write_id: pb::WriteId) -> pb::UpdateRequest {
     use pb::update_request::Action;
     let expire = |expiry, when: When| {
         Action::Expire(pb::ExpireAction {
+            string_only: matches!(update.op, UpdateOp::GetEx(_)),
             expiry,
             when: match when {
                 When::Always => pb::expire_action::When::Always,
@@ -290,6 +294,7 @@ pub fn request(update: &Update, write_id: pb::WriteId) -> pb::UpdateRequest {
         UpdateOp::GetEx(time) => expire(time.map_or_else(never, time_wire), When::Always),
         UpdateOp::Expire { time, when } => expire(time_wire(*time), *when),
         UpdateOp::Persist => expire(never(), When::Always),
+        UpdateOp::Hash(write) => hash::action(write),
     };
     pb::UpdateRequest {
         key: Bytes::from(update.key.clone()),
@@ -301,14 +306,20 @@ pub fn request(update: &Update, write_id: pb::WriteId) -> pb::UpdateRequest {
 /// Redis's reply to `op` for the shard's answer.
 pub fn reply(op: &UpdateOp, answer: pb::UpdateResponse) -> Reply {
     use pb::update_response::Value;
-    let refused = match answer.error() {
+    let hash_refusal = match op {
+        UpdateOp::Hash(write) => hash::refusal(write, answer.error()),
+        _ => None,
+    };
+    let refused = hash_refusal.or(match answer.error() {
         pb::UpdateError::None => None,
         pb::UpdateError::NotInteger => Some(CommandError::NotInteger),
         pb::UpdateError::Overflow => Some(CommandError::IncrementOverflow),
         pb::UpdateError::NotFloat => Some(CommandError::NotFloat),
         pb::UpdateError::NanOrInfinity => Some(CommandError::NanOrInfinity),
         pb::UpdateError::TooLarge => Some(CommandError::StringTooLong),
-    };
+        pb::UpdateError::WrongType => Some(CommandError::WrongType),
+        pb::UpdateError::Corrupt => Some(CommandError::CorruptValue),
+    });
     if let Some(e) = refused {
         return e.into();
     }
@@ -331,10 +342,14 @@ pub fn reply(op: &UpdateOp, answer: pb::UpdateResponse) -> Reply {
         (UpdateOp::Expire { .. } | UpdateOp::Persist, _) => {
             Reply::Integer(i64::from(answer.applied))
         }
-        _ => {
-            Reply::Error("ERR internal error: the shard answered an update of another kind".into())
-        }
+        (UpdateOp::Hash(write), _) => hash::write_reply(write, &answer).unwrap_or_else(mismatch),
+        _ => mismatch(),
     }
+}
+
+/// A shard's answer that does not fit the update: a server defect, said as one.
+fn mismatch() -> Reply {
+    Reply::Error("ERR internal error: the shard answered an update of another kind".into())
 }
 
 /// `GETRANGE`'s slice of `value` with Redis's rules: negative indexes count from the end,

@@ -62,7 +62,52 @@ pub struct StoredValue {
     /// as absent; `None` never expires. Backends store `Some(0)` as
     /// `Some(1)` (see [`StoredValue::normalized`]).
     pub expire_at_ms: Option<u64>,
+    /// What `value` holds: a string's bytes, or an encoded collection.
+    pub kind: ValueKind,
 }
+
+/// The Redis type of a stored value. Stored in the top byte of a record's expiry word (see
+/// [`StoredValue::expiry_word`]), where 0 means a string, so records written before other
+/// kinds existed read as strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ValueKind {
+    /// Bytes (`GET`, `SET`).
+    #[default]
+    String,
+    /// A hash: field-value pairs in insertion order, encoded by [`crate::hash_value`].
+    Hash,
+}
+
+impl ValueKind {
+    /// The kind's code in an expiry word.
+    pub const fn code(self) -> u8 {
+        match self {
+            ValueKind::String => 0,
+            ValueKind::Hash => 1,
+        }
+    }
+
+    /// The kind with this code; `None` for a code this build does not know.
+    pub const fn from_code(code: u8) -> Option<ValueKind> {
+        match code {
+            0 => Some(ValueKind::String),
+            1 => Some(ValueKind::Hash),
+            _ => None,
+        }
+    }
+
+    /// Redis's name for the kind (`TYPE`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            ValueKind::String => "string",
+            ValueKind::Hash => "hash",
+        }
+    }
+}
+
+/// The latest expiry instant a record can hold (about 2.28 million years after 1970): the
+/// expiry word's low 56 bits. Later instants are stored as this one.
+pub const MAX_EXPIRY_MS: u64 = (1 << 56) - 1;
 
 impl StoredValue {
     /// A value that never expires.
@@ -71,7 +116,14 @@ impl StoredValue {
             value: value.into(),
             version,
             expire_at_ms: None,
+            kind: ValueKind::String,
         }
+    }
+
+    /// The same value, of kind `kind`.
+    pub fn with_kind(mut self, kind: ValueKind) -> Self {
+        self.kind = kind;
+        self
     }
 
     /// The same value, expiring at `expire_at_ms`.
@@ -88,12 +140,27 @@ impl StoredValue {
 
     /// The form every backend stores: an expiry of `Some(0)` becomes
     /// `Some(1)`, which is expired for the same clocks (any real one), so that
-    /// an encoded expiry of `0` can mean "never".
+    /// an encoded expiry of `0` can mean "never"; one past [`MAX_EXPIRY_MS`]
+    /// becomes that instant.
     pub fn normalized(mut self) -> Self {
-        if self.expire_at_ms == Some(0) {
-            self.expire_at_ms = Some(1);
-        }
+        self.expire_at_ms = self.expire_at_ms.map(|at| at.clamp(1, MAX_EXPIRY_MS));
         self
+    }
+
+    /// The kind and expiry as one word, the form records and snapshots store: the kind's
+    /// code in the top byte, the expiry instant below (0: never; `Some(0)` stored as 1, and
+    /// instants past [`MAX_EXPIRY_MS`] as that one).
+    pub fn expiry_word(&self) -> u64 {
+        let at = self.expire_at_ms.map_or(0, |at| at.clamp(1, MAX_EXPIRY_MS));
+        u64::from(self.kind.code()) << 56 | at
+    }
+
+    /// The kind and expiry an [`expiry_word`](Self::expiry_word) holds; `None` when its kind
+    /// is unknown to this build.
+    pub fn split_expiry_word(word: u64) -> Option<(ValueKind, Option<u64>)> {
+        let kind = ValueKind::from_code((word >> 56) as u8)?;
+        let at = word & MAX_EXPIRY_MS;
+        Some((kind, (at != 0).then_some(at)))
     }
 }
 

@@ -337,7 +337,8 @@ proptest! {
             let version = Version(index as u64 + 1);
             let batch = ops.into_iter().fold(WriteBatch::new(), |batch, op| match op {
                 Op::Put(k, v, exp) => {
-                    let value = StoredValue { value: v, version, expire_at_ms: exp };
+                    let value = StoredValue::new(v, version);
+                    let value = StoredValue { expire_at_ms: exp, ..value };
                     batch.put(k, value)
                 }
                 Op::Delete(k) => batch.delete(k),

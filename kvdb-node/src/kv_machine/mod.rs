@@ -32,7 +32,7 @@ use kvdb_core::Version;
 use kvdb_core::raft::codec::{self, CodecError};
 use kvdb_core::raft::state_machine::{Applied, Machine};
 use kvdb_core::slot::slot;
-use kvdb_core::storage::{Storage, StorageError, StoredValue, WriteBatch, WriteOp};
+use kvdb_core::storage::{Storage, StorageError, StoredValue, ValueKind, WriteBatch, WriteOp};
 use openraft::{EntryPayload, LogId, StoredMembership};
 use serde::{Deserialize, Serialize};
 
@@ -285,6 +285,7 @@ fn apply_put(
         value: put.value.clone(),
         version,
         expire_at_ms: put.expire_at_ms,
+        kind: ValueKind::String,
     };
     pending.put(put.key.clone(), value);
     Ok(CommandResult::Put {
@@ -355,11 +356,10 @@ fn apply_txn(
     let mut results = Vec::with_capacity(txn.ops.len());
     for op in &txn.ops {
         results.push(match op {
-            TxnOp::Get(key) => TxnOpResult::Got(
-                pending
-                    .live(key, now_ms)?
-                    .map(|v| (v.value, v.version, v.expire_at_ms)),
-            ),
+            TxnOp::Get(key) => TxnOpResult::Got(pending.live(key, now_ms)?.map(|v| {
+                let word = Some(v.expiry_word()).filter(|word| *word != 0);
+                (v.value, v.version, word)
+            })),
             TxnOp::Put(put) => TxnOpResult::Wrote(apply_put(pending, version, now_ms, put)?),
             TxnOp::Delete(delete) => {
                 TxnOpResult::Wrote(apply_delete(pending, version, now_ms, delete)?)

@@ -2,7 +2,7 @@
 
 use kvdb_core::Version;
 use kvdb_core::raft::codec;
-use kvdb_core::storage::StoredValue;
+use kvdb_core::storage::{StorageError, StorageOp, StoredValue};
 use openraft::{LogId, StoredMembership};
 use serde::{Deserialize, Serialize};
 
@@ -49,7 +49,9 @@ struct ImageEntry {
     key: Vec<u8>,
     value: Vec<u8>,
     version: u64,
-    expire_at_ms: Option<u64>,
+    /// The value's [`StoredValue::expiry_word`], `None` for 0 (a string that never expires),
+    /// so that images made before value kinds existed read the same.
+    expiry_word: Option<u64>,
 }
 
 impl KvMachine {
@@ -60,10 +62,10 @@ impl KvMachine {
             .export()?
             .into_iter()
             .map(|(key, v)| ImageEntry {
+                expiry_word: Some(v.expiry_word()).filter(|word| *word != 0),
                 key,
                 value: v.value,
                 version: v.version.0,
-                expire_at_ms: v.expire_at_ms,
             })
             .collect();
         let image = SnapshotImage {
@@ -89,14 +91,23 @@ impl KvMachine {
             .entries
             .into_iter()
             .map(|e| {
+                let (kind, expire_at_ms) = StoredValue::split_expiry_word(
+                    e.expiry_word.unwrap_or(0),
+                )
+                .ok_or_else(|| StorageError::Corrupt {
+                    op: StorageOp::Install,
+                    key: e.key.clone(),
+                    reason: "snapshot entry of a value kind this build does not know",
+                })?;
                 let value = StoredValue {
                     value: e.value,
                     version: Version(e.version),
-                    expire_at_ms: e.expire_at_ms,
+                    expire_at_ms,
+                    kind,
                 };
-                (e.key, value)
+                Ok((e.key, value))
             })
-            .collect();
+            .collect::<Result<_, StorageError>>()?;
         let mut sessions = image.sessions;
         // Installed whole below: nothing is left to journal.
         sessions.take_changes()?;

@@ -724,8 +724,11 @@ fn a_split_without_a_creator_changes_nothing() {
 mod updates {
     use super::*;
     use crate::command::{
-        ExpireWhen, ExpiryChange, OnlyIf, UpdateAction, UpdateError, UpdateValue, Updated,
+        ExpireWhen, ExpiryChange, HashUpdate, OnlyIf, UpdateAction, UpdateError, UpdateValue,
+        Updated,
     };
+    use kvdb_core::hash_value::HashValue;
+    use kvdb_core::storage::ValueKind;
 
     fn update(key: &str, action: UpdateAction) -> Op {
         Op::Update(Update {
@@ -769,6 +772,109 @@ mod updates {
 
     fn expire(at_ms: Option<u64>, when: ExpireWhen) -> UpdateAction {
         UpdateAction::Expire { at_ms, when }
+    }
+
+    fn hset(pairs: &[(&str, &str)], only_new: bool) -> UpdateAction {
+        let pairs = pairs
+            .iter()
+            .map(|(f, v)| ((*f).into(), (*v).into()))
+            .collect();
+        UpdateAction::Hash(HashUpdate::Set { pairs, only_new })
+    }
+
+    #[test]
+    fn hashes_change_in_place_keep_their_ttl_and_vanish_when_empty() {
+        let mut f = Fixture::new();
+        let added = done(&mut f, NOW, "h", hset(&[("f", "1")], false));
+        assert_eq!(
+            (added.value, added.version),
+            (UpdateValue::Integer(1), ver(1))
+        );
+        assert_eq!(f.value(b"h", NOW).unwrap().kind, ValueKind::Hash);
+        // HSETNX of a present field writes nothing, so the version stays.
+        let same = done(&mut f, NOW, "h", hset(&[("f", "2")], true));
+        assert_eq!((same.applied, same.version), (false, ver(1)));
+        assert_eq!(same.value, UpdateValue::Integer(0));
+        let expired = done(
+            &mut f,
+            NOW,
+            "h",
+            expire(Some(NOW + 100), ExpireWhen::Always),
+        );
+        assert!(expired.applied && expired.old.is_none());
+        let incr = UpdateAction::Hash(HashUpdate::IncrBy {
+            field: b"f".to_vec(),
+            by: 4,
+        });
+        assert_eq!(done(&mut f, NOW, "h", incr).value, UpdateValue::Integer(5));
+        let v = f.value(b"h", NOW).unwrap();
+        assert_eq!((v.kind, v.expire_at_ms), (ValueKind::Hash, Some(NOW + 100)));
+        let pairs = HashValue::decode(&v.value).unwrap().into_pairs();
+        assert_eq!(pairs, [(b"f".to_vec(), b"5".to_vec())]);
+        // The limit (16 bytes here) bounds the whole encoded hash.
+        let grown = failed(&mut f, "h", hset(&[("g", "12345")], false));
+        assert!(matches!(grown, UpdateError::TooLarge { .. }), "{grown:?}");
+        let del = UpdateAction::Hash(HashUpdate::Del(vec![b"f".to_vec(), b"x".to_vec()]));
+        assert_eq!(
+            done(&mut f, NOW, "h", del.clone()).value,
+            UpdateValue::Integer(1)
+        );
+        assert!(f.value(b"h", NOW).is_none());
+        let nothing = done(&mut f, NOW, "h", del);
+        assert_eq!(
+            (nothing.applied, nothing.value),
+            (false, UpdateValue::Integer(0))
+        );
+    }
+
+    #[test]
+    fn string_commands_refuse_hashes_and_hash_commands_refuse_strings() {
+        let mut f = Fixture::new();
+        done(&mut f, NOW, "h", hset(&[("f", "1")], false));
+        let always = ExpiryChange::At(None);
+        for action in [
+            UpdateAction::IncrBy(1),
+            UpdateAction::IncrByLongDouble("1".into()),
+            UpdateAction::Append(b"x".to_vec()),
+            UpdateAction::SetRange {
+                offset: 0,
+                bytes: b"x".to_vec(),
+            },
+            UpdateAction::GetDel,
+            UpdateAction::GetEx {
+                at_ms: Some(NOW + 5),
+                when: ExpireWhen::Always,
+            },
+            set("x", OnlyIf::Always, true, always),
+        ] {
+            assert_eq!(failed(&mut f, "h", action), UpdateError::WrongType);
+        }
+        f.run(NOW, Op::Put(put("s", "v")));
+        assert_eq!(f.value(b"h", NOW).unwrap().expire_at_ms, None);
+        let refused = failed(&mut f, "s", hset(&[("f", "1")], false));
+        assert_eq!(refused, UpdateError::WrongType);
+        // SET without GET replaces a hash with a string.
+        done(&mut f, NOW, "h", set("x", OnlyIf::Exists, false, always));
+        let v = f.value(b"h", NOW).unwrap();
+        assert_eq!((v.kind, v.value), (ValueKind::String, b"x".to_vec()));
+    }
+
+    #[test]
+    fn a_hash_survives_a_snapshot_with_its_kind_and_ttl() {
+        let mut f = Fixture::new();
+        done(&mut f, NOW, "h", hset(&[("f", "1")], false));
+        done(
+            &mut f,
+            NOW,
+            "h",
+            expire(Some(NOW + 100), ExpireWhen::Always),
+        );
+        let image = f.machine.export().unwrap();
+        let mut g = Fixture::new();
+        let (applied, membership) = f.machine.applied_state();
+        g.machine.import(applied, membership, &image).unwrap();
+        assert_eq!(g.value(b"h", NOW), f.value(b"h", NOW));
+        assert_eq!(g.value(b"h", NOW).unwrap().kind, ValueKind::Hash);
     }
 
     #[test]

@@ -41,6 +41,7 @@ impl Kv for FakeKv {
             value: v.clone(),
             version: Version(1),
             expires_at_ms: None,
+            hash: None,
         }))
     }
 

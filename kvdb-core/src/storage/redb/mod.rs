@@ -54,7 +54,10 @@ use self::write_buffer::{Buffered, Layer, ShardBuffer};
 pub use self::write_buffer::{
     FLUSH_BYTES, FLUSH_INTERVAL, FlushStats, MAX_BUFFERED_BYTES, SYNC_INTERVAL, WriteBuffer,
 };
-use super::{AuxRows, Commit, Storage, StorageError, StorageOp, StoredValue, WriteBatch};
+use super::{
+    AuxRows, Commit, MAX_EXPIRY_MS, Storage, StorageError, StorageOp, StoredValue, ValueKind,
+    WriteBatch,
+};
 use crate::{ShardId, Version};
 
 /// Every shard's metadata blob, keyed by shard id.
@@ -615,41 +618,47 @@ impl<T, E: Into<redb::Error>> During<T> for Result<T, E> {
     }
 }
 
-/// A record: version and expiry (`0` for none) as little-endian `u64`s, then
-/// the value. The expiry is stored [`StoredValue::normalized`].
+/// A record: version and expiry word ([`StoredValue::expiry_word`]: the kind, and the
+/// expiry with `0` for none) as little-endian `u64`s, then the value.
 fn encode(value: &StoredValue) -> Vec<u8> {
     let mut record = Vec::with_capacity(HEADER_LEN + value.value.len());
     record.extend_from_slice(&value.version.0.to_le_bytes());
-    let expiry = encoded_expiry(value.expire_at_ms).unwrap_or(0);
-    record.extend_from_slice(&expiry.to_le_bytes());
+    record.extend_from_slice(&value.expiry_word().to_le_bytes());
     record.extend_from_slice(&value.value);
     record
 }
 
 /// The expiry instant as stored: [`StoredValue::normalized`]'s, without copying the value.
 fn encoded_expiry(expire_at_ms: Option<u64>) -> Option<u64> {
-    expire_at_ms.map(|at| at.max(1))
+    expire_at_ms.map(|at| at.clamp(1, MAX_EXPIRY_MS))
 }
 
-/// Splits a record into version, expiry and value bytes.
-fn split<'r>(
-    key: &[u8],
-    record: &'r [u8],
-    op: StorageOp,
-) -> Result<(u64, Option<u64>, &'r [u8]), StorageError> {
-    let corrupt = || StorageError::Corrupt {
+/// A record's parts, borrowed from its bytes.
+struct Record<'r> {
+    version: u64,
+    kind: ValueKind,
+    expire_at_ms: Option<u64>,
+    value: &'r [u8],
+}
+
+/// Splits a record into version, kind, expiry and value bytes.
+fn split<'r>(key: &[u8], record: &'r [u8], op: StorageOp) -> Result<Record<'r>, StorageError> {
+    let corrupt = |reason| StorageError::Corrupt {
         op,
         key: key.to_vec(),
-        reason: "record shorter than its 16-byte header",
+        reason,
     };
-    let (version, rest) = record.split_first_chunk::<8>().ok_or_else(corrupt)?;
-    let (expiry, value) = rest.split_first_chunk::<8>().ok_or_else(corrupt)?;
-    let expiry = u64::from_le_bytes(*expiry);
-    Ok((
-        u64::from_le_bytes(*version),
-        (expiry != 0).then_some(expiry),
+    let short = || corrupt("record shorter than its 16-byte header");
+    let (version, rest) = record.split_first_chunk::<8>().ok_or_else(short)?;
+    let (word, value) = rest.split_first_chunk::<8>().ok_or_else(short)?;
+    let (kind, expire_at_ms) = StoredValue::split_expiry_word(u64::from_le_bytes(*word))
+        .ok_or_else(|| corrupt("record of a value kind this build does not know"))?;
+    Ok(Record {
+        version: u64::from_le_bytes(*version),
+        kind,
+        expire_at_ms,
         value,
-    ))
+    })
 }
 
 /// The stored value of `key` in an open data table.
@@ -663,14 +672,15 @@ fn lookup(
 }
 
 fn decode(key: &[u8], record: &[u8], op: StorageOp) -> Result<StoredValue, StorageError> {
-    let (version, expire_at_ms, value) = split(key, record, op)?;
+    let record = split(key, record, op)?;
     Ok(StoredValue {
-        value: value.to_vec(),
-        version: Version(version),
-        expire_at_ms,
+        value: record.value.to_vec(),
+        version: Version(record.version),
+        expire_at_ms: record.expire_at_ms,
+        kind: record.kind,
     })
 }
 
 fn decode_expiry(key: &[u8], record: &[u8], op: StorageOp) -> Result<Option<u64>, StorageError> {
-    split(key, record, op).map(|(_, expiry, _)| expiry)
+    split(key, record, op).map(|record| record.expire_at_ms)
 }

@@ -1,0 +1,431 @@
+//! Redis's hash commands. Writes (`HSET`, `HSETNX`, `HMSET`, `HDEL`, `HINCRBY`,
+//! `HINCRBYFLOAT`) are one KvDB update each, decided by the shard like the string
+//! read-modify-write commands (see `crate::update`); reads are one read of the key, whose
+//! reply carries the hash's pairs in insertion order, answered here.
+//!
+//! Parsing checks arguments in Redis's order and with its texts. A hash is stored whole in
+//! its key's record (kvdb-core's `hash_value`), so `HSCAN` answers every pair at once with
+//! cursor 0, as Redis does for a small hash.
+
+use kvdb_core::proto::v1 as pb;
+use kvdb_core::redis_numbers::parse_float;
+
+use crate::command::{Arg, integer};
+use crate::error::CommandError;
+use crate::reply::Reply;
+use crate::scan::glob_matches;
+use crate::update::{Update, UpdateOp};
+
+/// A hash read: what to answer from the key's pairs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashRead {
+    /// `HGET key field`.
+    Get(Arg),
+    /// `HMGET key field...`.
+    MGet(Vec<Arg>),
+    /// `HGETALL key`.
+    GetAll,
+    /// `HEXISTS key field`.
+    Exists(Arg),
+    /// `HLEN key`.
+    Len,
+    /// `HKEYS key`.
+    Keys,
+    /// `HVALS key`.
+    Vals,
+    /// `HSTRLEN key field`.
+    StrLen(Arg),
+    /// `HSCAN key cursor [MATCH pattern] [COUNT count]`: every pair, cursor 0.
+    Scan {
+        /// Only fields matching this glob.
+        pattern: Option<Arg>,
+    },
+    /// `HRANDFIELD key [count [WITHVALUES]]`.
+    RandField {
+        /// How many (negative: that many, repeats allowed); `None` answers one field.
+        count: Option<i64>,
+        /// Answer each field's value after it.
+        with_values: bool,
+    },
+}
+
+/// A hash write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashWrite {
+    /// `HSET`, `HMSET` (`ok`: replies `OK`) and `HSETNX` (`only_new`).
+    Set {
+        /// The pairs.
+        pairs: Vec<(Arg, Arg)>,
+        /// Only fields not there yet.
+        only_new: bool,
+        /// Reply `OK` rather than the count of new fields (`HMSET`).
+        ok: bool,
+    },
+    /// `HDEL key field...`.
+    Del(Vec<Arg>),
+    /// `HINCRBY key field n`.
+    IncrBy {
+        /// The field.
+        field: Arg,
+        /// The increment.
+        by: i64,
+    },
+    /// `HINCRBYFLOAT key field n`, the increment as sent.
+    IncrByFloat {
+        /// The field.
+        field: Arg,
+        /// The increment.
+        by: Arg,
+    },
+}
+
+/// Parses a hash read (the key first in `args`); the arity is already checked.
+pub fn parse_read(name: &str, mut args: Vec<Arg>) -> Result<(Arg, HashRead), CommandError> {
+    let key = args.remove(0);
+    let first = || args.first().cloned().unwrap_or_default();
+    let read = match name {
+        "hget" => HashRead::Get(first()),
+        "hmget" => HashRead::MGet(args.clone()),
+        "hgetall" => HashRead::GetAll,
+        "hexists" => HashRead::Exists(first()),
+        "hlen" => HashRead::Len,
+        "hkeys" => HashRead::Keys,
+        "hvals" => HashRead::Vals,
+        "hstrlen" => HashRead::StrLen(first()),
+        "hscan" => parse_scan(&args)?,
+        _ => parse_randfield(&args)?,
+    };
+    Ok((key, read))
+}
+
+/// `HSCAN`'s cursor and options. The cursor must be a number; any one answers everything.
+fn parse_scan(args: &[Arg]) -> Result<HashRead, CommandError> {
+    std::str::from_utf8(&args[0])
+        .ok()
+        .and_then(|c| c.parse::<u64>().ok())
+        .ok_or(CommandError::InvalidCursor)?;
+    let mut pattern = None;
+    let mut options = args[1..].chunks(2);
+    for option in options.by_ref() {
+        let [name, value] = option else {
+            return Err(CommandError::Syntax);
+        };
+        if name.eq_ignore_ascii_case(b"match") {
+            pattern = Some(value.clone());
+        } else if name.eq_ignore_ascii_case(b"count") {
+            if integer(value)? < 1 {
+                return Err(CommandError::Syntax);
+            }
+        } else {
+            return Err(CommandError::Syntax);
+        }
+    }
+    Ok(HashRead::Scan { pattern })
+}
+
+/// `HRANDFIELD`'s count and `WITHVALUES`, checked as Redis checks them.
+fn parse_randfield(args: &[Arg]) -> Result<HashRead, CommandError> {
+    let Some(count) = args.first() else {
+        return Ok(HashRead::RandField {
+            count: None,
+            with_values: false,
+        });
+    };
+    let count = integer(count)?;
+    let with_values = match &args[1..] {
+        [] => false,
+        [option] if option.eq_ignore_ascii_case(b"withvalues") => true,
+        _ => return Err(CommandError::Syntax),
+    };
+    // Redis's bound, so that doubling for values cannot overflow.
+    if with_values && count.unsigned_abs() > (i64::MAX / 2) as u64 {
+        return Err(CommandError::ValueOutOfRange);
+    }
+    Ok(HashRead::RandField {
+        count: Some(count),
+        with_values,
+    })
+}
+
+/// Parses a hash write (the key first in `args`); the arity is already checked.
+pub fn parse_write(name: &'static str, mut args: Vec<Arg>) -> Result<Update, CommandError> {
+    let key = args.remove(0);
+    let op = match name {
+        "hset" | "hmset" | "hsetnx" => {
+            if !args.len().is_multiple_of(2) {
+                return Err(CommandError::WrongArity(name.into()));
+            }
+            let mut pairs = Vec::with_capacity(args.len() / 2);
+            let mut args = args.into_iter();
+            while let (Some(field), Some(value)) = (args.next(), args.next()) {
+                pairs.push((field, value));
+            }
+            HashWrite::Set {
+                pairs,
+                only_new: name == "hsetnx",
+                ok: name == "hmset",
+            }
+        }
+        "hdel" => HashWrite::Del(args),
+        "hincrby" => HashWrite::IncrBy {
+            by: integer(&args[1])?,
+            field: args.swap_remove(0),
+        },
+        _ => {
+            let by = args.pop().unwrap_or_default();
+            let text = std::str::from_utf8(&by).unwrap_or_default();
+            if parse_float(&by).is_none() {
+                return Err(CommandError::NotFloat);
+            }
+            let magnitude = text.trim_start_matches(['+', '-']);
+            if magnitude.eq_ignore_ascii_case("inf") || magnitude.eq_ignore_ascii_case("infinity") {
+                return Err(CommandError::NanOrInfinityValue);
+            }
+            HashWrite::IncrByFloat {
+                field: args.swap_remove(0),
+                by,
+            }
+        }
+    };
+    Ok(Update {
+        key,
+        op: UpdateOp::Hash(op),
+    })
+}
+
+/// The update action of a hash write.
+pub fn action(write: &HashWrite) -> pb::update_request::Action {
+    use pb::update_request::Action;
+    match write {
+        HashWrite::Set {
+            pairs, only_new, ..
+        } => Action::HashSet(pb::HashSetAction {
+            fields: pairs
+                .iter()
+                .map(|(field, value)| pb::HashField {
+                    field: field.clone().into(),
+                    value: value.clone().into(),
+                })
+                .collect(),
+            only_new: *only_new,
+        }),
+        HashWrite::Del(fields) => Action::HashDel(pb::HashDelAction {
+            fields: fields.iter().map(|f| f.clone().into()).collect(),
+        }),
+        HashWrite::IncrBy { field, by } => Action::HashIncrBy(pb::HashIncrByAction {
+            field: field.clone().into(),
+            by: *by,
+        }),
+        HashWrite::IncrByFloat { field, by } => {
+            Action::HashIncrByFloat(pb::HashIncrByFloatAction {
+                field: field.clone().into(),
+                by: String::from_utf8_lossy(by).into_owned(),
+            })
+        }
+    }
+}
+
+/// Redis's reply to a hash write the shard applied.
+pub fn write_reply(write: &HashWrite, answer: &pb::UpdateResponse) -> Option<Reply> {
+    use pb::update_response::Value;
+    Some(match (write, &answer.value) {
+        (HashWrite::Set { ok: true, .. }, _) => Reply::ok(),
+        (HashWrite::Set { .. } | HashWrite::Del(_), Some(Value::Integer(n))) => Reply::Integer(*n),
+        (HashWrite::IncrBy { .. }, Some(Value::Integer(n))) => Reply::Integer(*n),
+        (HashWrite::IncrByFloat { .. }, Some(Value::Float(text))) => {
+            Reply::Bulk(text.clone().into_bytes())
+        }
+        _ => return None,
+    })
+}
+
+/// The error a hash write's refusal stands for, in Redis's words where the hash commands
+/// word it their own way.
+pub fn refusal(write: &HashWrite, error: pb::UpdateError) -> Option<CommandError> {
+    Some(match (write, error) {
+        (HashWrite::IncrBy { .. }, pb::UpdateError::NotInteger) => CommandError::HashNotInteger,
+        (HashWrite::IncrByFloat { .. }, pb::UpdateError::NotFloat) => CommandError::HashNotFloat,
+        (_, pb::UpdateError::TooLarge) => CommandError::HashTooLarge,
+        _ => return None,
+    })
+}
+
+/// Whether a read found a hash.
+pub fn is_hash(got: &pb::GetResponse) -> bool {
+    got.found && got.r#type() == pb::ValueType::Hash
+}
+
+/// Redis's reply to a hash read of a key whose read answered `got` (`None`: absent).
+pub fn read_reply(read: &HashRead, got: Option<pb::GetResponse>) -> Reply {
+    if got.as_ref().is_some_and(|g| !is_hash(g)) {
+        return CommandError::WrongType.into();
+    }
+    let exists = got.is_some();
+    let pairs = got.map(|g| g.fields).unwrap_or_default();
+    let find = |field: &[u8]| pairs.iter().find(|p| p.field.as_ref() == field);
+    let bulk = |bytes: &[u8]| Reply::Bulk(bytes.to_vec());
+    match read {
+        HashRead::Get(field) => find(field).map_or(Reply::Null, |p| bulk(&p.value)),
+        HashRead::MGet(fields) => Reply::Array(
+            fields
+                .iter()
+                .map(|f| find(f).map_or(Reply::Null, |p| bulk(&p.value)))
+                .collect(),
+        ),
+        HashRead::GetAll => Reply::Map(
+            pairs
+                .iter()
+                .map(|p| (bulk(&p.field), bulk(&p.value)))
+                .collect(),
+        ),
+        HashRead::Exists(field) => Reply::Integer(i64::from(find(field).is_some())),
+        HashRead::Len => Reply::Integer(pairs.len() as i64),
+        HashRead::Keys => Reply::Array(pairs.iter().map(|p| bulk(&p.field)).collect()),
+        HashRead::Vals => Reply::Array(pairs.iter().map(|p| bulk(&p.value)).collect()),
+        HashRead::StrLen(field) => Reply::Integer(find(field).map_or(0, |p| p.value.len() as i64)),
+        HashRead::Scan { pattern } => {
+            let matching = pairs
+                .iter()
+                .filter(|p| pattern.as_ref().is_none_or(|g| glob_matches(g, &p.field)))
+                .flat_map(|p| [bulk(&p.field), bulk(&p.value)]);
+            Reply::Array(vec![bulk(b"0"), Reply::Array(matching.collect())])
+        }
+        HashRead::RandField { count, with_values } => {
+            let picked = |indexes: Vec<usize>| {
+                let items = indexes.into_iter().map(|i| &pairs[i]);
+                if *with_values {
+                    Reply::Pairs(items.map(|p| (bulk(&p.field), bulk(&p.value))).collect())
+                } else {
+                    Reply::Array(items.map(|p| bulk(&p.field)).collect())
+                }
+            };
+            match count {
+                None if !exists => Reply::Null,
+                None => bulk(&pairs[random_indexes(pairs.len(), 1, true)[0]].field),
+                Some(_) if !exists => Reply::Array(Vec::new()),
+                Some(n) if *n < 0 => picked(random_indexes(pairs.len(), n.unsigned_abs(), true)),
+                Some(n) => picked(random_indexes(pairs.len(), *n as u64, false)),
+            }
+        }
+    }
+}
+
+/// `count` indexes below `len` (> 0) picked at random: with repeats, or distinct (then at most
+/// `len`, in order when all are taken, as Redis answers a count past the hash's size).
+fn random_indexes(len: usize, count: u64, repeats: bool) -> Vec<usize> {
+    let mut next = random_source();
+    if repeats {
+        return (0..count).map(|_| (next() % len as u64) as usize).collect();
+    }
+    if count >= len as u64 {
+        return (0..len).collect();
+    }
+    // A partial Fisher-Yates shuffle: the first `count` places are the pick.
+    let mut all: Vec<usize> = (0..len).collect();
+    for i in 0..count as usize {
+        let j = i + (next() % (len - i) as u64) as usize;
+        all.swap(i, j);
+    }
+    all.truncate(count as usize);
+    all
+}
+
+/// A xorshift generator seeded from the standard library's per-process random keys: picks
+/// for `HRANDFIELD`, which need no more than to differ from call to call.
+fn random_source() -> impl FnMut() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut state = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+        | 1;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(line: &str) -> Vec<Arg> {
+        line.split(' ').map(|s| s.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn writes_check_their_arguments_as_redis_does() {
+        let err = |name, line| parse_write(name, argv(line)).unwrap_err().to_string();
+        assert_eq!(
+            err("hset", "k a 1 b"),
+            "ERR wrong number of arguments for 'hset' command"
+        );
+        assert_eq!(
+            err("hincrby", "k f x"),
+            "ERR value is not an integer or out of range"
+        );
+        assert_eq!(
+            err("hincrbyfloat", "k f abc"),
+            "ERR value is not a valid float"
+        );
+        assert_eq!(
+            err("hincrbyfloat", "k f -inf"),
+            "ERR value is NaN or Infinity"
+        );
+        let set = parse_write("hsetnx", argv("k f v")).unwrap();
+        assert_eq!(
+            set.op,
+            UpdateOp::Hash(HashWrite::Set {
+                pairs: vec![(b"f".to_vec(), b"v".to_vec())],
+                only_new: true,
+                ok: false,
+            })
+        );
+    }
+
+    #[test]
+    fn randfield_and_scan_options_are_checked() {
+        let err = |name, line| parse_read(name, argv(line)).unwrap_err().to_string();
+        assert_eq!(
+            err("hrandfield", "k withvalues"),
+            "ERR value is not an integer or out of range"
+        );
+        assert_eq!(err("hrandfield", "k 1 foo"), "ERR syntax error");
+        assert_eq!(err("hscan", "k x"), "ERR invalid cursor");
+        assert_eq!(err("hscan", "k 0 count 0"), "ERR syntax error");
+        assert_eq!(err("hscan", "k 0 match"), "ERR syntax error");
+    }
+
+    #[test]
+    fn random_picks_stay_in_range_and_distinct_picks_differ() {
+        for _ in 0..50 {
+            let picks = random_indexes(5, 3, false);
+            assert_eq!(picks.len(), 3);
+            let mut sorted = picks.clone();
+            sorted.sort();
+            sorted.dedup();
+            assert_eq!(sorted.len(), 3, "{picks:?}");
+            assert!(picks.iter().all(|i| *i < 5));
+            assert!(random_indexes(2, 7, true).iter().all(|i| *i < 2));
+        }
+        assert_eq!(random_indexes(3, 9, false), [0, 1, 2]);
+    }
+
+    #[test]
+    fn reads_of_a_string_are_refused_and_of_nothing_are_empty() {
+        let string = pb::GetResponse {
+            found: true,
+            value: b"v".to_vec().into(),
+            ..Default::default()
+        };
+        let refused = read_reply(&HashRead::Len, Some(string));
+        assert_eq!(refused, CommandError::WrongType.into());
+        assert_eq!(read_reply(&HashRead::Len, None), Reply::Integer(0));
+        let none = HashRead::RandField {
+            count: None,
+            with_values: false,
+        };
+        assert_eq!(read_reply(&none, None), Reply::Null);
+    }
+}
