@@ -1,6 +1,7 @@
 //! A whole KvDB cluster inside one program: a coordinator, three storage
 //! nodes and a gateway on ephemeral loopback ports, then a few operations
-//! through the smart client and the gateway client.
+//! (strings, compare-and-swap, a TTL, a hash) through the smart client and
+//! the gateway client.
 //!
 //! Run: `cargo run --example embedded_cluster` (needs nothing else running).
 
@@ -50,6 +51,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..PutOptions::default()
     };
     client.put_with(b"session:42", b"token", ttl).await?;
+
+    // A hash: fields under one key, changed in place at the key's shard.
+    let pairs: [(&[u8], &[u8]); 2] = [(b"name", b"ada"), (b"lang", b"en")];
+    client.hset(b"user:1:profile", &pairs).await?;
+    let visits = client.hincr_by(b"user:1:profile", b"visits", 1).await?;
+    let profile = client.hgetall(b"user:1:profile").await?;
+    let fields: Vec<String> = profile
+        .iter()
+        .map(|(f, v)| {
+            format!(
+                "{}={}",
+                String::from_utf8_lossy(f),
+                String::from_utf8_lossy(v)
+            )
+        })
+        .collect();
+    println!("user:1:profile ({visits} visits): {}", fields.join(" "));
 
     // The same API through the gateway.
     let gateway = cluster.gateway_client()?;
