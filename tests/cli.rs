@@ -6,6 +6,7 @@ mod common;
 use std::process::Output;
 
 use common::{TestCluster, kvdb};
+use kvdb::client::Kv;
 use kvdb::core::slot::slot;
 use kvdb::core::{ShardId, ShardState};
 
@@ -38,6 +39,14 @@ async fn client_commands_print_results_and_exit_with_script_friendly_codes() {
     let get = kvdb(&[&["get", "greeting"], &via[..]].concat()).await;
     assert_eq!(get.status.code(), Some(0), "stderr: {}", stderr(&get));
     assert_eq!(stdout(&get), "hello\n");
+
+    // --- a hash prints a field<TAB>value line per field, in insertion order
+    let client = test.cluster.gateway_client().unwrap();
+    let pairs: [(&[u8], &[u8]); 2] = [(b"name", b"ada"), (b"lang", b"en")];
+    client.hset(b"profile", &pairs).await.unwrap();
+    let get = kvdb(&[&["get", "profile"], &via[..]].concat()).await;
+    assert_eq!(get.status.code(), Some(0), "stderr: {}", stderr(&get));
+    assert_eq!(stdout(&get), "name\tada\nlang\ten\n");
 
     // --- a missing key: exit 1, nothing on stdout
     let missing = kvdb(&[&["get", "no-such-key"], &via[..]].concat()).await;

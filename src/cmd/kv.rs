@@ -76,8 +76,21 @@ pub async fn get(args: GetArgs) -> ExitCode {
             if args.with_version {
                 let _ = write!(out, "{}\t", v.version);
             }
-            let _ = out.write_all(&v.value);
-            let _ = out.write_all(b"\n");
+            match &v.hash {
+                // A hash prints one `field<TAB>value` line per field, in insertion order.
+                Some(pairs) => {
+                    for (field, value) in pairs {
+                        let _ = out.write_all(field);
+                        let _ = out.write_all(b"\t");
+                        let _ = out.write_all(value);
+                        let _ = out.write_all(b"\n");
+                    }
+                }
+                None => {
+                    let _ = out.write_all(&v.value);
+                    let _ = out.write_all(b"\n");
+                }
+            }
             ExitCode::SUCCESS
         }
         Ok(None) => ExitCode::from(EXIT_ABSENT),
