@@ -81,6 +81,7 @@ impl Kv for EtcdKv {
             value: kv.value.to_vec(),
             version: Version(kv.mod_revision as u64),
             expires_at_ms: None,
+            hash: None,
         }))
     }
 
