@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use kvdb_client::{Action, Client, ClientError, ExpireWhen, Expiry, Kv, PutOptions, Txn};
+use kvdb_client::{Action, Client, ClientError, ExpireWhen, Expiry, Kv, PutOptions, Txn, TxnReply};
 use kvdb_coordinator::admin::AdminClient;
 use kvdb_coordinator::admin::api::{ShardList, ShardView};
 use kvdb_core::auth::Credentials;
@@ -521,7 +521,15 @@ async fn restore_key(
         let when = ExpireWhen::Always;
         txn = txn.update(&key.key, Action::Expire { expiry, when });
     }
-    client.txn(&txn).await.map(drop)
+    // A refused write (a hash over the target's value limit) fails the restore, as a refused
+    // put does, rather than being counted as restored.
+    let replies = client.txn(&txn).await?.unwrap_or_default();
+    for reply in replies {
+        if let TxnReply::Updated(Err(e)) = reply {
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 /// A writer that counts and hashes what goes through it.

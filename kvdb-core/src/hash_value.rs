@@ -10,6 +10,8 @@
 //! Encoding: the pair count, then each field and value, every length and the count a
 //! little-endian `u32`.
 
+use std::collections::{HashMap, HashSet};
+
 /// A hash's pairs, in insertion order; fields are unique.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HashValue {
@@ -83,6 +85,41 @@ impl HashValue {
                 true
             }
         }
+    }
+
+    /// Sets each pair in order, as [`set`](Self::set) would (with `only_new`, only fields not
+    /// there yet); answers how many fields are new. One pass over the hash however many pairs
+    /// there are, so a large `HSET` costs linear time, not quadratic.
+    pub fn set_many(&mut self, pairs: &[(Vec<u8>, Vec<u8>)], only_new: bool) -> usize {
+        let mut at: HashMap<Vec<u8>, usize> = self
+            .pairs
+            .iter()
+            .enumerate()
+            .map(|(i, (field, _))| (field.clone(), i))
+            .collect();
+        let mut added = 0;
+        for (field, value) in pairs {
+            match at.get(field) {
+                Some(&i) if !only_new => self.pairs[i].1 = value.clone(),
+                Some(_) => {}
+                None => {
+                    at.insert(field.clone(), self.pairs.len());
+                    self.pairs.push((field.clone(), value.clone()));
+                    added += 1;
+                }
+            }
+        }
+        added
+    }
+
+    /// Removes these fields (repeats count once); answers how many were there. One pass over
+    /// the hash.
+    pub fn remove_many(&mut self, fields: &[Vec<u8>]) -> usize {
+        let gone: HashSet<&[u8]> = fields.iter().map(Vec::as_slice).collect();
+        let before = self.pairs.len();
+        self.pairs
+            .retain(|(field, _)| !gone.contains(field.as_slice()));
+        before - self.pairs.len()
     }
 
     /// Removes `field`; true when it was there.
@@ -171,6 +208,28 @@ mod tests {
         assert_eq!(pairs(&hash), [(&b"a"[..], &b"2"[..]), (b"b", b"")]);
         assert_eq!(hash.get(b"b"), Some(&b""[..]));
         assert_eq!(hash.get(b"c"), None);
+    }
+
+    #[test]
+    fn many_pairs_at_once_act_as_one_at_a_time() {
+        let pair = |f: &str, v: &str| (f.as_bytes().to_vec(), v.as_bytes().to_vec());
+        let mut one = HashValue::from_iter([pair("a", "1"), pair("b", "2")]);
+        let mut many = one.clone();
+        let pairs = [
+            pair("b", "3"),
+            pair("c", "4"),
+            pair("c", "5"),
+            pair("d", "6"),
+        ];
+        let added = pairs.iter().filter(|(f, v)| one.set(f, v.clone())).count();
+        assert_eq!(many.set_many(&pairs, false), added);
+        assert_eq!(many, one);
+        assert_eq!(many.set_many(&[pair("a", "9"), pair("e", "7")], true), 1);
+        assert_eq!(many.get(b"a"), Some(&b"1"[..]));
+        let gone = [b"a".to_vec(), b"zz".to_vec(), b"a".to_vec(), b"d".to_vec()];
+        assert_eq!(many.remove_many(&gone), 2);
+        let fields: Vec<&[u8]> = many.pairs().map(|(f, _)| f).collect();
+        assert_eq!(fields, [&b"b"[..], b"c", b"e"]);
     }
 
     #[test]

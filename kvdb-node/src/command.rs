@@ -127,9 +127,8 @@ impl Txn {
 /// What one [`TxnOp`] found or did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TxnOpResult {
-    /// A `Get`: the live value, its version and its kind and expiry as
-    /// `StoredValue::expiry_word` (`None` for 0, so results recorded before value kinds read
-    /// the same), or `None` when absent.
+    /// A `Get`: the live value and its version in `StoredValue::tagged` form (so results
+    /// recorded before value kinds read as strings) and its expiry, or `None` when absent.
     Got(Option<(Vec<u8>, Version, Option<u64>)>),
     /// A `Put`, `Delete` or `Update`: what the same operation alone would answer.
     Wrote(CommandResult),

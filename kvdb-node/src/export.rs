@@ -97,7 +97,8 @@ fn chunks(applied_index: u64, keys: impl Iterator<Item = pb::ExportedKey>) -> Ve
     }];
     let mut bytes = 0;
     for key in keys {
-        let size = key.key.len() + key.value.len();
+        // A hash's pairs are in `fields`, not `value`: count the whole message.
+        let size = prost::Message::encoded_len(&key);
         if bytes > 0 && bytes + size > CHUNK_BYTES {
             out.push(pb::ExportChunk::default());
             bytes = 0;

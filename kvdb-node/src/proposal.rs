@@ -290,11 +290,11 @@ pub fn txn_response(result: CommandResult) -> Result<pb::TxnResponse, KvError> {
     for result in results {
         let answer = match result {
             TxnOpResult::Got(found) => Answer::Get(match found {
-                Some((value, version, word)) => {
-                    let (kind, expire_at_ms) = StoredValue::split_expiry_word(word.unwrap_or(0))
+                Some((tagged, version, expire_at_ms)) => {
+                    let (version, kind, value) = StoredValue::untag(version.0, &tagged)
                         .ok_or_else(|| KvError::Internal("unknown value kind".into()))?;
                     let value = StoredValue {
-                        value,
+                        value: value.to_vec(),
                         version,
                         expire_at_ms,
                         kind,

@@ -455,18 +455,12 @@ fn hash_change(
 ) -> Result<(UpdateValue, bool), UpdateError> {
     let answer = match action {
         HashUpdate::Set { pairs, only_new } => {
-            let mut added = 0;
-            for (field, value) in pairs {
-                if *only_new && hash.get(field).is_some() {
-                    continue;
-                }
-                added += i64::from(hash.set(field, value.clone()));
-            }
+            let added = hash.set_many(pairs, *only_new) as i64;
             let modified = added > 0 || !*only_new;
             return Ok((UpdateValue::Integer(added), modified));
         }
         HashUpdate::Del(fields) => {
-            let removed: i64 = fields.iter().map(|f| i64::from(hash.remove(f))).sum();
+            let removed = hash.remove_many(fields) as i64;
             return Ok((UpdateValue::Integer(removed), removed > 0));
         }
         HashUpdate::IncrBy { field, by } => {

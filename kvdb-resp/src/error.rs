@@ -72,6 +72,15 @@ pub enum CommandError {
     /// A count past the range a command allows.
     #[error("ERR value is out of range")]
     ValueOutOfRange,
+    /// `HRANDFIELD` with the smallest 64-bit count, whose magnitude does not exist.
+    #[error(
+        "ERR value is out of range, value must between -9223372036854775807 and \
+         9223372036854775807"
+    )]
+    CountOutOfRange,
+    /// `HRANDFIELD` with a negative count past KvDB's cap on the reply it builds.
+    #[error("ERR HRANDFIELD with a negative count answers at most {0} fields in KvDB")]
+    TooManyRepeats(i64),
     /// The shard found a stored value that does not decode: a server defect.
     #[error("ERR internal error: the stored value is corrupt")]
     CorruptValue,

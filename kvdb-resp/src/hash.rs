@@ -8,7 +8,7 @@
 //! cursor 0, as Redis does for a small hash.
 
 use kvdb_core::proto::v1 as pb;
-use kvdb_core::redis_numbers::parse_float;
+use kvdb_core::redis_numbers::long_double::{self, LongDoubleError};
 
 use crate::command::{Arg, integer};
 use crate::error::CommandError;
@@ -79,6 +79,9 @@ pub enum HashWrite {
     },
 }
 
+/// The most fields `HRANDFIELD` with a negative count answers.
+pub const MAX_REPEATED_FIELDS: i64 = 1 << 20;
+
 /// Parses a hash read (the key first in `args`); the arity is already checked.
 pub fn parse_read(name: &str, mut args: Vec<Arg>) -> Result<(Arg, HashRead), CommandError> {
     let key = args.remove(0);
@@ -100,9 +103,14 @@ pub fn parse_read(name: &str, mut args: Vec<Arg>) -> Result<(Arg, HashRead), Com
 
 /// `HSCAN`'s cursor and options. The cursor must be a number; any one answers everything.
 fn parse_scan(args: &[Arg]) -> Result<HashRead, CommandError> {
-    std::str::from_utf8(&args[0])
-        .ok()
-        .and_then(|c| c.parse::<u64>().ok())
+    // Redis reads it with strtoul, which takes a minus sign too.
+    let cursor = std::str::from_utf8(&args[0]).ok();
+    cursor
+        .and_then(|c| {
+            c.parse::<u64>()
+                .ok()
+                .or(c.parse::<i64>().ok().map(|n| n as u64))
+        })
         .ok_or(CommandError::InvalidCursor)?;
     let mut pattern = None;
     let mut options = args[1..].chunks(2);
@@ -132,6 +140,13 @@ fn parse_randfield(args: &[Arg]) -> Result<HashRead, CommandError> {
         });
     };
     let count = integer(count)?;
+    if count == i64::MIN {
+        return Err(CommandError::CountOutOfRange);
+    }
+    // A negative count repeats fields, so only a cap bounds its reply; Redis would build it.
+    if count < -MAX_REPEATED_FIELDS {
+        return Err(CommandError::TooManyRepeats(MAX_REPEATED_FIELDS));
+    }
     let with_values = match &args[1..] {
         [] => false,
         [option] if option.eq_ignore_ascii_case(b"withvalues") => true,
@@ -173,13 +188,12 @@ pub fn parse_write(name: &'static str, mut args: Vec<Arg>) -> Result<Update, Com
         },
         _ => {
             let by = args.pop().unwrap_or_default();
-            let text = std::str::from_utf8(&by).unwrap_or_default();
-            if parse_float(&by).is_none() {
-                return Err(CommandError::NotFloat);
-            }
-            let magnitude = text.trim_start_matches(['+', '-']);
-            if magnitude.eq_ignore_ascii_case("inf") || magnitude.eq_ignore_ascii_case("infinity") {
-                return Err(CommandError::NanOrInfinityValue);
+            match long_double::check_increment(&by) {
+                Ok(()) => {}
+                Err(LongDoubleError::NotFloat) => return Err(CommandError::NotFloat),
+                Err(LongDoubleError::NanOrInfinity) => {
+                    return Err(CommandError::NanOrInfinityValue);
+                }
             }
             HashWrite::IncrByFloat {
                 field: args.swap_remove(0),
@@ -266,12 +280,19 @@ pub fn read_reply(read: &HashRead, got: Option<pb::GetResponse>) -> Reply {
     let bulk = |bytes: &[u8]| Reply::Bulk(bytes.to_vec());
     match read {
         HashRead::Get(field) => find(field).map_or(Reply::Null, |p| bulk(&p.value)),
-        HashRead::MGet(fields) => Reply::Array(
-            fields
+        HashRead::MGet(fields) => {
+            // One pass over the hash however many fields are named.
+            let values: std::collections::HashMap<&[u8], &[u8]> = pairs
                 .iter()
-                .map(|f| find(f).map_or(Reply::Null, |p| bulk(&p.value)))
-                .collect(),
-        ),
+                .map(|p| (p.field.as_ref(), p.value.as_ref()))
+                .collect();
+            Reply::Array(
+                fields
+                    .iter()
+                    .map(|f| values.get(f.as_slice()).map_or(Reply::Null, |v| bulk(v)))
+                    .collect(),
+            )
+        }
         HashRead::GetAll => Reply::Map(
             pairs
                 .iter()
@@ -392,6 +413,15 @@ mod tests {
             "ERR value is not an integer or out of range"
         );
         assert_eq!(err("hrandfield", "k 1 foo"), "ERR syntax error");
+        assert_eq!(
+            err("hrandfield", "k -9223372036854775808"),
+            "ERR value is out of range, value must between -9223372036854775807 and \
+             9223372036854775807"
+        );
+        assert_eq!(
+            err("hrandfield", "k -1099511627776"),
+            "ERR HRANDFIELD with a negative count answers at most 1048576 fields in KvDB"
+        );
         assert_eq!(err("hscan", "k x"), "ERR invalid cursor");
         assert_eq!(err("hscan", "k 0 count 0"), "ERR syntax error");
         assert_eq!(err("hscan", "k 0 match"), "ERR syntax error");

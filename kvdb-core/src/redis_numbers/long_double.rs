@@ -41,6 +41,17 @@ pub fn incr_by_float(base: Option<&[u8]>, by: &[u8]) -> Result<String, LongDoubl
     Ok(format(sum))
 }
 
+/// Checks an increment as `HINCRBYFLOAT` does before it reads the field: a float `strtold`
+/// reads ([`LongDoubleError::NotFloat`] otherwise) that is not infinite
+/// ([`LongDoubleError::NanOrInfinity`]).
+pub fn check_increment(by: &[u8]) -> Result<(), LongDoubleError> {
+    match parse(by) {
+        None => Err(LongDoubleError::NotFloat),
+        Some(by) if !by.is_finite() => Err(LongDoubleError::NanOrInfinity),
+        Some(_) => Ok(()),
+    }
+}
+
 /// A float as Redis's `string2ld` reads one with `strtold`: no surrounding spaces, not NaN,
 /// and neither overflowing nor underflowing to zero.
 fn parse(bytes: &[u8]) -> Option<X87DoubleExtended> {

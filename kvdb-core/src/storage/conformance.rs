@@ -5,7 +5,7 @@
 //! Out of scope: crash behaviour and reopening, which depend on how a backend
 //! is created and are tested next to each backend.
 
-use super::{MAX_EXPIRY_MS, Storage, StoredValue, ValueKind, WriteBatch};
+use super::{Storage, StoredValue, ValueKind, WriteBatch};
 use crate::Version;
 
 /// Runs every property, each on a fresh store from `make`.
@@ -23,7 +23,7 @@ pub fn run_all<S: Storage>(make: impl Fn() -> S) {
     expired_lists_due_keys_in_expiry_order(&make());
     expiry_index_follows_overwrites_and_deletes(&make());
     zero_expiry_is_stored_as_already_expired(&make());
-    kinds_and_far_expiries_read_back(&make());
+    kinds_read_back_with_any_expiry(&make());
     export_then_install_replaces_prior_content(&make(), &make());
     clear_drops_data_and_meta(&make());
     aux_rows_change_with_their_batch_and_stay_apart_from_data(&make());
@@ -221,7 +221,7 @@ pub fn binary_and_empty_bytes_round_trip(store: &impl Storage) {
         (vec![0x00], v(&[], 2)),
         (vec![0x00, 0xFF, 0x00], v(&[0x00, 0x00], 3)),
         (vec![0x01], v(&all_bytes, 4)),
-        (vec![0xFF], v(&[0xFF; 3], 5).with_expiry(MAX_EXPIRY_MS)),
+        (vec![0xFF], v(&[0xFF; 3], 5).with_expiry(u64::MAX)),
         (vec![0xFF, 0x00], v(&[0x00], 6)),
     ];
     let batch = entries.iter().rev().fold(WriteBatch::new(), |b, (k, val)| {
@@ -300,24 +300,29 @@ pub fn zero_expiry_is_stored_as_already_expired(store: &impl Storage) {
     assert_eq!(expired_keys(store, 1, 10), [(b"k".to_vec(), 1)]);
 }
 
-/// A value's kind reads back with it, beside any expiry, and an expiry past
-/// [`MAX_EXPIRY_MS`] reads back as that instant, still indexed.
-pub fn kinds_and_far_expiries_read_back(store: &impl Storage) {
+/// A value's kind reads back with it, beside any expiry (the largest included), in reads,
+/// the expiry index and exports.
+pub fn kinds_read_back_with_any_expiry(store: &impl Storage) {
     let hash = v(b"h", 1).with_kind(ValueKind::Hash);
     put(store, b"h", hash.clone());
-    put(store, b"hx", hash.clone().with_expiry(u64::MAX));
-    put(store, b"s", v(b"s", 2).with_expiry(MAX_EXPIRY_MS));
+    let far = hash.clone().with_expiry(u64::MAX);
+    put(store, b"hx", far.clone());
+    let string = v(b"\x01s", 2).with_expiry(u64::MAX - 1);
+    put(store, b"s", string.clone());
     assert_eq!(store.get(b"h").expect("get"), Some(hash.clone()));
-    let far = store.get(b"hx").expect("get").expect("stored");
-    assert_eq!(far.kind, ValueKind::Hash);
-    assert_eq!(far.expire_at_ms, Some(MAX_EXPIRY_MS));
-    let string = store.get(b"s").expect("get").expect("stored");
-    assert_eq!(string.kind, ValueKind::String);
-    assert_eq!(string.expire_at_ms, Some(MAX_EXPIRY_MS));
-    let due = [(b"hx".to_vec(), 1), (b"s".to_vec(), 2)];
+    assert_eq!(store.get(b"hx").expect("get"), Some(far.clone()));
+    assert_eq!(store.get(b"s").expect("get"), Some(string.clone()));
+    let due = [(b"s".to_vec(), 2), (b"hx".to_vec(), 1)];
     assert_eq!(expired_keys(store, u64::MAX, 10), due);
     let exported = store.export().expect("export");
-    assert_eq!(exported[0], (b"h".to_vec(), hash));
+    assert_eq!(
+        exported,
+        [
+            (b"h".to_vec(), hash),
+            (b"hx".to_vec(), far),
+            (b"s".to_vec(), string)
+        ]
+    );
 }
 
 /// `install` of another store's export replaces all content, expiry index

@@ -66,9 +66,8 @@ pub struct StoredValue {
     pub kind: ValueKind,
 }
 
-/// The Redis type of a stored value. Stored in the top byte of a record's expiry word (see
-/// [`StoredValue::expiry_word`]), where 0 means a string, so records written before other
-/// kinds existed read as strings.
+/// The Redis type of a stored value. Stored as [`StoredValue::tagged`] says: a string as it
+/// always was, so that records written before other kinds existed read as strings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ValueKind {
     /// Bytes (`GET`, `SET`).
@@ -79,7 +78,7 @@ pub enum ValueKind {
 }
 
 impl ValueKind {
-    /// The kind's code in an expiry word.
+    /// The kind's code in the tagged form.
     pub const fn code(self) -> u8 {
         match self {
             ValueKind::String => 0,
@@ -105,9 +104,10 @@ impl ValueKind {
     }
 }
 
-/// The latest expiry instant a record can hold (about 2.28 million years after 1970): the
-/// expiry word's low 56 bits. Later instants are stored as this one.
-pub const MAX_EXPIRY_MS: u64 = (1 << 56) - 1;
+/// Set in the version word of a value stored with its kind ([`StoredValue::tagged`]).
+/// Versions (`log_index << 16 | position`) stay below it while log indexes stay below 2^47,
+/// so nothing written before kinds existed (records, snapshots, recorded results) has it.
+pub const TYPED_VERSION_BIT: u64 = 1 << 63;
 
 impl StoredValue {
     /// A value that never expires.
@@ -140,27 +140,38 @@ impl StoredValue {
 
     /// The form every backend stores: an expiry of `Some(0)` becomes
     /// `Some(1)`, which is expired for the same clocks (any real one), so that
-    /// an encoded expiry of `0` can mean "never"; one past [`MAX_EXPIRY_MS`]
-    /// becomes that instant.
+    /// an encoded expiry of `0` can mean "never".
     pub fn normalized(mut self) -> Self {
-        self.expire_at_ms = self.expire_at_ms.map(|at| at.clamp(1, MAX_EXPIRY_MS));
+        if self.expire_at_ms == Some(0) {
+            self.expire_at_ms = Some(1);
+        }
         self
     }
 
-    /// The kind and expiry as one word, the form records and snapshots store: the kind's
-    /// code in the top byte, the expiry instant below (0: never; `Some(0)` stored as 1, and
-    /// instants past [`MAX_EXPIRY_MS`] as that one).
-    pub fn expiry_word(&self) -> u64 {
-        let at = self.expire_at_ms.map_or(0, |at| at.clamp(1, MAX_EXPIRY_MS));
-        u64::from(self.kind.code()) << 56 | at
+    /// The version word and bytes records, snapshots and recorded results store: a string's
+    /// version and bytes as they always were; another kind's version with
+    /// [`TYPED_VERSION_BIT`] set, and its kind's code before the bytes.
+    pub fn tagged(&self) -> (u64, std::borrow::Cow<'_, [u8]>) {
+        match self.kind {
+            ValueKind::String => (self.version.0, self.value.as_slice().into()),
+            kind => {
+                let mut bytes = Vec::with_capacity(1 + self.value.len());
+                bytes.push(kind.code());
+                bytes.extend_from_slice(&self.value);
+                (self.version.0 | TYPED_VERSION_BIT, bytes.into())
+            }
+        }
     }
 
-    /// The kind and expiry an [`expiry_word`](Self::expiry_word) holds; `None` when its kind
-    /// is unknown to this build.
-    pub fn split_expiry_word(word: u64) -> Option<(ValueKind, Option<u64>)> {
-        let kind = ValueKind::from_code((word >> 56) as u8)?;
-        let at = word & MAX_EXPIRY_MS;
-        Some((kind, (at != 0).then_some(at)))
+    /// The version, kind and value bytes of a [`tagged`](Self::tagged) form; `None` when it
+    /// names a kind this build does not know.
+    pub fn untag(version_word: u64, bytes: &[u8]) -> Option<(Version, ValueKind, &[u8])> {
+        if version_word & TYPED_VERSION_BIT == 0 {
+            return Some((Version(version_word), ValueKind::String, bytes));
+        }
+        let (code, value) = bytes.split_first()?;
+        let kind = ValueKind::from_code(*code).filter(|k| *k != ValueKind::String)?;
+        Some((Version(version_word & !TYPED_VERSION_BIT), kind, value))
     }
 }
 

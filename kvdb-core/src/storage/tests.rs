@@ -362,3 +362,29 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_tagged_form_keeps_strings_as_they_were_and_refuses_unknown_kinds() {
+    use super::{TYPED_VERSION_BIT, ValueKind};
+    let string = StoredValue::new(b"\x01v".to_vec(), Version(7));
+    let (version, bytes) = string.tagged();
+    assert_eq!((version, &bytes[..]), (7, &b"\x01v"[..]));
+    let hash = string.clone().with_kind(ValueKind::Hash);
+    let (version, bytes) = hash.tagged();
+    assert_eq!(
+        (version, &bytes[..]),
+        (7 | TYPED_VERSION_BIT, &b"\x01\x01v"[..])
+    );
+    assert_eq!(
+        StoredValue::untag(version, &bytes),
+        Some((Version(7), ValueKind::Hash, &b"\x01v"[..]))
+    );
+    // Anything written before kinds reads as a string, whatever its bytes.
+    assert_eq!(
+        StoredValue::untag(7, b"\x01v"),
+        Some((Version(7), ValueKind::String, &b"\x01v"[..]))
+    );
+    for unknown in [&b""[..], b"\x00v", b"\x7fv"] {
+        assert_eq!(StoredValue::untag(7 | TYPED_VERSION_BIT, unknown), None);
+    }
+}

@@ -357,8 +357,8 @@ fn apply_txn(
     for op in &txn.ops {
         results.push(match op {
             TxnOp::Get(key) => TxnOpResult::Got(pending.live(key, now_ms)?.map(|v| {
-                let word = Some(v.expiry_word()).filter(|word| *word != 0);
-                (v.value, v.version, word)
+                let (version, value) = v.tagged();
+                (value.into_owned(), Version(version), v.expire_at_ms)
             })),
             TxnOp::Put(put) => TxnOpResult::Wrote(apply_put(pending, version, now_ms, put)?),
             TxnOp::Delete(delete) => {

@@ -1,6 +1,5 @@
 //! Snapshots of a [`KvMachine`]: the whole state (data, sessions, metadata) as one image.
 
-use kvdb_core::Version;
 use kvdb_core::raft::codec;
 use kvdb_core::storage::{StorageError, StorageOp, StoredValue};
 use openraft::{LogId, StoredMembership};
@@ -47,11 +46,11 @@ impl SnapshotImage {
 #[derive(Serialize, Deserialize)]
 struct ImageEntry {
     key: Vec<u8>,
+    /// The value's bytes and version in [`StoredValue::tagged`] form, so that images made
+    /// before value kinds existed read as strings.
     value: Vec<u8>,
     version: u64,
-    /// The value's [`StoredValue::expiry_word`], `None` for 0 (a string that never expires),
-    /// so that images made before value kinds existed read the same.
-    expiry_word: Option<u64>,
+    expire_at_ms: Option<u64>,
 }
 
 impl KvMachine {
@@ -61,11 +60,14 @@ impl KvMachine {
             .storage
             .export()?
             .into_iter()
-            .map(|(key, v)| ImageEntry {
-                expiry_word: Some(v.expiry_word()).filter(|word| *word != 0),
-                key,
-                value: v.value,
-                version: v.version.0,
+            .map(|(key, v)| {
+                let (version, value) = v.tagged();
+                ImageEntry {
+                    key,
+                    value: value.into_owned(),
+                    version,
+                    expire_at_ms: v.expire_at_ms,
+                }
             })
             .collect();
         let image = SnapshotImage {
@@ -87,27 +89,26 @@ impl KvMachine {
         let mut image = SnapshotImage::decode(bytes)?;
         image.meta.last_applied = last_applied;
         image.meta.membership = membership;
-        let entries = image
-            .entries
-            .into_iter()
-            .map(|e| {
-                let (kind, expire_at_ms) = StoredValue::split_expiry_word(
-                    e.expiry_word.unwrap_or(0),
-                )
-                .ok_or_else(|| StorageError::Corrupt {
-                    op: StorageOp::Install,
-                    key: e.key.clone(),
-                    reason: "snapshot entry of a value kind this build does not know",
-                })?;
-                let value = StoredValue {
-                    value: e.value,
-                    version: Version(e.version),
-                    expire_at_ms,
-                    kind,
-                };
-                Ok((e.key, value))
-            })
-            .collect::<Result<_, StorageError>>()?;
+        let entries =
+            image
+                .entries
+                .into_iter()
+                .map(|e| {
+                    let (version, kind, value) = StoredValue::untag(e.version, &e.value)
+                        .ok_or_else(|| StorageError::Corrupt {
+                            op: StorageOp::Install,
+                            key: e.key.clone(),
+                            reason: "snapshot entry of a value kind this build does not know",
+                        })?;
+                    let value = StoredValue {
+                        value: value.to_vec(),
+                        version,
+                        expire_at_ms: e.expire_at_ms,
+                        kind,
+                    };
+                    Ok((e.key, value))
+                })
+                .collect::<Result<_, StorageError>>()?;
         let mut sessions = image.sessions;
         // Installed whole below: nothing is left to journal.
         sessions.take_changes()?;

@@ -55,8 +55,7 @@ pub use self::write_buffer::{
     FLUSH_BYTES, FLUSH_INTERVAL, FlushStats, MAX_BUFFERED_BYTES, SYNC_INTERVAL, WriteBuffer,
 };
 use super::{
-    AuxRows, Commit, MAX_EXPIRY_MS, Storage, StorageError, StorageOp, StoredValue, ValueKind,
-    WriteBatch,
+    AuxRows, Commit, Storage, StorageError, StorageOp, StoredValue, ValueKind, WriteBatch,
 };
 use crate::{ShardId, Version};
 
@@ -618,19 +617,23 @@ impl<T, E: Into<redb::Error>> During<T> for Result<T, E> {
     }
 }
 
-/// A record: version and expiry word ([`StoredValue::expiry_word`]: the kind, and the
-/// expiry with `0` for none) as little-endian `u64`s, then the value.
+/// A record: version and expiry (`0` for none) as little-endian `u64`s, then the value, in
+/// [`StoredValue::tagged`] form (a string as it always was; another kind with a flag in the
+/// version and its code before the value). The expiry is stored
+/// [`StoredValue::normalized`].
 fn encode(value: &StoredValue) -> Vec<u8> {
-    let mut record = Vec::with_capacity(HEADER_LEN + value.value.len());
-    record.extend_from_slice(&value.version.0.to_le_bytes());
-    record.extend_from_slice(&value.expiry_word().to_le_bytes());
-    record.extend_from_slice(&value.value);
+    let (version, bytes) = value.tagged();
+    let mut record = Vec::with_capacity(HEADER_LEN + bytes.len());
+    record.extend_from_slice(&version.to_le_bytes());
+    let expiry = encoded_expiry(value.expire_at_ms).unwrap_or(0);
+    record.extend_from_slice(&expiry.to_le_bytes());
+    record.extend_from_slice(&bytes);
     record
 }
 
 /// The expiry instant as stored: [`StoredValue::normalized`]'s, without copying the value.
 fn encoded_expiry(expire_at_ms: Option<u64>) -> Option<u64> {
-    expire_at_ms.map(|at| at.clamp(1, MAX_EXPIRY_MS))
+    expire_at_ms.map(|at| at.max(1))
 }
 
 /// A record's parts, borrowed from its bytes.
@@ -650,13 +653,14 @@ fn split<'r>(key: &[u8], record: &'r [u8], op: StorageOp) -> Result<Record<'r>, 
     };
     let short = || corrupt("record shorter than its 16-byte header");
     let (version, rest) = record.split_first_chunk::<8>().ok_or_else(short)?;
-    let (word, value) = rest.split_first_chunk::<8>().ok_or_else(short)?;
-    let (kind, expire_at_ms) = StoredValue::split_expiry_word(u64::from_le_bytes(*word))
+    let (expiry, tagged) = rest.split_first_chunk::<8>().ok_or_else(short)?;
+    let (version, kind, value) = StoredValue::untag(u64::from_le_bytes(*version), tagged)
         .ok_or_else(|| corrupt("record of a value kind this build does not know"))?;
+    let expiry = u64::from_le_bytes(*expiry);
     Ok(Record {
-        version: u64::from_le_bytes(*version),
+        version: version.0,
         kind,
-        expire_at_ms,
+        expire_at_ms: (expiry != 0).then_some(expiry),
         value,
     })
 }
