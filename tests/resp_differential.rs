@@ -922,6 +922,20 @@ fn hash_rows() -> Vec<Row> {
         (&[b"HGETALL", b"h:str"], WRONGTYPE),
         (&[b"HINCRBY", b"h:str", b"f", b"1"], WRONGTYPE),
         (&[b"HRANDFIELD", b"h:str"], WRONGTYPE),
+        // HSCAN reads the key before its options.
+        (&[b"HSCAN", b"h:str", b"0", b"COUNT", b"0"], WRONGTYPE),
+        (
+            &[b"HSCAN", b"h:none", b"0", b"COUNT", b"0"],
+            Array(vec![Bulk(b"0"), Array(vec![])]),
+        ),
+        (
+            &[b"HSCAN", b"h:one", b"0", b"COUNT", b"0"],
+            Error("ERR syntax error"),
+        ),
+        (
+            &[b"HSCAN", b"h:one", b"-1", b"MATCH", b"zz"],
+            Array(vec![Bulk(b"0"), Array(vec![])]),
+        ),
         (&[b"HGETALL", b"h:one"], Array(vec![Bulk(b"f"), Bulk(b"v")])),
         (&[b"GET", b"h:str"], Bulk(b"v")),
         (

@@ -37,8 +37,10 @@ pub enum HashRead {
     StrLen(Arg),
     /// `HSCAN key cursor [MATCH pattern] [COUNT count]`: every pair, cursor 0.
     Scan {
-        /// Only fields matching this glob.
-        pattern: Option<Arg>,
+        /// Only fields matching this glob; or the error its options get, which Redis answers
+        /// only once it found a hash under the key (a missing key scans empty, a string is
+        /// `WRONGTYPE`).
+        pattern: Result<Option<Arg>, CommandError>,
     },
     /// `HRANDFIELD key [count [WITHVALUES]]`.
     RandField {
@@ -112,9 +114,15 @@ fn parse_scan(args: &[Arg]) -> Result<HashRead, CommandError> {
                 .or(c.parse::<i64>().ok().map(|n| n as u64))
         })
         .ok_or(CommandError::InvalidCursor)?;
+    Ok(HashRead::Scan {
+        pattern: scan_options(&args[1..]),
+    })
+}
+
+/// `HSCAN`'s `MATCH` pattern, its options checked.
+fn scan_options(args: &[Arg]) -> Result<Option<Arg>, CommandError> {
     let mut pattern = None;
-    let mut options = args[1..].chunks(2);
-    for option in options.by_ref() {
+    for option in args.chunks(2) {
         let [name, value] = option else {
             return Err(CommandError::Syntax);
         };
@@ -128,7 +136,7 @@ fn parse_scan(args: &[Arg]) -> Result<HashRead, CommandError> {
             return Err(CommandError::Syntax);
         }
     }
-    Ok(HashRead::Scan { pattern })
+    Ok(pattern)
 }
 
 /// `HRANDFIELD`'s count and `WITHVALUES`, checked as Redis checks them.
@@ -304,10 +312,12 @@ pub fn read_reply(read: &HashRead, got: Option<pb::GetResponse>) -> Reply {
         HashRead::Keys => Reply::Array(pairs.iter().map(|p| bulk(&p.field)).collect()),
         HashRead::Vals => Reply::Array(pairs.iter().map(|p| bulk(&p.value)).collect()),
         HashRead::StrLen(field) => Reply::Integer(find(field).map_or(0, |p| p.value.len() as i64)),
+        HashRead::Scan { pattern: Err(e) } if exists => e.clone().into(),
         HashRead::Scan { pattern } => {
+            let pattern = pattern.as_ref().ok().and_then(Option::as_ref);
             let matching = pairs
                 .iter()
-                .filter(|p| pattern.as_ref().is_none_or(|g| glob_matches(g, &p.field)))
+                .filter(|p| pattern.is_none_or(|g| glob_matches(g, &p.field)))
                 .flat_map(|p| [bulk(&p.field), bulk(&p.value)]);
             Reply::Array(vec![bulk(b"0"), Reply::Array(matching.collect())])
         }
@@ -423,8 +433,23 @@ mod tests {
             "ERR HRANDFIELD with a negative count answers at most 1048576 fields in KvDB"
         );
         assert_eq!(err("hscan", "k x"), "ERR invalid cursor");
-        assert_eq!(err("hscan", "k 0 count 0"), "ERR syntax error");
-        assert_eq!(err("hscan", "k 0 match"), "ERR syntax error");
+        // Option errors wait for the key: a missing one scans empty, as in Redis.
+        let (_, bad) = parse_read("hscan", argv("k 0 count 0")).unwrap();
+        let empty = Reply::Array(vec![Reply::Bulk(b"0".to_vec()), Reply::Array(Vec::new())]);
+        assert_eq!(read_reply(&bad, None), empty);
+        let hash = pb::GetResponse {
+            found: true,
+            r#type: pb::ValueType::Hash as i32,
+            ..Default::default()
+        };
+        assert_eq!(read_reply(&bad, Some(hash)), CommandError::Syntax.into());
+        let (_, bad) = parse_read("hscan", argv("k 0 match")).unwrap();
+        assert_eq!(
+            bad,
+            HashRead::Scan {
+                pattern: Err(CommandError::Syntax)
+            }
+        );
     }
 
     #[test]
