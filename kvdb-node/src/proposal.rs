@@ -291,14 +291,8 @@ pub fn txn_response(result: CommandResult) -> Result<pb::TxnResponse, KvError> {
         let answer = match result {
             TxnOpResult::Got(found) => Answer::Get(match found {
                 Some((tagged, version, expire_at_ms)) => {
-                    let (version, kind, value) = StoredValue::untag(version.0, &tagged)
+                    let value = StoredValue::from_tagged(version.0, &tagged, expire_at_ms)
                         .ok_or_else(|| KvError::Internal("unknown value kind".into()))?;
-                    let value = StoredValue {
-                        value: value.to_vec(),
-                        version,
-                        expire_at_ms,
-                        kind,
-                    };
                     get_response(Some(value))?
                 }
                 None => get_response(None)?,

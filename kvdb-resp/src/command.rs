@@ -557,8 +557,8 @@ fn parse_scan(args: Vec<Arg>) -> Result<Scan, CommandError> {
     Ok(scan)
 }
 
-/// `MSET`'s and `MSETNX`'s key-value pairs.
-fn parse_pairs(name: &str, args: Vec<Arg>) -> Result<Vec<(Arg, Arg)>, CommandError> {
+/// `MSET`'s and `MSETNX`'s key-value pairs, and `HSET`'s field-value pairs.
+pub(crate) fn parse_pairs(name: &str, args: Vec<Arg>) -> Result<Vec<(Arg, Arg)>, CommandError> {
     if !args.len().is_multiple_of(2) {
         return Err(CommandError::WrongArity(name.into()));
     }

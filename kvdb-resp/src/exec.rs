@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use crate::command::{Arg, Command, Scan};
 use crate::error::{CommandError, kv_error_reply};
+use crate::hash;
 use crate::plan::{self, Plan};
 use crate::reply::Reply;
 use crate::scan::{Cursors, Position, glob_matches};
@@ -222,11 +223,10 @@ impl Store {
             // A shard that lists no types stores strings only.
             let types = page.types.iter().copied().chain(std::iter::repeat(0));
             keys.extend(page.keys.into_iter().zip(types).filter_map(|(key, kind)| {
-                let type_name = match pb::ValueType::try_from(kind) {
-                    Ok(pb::ValueType::Hash) => "hash",
-                    _ => "string",
-                };
-                let wanted = scan.type_name.as_deref().is_none_or(|t| t == type_name)
+                let wanted = scan
+                    .type_name
+                    .as_deref()
+                    .is_none_or(|t| t == hash::type_name(kind))
                     && scan
                         .pattern
                         .as_deref()

@@ -10,7 +10,7 @@
 use kvdb_core::proto::v1 as pb;
 use kvdb_core::redis_numbers::long_double::{self, LongDoubleError};
 
-use crate::command::{Arg, integer};
+use crate::command::{Arg, integer, parse_pairs};
 use crate::error::CommandError;
 use crate::reply::Reply;
 use crate::scan::glob_matches;
@@ -174,21 +174,11 @@ fn parse_randfield(args: &[Arg]) -> Result<HashRead, CommandError> {
 pub fn parse_write(name: &'static str, mut args: Vec<Arg>) -> Result<Update, CommandError> {
     let key = args.remove(0);
     let op = match name {
-        "hset" | "hmset" | "hsetnx" => {
-            if !args.len().is_multiple_of(2) {
-                return Err(CommandError::WrongArity(name.into()));
-            }
-            let mut pairs = Vec::with_capacity(args.len() / 2);
-            let mut args = args.into_iter();
-            while let (Some(field), Some(value)) = (args.next(), args.next()) {
-                pairs.push((field, value));
-            }
-            HashWrite::Set {
-                pairs,
-                only_new: name == "hsetnx",
-                ok: name == "hmset",
-            }
-        }
+        "hset" | "hmset" | "hsetnx" => HashWrite::Set {
+            pairs: parse_pairs(name, args)?,
+            only_new: name == "hsetnx",
+            ok: name == "hmset",
+        },
         "hdel" => HashWrite::Del(args),
         "hincrby" => HashWrite::IncrBy {
             by: integer(&args[1])?,
@@ -270,6 +260,15 @@ pub fn refusal(write: &HashWrite, error: pb::UpdateError) -> Option<CommandError
         (_, pb::UpdateError::TooLarge) => CommandError::HashTooLarge,
         _ => return None,
     })
+}
+
+/// Redis's name (`TYPE`, `SCAN ... TYPE`) of a read's or a scan's value type; a type this
+/// build does not know reads as a string, as every value did before types.
+pub fn type_name(value_type: i32) -> &'static str {
+    match pb::ValueType::try_from(value_type) {
+        Ok(pb::ValueType::Hash) => "hash",
+        _ => "string",
+    }
 }
 
 /// Whether a read found a hash.

@@ -170,11 +170,7 @@ pub fn answer(command: &Command, applied: bool, results: Vec<Done>, now_ms: u64)
         Command::Ttl { millis, .. } => got(next())
             .map(|got| Reply::Integer(ttl_reply(got.map(|g| g.expires_at_ms), now_ms, *millis))),
         Command::Type(_) => got(next()).map(|got| {
-            let name = match got {
-                None => "none",
-                Some(got) if hash::is_hash(&got) => "hash",
-                Some(_) => "string",
-            };
+            let name = got.map_or("none", |got| hash::type_name(got.r#type));
             Reply::Simple(name.into())
         }),
         Command::GetRange { start, end, .. } => string(next()).map(|got| {

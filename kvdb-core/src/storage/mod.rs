@@ -94,14 +94,6 @@ impl ValueKind {
             _ => None,
         }
     }
-
-    /// Redis's name for the kind (`TYPE`).
-    pub const fn name(self) -> &'static str {
-        match self {
-            ValueKind::String => "string",
-            ValueKind::Hash => "hash",
-        }
-    }
 }
 
 /// Set in the version word of a value stored with its kind ([`StoredValue::tagged`]).
@@ -172,6 +164,18 @@ impl StoredValue {
         let (code, value) = bytes.split_first()?;
         let kind = ValueKind::from_code(*code).filter(|k| *k != ValueKind::String)?;
         Some((Version(version_word & !TYPED_VERSION_BIT), kind, value))
+    }
+
+    /// The value whose [`tagged`](Self::tagged) form is `version_word` and `bytes`, expiring
+    /// at `expire_at_ms`; `None` when it names a kind this build does not know.
+    pub fn from_tagged(version_word: u64, bytes: &[u8], expire_at_ms: Option<u64>) -> Option<Self> {
+        let (version, kind, value) = Self::untag(version_word, bytes)?;
+        Some(StoredValue {
+            value: value.to_vec(),
+            version,
+            expire_at_ms,
+            kind,
+        })
     }
 }
 

@@ -89,26 +89,19 @@ impl KvMachine {
         let mut image = SnapshotImage::decode(bytes)?;
         image.meta.last_applied = last_applied;
         image.meta.membership = membership;
-        let entries =
-            image
-                .entries
-                .into_iter()
-                .map(|e| {
-                    let (version, kind, value) = StoredValue::untag(e.version, &e.value)
-                        .ok_or_else(|| StorageError::Corrupt {
-                            op: StorageOp::Install,
-                            key: e.key.clone(),
-                            reason: "snapshot entry of a value kind this build does not know",
-                        })?;
-                    let value = StoredValue {
-                        value: value.to_vec(),
-                        version,
-                        expire_at_ms: e.expire_at_ms,
-                        kind,
-                    };
-                    Ok((e.key, value))
-                })
-                .collect::<Result<_, StorageError>>()?;
+        let entries = image
+            .entries
+            .into_iter()
+            .map(|e| {
+                let value = StoredValue::from_tagged(e.version, &e.value, e.expire_at_ms)
+                    .ok_or_else(|| StorageError::Corrupt {
+                        op: StorageOp::Install,
+                        key: e.key.clone(),
+                        reason: "snapshot entry of a value kind this build does not know",
+                    })?;
+                Ok((e.key, value))
+            })
+            .collect::<Result<_, StorageError>>()?;
         let mut sessions = image.sessions;
         // Installed whole below: nothing is left to journal.
         sessions.take_changes()?;

@@ -54,9 +54,7 @@ use self::write_buffer::{Buffered, Layer, ShardBuffer};
 pub use self::write_buffer::{
     FLUSH_BYTES, FLUSH_INTERVAL, FlushStats, MAX_BUFFERED_BYTES, SYNC_INTERVAL, WriteBuffer,
 };
-use super::{
-    AuxRows, Commit, Storage, StorageError, StorageOp, StoredValue, ValueKind, WriteBatch,
-};
+use super::{AuxRows, Commit, Storage, StorageError, StorageOp, StoredValue, WriteBatch};
 use crate::{ShardId, Version};
 
 /// Every shard's metadata blob, keyed by shard id.
@@ -636,33 +634,26 @@ fn encoded_expiry(expire_at_ms: Option<u64>) -> Option<u64> {
     expire_at_ms.map(|at| at.max(1))
 }
 
-/// A record's parts, borrowed from its bytes.
-struct Record<'r> {
-    version: u64,
-    kind: ValueKind,
-    expire_at_ms: Option<u64>,
-    value: &'r [u8],
-}
-
-/// Splits a record into version, kind, expiry and value bytes.
-fn split<'r>(key: &[u8], record: &'r [u8], op: StorageOp) -> Result<Record<'r>, StorageError> {
-    let corrupt = |reason| StorageError::Corrupt {
+/// Splits a record into its version word, expiry and value bytes (both in
+/// [`StoredValue::tagged`] form).
+fn split<'r>(
+    key: &[u8],
+    record: &'r [u8],
+    op: StorageOp,
+) -> Result<(u64, Option<u64>, &'r [u8]), StorageError> {
+    let corrupt = || StorageError::Corrupt {
         op,
         key: key.to_vec(),
-        reason,
+        reason: "record shorter than its 16-byte header",
     };
-    let short = || corrupt("record shorter than its 16-byte header");
-    let (version, rest) = record.split_first_chunk::<8>().ok_or_else(short)?;
-    let (expiry, tagged) = rest.split_first_chunk::<8>().ok_or_else(short)?;
-    let (version, kind, value) = StoredValue::untag(u64::from_le_bytes(*version), tagged)
-        .ok_or_else(|| corrupt("record of a value kind this build does not know"))?;
+    let (version, rest) = record.split_first_chunk::<8>().ok_or_else(corrupt)?;
+    let (expiry, value) = rest.split_first_chunk::<8>().ok_or_else(corrupt)?;
     let expiry = u64::from_le_bytes(*expiry);
-    Ok(Record {
-        version: version.0,
-        kind,
-        expire_at_ms: (expiry != 0).then_some(expiry),
+    Ok((
+        u64::from_le_bytes(*version),
+        (expiry != 0).then_some(expiry),
         value,
-    })
+    ))
 }
 
 /// The stored value of `key` in an open data table.
@@ -676,15 +667,14 @@ fn lookup(
 }
 
 fn decode(key: &[u8], record: &[u8], op: StorageOp) -> Result<StoredValue, StorageError> {
-    let record = split(key, record, op)?;
-    Ok(StoredValue {
-        value: record.value.to_vec(),
-        version: Version(record.version),
-        expire_at_ms: record.expire_at_ms,
-        kind: record.kind,
+    let (version, expire_at_ms, tagged) = split(key, record, op)?;
+    StoredValue::from_tagged(version, tagged, expire_at_ms).ok_or_else(|| StorageError::Corrupt {
+        op,
+        key: key.to_vec(),
+        reason: "record of a value kind this build does not know",
     })
 }
 
 fn decode_expiry(key: &[u8], record: &[u8], op: StorageOp) -> Result<Option<u64>, StorageError> {
-    split(key, record, op).map(|record| record.expire_at_ms)
+    split(key, record, op).map(|(_, expiry, _)| expiry)
 }
