@@ -87,7 +87,7 @@ pub struct ChaosOptions {
 }
 
 /// With `small_logs`: the log growth that makes a replica snapshot (see
-/// `kvdb_node::log_compaction`), where the nodes' default waits for 16 MiB.
+/// `kvdb_node::log_compaction`), where the nodes' default waits for 2 MiB.
 pub const SMALL_LOG_BYTES: u64 = 16 * 1024;
 /// With `short_log_tail`: log entries a replica keeps behind a snapshot (default 1,000).
 pub const SHORT_LOG_TAIL: u64 = 50;

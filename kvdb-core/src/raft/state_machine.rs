@@ -1,4 +1,5 @@
-//! openraft's `RaftStateMachine` over an application [`Machine`], with snapshots kept in redb.
+//! openraft's `RaftStateMachine` over an application [`Machine`], with snapshots kept in redb
+//! for machines that live in memory and exported on demand for durable ones.
 //!
 //! The coordinator's metadata and each shard's key-value data are different machines with the
 //! same Raft obligations: apply committed entries in order, report the last applied log id and
@@ -11,9 +12,34 @@
 //!   worker; a machine may hand its write to the storage as a commit to wait for
 //!   ([`Applied::commit`]), which the store awaits while it still holds the write lock, so no
 //!   reader or snapshot sees an applied state whose data is not yet committed;
-//! - the current snapshot (meta and bytes) is stored durably per group, so
-//!   `get_current_snapshot` answers after a restart, and at open a stored snapshot newer than
-//!   the machine's applied state is imported (an install that crashed half way is finished).
+//! - a machine kept in memory (the coordinator's) has its current snapshot (meta and bytes)
+//!   stored durably per group, so `get_current_snapshot` answers after a restart, and at open
+//!   a stored snapshot newer than the machine's applied state is imported (an install that
+//!   crashed half way is finished);
+//! - a [durable](Machine::DURABLE) machine (a shard's key-value data) is never copied into a
+//!   stored snapshot: that copy doubled a node's disk use. See "Snapshots of durable machines".
+//!
+//! # Snapshots of durable machines
+//!
+//! openraft needs two things of a snapshot: when one is built, its meta (the log id it covers,
+//! which lets the log be purged up to it), and later, when a follower lags behind the purged
+//! log, bytes covering at least that log id. A durable machine provides both from its own
+//! state:
+//!
+//! - **build** makes everything applied durable ([`Machine::sync`]) under the read lock, so
+//!   no apply runs meanwhile, and returns the meta of the applied state with no bytes (openraft
+//!   keeps only the meta of a built snapshot). The log is purged only up to a built or
+//!   installed snapshot, so after a crash the machine reopens at or past every purged entry
+//!   and replays the rest from the log;
+//! - **get** exports the current applied state under the read lock. It covers the last built
+//!   or installed snapshot's log id or more, since applied state only moves forward, and
+//!   openraft accepts a snapshot newer than the one it asked for (its replication records what
+//!   the follower acknowledged). Before anything was built or installed since the store
+//!   opened it answers `None`, which makes openraft build one at start-up if the log was
+//!   purged. An export at the same log id keeps the snapshot id, so a follower resuming a
+//!   chunked transfer gets the same bytes;
+//! - **install** imports the bytes and syncs before it returns, so the follower's log is
+//!   purged behind a durable state.
 //!
 //! Out of scope: streaming snapshots larger than memory (snapshots are `Cursor<Vec<u8>>`), and
 //! deciding when to snapshot (openraft's `SnapshotPolicy`).
@@ -22,8 +48,8 @@ mod snapshot_table;
 
 use std::io::{self, Cursor};
 use std::marker::PhantomData;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{
@@ -66,6 +92,17 @@ impl<R> From<Vec<R>> for Applied<R> {
 /// the same entries reaches the same state. Errors are fatal to the Raft group (openraft stops
 /// it), so return them only when the state can no longer be trusted or persisted.
 pub trait Machine<C: KvdbRaftConfig>: Send + Sync + 'static {
+    /// Whether the machine's state outlives the process: it stores its applied log id with its
+    /// data, and [`Machine::sync`] makes everything applied durable. The store then keeps no
+    /// snapshot bytes of its own (see the module doc).
+    const DURABLE: bool = false;
+
+    /// Blocks until everything applied so far is durable. Called before openraft may purge
+    /// the log behind a snapshot of a [durable](Machine::DURABLE) machine.
+    fn sync(&self) -> Result<(), io::Error> {
+        Ok(())
+    }
+
     /// The last applied log id and membership, as of the machine's durable (or imported) state.
     fn applied_state(&self) -> Result<AppliedState, io::Error>;
 
@@ -151,6 +188,8 @@ redb_error_from!(
 pub struct StateMachineStore<C, M> {
     machine: Arc<RwLock<M>>,
     snapshots: SnapshotTable,
+    /// A durable machine's last snapshot built, installed or exported since the store opened.
+    current: Arc<Mutex<Option<SnapshotMeta<u64, BasicNode>>>>,
     counts: Arc<SnapshotCounts>,
     _config: PhantomData<fn() -> C>,
 }
@@ -178,8 +217,9 @@ impl SnapshotCounts {
 impl<C: KvdbRaftConfig, M: Machine<C>> StateMachineStore<C, M> {
     /// Opens group `group`'s state machine over `machine`, keeping snapshots in `db` (usually
     /// the [`super::log_store::LogDb`]'s database). If the stored snapshot is newer than the
-    /// machine's applied state, the machine imports it first. Blocking: call it at startup or
-    /// from a blocking task.
+    /// machine's applied state, the machine imports it first. A durable machine's stored
+    /// snapshot (written by an earlier release) is then deleted: its state holds it. Blocking:
+    /// call it at startup or from a blocking task.
     pub fn open(db: Arc<Database>, group: u64, mut machine: M) -> Result<Self, StateMachineError> {
         let snapshots = SnapshotTable::open(db, group)?;
         if let Some(stored) = snapshots.load()? {
@@ -189,10 +229,15 @@ impl<C: KvdbRaftConfig, M: Machine<C>> StateMachineStore<C, M> {
                 let meta = stored.meta;
                 machine.import(meta.last_log_id, meta.last_membership, &stored.data)?;
             }
+            if M::DURABLE {
+                machine.sync()?;
+                snapshots.remove()?;
+            }
         }
         Ok(Self {
             machine: Arc::new(RwLock::new(machine)),
             snapshots,
+            current: Arc::default(),
             counts: Arc::default(),
             _config: PhantomData,
         })
@@ -212,6 +257,12 @@ impl<C: KvdbRaftConfig, M: Machine<C>> StateMachineStore<C, M> {
     /// The Raft group this state machine belongs to.
     pub fn group_id(&self) -> u64 {
         self.snapshots.group()
+    }
+
+    /// Whether the group has a snapshot stored in the database.
+    #[cfg(test)]
+    pub(crate) fn has_stored_snapshot(&self) -> bool {
+        self.snapshots.load().expect("snapshot table").is_some()
     }
 
     /// Deletes group `group`'s persisted snapshot, once the group is gone from this node.
@@ -290,6 +341,7 @@ impl<C: KvdbRaftConfig, M: Machine<C>> RaftStateMachine<C> for StateMachineStore
         SnapshotBuilder {
             machine: self.machine.clone(),
             snapshots: self.snapshots.clone(),
+            current: self.current.clone(),
             counts: self.counts.clone(),
             _config: PhantomData,
         }
@@ -310,8 +362,19 @@ impl<C: KvdbRaftConfig, M: Machine<C>> RaftStateMachine<C> for StateMachineStore
         let snapshots = self.snapshots.clone();
         let owned_meta = meta.clone();
         let mut machine = self.machine.clone().write_owned().await;
-        // Stored first: if the import is cut short, the next open imports it again.
         let result = blocking(move || {
+            if M::DURABLE {
+                let SnapshotMeta {
+                    last_log_id,
+                    last_membership,
+                    ..
+                } = owned_meta;
+                machine.import(last_log_id, last_membership, &data)?;
+                // Durable before openraft purges the log behind it.
+                machine.sync()?;
+                return Ok(());
+            }
+            // Stored first: if the import is cut short, the next open imports it again.
             snapshots.save(&owned_meta, &data)?;
             let SnapshotMeta {
                 last_log_id,
@@ -323,11 +386,17 @@ impl<C: KvdbRaftConfig, M: Machine<C>> RaftStateMachine<C> for StateMachineStore
         })
         .await;
         result.map_err(|e| snapshot_error(Some(meta), &e))?;
+        if M::DURABLE {
+            *lock(&self.current) = Some(meta.clone());
+        }
         self.counts.installed.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<C>>, StorageError<u64>> {
+        if M::DURABLE {
+            return self.export_current().await;
+        }
         let snapshots = self.snapshots.clone();
         let stored = blocking(move || snapshots.load())
             .await
@@ -343,12 +412,16 @@ impl<C: KvdbRaftConfig, M: Machine<C>> RaftStateMachine<C> for StateMachineStore
 pub struct SnapshotBuilder<C, M> {
     machine: Arc<RwLock<M>>,
     snapshots: SnapshotTable,
+    current: Arc<Mutex<Option<SnapshotMeta<u64, BasicNode>>>>,
     counts: Arc<SnapshotCounts>,
     _config: PhantomData<fn() -> C>,
 }
 
 impl<C: KvdbRaftConfig, M: Machine<C>> RaftSnapshotBuilder<C> for SnapshotBuilder<C, M> {
     async fn build_snapshot(&mut self) -> Result<Snapshot<C>, StorageError<u64>> {
+        if M::DURABLE {
+            return self.build_durable().await;
+        }
         let machine = self.machine.clone().read_owned().await;
         let snapshots = self.snapshots.clone();
         let built = blocking(move || {
@@ -373,6 +446,76 @@ impl<C: KvdbRaftConfig, M: Machine<C>> RaftSnapshotBuilder<C> for SnapshotBuilde
             snapshot: Box::new(Cursor::new(data)),
         })
     }
+}
+
+impl<C: KvdbRaftConfig, M: Machine<C>> StateMachineStore<C, M> {
+    /// A durable machine's current snapshot: its applied state, exported now.
+    async fn export_current(&mut self) -> Result<Option<Snapshot<C>>, StorageError<u64>> {
+        if lock(&self.current).is_none() {
+            return Ok(None);
+        }
+        let machine = self.machine.clone().read_owned().await;
+        let current = self.current.clone();
+        let group = self.group_id();
+        let exported = blocking(move || {
+            let (last_log_id, last_membership) = machine.applied_state()?;
+            let data = machine.export()?;
+            drop(machine);
+            let mut current = lock(&current);
+            let meta = match current.as_ref() {
+                Some(meta) if meta.last_log_id == last_log_id => meta.clone(),
+                _ => SnapshotMeta {
+                    last_log_id,
+                    last_membership,
+                    snapshot_id: snapshot_id(group, last_log_id),
+                },
+            };
+            *current = Some(meta.clone());
+            Ok((meta, data))
+        })
+        .await;
+        let (meta, data) =
+            exported.map_err(|e| StorageIOError::read_snapshot(None, AnyError::new(&e)))?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
+    }
+}
+
+impl<C: KvdbRaftConfig, M: Machine<C>> SnapshotBuilder<C, M> {
+    /// A durable machine's snapshot: its applied state made durable, with no bytes (openraft
+    /// keeps only the meta of a built snapshot; followers get bytes from `get_current_snapshot`).
+    async fn build_durable(&mut self) -> Result<Snapshot<C>, StorageError<u64>> {
+        let machine = self.machine.clone().read_owned().await;
+        let group = self.snapshots.group();
+        let current = self.current.clone();
+        let built = blocking(move || {
+            let (last_log_id, last_membership) = machine.applied_state()?;
+            machine.sync()?;
+            drop(machine);
+            let meta = SnapshotMeta {
+                last_log_id,
+                last_membership,
+                snapshot_id: snapshot_id(group, last_log_id),
+            };
+            *lock(&current) = Some(meta.clone());
+            Ok(meta)
+        })
+        .await;
+        let meta = built.map_err(|e| snapshot_error(None, &e))?;
+        self.counts.built.fetch_add(1, Ordering::Relaxed);
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(Vec::new())),
+        })
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A snapshot id unique per build: two builds at the same log id may differ in bytes.

@@ -15,7 +15,7 @@ use openraft::{
 use super::codec;
 use super::log_store::{LogDb, LogDbOptions, LogDbStats, RedbLogStore};
 use super::state_machine::StateMachineStore;
-use super::test_support::{KvRequest, MemKv, TempLogDb, TestConfig};
+use super::test_support::{DurableKv, KvRequest, MemKv, TempLogDb, TestConfig};
 
 /// Builds a store in a fresh temporary database for each suite case.
 struct RedbStoreBuilder {
@@ -42,6 +42,33 @@ impl
     > {
         let db = TempLogDb::new(self.options);
         let (log, sm) = db.group(1);
+        Ok((db, log, sm))
+    }
+}
+
+/// The same with a [`DurableKv`] machine, whose snapshots are exported on demand.
+struct DurableStoreBuilder;
+
+impl
+    StoreBuilder<
+        TestConfig,
+        RedbLogStore<TestConfig>,
+        StateMachineStore<TestConfig, DurableKv>,
+        TempLogDb,
+    > for DurableStoreBuilder
+{
+    async fn build(
+        &self,
+    ) -> Result<
+        (
+            TempLogDb,
+            RedbLogStore<TestConfig>,
+            StateMachineStore<TestConfig, DurableKv>,
+        ),
+        StorageError<u64>,
+    > {
+        let db = TempLogDb::new(options(true));
+        let (log, sm) = db.durable_group(1);
         Ok((db, log, sm))
     }
 }
@@ -89,6 +116,11 @@ fn openraft_suite_passes_without_group_commit() {
         options: options(false),
     })
     .unwrap();
+}
+
+#[test]
+fn openraft_suite_passes_with_a_durable_machine() {
+    Suite::test_all(DurableStoreBuilder).unwrap();
 }
 
 #[test]
@@ -213,6 +245,93 @@ async fn snapshot_survives_reopen_and_is_imported() {
     other.install_snapshot(&built, snapshot).await.unwrap();
     let counts = other.snapshot_counts();
     assert_eq!((counts.built(), counts.installed()), (0, 1));
+}
+
+#[tokio::test]
+async fn a_durable_machine_stores_no_snapshot_and_exports_its_current_state() {
+    let db = TempLogDb::new(LogDbOptions::default());
+    let (_, mut sm) = db.durable_group(3);
+    sm.apply([membership(1, 1, &[1]), set(1, 2, "a", "1")])
+        .await
+        .unwrap();
+    // Nothing built or installed yet: openraft builds one at start-up if the log was purged.
+    assert!(sm.get_current_snapshot().await.unwrap().is_none());
+
+    // --- a build makes the applied state durable and carries no bytes
+    let built = sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    assert_eq!(built.meta.last_log_id, Some(log_id(1, 1, 2)));
+    assert!(built.snapshot.get_ref().is_empty());
+    assert!(!sm.has_stored_snapshot());
+    assert_eq!(
+        DurableKv::open(&db.machine_file(3)).kv.applied,
+        Some(log_id(1, 1, 2))
+    );
+
+    // --- later applies are exported by the next get, under one id per log id
+    sm.apply([set(1, 3, "b", "2")]).await.unwrap();
+    let current = sm.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(current.meta.last_log_id, Some(log_id(1, 1, 3)));
+    let data: std::collections::BTreeMap<String, String> =
+        codec::decode(current.snapshot.get_ref()).unwrap();
+    assert_eq!(data.get("b").map(String::as_str), Some("2"));
+    let again = sm.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(again.meta, current.meta);
+    assert_eq!(again.snapshot.get_ref(), current.snapshot.get_ref());
+
+    // --- a crash loses only what was applied after the build, which the log still holds
+    drop(sm);
+    let (_, mut reopened) = db.durable_group(3);
+    let (applied, _) = reopened.applied_state().await.unwrap();
+    assert_eq!(applied, Some(log_id(1, 1, 2)));
+
+    // --- an installed snapshot is durable before openraft purges the log behind it
+    let (_, mut follower) = db.durable_group(4);
+    follower
+        .install_snapshot(&current.meta, current.snapshot)
+        .await
+        .unwrap();
+    assert_eq!(
+        DurableKv::open(&db.machine_file(4)).kv.data.get("b"),
+        Some(&"2".to_owned())
+    );
+    let installed = follower.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(installed.meta, current.meta);
+    assert!(!follower.has_stored_snapshot());
+    assert_eq!(follower.snapshot_counts().installed(), 1);
+}
+
+#[tokio::test]
+async fn a_durable_machine_takes_over_a_stored_snapshot_and_deletes_it() {
+    let db = TempLogDb::new(LogDbOptions::default());
+    // --- a snapshot stored by an in-memory machine (as a release that stored them did)
+    let built = {
+        let (_, mut sm) = db.group(5);
+        sm.apply([membership(1, 1, &[1]), set(1, 2, "a", "1")])
+            .await
+            .unwrap();
+        let built = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        assert!(sm.has_stored_snapshot());
+        built.meta
+    };
+
+    // --- newer than the durable machine's state: imported, synced, and the copy deleted
+    let (_, mut sm) = db.durable_group(5);
+    assert_eq!(sm.applied_state().await.unwrap().0, built.last_log_id);
+    assert!(!sm.has_stored_snapshot());
+    assert_eq!(
+        DurableKv::open(&db.machine_file(5)).kv.data.get("a"),
+        Some(&"1".to_owned())
+    );
 }
 
 #[tokio::test]

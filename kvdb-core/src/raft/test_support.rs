@@ -2,7 +2,8 @@
 //! storage without the real coordinator or shard machines.
 
 use std::collections::BTreeMap;
-use std::io::{self, Cursor};
+use std::io::{self, Cursor, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use openraft::{BasicNode, Entry, EntryPayload, LogId, StoredMembership};
@@ -86,6 +87,64 @@ impl Machine<TestConfig> for MemKv {
     }
 }
 
+/// A [`MemKv`] whose state survives a restart only as far as its last [`Machine::sync`], which
+/// writes it to a file: like a shard's storage, what was applied after the last sync is lost
+/// in a crash and replayed from the log.
+#[derive(Debug)]
+pub struct DurableKv {
+    pub kv: MemKv,
+    path: PathBuf,
+}
+
+impl DurableKv {
+    /// The machine as of the last sync to `path`, or empty.
+    pub fn open(path: &Path) -> Self {
+        let mut kv = MemKv::default();
+        if let Ok(bytes) = std::fs::read(path) {
+            (kv.applied, kv.membership, kv.data) = codec::decode(&bytes).expect("machine file");
+        }
+        Self {
+            kv,
+            path: path.to_owned(),
+        }
+    }
+}
+
+impl Machine<TestConfig> for DurableKv {
+    const DURABLE: bool = true;
+
+    fn sync(&self) -> Result<(), io::Error> {
+        let state = (self.kv.applied, &self.kv.membership, &self.kv.data);
+        let bytes = codec::encode(&state).map_err(io::Error::other)?;
+        let partial = self.path.with_extension("partial");
+        let mut file = std::fs::File::create(&partial)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&partial, &self.path)
+    }
+
+    fn applied_state(&self) -> Result<AppliedState, io::Error> {
+        self.kv.applied_state()
+    }
+
+    fn apply(&mut self, entries: Vec<Entry<TestConfig>>) -> Result<Applied<KvResponse>, io::Error> {
+        self.kv.apply(entries)
+    }
+
+    fn export(&self) -> Result<Vec<u8>, io::Error> {
+        self.kv.export()
+    }
+
+    fn import(
+        &mut self,
+        last_applied: Option<LogId<u64>>,
+        membership: StoredMembership<u64, BasicNode>,
+        data: &[u8],
+    ) -> Result<(), io::Error> {
+        self.kv.import(last_applied, membership, data)
+    }
+}
+
 /// A log database in a fresh temporary directory.
 pub struct TempLogDb {
     pub dir: TempDir,
@@ -114,5 +173,25 @@ impl TempLogDb {
         let db = Arc::clone(self.log_db.database());
         let sm = StateMachineStore::open(db, group, MemKv::default()).expect("open state machine");
         (log, sm)
+    }
+
+    /// Group `group`'s log store and a [`DurableKv`] state machine kept beside the database.
+    pub fn durable_group(
+        &self,
+        group: u64,
+    ) -> (
+        RedbLogStore<TestConfig>,
+        StateMachineStore<TestConfig, DurableKv>,
+    ) {
+        let log = self.log_db.group(group);
+        let db = Arc::clone(self.log_db.database());
+        let machine = DurableKv::open(&self.machine_file(group));
+        let sm = StateMachineStore::open(db, group, machine).expect("open state machine");
+        (log, sm)
+    }
+
+    /// Where group `group`'s [`DurableKv`] keeps its state.
+    pub fn machine_file(&self, group: u64) -> PathBuf {
+        self.dir.path().join(format!("machine-{group}"))
     }
 }

@@ -499,6 +499,13 @@ impl<'a> Pending<'a> {
 }
 
 impl Machine<ShardRaftConfig> for KvMachine {
+    /// Every batch records its log id with its data, so the storage is the shard's snapshot.
+    const DURABLE: bool = true;
+
+    fn sync(&self) -> Result<(), io::Error> {
+        self.storage.sync().map_err(io::Error::other)
+    }
+
     fn applied_state(
         &self,
     ) -> Result<(Option<LogId<RaftId>>, StoredMembership<RaftId, ShardNode>), io::Error> {
