@@ -349,8 +349,11 @@ datasize() {
             "$BENCH_DIR/curve.json")")
         stop_bench_cluster
     done
-    { printf 'stored keys\tfill s\tputs/s\tp50 ms\tp99 ms\terrors\tlive MiB\tdata dir MiB (node-1)\n'
-      printf '%s\n' "${rows[@]}"; } | column -t -s $'\t'
+    # The targets' terms: the rate against the smallest store's, the directory against the live data.
+    { printf 'stored keys\tfill s\tputs/s\tp50 ms\tp99 ms\terrors\tlive MiB\tdata dir MiB (node-1)\trate vs first\tdir / live\n'
+      printf '%s\n' "${rows[@]}" | awk -F'\t' -v OFS='\t' \
+          'NR == 1 { first = $3 } { print $0, sprintf("%.2fx", first > 0 ? $3 / first : 0), sprintf("%.1fx", $7 > 0 ? $8 / $7 : 0) }'
+    } | column -t -s $'\t'
 }
 
 # scale: see the header. Exits non-zero when the cluster does not balance within

@@ -8,13 +8,13 @@ use futures::future::join_all;
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
 use openraft::testing::{StoreBuilder, Suite, log_id};
 use openraft::{
-    BasicNode, Entry, EntryPayload, Membership, RaftLogReader, RaftSnapshotBuilder, SnapshotMeta,
-    StorageError, StoredMembership, Vote,
+    BasicNode, Entry, EntryPayload, Membership, RaftLogReader, RaftSnapshotBuilder, Snapshot,
+    SnapshotMeta, StorageError, StoredMembership, Vote,
 };
 
 use super::codec;
 use super::log_store::{LogDb, LogDbOptions, LogDbStats, RedbLogStore};
-use super::state_machine::StateMachineStore;
+use super::state_machine::{Machine, StateMachineStore};
 use super::test_support::{DurableKv, KvRequest, MemKv, TempLogDb, TestConfig};
 
 /// Builds a store in a fresh temporary database for each suite case.
@@ -96,6 +96,16 @@ fn membership(term: u64, index: u64, voters: &[u64]) -> Entry<TestConfig> {
         log_id: log_id(term, 1, index),
         payload: EntryPayload::Membership(Membership::new(vec![voters], None)),
     }
+}
+
+async fn build_snapshot<M: Machine<TestConfig>>(
+    sm: &mut StateMachineStore<TestConfig, M>,
+) -> Snapshot<TestConfig> {
+    sm.get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap()
 }
 
 fn indexes(entries: &[Entry<TestConfig>]) -> Vec<u64> {
@@ -205,12 +215,7 @@ async fn snapshot_survives_reopen_and_is_imported() {
         sm.apply([membership(1, 1, &[1]), set(1, 2, "a", "1")])
             .await
             .unwrap();
-        let snapshot = sm
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .unwrap();
+        let snapshot = build_snapshot(&mut sm).await;
         let counts = sm.snapshot_counts();
         assert_eq!((counts.built(), counts.installed()), (1, 0));
         snapshot.meta
@@ -258,12 +263,7 @@ async fn a_durable_machine_stores_no_snapshot_and_exports_its_current_state() {
     assert!(sm.get_current_snapshot().await.unwrap().is_none());
 
     // --- a build makes the applied state durable and carries no bytes
-    let built = sm
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
+    let built = build_snapshot(&mut sm).await;
     assert_eq!(built.meta.last_log_id, Some(log_id(1, 1, 2)));
     assert!(built.snapshot.get_ref().is_empty());
     assert!(!sm.has_stored_snapshot());
@@ -314,12 +314,7 @@ async fn a_durable_machine_takes_over_a_stored_snapshot_and_deletes_it() {
         sm.apply([membership(1, 1, &[1]), set(1, 2, "a", "1")])
             .await
             .unwrap();
-        let built = sm
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .unwrap();
+        let built = build_snapshot(&mut sm).await;
         assert!(sm.has_stored_snapshot());
         built.meta
     };

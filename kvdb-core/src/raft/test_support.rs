@@ -169,10 +169,7 @@ impl TempLogDb {
         RedbLogStore<TestConfig>,
         StateMachineStore<TestConfig, MemKv>,
     ) {
-        let log = self.log_db.group(group);
-        let db = Arc::clone(self.log_db.database());
-        let sm = StateMachineStore::open(db, group, MemKv::default()).expect("open state machine");
-        (log, sm)
+        self.group_with(group, MemKv::default())
     }
 
     /// Group `group`'s log store and a [`DurableKv`] state machine kept beside the database.
@@ -183,9 +180,16 @@ impl TempLogDb {
         RedbLogStore<TestConfig>,
         StateMachineStore<TestConfig, DurableKv>,
     ) {
+        self.group_with(group, DurableKv::open(&self.machine_file(group)))
+    }
+
+    fn group_with<M: Machine<TestConfig>>(
+        &self,
+        group: u64,
+        machine: M,
+    ) -> (RedbLogStore<TestConfig>, StateMachineStore<TestConfig, M>) {
         let log = self.log_db.group(group);
         let db = Arc::clone(self.log_db.database());
-        let machine = DurableKv::open(&self.machine_file(group));
         let sm = StateMachineStore::open(db, group, machine).expect("open state machine");
         (log, sm)
     }
