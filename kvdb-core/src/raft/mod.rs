@@ -19,6 +19,14 @@ pub mod read_floor;
 pub mod state_machine;
 pub mod transport;
 
+/// Locks `mutex`, taking over the data of a holder that panicked: the state guarded here is
+/// written whole under the lock, so a panic leaves no half-written value behind.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[cfg(test)]
 mod pending_append_tests;
 #[cfg(test)]

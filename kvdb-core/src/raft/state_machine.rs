@@ -60,6 +60,7 @@ use redb::Database;
 use tokio::sync::RwLock;
 
 use super::codec::CodecError;
+use super::lock;
 use super::log_store::KvdbRaftConfig;
 use crate::storage::Commit;
 use snapshot_table::SnapshotTable;
@@ -228,9 +229,11 @@ impl<C: KvdbRaftConfig, M: Machine<C>> StateMachineStore<C, M> {
                 tracing::info!(group, snapshot = %stored.meta, "importing stored snapshot");
                 let meta = stored.meta;
                 machine.import(meta.last_log_id, meta.last_membership, &stored.data)?;
+                if M::DURABLE {
+                    machine.sync()?;
+                }
             }
             if M::DURABLE {
-                machine.sync()?;
                 snapshots.remove()?;
             }
         }
@@ -363,25 +366,20 @@ impl<C: KvdbRaftConfig, M: Machine<C>> RaftStateMachine<C> for StateMachineStore
         let owned_meta = meta.clone();
         let mut machine = self.machine.clone().write_owned().await;
         let result = blocking(move || {
-            if M::DURABLE {
-                let SnapshotMeta {
-                    last_log_id,
-                    last_membership,
-                    ..
-                } = owned_meta;
-                machine.import(last_log_id, last_membership, &data)?;
-                // Durable before openraft purges the log behind it.
-                machine.sync()?;
-                return Ok(());
+            if !M::DURABLE {
+                // Stored first: if the import is cut short, the next open imports it again.
+                snapshots.save(&owned_meta, &data)?;
             }
-            // Stored first: if the import is cut short, the next open imports it again.
-            snapshots.save(&owned_meta, &data)?;
             let SnapshotMeta {
                 last_log_id,
                 last_membership,
                 ..
             } = owned_meta;
             machine.import(last_log_id, last_membership, &data)?;
+            if M::DURABLE {
+                // Durable before openraft purges the log behind it.
+                machine.sync()?;
+            }
             Ok(())
         })
         .await;
@@ -510,12 +508,6 @@ impl<C: KvdbRaftConfig, M: Machine<C>> SnapshotBuilder<C, M> {
             snapshot: Box::new(Cursor::new(Vec::new())),
         })
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A snapshot id unique per build: two builds at the same log id may differ in bytes.

@@ -6,6 +6,7 @@
 //! writer orders after every append queued before them. Committed-id saves are queued without
 //! waiting: their latest value is remembered here for `read_committed`.
 
+use crate::raft::lock;
 use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
@@ -205,12 +206,6 @@ fn row_bounds(group: u64, range: &impl RangeBounds<u64>) -> Option<(Bound<RowKey
         _ => return None,
     };
     Some((Bound::Included((group, start)), end))
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn storage_error(subject: ErrorSubject<u64>, verb: ErrorVerb, e: LogDbError) -> StorageError<u64> {
