@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use kvdb_coordinator::admin::{self, AdminConfig, AdminConfigError};
 use kvdb_coordinator::{Coordinator, CoordinatorConfig, CoordinatorError};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 
 /// Why a server could not start.
@@ -57,6 +57,44 @@ pub async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, StartErro
             source,
         })
 }
+
+/// Holds `addr`, bound but not listening, while its server is down: connections to it are
+/// refused, as by a crashed server, but the kernel gives the port to no listener on port 0 and
+/// to no outgoing connection of the machine before the server is restarted on it with
+/// [`rebind`]. `None` when the port cannot be held (say, still listened on).
+pub fn reserve(addr: SocketAddr) -> Option<TcpSocket> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .ok()?;
+    socket.set_reuseaddr(true).ok()?;
+    socket.bind(addr).ok()?;
+    Some(socket)
+}
+
+/// Listens on `addr` again: on its `reserved` socket when there is one (nothing can have taken
+/// the port meanwhile), else as [`bind`] does.
+pub async fn rebind(
+    what: &str,
+    addr: SocketAddr,
+    reserved: Option<TcpSocket>,
+) -> Result<TcpListener, StartError> {
+    match reserved {
+        Some(socket) => socket
+            .listen(LISTEN_BACKLOG)
+            .map_err(|source| StartError::Bind {
+                what: what.to_owned(),
+                addr,
+                source,
+            }),
+        None => bind(what, addr).await,
+    }
+}
+
+/// The backlog of a listener made from a reserved socket (what `TcpListener::bind` uses).
+const LISTEN_BACKLOG: u32 = 1024;
 
 /// The address `listener` is bound to.
 pub fn local_addr(what: &str, listener: &TcpListener) -> Result<SocketAddr, StartError> {
@@ -172,8 +210,8 @@ impl RunningResp {
     }
 
     /// Serves Redis Cluster mode for `node` on `listener`: the node's own shard map routes
-    /// and redirects, and its commands go to shard leaders (itself, mostly) over gRPC with
-    /// `credentials`.
+    /// and redirects, and its commands go to shard leaders: to itself, mostly, in process; to
+    /// others over gRPC with `credentials`.
     pub fn for_node(
         node: &kvdb_node::node::Node,
         listener: TcpListener,
@@ -182,6 +220,7 @@ impl RunningResp {
     ) -> Result<RunningResp, StartError> {
         let config = kvdb_client::ExecutorConfig {
             credentials,
+            local_node: Some(node.local_kv()),
             ..kvdb_client::ExecutorConfig::default()
         };
         let executor = kvdb_client::wire::Executor::new(node.manager().cache().clone(), config);
@@ -196,5 +235,28 @@ impl RunningResp {
     pub async fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_reserved_port_refuses_connections_until_it_listens_again() {
+        let first = bind("server", SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
+        let addr = local_addr("server", &first).unwrap();
+        assert!(reserve(addr).is_none(), "a listening port is not held");
+        drop(first);
+        let reserved = reserve(addr).expect("the freed port can be held");
+        // Held but not listening: refused, as by a crashed server.
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+        let again = rebind("server", addr, Some(reserved)).await.unwrap();
+        let (connected, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), again.accept());
+        connected.unwrap();
+        accepted.unwrap();
     }
 }

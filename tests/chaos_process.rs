@@ -31,7 +31,7 @@ async fn whole_cluster_crash_with_staggered_restarts() {
     let bin = Path::new(env!("CARGO_BIN_EXE_kvdb"));
     let settings = Settings::from_env();
     let order = RestartOrder::Random(settings.seed);
-    let report = strong_reads_after_cluster_crash(bin, 4, order, None, 2, settings.duration).await;
+    let report = strong_reads_after_cluster_crash(bin, 4, order, 2, settings.duration).await;
     assert_eq!(
         (report.stale, report.violations),
         (0, 0),
@@ -51,7 +51,6 @@ async fn a_strong_read_after_a_whole_cluster_crash_sees_the_acknowledged_cas() {
         bin,
         1,
         RestartOrder::LeaderFirst,
-        None,
         3,
         std::time::Duration::ZERO,
     )

@@ -4,10 +4,11 @@
 //! write, no wrong-epoch write served, and every shard writable within
 //! `RECOVERY_BOUND` of each heal.
 //!
-//! Two targeted scenarios sit beside them: a write to a leader that hangs moves on to the
-//! new leader within its deadline (`chaos::hung_leader`), and a leader that was cut off with a
+//! Three targeted scenarios sit beside them: a write to a leader that hangs moves on to the
+//! new leader within its deadline (`chaos::hung_leader`), a leader that was cut off with a
 //! write pending takes writes again after catching up from a snapshot
-//! (`chaos::settled_proposal`).
+//! (`chaos::settled_proposal`), and a replica a move is still adding answers no EVENTUAL read
+//! older than its joining (`chaos::joining_replica`).
 //!
 //! `KVDB_CHAOS_SECS` sets each schedule's fault phase (default 12 s) and
 //! `KVDB_CHAOS_SEED` its seed (default random, printed); `make chaos` runs
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use chaos::cluster::ChaosOptions;
 use chaos::hung_leader::write_to_a_hung_leader;
+use chaos::joining_replica::eventual_reads_on_a_joining_replica;
 use chaos::nemesis::{SPLIT_KEYS, Schedule};
 use chaos::settled_proposal::old_leader_writes_after_snapshot_catch_up;
 use chaos::{Settings, run, run_clean};
@@ -188,5 +190,24 @@ async fn an_old_leader_takes_writes_after_snapshot_catch_up() {
     assert!(
         took.is_ok(),
         "the old leader took no write once it led again: {took:?}"
+    );
+}
+
+/// A replica a move has created but not caught up refuses EVENTUAL reads rather than answer
+/// "not found" for keys written before the move; once caught up, it serves them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_joining_replica_serves_eventual_reads_only_once_caught_up() {
+    let report = eventual_reads_on_a_joining_replica().await;
+    assert!(
+        report
+            .while_cut_off
+            .iter()
+            .all(|answer| answer.as_ref().is_err_and(|e| e == "NOT_LEADER")),
+        "the empty joining replica answered: {report:?}"
+    );
+    assert!(report.caught_up, "never served the value: {report:?}");
+    assert!(
+        report.wrong_after_heal.is_empty(),
+        "served a value older than its joining: {report:?}"
     );
 }

@@ -1,6 +1,7 @@
 //! Connections to storage nodes: one lazily connected channel per address,
 //! carrying the [`NodeLink`] call stream that every request to the node
-//! shares, and a failure cool-down per address.
+//! shares (or, for a node of this process, the node itself), and a failure cool-down per
+//! address.
 //!
 //! Lookups are lock-free (copy-on-write map behind an atomic pointer);
 //! only the rare insertion of a new address clones the map.
@@ -15,6 +16,7 @@ use kvdb_core::AddressRewrite;
 use kvdb_core::auth::Credentials;
 use kvdb_core::call_link::MAX_CLIENT_MESSAGE_BYTES;
 use kvdb_core::error::KvError;
+use kvdb_core::local_node::LocalNodeLink;
 use kvdb_core::proto::v1::kv_node_client::KvNodeClient;
 
 use crate::call_link::NodeLink;
@@ -63,6 +65,19 @@ impl NodePool {
     /// The pool, presenting `credentials` on every call.
     pub fn with_credentials(mut self, credentials: Credentials) -> NodePool {
         self.credentials = credentials;
+        self
+    }
+
+    /// The pool, reaching the node `local` (one of this process) without the network.
+    pub fn with_local(self, local: Option<LocalNodeLink>) -> NodePool {
+        if let Some(local) = local {
+            let peer = Arc::new(Peer {
+                link: NodeLink::local(local.node),
+                failed_until_ms: AtomicU64::new(0),
+            });
+            self.peers
+                .store(Arc::new(HashMap::from([(local.address, peer)])));
+        }
         self
     }
 
@@ -161,5 +176,50 @@ mod tests {
             pool.link("not a uri \u{0}"),
             Err(KvError::InvalidArgument(_))
         ));
+    }
+
+    /// Answers every GET with its key as the value.
+    struct EchoNode;
+
+    impl kvdb_core::local_node::LocalNode for EchoNode {
+        fn answer(
+            &self,
+            op: kvdb_core::proto::v1::node_call::Op,
+        ) -> kvdb_core::local_node::Answer<'_> {
+            use kvdb_core::proto::v1 as pb;
+            Box::pin(async move {
+                match op {
+                    pb::node_call::Op::Get(get) => Ok(pb::reply::Result::Get(pb::GetResponse {
+                        found: true,
+                        value: get.request.unwrap().key,
+                        ..pb::GetResponse::default()
+                    })),
+                    _ => Err(KvError::Internal("not a get".into())),
+                }
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn the_local_node_is_called_in_process_and_others_over_the_network() {
+        use kvdb_core::proto::v1 as pb;
+        let local = LocalNodeLink {
+            address: "127.0.0.1:1".into(),
+            node: Arc::new(EchoNode),
+        };
+        let pool = NodePool::new(Duration::from_secs(1)).with_local(Some(local));
+        let get = pb::NodeGetRequest {
+            target: None,
+            request: Some(pb::GetRequest {
+                key: b"key"[..].into(),
+                consistency: 0,
+            }),
+        };
+        // Nothing listens on port 1: only the local node can answer.
+        let reply = pool.link("127.0.0.1:1").unwrap().get(get.clone()).await;
+        assert_eq!(reply.unwrap().value.as_ref(), b"key");
+        let remote = pool.link("127.0.0.1:2").unwrap().get(get).await;
+        assert!(matches!(remote, Err(KvError::Unavailable(_))), "{remote:?}");
+        assert_eq!(pool.len(), 2);
     }
 }

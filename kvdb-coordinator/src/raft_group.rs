@@ -15,12 +15,10 @@
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
-use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use kvdb_core::data_format::{self, DirKind};
-use kvdb_core::raft::log_store::{LogDb, LogDbError, LogDbOptions, RedbLogStore};
+use kvdb_core::raft::log_store::{GroupLogStore, LogDb, LogDbOptions};
 use kvdb_core::raft::state_machine::StateMachineStore;
 use kvdb_core::raft::transport::{
     GrpcNetworkFactory, PeerChannels, PeerChannelsConfig, RaftRouter,
@@ -86,7 +84,8 @@ pub async fn open(
         .map_err(|e| CoordinatorError::Internal(format!("claim data directory: {e}")))?
         .map_err(|e| CoordinatorError::InvalidArgument(e.to_string()))?;
     let stores = tokio::task::spawn_blocking(move || {
-        let log_db = open_log_db(&data_dir.join(LOG_FILE))?;
+        let log_db = LogDb::open_when_free(data_dir.join(LOG_FILE), LogDbOptions::default())
+            .map_err(|e| e.to_string())?;
         let machine = MetaMachine::new(history, feed);
         let sm = StateMachineStore::open(log_db.database().clone(), GROUP_ID, machine)
             .map_err(|e| e.to_string())?;
@@ -94,7 +93,7 @@ pub async fn open(
     })
     .await
     .map_err(|e| CoordinatorError::Internal(format!("open storage: {e}")))?;
-    let (log_store, sm): (RedbLogStore<TypeConfig>, _) =
+    let (log_store, sm): (GroupLogStore<TypeConfig>, _) =
         stores.map_err(internal("open storage"))?;
     let machine = sm.machine();
 
@@ -121,27 +120,6 @@ pub async fn open(
         router,
         peers,
     })
-}
-
-/// How long opening waits for a previous instance in this process to let go
-/// of the database file (its Raft workers close it shortly after shutdown).
-const REOPEN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Opens the log database, waiting (bounded) while the file is still locked
-/// by a member that is shutting down. Blocking.
-fn open_log_db(path: &Path) -> Result<LogDb, String> {
-    let deadline = Instant::now() + REOPEN_TIMEOUT;
-    loop {
-        match LogDb::open(path, LogDbOptions::default()) {
-            Err(LogDbError::Open {
-                source: redb::DatabaseError::DatabaseAlreadyOpen,
-                ..
-            }) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            result => return result.map_err(|e| e.to_string()),
-        }
-    }
 }
 
 fn raft_config(config: &CoordinatorConfig) -> Result<Arc<openraft::Config>, CoordinatorError> {

@@ -9,7 +9,7 @@
 //!   the writer thread, one durable redb transaction, fsync, answer) with a one-row payload.
 //!   One group alone shows the cost of one durable commit; 8 groups writing at once show what
 //!   group commit saves, against the same load with group commit off.
-//! - `raft_write`: `Raft::client_write` on a one-member group over `RedbLogStore` and a
+//! - `raft_write`: `Raft::client_write` on a one-member group over `GroupLogStore` and a
 //!   `StateMachineStore` with a trivial machine: the real append (openraft builds the
 //!   callback), commit and apply, with no network. One writer at a time, then 50 at once (the
 //!   load generator's default concurrency), where openraft batches appends.

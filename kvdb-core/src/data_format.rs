@@ -31,15 +31,19 @@ impl DirKind {
     pub const fn current(self) -> u32 {
         match self {
             // 2: records carry a value kind (strings, hashes) in their expiry word.
-            DirKind::Node => 2,
-            DirKind::Coordinator => 1,
+            // 3: the Raft log is in segment files beside `raft-log.redb`, not in its tables.
+            DirKind::Node => 3,
+            // 2: the Raft log is in segment files, as for nodes.
+            DirKind::Coordinator => 2,
         }
     }
 
     /// The oldest format this build reads, restamping it as [`current`](Self::current) on
     /// its first claim. Node format 1 is format 2 holding strings only: its records read
-    /// unchanged, so the restamp converts nothing; it only keeps an older build, which would
-    /// misread a hash, from opening the directory again.
+    /// unchanged. A Raft log kept in the database's tables (node formats 1 and 2, coordinator
+    /// format 1) is moved into segment files when the log is first opened, which also happens
+    /// again after a crash mid-way. Either way the restamp keeps an older build, which would
+    /// misread a hash or find no log at all, from opening the directory again.
     pub const fn oldest_readable(self) -> u32 {
         match self {
             DirKind::Node => 1,
@@ -325,7 +329,7 @@ mod tests {
         std::fs::write(root.path().join(FORMAT_FILE), "kvdb node format 1\n").unwrap();
         claim(root.path(), DirKind::Node).unwrap();
         let written = std::fs::read_to_string(root.path().join(FORMAT_FILE)).unwrap();
-        assert_eq!(written, "kvdb node format 2\n");
+        assert_eq!(written, "kvdb node format 3\n");
     }
 
     #[test]
@@ -334,7 +338,7 @@ mod tests {
         let new = root.path().join("new");
         claim(&new, DirKind::Node).unwrap();
         let written = std::fs::read_to_string(new.join(FORMAT_FILE)).unwrap();
-        assert_eq!(written, "kvdb node format 2\n");
+        assert_eq!(written, "kvdb node format 3\n");
         claim(&new, DirKind::Node).unwrap();
         assert!(matches!(
             claim(&new, DirKind::Coordinator),
@@ -343,7 +347,8 @@ mod tests {
 
         let newer = root.path().join("newer");
         std::fs::create_dir(&newer).unwrap();
-        std::fs::write(newer.join(FORMAT_FILE), "kvdb node format 3\n").unwrap();
+        let stamp = format!("kvdb node format {}\n", DirKind::Node.current() + 1);
+        std::fs::write(newer.join(FORMAT_FILE), stamp).unwrap();
         assert!(matches!(
             claim(&newer, DirKind::Node),
             Err(FormatError::TooNew { .. })

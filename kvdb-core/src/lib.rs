@@ -19,6 +19,7 @@
 //!   (`KvNode.Calls`, `KvGateway.Calls`, Raft's AppendEntries between nodes).
 //! - [`cache`]: lock-free shard-map cache fed by a `ShardMapSource`.
 //! - [`incoming`]: accepting server connections (TCP_NODELAY on).
+//! - [`local_node`]: a node's KV service called from its own process (`LocalNode`).
 //! - [`storage`]: a shard's key-value state (`Storage`), on redb or in memory.
 //! - [`raft`]: openraft log and state-machine storage on redb, shared by the
 //!   coordinator and the shard groups.
@@ -43,6 +44,7 @@ pub mod hash_value;
 pub mod ids;
 pub mod incoming;
 pub mod introspection;
+pub mod local_node;
 pub mod metrics;
 pub mod proto;
 pub mod raft;

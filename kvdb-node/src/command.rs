@@ -193,6 +193,14 @@ pub struct Put {
     pub write_id: Option<WriteId>,
 }
 
+impl Put {
+    /// Whether the put depends on the key's current value (a CAS or only-if-absent put). An
+    /// unconditional put's outcome does not, so applying it reads nothing.
+    pub fn is_conditional(&self) -> bool {
+        self.if_version_equals.is_some() || self.if_not_exists
+    }
+}
+
 /// A conditional, deduplicated delete.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delete {

@@ -36,6 +36,8 @@ pub const DEFAULT_SLOW_LEADER: SlowLeaderPolicy = SlowLeaderPolicy {
 };
 /// Default memory budget of a node's page caches: 128 MiB (see [`NodeConfig::cache_bytes`]).
 pub const DEFAULT_CACHE_BYTES: usize = 128 * 1024 * 1024;
+/// The most of [`NodeConfig::cache_bytes`] the database beside the Raft log gets.
+const SNAPSHOT_DB_CACHE_BYTES: usize = 2 * 1024 * 1024;
 /// The smallest accepted [`NodeConfig::cache_bytes`].
 pub const MIN_CACHE_BYTES: usize = 4 * 1024 * 1024;
 
@@ -100,9 +102,8 @@ pub struct NodeConfig {
     /// `data_dir` (see [`crate::disk`]); 0 never refuses.
     pub min_free_disk: u64,
     /// The memory, in bytes, the node's two databases may use for their page caches,
-    /// together: a quarter goes to the Raft log (written at its tail, read back soon after),
-    /// the rest to the applied state that reads are served from. redb's default is 1 GiB
-    /// for each, which a node fills as its files grow whatever its live data.
+    /// together (see [`Self::cache_split`]). redb's default is 1 GiB for each, which a node
+    /// fills as its files grow whatever its live data.
     pub cache_bytes: usize,
     /// Whether a shard leader holding a lease answers strong reads from its applied state
     /// without a heartbeat round (see `kvdb_core::raft::lease`). The lease lasts
@@ -253,10 +254,13 @@ impl NodeConfig {
         Ok(())
     }
 
-    /// The page caches of the Raft log and the applied state, in bytes: [`Self::cache_bytes`]
-    /// split a quarter and three quarters.
+    /// The page caches of the database beside the Raft log and of the applied state, in
+    /// bytes. The log's entries are in segment files, read through the OS page cache; its
+    /// database holds only stored snapshots, which shard groups do not keep (a shard's
+    /// snapshot is its applied state), so it gets a sliver and the applied state, which every
+    /// read and write walks, the rest.
     pub fn cache_split(&self) -> (usize, usize) {
-        let log = self.cache_bytes / 4;
+        let log = (self.cache_bytes / 16).min(SNAPSHOT_DB_CACHE_BYTES);
         (log, self.cache_bytes - log)
     }
 
@@ -328,7 +332,9 @@ mod tests {
     fn the_cache_budget_is_split_and_bounded_below() {
         let mut c = config();
         c.cache_bytes = 128 << 20;
-        assert_eq!(c.cache_split(), (32 << 20, 96 << 20));
+        assert_eq!(c.cache_split(), (2 << 20, 126 << 20));
+        c.cache_bytes = MIN_CACHE_BYTES;
+        assert_eq!(c.cache_split(), (256 << 10, (4 << 20) - (256 << 10)));
         c.cache_bytes = MIN_CACHE_BYTES - 1;
         assert!(
             c.validate()

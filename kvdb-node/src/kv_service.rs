@@ -25,6 +25,7 @@ use kvdb_core::auth::{self, Role};
 use kvdb_core::call_stream;
 use kvdb_core::epoch::{Access, EpochValidator};
 use kvdb_core::error::{KvError, RoutingError};
+use kvdb_core::local_node::{Answer, LocalNode};
 use kvdb_core::metrics::RequestMetrics;
 use kvdb_core::proto::v1 as pb;
 use kvdb_core::proto::v1::kv_node_server::{KvNode, KvNodeServer};
@@ -270,7 +271,9 @@ impl KvService {
             Access::StrongRead
         };
         let replica = self.route(req.target, &get.key, access)?;
-        if !eventual {
+        // A replica that has not caught up answers as a strong read would: only as the leader,
+        // or with NOT_LEADER and a hint, which sends the client there.
+        if !eventual || !replica.answers_eventual_reads() {
             self.confirm_leading(&replica).await?;
         }
         let stored = replica
@@ -396,6 +399,12 @@ impl KvService {
             Some(Op::Scan(req)) => self.scan(req).await.map(Outcome::Scan),
             None => Err(KvError::InvalidArgument("call without an operation".into())),
         }
+    }
+}
+
+impl LocalNode for KvService {
+    fn answer(&self, op: Op) -> Answer<'_> {
+        Box::pin(KvService::answer(self, Some(op)))
     }
 }
 

@@ -117,14 +117,22 @@ impl Collector for NodeCollector {
             "1 while writes are refused because the disk is under its reserve",
             [(NONE, gauge(u64::from(refusing)))],
         )?;
-        let files = [("raft_log", LOG_DB_FILE), ("kv", KV_DB_FILE)].map(|(label, file)| {
-            let bytes = std::fs::metadata(self.data_dir.join(file)).map_or(0, |m| m.len());
-            ([("file", label)], gauge(bytes))
-        });
+        let size = |path: &std::path::Path| std::fs::metadata(path).map_or(0, |m| m.len());
+        let log_path = self.data_dir.join(LOG_DB_FILE);
+        let segments = std::fs::read_dir(LogDb::segments_dir(&log_path))
+            .map(|dir| dir.flatten().map(|e| size(&e.path())).sum::<u64>())
+            .unwrap_or(0);
+        let files = [
+            ([("file", "raft_log")], gauge(size(&log_path) + segments)),
+            (
+                [("file", "kv")],
+                gauge(size(&self.data_dir.join(KV_DB_FILE))),
+            ),
+        ];
         encode_family(
             e,
             "node_data_bytes",
-            "Size of the node's database files",
+            "Size of the node's Raft log (segment files and snapshot database) and key-value database",
             files,
         )?;
         let per_shard = |value: fn(&RaftFigures) -> u64| {

@@ -22,6 +22,7 @@ use kvdb_core::coordinator_client::{
 use kvdb_core::data_format::{DirKind, FormatError};
 use kvdb_core::incoming::Listening;
 use kvdb_core::introspection::{Health, HealthServer, HealthStatus, reflection};
+use kvdb_core::local_node::LocalNodeLink;
 use kvdb_core::metrics::Registry;
 use kvdb_core::proto::v1::shard_export_server::ShardExportServer;
 use kvdb_core::raft::log_store::{LogDb, LogDbError, LogDbOptions, LogDbStats};
@@ -34,20 +35,19 @@ use kvdb_core::storage::WriteBuffer;
 use kvdb_core::{NodeId, ShardId};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
-
-use crate::export::ExportService;
-use crate::shutdown::Shutdown;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::config::{ConfigError, KV_DB_FILE, LOG_DB_FILE, NodeConfig};
 use crate::control::{ControlError, ControlPlane};
 use crate::disk::DiskGuard;
+use crate::export::ExportService;
 use crate::kv_service::KvService;
 use crate::proposal::Limits;
 use crate::raft_types::ShardRaftConfig;
 use crate::replica::ReplicaEnv;
 use crate::replica_manager::ReplicaManager;
+use crate::shutdown::Shutdown;
 use crate::split::Nursery;
 
 /// How long [`Node::start_with`] keeps trying to register before giving up.
@@ -104,6 +104,8 @@ pub enum NodeError {
 pub struct Node {
     id: NodeId,
     address: String,
+    /// The KV service the gRPC server runs, also reached in process (see `local_kv`).
+    kv: KvService,
     manager: Arc<ReplicaManager>,
     log_db: LogDb,
     quiescer: Option<Arc<Quiescer<ShardRaftConfig>>>,
@@ -225,7 +227,7 @@ impl Node {
         let mut tasks = vec![
             tokio::spawn(serve(
                 listener,
-                kv,
+                kv.clone(),
                 export,
                 transport,
                 listening,
@@ -263,6 +265,7 @@ impl Node {
         Ok(Self {
             id,
             address,
+            kv,
             manager,
             log_db,
             quiescer,
@@ -299,6 +302,15 @@ impl Node {
     /// The data-plane address this node advertises.
     pub fn address(&self) -> &str {
         &self.address
+    }
+
+    /// The node's KV service, for a front door in this process to call without the network
+    /// (see [`kvdb_core::local_node`]).
+    pub fn local_kv(&self) -> LocalNodeLink {
+        LocalNodeLink {
+            address: self.address.clone(),
+            node: Arc::new(self.kv.clone()),
+        }
     }
 
     /// The replica manager, for inspection (tests, metrics).
@@ -354,7 +366,7 @@ async fn open_databases(config: &NodeConfig) -> Result<(LogDb, Arc<WriteBuffer>)
             cache_bytes: log_cache,
             ..LogDbOptions::default()
         };
-        let log_db = LogDb::open(dir.join(LOG_DB_FILE), options)?;
+        let log_db = LogDb::open_when_free(dir.join(LOG_DB_FILE), options)?;
         let kv_path = dir.join(KV_DB_FILE);
         let kv_db = redb::Database::builder()
             .set_cache_size(kv_cache)

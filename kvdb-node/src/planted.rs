@@ -28,10 +28,6 @@ pub enum PlantedBug {
     /// Trust the read lease for as long as this replica believes it leads,
     /// however old the last acknowledgement from a majority is.
     EndlessLease,
-    /// Serve STRONG reads at openraft's read index alone, without the leadership's read
-    /// floor: a leader that resumed its term at restart answers before it knows that the
-    /// entries it holds are committed.
-    ResumedLeaderReads,
     /// Split off a new shard without the keys of its first slot: the copy starts one slot
     /// after the split point, while the parent gives the slot up all the same.
     SplitSkipsBoundary,
@@ -50,7 +46,6 @@ impl PlantedBug {
             PlantedBug::SkipEpochCheck,
             PlantedBug::LocalStrongReads,
             PlantedBug::EndlessLease,
-            PlantedBug::ResumedLeaderReads,
             PlantedBug::SplitSkipsBoundary,
         ];
         all.into_iter().find(|bug| format!("{bug:?}") == name)

@@ -10,15 +10,16 @@
 //! arrive during a round wait for it to end and then share the next one.
 //!
 //! A confirmed round is not enough on its own. openraft's read index is
-//! `max(first entry of the leader's term, commit index)`, and a replica that restarts holding
-//! its own committed vote resumes leading in the same term with the commit index it saved
-//! before the crash, which may lag the last acknowledged write (the log store saves it lazily).
-//! So after the round the queue also waits until the applied index reaches the leadership's
-//! [`ReadFloor`]: the last log index this replica held when it was first seen leading, which
-//! holds every entry committed before the leadership began (see `kvdb_core::raft::read_floor`
-//! for the argument). A replica loses nothing by this after an election: the no-op openraft
-//! appends there is at or past the floor, and the read index already covers it. Lease reads
-//! (`Replica::holds_read_lease`) check the same floor.
+//! `max(first entry of the leader's term, commit index)`, and a leadership that began without
+//! an entry of its own (openraft resumes one at restart from a committed vote; KvDB's log store
+//! prevents that, see `GroupLogStore::read_vote`) would serve the commit index it saved before
+//! the crash, which may lag the last acknowledged write. So after the round the queue also
+//! waits until the applied index reaches the leadership's [`ReadFloor`]: the last log index
+//! this replica held when it was first seen leading, which holds every entry committed before
+//! the leadership began (see `kvdb_core::raft::read_floor` for the argument). A replica loses
+//! nothing by this after an election: the no-op openraft appends there is at or past the
+//! floor, and the read index already covers it. Lease reads (`Replica::holds_read_lease`)
+//! check the same floor.
 //!
 //! Saving the commit index durably before acknowledging writes would close the same gap for
 //! this restart path only, at one more synced log write per round on every leader; the floor
@@ -52,13 +53,8 @@ pub struct ReadQueue {
 }
 
 impl ReadQueue {
-    /// A queue confirming reads of replica `me` with `raft`, and its task. Without `floor`
-    /// reads wait for openraft's read index only (a planted bug of the chaos suite).
-    pub fn spawn(
-        raft: ShardRaft,
-        me: RaftId,
-        floor: Option<Arc<ReadFloor>>,
-    ) -> (Self, JoinHandle<()>) {
+    /// A queue confirming reads of replica `me` with `raft`, and its task.
+    pub fn spawn(raft: ShardRaft, me: RaftId, floor: Arc<ReadFloor>) -> (Self, JoinHandle<()>) {
         let (queue, waiting) = mpsc::unbounded_channel();
         let task = tokio::spawn(run(raft, me, floor, waiting));
         (Self { queue }, task)
@@ -80,7 +76,7 @@ fn stopped() -> ReadError {
 async fn run(
     raft: ShardRaft,
     me: RaftId,
-    floor: Option<Arc<ReadFloor>>,
+    floor: Arc<ReadFloor>,
     mut waiting: mpsc::UnboundedReceiver<Reply>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
@@ -99,7 +95,7 @@ async fn run(
             let mut confirmed = raft.ensure_linearizable().await.map(|_| ());
             // The floor wait sends no heartbeats: the next round need not wait for it.
             drop(slot);
-            if let (Ok(()), Some(floor)) = (&confirmed, floor) {
+            if confirmed.is_ok() {
                 confirmed = reach_floor(&raft, me, &floor).await;
             }
             for reply in batch {

@@ -165,8 +165,8 @@ pub struct Replica {
     lease: Option<Arc<LeaseClock>>,
     /// How long an acknowledgement keeps the lease.
     lease_window: Duration,
-    /// The index each leadership's strong reads wait for; `None` only with a planted bug.
-    floor: Option<Arc<ReadFloor>>,
+    /// The index each leadership's strong reads wait for.
+    floor: Arc<ReadFloor>,
     /// The group's Raft metrics, for the leadership and lease checks.
     metrics: watch::Receiver<RaftMetrics<RaftId, BasicNode>>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
@@ -277,7 +277,7 @@ impl Replica {
             })?;
         env.router
             .register_with_floor(shard.0, raft.clone(), vote_floor);
-        let floor = enforces_read_floor(&env.config).then(Arc::<ReadFloor>::default);
+        let floor = Arc::<ReadFloor>::default();
         let (writes, batcher) = WriteQueue::spawn(raft.clone(), env.write_batches.clone());
         let (reads, confirmer) = ReadQueue::spawn(raft.clone(), env.node.0, floor.clone());
         let handover = Arc::default();
@@ -478,6 +478,16 @@ impl Replica {
         self.reads.confirm().await
     }
 
+    /// Whether an eventual read may be answered from the applied state: the replica has applied
+    /// the membership it knows, so it holds every write from before it joined the group. A
+    /// replica still catching up after a move (uninitialized, or its log ahead of its state)
+    /// would otherwise answer with keys missing that were written long before.
+    pub fn answers_eventual_reads(&self) -> bool {
+        let m = self.metrics.borrow();
+        let joined = m.membership_config.log_id().map(|id| id.index);
+        joined.is_some() && m.last_applied.map(|id| id.index) >= joined
+    }
+
     /// Whether a strong read may be answered from the applied state now, without a read-index
     /// round: this leader holds a lease (a majority accepted its heartbeats within the window,
     /// so no other leader can exist yet) and has applied its leadership's read floor (so the
@@ -496,15 +506,11 @@ impl Replica {
         let Some(vote) = lease.lease(self.node.0, voters, self.lease_window, Instant::now()) else {
             return false;
         };
-        let Some(floor) = &self.floor else {
-            // PLANTED BUG (ResumedLeaderReads): an applied entry of the own term is enough.
-            return m
-                .last_applied
-                .is_some_and(|applied| applied.leader_id == *vote.leader_id());
-        };
-        floor.observe(observed(self.node.0, &m)).is_some_and(|f| {
-            f.leader == *vote.leader_id() && m.last_applied.map(|a| a.index) >= f.index
-        })
+        self.floor
+            .observe(observed(self.node.0, &m))
+            .is_some_and(|f| {
+                f.leader == *vote.leader_id() && m.last_applied.map(|a| a.index) >= f.index
+            })
     }
 
     /// Whether this leader should hand its leadership over because its majority answers
@@ -621,15 +627,4 @@ impl Replica {
         tracing::info!(%shard, "replica removed and its data deleted");
         Ok(())
     }
-}
-
-/// Whether strong reads wait for the leadership's read floor: always, unless the chaos suite
-/// planted the bug that skips it.
-fn enforces_read_floor(config: &NodeConfig) -> bool {
-    #[cfg(feature = "planted-bugs")]
-    if config.planted_bug == Some(crate::planted::PlantedBug::ResumedLeaderReads) {
-        return false;
-    }
-    let _ = config;
-    true
 }

@@ -20,7 +20,7 @@ use crate::read_queue::observed;
 pub(crate) async fn watch_leadership(
     raft: ShardRaft,
     notify: Arc<Notify>,
-    floor: Option<Arc<ReadFloor>>,
+    floor: Arc<ReadFloor>,
     leader_changes: Arc<AtomicU64>,
 ) {
     let mut metrics = raft.server_metrics();
@@ -31,7 +31,7 @@ pub(crate) async fn watch_leadership(
             let m = metrics.borrow_and_update();
             (m.current_leader, m.vote.leader_id().term)
         };
-        if let Some(floor) = &floor {
+        {
             let full = raft.metrics();
             let m = full.borrow();
             floor.observe(observed(m.id, &m));

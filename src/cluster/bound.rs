@@ -52,6 +52,7 @@ impl BoundCluster {
             admin_address: self.admin_address,
             coordinator: Some(coordinator),
             config: self.config,
+            reserved: Default::default(),
         };
         for (i, listener) in self.nodes.into_iter().enumerate() {
             let (node, resp) = cluster.launch_node(i, listener).await?;

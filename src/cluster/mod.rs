@@ -15,6 +15,7 @@
 //! Out of scope: network faults themselves (see `kvdb-testkit`'s fault proxy)
 //! and multi-member coordinator groups.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,11 +29,13 @@ use kvdb_core::{NodeId, ShardId, ShardMap};
 use kvdb_gateway::Gateway;
 use kvdb_node::config::NodeConfig;
 use kvdb_node::node::Node;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::servers::{RunningCoordinator, RunningResp, StartError, bind, local_addr};
+use crate::servers::{
+    RunningCoordinator, RunningResp, StartError, bind, local_addr, rebind, reserve,
+};
 
 mod bound;
 mod config;
@@ -63,6 +66,8 @@ pub struct LocalCluster {
     /// Each node's Redis Cluster-mode listener, while it runs.
     node_resp: Vec<Option<RunningResp>>,
     gateway: Option<RunningGateway>,
+    /// The ports of stopped servers, held until they restart on them (see `servers::reserve`).
+    reserved: HashMap<SocketAddr, TcpSocket>,
 }
 
 impl LocalCluster {
@@ -112,8 +117,10 @@ impl LocalCluster {
         listener: TcpListener,
     ) -> Result<(Node, Option<RunningResp>), StartError> {
         let resp = match self.config.node_resp.get(i) {
-            Some(addr) => {
-                let listener = bind(&format!("{} Redis listener", node_name(i)), *addr).await?;
+            Some(&addr) => {
+                let listener = self
+                    .listen_again(&format!("{} Redis listener", node_name(i)), addr)
+                    .await?;
                 // A restart binds the same port again.
                 self.config.node_resp[i] = local_addr("Redis listener", &listener)?;
                 Some(listener)
@@ -412,12 +419,34 @@ impl LocalCluster {
         if let Some(node) = self.nodes[i].take() {
             node.shutdown().await;
         }
+        let mut ports = vec![self.node_addresses[i]];
+        ports.extend(self.config.node_resp.get(i).copied());
+        self.reserve(ports);
+    }
+
+    /// Holds `ports` of a stopped server until it restarts (see `servers::reserve`).
+    fn reserve(&mut self, ports: Vec<SocketAddr>) {
+        for addr in ports {
+            if let Some(socket) = reserve(addr) {
+                self.reserved.insert(addr, socket);
+            }
+        }
+    }
+
+    /// Listens on `addr` again, on the socket that held it while its server was down, if any.
+    async fn listen_again(
+        &mut self,
+        what: &str,
+        addr: SocketAddr,
+    ) -> Result<TcpListener, StartError> {
+        rebind(what, addr, self.reserved.remove(&addr)).await
     }
 
     /// Restarts a stopped node `i` at its old address with its old data.
     pub async fn restart_node(&mut self, i: usize) -> Result<(), StartError> {
         if self.nodes[i].is_none() {
-            let listener = bind(&node_name(i), self.node_addresses[i]).await?;
+            let addr = self.node_addresses[i];
+            let listener = self.listen_again(&node_name(i), addr).await?;
             let (node, resp) = self.launch_node(i, listener).await?;
             self.nodes[i] = Some(node);
             self.node_resp[i] = resp;
@@ -431,6 +460,7 @@ impl LocalCluster {
     pub async fn stop_coordinator(&mut self) {
         if let Some(coordinator) = self.coordinator.take() {
             coordinator.shutdown().await;
+            self.reserve(vec![self.coordinator_address, self.admin_address]);
         }
     }
 
@@ -440,8 +470,9 @@ impl LocalCluster {
         if self.coordinator.is_some() {
             return Ok(());
         }
-        let grpc = bind("coordinator", self.coordinator_address).await?;
-        let admin = bind("Admin API", self.admin_address).await?;
+        let (grpc, admin) = (self.coordinator_address, self.admin_address);
+        let grpc = self.listen_again("coordinator", grpc).await?;
+        let admin = self.listen_again("Admin API", admin).await?;
         let running = launch_coordinator(&self.config, grpc, admin).await?;
         let deadline = tokio::time::Instant::now() + self.config.startup_timeout;
         let coordinator = running.coordinator.clone();

@@ -21,6 +21,7 @@
 //! - `crash_all`: a targeted STRONG-read-after-a-whole-cluster-crash scenario (processes).
 //! - `stale_read`: a targeted STRONG-read-on-a-stale-follower scenario.
 //! - `deposed_leader`: a targeted STRONG-read-on-a-cut-off-leader scenario (read leases).
+//! - `joining_replica`: a targeted EVENTUAL-read-on-a-replica-still-joining scenario.
 //!
 //! Out of scope: TTLs and deletes in the workload (splits copy expiries; the state-machine
 //! tests check that), multi-member coordinator groups, and network faults on coordinator
@@ -33,6 +34,7 @@ pub mod cluster;
 pub mod crash_all;
 pub mod deposed_leader;
 pub mod hung_leader;
+pub mod joining_replica;
 pub mod nemesis;
 pub mod process;
 pub mod resp;

@@ -6,9 +6,12 @@
 //! callers treat as the transport failure it is; the next request opens a new stream. The
 //! serving half is `kvdb_core::call_stream`.
 
+use std::sync::Arc;
+
 use kvdb_core::auth::AuthChannel;
 use kvdb_core::call_link::{CallLink, CallService};
 use kvdb_core::error::KvError;
+use kvdb_core::local_node::LocalNode;
 use kvdb_core::proto::v1 as pb;
 use kvdb_core::proto::v1::kv_gateway_client::KvGatewayClient;
 use kvdb_core::proto::v1::kv_node_client::KvNodeClient;
@@ -92,9 +95,16 @@ impl CallService for GatewayCalls {
     }
 }
 
-/// The call stream to one storage node; cheap to clone.
+/// The call stream to one storage node, or the node itself when it runs in this process;
+/// cheap to clone.
 #[derive(Clone)]
-pub struct NodeLink(CallLink<NodeCalls>);
+pub struct NodeLink(Link);
+
+#[derive(Clone)]
+enum Link {
+    Stream(CallLink<NodeCalls>),
+    Local(Arc<dyn LocalNode>),
+}
 
 /// The call stream to a gateway; cheap to clone.
 #[derive(Clone)]
@@ -118,38 +128,51 @@ where
 impl NodeLink {
     /// Starts the link to the node behind `client`; the stream opens with the first request.
     pub fn open(client: KvNodeClient<AuthChannel>) -> NodeLink {
-        NodeLink(CallLink::open(NodeCalls(client)))
+        NodeLink(Link::Stream(CallLink::open(NodeCalls(client))))
+    }
+
+    /// The link to a node of this process: calls run on its service directly.
+    pub fn local(node: Arc<dyn LocalNode>) -> NodeLink {
+        NodeLink(Link::Local(node))
+    }
+
+    /// Runs `op` on the node; an error reply becomes the error it encodes.
+    async fn call(&self, op: pb::node_call::Op) -> Result<Outcome, KvError> {
+        match &self.0 {
+            Link::Stream(link) => call(link, op).await,
+            Link::Local(node) => node.answer(op).await,
+        }
     }
 
     /// A GET on the shared stream. If the stream fails, every call waiting on it fails with
     /// the error its status encodes (usually a retryable [`KvError::Unavailable`]).
     pub async fn get(&self, req: pb::NodeGetRequest) -> Result<pb::GetResponse, KvError> {
-        get_reply(call(&self.0, pb::node_call::Op::Get(req)).await?)
+        get_reply(self.call(pb::node_call::Op::Get(req)).await?)
     }
 
     /// A PUT on the shared stream; failures as for [`get`](Self::get).
     pub async fn put(&self, req: pb::NodePutRequest) -> Result<pb::PutResponse, KvError> {
-        put_reply(call(&self.0, pb::node_call::Op::Put(req)).await?)
+        put_reply(self.call(pb::node_call::Op::Put(req)).await?)
     }
 
     /// A DELETE on the shared stream; failures as for [`get`](Self::get).
     pub async fn delete(&self, req: pb::NodeDeleteRequest) -> Result<pb::DeleteResponse, KvError> {
-        delete_reply(call(&self.0, pb::node_call::Op::Delete(req)).await?)
+        delete_reply(self.call(pb::node_call::Op::Delete(req)).await?)
     }
 
     /// An UPDATE on the shared stream; failures as for [`get`](Self::get).
     pub async fn update(&self, req: pb::NodeUpdateRequest) -> Result<pb::UpdateResponse, KvError> {
-        update_reply(call(&self.0, pb::node_call::Op::Update(req)).await?)
+        update_reply(self.call(pb::node_call::Op::Update(req)).await?)
     }
 
     /// A transaction on the shared stream; failures as for [`get`](Self::get).
     pub async fn txn(&self, req: pb::NodeTxnRequest) -> Result<pb::TxnResponse, KvError> {
-        txn_reply(call(&self.0, pb::node_call::Op::Txn(req)).await?)
+        txn_reply(self.call(pb::node_call::Op::Txn(req)).await?)
     }
 
     /// A page of a scan on the shared stream; failures as for [`get`](Self::get).
     pub async fn scan(&self, req: pb::NodeScanRequest) -> Result<pb::ScanResponse, KvError> {
-        scan_reply(call(&self.0, pb::node_call::Op::Scan(req)).await?)
+        scan_reply(self.call(pb::node_call::Op::Scan(req)).await?)
     }
 }
 

@@ -33,6 +33,7 @@ use kvdb_core::cache::{Refresh, ShardMapCache};
 use kvdb_core::coordinator_client::CoordinatorClientConfig;
 use kvdb_core::epoch::Access;
 use kvdb_core::error::{KvError, RetryAction};
+use kvdb_core::local_node::LocalNodeLink;
 use kvdb_core::metrics::{Registry, RequestMetrics, RetryMetrics};
 use kvdb_core::proto::v1 as pb;
 use kvdb_core::router::Route;
@@ -77,6 +78,9 @@ pub struct ExecutorConfig {
     pub retries: Option<RetryMetrics>,
     /// Counts and times this client's requests, by operation and outcome. Off by default.
     pub requests: RequestMetrics,
+    /// A storage node of this process, called directly rather than over the network (a
+    /// node's Redis Cluster port). `None` for applications.
+    pub local_node: Option<LocalNodeLink>,
 }
 
 impl ExecutorConfig {
@@ -103,6 +107,7 @@ impl Default for ExecutorConfig {
             credentials: Credentials::default(),
             retries: None,
             requests: RequestMetrics::off(),
+            local_node: None,
         }
     }
 }
@@ -123,7 +128,8 @@ impl Executor {
                 config.node_cool_down,
                 config.node_address_rewrite.clone(),
             )
-            .with_credentials(config.credentials.clone()),
+            .with_credentials(config.credentials.clone())
+            .with_local(config.local_node.clone()),
             cache,
             config,
         }

@@ -1,22 +1,31 @@
-//! Raft log and vote storage on redb, shared by every Raft group a process hosts.
+//! Raft log and vote storage shared by every Raft group a process hosts: one append-only log.
 //!
 //! A node hosts many shard replicas, each its own openraft group, plus perhaps a coordinator
-//! group. Giving each group its own database file would cost one fsync per group per write; so
-//! all groups share one redb [`Database`] ([`LogDb`]) and each group gets a cheap handle
-//! ([`RedbLogStore`]) that reads and writes rows keyed by `(group, index)`.
+//! group. Giving each group its own file would cost one fsync per group per write; so all
+//! groups share one log ([`LogDb`]) and each group gets a cheap handle ([`GroupLogStore`]).
 //!
-//! Every write (appends, votes, committed ids, truncation, purges) goes through one writer
+//! Every write (appends, votes, committed ids, truncations, purges) goes through one writer
 //! thread, which keeps each group's writes in submission order, as openraft requires. With
-//! group commit on, the writer drains every request queued while the previous transaction was
-//! being fsync'd into one transaction: one fsync makes many groups' entries durable. With it
-//! off, each request is its own transaction, which is the baseline group commit is measured
-//! against ([`LogDbStats`]). Committed-id saves never cost a transaction of their own: one that
-//! finds nothing else to write waits for the next transaction (or closing the database), and
-//! losing the latest one in a crash only means re-applying less at restart.
+//! group commit on, the writer drains every request queued while the previous commit was
+//! being fsync'd into one commit: one record appended to the current segment file and one
+//! `fdatasync` make many groups' entries durable. With it off, each request is its own
+//! commit, which is the baseline group commit is measured against ([`LogDbStats`]).
+//! Committed-id saves never cost a commit of their own: one that finds nothing else to write
+//! waits for the next commit (or closing the log), and losing the latest one in a crash only
+//! means re-applying less at restart.
+//!
+//! The log is a directory of segment files (`segments.rs`) of checksummed records
+//! (`record.rs`). A commit writes only its record: the files are zero-filled when created, so
+//! syncing one writes the record's pages and nothing else (a B-tree rewrote about 16 pages per
+//! commit). Where each group's entries are, and its vote and other metadata, is held in memory
+//! (`index.rs`), rebuilt at open by replaying the segments. Truncations and purges only change
+//! that index and are recorded as small writes; a segment is deleted once no group uses any
+//! entry in it, and groups that stop writing are copied forward so they never pin old files
+//! (`journal.rs`).
 //!
 //! `append` returns as soon as its entries are readable, not when they are durable: they wait
-//! in the group's in-memory overlay, which readers merge over the database rows, and the
-//! writer reports them flushed (openraft's `LogFlushed`) once the transaction holding them is
+//! in the group's in-memory overlay, which readers merge over the indexed entries, and the
+//! writer reports them flushed (openraft's `LogFlushed`) once the commit holding them is
 //! fsync'd, then drops them from the overlay. A crash before that loses only entries nobody
 //! was told are durable. Truncations, purges and votes wait for their own commit, which comes
 //! after every append queued before them.
@@ -25,14 +34,21 @@
 //! does not yet pipeline one group's appends; it does stop a group's committed-id saves from
 //! waiting on other groups' fsyncs, and it is what newer openraft cores need.
 //!
-//! Reads run on the caller's thread in their own read transaction; they are short and mostly
-//! served from redb's cache.
+//! Reads run on the caller's thread: an index lookup under the group's lock, then one
+//! positioned read per run of adjacent entries, mostly served by the page cache.
 //!
-//! Out of scope: snapshots and applied state (see [`super::state_machine`]); compacting the
-//! database file after purges.
+//! Beside the segments, a small redb database (the path given to [`LogDb::open`]) holds the
+//! snapshots of machines kept in memory ([`super::state_machine`]). Earlier releases kept the
+//! log itself in two of its tables; the first open takes those rows over into the segments.
+//!
+//! Out of scope: snapshots and applied state (see [`super::state_machine`]).
 
 mod group_store;
+mod index;
+mod journal;
 mod overlay;
+mod record;
+mod segments;
 mod writer;
 
 use std::io::Cursor;
@@ -40,12 +56,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use openraft::{BasicNode, Entry, RaftTypeConfig, Vote};
-use redb::{Database, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::codec::CodecError;
-use writer::{WriteOp, Writer};
+use index::LogIndex;
+use journal::Journal;
+use overlay::EncodedEntry;
+use record::{MetaKey, Op};
+use writer::Writer;
 
-pub use group_store::RedbLogStore;
+pub use group_store::GroupLogStore;
+pub use record::RecordError;
 pub use writer::LogDbStats;
 
 /// The openraft type configurations KvDB's Raft storage serves: `u64` node ids, [`BasicNode`]
@@ -66,33 +87,41 @@ impl<C> KvdbRaftConfig for C where
 {
 }
 
-/// A log row's key: `(group, log index)`.
-type RowKey = (u64, u64);
+/// Where earlier releases kept log entries, keyed by `(group, log index)`; taken over at open.
+pub(in crate::raft) const LOG_TABLE: TableDefinition<(u64, u64), &[u8]> =
+    TableDefinition::new("raft_log");
+/// Where earlier releases kept per-group metadata, keyed by `(group, MetaKey)`.
+pub(in crate::raft) const META_TABLE: TableDefinition<(u64, u8), &[u8]> =
+    TableDefinition::new("raft_log_meta");
 
-/// Log entries of every group, keyed by `(group, log index)`, valued by the encoded entry.
-const LOG_TABLE: TableDefinition<RowKey, &[u8]> = TableDefinition::new("raft_log");
-/// Per-group vote, committed and last-purged log ids, keyed by `(group, MetaKey)`.
-const META_TABLE: TableDefinition<(u64, u8), &[u8]> = TableDefinition::new("raft_log_meta");
-
-/// Whether writes of concurrent groups share transactions, on by default.
+/// Whether writes of concurrent groups share commits, on by default.
 pub const DEFAULT_GROUP_COMMIT: bool = true;
-/// The most write requests one group-commit transaction takes.
+/// The most write requests one group commit takes.
 pub const DEFAULT_MAX_BATCH: usize = 1024;
-/// Default page cache of a log database: 32 MiB. A log is written at its tail and read back
-/// mostly right after (replication, apply), so a small cache serves it; redb's own default
-/// (1 GiB) let an idle node's memory grow with the log's size.
+/// Default page cache of the snapshot database beside the log: 32 MiB (redb's own default,
+/// 1 GiB, let an idle node's memory grow).
 pub const DEFAULT_LOG_CACHE_BYTES: usize = 32 * 1024 * 1024;
+/// Default size of a segment file: 8 MiB, zero-filled when created.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
+/// Default number of segment files kept before the groups left in the oldest are copied
+/// forward: with 8 MiB segments, at most 48 MiB of log beside the one being written.
+pub const DEFAULT_MAX_SEGMENTS: usize = 6;
 
 /// How a [`LogDb`] writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogDbOptions {
-    /// Put every write request queued during a commit into the next single transaction.
-    /// Off: one transaction (and one fsync) per request.
+    /// Put every write request queued during a commit into the next single commit.
+    /// Off: one commit (and one fsync) per request.
     pub group_commit: bool,
-    /// The most requests one transaction takes when group commit is on.
+    /// The most requests one commit takes when group commit is on.
     pub max_batch: usize,
-    /// The database's page cache, in bytes (used by [`LogDb::open`]).
+    /// The snapshot database's page cache, in bytes.
     pub cache_bytes: usize,
+    /// The size segment files are created with.
+    pub segment_bytes: u64,
+    /// Segment files kept (the one being written included) before the groups still in the
+    /// oldest are copied forward, so that it can be deleted.
+    pub max_segments: usize,
 }
 
 impl Default for LogDbOptions {
@@ -101,6 +130,8 @@ impl Default for LogDbOptions {
             group_commit: DEFAULT_GROUP_COMMIT,
             max_batch: DEFAULT_MAX_BATCH,
             cache_bytes: DEFAULT_LOG_CACHE_BYTES,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            max_segments: DEFAULT_MAX_SEGMENTS,
         }
     }
 }
@@ -111,6 +142,16 @@ impl LogDbOptions {
         if self.max_batch == 0 {
             return Err(LogDbError::InvalidOptions("max_batch must be at least 1"));
         }
+        if self.segment_bytes < 4096 {
+            return Err(LogDbError::InvalidOptions(
+                "segment_bytes must be at least 4096",
+            ));
+        }
+        if self.max_segments < 2 {
+            return Err(LogDbError::InvalidOptions(
+                "max_segments must be at least 2",
+            ));
+        }
         Ok(())
     }
 }
@@ -119,7 +160,7 @@ impl LogDbOptions {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LogDbError {
-    /// The database file could not be created or opened.
+    /// The snapshot database file could not be created or opened.
     #[error("open raft log database {path}: {source}")]
     Open {
         /// The database file.
@@ -131,13 +172,19 @@ pub enum LogDbError {
     /// A redb operation failed.
     #[error("raft log database: {0}")]
     Redb(#[from] redb::Error),
-    /// The transaction holding a write failed; every write batched into it failed with it.
+    /// The commit holding a write failed; every write batched into it failed with it.
     #[error("raft log commit failed: {source}")]
     Commit {
-        /// The transaction's failure, shared (hence the `Arc`) by every write batched into it.
+        /// The commit's failure, shared (hence the `Arc`) by every write batched into it.
         #[source]
-        source: Arc<redb::Error>,
+        source: Arc<LogDbError>,
     },
+    /// Reading or writing a segment file failed.
+    #[error("raft log file: {0}")]
+    Io(#[from] std::io::Error),
+    /// A record that passed its checksum could not be read: a file of another format.
+    #[error(transparent)]
+    Record(#[from] RecordError),
     /// A stored value could not be encoded or decoded.
     #[error(transparent)]
     Codec(#[from] CodecError),
@@ -147,9 +194,32 @@ pub enum LogDbError {
     /// The writer thread is gone (it panicked); nothing more can be written.
     #[error("raft log writer stopped")]
     WriterStopped,
+    /// Another open log (another process, or one in this process that is still closing)
+    /// holds the log directory.
+    #[error(
+        "raft log {dir} is open elsewhere (another process, or a previous instance still closing)"
+    )]
+    InUse {
+        /// The segment directory.
+        dir: PathBuf,
+    },
     /// [`LogDbOptions::validate`] refused the options.
     #[error("invalid raft log options: {0}")]
     InvalidOptions(&'static str),
+}
+
+impl LogDbError {
+    /// Whether opening failed only because another open log holds the files.
+    pub fn is_in_use(&self) -> bool {
+        matches!(
+            self,
+            Self::InUse { .. }
+                | Self::Open {
+                    source: redb::DatabaseError::DatabaseAlreadyOpen,
+                    ..
+                }
+        )
+    }
 }
 
 impl From<redb::TransactionError> for LogDbError {
@@ -170,19 +240,22 @@ impl From<redb::StorageError> for LogDbError {
     }
 }
 
-/// The Raft log database of a process: one redb file holding the logs of many groups, and
-/// the writer thread that commits them. Cloning is cheap; the writer stops when the last
-/// clone (and the last [`RedbLogStore`]) is dropped.
+/// The Raft log of a process: the segment files holding the logs of many groups, the writer
+/// thread that commits to them, and the snapshot database beside them. Cloning is cheap; the
+/// writer stops when the last clone (and the last [`GroupLogStore`]) is dropped.
 #[derive(Clone)]
 pub struct LogDb {
     db: Arc<Database>,
+    index: Arc<LogIndex>,
     writer: Arc<Writer>,
 }
 
 impl LogDb {
-    /// Creates or opens the database file at `path`, with a page cache of
-    /// [`LogDbOptions::cache_bytes`].
+    /// Creates or opens the snapshot database at `path`, with a page cache of
+    /// [`LogDbOptions::cache_bytes`], and the log in the directory beside it named like it
+    /// with the extension `segments` ([`LogDb::segments_dir`]).
     pub fn open(path: impl AsRef<Path>, options: LogDbOptions) -> Result<Self, LogDbError> {
+        options.validate()?;
         let path = path.as_ref();
         let db = Database::builder()
             .set_cache_size(options.cache_bytes)
@@ -191,38 +264,56 @@ impl LogDb {
                 path: path.to_path_buf(),
                 source,
             })?;
-        Self::new(Arc::new(db), options)
-    }
-
-    /// Uses an already open database, which other stores (such as the snapshots of
-    /// [`super::state_machine::StateMachineStore`]) may share.
-    pub fn new(db: Arc<Database>, options: LogDbOptions) -> Result<Self, LogDbError> {
-        options.validate()?;
-        let txn = db.begin_write()?;
-        txn.open_table(LOG_TABLE)?;
-        txn.open_table(META_TABLE)?;
-        txn.commit().map_err(redb::Error::from)?;
-        let writer = Writer::start(db.clone(), options)?;
+        let (mut journal, index) = Journal::open(&Self::segments_dir(path), &options)?;
+        take_over_stored_log(&db, &mut journal, &index)?;
+        let writer = Writer::start(journal, options)?;
         Ok(Self {
-            db,
+            db: Arc::new(db),
+            index,
             writer: Arc::new(writer),
         })
     }
 
-    /// The underlying database, to share with other stores.
+    /// How long [`LogDb::open_when_free`] waits for a previous instance to close.
+    pub const REOPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// [`LogDb::open`], waiting up to [`LogDb::REOPEN_TIMEOUT`] while a previous instance in
+    /// this process still holds the files: a stopped Raft group's replication tasks may keep
+    /// its log open a little longer than the group. Blocking.
+    pub fn open_when_free(
+        path: impl AsRef<Path>,
+        options: LogDbOptions,
+    ) -> Result<Self, LogDbError> {
+        let deadline = std::time::Instant::now() + Self::REOPEN_TIMEOUT;
+        loop {
+            match Self::open(path.as_ref(), options) {
+                Err(e) if e.is_in_use() && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// The directory of the log whose snapshot database is at `path`.
+    pub fn segments_dir(path: &Path) -> PathBuf {
+        path.with_extension("segments")
+    }
+
+    /// The snapshot database, to share with the state machine stores.
     pub fn database(&self) -> &Arc<Database> {
         &self.db
     }
 
-    /// The log store of Raft group `group`. Groups never see each other's rows.
-    pub fn group<C: KvdbRaftConfig>(&self, group: u64) -> RedbLogStore<C> {
-        RedbLogStore::new(group, self.db.clone(), self.writer.clone())
+    /// The log store of Raft group `group`. Groups never see each other's entries.
+    pub fn group<C: KvdbRaftConfig>(&self, group: u64) -> GroupLogStore<C> {
+        GroupLogStore::new(group, self.index.group(group), self.writer.clone())
     }
 
     /// Deletes the log of `group` once the group is gone from this node, keeping what a
     /// replica of it must not forget if the group is ever given back to this node under the
     /// same Raft id: its vote (so it never votes twice in a term) and, as its vote floor, the
-    /// last log id it had ([`RedbLogStore::vote_floor`]). A returning replica starts with an
+    /// last log id it had ([`GroupLogStore::vote_floor`]). A returning replica starts with an
     /// empty log; without the floor it would vote for any candidate, even one whose stale
     /// log lacks entries this replica had helped commit in an old configuration that still
     /// counts it, and such a candidate could then overwrite them.
@@ -247,14 +338,14 @@ impl LogDb {
         });
         let vote = vote.as_ref().map(super::codec::encode).transpose()?;
         self.writer
-            .submit(WriteOp::RemoveGroup { group, floor, vote })
+            .submit(Op::RemoveGroup { group, floor, vote })
             .await
     }
 
     /// Returns once every write queued before the call is durable: a group reopened after its
     /// Raft core stopped must read the appends that core queued, not race them.
     pub async fn barrier(&self) -> Result<(), LogDbError> {
-        self.writer.submit(WriteOp::Barrier).await
+        self.writer.submit(Op::Barrier).await
     }
 
     /// Counters of the writes so far, for metrics and the group-commit report.
@@ -267,16 +358,16 @@ impl LogDb {
     pub fn register_metrics(&self, registry: &mut crate::metrics::Registry) {
         registry.register_with_unit(
             "raft_log_commit_duration",
-            "Time of each durable Raft log transaction, fsync included",
+            "Time of each durable Raft log commit, fsync included",
             crate::metrics::Unit::Seconds,
             self.writer.commit_seconds(),
         );
-        registry.register_collector(Box::new(LogDbCollector(self.writer.clone())));
+        registry.register_collector(Box::new(LogDbCollector(self.writer.counters())));
     }
 }
 
 /// The writer's counters, read at scrape time.
-struct LogDbCollector(Arc<Writer>);
+struct LogDbCollector(Arc<writer::Counters>);
 
 impl std::fmt::Debug for LogDbCollector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -295,7 +386,7 @@ impl crate::metrics::Collector for LogDbCollector {
         let counters = [
             (
                 "raft_log_commits",
-                "Durable Raft log transactions (one fsync each)",
+                "Durable Raft log commits (one fsync each)",
                 stats.commits,
             ),
             (
@@ -315,7 +406,7 @@ impl crate::metrics::Collector for LogDbCollector {
             ),
             (
                 "raft_log_failed_commits",
-                "Raft log transactions that failed, failing every write in them",
+                "Raft log commits that failed, failing every write in them",
                 stats.failed_commits,
             ),
         ];
@@ -329,4 +420,65 @@ impl crate::metrics::Collector for LogDbCollector {
         }
         Ok(())
     }
+}
+
+/// Takes over the log an earlier release kept in `db`'s tables: writes its rows into the
+/// segments, then drops the tables. If the segments already hold a log, the tables are what
+/// a crash left behind after an earlier take-over wrote them, and are only dropped.
+fn take_over_stored_log(
+    db: &Database,
+    journal: &mut Journal,
+    index: &LogIndex,
+) -> Result<(), LogDbError> {
+    let read = db.begin_read()?;
+    let (log, meta) = match (read.open_table(LOG_TABLE), read.open_table(META_TABLE)) {
+        (Ok(log), Ok(meta)) => (log, meta),
+        (Err(redb::TableError::TableDoesNotExist(_)), _)
+        | (_, Err(redb::TableError::TableDoesNotExist(_))) => return Ok(()),
+        (Err(e), _) | (_, Err(e)) => return Err(e.into()),
+    };
+    if index.groups().is_empty() {
+        let mut metas = Vec::new();
+        for row in meta.iter()? {
+            let (key, value) = row?;
+            let (group, key) = key.value();
+            let Some(key) = MetaKey::from_byte(key) else {
+                continue;
+            };
+            let value = Some(value.value().to_vec());
+            metas.push(Op::PutMeta { group, key, value });
+        }
+        journal.commit(&metas.iter().collect::<Vec<_>>())?;
+        // Entries in chunks, so that a large log never sits in memory whole.
+        let mut chunk: Option<(u64, Vec<(u64, EncodedEntry)>)> = None;
+        let mut bytes = 0;
+        for row in log.iter()? {
+            let (key, value) = row?;
+            let (group, index) = key.value();
+            if chunk.as_ref().is_some_and(|(g, _)| *g != group) || bytes > 4 << 20 {
+                flush_chunk(journal, chunk.take())?;
+                bytes = 0;
+            }
+            bytes += value.value().len();
+            let entries = &mut chunk.get_or_insert_with(|| (group, Vec::new())).1;
+            entries.push((index, Arc::from(value.value())));
+        }
+        flush_chunk(journal, chunk)?;
+    }
+    drop((log, meta, read));
+    let txn = db.begin_write()?;
+    txn.delete_table(LOG_TABLE)?;
+    txn.delete_table(META_TABLE)?;
+    txn.commit().map_err(redb::Error::from)?;
+    Ok(())
+}
+
+fn flush_chunk(
+    journal: &mut Journal,
+    chunk: Option<(u64, Vec<(u64, EncodedEntry)>)>,
+) -> Result<(), LogDbError> {
+    if let Some((group, entries)) = chunk {
+        journal.commit(&[&Op::Append { group, entries }])?;
+    }
+    Ok(())
 }

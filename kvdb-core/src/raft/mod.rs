@@ -1,11 +1,11 @@
 //! openraft plumbing shared by the coordinator group and every shard group:
-//! log and state-machine storage on redb, and the gRPC transport.
+//! log and state-machine storage, and the gRPC transport.
 //!
 //! # Layout
 //! - [`codec`]: the byte encoding of Raft messages, entries and snapshots.
 //! - [`lease`]: when a leader may serve linearizable reads without a heartbeat round.
 //! - [`read_floor`]: the index a leader must have applied before its first linearizable read.
-//! - [`log_store`]: `RaftLogStorage` on redb, many groups per database, group commit.
+//! - [`log_store`]: `RaftLogStorage` on one append-only log shared by many groups, group commit.
 //! - [`quiesce`]: idle groups stop ticking; one message per peer stands in for their heartbeats.
 //! - [`state_machine`]: `RaftStateMachine` over a pluggable [`Machine`](state_machine::Machine).
 //! - [`transport`]: `RaftNetworkFactory` over the `RaftTransport` gRPC service, and
@@ -28,9 +28,11 @@ pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, 
 }
 
 #[cfg(test)]
+mod leader_resumption_tests;
+#[cfg(test)]
 mod pending_append_tests;
 #[cfg(test)]
-mod removed_group_tests;
+mod segment_log_tests;
 #[cfg(test)]
 mod suite_tests;
 #[cfg(test)]

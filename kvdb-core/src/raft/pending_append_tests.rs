@@ -8,7 +8,7 @@ use openraft::testing::log_id;
 use openraft::{Entry, EntryPayload, RaftLogReader};
 use tokio::task::JoinHandle;
 
-use super::log_store::{LogDb, LogDbOptions, RedbLogStore};
+use super::log_store::{GroupLogStore, LogDb, LogDbOptions};
 use super::test_support::{KvRequest, TempLogDb, TestConfig};
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -24,7 +24,7 @@ fn set(term: u64, index: u64, value: &str) -> Entry<TestConfig> {
 }
 
 /// `(term, index)` of every entry the store reads back.
-async fn read_back(log: &RedbLogStore<TestConfig>) -> Vec<(u64, u64)> {
+async fn read_back(log: &GroupLogStore<TestConfig>) -> Vec<(u64, u64)> {
     let mut reader = log.clone();
     reader
         .try_get_log_entries(..)
@@ -36,7 +36,7 @@ async fn read_back(log: &RedbLogStore<TestConfig>) -> Vec<(u64, u64)> {
 }
 
 /// Waits until the store reads back exactly `expected`.
-async fn wait_for_log(log: &RedbLogStore<TestConfig>, expected: &[(u64, u64)]) {
+async fn wait_for_log(log: &GroupLogStore<TestConfig>, expected: &[(u64, u64)]) {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
         let got = read_back(log).await;
@@ -53,7 +53,7 @@ async fn wait_for_log(log: &RedbLogStore<TestConfig>, expected: &[(u64, u64)]) {
 
 /// Appends in a task that finishes once the entries are reported flushed.
 fn spawn_append(
-    log: &RedbLogStore<TestConfig>,
+    log: &GroupLogStore<TestConfig>,
     entries: Vec<Entry<TestConfig>>,
 ) -> JoinHandle<Result<(), openraft::StorageError<u64>>> {
     let mut log = log.clone();

@@ -9,7 +9,9 @@
 //! the same term with no new entry (`Engine::startup`), and its read index is then
 //! `max(first entry of the term, committed index saved before the crash)`. The saved committed
 //! index may be older than the last acknowledged write (it is saved lazily, see the log store),
-//! so a read served there can miss a write that every replica holds.
+//! so a read served there can miss a write that every replica holds. KvDB's log store reads
+//! votes back uncommitted, so that path is closed (`GroupLogStore::read_vote` says why); the
+//! floor guards any other way a leadership could begin without an entry of its own.
 //!
 //! The floor closes that gap whatever the path to leadership: the first time a replica is seen
 //! leading under a vote, its last log index is recorded. Every entry committed before that

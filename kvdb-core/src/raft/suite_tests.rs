@@ -13,7 +13,7 @@ use openraft::{
 };
 
 use super::codec;
-use super::log_store::{LogDb, LogDbOptions, LogDbStats, RedbLogStore};
+use super::log_store::{GroupLogStore, LogDb, LogDbOptions, LogDbStats};
 use super::state_machine::{Machine, StateMachineStore};
 use super::test_support::{DurableKv, KvRequest, MemKv, TempLogDb, TestConfig};
 
@@ -25,7 +25,7 @@ struct RedbStoreBuilder {
 impl
     StoreBuilder<
         TestConfig,
-        RedbLogStore<TestConfig>,
+        GroupLogStore<TestConfig>,
         StateMachineStore<TestConfig, MemKv>,
         TempLogDb,
     > for RedbStoreBuilder
@@ -35,7 +35,7 @@ impl
     ) -> Result<
         (
             TempLogDb,
-            RedbLogStore<TestConfig>,
+            GroupLogStore<TestConfig>,
             StateMachineStore<TestConfig, MemKv>,
         ),
         StorageError<u64>,
@@ -52,7 +52,7 @@ struct DurableStoreBuilder;
 impl
     StoreBuilder<
         TestConfig,
-        RedbLogStore<TestConfig>,
+        GroupLogStore<TestConfig>,
         StateMachineStore<TestConfig, DurableKv>,
         TempLogDb,
     > for DurableStoreBuilder
@@ -62,7 +62,7 @@ impl
     ) -> Result<
         (
             TempLogDb,
-            RedbLogStore<TestConfig>,
+            GroupLogStore<TestConfig>,
             StateMachineStore<TestConfig, DurableKv>,
         ),
         StorageError<u64>,
@@ -195,7 +195,8 @@ async fn log_vote_and_committed_survive_reopen() {
     assert_eq!(entries[3], set(1, 5, "k", "5"));
     assert_eq!(
         log.read_vote().await.unwrap(),
-        Some(Vote::new_committed(1, 1))
+        Some(Vote::new(1, 1)),
+        "read back uncommitted, so that no leadership resumes"
     );
     assert_eq!(log.read_committed().await.unwrap(), Some(log_id(1, 1, 3)));
     let state = log.get_log_state().await.unwrap();
@@ -389,7 +390,7 @@ async fn concurrent_appends(
     rounds: u64,
 ) -> super::log_store::LogDbStats {
     let db = TempLogDb::new(options);
-    let mut stores: Vec<RedbLogStore<TestConfig>> =
+    let mut stores: Vec<GroupLogStore<TestConfig>> =
         (0..groups).map(|g| db.log_db.group(g)).collect();
     for index in 1..=rounds {
         let appends = stores

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tempfile::TempDir;
 
 use super::codec;
-use super::log_store::{LogDb, LogDbOptions, RedbLogStore};
+use super::log_store::{GroupLogStore, LogDb, LogDbOptions};
 use super::state_machine::{Applied, AppliedState, Machine, StateMachineStore};
 
 /// A write to the test machine.
@@ -166,7 +166,7 @@ impl TempLogDb {
         &self,
         group: u64,
     ) -> (
-        RedbLogStore<TestConfig>,
+        GroupLogStore<TestConfig>,
         StateMachineStore<TestConfig, MemKv>,
     ) {
         self.group_with(group, MemKv::default())
@@ -177,7 +177,7 @@ impl TempLogDb {
         &self,
         group: u64,
     ) -> (
-        RedbLogStore<TestConfig>,
+        GroupLogStore<TestConfig>,
         StateMachineStore<TestConfig, DurableKv>,
     ) {
         self.group_with(group, DurableKv::open(&self.machine_file(group)))
@@ -187,7 +187,7 @@ impl TempLogDb {
         &self,
         group: u64,
         machine: M,
-    ) -> (RedbLogStore<TestConfig>, StateMachineStore<TestConfig, M>) {
+    ) -> (GroupLogStore<TestConfig>, StateMachineStore<TestConfig, M>) {
         let log = self.log_db.group(group);
         let db = Arc::clone(self.log_db.database());
         let sm = StateMachineStore::open(db, group, machine).expect("open state machine");

@@ -241,7 +241,7 @@ impl KvMachine {
         let owned = self.meta.owned();
         let mut keys = Vec::new();
         if !matches!(command.op, Op::Purge { .. }) {
-            command_keys(command, &mut keys);
+            command_keys(command, Keys::Touched, &mut keys);
         }
         if keys.iter().any(|key| !owned.contains(slot(key))) {
             // Not recorded in the session: the write is retried at the shard that owns it.
@@ -271,15 +271,17 @@ fn apply_put(
     now_ms: u64,
     put: &Put,
 ) -> Result<CommandResult, StorageError> {
-    let current = pending.live(&put.key, now_ms)?;
-    let current_version = current.as_ref().map_or(Version(0), |v| v.version);
-    let version_ok = put.if_version_equals.is_none_or(|v| v == current_version);
-    let absence_ok = !put.if_not_exists || current.is_none();
-    if !(version_ok && absence_ok) {
-        return Ok(CommandResult::Put {
-            applied: false,
-            version: current_version,
-        });
+    if put.is_conditional() {
+        let current = pending.live(&put.key, now_ms)?;
+        let current_version = current.as_ref().map_or(Version(0), |v| v.version);
+        let version_ok = put.if_version_equals.is_none_or(|v| v == current_version);
+        let absence_ok = !put.if_not_exists || current.is_none();
+        if !(version_ok && absence_ok) {
+            return Ok(CommandResult::Put {
+                applied: false,
+                version: current_version,
+            });
+        }
     }
     let value = StoredValue {
         value: put.value.clone(),
@@ -421,9 +423,21 @@ fn apply_purge(
     Ok(CommandResult::Purge { purged })
 }
 
-/// The keys `command` reads and writes, appended to `keys`.
-fn command_keys<'c>(command: &'c Command, keys: &mut Vec<&'c [u8]>) {
+/// Which of a command's keys [`command_keys`] lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keys {
+    /// Every key it reads or writes: the slots it must own.
+    Touched,
+    /// The keys whose current values applying it reads: what a run prefetches.
+    Read,
+}
+
+/// `command`'s keys of the kind `which`, appended to `keys`.
+fn command_keys<'c>(command: &'c Command, which: Keys, keys: &mut Vec<&'c [u8]>) {
     match &command.op {
+        // An unconditional put's outcome does not depend on the key's value (a later command
+        // of the run that reads the key sees the put through the run's overlay).
+        Op::Put(put) if which == Keys::Read && !put.is_conditional() => {}
         Op::Put(put) => keys.push(&put.key),
         Op::Delete(delete) => keys.push(&delete.key),
         Op::Update(update) => keys.push(&update.key),
@@ -431,7 +445,7 @@ fn command_keys<'c>(command: &'c Command, keys: &mut Vec<&'c [u8]>) {
         Op::Purge { keys: purged } => keys.extend(purged.iter().map(|(key, _)| key.as_slice())),
         Op::Batch(commands) => {
             for command in commands {
-                command_keys(command, keys);
+                command_keys(command, which, keys);
             }
         }
         Op::Split(_) => {}
@@ -457,13 +471,14 @@ impl<'a> Pending<'a> {
         }
     }
 
-    /// Reads every key the entries' commands touch in one call, so that a run pays for one
-    /// read transaction rather than one per write. Runs before the run's first command.
+    /// Reads every key whose value the entries' commands depend on in one call, so that a run
+    /// pays for one read transaction rather than one per write (and none for a run of
+    /// unconditional puts). Runs before the run's first command.
     fn prefetch(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
         let mut keys = Vec::new();
         for entry in entries {
             if let EntryPayload::Normal(command) = &entry.payload {
-                command_keys(command, &mut keys);
+                command_keys(command, Keys::Read, &mut keys);
             }
         }
         if keys.is_empty() {

@@ -456,36 +456,41 @@ impl Storage for CountingStorage {
     }
 }
 
-#[test]
-fn a_run_reads_every_key_it_touches_in_one_call() {
+/// A batch of `ops`, each a command of its own, as the write queue proposes them.
+fn batch(ops: Vec<Op>) -> Command {
+    let commands = ops
+        .into_iter()
+        .map(|op| Command { now_ms: NOW, op })
+        .collect();
+    Command {
+        now_ms: NOW,
+        op: Op::Batch(commands),
+    }
+}
+
+/// A machine over counting storage that holds "a" = "old" at version 7.
+fn counting_machine() -> (Arc<CountingStorage>, KvMachine, Fixture) {
     let storage = Arc::new(CountingStorage::default());
     storage
         .inner
         .apply(WriteBatch::new().put("a", StoredValue::new("old", Version(7))))
         .unwrap();
-    let mut machine = KvMachine::open(storage.clone()).unwrap();
-    let mut fixture = Fixture::new();
+    let machine = KvMachine::open(storage.clone()).unwrap();
+    (storage, machine, Fixture::new())
+}
+
+#[test]
+fn a_run_reads_every_key_it_touches_in_one_call() {
+    let (storage, mut machine, mut fixture) = counting_machine();
     let cas = Put {
         if_version_equals: Some(Version(7)),
         ..put("a", "new")
     };
-    let batch = Command {
-        now_ms: NOW,
-        op: Op::Batch(vec![
-            Command {
-                now_ms: NOW,
-                op: Op::Put(cas),
-            },
-            Command {
-                now_ms: NOW,
-                op: Op::Put(put("b", "1")),
-            },
-            Command {
-                now_ms: NOW,
-                op: Op::Delete(delete("a")),
-            },
-        ]),
-    };
+    let batch = batch(vec![
+        Op::Put(cas),
+        Op::Put(put("b", "1")),
+        Op::Delete(delete("a")),
+    ]);
     let first = fixture.entry(EntryPayload::Normal(batch));
     let second = fixture.entry(EntryPayload::Normal(Command {
         now_ms: NOW,
@@ -509,6 +514,60 @@ fn a_run_reads_every_key_it_touches_in_one_call() {
     let order = Ordering::Relaxed;
     assert_eq!(storage.get_manys.load(order), 1);
     assert_eq!(storage.gets.load(order), 2);
+}
+
+#[test]
+fn unconditional_puts_read_nothing_and_later_reads_see_them() {
+    let (storage, mut machine, mut fixture) = counting_machine();
+    let puts = fixture.entry(EntryPayload::Normal(batch(vec![
+        Op::Put(put("a", "new")),
+        Op::Put(put("b", "1")),
+    ])));
+    let results = apply(&mut machine, vec![puts]);
+    let CommandResult::Batch(answers) = &results[0] else {
+        panic!("expected a batch result, got {results:?}");
+    };
+    assert!(
+        answers
+            .iter()
+            .all(|r| matches!(r, CommandResult::Put { applied: true, .. }))
+    );
+    let order = Ordering::Relaxed;
+    assert_eq!(storage.get_manys.load(order), 0, "nothing prefetched");
+    assert_eq!(storage.gets.load(order), 0, "nothing read");
+
+    // --- a CAS in a later run, and an only-if-absent put in the same run as a write of its
+    // key, see the unconditional writes
+    let CommandResult::Put { version, .. } = answers[0] else {
+        unreachable!()
+    };
+    let cas = Put {
+        if_version_equals: Some(version),
+        ..put("a", "cas")
+    };
+    let absent = Put {
+        if_not_exists: true,
+        ..put("c", "first")
+    };
+    let run = fixture.entry(EntryPayload::Normal(batch(vec![
+        Op::Put(cas),
+        Op::Put(put("c", "written")),
+        Op::Put(absent),
+    ])));
+    let results = apply(&mut machine, vec![run]);
+    let CommandResult::Batch(answers) = &results[0] else {
+        panic!("expected a batch result, got {results:?}");
+    };
+    assert!(
+        matches!(answers[0], CommandResult::Put { applied: true, .. }),
+        "{answers:?}"
+    );
+    assert!(
+        matches!(answers[2], CommandResult::Put { applied: false, .. }),
+        "{answers:?}"
+    );
+    assert_eq!(storage.get(b"a").unwrap().unwrap().value, b"cas");
+    assert_eq!(storage.get(b"c").unwrap().unwrap().value, b"written");
 }
 
 /// Creates split-off shards in memory, as the node's `Nursery` does in its database.

@@ -1,12 +1,11 @@
-//! One Raft group's handle on the shared log database: the openraft log traits.
+//! One Raft group's handle on the shared log: the openraft log traits.
 //!
 //! `append` returns once its entries are in the group's [`Overlay`] (readable) and queued for
-//! the writer; the writer reports them flushed after their transaction is durable. Truncations
+//! the writer; the writer reports them flushed after their commit is durable. Truncations
 //! and purges drop matching overlay entries at once, then wait for their own commit, which the
 //! writer orders after every append queued before them. Committed-id saves are queued without
 //! waiting: their latest value is remembered here for `read_committed`.
 
-use crate::raft::lock;
 use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
@@ -18,13 +17,15 @@ use openraft::{
     AnyError, Entry, ErrorSubject, ErrorVerb, LogId, LogState, OptionalSend, RaftLogReader,
     StorageError, StorageIOError, Vote,
 };
-use redb::{Database, ReadableDatabase};
 
+use super::index::{self, GroupLog};
 use super::overlay::{EncodedEntry, Overlay};
-use super::writer::{MetaKey, WriteOp, Writer};
-use super::{KvdbRaftConfig, LOG_TABLE, LogDbError, META_TABLE, RowKey};
+use super::record::{MetaKey, Op};
+use super::writer::Writer;
+use super::{KvdbRaftConfig, LogDbError};
 use crate::raft::codec::{self, CodecError};
 use crate::raft::lease::LeaseClock;
+use crate::raft::lock;
 
 /// The latest committed log id saved, if any since the store was made: `Some(None)` is a saved
 /// "nothing committed".
@@ -33,23 +34,23 @@ type SavedCommitted = Arc<Mutex<Option<Option<LogId<u64>>>>>;
 /// One Raft group's log and vote, in a shared [`super::LogDb`]. Cloning is cheap; a clone is also
 /// the group's log reader and shares its pending entries. Use one store (and its clones) per
 /// group at a time: another store of the same group would not see its pending entries.
-pub struct RedbLogStore<C> {
+pub struct GroupLogStore<C> {
     group: u64,
-    db: Arc<Database>,
+    log: Arc<Mutex<GroupLog>>,
     writer: Arc<Writer>,
     overlay: Arc<Overlay>,
     committed: SavedCommitted,
     lease: Option<Arc<LeaseClock>>,
-    /// Bytes of entries appended since the store opened (see [`RedbLogStore::appended_bytes`]).
+    /// Bytes of entries appended since the store opened (see [`GroupLogStore::appended_bytes`]).
     appended: Arc<AtomicU64>,
     _config: PhantomData<fn() -> C>,
 }
 
-impl<C> Clone for RedbLogStore<C> {
+impl<C> Clone for GroupLogStore<C> {
     fn clone(&self) -> Self {
         Self {
             group: self.group,
-            db: self.db.clone(),
+            log: self.log.clone(),
             writer: self.writer.clone(),
             overlay: self.overlay.clone(),
             committed: self.committed.clone(),
@@ -60,11 +61,11 @@ impl<C> Clone for RedbLogStore<C> {
     }
 }
 
-impl<C: KvdbRaftConfig> RedbLogStore<C> {
-    pub(super) fn new(group: u64, db: Arc<Database>, writer: Arc<Writer>) -> Self {
+impl<C: KvdbRaftConfig> GroupLogStore<C> {
+    pub(super) fn new(group: u64, log: Arc<Mutex<GroupLog>>, writer: Arc<Writer>) -> Self {
         Self {
             group,
-            db,
+            log,
             writer,
             overlay: Arc::default(),
             committed: Arc::default(),
@@ -98,44 +99,43 @@ impl<C: KvdbRaftConfig> RedbLogStore<C> {
         self.writer.gate()
     }
 
-    /// Entries with index in `range`, in index order: committed rows with pending entries
-    /// laid over them.
+    /// Entries with index in `range`, in index order: durable entries with pending ones laid
+    /// over them.
     fn read_entries(&self, range: impl RangeBounds<u64>) -> Result<Vec<Entry<C>>, LogDbError> {
-        let Some(bounds) = row_bounds(self.group, &range) else {
+        let Some((start, end)) = index_bounds(&range) else {
             return Ok(Vec::new());
         };
-        // Pending entries first: one settled between the two reads is then in the database.
+        // Pending entries first: one settled between the two reads is then in the index.
         let pending = self.overlay.range(&range);
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(LOG_TABLE)?;
-        let mut entries = Vec::new();
         let first_pending = pending.first().map_or(u64::MAX, |(index, _)| *index);
-        for row in table.range::<RowKey>(bounds)? {
-            let (key, value) = row?;
-            if key.value().1 >= first_pending {
-                break;
-            }
-            entries.push(codec::decode(value.value())?);
-        }
+        let (_, locs) = lock(&self.log).range(start, end.min(first_pending));
+        let mut entries = Vec::with_capacity(locs.len() + pending.len());
+        index::read_each(&locs, |bytes| {
+            entries.push(codec::decode(bytes)?);
+            Ok::<_, LogDbError>(())
+        })?;
         for (_, bytes) in &pending {
             entries.push(codec::decode(bytes)?);
         }
         Ok(entries)
     }
 
-    /// The log id of the last entry present, pending or committed, if any.
+    /// The log id of the last entry present, pending or durable, if any.
     fn read_last_log_id(&self) -> Result<Option<LogId<u64>>, LogDbError> {
         if let Some(bytes) = self.overlay.last() {
             let entry: Entry<C> = codec::decode(&bytes)?;
             return Ok(Some(entry.log_id));
         }
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(LOG_TABLE)?;
-        let mut rows = table.range((self.group, 0)..=(self.group, u64::MAX))?;
-        match rows.next_back() {
-            Some(row) => {
-                let entry: Entry<C> = codec::decode(row?.1.value())?;
-                Ok(Some(entry.log_id))
+        let last = lock(&self.log).last().map(|(_, loc)| loc.clone());
+        match last {
+            Some(loc) => {
+                let mut last = None;
+                index::read_each(std::slice::from_ref(&loc), |bytes| {
+                    let entry: Entry<C> = codec::decode(bytes)?;
+                    last = Some(entry.log_id);
+                    Ok::<_, LogDbError>(())
+                })?;
+                Ok(last)
             }
             None => Ok(None),
         }
@@ -169,10 +169,8 @@ impl<C: KvdbRaftConfig> RedbLogStore<C> {
         &self,
         key: MetaKey,
     ) -> Result<Option<T>, LogDbError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(META_TABLE)?;
-        match table.get((self.group, key as u8))? {
-            Some(value) => Ok(Some(codec::decode(value.value())?)),
+        match lock(&self.log).meta(key) {
+            Some(value) => Ok(Some(codec::decode(value)?)),
             None => Ok(None),
         }
     }
@@ -183,7 +181,7 @@ impl<C: KvdbRaftConfig> RedbLogStore<C> {
         value: Option<&T>,
     ) -> Result<(), LogDbError> {
         let value = value.map(codec::encode).transpose()?;
-        let op = WriteOp::PutMeta {
+        let op = Op::PutMeta {
             group: self.group,
             key,
             value,
@@ -192,27 +190,26 @@ impl<C: KvdbRaftConfig> RedbLogStore<C> {
     }
 }
 
-/// The redb key range of `group`'s entries with index in `range`; `None` if it is empty.
-fn row_bounds(group: u64, range: &impl RangeBounds<u64>) -> Option<(Bound<RowKey>, Bound<RowKey>)> {
+/// `range` as `start..end`; `None` if it is empty.
+fn index_bounds(range: &impl RangeBounds<u64>) -> Option<(u64, u64)> {
     let start = match range.start_bound() {
         Bound::Included(&s) => s,
         Bound::Excluded(&s) => s.checked_add(1)?,
         Bound::Unbounded => 0,
     };
     let end = match range.end_bound() {
-        Bound::Included(&e) if e >= start => Bound::Included((group, e)),
-        Bound::Excluded(&e) if e > start => Bound::Excluded((group, e)),
-        Bound::Unbounded => Bound::Included((group, u64::MAX)),
-        _ => return None,
+        Bound::Included(&e) => e.saturating_add(1),
+        Bound::Excluded(&e) => e,
+        Bound::Unbounded => u64::MAX,
     };
-    Some((Bound::Included((group, start)), end))
+    (start < end).then_some((start, end))
 }
 
 fn storage_error(subject: ErrorSubject<u64>, verb: ErrorVerb, e: LogDbError) -> StorageError<u64> {
     StorageIOError::new(subject, verb, AnyError::new(&e)).into()
 }
 
-impl<C: KvdbRaftConfig> RaftLogReader<C> for RedbLogStore<C> {
+impl<C: KvdbRaftConfig> RaftLogReader<C> for GroupLogStore<C> {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
@@ -222,7 +219,7 @@ impl<C: KvdbRaftConfig> RaftLogReader<C> for RedbLogStore<C> {
     }
 }
 
-impl<C: KvdbRaftConfig> RaftLogStorage<C> for RedbLogStore<C> {
+impl<C: KvdbRaftConfig> RaftLogStorage<C> for GroupLogStore<C> {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<C>, StorageError<u64>> {
@@ -252,9 +249,22 @@ impl<C: KvdbRaftConfig> RaftLogStorage<C> for RedbLogStore<C> {
             .map_err(|e| storage_error(ErrorSubject::Vote, ErrorVerb::Write, e))
     }
 
+    /// The saved vote, never as committed. openraft reads it only at start-up, and a committed
+    /// vote for itself would make the replica resume that leadership at once, without an
+    /// election. A leader hands entries to its followers before they are durable on it
+    /// (third_party/README.md), so after a crash or a failed flush its log can lack entries of
+    /// its term that followers hold: leading that term again, it would give other entries
+    /// those log ids, and followers that match entries by log id would keep the old ones.
+    /// Uncommitted, the vote still keeps the replica from voting twice in its term; it
+    /// becomes leader again only by winning an election in a higher term.
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError<u64>> {
-        self.read_meta(MetaKey::Vote)
-            .map_err(|e| storage_error(ErrorSubject::Vote, ErrorVerb::Read, e))
+        let vote = self
+            .read_vote_meta()
+            .map_err(|e| storage_error(ErrorSubject::Vote, ErrorVerb::Read, e))?;
+        Ok(vote.map(|vote| Vote {
+            committed: false,
+            ..vote
+        }))
     }
 
     async fn save_committed(
@@ -264,7 +274,7 @@ impl<C: KvdbRaftConfig> RaftLogStorage<C> for RedbLogStore<C> {
         // Not waited for: it is optional state, and waiting would stall the group behind other
         // groups' fsyncs. The writer keeps it in order with this group's other writes.
         let queue = || -> Result<(), LogDbError> {
-            let op = WriteOp::PutMeta {
+            let op = Op::PutMeta {
                 group: self.group,
                 key: MetaKey::Committed,
                 value: committed.as_ref().map(codec::encode).transpose()?,
@@ -322,7 +332,7 @@ impl<C: KvdbRaftConfig> RaftLogStorage<C> for RedbLogStore<C> {
             return Ok(());
         };
         let overlay = self.overlay.clone();
-        let op = WriteOp::Append {
+        let op = Op::Append {
             group: self.group,
             entries,
         };
@@ -343,7 +353,7 @@ impl<C: KvdbRaftConfig> RaftLogStorage<C> for RedbLogStore<C> {
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
         self.overlay.remove_since(log_id.index);
-        let op = WriteOp::Truncate {
+        let op = Op::Truncate {
             group: self.group,
             since: log_id.index,
         };
@@ -356,7 +366,7 @@ impl<C: KvdbRaftConfig> RaftLogStorage<C> for RedbLogStore<C> {
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
         self.overlay.remove_upto(log_id.index);
         let submit = async {
-            let op = WriteOp::Purge {
+            let op = Op::Purge {
                 group: self.group,
                 upto: log_id.index,
                 purged: codec::encode(&log_id)?,

@@ -2,10 +2,10 @@
 //! readable before it is durable.
 //!
 //! openraft requires appended entries to be readable as soon as `append` returns, and durable
-//! only when the flush callback runs. redb shows rows only after their transaction commits, so
-//! each group keeps its not-yet-committed entries here; readers merge them over the database
-//! rows. The writer removes an append's entries right after the transaction holding them
-//! commits, and before it reports them flushed.
+//! only when the flush callback runs. The index shows entries only after the commit holding
+//! them is durable, so each group keeps its not-yet-committed entries here; readers merge them
+//! over the indexed ones. The writer removes an append's entries right after the commit
+//! holding them is durable and indexed, and before it reports them flushed.
 //!
 //! An entry is tagged with the append that wrote it, so that settling an old append never
 //! removes a newer entry at the same index (written after a truncation).
@@ -66,7 +66,7 @@ impl Overlay {
         Some(AppendTag { tag, first, last })
     }
 
-    /// Removes the entries of the append `tag` once the database holds them (or once their
+    /// Removes the entries of the append `tag` once the index holds them (or once their
     /// commit failed). Entries rewritten by a later append stay.
     pub(super) fn settle(&self, tag: AppendTag) {
         let mut pending = self.lock();

@@ -1,11 +1,11 @@
-//! The one thread that writes the Raft log database, and its group commit.
+//! The one thread that writes the Raft log, and its group commit.
 //!
-//! A dedicated OS thread rather than a tokio task: every transaction ends in an fsync, which
+//! A dedicated OS thread rather than a tokio task: every commit ends in an fsync, which
 //! must not stall an async worker, and the thread outlives any one runtime (tests run each case
 //! in a fresh runtime). Requests arrive on a channel in submission order and are applied in that
 //! order, so one group's writes never overtake each other.
 //!
-//! A request's completion runs on this thread right after its transaction commits (or fails):
+//! A request's completion runs on this thread right after its commit is durable (or failed):
 //! appends settle their overlay entries there and report themselves flushed, other writes wake
 //! their waiting submitter.
 
@@ -14,77 +14,17 @@ use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
 use prometheus_client::metrics::histogram::Histogram;
-use redb::{Database, Durability, Table};
 use tokio::sync::oneshot;
 
-use super::overlay::EncodedEntry;
-use super::{LOG_TABLE, LogDbError, LogDbOptions, META_TABLE, RowKey};
+use super::journal::Journal;
+use super::record::{Op, WriteOp};
+use super::{LogDbError, LogDbOptions};
 
-/// Per-group metadata rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub(super) enum MetaKey {
-    Vote = 1,
-    Committed = 2,
-    Purged = 3,
-    /// The last log id of a removed replica of the group (see `LogDb::remove_group`).
-    VoteFloor = 4,
-}
+/// The outcome of the commit that held a request.
+pub(super) type CommitResult = Result<(), Arc<LogDbError>>;
 
-/// One write, already encoded.
-pub(super) enum WriteOp {
-    /// Insert (or overwrite) entries, as `(index, encoded entry)`.
-    Append {
-        group: u64,
-        entries: Vec<(u64, EncodedEntry)>,
-    },
-    /// Set a metadata row, or delete it when `value` is `None`.
-    PutMeta {
-        group: u64,
-        key: MetaKey,
-        value: Option<Vec<u8>>,
-    },
-    /// Delete entries from index `since` on.
-    Truncate { group: u64, since: u64 },
-    /// Record `purged` (an encoded log id) as last purged and delete entries up to `upto`.
-    Purge {
-        group: u64,
-        upto: u64,
-        purged: Vec<u8>,
-    },
-    /// Delete the group's entries and log state, replace its vote by `vote` (the same vote,
-    /// no longer committed), and record `floor` (an encoded log id) as its vote floor.
-    RemoveGroup {
-        group: u64,
-        floor: Option<Vec<u8>>,
-        vote: Option<Vec<u8>>,
-    },
-    /// Nothing: answered once every write queued before it is durable.
-    Barrier,
-}
-
-impl WriteOp {
-    /// Whether the write must be on disk before it is acknowledged. The committed log id need
-    /// not be: after a crash the replica re-applies less at restart, and a leader that resumes
-    /// its term starts from an older commit index, which its reads must not trust (the read
-    /// floor, `super::super::read_floor`, makes them wait). It waits for the next transaction
-    /// that another write needs, and rides along with it.
-    fn needs_fsync(&self) -> bool {
-        !matches!(
-            self,
-            WriteOp::PutMeta {
-                key: MetaKey::Committed,
-                ..
-            }
-        )
-    }
-}
-
-/// The outcome of the transaction that held a request.
-pub(super) type CommitResult = Result<(), Arc<redb::Error>>;
-
-/// What runs on the writer thread once a request's transaction has committed or failed. It
-/// must be quick: the next transaction waits for it.
+/// What runs on the writer thread once the commit holding a request is durable or failed. It
+/// must be quick: the next commit waits for it.
 pub(super) type Completion = Box<dyn FnOnce(CommitResult) + Send>;
 
 struct WriteRequest {
@@ -101,23 +41,25 @@ pub struct LogDbStats {
     pub appends: u64,
     /// Log entries written.
     pub entries: u64,
-    /// Durable (fsync'd) transactions committed. With group commit, fewer than `requests`.
+    /// Durable (fsync'd) commits. With group commit, fewer than `requests`.
     pub commits: u64,
     /// Committed-id saves that arrived with nothing to sync and waited for a later commit
-    /// (every shard saves one per commit round: alone they would double the transactions).
+    /// (every shard saves one per commit round: alone they would double the commits).
     pub held_saves: u64,
     /// Transactions that failed, failing every request in them.
     pub failed_commits: u64,
 }
 
-struct Counters {
+/// The writer's figures, shared with metrics collectors (which must not keep the writer, and
+/// with it the log's files, open).
+pub(super) struct Counters {
     requests: AtomicU64,
     appends: AtomicU64,
     entries: AtomicU64,
     commits: AtomicU64,
     held_saves: AtomicU64,
     failed_commits: AtomicU64,
-    /// How long each durable transaction took, fsync included.
+    /// How long each durable commit took, fsync included.
     commit_seconds: Histogram,
 }
 
@@ -136,7 +78,7 @@ impl Default for Counters {
 }
 
 /// The handle to the writer thread. Dropping it lets the thread finish what is queued, then
-/// waits for it, so the database is closed when the last handle is gone.
+/// waits for it, so the log is closed when the last handle is gone.
 pub(super) struct Writer {
     requests: Option<mpsc::Sender<WriteRequest>>,
     thread: Option<JoinHandle<()>>,
@@ -146,7 +88,7 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub(super) fn start(db: Arc<Database>, options: LogDbOptions) -> Result<Self, LogDbError> {
+    pub(super) fn start(mut journal: Journal, options: LogDbOptions) -> Result<Self, LogDbError> {
         let (tx, rx) = mpsc::channel();
         let counters = Arc::new(Counters::default());
         let thread_counters = counters.clone();
@@ -157,14 +99,14 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("kvdb-raft-log-writer".to_owned())
             .spawn(move || {
-                let ctx = Context {
-                    db: &db,
+                let mut ctx = Context {
+                    journal: &mut journal,
                     options,
                     counters: &thread_counters,
                     #[cfg(test)]
                     gate: &thread_gate,
                 };
-                run(&ctx, &rx);
+                run(&mut ctx, &rx);
             })
             .map_err(LogDbError::SpawnWriter)?;
         Ok(Self {
@@ -176,7 +118,7 @@ impl Writer {
         })
     }
 
-    /// Queues `op`; `done` runs on the writer thread once its transaction committed or failed.
+    /// Queues `op`; `done` runs on the writer thread once its commit is durable or failed.
     /// On error `done` is dropped without running.
     pub(super) fn enqueue(&self, op: WriteOp, done: Completion) -> Result<(), LogDbError> {
         let requests = self.requests.as_ref().ok_or(LogDbError::WriterStopped)?;
@@ -185,8 +127,7 @@ impl Writer {
             .map_err(|_| LogDbError::WriterStopped)
     }
 
-    /// Queues `op` and waits until the transaction holding it is committed (durably unless it
-    /// is a committed-id save).
+    /// Queues `op` and waits until the commit holding it is durable.
     pub(super) async fn submit(&self, op: WriteOp) -> Result<(), LogDbError> {
         let (done, wait) = oneshot::channel();
         self.enqueue(
@@ -214,14 +155,24 @@ impl Writer {
     }
 
     pub(super) fn stats(&self) -> LogDbStats {
-        let c = &self.counters;
+        self.counters.stats()
+    }
+
+    /// The counters, to read after the writer is gone.
+    pub(super) fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
+    }
+}
+
+impl Counters {
+    pub(super) fn stats(&self) -> LogDbStats {
         LogDbStats {
-            requests: c.requests.load(Ordering::Relaxed),
-            appends: c.appends.load(Ordering::Relaxed),
-            entries: c.entries.load(Ordering::Relaxed),
-            commits: c.commits.load(Ordering::Relaxed),
-            held_saves: c.held_saves.load(Ordering::Relaxed),
-            failed_commits: c.failed_commits.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+            appends: self.appends.load(Ordering::Relaxed),
+            entries: self.entries.load(Ordering::Relaxed),
+            commits: self.commits.load(Ordering::Relaxed),
+            held_saves: self.held_saves.load(Ordering::Relaxed),
+            failed_commits: self.failed_commits.load(Ordering::Relaxed),
         }
     }
 }
@@ -240,7 +191,7 @@ impl Drop for Writer {
 
 /// What the writer thread works with.
 struct Context<'a> {
-    db: &'a Database,
+    journal: &'a mut Journal,
     options: LogDbOptions,
     counters: &'a Counters,
     #[cfg(test)]
@@ -248,9 +199,9 @@ struct Context<'a> {
 }
 
 /// The writer loop: take a request, with group commit also everything queued behind it, write
-/// them in one durable transaction, then complete each.
-fn run(ctx: &Context<'_>, requests: &mpsc::Receiver<WriteRequest>) {
-    let (db, counters) = (ctx.db, ctx.counters);
+/// them in one durable commit, then complete each.
+fn run(ctx: &mut Context<'_>, requests: &mpsc::Receiver<WriteRequest>) {
+    let counters = ctx.counters;
     let max_batch = if ctx.options.group_commit {
         ctx.options.max_batch
     } else {
@@ -277,18 +228,19 @@ fn run(ctx: &Context<'_>, requests: &mpsc::Receiver<WriteRequest>) {
             // A simulated crash: nothing queued reaches the disk, nobody hears back.
             return;
         }
-        commit_and_answer(db, counters, batch);
+        commit_and_answer(ctx.journal, counters, batch);
     }
     // Shutting down: make the held committed-id saves durable too.
     if !held.is_empty() {
-        commit_and_answer(db, counters, held);
+        commit_and_answer(ctx.journal, counters, held);
     }
 }
 
 /// Commits `batch` durably and tells every request the outcome.
-fn commit_and_answer(db: &Database, counters: &Counters, batch: Vec<WriteRequest>) {
+fn commit_and_answer(journal: &mut Journal, counters: &Counters, batch: Vec<WriteRequest>) {
     let started = std::time::Instant::now();
-    let result = commit(db, &batch).map_err(Arc::new);
+    let ops: Vec<&WriteOp> = batch.iter().map(|request| &request.op).collect();
+    let result = journal.commit(&ops).map_err(Arc::new);
     counters
         .commit_seconds
         .observe(started.elapsed().as_secs_f64());
@@ -308,7 +260,7 @@ fn record(counters: &Counters, batch: &[WriteRequest], ok: bool) {
     }
     let (mut appends, mut entries) = (0, 0);
     for request in batch {
-        if let WriteOp::Append { entries: e, .. } = &request.op {
+        if let Op::Append { entries: e, .. } = &request.op {
             appends += 1;
             entries += e.len() as u64;
         }
@@ -319,68 +271,6 @@ fn record(counters: &Counters, batch: &[WriteRequest], ok: bool) {
         .fetch_add(batch.len() as u64, Ordering::Relaxed);
     counters.appends.fetch_add(appends, Ordering::Relaxed);
     counters.entries.fetch_add(entries, Ordering::Relaxed);
-}
-
-fn commit(db: &Database, batch: &[WriteRequest]) -> Result<(), redb::Error> {
-    let mut txn = db.begin_write()?;
-    // Raft's safety rests on Immediate: the commit returns only once the data is on disk.
-    txn.set_durability(Durability::Immediate)?;
-    {
-        let mut log = txn.open_table(LOG_TABLE)?;
-        let mut meta = txn.open_table(META_TABLE)?;
-        for request in batch {
-            apply(&mut log, &mut meta, &request.op)?;
-        }
-    }
-    txn.commit()?;
-    Ok(())
-}
-
-fn apply(
-    log: &mut Table<RowKey, &[u8]>,
-    meta: &mut Table<(u64, u8), &[u8]>,
-    op: &WriteOp,
-) -> Result<(), redb::Error> {
-    match op {
-        WriteOp::Append { group, entries } => {
-            for (index, bytes) in entries {
-                log.insert((*group, *index), &**bytes)?;
-            }
-        }
-        WriteOp::PutMeta { group, key, value } => match value {
-            Some(bytes) => {
-                meta.insert((*group, *key as u8), bytes.as_slice())?;
-            }
-            None => {
-                meta.remove((*group, *key as u8))?;
-            }
-        },
-        WriteOp::Truncate { group, since } => {
-            log.retain_in((*group, *since)..=(*group, u64::MAX), |_, _| false)?;
-        }
-        WriteOp::Purge {
-            group,
-            upto,
-            purged,
-        } => {
-            meta.insert((*group, MetaKey::Purged as u8), purged.as_slice())?;
-            log.retain_in((*group, 0)..=(*group, *upto), |_, _| false)?;
-        }
-        WriteOp::RemoveGroup { group, floor, vote } => {
-            log.retain_in((*group, 0)..=(*group, u64::MAX), |_, _| false)?;
-            for key in [MetaKey::Committed, MetaKey::Purged] {
-                meta.remove((*group, key as u8))?;
-            }
-            if let Some(floor) = floor {
-                meta.insert((*group, MetaKey::VoteFloor as u8), floor.as_slice())?;
-            }
-            if let Some(vote) = vote {
-                meta.insert((*group, MetaKey::Vote as u8), vote.as_slice())?;
-            }
-        }
-        WriteOp::Barrier => {}
-    }
-    Ok(())
 }
 
 /// A test hook in front of every commit: tests hold the writer to observe pending appends, or

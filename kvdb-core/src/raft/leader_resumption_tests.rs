@@ -1,6 +1,8 @@
-//! A replica whose group was removed from its node, then given back with a state but without
-//! its log, must not resume its old leadership: it had led term 1, and leading it again from
-//! a shorter log would reuse log ids of term 1 for different entries.
+//! A replica never resumes a leadership it held before it stopped: it campaigns in a new
+//! term. Its log may be shorter than what it led with (a leader sends entries before they are
+//! durable on it, and a removed group given back with a state has no log at all), and leading
+//! the old term again from a shorter log would reuse log ids of that term for different
+//! entries.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,10 +39,9 @@ async fn start(db: &TempLogDb, machine: MemKv) -> Raft<TestConfig> {
     Raft::new(1, config(), network, log, state).await.unwrap()
 }
 
-#[tokio::test]
-async fn a_removed_leader_given_back_a_state_campaigns_in_a_new_term() {
-    let db = TempLogDb::new(LogDbOptions::default());
-    let raft = start(&db, MemKv::default()).await;
+/// Starts the single voter on a fresh log, waits until it leads, stops it; returns its term.
+async fn lead_and_stop(db: &TempLogDb) -> u64 {
+    let raft = start(db, MemKv::default()).await;
     raft.initialize(voters()).await.unwrap();
     raft.wait(DEADLINE)
         .metrics(|m| m.current_leader == Some(1), "the single voter leads")
@@ -48,17 +49,12 @@ async fn a_removed_leader_given_back_a_state_campaigns_in_a_new_term() {
         .unwrap();
     let term = raft.metrics().borrow().current_term;
     raft.shutdown().await.unwrap();
-    db.log_db.remove_group::<TestConfig>(GROUP).await.unwrap();
+    term
+}
 
-    // Given back with a state of the group (as a re-applied split makes) and no log.
-    let at = LogId::new(CommittedLeaderId::new(0, 0), 5);
-    let membership = Membership::new(vec![voters().keys().copied().collect()], voters());
-    let machine = MemKv {
-        applied: Some(at),
-        membership: StoredMembership::new(Some(at), membership),
-        data: BTreeMap::new(),
-    };
-    let raft = start(&db, machine).await;
+/// Starts the voter again over `machine` and checks that it leads in a term above `term`.
+async fn leads_again_in_a_higher_term(db: &TempLogDb, machine: MemKv, term: u64) {
+    let raft = start(db, machine).await;
     let leading = raft
         .wait(DEADLINE)
         .metrics(|m| m.current_leader == Some(1), "the voter leads again")
@@ -70,4 +66,28 @@ async fn a_removed_leader_given_back_a_state_campaigns_in_a_new_term() {
         leading.current_term
     );
     raft.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_removed_leader_given_back_a_state_campaigns_in_a_new_term() {
+    let db = TempLogDb::new(LogDbOptions::default());
+    let term = lead_and_stop(&db).await;
+    db.log_db.remove_group::<TestConfig>(GROUP).await.unwrap();
+
+    // Given back with a state of the group (as a re-applied split makes) and no log.
+    let at = LogId::new(CommittedLeaderId::new(0, 0), 5);
+    let membership = Membership::new(vec![voters().keys().copied().collect()], voters());
+    let machine = MemKv {
+        applied: Some(at),
+        membership: StoredMembership::new(Some(at), membership),
+        data: BTreeMap::new(),
+    };
+    leads_again_in_a_higher_term(&db, machine, term).await;
+}
+
+#[tokio::test]
+async fn a_restarted_leader_campaigns_in_a_new_term() {
+    let db = TempLogDb::new(LogDbOptions::default());
+    let term = lead_and_stop(&db).await;
+    leads_again_in_a_higher_term(&db, MemKv::default(), term).await;
 }
