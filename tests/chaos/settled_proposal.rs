@@ -96,7 +96,7 @@ pub async fn old_leader_writes_after_snapshot_catch_up() -> Result<Duration, Str
     let _ = pending.await;
     // Caught up means as long a log as the others': a voter refuses a candidate whose log is
     // shorter, so the old leader could not win the election below.
-    wait_until("the old leader to catch up from a snapshot", || {
+    let caught_up = || {
         let f = figures(&cluster, old, shard);
         let longest = others
             .iter()
@@ -104,35 +104,56 @@ pub async fn old_leader_writes_after_snapshot_catch_up() -> Result<Duration, Str
             .max()
             .unwrap_or_default();
         f.snapshots_installed > 0 && f.applied_index > pending_index && f.last_log_index >= longest
-    })
-    .await;
+    };
+    wait_until("the old leader to catch up from a snapshot", &caught_up).await;
 
     // --- it leads again: the leader cut off and the third node's elections switched off, it
-    // is the only candidate, and wins once the third node's lease on the old leader ran out
+    // is the only candidate, and wins once the third node's lease on the old leader ran out.
+    // The leader may append an entry between the catch-up and the cut that reaches the third
+    // node only; the third node then refuses the old leader's shorter log, and the cut is
+    // healed and made again.
     let deadline = Instant::now() + DEADLINE;
-    if !cluster.is_leader(old, shard) {
-        wait_until("a leader", || cluster.leader_of(shard).is_some()).await;
-        let leader = cluster.leader_of(shard).expect("a leader");
+    while !cluster.is_leader(old, shard) {
+        assert!(
+            Instant::now() < deadline,
+            "node {old} never led again:\n{}",
+            cluster.raft_report_of(Some(shard))
+        );
+        cluster.partition.heal();
+        for &i in &others {
+            cluster.set_elections(i, shard, true);
+        }
+        wait_until("a leader, the old one caught up", || {
+            cluster.leader_of(shard).is_some() && caught_up()
+        })
+        .await;
+        let Some(leader) = cluster.leader_of(shard).filter(|&l| l != old) else {
+            continue;
+        };
+        let third = others
+            .iter()
+            .copied()
+            .find(|&i| i != leader)
+            .expect("three nodes");
         for &i in &others {
             cluster.set_elections(i, shard, false);
         }
         cluster.isolate(leader);
-        while !cluster.is_leader(old, shard) {
-            assert!(
-                Instant::now() < deadline,
-                "node {old} never led again:\n{}",
-                cluster.raft_report_of(Some(shard))
-            );
+        let electable = || {
+            figures(&cluster, old, shard).last_log_index
+                >= figures(&cluster, third, shard).last_log_index
+        };
+        while !cluster.is_leader(old, shard) && electable() && Instant::now() < deadline {
             cluster.trigger_election(old, shard).await;
             let campaign = Instant::now() + Duration::from_secs(2);
             while !cluster.is_leader(old, shard) && Instant::now() < campaign {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        cluster.partition.heal();
-        for &i in &others {
-            cluster.set_elections(i, shard, true);
-        }
+    }
+    cluster.partition.heal();
+    for &i in &others {
+        cluster.set_elections(i, shard, true);
     }
 
     // --- and takes writes
