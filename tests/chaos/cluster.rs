@@ -235,6 +235,20 @@ impl ChaosCluster {
             .expect("smart client connects")
     }
 
+    /// A smart client for a targeted scenario's own set-up writes and reads: each call may take
+    /// up to [`super::DEADLINE`], retries included, because the scenario asserts that they
+    /// succeed, not how fast (a loaded machine can stall one fsync past [`CALL_TIMEOUT`]).
+    pub async fn patient_client(&self) -> Client {
+        let config = ExecutorConfig {
+            credentials: self.credentials.clone(),
+            default_timeout: super::DEADLINE,
+            ..self.rewrites.executor_config(Endpoint::Clients)
+        };
+        Client::connect_with(&[self.cluster.coordinator_address()], config)
+            .await
+            .expect("smart client connects")
+    }
+
     /// A client of the gateway.
     pub fn gateway_client(&self) -> GatewayClient {
         let address = self.cluster.gateway_address().expect("a gateway runs");

@@ -39,10 +39,11 @@ pub async fn eventual_reads_on_a_joining_replica() -> JoiningReport {
         nodes: 4,
         shards: 1,
         scheduler: false,
+        slow_leader: None,
         ..ChaosOptions::default()
     };
     let cluster = ChaosCluster::start(options).await;
-    let client = cluster.client().await;
+    let client = cluster.patient_client().await;
     let written = b"before-the-move".to_vec();
     client.put(KEY, &written).await.expect("the write");
 
@@ -50,6 +51,10 @@ pub async fn eventual_reads_on_a_joining_replica() -> JoiningReport {
     let spare = (0..cluster.node_count())
         .find(|&i| !shard.replicas.contains(&cluster.id_of(i)))
         .expect("a node without the shard");
+    wait_until("the shard's leader", || {
+        cluster.leader_of(shard.id).is_some()
+    })
+    .await;
     let leader = cluster.leader_of(shard.id).expect("the shard has a leader");
     let leaving = shard
         .replicas

@@ -34,12 +34,14 @@ pub async fn old_leader_writes_after_snapshot_catch_up() -> Result<Duration, Str
     let options = ChaosOptions {
         shards: 1,
         short_log_tail: true,
-        // Leadership moves only by this scenario's cuts.
+        // Leadership moves only by this scenario's cuts: no scheduler, and no slow-leader
+        // hand-over (an isolated leader's would name a successor through the coordinator).
         scheduler: false,
+        slow_leader: None,
         ..ChaosOptions::default()
     };
     let cluster = ChaosCluster::start(options).await;
-    let client = cluster.client().await;
+    let client = cluster.patient_client().await;
     client
         .put(KEY, b"first")
         .await
