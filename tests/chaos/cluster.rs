@@ -226,22 +226,21 @@ impl ChaosCluster {
 
     /// A smart client whose node links go through the `Clients` proxies.
     pub async fn client(&self) -> Client {
-        let config = ExecutorConfig {
-            credentials: self.credentials.clone(),
-            ..self.rewrites.executor_config(Endpoint::Clients)
-        };
-        Client::connect_with(&[self.cluster.coordinator_address()], config)
-            .await
-            .expect("smart client connects")
+        self.client_with_timeout(CALL_TIMEOUT).await
     }
 
     /// A smart client for a targeted scenario's own set-up writes and reads: each call may take
     /// up to [`super::DEADLINE`], retries included, because the scenario asserts that they
     /// succeed, not how fast (a loaded machine can stall one fsync past [`CALL_TIMEOUT`]).
     pub async fn patient_client(&self) -> Client {
+        self.client_with_timeout(super::DEADLINE).await
+    }
+
+    /// A smart client whose calls give up after `timeout`, retries included.
+    async fn client_with_timeout(&self, timeout: Duration) -> Client {
         let config = ExecutorConfig {
             credentials: self.credentials.clone(),
-            default_timeout: super::DEADLINE,
+            default_timeout: timeout,
             ..self.rewrites.executor_config(Endpoint::Clients)
         };
         Client::connect_with(&[self.cluster.coordinator_address()], config)
