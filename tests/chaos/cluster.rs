@@ -402,11 +402,26 @@ impl ChaosCluster {
         });
     }
 
-    /// Waits until a node other than `old` leads `shard`, and returns it.
+    /// Waits until some node leads `shard`, and returns the one it saw.
+    pub async fn elected_leader(&self, shard: ShardId) -> usize {
+        let mut found = None;
+        super::wait_until("the shard's leader", || {
+            found = self.leader_of(shard);
+            found.is_some()
+        })
+        .await;
+        found.expect("a leader was found")
+    }
+
+    /// Waits until a node other than `old` leads `shard`, and returns the one it saw.
     pub async fn leader_other_than(&self, old: usize, shard: ShardId) -> usize {
-        let other = || (0..self.node_count()).find(|&i| i != old && self.is_leader(i, shard));
-        super::wait_until("another node to lead the shard", || other().is_some()).await;
-        other().expect("a new leader was found")
+        let mut found = None;
+        super::wait_until("another node to lead the shard", || {
+            found = (0..self.node_count()).find(|&i| i != old && self.is_leader(i, shard));
+            found.is_some()
+        })
+        .await;
+        found.expect("a new leader was found")
     }
 
     /// Number of storage nodes.

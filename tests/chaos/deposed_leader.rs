@@ -19,12 +19,12 @@ use kvdb_node::planted::PlantedBug;
 use kvdb_testkit::{Op, Outcome, Output, Recorder, Version};
 use tokio::time::Instant;
 
+use super::DEADLINE;
 use super::cluster::ChaosCluster;
 use super::stale_read::{
     KEY, READ_TIMEOUT, READER, WRITER, check_history, connect_error, get, node_address,
     recorded_put, shard_of_key, start_one_shard,
 };
-use super::{DEADLINE, wait_until};
 
 /// Writes the new leader acknowledges after the cut.
 const NEWER_WRITES: usize = 3;
@@ -57,8 +57,7 @@ pub async fn strong_reads_on_deposed_leader(bug: Option<PlantedBug>) -> DeposedL
     recorded_put(&client, &recorder, b"first".to_vec()).await;
 
     let shard = shard_of_key(&cluster).id;
-    wait_until("the shard's leader", || cluster.leader_of(shard).is_some()).await;
-    let old = cluster.leader_of(shard).expect("leader found");
+    let old = cluster.elected_leader(shard).await;
     cluster.isolate(old);
     let new = cluster.leader_other_than(old, shard).await;
     println!(

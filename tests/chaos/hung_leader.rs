@@ -13,7 +13,6 @@ use kvdb_client::{Kv, PutOptions};
 
 use super::cluster::Endpoint;
 use super::stale_read::{KEY, shard_of_key, start_one_shard};
-use super::wait_until;
 
 /// Far longer than an attempt timeout plus an election: the write must not need it all.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -25,8 +24,7 @@ pub async fn write_to_a_hung_leader() -> Result<(), kvdb_client::ClientError> {
     // The client's connection to the leader is open and the leader is in its cache.
     client.put(KEY, b"before").await.expect("a healthy write");
     let shard = shard_of_key(&cluster).id;
-    wait_until("a leader", || cluster.leader_of(shard).is_some()).await;
-    let leader = cluster.leader_of(shard).expect("a leader");
+    let leader = cluster.elected_leader(shard).await;
     cluster.partition.isolate(&Endpoint::Node(leader));
 
     let options = PutOptions {

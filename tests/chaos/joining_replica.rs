@@ -51,11 +51,7 @@ pub async fn eventual_reads_on_a_joining_replica() -> JoiningReport {
     let spare = (0..cluster.node_count())
         .find(|&i| !shard.replicas.contains(&cluster.id_of(i)))
         .expect("a node without the shard");
-    wait_until("the shard's leader", || {
-        cluster.leader_of(shard.id).is_some()
-    })
-    .await;
-    let leader = cluster.leader_of(shard.id).expect("the shard has a leader");
+    let leader = cluster.elected_leader(shard.id).await;
     let leaving = shard
         .replicas
         .iter()

@@ -47,8 +47,7 @@ pub async fn old_leader_writes_after_snapshot_catch_up() -> Result<Duration, Str
         .await
         .expect("a healthy shard takes a write");
     let shard = shard_of_key(&cluster).id;
-    wait_until("the shard's leader", || cluster.leader_of(shard).is_some()).await;
-    let old = cluster.leader_of(shard).expect("leader found");
+    let old = cluster.elected_leader(shard).await;
 
     // --- the old leader, cut off, appends a write it cannot commit
     cluster.isolate(old);

@@ -28,7 +28,7 @@ use kvdb_testkit::{CheckConfig, ClientId, Fault, Op, Outcome, Output, Recorder, 
 use tokio::time::Instant;
 
 use super::cluster::{ChaosCluster, ChaosOptions, Endpoint};
-use super::{DEADLINE, init_tracing, wait_until};
+use super::{DEADLINE, init_tracing};
 
 /// The key the scenario writes and reads.
 pub(super) const KEY: &[u8] = b"stale-read";
@@ -139,11 +139,7 @@ async fn cut_off_a_follower(cluster: &ChaosCluster) -> (usize, usize) {
     let deadline = Instant::now() + DEADLINE;
     loop {
         let shard = shard_of_key(cluster);
-        wait_until("the shard's leader", || {
-            cluster.leader_of(shard.id).is_some()
-        })
-        .await;
-        let leader = cluster.leader_of(shard.id).expect("leader found");
+        let leader = cluster.elected_leader(shard.id).await;
         let follower = shard
             .replicas
             .iter()
