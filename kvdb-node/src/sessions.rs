@@ -26,7 +26,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kvdb_core::raft::codec::{self, CodecError};
-use kvdb_core::storage::{AuxChanges, AuxRows};
+use kvdb_core::storage::{AuxChanges, AuxRows, PrefixRange, Storage, StorageError};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{CommandResult, WriteId};
@@ -35,6 +35,17 @@ use crate::command::{CommandResult, WriteId};
 const CLIENT_ROW: u8 = b'c';
 /// First byte of a remembered result's row.
 const RESULT_ROW: u8 = b'r';
+
+/// Why [`Sessions::load`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The storage could not be read.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A row could not be read back.
+    #[error(transparent)]
+    Row(#[from] SessionRowError),
+}
 
 /// A stored session row that cannot be read back.
 #[derive(Debug, thiserror::Error)]
@@ -203,6 +214,17 @@ impl Sessions {
         }
         rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Ok(rows)
+    }
+
+    /// The table stored in `storage`'s auxiliary rows, read by the session rows' prefixes:
+    /// a shard keeps other kinds of rows there too.
+    pub fn load(storage: &dyn Storage) -> Result<Self, LoadError> {
+        let mut rows = Vec::new();
+        for prefix in [CLIENT_ROW, RESULT_ROW] {
+            let range = PrefixRange::new([prefix]);
+            rows.extend(storage.aux_range(range.bounds(), usize::MAX)?);
+        }
+        Ok(Self::from_rows(rows)?)
     }
 
     /// The table stored as `rows` (see [`Sessions::rows`]).

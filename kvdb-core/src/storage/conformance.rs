@@ -28,6 +28,70 @@ pub fn run_all<S: Storage>(make: impl Fn() -> S) {
     clear_drops_data_and_meta(&make());
     aux_rows_change_with_their_batch_and_stay_apart_from_data(&make());
     scan_pages_through_keys_in_order(&make());
+    aux_ranges_page_through_rows_with_their_key(&make());
+}
+
+/// Auxiliary rows read by range: only the rows in the range, in key order, at most `limit`
+/// of them, with the latest writes (durable or not) and without removed rows, however the
+/// state is split between a backend's layers; with the key's value when one is asked for.
+pub fn aux_ranges_page_through_rows_with_their_key(store: &impl Storage) {
+    use std::ops::Bound::{Excluded, Included, Unbounded};
+    let row = |k: &[u8], v: &[u8]| (k.to_vec(), v.to_vec());
+    let members = super::PrefixRange::new(b"m/h/".to_vec());
+    let (lo, hi) = members.bounds();
+    assert_eq!(store.aux_range((lo, hi), 10).expect("aux_range"), []);
+    let batch = WriteBatch::new().put(b"h", v(b"meta", 1)).with_aux(
+        [&b"m/g/x"[..], b"m/h/a", b"m/h/b", b"m/h/c", b"m/i/a", b"s"]
+            .map(|k| (k.to_vec(), Some(b"1".to_vec()))),
+    );
+    store.apply(batch).expect("apply");
+    store.sync().expect("sync");
+    let batch = WriteBatch::new().put(b"h", v(b"meta", 2)).with_aux(vec![
+        (b"m/h/b".to_vec(), None),
+        (b"m/h/bb".to_vec(), Some(b"2".to_vec())),
+        (b"m/h/c".to_vec(), Some(b"2".to_vec())),
+        (b"m/h/d".to_vec(), Some(b"2".to_vec())),
+    ]);
+    store.apply(batch).expect("apply");
+    let whole = [
+        row(b"m/h/a", b"1"),
+        row(b"m/h/bb", b"2"),
+        row(b"m/h/c", b"2"),
+        row(b"m/h/d", b"2"),
+    ];
+    assert_eq!(store.aux_range((lo, hi), 10).expect("aux_range"), whole);
+    let (value, rows) = store
+        .get_with_aux(Some(b"h"), (lo, hi), 10)
+        .expect("get_with_aux");
+    assert_eq!((value, rows.as_slice()), (Some(v(b"meta", 2)), &whole[..]));
+    // Pages of two, each starting after the last row of the one before.
+    let mut pages = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let start = after.as_deref().map_or(lo, Excluded);
+        let page = store.aux_range((start, hi), 2).expect("aux_range");
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 2);
+        after = page.last().map(|(k, _)| k.clone());
+        pages.extend(page);
+    }
+    assert_eq!(pages, whole);
+    assert_eq!(
+        store
+            .aux_range((Included(&b"m/"[..]), Unbounded), 3)
+            .expect("aux_range"),
+        [
+            row(b"m/g/x", b"1"),
+            row(b"m/h/a", b"1"),
+            row(b"m/h/bb", b"2")
+        ]
+    );
+    let (value, rows) = store
+        .get_with_aux(Some(b"absent"), (Included(&b"t"[..]), Unbounded), 10)
+        .expect("get_with_aux");
+    assert_eq!((value, rows), (None, Vec::new()));
 }
 
 /// A scan returns pages of keys after a given one, in order, with the latest writes (durable

@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::{AuxRows, Storage, StorageError, StorageOp, StoredValue, WriteBatch, WriteOp};
+use super::{
+    AuxBounds, AuxRows, Storage, StorageError, StorageOp, StoredValue, WriteBatch, WriteOp,
+};
 use crate::Version;
 
 /// An in-memory [`Storage`]: an ordered map plus an expiry index, behind one
@@ -96,6 +98,23 @@ impl Storage for MemoryStorage {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
+    }
+
+    fn get_with_aux(
+        &self,
+        key: Option<&[u8]>,
+        range: AuxBounds<'_>,
+        limit: usize,
+    ) -> Result<(Option<StoredValue>, AuxRows), StorageError> {
+        let state = self.read(StorageOp::Aux)?;
+        let value = key.and_then(|key| state.entries.get(key).cloned());
+        let rows = state
+            .aux
+            .range::<[u8], _>(range)
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Ok((value, rows))
     }
 
     fn meta(&self) -> Result<Option<Vec<u8>>, StorageError> {

@@ -40,6 +40,7 @@ mod tests;
 
 use std::fmt;
 use std::future::Future;
+use std::ops::Bound;
 use std::pin::Pin;
 
 pub use self::memory::MemoryStorage;
@@ -199,14 +200,56 @@ pub enum WriteOp {
 /// A [`Storage::commit`] in flight.
 pub type Commit = Pin<Box<dyn Future<Output = Result<(), StorageError>> + Send>>;
 
-/// Auxiliary rows: a state machine's bookkeeping that must change atomically with the data
-/// but is not user data (client sessions): key -> bytes, in key order. Unlike the metadata
-/// blob, rows change one by one, so a large table costs only what changed per batch. Not
-/// exported, counted, or expired.
+/// Auxiliary rows: rows a state machine keeps beside the key rows, changing atomically with
+/// them: key -> bytes, in key order, each kind under its own prefix (client sessions today;
+/// the member rows of large collections are designed to go here, see docs/architecture.md).
+/// Unlike the metadata blob, rows change one by one, so a large table costs only what changed
+/// per batch, and are read by range ([`Storage::aux_range`]). Not exported, counted, or
+/// expired: the state machine carries them in its snapshots.
 pub type AuxRows = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Changes to auxiliary rows, in order: `Some` stores the row, `None` removes it.
 pub type AuxChanges = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+/// A range of auxiliary row keys, as `BTreeMap::range` takes it. A state machine keeps kinds
+/// of rows under their own prefixes (client sessions, a collection's members) and reads one
+/// prefix, or one page of it, at a time.
+pub type AuxBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
+
+/// Every auxiliary row key that starts with a prefix, as [`AuxBounds`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrefixRange {
+    prefix: Vec<u8>,
+    /// The least key above every key with the prefix; `None` when there is none (the prefix
+    /// is all 0xff bytes, or empty).
+    end: Option<Vec<u8>>,
+}
+
+impl PrefixRange {
+    /// The keys that start with `prefix`.
+    pub fn new(prefix: impl Into<Vec<u8>>) -> Self {
+        let prefix = prefix.into();
+        let mut end = prefix.clone();
+        while end.last() == Some(&u8::MAX) {
+            end.pop();
+        }
+        let end = end.last_mut().is_some().then(|| {
+            *end.last_mut().expect("checked") += 1;
+            end
+        });
+        Self { prefix, end }
+    }
+
+    /// The range's bounds.
+    pub fn bounds(&self) -> AuxBounds<'_> {
+        (
+            Bound::Included(&self.prefix),
+            self.end
+                .as_deref()
+                .map_or(Bound::Unbounded, Bound::Excluded),
+        )
+    }
+}
 
 /// Mutations applied as one atomic unit, in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -299,6 +342,21 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Every auxiliary row, in ascending key order.
     fn aux(&self) -> Result<AuxRows, StorageError>;
+
+    /// Up to `limit` auxiliary rows with keys in `range`, in ascending key order.
+    fn aux_range(&self, range: AuxBounds<'_>, limit: usize) -> Result<AuxRows, StorageError> {
+        Ok(self.get_with_aux(None, range, limit)?.1)
+    }
+
+    /// The stored value of `key` (expired or not; `None` when no key is asked for) and up to
+    /// `limit` auxiliary rows in `range`, all read at one point in time, so that a collection's
+    /// key row and its member rows always agree.
+    fn get_with_aux(
+        &self,
+        key: Option<&[u8]>,
+        range: AuxBounds<'_>,
+        limit: usize,
+    ) -> Result<(Option<StoredValue>, AuxRows), StorageError>;
 
     /// Every entry, expired ones included, in ascending key order.
     fn export(&self) -> Result<Vec<(Vec<u8>, StoredValue)>, StorageError>;

@@ -82,6 +82,14 @@ impl Storage for Buffered {
     fn aux(&self) -> Result<super::AuxRows, StorageError> {
         self.0.aux()
     }
+    fn get_with_aux(
+        &self,
+        key: Option<&[u8]>,
+        range: super::AuxBounds<'_>,
+        limit: usize,
+    ) -> Result<(Option<StoredValue>, super::AuxRows), StorageError> {
+        self.0.get_with_aux(key, range, limit)
+    }
     fn export(&self) -> Result<Vec<(Vec<u8>, StoredValue)>, StorageError> {
         self.0.export()
     }
@@ -387,4 +395,69 @@ fn the_tagged_form_keeps_strings_as_they_were_and_refuses_unknown_kinds() {
     for unknown in [&b""[..], b"\x00v", b"\x7fv"] {
         assert_eq!(StoredValue::untag(7 | TYPED_VERSION_BIT, unknown), None);
     }
+}
+
+/// A key row and its auxiliary rows are read at one point in time while flushes move
+/// batches from the write buffer to the tables: batch `n` sets the key to `n` and replaces
+/// the one row with row `n`, so a read that mixed two points in time would see a key and a
+/// row that differ, or two rows.
+#[test]
+fn redb_key_and_aux_rows_are_read_at_one_point_in_time_during_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let buffer =
+        WriteBuffer::with_flush_interval(create_db(dir.path()), Duration::from_micros(100));
+    let store = RedbStorage::open_in(&buffer, ShardId(1), CommitDurability::Deferred).unwrap();
+    let row = |n: u64| format!("m/{n:08}").into_bytes();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (store, done) = (store.clone(), done.clone());
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + Duration::from_millis(500);
+            let mut n = 0;
+            while std::time::Instant::now() < deadline {
+                n += 1;
+                let batch = WriteBatch::new()
+                    .put(b"h", StoredValue::new(n.to_string(), Version(n)))
+                    .with_aux([(row(n - 1), None), (row(n), Some(Vec::new()))]);
+                futures::executor::block_on(store.commit(batch)).unwrap();
+            }
+            done.store(true, Ordering::Release);
+        })
+    };
+    let rows = super::PrefixRange::new(b"m/".to_vec());
+    let mut reads = 0u64;
+    let mut last = 0u64;
+    while !done.load(Ordering::Acquire) {
+        let (value, rows) = store.get_with_aux(Some(b"h"), rows.bounds(), 10).unwrap();
+        let Some(value) = value else { continue };
+        let n: u64 = String::from_utf8(value.value).unwrap().parse().unwrap();
+        let rows: Vec<Vec<u8>> = rows.into_iter().map(|(key, _)| key).collect();
+        assert_eq!(
+            rows,
+            [row(n)],
+            "read {reads}: the key and its rows disagree"
+        );
+        assert!(n >= last, "read {reads}: went back from {last} to {n}");
+        last = n;
+        reads += 1;
+    }
+    writer.join().unwrap();
+    assert!(
+        reads > 100 && buffer.stats().flushes > 10,
+        "the reads never raced flushes"
+    );
+}
+
+#[test]
+fn a_prefix_range_holds_exactly_the_keys_with_the_prefix() {
+    use std::ops::RangeBounds;
+    let holds = |prefix: &[u8], key: &[u8]| {
+        let range = super::PrefixRange::new(prefix.to_vec());
+        RangeBounds::<[u8]>::contains(&range.bounds(), key)
+    };
+    assert!(holds(b"ab", b"ab") && holds(b"ab", b"ab\x00") && holds(b"ab", b"ab\xff\xff"));
+    assert!(!holds(b"ab", b"aa\xff") && !holds(b"ab", b"ac") && !holds(b"ab", b"a"));
+    assert!(holds(b"a\xff", b"a\xff\x01") && !holds(b"a\xff", b"b") && !holds(b"a\xff", b"a"));
+    assert!(holds(b"\xff\xff", b"\xff\xff\x00") && !holds(b"\xff\xff", b"\xff"));
+    assert!(holds(b"", b"") && holds(b"", b"\xff"));
 }

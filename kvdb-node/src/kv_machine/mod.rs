@@ -44,7 +44,7 @@ use crate::command::{
 };
 use crate::expiry;
 use crate::raft_types::{Entry, RaftId, ShardNode, ShardRaftConfig};
-use crate::sessions::{Seen, SessionRowError, Sessions};
+use crate::sessions::{LoadError, Seen, SessionRowError, Sessions};
 use crate::split::{Fence, ShardCreator, SlotRange};
 use crate::update::{self, Write};
 
@@ -60,6 +60,15 @@ pub enum MachineError {
     /// The client-session rows could not be encoded or read back.
     #[error("client sessions: {0}")]
     Sessions(#[from] SessionRowError),
+}
+
+impl From<LoadError> for MachineError {
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::Storage(e) => MachineError::Storage(e),
+            LoadError::Row(e) => MachineError::Sessions(e),
+        }
+    }
 }
 
 /// The part of the machine's state kept in the storage's metadata blob.
@@ -128,7 +137,7 @@ impl KvMachine {
             Some(bytes) => Meta::decode(&bytes)?,
             None => Meta::default(),
         };
-        let sessions = Sessions::from_rows(storage.aux()?)?;
+        let sessions = Sessions::load(storage.as_ref())?;
         let fence = Arc::new(Fence::new(meta.owned()));
         Ok(Self {
             storage,

@@ -420,6 +420,14 @@ impl Storage for CountingStorage {
     fn aux(&self) -> Result<kvdb_core::storage::AuxRows, StorageError> {
         self.inner.aux()
     }
+    fn get_with_aux(
+        &self,
+        key: Option<&[u8]>,
+        range: kvdb_core::storage::AuxBounds<'_>,
+        limit: usize,
+    ) -> Result<(Option<StoredValue>, kvdb_core::storage::AuxRows), StorageError> {
+        self.inner.get_with_aux(key, range, limit)
+    }
     fn export(&self) -> Result<Vec<(Vec<u8>, StoredValue)>, StorageError> {
         self.inner.export()
     }

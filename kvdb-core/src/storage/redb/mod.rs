@@ -54,7 +54,9 @@ use self::write_buffer::{Buffered, Layer, ShardBuffer};
 pub use self::write_buffer::{
     FLUSH_BYTES, FLUSH_INTERVAL, FlushStats, MAX_BUFFERED_BYTES, SYNC_INTERVAL, WriteBuffer,
 };
-use super::{AuxRows, Commit, Storage, StorageError, StorageOp, StoredValue, WriteBatch};
+use super::{
+    AuxBounds, AuxRows, Commit, Storage, StorageError, StorageOp, StoredValue, WriteBatch,
+};
 use crate::{ShardId, Version};
 
 /// Every shard's metadata blob, keyed by shard id.
@@ -404,6 +406,53 @@ impl Storage for RedbStorage {
         }
         overlay(&mut rows, buffered);
         Ok(rows.into_iter().collect())
+    }
+
+    /// Reads stored rows in `range` until `limit` of them are not decided by the write buffer,
+    /// then overlays the buffered rows up to the last row read (or all of them, when the table
+    /// ran out), as [`scan`](Storage::scan) pages; the buffer and the read transaction are
+    /// taken at one point in time.
+    fn get_with_aux(
+        &self,
+        key: Option<&[u8]>,
+        range: AuxBounds<'_>,
+        limit: usize,
+    ) -> Result<(Option<StoredValue>, AuxRows), StorageError> {
+        let op = StorageOp::Aux;
+        let (value, buffered, txn) = self.shard.view(key, range, || self.read(op));
+        let txn = txn?;
+        let value = match (value, key) {
+            (Buffered::Known(value), _) => value,
+            (Buffered::Unknown, None) => None,
+            (Buffered::Unknown, Some(key)) => {
+                let table = txn.open_table(self.tables().kv_def()).during(op)?;
+                lookup(&table, key, op)?
+            }
+        };
+        let table = txn.open_table(self.tables().aux_def()).during(op)?;
+        let mut rows = BTreeMap::new();
+        let mut last: Option<Vec<u8>> = None;
+        let mut exhausted = true;
+        for row in table.range::<&[u8]>(range).during(op)? {
+            if rows.len() >= limit {
+                exhausted = false;
+                break;
+            }
+            let (row_key, row) = row.during(op)?;
+            let row_key = row_key.value();
+            if !buffered.contains_key(row_key) {
+                rows.insert(row_key.to_vec(), row.value().to_vec());
+            }
+            last = Some(row_key.to_vec());
+        }
+        for (row_key, change) in buffered {
+            if let Some(row) = change
+                && (exhausted || last.as_ref().is_some_and(|last| row_key <= *last))
+            {
+                rows.insert(row_key, row);
+            }
+        }
+        Ok((value, rows.into_iter().take(limit).collect()))
     }
 
     fn export(&self) -> Result<Vec<(Vec<u8>, StoredValue)>, StorageError> {

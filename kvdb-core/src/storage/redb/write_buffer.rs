@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use redb::{Database, Durability};
 
 use super::{ShardTables, write};
-use crate::storage::{StorageError, StorageOp, StoredValue, WriteBatch, WriteOp};
+use crate::storage::{AuxBounds, StorageError, StorageOp, StoredValue, WriteBatch, WriteOp};
 
 /// How long a batch may wait in memory before a flush writes it.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
@@ -123,11 +123,13 @@ struct Layers {
 pub(super) struct Layer {
     /// Key -> its latest value, `None` when deleted.
     pub(super) writes: HashMap<Vec<u8>, Option<StoredValue>>,
-    /// Auxiliary row -> its latest bytes, `None` when removed.
-    pub(super) aux: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    pub(super) aux: AuxLayer,
     /// The latest metadata blob.
     pub(super) meta: Option<Vec<u8>>,
 }
+
+/// Auxiliary row -> its latest bytes, `None` when removed.
+pub(super) type AuxLayer = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
 /// What a shard's buffer says about a key.
 pub(super) enum Buffered {
@@ -211,6 +213,35 @@ impl ShardBuffer {
             Some(known) => Buffered::Known(known.clone()),
             None => Buffered::Unknown,
         }
+    }
+
+    /// What the buffer holds for `key` and for the auxiliary rows in `range` (the flushing
+    /// layer under the active one), and `begin`'s result, at one point in time: no batch
+    /// enters the buffer, moves to a flush or leaves it while the layers are held, so a read
+    /// transaction `begin` opens sees the tables as of the same point.
+    pub(super) fn view<T>(
+        &self,
+        key: Option<&[u8]>,
+        range: AuxBounds<'_>,
+        begin: impl FnOnce() -> T,
+    ) -> (Buffered, AuxLayer, T) {
+        let layers = self.read();
+        let mut aux = BTreeMap::new();
+        let newest_first = std::iter::once(&layers.active).chain(layers.flushing.as_deref());
+        let mut value = Buffered::Unknown;
+        for layer in newest_first {
+            if let (Buffered::Unknown, Some(key)) = (&value, key)
+                && let Some(known) = layer.writes.get(key)
+            {
+                value = Buffered::Known(known.clone());
+            }
+            for (row, change) in layer.aux.range::<[u8], _>(range) {
+                aux.entry(row.clone()).or_insert_with(|| change.clone());
+            }
+        }
+        let began = begin();
+        drop(layers);
+        (value, aux, began)
     }
 
     /// The newest buffered metadata blob.
