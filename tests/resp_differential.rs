@@ -1141,6 +1141,200 @@ async fn kvdb_answers_the_table_as_redis_does() {
     test.stop().await;
 }
 
+/// One command of [`large_hash_script`], and how its reply is compared.
+struct Step {
+    argv: Vec<Vec<u8>>,
+    compare: Compare,
+}
+
+/// What of a reply both servers must agree on.
+#[derive(Clone, Copy)]
+enum Compare {
+    /// The whole reply.
+    Exact,
+    /// The items, in any order (a large hash lists in the server's own order).
+    Unordered,
+    /// The field-value pairs, in any order.
+    Pairs,
+    /// The type and the number of items (random picks, times).
+    Shape,
+}
+
+fn step(compare: Compare, argv: &[&str]) -> Step {
+    Step {
+        argv: argv.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        compare,
+    }
+}
+
+/// `HSET key` with fields `f000`.. and values `v0`.., past Redis's 128-field small-hash
+/// limit.
+fn hset_many(key: &str, n: usize) -> Step {
+    let mut argv = vec![b"HSET".to_vec(), key.as_bytes().to_vec()];
+    for i in 0..n {
+        argv.push(format!("f{i:03}").into_bytes());
+        argv.push(format!("v{i}").into_bytes());
+    }
+    Step {
+        argv,
+        compare: Compare::Exact,
+    }
+}
+
+/// Hashes past Redis's small-hash limits, which KvDB keeps in member rows: every hash
+/// command, key commands on them, and replacing one by a string and back.
+fn large_hash_script() -> Vec<Step> {
+    use Compare::*;
+    let long = "x".repeat(65);
+    vec![
+        hset_many("{b}big", 200),
+        step(Exact, &["HLEN", "{b}big"]),
+        step(Exact, &["TYPE", "{b}big"]),
+        step(Exact, &["HGET", "{b}big", "f150"]),
+        step(Exact, &["HMGET", "{b}big", "f001", "nope", "f199"]),
+        step(Exact, &["HEXISTS", "{b}big", "f010"]),
+        step(Exact, &["HEXISTS", "{b}big", "nope"]),
+        step(Exact, &["HSTRLEN", "{b}big", "f123"]),
+        step(Exact, &["HSET", "{b}big", "f000", "new", "extra", "x"]),
+        step(Exact, &["HSETNX", "{b}big", "f001", "y"]),
+        step(Exact, &["HSETNX", "{b}big", "newnx", "z"]),
+        step(Exact, &["HINCRBY", "{b}big", "ctr", "5"]),
+        step(Exact, &["HINCRBY", "{b}big", "ctr", "-7"]),
+        step(Exact, &["HINCRBYFLOAT", "{b}big", "fl", "1.5"]),
+        step(Exact, &["HINCRBY", "{b}big", "f002", "1"]),
+        step(Exact, &["HDEL", "{b}big", "f003", "f004", "nope"]),
+        step(Exact, &["HLEN", "{b}big"]),
+        step(Pairs, &["HGETALL", "{b}big"]),
+        step(Unordered, &["HKEYS", "{b}big"]),
+        step(Unordered, &["HVALS", "{b}big"]),
+        step(Shape, &["HRANDFIELD", "{b}big", "5"]),
+        step(Shape, &["HRANDFIELD", "{b}big", "-300", "WITHVALUES"]),
+        step(Exact, &["GET", "{b}big"]),
+        step(Exact, &["INCR", "{b}big"]),
+        step(Exact, &["EXPIRE", "{b}big", "100"]),
+        step(Shape, &["TTL", "{b}big"]),
+        step(Exact, &["PERSIST", "{b}big"]),
+        step(Exact, &["TTL", "{b}big"]),
+        step(Exact, &["RENAME", "{b}big", "{b}moved"]),
+        step(Exact, &["EXISTS", "{b}big"]),
+        step(Exact, &["HLEN", "{b}moved"]),
+        step(Exact, &["HGET", "{b}moved", "f000"]),
+        // A string over it, then a new, smaller hash: nothing of the old one shows.
+        step(Exact, &["SET", "{b}moved", "str"]),
+        step(Exact, &["GET", "{b}moved"]),
+        step(Exact, &["DEL", "{b}moved"]),
+        hset_many("{b}moved", 150),
+        step(Exact, &["HLEN", "{b}moved"]),
+        step(Exact, &["HGET", "{b}moved", "f199"]),
+        step(Exact, &["DEL", "{b}moved"]),
+        step(Exact, &["HLEN", "{b}moved"]),
+        step(Exact, &["EXISTS", "{b}moved"]),
+        // One value past 64 bytes moves a small hash too.
+        step(Exact, &["HSET", "{b}long", "a", "1", "f", &long]),
+        step(Exact, &["HGET", "{b}long", "f"]),
+        step(Pairs, &["HGETALL", "{b}long"]),
+        step(Exact, &["HDEL", "{b}long", "a", "f"]),
+        step(Exact, &["EXISTS", "{b}long"]),
+    ]
+}
+
+/// A reply as short text: bulk strings as their bytes, errors with `-`, arrays in brackets.
+fn text(frame: &Frame) -> String {
+    match frame {
+        Frame::BlobString { data, .. } => String::from_utf8_lossy(data).into_owned(),
+        Frame::SimpleString { data, .. } => format!("+{}", String::from_utf8_lossy(data)),
+        Frame::SimpleError { data, .. } => format!("-{data}"),
+        Frame::Number { data, .. } => format!(":{data}"),
+        Frame::Null => "nil".into(),
+        Frame::Array { data, .. } => {
+            format!("[{}]", data.iter().map(text).collect::<Vec<_>>().join(" "))
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+/// What of `reply` [`Compare`] keeps, as text.
+fn compared(compare: Compare, reply: &Frame) -> String {
+    let items = |frame: &Frame| match frame {
+        Frame::Array { data, .. } => data.iter().map(text).collect(),
+        other => vec![text(other)],
+    };
+    match compare {
+        Compare::Exact => text(reply),
+        Compare::Unordered => {
+            let mut items = items(reply);
+            items.sort();
+            items.join(" ")
+        }
+        Compare::Pairs => {
+            let items = items(reply);
+            let mut pairs: Vec<String> = items.chunks(2).map(|p| p.join("=")).collect();
+            pairs.sort();
+            pairs.join(" ")
+        }
+        Compare::Shape => match reply {
+            Frame::Array { data, .. } => format!("array of {}", data.len()),
+            Frame::Number { .. } => "a number".into(),
+            other => text(other),
+        },
+    }
+}
+
+/// Runs `script` against `addr`: each command and what of its reply is compared.
+fn run_script(addr: SocketAddr, script: &[Step]) -> Vec<(String, String)> {
+    let mut conn = Conn::connect(addr);
+    script
+        .iter()
+        .map(|step| {
+            let argv: Vec<&[u8]> = step.argv.iter().map(Vec::as_slice).collect();
+            conn.send(&argv);
+            let shown: Vec<_> = argv
+                .iter()
+                .take(6)
+                .map(|a| String::from_utf8_lossy(a))
+                .collect();
+            (shown.join(" "), compared(step.compare, &conn.reply(false)))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_hashes_answer_as_redis_does() {
+    let redis = RedisServer::start().await;
+    let (test, kvdb) = kvdb_with_resp().await;
+    let redis_addr = redis.addr;
+    let on_redis =
+        tokio::task::spawn_blocking(move || run_script(redis_addr, &large_hash_script()))
+            .await
+            .unwrap();
+    let on_kvdb = tokio::task::spawn_blocking(move || run_script(kvdb, &large_hash_script()))
+        .await
+        .unwrap();
+    let differences: Vec<String> = on_redis
+        .iter()
+        .zip(&on_kvdb)
+        .filter(|(redis, kvdb)| redis.1 != kvdb.1)
+        .map(|(redis, kvdb)| {
+            let short = |t: &str| t.chars().take(160).collect::<String>();
+            format!(
+                "{}: redis {}, kvdb {}",
+                redis.0,
+                short(&redis.1),
+                short(&kvdb.1)
+            )
+        })
+        .collect();
+    assert!(
+        differences.is_empty(),
+        "KvDB differs from Redis:\n{}",
+        differences.join("\n")
+    );
+    // The script exercised errors and missing keys, not only successes.
+    let errors = on_redis.iter().filter(|(_, r)| r.starts_with('-')).count();
+    assert!(errors >= 3, "{on_redis:?}");
+    test.stop().await;
+}
+
 /// Runs a program to completion off the runtime's threads.
 async fn run(program: &'static str, args: Vec<String>, stdin: &'static str) -> (bool, String) {
     tokio::task::spawn_blocking(move || {

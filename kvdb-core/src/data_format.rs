@@ -32,7 +32,8 @@ impl DirKind {
         match self {
             // 2: records carry a value kind (strings, hashes) in their expiry word.
             // 3: the Raft log is in segment files beside `raft-log.redb`, not in its tables.
-            DirKind::Node => 3,
+            // 4: a large hash keeps its fields in member rows, under a key row of kind 2.
+            DirKind::Node => 4,
             // 2: the Raft log is in segment files, as for nodes.
             DirKind::Coordinator => 2,
         }
@@ -329,7 +330,7 @@ mod tests {
         std::fs::write(root.path().join(FORMAT_FILE), "kvdb node format 1\n").unwrap();
         claim(root.path(), DirKind::Node).unwrap();
         let written = std::fs::read_to_string(root.path().join(FORMAT_FILE)).unwrap();
-        assert_eq!(written, "kvdb node format 3\n");
+        assert_eq!(written, "kvdb node format 4\n");
     }
 
     #[test]
@@ -338,7 +339,7 @@ mod tests {
         let new = root.path().join("new");
         claim(&new, DirKind::Node).unwrap();
         let written = std::fs::read_to_string(new.join(FORMAT_FILE)).unwrap();
-        assert_eq!(written, "kvdb node format 3\n");
+        assert_eq!(written, "kvdb node format 4\n");
         claim(&new, DirKind::Node).unwrap();
         assert!(matches!(
             claim(&new, DirKind::Coordinator),

@@ -2,10 +2,10 @@
 //! field-value pairs in insertion order, as Redis keeps a small hash (its listpack
 //! encoding), so `HGETALL` and `HKEYS` answer in Redis's order.
 //!
-//! One record per hash keeps every key-level mechanism (expiry, `DEL`, `RENAME`, `SCAN`,
-//! splits, snapshots, backups) unchanged, at the price of rewriting the whole hash on each
-//! change: a hash is bounded by the node's value size limit. Member rows for large hashes
-//! are the planned encoding (docs/architecture.md, "Collections").
+//! One record per small hash keeps every key-level mechanism (expiry, `DEL`, `RENAME`,
+//! `SCAN`, splits, snapshots, backups) unchanged, at the price of rewriting the whole hash
+//! on each change; past Redis's small-hash limits a hash moves to member rows
+//! ([`crate::member_rows`]), and readers see it gathered back into this form.
 //!
 //! Encoding: the pair count, then each field and value, every length and the count a
 //! little-endian `u32`.

@@ -45,6 +45,7 @@ pub mod ids;
 pub mod incoming;
 pub mod introspection;
 pub mod local_node;
+pub mod member_rows;
 pub mod metrics;
 pub mod proto;
 pub mod raft;

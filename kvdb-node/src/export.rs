@@ -24,6 +24,8 @@ use crate::clock;
 use crate::kv_service::{read_error, timed_out};
 use crate::proposal;
 use crate::replica_manager::ReplicaManager;
+use crate::whole_value;
+use kvdb_core::storage::{Storage, StorageError, StoredValue, ValueKind};
 
 /// About how many bytes of keys and values one message carries.
 pub const CHUNK_BYTES: usize = 1 << 20;
@@ -59,7 +61,7 @@ impl ExportService {
         confirmed.map_err(|e| read_error(shard, e))?;
         let applied_index = replica.raft_figures().applied_index;
         let storage = replica.storage().clone();
-        let entries = tokio::task::spawn_blocking(move || storage.export())
+        let entries = tokio::task::spawn_blocking(move || gather_hashes(storage.as_ref()))
             .await
             .map_err(|e| KvError::Internal(format!("export shard {shard}: {e}")))?
             .map_err(|e| KvError::Internal(format!("export shard {shard}: {e}")))?;
@@ -86,6 +88,20 @@ impl ExportService {
             .collect::<Result<Vec<_>, KvError>>()?;
         Ok(chunks(applied_index, live.into_iter()))
     }
+}
+
+/// Every entry of `storage`, with each hash in member rows gathered whole. A large hash is
+/// read with its rows after the other keys, so it may hold writes applied after their read.
+fn gather_hashes(storage: &dyn Storage) -> Result<Vec<(Vec<u8>, StoredValue)>, StorageError> {
+    let mut entries = Vec::new();
+    for (key, value) in storage.export()? {
+        if value.kind != ValueKind::HashMembers {
+            entries.push((key, value));
+        } else if let Some(whole) = whole_value::read_whole(storage, &key)? {
+            entries.push((key, whole));
+        }
+    }
+    Ok(entries)
 }
 
 /// Packs `keys` into messages of about [`CHUNK_BYTES`]; the first carries `applied_index`,

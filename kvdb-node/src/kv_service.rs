@@ -43,6 +43,7 @@ use crate::disk::DiskGuard;
 use crate::proposal::{self, Limits};
 use crate::replica::Replica;
 use crate::replica_manager::ReplicaManager;
+use crate::whole_value;
 
 /// The `KvNode` service of one storage node.
 #[derive(Debug, Clone)]
@@ -276,9 +277,7 @@ impl KvService {
         if !eventual || !replica.answers_eventual_reads() {
             self.confirm_leading(&replica).await?;
         }
-        let stored = replica
-            .storage()
-            .get(&get.key)
+        let stored = whole_value::read_whole(replica.storage().as_ref(), &get.key)
             .map_err(|e| KvError::Internal(e.to_string()))?;
         // After the read: a split that took the key narrows the fence before the key leaves
         // the storage (see `crate::split`).

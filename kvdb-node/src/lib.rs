@@ -74,6 +74,7 @@ pub mod slow_leader;
 pub mod split;
 pub mod transfer;
 pub mod update;
+pub mod whole_value;
 pub mod write_queue;
 
 pub use config::NodeConfig;

@@ -391,7 +391,7 @@ pub fn delete_response(result: CommandResult) -> Result<pb::DeleteResponse, KvEr
 pub fn value_type(kind: ValueKind) -> pb::ValueType {
     match kind {
         ValueKind::String => pb::ValueType::String,
-        ValueKind::Hash => pb::ValueType::Hash,
+        ValueKind::Hash | ValueKind::HashMembers => pb::ValueType::Hash,
     }
 }
 
@@ -409,6 +409,11 @@ pub fn get_response(found: Option<StoredValue>) -> Result<pb::GetResponse, KvErr
     };
     match v.kind {
         ValueKind::String => response.value = v.value.into(),
+        ValueKind::HashMembers => {
+            return Err(KvError::Internal(
+                "a hash in member rows was answered without its members".into(),
+            ));
+        }
         ValueKind::Hash => {
             let hash = HashValue::decode(&v.value).map_err(|e| KvError::Internal(e.to_string()))?;
             response.set_type(value_type(v.kind));

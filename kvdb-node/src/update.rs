@@ -14,6 +14,7 @@
 
 use kvdb_core::Version;
 use kvdb_core::hash_value::HashValue;
+use kvdb_core::member_rows::{self, CollectionMeta};
 use kvdb_core::redis_numbers::long_double::{self, LongDoubleError};
 use kvdb_core::redis_numbers::{format_float, parse_float, parse_integer};
 use kvdb_core::storage::{StoredValue, ValueKind};
@@ -236,6 +237,14 @@ pub enum Write {
     Put(StoredValue),
     /// Remove the key.
     Delete,
+    /// This key row of a hash in member rows, with these changes to the members of the
+    /// generation it names (`None` removes one).
+    Members {
+        /// The key row: a [`CollectionMeta`] of kind [`ValueKind::HashMembers`].
+        key_row: StoredValue,
+        /// Member -> its new value, or `None` when removed.
+        changes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    },
 }
 
 /// The outcome of `update` on a key whose live value is `current`, applied at `now_ms` with
@@ -432,6 +441,29 @@ pub fn decide(
             if hash.is_empty() {
                 return (Ok(changed(None, answer)), Write::Delete);
             }
+            if !member_rows::fits_record(&hash) {
+                // Past Redis's small-hash limits: every pair moves to member rows of a new
+                // generation, and later writes touch only the members they name.
+                let meta = CollectionMeta {
+                    generation: version.0,
+                    len: hash.len() as u64,
+                };
+                let key_row = StoredValue {
+                    value: meta.encode(),
+                    version,
+                    expire_at_ms: kept,
+                    kind: ValueKind::HashMembers,
+                };
+                let changes = hash
+                    .into_pairs()
+                    .into_iter()
+                    .map(|(field, value)| (field, Some(value)))
+                    .collect();
+                return (
+                    Ok(changed(None, answer)),
+                    Write::Members { key_row, changes },
+                );
+            }
             if hash.encoded_len() as u64 > update.max_len {
                 return (Err(too_large(hash.encoded_len())), Write::None);
             }
@@ -444,6 +476,82 @@ pub fn decide(
             (Ok(changed(None, answer)), write)
         }
     }
+}
+
+/// The members a hash command reads and writes.
+pub fn named_fields(action: &HashUpdate) -> Vec<&[u8]> {
+    match action {
+        HashUpdate::Set { pairs, .. } => pairs.iter().map(|(field, _)| field.as_slice()).collect(),
+        HashUpdate::Del(fields) => fields.iter().map(Vec::as_slice).collect(),
+        HashUpdate::IncrBy { field, .. } | HashUpdate::IncrByFloat { field, .. } => {
+            vec![field.as_slice()]
+        }
+    }
+}
+
+/// The outcome of `action` on the live hash in member rows whose key row is `key_row`, given
+/// `named`: the current values of the members [`named_fields`] lists (absent ones left out).
+/// The same rules as [`decide`]'s for a hash kept whole, computed over those members only;
+/// `max_len` bounds each member's value rather than the whole hash.
+pub fn decide_members(
+    action: &HashUpdate,
+    key_row: &StoredValue,
+    named: HashValue,
+    version: Version,
+    max_len: u64,
+) -> (Result<Updated, UpdateError>, Write) {
+    let Some(meta) = CollectionMeta::of(key_row) else {
+        return (Err(UpdateError::Corrupt), Write::None);
+    };
+    let before = named.clone();
+    let mut after = named;
+    let (answer, modified) = match hash_change(&mut after, action) {
+        Ok(done) => done,
+        Err(e) => return (Err(e), Write::None),
+    };
+    if !modified {
+        let same = Updated {
+            applied: false,
+            version: key_row.version,
+            old: None,
+            value: answer,
+        };
+        return (Ok(same), Write::None);
+    }
+    let done = Updated {
+        applied: true,
+        version,
+        old: None,
+        value: answer,
+    };
+    let len = (meta.len + after.len() as u64).saturating_sub(before.len() as u64);
+    if len == 0 {
+        return (Ok(done), Write::Delete);
+    }
+    let mut changes = Vec::new();
+    for field in named_fields(action) {
+        let new = after.get(field);
+        if new != before.get(field) && !changes.iter().any(|(f, _): &(Vec<u8>, _)| f == field) {
+            changes.push((field.to_vec(), new.map(<[u8]>::to_vec)));
+        }
+    }
+    let longest = changes
+        .iter()
+        .filter_map(|(_, v)| v.as_ref().map(Vec::len))
+        .max();
+    if let Some(len) = longest.filter(|len| *len as u64 > max_len) {
+        let too_large = UpdateError::TooLarge {
+            len: len as u64,
+            max: max_len,
+        };
+        return (Err(too_large), Write::None);
+    }
+    let key_row = StoredValue {
+        value: CollectionMeta { len, ..meta }.encode(),
+        version,
+        ..key_row.clone()
+    };
+    (Ok(done), Write::Members { key_row, changes })
 }
 
 /// Applies a hash command to `hash`: what the command replies, and whether it changed the

@@ -62,8 +62,7 @@ pub enum CommandError {
     /// `HINCRBYFLOAT` of a field whose value is not a float.
     #[error("ERR hash value is not a float")]
     HashNotFloat,
-    /// A hash write that would make the hash larger than the node's value size limit (a hash
-    /// is stored whole in one record).
+    /// A hash write that would store a value longer than the node's value size limit.
     #[error("ERR hash exceeds the node's value size limit")]
     HashTooLarge,
     /// A command on a key holding another type of value.

@@ -3,9 +3,10 @@
 //! read-modify-write commands (see `crate::update`); reads are one read of the key, whose
 //! reply carries the hash's pairs in insertion order, answered here.
 //!
-//! Parsing checks arguments in Redis's order and with its texts. A hash is stored whole in
-//! its key's record (kvdb-core's `hash_value`), so `HSCAN` answers every pair at once with
-//! cursor 0, as Redis does for a small hash.
+//! Parsing checks arguments in Redis's order and with its texts. A read carries the whole
+//! hash (a small one from its key's record, kvdb-core's `hash_value`; a large one gathered
+//! from its member rows, `member_rows`), so `HSCAN` answers every pair at once with cursor
+//! 0, which Redis's `SCAN` contract allows.
 
 use kvdb_core::proto::v1 as pb;
 use kvdb_core::redis_numbers::long_double::{self, LongDoubleError};

@@ -76,6 +76,10 @@ pub enum ValueKind {
     String,
     /// A hash: field-value pairs in insertion order, encoded by [`crate::hash_value`].
     Hash,
+    /// The key row of a hash whose fields are member rows: a
+    /// [`crate::member_rows::CollectionMeta`]. Readers gather it into a [`ValueKind::Hash`]
+    /// ([`crate::member_rows::gather_hash`]).
+    HashMembers,
 }
 
 impl ValueKind {
@@ -84,6 +88,7 @@ impl ValueKind {
         match self {
             ValueKind::String => 0,
             ValueKind::Hash => 1,
+            ValueKind::HashMembers => 2,
         }
     }
 
@@ -92,6 +97,7 @@ impl ValueKind {
         match code {
             0 => Some(ValueKind::String),
             1 => Some(ValueKind::Hash),
+            2 => Some(ValueKind::HashMembers),
             _ => None,
         }
     }

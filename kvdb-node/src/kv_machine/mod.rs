@@ -24,23 +24,30 @@
 //! Out of scope: reading (readers go to the [`Storage`] directly, which is
 //! consistent because batches are atomic) and the wall clock.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use kvdb_core::Version;
+use kvdb_core::hash_value::HashValue;
+use kvdb_core::member_rows::{
+    CollectionMeta, gather_hash, member_row, members_of, parse_member_row,
+};
 use kvdb_core::raft::codec::{self, CodecError};
 use kvdb_core::raft::state_machine::{Applied, Machine};
 use kvdb_core::slot::slot;
-use kvdb_core::storage::{Storage, StorageError, StoredValue, ValueKind, WriteBatch, WriteOp};
+use kvdb_core::storage::{
+    AuxRows, Storage, StorageError, StoredValue, ValueKind, WriteBatch, WriteOp,
+};
 use openraft::{EntryPayload, LogId, StoredMembership};
 use serde::{Deserialize, Serialize};
 
 #[cfg(doc)]
 use crate::command::BATCH_POSITION_BITS;
 use crate::command::{
-    Command, CommandResult, Delete, Op, Put, RenameOutcome, Txn, TxnOp, TxnOpResult, Update,
-    write_version,
+    Command, CommandResult, Delete, HashUpdate, Op, Put, RenameOutcome, Txn, TxnOp, TxnOpResult,
+    Update, UpdateAction, write_version,
 };
 use crate::expiry;
 use crate::raft_types::{Entry, RaftId, ShardNode, ShardRaftConfig};
@@ -324,7 +331,8 @@ fn apply_delete(
         });
     }
     // An expired value is deleted too: it is already invisible.
-    if pending.get(&delete.key)?.is_some() {
+    if let Some(stored) = pending.get(&delete.key)? {
+        pending.drop_members(&delete.key, &stored)?;
         pending.delete(delete.key.clone());
     }
     Ok(CommandResult::Delete {
@@ -340,12 +348,46 @@ fn apply_update(
     now_ms: u64,
     update: &Update,
 ) -> Result<CommandResult, StorageError> {
-    let current = pending.live(&update.key, now_ms)?;
-    let (result, write) = update::decide(update, current.as_ref(), now_ms, version);
+    let key = &update.key;
+    let stored = pending.get(key)?;
+    let current = stored.clone().filter(|v| v.is_live(now_ms));
+    let (result, write) = match (&current, &update.action) {
+        (Some(live), UpdateAction::Hash(action)) if live.kind == ValueKind::HashMembers => {
+            let named = pending.named_members(key, live, action)?;
+            update::decide_members(action, live, named, version, update.max_len)
+        }
+        _ => update::decide(update, current.as_ref(), now_ms, version),
+    };
+    // A key row that is replaced or removed takes its member rows with it; one that stays
+    // the same collection (a changed expiry, a member write) keeps them.
+    let stays = |new: &StoredValue| {
+        let old = stored.as_ref().and_then(CollectionMeta::of);
+        old.is_some() && old.map(|m| m.generation) == CollectionMeta::of(new).map(|m| m.generation)
+    };
     match write {
         Write::None => {}
-        Write::Put(value) => pending.put(update.key.clone(), value),
-        Write::Delete => pending.delete(update.key.clone()),
+        Write::Put(value) => {
+            if let Some(stored) = stored.as_ref().filter(|_| !stays(&value)) {
+                pending.drop_members(key, stored)?;
+            }
+            pending.put(key.clone(), value);
+        }
+        Write::Delete => {
+            if let Some(stored) = &stored {
+                pending.drop_members(key, stored)?;
+            }
+            pending.delete(key.clone());
+        }
+        Write::Members { key_row, changes } => {
+            if let Some(stored) = stored.as_ref().filter(|_| !stays(&key_row)) {
+                pending.drop_members(key, stored)?;
+            }
+            let generation = CollectionMeta::of(&key_row).map_or(0, |m| m.generation);
+            for (member, value) in changes {
+                pending.set_member(member_row(key, generation, &member), value);
+            }
+            pending.put(key.clone(), key_row);
+        }
     }
     Ok(CommandResult::Update(result))
 }
@@ -367,7 +409,7 @@ fn apply_txn(
     let mut results = Vec::with_capacity(txn.ops.len());
     for op in &txn.ops {
         results.push(match op {
-            TxnOp::Get(key) => TxnOpResult::Got(pending.live(key, now_ms)?.map(|v| {
+            TxnOp::Get(key) => TxnOpResult::Got(pending.live_whole(key, now_ms)?.map(|v| {
                 let (version, value) = v.tagged();
                 (value.into_owned(), Version(version), v.expire_at_ms)
             })),
@@ -406,13 +448,34 @@ fn apply_rename(
     let Some(value) = pending.live(from, now_ms)? else {
         return Ok(RenameOutcome::NoSuchKey);
     };
-    if only_if_absent && pending.live(to, now_ms)?.is_some() {
+    let target = pending.get(to)?;
+    if only_if_absent && target.as_ref().is_some_and(|v| v.is_live(now_ms)) {
         return Ok(RenameOutcome::TargetExists);
     }
-    if from != to {
-        pending.delete(from.to_vec());
-        pending.put(to.to_vec(), StoredValue { version, ..value });
+    if from == to {
+        return Ok(RenameOutcome::Renamed);
     }
+    if let Some(target) = &target {
+        pending.drop_members(to, target)?;
+    }
+    let mut renamed = StoredValue { version, ..value };
+    if let Some(meta) = CollectionMeta::of(&renamed) {
+        // The members move under the new key, as a collection of this write's generation.
+        let rows = pending.members(from, meta.generation)?;
+        for (row, member_value) in rows {
+            if let Some((_, _, member)) = parse_member_row(&row) {
+                pending.set_member(member_row(to, version.0, member), Some(member_value));
+            }
+            pending.set_member(row, None);
+        }
+        let meta = CollectionMeta {
+            generation: version.0,
+            ..meta
+        };
+        renamed.value = meta.encode();
+    }
+    pending.delete(from.to_vec());
+    pending.put(to.to_vec(), renamed);
     Ok(RenameOutcome::Renamed)
 }
 
@@ -424,7 +487,9 @@ fn apply_purge(
 ) -> Result<CommandResult, StorageError> {
     let mut purged = 0u32;
     for (key, version) in keys.iter().filter(|(key, _)| owned.contains(slot(key))) {
-        if expiry::is_purgeable(pending.get(key)?.as_ref(), *version, now_ms) {
+        let stored = pending.get(key)?;
+        if let Some(stored) = stored.filter(|v| expiry::is_purgeable(Some(v), *version, now_ms)) {
+            pending.drop_members(key, &stored)?;
             pending.delete(key.clone());
             purged += 1;
         }
@@ -468,6 +533,8 @@ struct Pending<'a> {
     /// The value of each key the run touches at this point of the run: read before it
     /// began, then as the run wrote it.
     overlay: HashMap<Vec<u8>, Option<StoredValue>>,
+    /// The member rows the run wrote, as it left them (`None`: removed).
+    members: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     batch: WriteBatch,
 }
 
@@ -476,6 +543,7 @@ impl<'a> Pending<'a> {
         Self {
             storage,
             overlay: HashMap::new(),
+            members: BTreeMap::new(),
             batch: WriteBatch::new(),
         }
     }
@@ -509,6 +577,82 @@ impl<'a> Pending<'a> {
     /// The value visible at `now_ms`.
     fn live(&self, key: &[u8], now_ms: u64) -> Result<Option<StoredValue>, StorageError> {
         Ok(self.get(key)?.filter(|v| v.is_live(now_ms)))
+    }
+
+    /// The value visible at `now_ms`, a hash in member rows gathered whole.
+    fn live_whole(&self, key: &[u8], now_ms: u64) -> Result<Option<StoredValue>, StorageError> {
+        let Some(live) = self.live(key, now_ms)? else {
+            return Ok(None);
+        };
+        let Some(meta) = CollectionMeta::of(&live) else {
+            return Ok(Some(live));
+        };
+        let rows = self.members(key, meta.generation)?;
+        Ok(gather_hash(key, &live, rows))
+    }
+
+    /// Every member row of the collection under `key` of `generation`, as the run left it.
+    fn members(&self, key: &[u8], generation: u64) -> Result<AuxRows, StorageError> {
+        let range = members_of(key, generation);
+        let mut rows: BTreeMap<Vec<u8>, Vec<u8>> = self
+            .storage
+            .aux_range(range.bounds(), usize::MAX)?
+            .into_iter()
+            .collect();
+        for (row, value) in self.members.range::<[u8], _>(range.bounds()) {
+            match value {
+                Some(value) => rows.insert(row.clone(), value.clone()),
+                None => rows.remove(row),
+            };
+        }
+        Ok(rows.into_iter().collect())
+    }
+
+    /// The current values of the members `action` names in the hash whose key row is `live`.
+    fn named_members(
+        &self,
+        key: &[u8],
+        live: &StoredValue,
+        action: &HashUpdate,
+    ) -> Result<HashValue, StorageError> {
+        let mut named = HashValue::new();
+        let Some(meta) = CollectionMeta::of(live) else {
+            return Ok(named);
+        };
+        for field in update::named_fields(action) {
+            let row = member_row(key, meta.generation, field);
+            let value = match self.members.get(&row) {
+                Some(value) => value.clone(),
+                None => {
+                    let bounds = (
+                        Bound::Included(row.as_slice()),
+                        Bound::Included(row.as_slice()),
+                    );
+                    self.storage.aux_range(bounds, 1)?.pop().map(|(_, v)| v)
+                }
+            };
+            if let Some(value) = value {
+                named.set(field, value);
+            }
+        }
+        Ok(named)
+    }
+
+    /// Stores (`Some`) or removes a member row.
+    fn set_member(&mut self, row: Vec<u8>, value: Option<Vec<u8>>) {
+        self.members.insert(row.clone(), value.clone());
+        self.batch.aux.push((row, value));
+    }
+
+    /// Removes the member rows of the collection whose key row is `stored`, if it is one.
+    fn drop_members(&mut self, key: &[u8], stored: &StoredValue) -> Result<(), StorageError> {
+        let Some(meta) = CollectionMeta::of(stored) else {
+            return Ok(());
+        };
+        for (row, _) in self.members(key, meta.generation)? {
+            self.set_member(row, None);
+        }
+        Ok(())
     }
 
     fn put(&mut self, key: Vec<u8>, value: StoredValue) {

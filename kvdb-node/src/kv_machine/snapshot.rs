@@ -1,7 +1,8 @@
 //! Snapshots of a [`KvMachine`]: the whole state (data, sessions, metadata) as one image.
 
+use kvdb_core::member_rows::all_member_rows;
 use kvdb_core::raft::codec;
-use kvdb_core::storage::{StorageError, StorageOp, StoredValue};
+use kvdb_core::storage::{AuxRows, StorageError, StorageOp, StoredValue};
 use openraft::{LogId, StoredMembership};
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +13,16 @@ use crate::sessions::Sessions;
 /// A full copy of the machine's state: what a snapshot carries.
 #[derive(Serialize, Deserialize)]
 struct SnapshotImage {
+    meta: Meta,
+    sessions: Sessions,
+    entries: Vec<ImageEntry>,
+    /// The member rows of collections kept in them (`kvdb_core::member_rows`).
+    members: AuxRows,
+}
+
+/// [`SnapshotImage`] as made before collections had member rows; still read.
+#[derive(Deserialize)]
+struct ImageBeforeMembers {
     meta: Meta,
     sessions: Sessions,
     entries: Vec<ImageEntry>,
@@ -27,18 +38,29 @@ struct ImageBeforeSplits {
 
 impl SnapshotImage {
     fn decode(bytes: &[u8]) -> Result<Self, codec::CodecError> {
-        codec::decode(bytes).or_else(|e| {
-            let old: ImageBeforeSplits = codec::decode(bytes).map_err(|_| e)?;
-            Ok(SnapshotImage {
-                meta: Meta {
-                    last_applied: old.meta.last_applied,
-                    membership: old.meta.membership,
-                    owned: None,
-                },
-                sessions: old.sessions,
-                entries: old.entries,
+        codec::decode(bytes)
+            .or_else(|e| {
+                let old: ImageBeforeMembers = codec::decode(bytes).map_err(|_| e)?;
+                Ok(SnapshotImage {
+                    meta: old.meta,
+                    sessions: old.sessions,
+                    entries: old.entries,
+                    members: AuxRows::new(),
+                })
             })
-        })
+            .or_else(|e: codec::CodecError| {
+                let old: ImageBeforeSplits = codec::decode(bytes).map_err(|_| e)?;
+                Ok(SnapshotImage {
+                    meta: Meta {
+                        last_applied: old.meta.last_applied,
+                        membership: old.meta.membership,
+                        owned: None,
+                    },
+                    sessions: old.sessions,
+                    entries: old.entries,
+                    members: AuxRows::new(),
+                })
+            })
     }
 }
 
@@ -70,10 +92,14 @@ impl KvMachine {
                 }
             })
             .collect();
+        let members = self
+            .storage
+            .aux_range(all_member_rows().bounds(), usize::MAX)?;
         let image = SnapshotImage {
             meta: self.meta.clone(),
             sessions: self.sessions.clone(),
             entries,
+            members,
         };
         Ok(codec::encode(&image)?)
     }
@@ -107,8 +133,10 @@ impl KvMachine {
         sessions.take_changes()?;
         // Ranges only narrow: set before the slots handed away vanish from the storage.
         self.fence.set(image.meta.owned());
+        let mut aux = sessions.rows()?;
+        aux.extend(image.members);
         self.storage
-            .install(entries, Some(codec::encode(&image.meta)?), sessions.rows()?)?;
+            .install(entries, Some(codec::encode(&image.meta)?), aux)?;
         self.meta = image.meta;
         self.sessions = sessions;
         Ok(())

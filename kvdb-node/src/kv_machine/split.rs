@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use kvdb_core::member_rows::{all_member_rows, parse_member_row};
 use kvdb_core::raft::codec;
 use kvdb_core::slot::slot;
 use kvdb_core::storage::StoredValue;
@@ -66,6 +67,22 @@ impl KvMachine {
                 };
             }
         }
+        let member_slot = |row: &[u8]| parse_member_row(row).map(|(key, _, _)| slot(key));
+        let in_moved = |row: &[u8]| member_slot(row).is_some_and(|s| moved_range.contains(s));
+        let mut moved_members: BTreeMap<Vec<u8>, Vec<u8>> = self
+            .storage
+            .aux_range(all_member_rows().bounds(), usize::MAX)?
+            .into_iter()
+            .filter(|(row, _)| in_moved(row))
+            .collect();
+        for (row, value) in &pending.members {
+            if in_moved(row) {
+                match value {
+                    Some(value) => moved_members.insert(row.clone(), value.clone()),
+                    None => moved_members.remove(row),
+                };
+            }
+        }
         // PLANTED BUG (SplitSkipsBoundary): the split point's own slot is neither copied nor kept.
         #[cfg(feature = "planted-bugs")]
         if self.planted == Some(crate::planted::PlantedBug::SplitSkipsBoundary) {
@@ -91,12 +108,14 @@ impl KvMachine {
                 membership: membership.clone(),
                 owned: Some(range),
             };
-            if creator.create(
-                child.shard,
-                entries,
-                codec::encode(&meta)?,
-                sessions.clone(),
-            )? {
+            let mut aux = sessions.clone();
+            aux.extend(
+                moved_members
+                    .iter()
+                    .filter(|(row, _)| member_slot(row).is_some_and(|s| range.contains(s)))
+                    .map(|(row, value)| (row.clone(), value.clone())),
+            );
+            if creator.create(child.shard, entries, codec::encode(&meta)?, aux)? {
                 created.push(child.shard);
             }
         }
@@ -109,6 +128,9 @@ impl KvMachine {
         self.fence.set(kept);
         for key in moved.into_keys() {
             pending.delete(key);
+        }
+        for row in moved_members.into_keys() {
+            pending.set_member(row, None);
         }
         tracing::info!(
             ?created,

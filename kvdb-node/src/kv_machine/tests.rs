@@ -944,6 +944,8 @@ mod updates {
         assert_eq!(g.value(b"h", NOW).unwrap().kind, ValueKind::Hash);
     }
 
+    mod members;
+
     #[test]
     fn incr_by_counts_from_zero_and_keeps_the_ttl() {
         let mut f = Fixture::new();

@@ -1,0 +1,325 @@
+//! Hashes past Redis's small-hash limits, kept in member rows (`kvdb_core::member_rows`).
+
+use super::*;
+use crate::whole_value::read_whole;
+use kvdb_core::member_rows::{CollectionMeta, RECORD_MAX_FIELDS, all_member_rows};
+
+/// An update with a value limit far above the hashes here, unlike [`update`]'s.
+fn roomy(key: &str, action: UpdateAction) -> Op {
+    Op::Update(Update {
+        key: key.into(),
+        action,
+        write_id: None,
+        max_len: 1 << 20,
+    })
+}
+
+fn run_ok(f: &mut Fixture, key: &str, action: UpdateAction) -> Updated {
+    match f.run(NOW, roomy(key, action)) {
+        CommandResult::Update(Ok(updated)) => updated,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// `HSET` of fields `f000`.. with values `v0`..: one more than a hash kept whole may have.
+fn big(n: usize) -> UpdateAction {
+    let pairs: Vec<(String, String)> = (0..n)
+        .map(|i| (format!("f{i:03}"), format!("v{i}")))
+        .collect();
+    let pairs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(f, v)| (f.as_str(), v.as_str()))
+        .collect();
+    hset(&pairs, false)
+}
+
+const BIG: usize = RECORD_MAX_FIELDS + 1;
+
+fn member_rows(storage: &dyn Storage) -> usize {
+    storage
+        .aux_range(all_member_rows().bounds(), usize::MAX)
+        .unwrap()
+        .len()
+}
+
+/// The pairs a client reads, in the order it reads them.
+fn pairs(storage: &dyn Storage, key: &str) -> Vec<(String, String)> {
+    let Some(whole) = read_whole(storage, key.as_bytes()).unwrap() else {
+        return Vec::new();
+    };
+    assert_eq!(whole.kind, ValueKind::Hash);
+    HashValue::decode(&whole.value)
+        .unwrap()
+        .into_pairs()
+        .into_iter()
+        .map(|(f, v)| (String::from_utf8(f).unwrap(), String::from_utf8(v).unwrap()))
+        .collect()
+}
+
+fn meta(f: &Fixture, key: &str) -> CollectionMeta {
+    let row = f.storage.get(key.as_bytes()).unwrap().expect("a key row");
+    CollectionMeta::of(&row).expect("a hash in member rows")
+}
+
+#[test]
+fn a_hash_past_the_small_hash_limits_moves_to_member_rows() {
+    let mut f = Fixture::new();
+    run_ok(&mut f, "small", big(RECORD_MAX_FIELDS));
+    assert_eq!(f.value(b"small", NOW).unwrap().kind, ValueKind::Hash);
+    assert_eq!(member_rows(f.storage.as_ref()), 0);
+
+    let added = run_ok(&mut f, "h", big(BIG));
+    assert_eq!(added.value, UpdateValue::Integer(BIG as i64));
+    let created = added.version;
+    assert_eq!(
+        f.storage.get(b"h").unwrap().unwrap().kind,
+        ValueKind::HashMembers
+    );
+    assert_eq!(
+        meta(&f, "h"),
+        CollectionMeta {
+            generation: created.0,
+            len: BIG as u64
+        }
+    );
+    assert_eq!(member_rows(f.storage.as_ref()), BIG);
+    let read = pairs(f.storage.as_ref(), "h");
+    assert_eq!(read.len(), BIG);
+    assert_eq!(read[0], ("f000".into(), "v0".into()));
+    assert_eq!(
+        read[BIG - 1],
+        (format!("f{:03}", BIG - 1), format!("v{}", BIG - 1))
+    );
+
+    // A small hash grows past the limit by one field; a long value moves one too.
+    run_ok(&mut f, "small", hset(&[("one more", "x")], false));
+    assert_eq!(
+        f.storage.get(b"small").unwrap().unwrap().kind,
+        ValueKind::HashMembers
+    );
+    let long = "v".repeat(65);
+    run_ok(&mut f, "long", hset(&[("f", &long)], false));
+    assert_eq!(pairs(f.storage.as_ref(), "long"), [("f".into(), long)]);
+    assert_eq!(
+        member_rows(f.storage.as_ref()),
+        BIG + RECORD_MAX_FIELDS + 1 + 1
+    );
+}
+
+#[test]
+fn member_writes_change_the_members_they_name_and_the_count() {
+    let mut f = Fixture::new();
+    let created = run_ok(&mut f, "h", big(BIG)).version;
+    let set = run_ok(
+        &mut f,
+        "h",
+        hset(&[("f000", "new"), ("added", "a"), ("added", "b")], false),
+    );
+    assert_eq!((set.applied, set.value), (true, UpdateValue::Integer(1)));
+    let len = BIG as u64 + 1;
+    assert_eq!(
+        meta(&f, "h"),
+        CollectionMeta {
+            generation: created.0,
+            len
+        }
+    );
+    let read = pairs(f.storage.as_ref(), "h");
+    assert_eq!(read[0], ("added".into(), "b".into()));
+    assert_eq!(read[1], ("f000".into(), "new".into()));
+    assert_eq!(f.storage.get(b"h").unwrap().unwrap().version, set.version);
+
+    // HSETNX of a present field changes nothing, not even the version.
+    let same = run_ok(&mut f, "h", hset(&[("f001", "x")], true));
+    assert_eq!((same.applied, same.version), (false, set.version));
+    let incr = UpdateAction::Hash(HashUpdate::IncrBy {
+        field: b"n".to_vec(),
+        by: 5,
+    });
+    assert_eq!(
+        run_ok(&mut f, "h", incr.clone()).value,
+        UpdateValue::Integer(5)
+    );
+    assert_eq!(run_ok(&mut f, "h", incr).value, UpdateValue::Integer(10));
+    let not_int = UpdateAction::Hash(HashUpdate::IncrBy {
+        field: b"f001".to_vec(),
+        by: 1,
+    });
+    assert_eq!(
+        f.run(NOW, roomy("h", not_int)),
+        CommandResult::Update(Err(UpdateError::NotInteger))
+    );
+    let deleted = run_ok(
+        &mut f,
+        "h",
+        UpdateAction::Hash(HashUpdate::Del(vec![
+            b"f001".to_vec(),
+            b"f001".to_vec(),
+            b"no".to_vec(),
+        ])),
+    );
+    assert_eq!(deleted.value, UpdateValue::Integer(1));
+    assert_eq!(meta(&f, "h").len, len);
+    assert_eq!(member_rows(f.storage.as_ref()) as u64, len);
+    // A member's value is bounded like a string's, not the hash as a whole.
+    let too_long = f.run(NOW, update("h", hset(&[("f002", &"x".repeat(17))], false)));
+    assert!(matches!(
+        too_long,
+        CommandResult::Update(Err(UpdateError::TooLarge { .. }))
+    ));
+    // String commands refuse it.
+    assert_eq!(
+        failed(&mut f, "h", UpdateAction::IncrBy(1)),
+        UpdateError::WrongType
+    );
+    // Removing every member removes the key and its rows.
+    let fields: Vec<Vec<u8>> = pairs(f.storage.as_ref(), "h")
+        .into_iter()
+        .map(|(k, _)| k.into_bytes())
+        .collect();
+    let all = run_ok(&mut f, "h", UpdateAction::Hash(HashUpdate::Del(fields)));
+    assert_eq!(all.value, UpdateValue::Integer(len as i64));
+    assert!(f.storage.get(b"h").unwrap().is_none());
+    assert_eq!(member_rows(f.storage.as_ref()), 0);
+}
+
+#[test]
+fn a_large_hash_replaced_or_removed_takes_its_rows_and_an_expiry_keeps_them() {
+    let mut f = Fixture::new();
+    // DEL.
+    run_ok(&mut f, "h", big(BIG));
+    f.run(NOW, Op::Delete(delete("h")));
+    assert_eq!(member_rows(f.storage.as_ref()), 0);
+    // An expiry keeps the rows; the purge of the expired key removes them.
+    run_ok(&mut f, "h", big(BIG));
+    run_ok(&mut f, "h", expire(Some(NOW + 100), ExpireWhen::Always));
+    assert_eq!(
+        f.storage.get(b"h").unwrap().unwrap().expire_at_ms,
+        Some(NOW + 100)
+    );
+    assert_eq!(pairs(f.storage.as_ref(), "h").len(), BIG);
+    let version = f.storage.get(b"h").unwrap().unwrap().version;
+    f.run(
+        NOW + 100,
+        Op::Purge {
+            keys: vec![(b"h".to_vec(), version)],
+        },
+    );
+    assert!(f.storage.get(b"h").unwrap().is_none());
+    assert_eq!(member_rows(f.storage.as_ref()), 0);
+    // SET through an update replaces it with a string.
+    run_ok(&mut f, "h", big(BIG));
+    run_ok(
+        &mut f,
+        "h",
+        set("s", OnlyIf::Always, false, ExpiryChange::At(None)),
+    );
+    assert_eq!(f.value(b"h", NOW).unwrap().kind, ValueKind::String);
+    assert_eq!(member_rows(f.storage.as_ref()), 0);
+    // A hash command on an expired large hash starts a new, small one.
+    run_ok(&mut f, "e", big(BIG));
+    run_ok(&mut f, "e", expire(Some(NOW + 1), ExpireWhen::Always));
+    f.run(NOW + 5, roomy("e", hset(&[("only", "1")], false)));
+    assert_eq!(f.storage.get(b"e").unwrap().unwrap().kind, ValueKind::Hash);
+    assert_eq!(member_rows(f.storage.as_ref()), 0);
+}
+
+#[test]
+fn a_plain_put_over_a_large_hash_leaves_rows_that_no_read_sees() {
+    let mut f = Fixture::new();
+    run_ok(&mut f, "h", big(BIG));
+    f.run(NOW, Op::Put(put("h", "string")));
+    let read = read_whole(f.storage.as_ref(), b"h").unwrap().unwrap();
+    assert_eq!(
+        (read.kind, read.value.as_slice()),
+        (ValueKind::String, &b"string"[..])
+    );
+    assert_eq!(member_rows(f.storage.as_ref()), BIG, "left for a sweep");
+    // A new large hash under the key is a new generation: the old rows stay invisible.
+    f.run(NOW, Op::Delete(delete("h")));
+    run_ok(&mut f, "h", big(BIG + 1));
+    assert_eq!(pairs(f.storage.as_ref(), "h").len(), BIG + 1);
+    assert_eq!(meta(&f, "h").len, BIG as u64 + 1);
+}
+
+#[test]
+fn a_large_hash_survives_snapshots_reopening_and_splits_with_its_rows() {
+    let creator = Arc::new(MemoryCreator::default());
+    let mut f = Fixture::new();
+    f.machine = KvMachine::open(f.storage.clone())
+        .unwrap()
+        .with_creator(creator.clone());
+    let (low, high) = (key_in(0..=8191, 0), key_in(8192..=16383, 0));
+    run_ok(&mut f, &low, big(BIG));
+    run_ok(&mut f, &high, big(BIG + 2));
+    let written = pairs(f.storage.as_ref(), &high);
+
+    // A snapshot carries the rows.
+    let image = f.machine.export().unwrap();
+    let g = Fixture::new();
+    let mut imported = KvMachine::open(g.storage.clone()).unwrap();
+    let (applied, membership) = f.machine.applied_state();
+    imported.import(applied, membership, &image).unwrap();
+    assert_eq!(pairs(g.storage.as_ref(), &high), written);
+    assert_eq!(member_rows(g.storage.as_ref()), 2 * BIG + 2);
+    // Client sessions load beside member rows.
+    KvMachine::open(g.storage.clone()).unwrap();
+
+    // A split hands the moved key's rows to the new shard, and the parent keeps its own.
+    f.run(NOW, split_at(8192, 9));
+    let child = creator.shards.lock().unwrap()[&kvdb_core::ShardId(9)].clone();
+    assert_eq!(pairs(child.as_ref(), &high), written);
+    assert_eq!(member_rows(child.as_ref()), BIG + 2);
+    assert_eq!(member_rows(f.storage.as_ref()), BIG);
+    assert_eq!(pairs(f.storage.as_ref(), &low).len(), BIG);
+    let mut child_machine = KvMachine::open(child.clone()).unwrap();
+    let entry = Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 2), 10),
+        payload: EntryPayload::Normal(Command {
+            now_ms: NOW,
+            op: roomy(&high, hset(&[("f000", "child")], false)),
+        }),
+    };
+    apply(&mut child_machine, vec![entry]);
+    assert_eq!(
+        pairs(child.as_ref(), &high)[0],
+        ("f000".into(), "child".into())
+    );
+    assert_eq!(member_rows(child.as_ref()), BIG + 2);
+}
+
+#[test]
+fn a_rename_moves_the_rows_and_a_transaction_reads_the_hash_whole() {
+    use crate::command::{RenameOutcome, Txn, TxnOp, TxnOpResult};
+    let mut f = Fixture::new();
+    run_ok(&mut f, "{t}from", big(BIG));
+    run_ok(&mut f, "{t}to", big(BIG + 1));
+    let written = pairs(f.storage.as_ref(), "{t}from");
+    let txn = |ops| {
+        Op::Txn(Txn {
+            guards: Vec::new(),
+            ops,
+            write_id: None,
+        })
+    };
+    let rename = TxnOp::Rename {
+        from: b"{t}from".to_vec(),
+        to: b"{t}to".to_vec(),
+        only_if_absent: false,
+    };
+    let get = TxnOp::Get(b"{t}to".to_vec());
+    let CommandResult::Txn(Some(results)) = f.run(NOW, txn(vec![rename, get])) else {
+        panic!("the transaction failed");
+    };
+    assert_eq!(results[0], TxnOpResult::Renamed(RenameOutcome::Renamed));
+    let TxnOpResult::Got(Some((bytes, version, _))) = &results[1] else {
+        panic!("{:?}", results[1]);
+    };
+    let (_, kind, value) = StoredValue::untag(version.0, bytes).unwrap();
+    assert_eq!(kind, ValueKind::Hash);
+    assert_eq!(HashValue::decode(value).unwrap().len(), BIG);
+    assert_eq!(pairs(f.storage.as_ref(), "{t}to"), written);
+    assert!(f.storage.get(b"{t}from").unwrap().is_none());
+    // The target's old rows and the source's rows are gone: only the moved ones remain.
+    assert_eq!(member_rows(f.storage.as_ref()), BIG);
+}
