@@ -69,6 +69,15 @@ fn pairs(i: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
         .collect()
 }
 
+/// `pairs` as a client reads them back: a small hash in the order written, one past Redis's
+/// small-hash limits (here: a value over 64 bytes) in field byte order.
+fn as_read(mut pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    if pairs.iter().any(|(f, v)| f.len() > 64 || v.len() > 64) {
+        pairs.sort();
+    }
+    pairs
+}
+
 fn key(i: usize) -> Vec<u8> {
     format!("data-{i}").into_bytes()
 }
@@ -180,7 +189,7 @@ async fn a_backup_taken_under_load_restores_into_a_cluster_of_another_shape() {
             .await
             .unwrap()
             .expect("a restored hash");
-        assert_eq!(hash.hash, Some(pairs(i)), "hash {i}");
+        assert_eq!(hash.hash, Some(as_read(pairs(i))), "hash {i}");
         assert_eq!(
             hash.expires_at_ms.is_some(),
             i % 2 == 0,

@@ -242,7 +242,10 @@ pub async fn run(schedule: Schedule, options: ChaosOptions, settings: Settings) 
     if options.resp_clients > 0 {
         let values = read_counters(&checker_client).await;
         println!("    Redis INCR counters: {}", counters.describe(&values));
-        let wrong = counters.check(&values);
+        let mut wrong = counters.check(&values);
+        let pairs = read_large_hash(&checker_client).await;
+        println!("    Redis large hash: {}", counters.describe_hash(&pairs));
+        wrong.extend(counters.check_hash(&pairs));
         found.details.extend(wrong.iter().map(|w| format!("{w}\n")));
         found.lost_writes.extend(wrong);
     }
@@ -293,7 +296,22 @@ async fn read_counters(client: &kvdb_client::Client) -> Vec<Option<u64>> {
     values
 }
 
-/// Runs `schedule` and fails the test unless every check passed.
+/// The Redis clients' large hash, read strongly once the workload stopped.
+async fn read_large_hash(client: &kvdb_client::Client) -> kvdb_client::HashPairs {
+    use kvdb_client::Kv;
+    let read = tokio::time::timeout(resp::COUNTER_READ_TIMEOUT, async {
+        loop {
+            if let Ok(value) = client.get(resp::LARGE_HASH).await {
+                break value;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the large hash reads back");
+    read.and_then(|v| v.hash).unwrap_or_default()
+}
+
 /// Fails the run for a shard that took no write within `RECOVERY_BOUND`, with its state.
 async fn not_writable(cluster: &ChaosCluster, failed: NotWritable) -> ! {
     let NotWritable {

@@ -7,7 +7,11 @@
 //!
 //! Each client also `INCR`s a counter key of its own set, counting the increments
 //! acknowledged and those whose outcome it could not learn: at the end a counter must hold
-//! at least the first and at most both, or an increment was lost or applied twice.
+//! at least the first and at most both, or an increment was lost or applied twice. The same
+//! goes for the fields of one large hash ([`LARGE_HASH`]: values past 64 bytes keep it in
+//! member rows from its first write), which the clients `HSET` new fields into and
+//! `HINCRBY` a counter field of: every acknowledged field must be there with its value, and
+//! nothing that was never sent.
 //!
 //! Outcomes are conservative: any error, timeout or closed connection during a write is
 //! [`Outcome::Unknown`], and the connection is dropped (a fresh one carries no `WATCH` or
@@ -38,6 +42,15 @@ pub fn counter_key(i: usize) -> Vec<u8> {
     format!("chaos-counter-{i}").into_bytes()
 }
 
+/// Field-value pairs.
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// The hash the Redis clients add fields to.
+pub const LARGE_HASH: &[u8] = b"chaos-large-hash";
+
+/// The field of [`LARGE_HASH`] the Redis clients increment.
+const HASH_COUNTER: &[u8] = b"counter";
+
 /// What the Redis clients know about each counter.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -45,6 +58,11 @@ pub struct Counters {
     pub acknowledged: [AtomicU64; COUNTERS],
     /// Increments whose outcome is unknown, per counter.
     pub unknown: [AtomicU64; COUNTERS],
+    /// Fields of [`LARGE_HASH`] whose `HSET` was acknowledged, and those whose outcome is
+    /// unknown, with their values.
+    pub hash_fields: std::sync::Mutex<(Pairs, Pairs)>,
+    /// `HINCRBY`s of [`LARGE_HASH`]'s counter field: acknowledged, and unknown.
+    pub hash_increments: [AtomicU64; 2],
 }
 
 impl Counters {
@@ -78,6 +96,67 @@ impl Counters {
                 })
             })
             .collect()
+    }
+}
+
+impl Counters {
+    /// The large hash's acknowledged and unknown writes and what it holds, for the log.
+    pub fn describe_hash(&self, found: &[(Vec<u8>, Vec<u8>)]) -> String {
+        let fields = self.hash_fields.lock().unwrap();
+        format!(
+            "{} fields acknowledged + {} unknown -> {} fields; {} HINCRBYs acknowledged + {} unknown",
+            fields.0.len(),
+            fields.1.len(),
+            found.len(),
+            self.hash_increments[0].load(Ordering::Relaxed),
+            self.hash_increments[1].load(Ordering::Relaxed),
+        )
+    }
+
+    /// What is wrong with `found`, the large hash's pairs at the end.
+    pub fn check_hash(&self, found: &[(Vec<u8>, Vec<u8>)]) -> Vec<String> {
+        let fields = self.hash_fields.lock().unwrap();
+        let (acked, unknown) = (&fields.0, &fields.1);
+        let found: std::collections::HashMap<&[u8], &[u8]> = found
+            .iter()
+            .map(|(f, v)| (f.as_slice(), v.as_slice()))
+            .collect();
+        let show = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let mut wrong = Vec::new();
+        for (field, value) in acked {
+            if found.get(field.as_slice()) != Some(&value.as_slice()) {
+                wrong.push(format!(
+                    "large hash: acknowledged field {} is missing or changed",
+                    show(field)
+                ));
+            }
+        }
+        for (field, value) in &found {
+            if *field == HASH_COUNTER {
+                continue;
+            }
+            let sent = acked
+                .iter()
+                .chain(unknown)
+                .any(|(f, v)| f == field && v == value);
+            if !sent {
+                wrong.push(format!(
+                    "large hash: field {} holds a value never sent",
+                    show(field)
+                ));
+            }
+        }
+        let counted: u64 = found.get(HASH_COUNTER).map_or(0, |v| {
+            show(v).parse().expect("the counter field holds an integer")
+        });
+        let acked = self.hash_increments[0].load(Ordering::Relaxed);
+        let unknown = self.hash_increments[1].load(Ordering::Relaxed);
+        if counted < acked || counted > acked + unknown {
+            wrong.push(format!(
+                "large hash: {acked} HINCRBYs acknowledged and {unknown} unknown, but its counter holds {counted}"
+            ));
+        }
+        wrong
     }
 }
 
@@ -176,13 +255,15 @@ impl RespWorker {
         while !stop.load(Ordering::Relaxed) {
             let k = self.rng.random_range(0..self.keys.len());
             issued.fetch_add(1, Ordering::Relaxed);
-            match self.rng.random_range(0..10) {
+            match self.rng.random_range(0..12) {
                 0..4 => {
                     self.get(k).await;
                 }
                 4..7 => self.set(k).await,
                 7..9 => self.watch_and_set(k).await,
-                _ => self.incr(k % COUNTERS).await,
+                9 => self.incr(k % COUNTERS).await,
+                10 => self.hash_set().await,
+                _ => self.hash_incr().await,
             }
         }
     }
@@ -258,6 +339,41 @@ impl RespWorker {
             }
         };
         pending.complete(outcome);
+    }
+
+    /// `HSET` of a new field of [`LARGE_HASH`], with a value past Redis's small-hash limit.
+    async fn hash_set(&mut self) {
+        self.written += 1;
+        let field = format!("{}-{}", self.id, self.written).into_bytes();
+        let mut value = field.clone();
+        value.resize(field.len() + 64, b'x');
+        let reply = self
+            .connection
+            .call(&[b"HSET", LARGE_HASH, &field, &value])
+            .await;
+        let mut fields = self.counters.hash_fields.lock().unwrap();
+        match reply {
+            Ok(Frame::Integer(1)) => fields.0.push((field, value)),
+            _ => {
+                self.connection.reset();
+                fields.1.push((field, value));
+            }
+        }
+    }
+
+    async fn hash_incr(&mut self) {
+        let reply = self
+            .connection
+            .call(&[b"HINCRBY", LARGE_HASH, HASH_COUNTER, b"1"])
+            .await;
+        let counted = match reply {
+            Ok(Frame::Integer(_)) => 0,
+            _ => {
+                self.connection.reset();
+                1
+            }
+        };
+        self.counters.hash_increments[counted].fetch_add(1, Ordering::Relaxed);
     }
 
     async fn incr(&mut self, c: usize) {
