@@ -24,6 +24,7 @@ async fn a_read_with_an_undefined_consistency_is_refused() {
     let get = |consistency| pb::GetRequest {
         key: b"k".to_vec().into(),
         consistency,
+        hash_fields: None,
     };
     let status = gateway.get(get(99)).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");

@@ -66,6 +66,7 @@ async fn without_a_coordinator_the_gateway_is_not_serving_and_answers_unavailabl
     let mut get = Request::new(pb::GetRequest {
         key: b"k".to_vec().into(),
         consistency: pb::Consistency::Strong as i32,
+        hash_fields: None,
     });
     get.set_timeout(Duration::from_millis(300));
     let refused = KvGatewayClient::new(channel).get(get).await.unwrap_err();

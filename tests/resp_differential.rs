@@ -1205,6 +1205,12 @@ fn large_hash_script() -> Vec<Step> {
         step(Exact, &["HDEL", "{b}big", "f003", "f004", "nope"]),
         step(Exact, &["HLEN", "{b}big"]),
         step(Pairs, &["HGETALL", "{b}big"]),
+        // The same reads inside a transaction, which reads the whole hash.
+        step(Exact, &["MULTI"]),
+        step(Exact, &["HLEN", "{b}big"]),
+        step(Exact, &["HGET", "{b}big", "f150"]),
+        step(Exact, &["HEXISTS", "{b}big", "f003"]),
+        step(Exact, &["EXEC"]),
         step(Unordered, &["HKEYS", "{b}big"]),
         step(Unordered, &["HVALS", "{b}big"]),
         step(Shape, &["HRANDFIELD", "{b}big", "5"]),

@@ -91,6 +91,7 @@ async fn value_bytes(address: &str, target: &pb::ShardTarget) -> Option<usize> {
         request: Some(pb::GetRequest {
             key: KEY.to_vec().into(),
             consistency: pb::Consistency::Eventual as i32,
+            hash_fields: None,
         }),
     };
     let node = pb::kv_node_client::KvNodeClient::connect(format!("http://{address}")).await;
@@ -119,6 +120,7 @@ fn reset_mid_response(address: &str, target: pb::ShardTarget) {
         request: Some(pb::GetRequest {
             key: KEY.to_vec().into(),
             consistency: pb::Consistency::Eventual as i32,
+            hash_fields: None,
         }),
     }
     .encode_to_vec();

@@ -192,7 +192,8 @@ pub trait Kv: Send + Sync {
         async move { Ok(updated.await?.integer.unwrap_or_default()) }
     }
 
-    /// The pairs of the hash at `key` in insertion order (absent: none), by a strong read;
+    /// The pairs of the hash at `key` (absent: none), by a strong read: a small hash's in
+    /// insertion order, a large one's in field byte order;
     /// [`Refusal::WrongType`] when the key holds a string.
     fn hgetall(&self, key: &[u8]) -> impl Future<Output = Result<HashPairs, ClientError>> + Send {
         let read = self.get(key);
@@ -202,6 +203,55 @@ pub trait Kv: Send + Sync {
                 Some(Value {
                     hash: Some(pairs), ..
                 }) => Ok(pairs),
+                Some(_) => Err(ClientError::Refused(Refusal::WrongType)),
+            }
+        }
+    }
+
+    /// The values of `fields` in the hash at `key`, in the order named (`None`: no such
+    /// field, or no such key), as Redis's `HMGET`; reads only those fields of a large hash.
+    /// [`Refusal::WrongType`] when the key holds a string.
+    fn hmget(
+        &self,
+        key: &[u8],
+        fields: &[&[u8]],
+    ) -> impl Future<Output = Result<Vec<Option<Vec<u8>>>, ClientError>> + Send {
+        let named: Vec<Vec<u8>> = fields.iter().map(|f| f.to_vec()).collect();
+        let options = GetOptions {
+            hash_fields: Some(named.clone()),
+            ..GetOptions::default()
+        };
+        let read = self.get_with(key, options);
+        async move {
+            let pairs = match read.await? {
+                None => Vec::new(),
+                Some(Value {
+                    hash: Some(pairs), ..
+                }) => pairs,
+                Some(_) => return Err(ClientError::Refused(Refusal::WrongType)),
+            };
+            Ok(named
+                .iter()
+                .map(|f| pairs.iter().find(|(p, _)| p == f).map(|(_, v)| v.clone()))
+                .collect())
+        }
+    }
+
+    /// The number of fields of the hash at `key` (absent: 0), as Redis's `HLEN`, without
+    /// reading them. [`Refusal::WrongType`] when the key holds a string.
+    fn hlen(&self, key: &[u8]) -> impl Future<Output = Result<u64, ClientError>> + Send {
+        let options = GetOptions {
+            hash_fields: Some(Vec::new()),
+            ..GetOptions::default()
+        };
+        let read = self.get_with(key, options);
+        async move {
+            match read.await? {
+                None => Ok(0),
+                Some(Value {
+                    hash_len: Some(len),
+                    ..
+                }) => Ok(len),
                 Some(_) => Err(ClientError::Refused(Refusal::WrongType)),
             }
         }
@@ -249,6 +299,9 @@ pub(crate) fn get_request(key: &[u8], options: &GetOptions) -> pb::GetRequest {
     pb::GetRequest {
         key: key.to_vec().into(),
         consistency: options.consistency.to_wire() as i32,
+        hash_fields: options.hash_fields.as_ref().map(|fields| pb::HashFields {
+            fields: fields.iter().map(|f| f.clone().into()).collect(),
+        }),
     }
 }
 
@@ -284,18 +337,26 @@ pub(crate) fn delete_request(
 
 /// Turns a read reply into the API's value.
 pub(crate) fn value_of(reply: pb::GetResponse) -> Option<Value> {
-    let hash = (reply.r#type() == pb::ValueType::Hash).then(|| {
+    let is_hash = reply.r#type() == pb::ValueType::Hash;
+    let hash: Option<HashPairs> = is_hash.then(|| {
         reply
             .fields
             .iter()
             .map(|pair| (pair.field.to_vec(), pair.value.to_vec()))
             .collect()
     });
+    // A node that sends every field may leave the count 0 (no hash is empty).
+    let hash_len = hash.as_ref().map(|pairs| {
+        Some(reply.hash_len)
+            .filter(|n| *n > 0)
+            .unwrap_or(pairs.len() as u64)
+    });
     reply.found.then(|| Value {
         value: reply.value.to_vec(),
         version: Version(reply.version),
         expires_at_ms: (reply.expires_at_ms != 0).then_some(reply.expires_at_ms),
         hash,
+        hash_len,
     })
 }
 

@@ -33,6 +33,10 @@ pub struct GetOptions {
     /// Deadline for the whole call, retries included; the client default
     /// when `None`.
     pub timeout: Option<Duration>,
+    /// For a hash, only these fields (those it has) in [`crate::Value::hash`]; all of them
+    /// when `None`. A large hash then reads only those fields; [`crate::Value::hash_len`]
+    /// counts the whole hash either way.
+    pub hash_fields: Option<Vec<Vec<u8>>>,
 }
 
 /// Options of a write.

@@ -213,6 +213,7 @@ mod tests {
             request: Some(pb::GetRequest {
                 key: b"key"[..].into(),
                 consistency: 0,
+                hash_fields: None,
             }),
         };
         // Nothing listens on port 1: only the local node can answer.

@@ -41,6 +41,7 @@ impl Txn {
         self.ops.push(pb::txn_op::Op::Get(pb::GetRequest {
             key: key.to_vec().into(),
             consistency: 0,
+            hash_fields: None,
         }));
         self
     }

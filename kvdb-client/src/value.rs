@@ -18,6 +18,9 @@ pub struct Value {
     /// For a hash (written with the `Hash*` actions of [`crate::Action`]), its field-value
     /// pairs in insertion order, and `value` is empty; `None` for a string.
     pub hash: Option<HashPairs>,
+    /// For a hash, its number of fields, whichever of them `hash` holds
+    /// ([`crate::GetOptions::hash_fields`]); `None` for a string.
+    pub hash_len: Option<u64>,
 }
 
 /// A hash's field-value pairs, in insertion order.

@@ -21,10 +21,10 @@ use kvdb_core::proto::v1::shard_export_server::{ShardExport, ShardExportServer};
 use tonic::{Request, Response, Status};
 
 use crate::clock;
+use crate::key_read;
 use crate::kv_service::{read_error, timed_out};
 use crate::proposal;
 use crate::replica_manager::ReplicaManager;
-use crate::whole_value;
 use kvdb_core::storage::{Storage, StorageError, StoredValue, ValueKind};
 
 /// About how many bytes of keys and values one message carries.
@@ -97,7 +97,7 @@ fn gather_hashes(storage: &dyn Storage) -> Result<Vec<(Vec<u8>, StoredValue)>, S
     for (key, value) in storage.export()? {
         if value.kind != ValueKind::HashMembers {
             entries.push((key, value));
-        } else if let Some(whole) = whole_value::read_whole(storage, &key)? {
+        } else if let Some(whole) = key_read::read_whole(storage, &key)? {
             entries.push((key, whole));
         }
     }

@@ -1,28 +1,146 @@
-//! A key's value as clients read it: a hash kept in member rows gathered whole from its key
-//! row and its rows, read at one point in time (`kvdb_core::member_rows`).
-//!
-//! Out of scope: reading part of a large hash (one field, a page of `HSCAN`): every read of
-//! it carries all its members for now.
+//! A key's value as clients read it. A hash kept in member rows (`kvdb_core::member_rows`)
+//! is read with its key row at one point in time: gathered whole, or only the fields a
+//! reader names (`HGET`, `HMGET`, `HEXISTS`, `HSTRLEN`, and none for `HLEN`), which costs
+//! those fields rather than the hash.
 
-use kvdb_core::member_rows::{CollectionMeta, gather_hash, members_of};
-use kvdb_core::storage::{Storage, StorageError, StoredValue};
+use std::ops::Bound;
 
-/// The stored value of `key`, expired or not, with a hash in member rows gathered whole.
-pub fn read_whole(storage: &dyn Storage, key: &[u8]) -> Result<Option<StoredValue>, StorageError> {
+use kvdb_core::hash_value::HashValue;
+use kvdb_core::member_rows::{CollectionMeta, gather_hash, member_row, members_of};
+use kvdb_core::storage::{Storage, StorageError, StoredValue, ValueKind};
+
+/// What a read found: the stored value (expired or not), a hash as [`ValueKind::Hash`]
+/// holding the fields asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// The value.
+    pub value: StoredValue,
+    /// A hash's number of fields, whichever of them `value` holds.
+    pub hash_len: Option<u64>,
+}
+
+/// The stored value of `key`, expired or not; for a hash, only the fields in `only` when
+/// given (those it has, each once, in the order named), else all of them.
+pub fn read(
+    storage: &dyn Storage,
+    key: &[u8],
+    only: Option<&[&[u8]]>,
+) -> Result<Option<Found>, StorageError> {
     let mut stored = storage.get(key)?;
-    // The key row names the generation whose rows to read; reread it with them, and again in
-    // the rare case that the collection was replaced in between.
-    while let Some(meta) = stored.as_ref().and_then(CollectionMeta::of) {
-        let range = members_of(key, meta.generation);
-        let (again, rows) = storage.get_with_aux(Some(key), range.bounds(), usize::MAX)?;
-        match again {
-            Some(row)
-                if CollectionMeta::of(&row).map(|m| m.generation) == Some(meta.generation) =>
-            {
-                return Ok(gather_hash(key, &row, rows));
-            }
-            again => stored = again,
+    loop {
+        let Some(value) = stored else {
+            return Ok(None);
+        };
+        let Some(meta) = CollectionMeta::of(&value) else {
+            return Ok(Some(record(value, only)));
+        };
+        // The key row names the generation whose rows to read; reread it with each of them,
+        // and start over if it changed in between (every write to the hash changes its
+        // version).
+        let read = match only {
+            None => whole(storage, key, meta.generation)?,
+            Some(fields) => some(storage, key, &value, meta.generation, fields)?,
+        };
+        match read {
+            Ok(found) => return Ok(Some(found)),
+            Err(changed) => stored = changed,
         }
     }
-    Ok(stored)
+}
+
+/// The stored value of `key`, expired or not, with a hash gathered whole.
+pub fn read_whole(storage: &dyn Storage, key: &[u8]) -> Result<Option<StoredValue>, StorageError> {
+    Ok(read(storage, key, None)?.map(|found| found.value))
+}
+
+/// A string, or a hash kept in its record, with only the fields asked for.
+fn record(value: StoredValue, only: Option<&[&[u8]]>) -> Found {
+    if value.kind != ValueKind::Hash {
+        return Found {
+            value,
+            hash_len: None,
+        };
+    }
+    let Ok(hash) = HashValue::decode(&value.value) else {
+        // Left for the answer to report as corrupt.
+        return Found {
+            value,
+            hash_len: None,
+        };
+    };
+    let hash_len = Some(hash.len() as u64);
+    let Some(fields) = only else {
+        return Found { value, hash_len };
+    };
+    let mut picked = HashValue::new();
+    for field in fields {
+        if let Some(v) = hash.get(field) {
+            picked.set(field, v.to_vec());
+        }
+    }
+    Found {
+        value: StoredValue {
+            value: picked.encode(),
+            ..value
+        },
+        hash_len,
+    }
+}
+
+/// The whole hash of generation `generation` under `key`, or the key's value if the hash
+/// was replaced in between.
+fn whole(
+    storage: &dyn Storage,
+    key: &[u8],
+    generation: u64,
+) -> Result<Result<Found, Option<StoredValue>>, StorageError> {
+    let range = members_of(key, generation);
+    let (again, rows) = storage.get_with_aux(Some(key), range.bounds(), usize::MAX)?;
+    match again.as_ref().and_then(CollectionMeta::of) {
+        Some(meta) if meta.generation == generation => {
+            let row = again.expect("matched above");
+            let value = gather_hash(key, &row, rows).expect("a key row of a hash");
+            Ok(Ok(Found {
+                value,
+                hash_len: Some(meta.len),
+            }))
+        }
+        _ => Ok(Err(again)),
+    }
+}
+
+/// The fields `fields` of the hash whose key row is `key_row`, or the key's value if it
+/// changed in between.
+fn some(
+    storage: &dyn Storage,
+    key: &[u8],
+    key_row: &StoredValue,
+    generation: u64,
+    fields: &[&[u8]],
+) -> Result<Result<Found, Option<StoredValue>>, StorageError> {
+    let mut picked = HashValue::new();
+    for field in fields {
+        if picked.get(field).is_some() {
+            continue;
+        }
+        let row = member_row(key, generation, field);
+        let bounds = (
+            Bound::Included(row.as_slice()),
+            Bound::Included(row.as_slice()),
+        );
+        let (again, mut rows) = storage.get_with_aux(Some(key), bounds, 1)?;
+        if again.as_ref() != Some(key_row) {
+            return Ok(Err(again));
+        }
+        if let Some((_, value)) = rows.pop() {
+            picked.set(field, value);
+        }
+    }
+    let hash_len = CollectionMeta::of(key_row).map(|m| m.len);
+    let value = StoredValue {
+        value: picked.encode(),
+        kind: ValueKind::Hash,
+        ..key_row.clone()
+    };
+    Ok(Ok(Found { value, hash_len }))
 }

@@ -40,10 +40,10 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::clock;
 use crate::command::{Command, CommandResult};
 use crate::disk::DiskGuard;
+use crate::key_read;
 use crate::proposal::{self, Limits};
 use crate::replica::Replica;
 use crate::replica_manager::ReplicaManager;
-use crate::whole_value;
 
 /// The `KvNode` service of one storage node.
 #[derive(Debug, Clone)]
@@ -277,7 +277,11 @@ impl KvService {
         if !eventual || !replica.answers_eventual_reads() {
             self.confirm_leading(&replica).await?;
         }
-        let stored = whole_value::read_whole(replica.storage().as_ref(), &get.key)
+        let only: Option<Vec<&[u8]>> = get
+            .hash_fields
+            .as_ref()
+            .map(|s| s.fields.iter().map(|f| f.as_ref()).collect());
+        let found = key_read::read(replica.storage().as_ref(), &get.key, only.as_deref())
             .map_err(|e| KvError::Internal(e.to_string()))?;
         // After the read: a split that took the key narrows the fence before the key leaves
         // the storage (see `crate::split`).
@@ -286,7 +290,14 @@ impl KvService {
         }
         replica.note_read();
         let now = clock::now_ms();
-        proposal::get_response(stored.filter(|v| v.is_live(now)))
+        let Some(found) = found.filter(|f| f.value.is_live(now)) else {
+            return proposal::get_response(None);
+        };
+        let mut response = proposal::get_response(Some(found.value))?;
+        if let Some(len) = found.hash_len {
+            response.hash_len = len;
+        }
+        Ok(response)
     }
 
     /// The barrier of a strong read: `replica` still leads (under its lease, or after a

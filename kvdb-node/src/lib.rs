@@ -53,6 +53,7 @@ pub mod control;
 pub mod disk;
 pub mod expiry;
 pub mod export;
+pub mod key_read;
 pub mod kv_machine;
 pub mod kv_service;
 pub mod log_compaction;
@@ -74,7 +75,6 @@ pub mod slow_leader;
 pub mod split;
 pub mod transfer;
 pub mod update;
-pub mod whole_value;
 pub mod write_queue;
 
 pub use config::NodeConfig;

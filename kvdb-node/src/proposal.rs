@@ -417,6 +417,7 @@ pub fn get_response(found: Option<StoredValue>) -> Result<pb::GetResponse, KvErr
         ValueKind::Hash => {
             let hash = HashValue::decode(&v.value).map_err(|e| KvError::Internal(e.to_string()))?;
             response.set_type(value_type(v.kind));
+            response.hash_len = hash.len() as u64;
             response.fields = hash
                 .into_pairs()
                 .into_iter()

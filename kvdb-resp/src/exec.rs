@@ -173,6 +173,7 @@ impl Store {
             let req = pb::GetRequest {
                 key: key.clone().into(),
                 consistency: pb::Consistency::Strong as i32,
+                hash_fields: None,
             };
             let got = self
                 .executor

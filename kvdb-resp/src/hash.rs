@@ -277,12 +277,41 @@ pub fn is_hash(got: &pb::GetResponse) -> bool {
     got.found && got.r#type() == pb::ValueType::Hash
 }
 
+/// The fields a hash read needs from the key's shard (`None`: all of them), so that a large
+/// hash is read only in part for `HGET`, `HMGET`, `HEXISTS`, `HSTRLEN` and `HLEN`.
+pub fn fields_read(read: &HashRead) -> Option<pb::HashFields> {
+    let fields = match read {
+        HashRead::Get(field) | HashRead::Exists(field) | HashRead::StrLen(field) => {
+            vec![field.clone()]
+        }
+        HashRead::MGet(fields) => fields.clone(),
+        HashRead::Len => Vec::new(),
+        HashRead::GetAll
+        | HashRead::Keys
+        | HashRead::Vals
+        | HashRead::Scan { .. }
+        | HashRead::RandField { .. } => return None,
+    };
+    Some(pb::HashFields {
+        fields: fields.into_iter().map(Into::into).collect(),
+    })
+}
+
 /// Redis's reply to a hash read of a key whose read answered `got` (`None`: absent).
 pub fn read_reply(read: &HashRead, got: Option<pb::GetResponse>) -> Reply {
     if got.as_ref().is_some_and(|g| !is_hash(g)) {
         return CommandError::WrongType.into();
     }
     let exists = got.is_some();
+    // A reply that carries only some fields counts the hash in `hash_len`; one from a node
+    // that sends every field may leave it 0 (no hash is empty).
+    let len = got.as_ref().map_or(0, |g| {
+        if g.hash_len > 0 {
+            g.hash_len as usize
+        } else {
+            g.fields.len()
+        }
+    });
     let pairs = got.map(|g| g.fields).unwrap_or_default();
     let find = |field: &[u8]| pairs.iter().find(|p| p.field.as_ref() == field);
     let bulk = |bytes: &[u8]| Reply::Bulk(bytes.to_vec());
@@ -308,7 +337,7 @@ pub fn read_reply(read: &HashRead, got: Option<pb::GetResponse>) -> Reply {
                 .collect(),
         ),
         HashRead::Exists(field) => Reply::Integer(i64::from(find(field).is_some())),
-        HashRead::Len => Reply::Integer(pairs.len() as i64),
+        HashRead::Len => Reply::Integer(len as i64),
         HashRead::Keys => Reply::Array(pairs.iter().map(|p| bulk(&p.field)).collect()),
         HashRead::Vals => Reply::Array(pairs.iter().map(|p| bulk(&p.value)).collect()),
         HashRead::StrLen(field) => Reply::Integer(find(field).map_or(0, |p| p.value.len() as i64)),
@@ -482,5 +511,38 @@ mod tests {
             with_values: false,
         };
         assert_eq!(read_reply(&none, None), Reply::Null);
+    }
+
+    #[test]
+    fn reads_of_named_fields_ask_the_shard_for_those_fields_only() {
+        let asked = |name: &str, args: &str| {
+            let (_, read) = parse_read(name, argv(args)).unwrap();
+            fields_read(&read).map(|f| f.fields.iter().map(|b| b.to_vec()).collect::<Vec<_>>())
+        };
+        assert_eq!(asked("hget", "k f"), Some(vec![b"f".to_vec()]));
+        assert_eq!(
+            asked("hmget", "k a b"),
+            Some(vec![b"a".to_vec(), b"b".to_vec()])
+        );
+        assert_eq!(asked("hexists", "k f"), Some(vec![b"f".to_vec()]));
+        assert_eq!(asked("hstrlen", "k f"), Some(vec![b"f".to_vec()]));
+        assert_eq!(asked("hlen", "k"), Some(Vec::new()));
+        for (name, args) in [
+            ("hgetall", "k"),
+            ("hkeys", "k"),
+            ("hvals", "k"),
+            ("hscan", "k 0"),
+            ("hrandfield", "k 2"),
+        ] {
+            assert_eq!(asked(name, args), None, "{name}");
+        }
+        // HLEN answers the count a partial read carries.
+        let got = pb::GetResponse {
+            found: true,
+            r#type: pb::ValueType::Hash as i32,
+            hash_len: 300,
+            ..Default::default()
+        };
+        assert_eq!(read_reply(&HashRead::Len, Some(got)), Reply::Integer(300));
     }
 }

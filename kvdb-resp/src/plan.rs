@@ -44,6 +44,7 @@ pub fn plan(command: &Command, now_ms: u64) -> Option<Result<Plan, Reply>> {
         Op::Get(pb::GetRequest {
             key: Bytes::from(key.clone()),
             consistency: pb::Consistency::Strong as i32,
+            hash_fields: None,
         })
     };
     let put = |set: &Set| -> Result<Op, Reply> {
@@ -75,8 +76,15 @@ pub fn plan(command: &Command, now_ms: u64) -> Option<Result<Plan, Reply>> {
         | Command::Type(key)
         | Command::GetRange { key, .. }
         | Command::StrLen(key)
-        | Command::ExpireTime { key, .. }
-        | Command::Hash { key, .. } => Ok(Plan::of(vec![get(key)])),
+        | Command::ExpireTime { key, .. } => Ok(Plan::of(vec![get(key)])),
+        Command::Hash { key, read } => {
+            let request = pb::GetRequest {
+                key: Bytes::from(key.clone()),
+                consistency: pb::Consistency::Strong as i32,
+                hash_fields: hash::fields_read(read),
+            };
+            Ok(Plan::of(vec![Op::Get(request)]))
+        }
         Command::Set(set) | Command::SetNx(set) => put(set).map(|op| Plan::of(vec![op])),
         Command::MGet(keys) | Command::Exists(keys) => Ok(Plan::of(keys.iter().map(get).collect())),
         Command::MSet(pairs) => puts(pairs).map(Plan::of),

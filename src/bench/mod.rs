@@ -242,6 +242,7 @@ impl BenchArgs {
                     ConsistencyArg::Eventual => Consistency::Eventual,
                 },
                 timeout: Some(self.timeout),
+                hash_fields: None,
             },
             put_options: PutOptions {
                 timeout: Some(self.timeout),

@@ -68,6 +68,7 @@ pub async fn get(args: GetArgs) -> ExitCode {
             ConsistencyArg::Eventual => Consistency::Eventual,
         },
         timeout: Some(args.target.timeout),
+        hash_fields: None,
     };
     let key = args.key.as_bytes();
     match with_client!(&args.target, |c| c.get_with(key, options).await) {

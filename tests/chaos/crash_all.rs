@@ -179,6 +179,7 @@ async fn recorded_read(
     let options = GetOptions {
         consistency: Consistency::Strong,
         timeout: Some(CALL_BOUND),
+        hash_fields: None,
     };
     match client.get_with(key, options).await {
         Ok(seen) => {

@@ -258,6 +258,7 @@ pub(super) async fn get(
         request: Some(pb::GetRequest {
             key: KEY.to_vec().into(),
             consistency: consistency as i32,
+            hash_fields: None,
         }),
     };
     let call = async {

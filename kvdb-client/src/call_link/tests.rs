@@ -161,6 +161,7 @@ fn get(key: String) -> pb::NodeGetRequest {
         request: Some(pb::GetRequest {
             key: key.into_bytes().into(),
             consistency: pb::Consistency::Strong as i32,
+            hash_fields: None,
         }),
     }
 }

@@ -400,6 +400,8 @@ struct CountingStorage {
     gets: AtomicUsize,
     get_manys: AtomicUsize,
     commits: AtomicUsize,
+    /// Auxiliary rows read.
+    aux_rows: AtomicUsize,
 }
 
 impl Storage for CountingStorage {
@@ -426,7 +428,9 @@ impl Storage for CountingStorage {
         range: kvdb_core::storage::AuxBounds<'_>,
         limit: usize,
     ) -> Result<(Option<StoredValue>, kvdb_core::storage::AuxRows), StorageError> {
-        self.inner.get_with_aux(key, range, limit)
+        let read = self.inner.get_with_aux(key, range, limit)?;
+        self.aux_rows.fetch_add(read.1.len(), Ordering::Relaxed);
+        Ok(read)
     }
     fn export(&self) -> Result<Vec<(Vec<u8>, StoredValue)>, StorageError> {
         self.inner.export()

@@ -234,6 +234,7 @@ impl TestCluster {
             request: Some(pb::GetRequest {
                 key: key.to_vec().into(),
                 consistency: consistency as i32,
+                hash_fields: None,
             }),
         };
         let reply = self.client(address).get(req).await;

@@ -42,6 +42,7 @@ impl Kv for FakeKv {
             version: Version(1),
             expires_at_ms: None,
             hash: None,
+            hash_len: None,
         }))
     }
 

@@ -1,7 +1,7 @@
 //! Hashes past Redis's small-hash limits, kept in member rows (`kvdb_core::member_rows`).
 
 use super::*;
-use crate::whole_value::read_whole;
+use crate::key_read::{Found, read, read_whole};
 use kvdb_core::member_rows::{CollectionMeta, RECORD_MAX_FIELDS, all_member_rows};
 
 /// An update with a value limit far above the hashes here, unlike [`update`]'s.
@@ -322,4 +322,61 @@ fn a_rename_moves_the_rows_and_a_transaction_reads_the_hash_whole() {
     assert!(f.storage.get(b"{t}from").unwrap().is_none());
     // The target's old rows and the source's rows are gone: only the moved ones remain.
     assert_eq!(member_rows(f.storage.as_ref()), BIG);
+}
+
+#[test]
+fn a_read_of_named_fields_reads_those_rows_and_counts_the_hash() {
+    let storage = Arc::new(CountingStorage::default());
+    let mut f = Fixture::new();
+    f.machine = KvMachine::open(storage.clone()).unwrap();
+    run_ok(&mut f, "h", big(BIG));
+    run_ok(&mut f, "small", hset(&[("a", "1"), ("b", "2")], false));
+    let pairs_of = |found: Option<Found>| {
+        let found = found.expect("found");
+        let pairs = HashValue::decode(&found.value.value).unwrap().into_pairs();
+        (found.value.kind, pairs, found.hash_len)
+    };
+    let named: [&[u8]; 4] = [b"f007", b"nope", b"f007", b"f100"];
+    let before = storage.aux_rows.load(Ordering::Relaxed);
+    let got = pairs_of(read(storage.as_ref(), b"h", Some(&named)).unwrap());
+    assert_eq!(
+        storage.aux_rows.load(Ordering::Relaxed) - before,
+        2,
+        "only the named rows"
+    );
+    let expected = vec![
+        (b"f007".to_vec(), b"v7".to_vec()),
+        (b"f100".to_vec(), b"v100".to_vec()),
+    ];
+    assert_eq!(got, (ValueKind::Hash, expected, Some(BIG as u64)));
+    // No field at all: the count alone (HLEN).
+    let got = pairs_of(read(storage.as_ref(), b"h", Some(&[])).unwrap());
+    assert_eq!(got, (ValueKind::Hash, Vec::new(), Some(BIG as u64)));
+    // Everything.
+    let got = pairs_of(read(storage.as_ref(), b"h", None).unwrap());
+    assert_eq!((got.1.len(), got.2), (BIG, Some(BIG as u64)));
+    // A small hash answers the same way from its record.
+    let got = pairs_of(read(storage.as_ref(), b"small", Some(&[b"b", b"zz"])).unwrap());
+    assert_eq!(
+        got,
+        (
+            ValueKind::Hash,
+            vec![(b"b".to_vec(), b"2".to_vec())],
+            Some(2)
+        )
+    );
+    // A string is a string, whatever fields are named.
+    f.run(NOW, Op::Put(put("s", "v")));
+    let found = read(storage.as_ref(), b"s", Some(&[b"f"]))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (found.value.kind, found.value.value, found.hash_len),
+        (ValueKind::String, b"v".to_vec(), None)
+    );
+    assert!(
+        read(storage.as_ref(), b"absent", Some(&[b"f"]))
+            .unwrap()
+            .is_none()
+    );
 }
