@@ -25,6 +25,7 @@ async fn a_read_with_an_undefined_consistency_is_refused() {
         key: b"k".to_vec().into(),
         consistency,
         hash_fields: None,
+        hash_page: None,
     };
     let status = gateway.get(get(99)).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");

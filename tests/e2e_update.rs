@@ -79,7 +79,7 @@ async fn updates_answer_as_the_shard_decides(kv: &impl Kv, p: &str) {
         .unwrap();
     assert_eq!(float.float.as_deref(), Some("10.5"));
     // --- a hash past Redis's small-hash limits: named fields and the count read alone
-    let fields: Vec<(Vec<u8>, Vec<u8>)> = (0..200)
+    let fields: Vec<(Vec<u8>, Vec<u8>)> = (0..600)
         .map(|i| {
             (
                 format!("f{i:03}").into_bytes(),
@@ -91,8 +91,8 @@ async fn updates_answer_as_the_shard_decides(kv: &impl Kv, p: &str) {
         .iter()
         .map(|(f, v)| (f.as_slice(), v.as_slice()))
         .collect();
-    assert_eq!(kv.hset(&key("h"), &pairs).await.unwrap(), 200);
-    assert_eq!(kv.hlen(&key("h")).await.unwrap(), 200);
+    assert_eq!(kv.hset(&key("h"), &pairs).await.unwrap(), 600);
+    assert_eq!(kv.hlen(&key("h")).await.unwrap(), 600);
     assert_eq!(
         kv.hmget(&key("h"), &[b"f007", b"nope", b"f199"])
             .await
@@ -100,8 +100,8 @@ async fn updates_answer_as_the_shard_decides(kv: &impl Kv, p: &str) {
         [Some(b"v7".to_vec()), None, Some(b"v199".to_vec())]
     );
     assert_eq!(kv.hdel(&key("h"), &[b"f007"]).await.unwrap(), 1);
-    assert_eq!(kv.hlen(&key("h")).await.unwrap(), 199);
-    assert_eq!(kv.hgetall(&key("h")).await.unwrap().len(), 199);
+    assert_eq!(kv.hlen(&key("h")).await.unwrap(), 599);
+    assert_eq!(kv.hgetall(&key("h")).await.unwrap().len(), 599);
     assert_eq!(kv.hlen(&key("none")).await.unwrap(), 0);
     assert_eq!(kv.hmget(&key("none"), &[b"f"]).await.unwrap(), [None]);
     assert!(matches!(

@@ -67,6 +67,7 @@ async fn without_a_coordinator_the_gateway_is_not_serving_and_answers_unavailabl
         key: b"k".to_vec().into(),
         consistency: pb::Consistency::Strong as i32,
         hash_fields: None,
+        hash_page: None,
     });
     get.set_timeout(Duration::from_millis(300));
     let refused = KvGatewayClient::new(channel).get(get).await.unwrap_err();

@@ -1167,7 +1167,7 @@ fn step(compare: Compare, argv: &[&str]) -> Step {
     }
 }
 
-/// `HSET key` with fields `f000`.. and values `v0`.., past Redis's 128-field small-hash
+/// `HSET key` with fields `f000`.. and values `v0`.., past Redis's 512-field small-hash
 /// limit.
 fn hset_many(key: &str, n: usize) -> Step {
     let mut argv = vec![b"HSET".to_vec(), key.as_bytes().to_vec()];
@@ -1187,7 +1187,7 @@ fn large_hash_script() -> Vec<Step> {
     use Compare::*;
     let long = "x".repeat(65);
     vec![
-        hset_many("{b}big", 200),
+        hset_many("{b}big", 600),
         step(Exact, &["HLEN", "{b}big"]),
         step(Exact, &["TYPE", "{b}big"]),
         step(Exact, &["HGET", "{b}big", "f150"]),
@@ -1214,7 +1214,7 @@ fn large_hash_script() -> Vec<Step> {
         step(Unordered, &["HKEYS", "{b}big"]),
         step(Unordered, &["HVALS", "{b}big"]),
         step(Shape, &["HRANDFIELD", "{b}big", "5"]),
-        step(Shape, &["HRANDFIELD", "{b}big", "-300", "WITHVALUES"]),
+        step(Shape, &["HRANDFIELD", "{b}big", "-700", "WITHVALUES"]),
         step(Exact, &["GET", "{b}big"]),
         step(Exact, &["INCR", "{b}big"]),
         step(Exact, &["EXPIRE", "{b}big", "100"]),
@@ -1304,6 +1304,44 @@ fn run_script(addr: SocketAddr, script: &[Step]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Creates a hash of 600 fields, then lists it with `HSCAN key cursor` and `options` until
+/// the cursor is 0: how many calls that took, and the pairs listed, sorted.
+fn hscan_all(addr: SocketAddr, options: &[&str]) -> (usize, Vec<String>) {
+    let mut conn = Conn::connect(addr);
+    let create = hset_many("{s}scanned", 600);
+    let argv: Vec<&[u8]> = create.argv.iter().map(Vec::as_slice).collect();
+    conn.send(&argv);
+    conn.reply(false);
+    let (mut cursor, mut calls, mut pairs) = (b"0".to_vec(), 0, Vec::new());
+    loop {
+        let mut argv: Vec<&[u8]> = vec![b"HSCAN", b"{s}scanned", &cursor];
+        argv.extend(options.iter().map(|o| o.as_bytes()));
+        conn.send(&argv);
+        calls += 1;
+        let Frame::Array { data, .. } = conn.reply(false) else {
+            panic!("HSCAN answers an array");
+        };
+        let [
+            Frame::BlobString { data: next, .. },
+            Frame::Array { data: page, .. },
+        ] = &data[..]
+        else {
+            panic!("HSCAN answers a cursor and a page: {data:?}");
+        };
+        pairs.extend(
+            page.chunks(2)
+                .map(|p| format!("{}={}", text(&p[0]), text(&p[1]))),
+        );
+        if next == b"0" {
+            break;
+        }
+        cursor = next.clone();
+        assert!(calls < 1000, "HSCAN never ends");
+    }
+    pairs.sort();
+    (calls, pairs)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_hashes_answer_as_redis_does() {
     let redis = RedisServer::start().await;
@@ -1335,6 +1373,23 @@ async fn large_hashes_answer_as_redis_does() {
         "KvDB differs from Redis:\n{}",
         differences.join("\n")
     );
+    // HSCAN pages through a large hash: every field once, whatever the page size.
+    for options in [&["COUNT", "10"][..], &["COUNT", "7", "MATCH", "f1*"], &[]] {
+        let (redis_calls, on_redis) =
+            tokio::task::spawn_blocking(move || hscan_all(redis_addr, options))
+                .await
+                .unwrap();
+        let (kvdb_calls, on_kvdb) = tokio::task::spawn_blocking(move || hscan_all(kvdb, options))
+            .await
+            .unwrap();
+        assert_eq!(on_kvdb, on_redis, "HSCAN {options:?}");
+        assert!(on_redis.len() >= 10, "{options:?}: {on_redis:?}");
+        // Both servers answer a large hash in pages.
+        assert!(
+            kvdb_calls > 5 && redis_calls > 5,
+            "{kvdb_calls} and {redis_calls} calls"
+        );
+    }
     // The script exercised errors and missing keys, not only successes.
     let errors = on_redis.iter().filter(|(_, r)| r.starts_with('-')).count();
     assert!(errors >= 3, "{on_redis:?}");

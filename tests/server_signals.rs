@@ -92,6 +92,7 @@ async fn value_bytes(address: &str, target: &pb::ShardTarget) -> Option<usize> {
             key: KEY.to_vec().into(),
             consistency: pb::Consistency::Eventual as i32,
             hash_fields: None,
+            hash_page: None,
         }),
     };
     let node = pb::kv_node_client::KvNodeClient::connect(format!("http://{address}")).await;
@@ -121,6 +122,7 @@ fn reset_mid_response(address: &str, target: pb::ShardTarget) {
             key: KEY.to_vec().into(),
             consistency: pb::Consistency::Eventual as i32,
             hash_fields: None,
+            hash_page: None,
         }),
     }
     .encode_to_vec();

@@ -302,6 +302,7 @@ pub(crate) fn get_request(key: &[u8], options: &GetOptions) -> pb::GetRequest {
         hash_fields: options.hash_fields.as_ref().map(|fields| pb::HashFields {
             fields: fields.iter().map(|f| f.clone().into()).collect(),
         }),
+        hash_page: None,
     }
 }
 

@@ -214,6 +214,7 @@ mod tests {
                 key: b"key"[..].into(),
                 consistency: 0,
                 hash_fields: None,
+                hash_page: None,
             }),
         };
         // Nothing listens on port 1: only the local node can answer.

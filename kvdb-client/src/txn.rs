@@ -42,6 +42,7 @@ impl Txn {
             key: key.to_vec().into(),
             consistency: 0,
             hash_fields: None,
+            hash_page: None,
         }));
         self
     }

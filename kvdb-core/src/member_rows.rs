@@ -23,8 +23,8 @@ use crate::storage::{PrefixRange, StoredValue, ValueKind};
 pub const MEMBER_ROW: u8 = b'm';
 
 /// The most fields a hash kept whole in its key record may have: past it, a write moves the
-/// hash to member rows (Redis's `hash-max-listpack-entries`).
-pub const RECORD_MAX_FIELDS: usize = 128;
+/// hash to member rows (Redis's `hash-max-listpack-entries`, 512 by default).
+pub const RECORD_MAX_FIELDS: usize = 512;
 
 /// The longest field or value a hash kept whole may hold (Redis's
 /// `hash-max-listpack-value`). Below both limits a hash answers in insertion order, as

@@ -1,13 +1,30 @@
 //! A key's value as clients read it. A hash kept in member rows (`kvdb_core::member_rows`)
-//! is read with its key row at one point in time: gathered whole, or only the fields a
-//! reader names (`HGET`, `HMGET`, `HEXISTS`, `HSTRLEN`, and none for `HLEN`), which costs
-//! those fields rather than the hash.
+//! is read with its key row at one point in time: gathered whole, only the fields a reader
+//! names (`HGET`, `HMGET`, `HEXISTS`, `HSTRLEN`, and none for `HLEN`), or one page of its
+//! fields in byte order (`HSCAN`), each costing what it returns rather than the hash.
 
 use std::ops::Bound;
 
 use kvdb_core::hash_value::HashValue;
 use kvdb_core::member_rows::{CollectionMeta, gather_hash, member_row, members_of};
 use kvdb_core::storage::{Storage, StorageError, StoredValue, ValueKind};
+
+/// Which fields of a hash a read returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fields<'a> {
+    /// All of them.
+    All,
+    /// Those of these it has, each once, in the order named.
+    Only(&'a [&'a [u8]]),
+    /// Of a large hash, at most `limit` after `after` (from the first when `None`) in byte
+    /// order; of a small one, all.
+    Page {
+        /// The last field of the previous page.
+        after: Option<&'a [u8]>,
+        /// The most fields to return.
+        limit: usize,
+    },
+}
 
 /// What a read found: the stored value (expired or not), a hash as [`ValueKind::Hash`]
 /// holding the fields asked for.
@@ -17,14 +34,15 @@ pub struct Found {
     pub value: StoredValue,
     /// A hash's number of fields, whichever of them `value` holds.
     pub hash_len: Option<u64>,
+    /// A page of a hash that stopped before its last field.
+    pub more: bool,
 }
 
-/// The stored value of `key`, expired or not; for a hash, only the fields in `only` when
-/// given (those it has, each once, in the order named), else all of them.
+/// The stored value of `key`, expired or not, with the fields of a hash `fields` selects.
 pub fn read(
     storage: &dyn Storage,
     key: &[u8],
-    only: Option<&[&[u8]]>,
+    fields: Fields<'_>,
 ) -> Result<Option<Found>, StorageError> {
     let mut stored = storage.get(key)?;
     loop {
@@ -32,14 +50,19 @@ pub fn read(
             return Ok(None);
         };
         let Some(meta) = CollectionMeta::of(&value) else {
+            let only = match fields {
+                Fields::Only(only) => Some(only),
+                Fields::All | Fields::Page { .. } => None,
+            };
             return Ok(Some(record(value, only)));
         };
         // The key row names the generation whose rows to read; reread it with each of them,
         // and start over if it changed in between (every write to the hash changes its
         // version).
-        let read = match only {
-            None => whole(storage, key, meta.generation)?,
-            Some(fields) => some(storage, key, &value, meta.generation, fields)?,
+        let read = match fields {
+            Fields::All => page(storage, key, meta.generation, None, usize::MAX)?,
+            Fields::Page { after, limit } => page(storage, key, meta.generation, after, limit)?,
+            Fields::Only(fields) => some(storage, key, &value, meta.generation, fields)?,
         };
         match read {
             Ok(found) => return Ok(Some(found)),
@@ -50,7 +73,7 @@ pub fn read(
 
 /// The stored value of `key`, expired or not, with a hash gathered whole.
 pub fn read_whole(storage: &dyn Storage, key: &[u8]) -> Result<Option<StoredValue>, StorageError> {
-    Ok(read(storage, key, None)?.map(|found| found.value))
+    Ok(read(storage, key, Fields::All)?.map(|found| found.value))
 }
 
 /// A string, or a hash kept in its record, with only the fields asked for.
@@ -59,6 +82,7 @@ fn record(value: StoredValue, only: Option<&[&[u8]]>) -> Found {
         return Found {
             value,
             hash_len: None,
+            more: false,
         };
     }
     let Ok(hash) = HashValue::decode(&value.value) else {
@@ -66,11 +90,16 @@ fn record(value: StoredValue, only: Option<&[&[u8]]>) -> Found {
         return Found {
             value,
             hash_len: None,
+            more: false,
         };
     };
     let hash_len = Some(hash.len() as u64);
     let Some(fields) = only else {
-        return Found { value, hash_len };
+        return Found {
+            value,
+            hash_len,
+            more: false,
+        };
     };
     let mut picked = HashValue::new();
     for field in fields {
@@ -84,25 +113,36 @@ fn record(value: StoredValue, only: Option<&[&[u8]]>) -> Found {
             ..value
         },
         hash_len,
+        more: false,
     }
 }
 
-/// The whole hash of generation `generation` under `key`, or the key's value if the hash
-/// was replaced in between.
-fn whole(
+/// Up to `limit` fields after `after` of the hash of generation `generation` under `key`,
+/// or the key's value if the hash was replaced in between.
+fn page(
     storage: &dyn Storage,
     key: &[u8],
     generation: u64,
+    after: Option<&[u8]>,
+    limit: usize,
 ) -> Result<Result<Found, Option<StoredValue>>, StorageError> {
     let range = members_of(key, generation);
-    let (again, rows) = storage.get_with_aux(Some(key), range.bounds(), usize::MAX)?;
+    let (start, end) = range.bounds();
+    let after_row = after.map(|field| member_row(key, generation, field));
+    let start = after_row.as_deref().map_or(start, Bound::Excluded);
+    // One row more than the page tells whether another page follows.
+    let (again, mut rows) =
+        storage.get_with_aux(Some(key), (start, end), limit.saturating_add(1))?;
     match again.as_ref().and_then(CollectionMeta::of) {
         Some(meta) if meta.generation == generation => {
+            let more = rows.len() > limit;
+            rows.truncate(limit);
             let row = again.expect("matched above");
             let value = gather_hash(key, &row, rows).expect("a key row of a hash");
             Ok(Ok(Found {
                 value,
                 hash_len: Some(meta.len),
+                more,
             }))
         }
         _ => Ok(Err(again)),
@@ -142,5 +182,9 @@ fn some(
         kind: ValueKind::Hash,
         ..key_row.clone()
     };
-    Ok(Ok(Found { value, hash_len }))
+    Ok(Ok(Found {
+        value,
+        hash_len,
+        more: false,
+    }))
 }

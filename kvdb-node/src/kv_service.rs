@@ -281,7 +281,18 @@ impl KvService {
             .hash_fields
             .as_ref()
             .map(|s| s.fields.iter().map(|f| f.as_ref()).collect());
-        let found = key_read::read(replica.storage().as_ref(), &get.key, only.as_deref())
+        let fields = match (&get.hash_page, &only) {
+            (Some(page), _) => key_read::Fields::Page {
+                after: page.after.as_deref(),
+                limit: match page.limit {
+                    0 => HASH_PAGE_DEFAULT_LIMIT,
+                    n => (n as usize).min(SCAN_MAX_LIMIT),
+                },
+            },
+            (None, Some(only)) => key_read::Fields::Only(only),
+            (None, None) => key_read::Fields::All,
+        };
+        let found = key_read::read(replica.storage().as_ref(), &get.key, fields)
             .map_err(|e| KvError::Internal(e.to_string()))?;
         // After the read: a split that took the key narrows the fence before the key leaves
         // the storage (see `crate::split`).
@@ -297,6 +308,7 @@ impl KvService {
         if let Some(len) = found.hash_len {
             response.hash_len = len;
         }
+        response.hash_more = found.more;
         Ok(response)
     }
 
@@ -459,8 +471,11 @@ fn write_error(shard: ShardId, e: RaftError<u64, ClientWriteError<u64, BasicNode
 
 /// Stored keys a scan page examines when the request names no limit.
 pub const SCAN_DEFAULT_LIMIT: usize = 256;
-/// The most stored keys one scan page examines.
+/// The most stored keys one scan page examines, and the most fields one page of a hash
+/// holds.
 pub const SCAN_MAX_LIMIT: usize = 4096;
+/// Fields a page of a hash holds when the request names no limit (Redis's `HSCAN` count).
+pub const HASH_PAGE_DEFAULT_LIMIT: usize = 10;
 
 #[tonic::async_trait]
 impl KvNode for KvService {

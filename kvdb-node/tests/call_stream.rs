@@ -109,6 +109,7 @@ async fn calls_on_one_stream_get_their_own_answers_and_errors() {
                         key: key.clone().into(),
                         consistency: pb::Consistency::Strong as i32,
                         hash_fields: None,
+                        hash_page: None,
                     }),
                 })),
             )],

@@ -100,6 +100,7 @@ async fn nodes_register_follow_the_coordinator_map_and_serve_writes() {
                 key: key.clone().into_bytes().into(),
                 consistency: pb::Consistency::Strong as i32,
                 hash_fields: None,
+                hash_page: None,
             }),
         };
         let got = kv.get(get).await.unwrap().into_inner();

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use crate::command::{Arg, Command, Scan};
 use crate::error::{CommandError, kv_error_reply};
-use crate::hash;
+use crate::hash::{self, HashRead};
 use crate::plan::{self, Plan};
 use crate::reply::Reply;
 use crate::scan::{Cursors, Position, glob_matches};
@@ -29,6 +29,8 @@ pub struct Store {
     executor: Executor,
     ids: WriteIds,
     cursors: Cursors,
+    /// `HSCAN` positions: the last field listed.
+    hash_cursors: Cursors<Option<Vec<u8>>>,
     allow_flush: bool,
     /// In cluster mode, this node: keyless commands cover the slots it leads.
     cluster_node: Option<kvdb_core::NodeId>,
@@ -57,6 +59,7 @@ impl Store {
             executor,
             ids: WriteIds::new(),
             cursors: Cursors::default(),
+            hash_cursors: Cursors::default(),
             allow_flush,
             cluster_node,
         }
@@ -97,6 +100,15 @@ impl Store {
     pub async fn run(&self, command: Command) -> Option<Reply> {
         let listed = match command {
             Command::Scan(scan) => self.scan(scan).await,
+            Command::Hash {
+                key,
+                read:
+                    HashRead::Scan {
+                        cursor,
+                        count,
+                        pattern,
+                    },
+            } => self.hscan(key, cursor, count, pattern).await,
             Command::Keys(pattern) => self.keys(&pattern).await,
             Command::DbSize => self.db_size().await,
             Command::RandomKey => self.random_key().await,
@@ -104,6 +116,42 @@ impl Store {
             command => return self.run_planned(command).await,
         };
         Some(listed.unwrap_or_else(|e| kv_error_reply(&e)))
+    }
+
+    /// `HSCAN`: a page of a large hash after the field its cursor stands for; a small hash
+    /// answers whole, with cursor 0, as Redis answers a small hash.
+    async fn hscan(
+        &self,
+        key: Arg,
+        cursor: u64,
+        count: usize,
+        pattern: Result<Option<Arg>, CommandError>,
+    ) -> Result<Reply, KvError> {
+        // A cursor this server did not give out still lists a small hash, which answers
+        // whole whatever the cursor, as in Redis; a large hash refuses it.
+        let known = self.hash_cursors.position(cursor);
+        let after = known.clone().flatten();
+        let req = pb::GetRequest {
+            key: key.into(),
+            consistency: pb::Consistency::Strong as i32,
+            hash_fields: None,
+            hash_page: Some(pb::HashPage {
+                after: after.map(Into::into),
+                limit: u32::try_from(count).unwrap_or(u32::MAX),
+            }),
+        };
+        let got = self.executor.get(req, self.executor.deadline(None)).await?;
+        if got.found && !hash::is_hash(&got) {
+            return Ok(CommandError::WrongType.into());
+        }
+        if known.is_none() && got.hash_more {
+            return Ok(CommandError::InvalidCursor.into());
+        }
+        let next = match (got.hash_more, got.fields.last()) {
+            (true, Some(last)) => self.hash_cursors.save(Some(last.field.to_vec())),
+            _ => 0,
+        };
+        Ok(hash::scan_page(&pattern, got.found, &got.fields, next))
     }
 
     /// Runs a command made of key operations (see [`crate::plan`]).
@@ -174,6 +222,7 @@ impl Store {
                 key: key.clone().into(),
                 consistency: pb::Consistency::Strong as i32,
                 hash_fields: None,
+                hash_page: None,
             };
             let got = self
                 .executor

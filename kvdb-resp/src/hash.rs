@@ -36,8 +36,13 @@ pub enum HashRead {
     Vals,
     /// `HSTRLEN key field`.
     StrLen(Arg),
-    /// `HSCAN key cursor [MATCH pattern] [COUNT count]`: every pair, cursor 0.
+    /// `HSCAN key cursor [MATCH pattern] [COUNT count]`: a small hash whole with cursor 0, a
+    /// large one a page at a time.
     Scan {
+        /// The cursor, a number the server gave out (0 starts).
+        cursor: u64,
+        /// About how many fields a page holds (Redis's default: 10).
+        count: usize,
         /// Only fields matching this glob; or the error its options get, which Redis answers
         /// only once it found a hash under the key (a missing key scans empty, a string is
         /// `WRONGTYPE`).
@@ -104,25 +109,33 @@ pub fn parse_read(name: &str, mut args: Vec<Arg>) -> Result<(Arg, HashRead), Com
     Ok((key, read))
 }
 
-/// `HSCAN`'s cursor and options. The cursor must be a number; any one answers everything.
+/// Fields an `HSCAN` page holds without `COUNT`, as in Redis.
+pub const SCAN_DEFAULT_COUNT: usize = 10;
+
+/// `HSCAN`'s cursor and options. The cursor must be a number.
 fn parse_scan(args: &[Arg]) -> Result<HashRead, CommandError> {
     // Redis reads it with strtoul, which takes a minus sign too.
     let cursor = std::str::from_utf8(&args[0]).ok();
-    cursor
+    let cursor = cursor
         .and_then(|c| {
             c.parse::<u64>()
                 .ok()
                 .or(c.parse::<i64>().ok().map(|n| n as u64))
         })
         .ok_or(CommandError::InvalidCursor)?;
+    let options = scan_options(&args[1..]);
+    let count = options.as_ref().map_or(SCAN_DEFAULT_COUNT, |o| o.1);
     Ok(HashRead::Scan {
-        pattern: scan_options(&args[1..]),
+        cursor,
+        count,
+        pattern: options.map(|o| o.0),
     })
 }
 
-/// `HSCAN`'s `MATCH` pattern, its options checked.
-fn scan_options(args: &[Arg]) -> Result<Option<Arg>, CommandError> {
+/// `HSCAN`'s `MATCH` pattern and `COUNT`, its options checked.
+fn scan_options(args: &[Arg]) -> Result<(Option<Arg>, usize), CommandError> {
     let mut pattern = None;
+    let mut count = SCAN_DEFAULT_COUNT;
     for option in args.chunks(2) {
         let [name, value] = option else {
             return Err(CommandError::Syntax);
@@ -130,14 +143,16 @@ fn scan_options(args: &[Arg]) -> Result<Option<Arg>, CommandError> {
         if name.eq_ignore_ascii_case(b"match") {
             pattern = Some(value.clone());
         } else if name.eq_ignore_ascii_case(b"count") {
-            if integer(value)? < 1 {
+            let n = integer(value)?;
+            if n < 1 {
                 return Err(CommandError::Syntax);
             }
+            count = usize::try_from(n).unwrap_or(usize::MAX);
         } else {
             return Err(CommandError::Syntax);
         }
     }
-    Ok(pattern)
+    Ok((pattern, count))
 }
 
 /// `HRANDFIELD`'s count and `WITHVALUES`, checked as Redis checks them.
@@ -297,6 +312,30 @@ pub fn fields_read(read: &HashRead) -> Option<pb::HashFields> {
     })
 }
 
+/// `HSCAN`'s reply: the next cursor and the pairs of `pairs` that `pattern` matches, or the
+/// error of its options when the hash exists.
+pub fn scan_page(
+    pattern: &Result<Option<Arg>, CommandError>,
+    exists: bool,
+    pairs: &[pb::HashField],
+    next: u64,
+) -> Reply {
+    let pattern = match pattern {
+        Err(e) if exists => return e.clone().into(),
+        Err(_) => None,
+        Ok(pattern) => pattern.as_ref(),
+    };
+    let bulk = |bytes: &[u8]| Reply::Bulk(bytes.to_vec());
+    let matching = pairs
+        .iter()
+        .filter(|p| pattern.is_none_or(|g| glob_matches(g, &p.field)))
+        .flat_map(|p| [bulk(&p.field), bulk(&p.value)]);
+    Reply::Array(vec![
+        bulk(next.to_string().as_bytes()),
+        Reply::Array(matching.collect()),
+    ])
+}
+
 /// Redis's reply to a hash read of a key whose read answered `got` (`None`: absent).
 pub fn read_reply(read: &HashRead, got: Option<pb::GetResponse>) -> Reply {
     if got.as_ref().is_some_and(|g| !is_hash(g)) {
@@ -341,15 +380,7 @@ pub fn read_reply(read: &HashRead, got: Option<pb::GetResponse>) -> Reply {
         HashRead::Keys => Reply::Array(pairs.iter().map(|p| bulk(&p.field)).collect()),
         HashRead::Vals => Reply::Array(pairs.iter().map(|p| bulk(&p.value)).collect()),
         HashRead::StrLen(field) => Reply::Integer(find(field).map_or(0, |p| p.value.len() as i64)),
-        HashRead::Scan { pattern: Err(e) } if exists => e.clone().into(),
-        HashRead::Scan { pattern } => {
-            let pattern = pattern.as_ref().ok().and_then(Option::as_ref);
-            let matching = pairs
-                .iter()
-                .filter(|p| pattern.is_none_or(|g| glob_matches(g, &p.field)))
-                .flat_map(|p| [bulk(&p.field), bulk(&p.value)]);
-            Reply::Array(vec![bulk(b"0"), Reply::Array(matching.collect())])
-        }
+        HashRead::Scan { pattern, .. } => scan_page(pattern, exists, &pairs, 0),
         HashRead::RandField { count, with_values } => {
             let picked = |indexes: Vec<usize>| {
                 let items = indexes.into_iter().map(|i| &pairs[i]);
@@ -476,6 +507,8 @@ mod tests {
         assert_eq!(
             bad,
             HashRead::Scan {
+                cursor: 0,
+                count: SCAN_DEFAULT_COUNT,
                 pattern: Err(CommandError::Syntax)
             }
         );
@@ -511,6 +544,28 @@ mod tests {
             with_values: false,
         };
         assert_eq!(read_reply(&none, None), Reply::Null);
+    }
+
+    #[test]
+    fn hscan_keeps_its_cursor_and_count() {
+        let (_, read) = parse_read("hscan", argv("k 42 count 5 match f*")).unwrap();
+        assert_eq!(
+            read,
+            HashRead::Scan {
+                cursor: 42,
+                count: 5,
+                pattern: Ok(Some(b"f*".to_vec())),
+            }
+        );
+        let (_, read) = parse_read("hscan", argv("k -1")).unwrap();
+        assert_eq!(
+            read,
+            HashRead::Scan {
+                cursor: u64::MAX,
+                count: SCAN_DEFAULT_COUNT,
+                pattern: Ok(None),
+            }
+        );
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub fn plan(command: &Command, now_ms: u64) -> Option<Result<Plan, Reply>> {
             key: Bytes::from(key.clone()),
             consistency: pb::Consistency::Strong as i32,
             hash_fields: None,
+            hash_page: None,
         })
     };
     let put = |set: &Set| -> Result<Op, Reply> {
@@ -82,6 +83,7 @@ pub fn plan(command: &Command, now_ms: u64) -> Option<Result<Plan, Reply>> {
                 key: Bytes::from(key.clone()),
                 consistency: pb::Consistency::Strong as i32,
                 hash_fields: hash::fields_read(read),
+                hash_page: None,
             };
             Ok(Plan::of(vec![Op::Get(request)]))
         }

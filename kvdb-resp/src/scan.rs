@@ -17,18 +17,19 @@ pub(crate) use kvdb_client::ScanCursor as Position;
 /// How many scan positions a server remembers; the oldest is forgotten first.
 pub const MAX_CURSORS: usize = 65_536;
 
-/// Scan positions by cursor number.
+/// Scan positions by cursor number: of `SCAN` by default, or of another scan (`HSCAN`'s
+/// last field).
 #[derive(Debug)]
-pub struct Cursors(Mutex<Table>);
+pub struct Cursors<T = Position>(Mutex<Table<T>>);
 
 #[derive(Debug)]
-struct Table {
+struct Table<T> {
     next: u64,
-    positions: HashMap<u64, Position>,
+    positions: HashMap<u64, T>,
     order: VecDeque<u64>,
 }
 
-impl Default for Cursors {
+impl<T> Default for Cursors<T> {
     fn default() -> Self {
         // Numbers start somewhere new in each process, so a cursor kept across a gateway
         // restart is unknown rather than someone else's scan.
@@ -43,9 +44,9 @@ impl Default for Cursors {
     }
 }
 
-impl Cursors {
+impl<T: Clone + Default> Cursors<T> {
     /// Remembers `position` under a new cursor number (never 0, which starts a scan).
-    pub fn save(&self, position: Position) -> u64 {
+    pub fn save(&self, position: T) -> u64 {
         let mut table = self
             .0
             .lock()
@@ -64,9 +65,9 @@ impl Cursors {
 
     /// The position of cursor `id`: the start for 0, `None` for a number this server did not
     /// give out (or forgot).
-    pub fn position(&self, id: u64) -> Option<Position> {
+    pub fn position(&self, id: u64) -> Option<T> {
         if id == 0 {
-            return Some(Position::default());
+            return Some(T::default());
         }
         let table = self
             .0

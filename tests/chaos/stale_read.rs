@@ -259,6 +259,7 @@ pub(super) async fn get(
             key: KEY.to_vec().into(),
             consistency: consistency as i32,
             hash_fields: None,
+            hash_page: None,
         }),
     };
     let call = async {

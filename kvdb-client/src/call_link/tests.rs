@@ -162,6 +162,7 @@ fn get(key: String) -> pb::NodeGetRequest {
             key: key.into_bytes().into(),
             consistency: pb::Consistency::Strong as i32,
             hash_fields: None,
+            hash_page: None,
         }),
     }
 }

@@ -181,6 +181,7 @@ fn get_call(id: u64, key: &str) -> Vec<u8> {
                 key: key.as_bytes().to_vec().into(),
                 consistency: pb::Consistency::Strong as i32,
                 hash_fields: None,
+                hash_page: None,
             }),
         })),
     };

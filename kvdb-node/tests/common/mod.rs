@@ -235,6 +235,7 @@ impl TestCluster {
                 key: key.to_vec().into(),
                 consistency: consistency as i32,
                 hash_fields: None,
+                hash_page: None,
             }),
         };
         let reply = self.client(address).get(req).await;

@@ -1,7 +1,7 @@
 //! Hashes past Redis's small-hash limits, kept in member rows (`kvdb_core::member_rows`).
 
 use super::*;
-use crate::key_read::{Found, read, read_whole};
+use crate::key_read::{Fields, Found, read, read_whole};
 use kvdb_core::member_rows::{CollectionMeta, RECORD_MAX_FIELDS, all_member_rows};
 
 /// An update with a value limit far above the hashes here, unlike [`update`]'s.
@@ -338,7 +338,7 @@ fn a_read_of_named_fields_reads_those_rows_and_counts_the_hash() {
     };
     let named: [&[u8]; 4] = [b"f007", b"nope", b"f007", b"f100"];
     let before = storage.aux_rows.load(Ordering::Relaxed);
-    let got = pairs_of(read(storage.as_ref(), b"h", Some(&named)).unwrap());
+    let got = pairs_of(read(storage.as_ref(), b"h", Fields::Only(&named)).unwrap());
     assert_eq!(
         storage.aux_rows.load(Ordering::Relaxed) - before,
         2,
@@ -350,13 +350,13 @@ fn a_read_of_named_fields_reads_those_rows_and_counts_the_hash() {
     ];
     assert_eq!(got, (ValueKind::Hash, expected, Some(BIG as u64)));
     // No field at all: the count alone (HLEN).
-    let got = pairs_of(read(storage.as_ref(), b"h", Some(&[])).unwrap());
+    let got = pairs_of(read(storage.as_ref(), b"h", Fields::Only(&[])).unwrap());
     assert_eq!(got, (ValueKind::Hash, Vec::new(), Some(BIG as u64)));
     // Everything.
-    let got = pairs_of(read(storage.as_ref(), b"h", None).unwrap());
+    let got = pairs_of(read(storage.as_ref(), b"h", Fields::All).unwrap());
     assert_eq!((got.1.len(), got.2), (BIG, Some(BIG as u64)));
     // A small hash answers the same way from its record.
-    let got = pairs_of(read(storage.as_ref(), b"small", Some(&[b"b", b"zz"])).unwrap());
+    let got = pairs_of(read(storage.as_ref(), b"small", Fields::Only(&[b"b", b"zz"])).unwrap());
     assert_eq!(
         got,
         (
@@ -367,7 +367,7 @@ fn a_read_of_named_fields_reads_those_rows_and_counts_the_hash() {
     );
     // A string is a string, whatever fields are named.
     f.run(NOW, Op::Put(put("s", "v")));
-    let found = read(storage.as_ref(), b"s", Some(&[b"f"]))
+    let found = read(storage.as_ref(), b"s", Fields::Only(&[b"f"]))
         .unwrap()
         .unwrap();
     assert_eq!(
@@ -375,8 +375,66 @@ fn a_read_of_named_fields_reads_those_rows_and_counts_the_hash() {
         (ValueKind::String, b"v".to_vec(), None)
     );
     assert!(
-        read(storage.as_ref(), b"absent", Some(&[b"f"]))
+        read(storage.as_ref(), b"absent", Fields::Only(&[b"f"]))
             .unwrap()
             .is_none()
     );
+}
+
+#[test]
+fn pages_of_a_large_hash_list_every_field_once_and_a_small_hash_at_once() {
+    let storage = Arc::new(CountingStorage::default());
+    let mut f = Fixture::new();
+    f.machine = KvMachine::open(storage.clone()).unwrap();
+    run_ok(&mut f, "h", big(BIG));
+    run_ok(&mut f, "small", hset(&[("b", "2"), ("a", "1")], false));
+    let mut seen = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    let mut pages = 0;
+    loop {
+        let before = storage.aux_rows.load(Ordering::Relaxed);
+        let fields = Fields::Page {
+            after: after.as_deref(),
+            limit: 200,
+        };
+        let found = read(storage.as_ref(), b"h", fields).unwrap().unwrap();
+        assert!(
+            storage.aux_rows.load(Ordering::Relaxed) - before <= 201,
+            "a page reads a page"
+        );
+        let pairs = HashValue::decode(&found.value.value).unwrap().into_pairs();
+        assert!(pairs.len() <= 200);
+        let len = if pages == 0 { BIG } else { BIG + 2 };
+        assert_eq!(found.hash_len, Some(len as u64));
+        pages += 1;
+        after = pairs.last().map(|(f, _)| f.clone());
+        seen.extend(
+            pairs
+                .into_iter()
+                .map(|(f, _)| String::from_utf8(f).unwrap()),
+        );
+        if !found.more {
+            break;
+        }
+        // A field added behind the scan is not listed; one ahead is.
+        if pages == 1 {
+            run_ok(
+                &mut f,
+                "h",
+                hset(&[("a-behind", "x"), ("zz-ahead", "y")], false),
+            );
+        }
+    }
+    assert_eq!(pages, 3);
+    let mut expected: Vec<String> = (0..BIG).map(|i| format!("f{i:03}")).collect();
+    expected.push("zz-ahead".into());
+    assert_eq!(seen, expected);
+    // A small hash answers at once, in its own order.
+    let fields = Fields::Page {
+        after: None,
+        limit: 1,
+    };
+    let found = read(storage.as_ref(), b"small", fields).unwrap().unwrap();
+    assert!(!found.more);
+    assert_eq!(HashValue::decode(&found.value.value).unwrap().len(), 2);
 }
