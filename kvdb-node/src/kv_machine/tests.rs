@@ -607,6 +607,16 @@ impl ShardCreator for MemoryCreator {
     }
 }
 
+/// A fixture whose machine creates the shards its splits carve out, in memory.
+fn splitting_fixture() -> (Arc<MemoryCreator>, Fixture) {
+    let creator = Arc::new(MemoryCreator::default());
+    let mut f = Fixture::new();
+    f.machine = KvMachine::open(f.storage.clone())
+        .unwrap()
+        .with_creator(creator.clone());
+    (creator, f)
+}
+
 fn key_in(range: std::ops::RangeInclusive<u16>, skip: usize) -> String {
     (0..)
         .map(|i| format!("key-{i}"))
@@ -635,11 +645,7 @@ fn id(sequence: u64) -> Option<WriteId> {
 
 #[test]
 fn a_split_hands_the_upper_slots_with_versions_ttls_and_sessions_to_the_new_shard() {
-    let creator = Arc::new(MemoryCreator::default());
-    let mut f = Fixture::new();
-    f.machine = KvMachine::open(f.storage.clone())
-        .unwrap()
-        .with_creator(creator.clone());
+    let (creator, mut f) = splitting_fixture();
     let (low, high) = (key_in(0..=8191, 0), key_in(8192..=16383, 0));
     let expiring = key_in(8192..=16383, 1);
     f.run(NOW, Op::Put(put(&low, "l")));
@@ -697,11 +703,7 @@ fn a_split_hands_the_upper_slots_with_versions_ttls_and_sessions_to_the_new_shar
 
 #[test]
 fn a_split_includes_writes_earlier_in_its_run_and_refuses_later_ones() {
-    let creator = Arc::new(MemoryCreator::default());
-    let mut f = Fixture::new();
-    f.machine = KvMachine::open(f.storage.clone())
-        .unwrap()
-        .with_creator(creator.clone());
+    let (creator, mut f) = splitting_fixture();
     let high = key_in(8192..=16383, 0);
     let before = f.entry(EntryPayload::Normal(Command {
         now_ms: NOW,
@@ -727,11 +729,7 @@ fn a_split_includes_writes_earlier_in_its_run_and_refuses_later_ones() {
 
 #[test]
 fn a_split_applied_twice_or_outside_the_range_changes_nothing() {
-    let creator = Arc::new(MemoryCreator::default());
-    let mut f = Fixture::new();
-    f.machine = KvMachine::open(f.storage.clone())
-        .unwrap()
-        .with_creator(creator.clone());
+    let (_creator, mut f) = splitting_fixture();
     let mid = key_in(4096..=8191, 0);
     f.run(NOW, Op::Put(put(&mid, "m")));
     f.run(NOW, split_at(8192, 9));

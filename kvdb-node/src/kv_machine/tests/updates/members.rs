@@ -244,11 +244,7 @@ fn a_plain_put_over_a_large_hash_leaves_rows_that_no_read_sees() {
 
 #[test]
 fn a_large_hash_survives_snapshots_reopening_and_splits_with_its_rows() {
-    let creator = Arc::new(MemoryCreator::default());
-    let mut f = Fixture::new();
-    f.machine = KvMachine::open(f.storage.clone())
-        .unwrap()
-        .with_creator(creator.clone());
+    let (creator, mut f) = splitting_fixture();
     let (low, high) = (key_in(0..=8191, 0), key_in(8192..=16383, 0));
     run_ok(&mut f, &low, big(BIG));
     run_ok(&mut f, &high, big(BIG + 2));
