@@ -218,10 +218,11 @@ impl Store {
         let deadline = self.executor.deadline(None);
         let mut guards = Vec::with_capacity(keys.len());
         for key in keys {
+            // The version alone: none of a hash's fields.
             let req = pb::GetRequest {
                 key: key.clone().into(),
                 consistency: pb::Consistency::Strong as i32,
-                hash_fields: None,
+                hash_fields: Some(pb::HashFields::default()),
                 hash_page: None,
             };
             let got = self

@@ -40,11 +40,13 @@ impl Plan {
 /// The operations of a data command at `now_ms`; `None` for a command that is not one, and
 /// an error reply for one refused before anything is sent.
 pub fn plan(command: &Command, now_ms: u64) -> Option<Result<Plan, Reply>> {
+    // The commands read this way answer a string, or a key's existence, type or expiry:
+    // none needs a hash's fields, so a large hash costs them its key row only.
     let get = |key: &Arg| {
         Op::Get(pb::GetRequest {
             key: Bytes::from(key.clone()),
             consistency: pb::Consistency::Strong as i32,
-            hash_fields: None,
+            hash_fields: Some(pb::HashFields::default()),
             hash_page: None,
         })
     };
@@ -310,6 +312,34 @@ mod tests {
 
     fn plan_of(command: &Command) -> Plan {
         plan(command, 0).unwrap().unwrap()
+    }
+
+    #[test]
+    fn key_commands_read_no_field_of_a_hash() {
+        let key = b"k".to_vec();
+        for command in [
+            Command::Get(key.clone()),
+            Command::Type(key.clone()),
+            Command::StrLen(key.clone()),
+            Command::Exists(vec![key.clone(), key.clone()]),
+            Command::MGet(vec![key.clone()]),
+        ] {
+            for op in plan_of(&command).ops {
+                let Op::Get(get) = op else {
+                    panic!("{command:?} reads");
+                };
+                assert_eq!(
+                    get.hash_fields,
+                    Some(pb::HashFields::default()),
+                    "{command:?}"
+                );
+            }
+        }
+        let read = crate::hash::HashRead::GetAll;
+        let Op::Get(get) = &plan_of(&Command::Hash { key, read }).ops[0] else {
+            panic!("HGETALL reads");
+        };
+        assert_eq!(get.hash_fields, None, "HGETALL reads every field");
     }
 
     #[test]
