@@ -97,6 +97,13 @@ pub fn members_of(key: &[u8], generation: u64) -> PrefixRange {
     PrefixRange::new(key_part(key, generation, 0))
 }
 
+/// Every row of every generation of the collection under `key`.
+pub fn rows_of_key(key: &[u8]) -> PrefixRange {
+    let mut prefix = key_part(key, 0, 0);
+    prefix.truncate(prefix.len() - 8);
+    PrefixRange::new(prefix)
+}
+
 /// Every member row of the shard.
 pub fn all_member_rows() -> PrefixRange {
     PrefixRange::new([MEMBER_ROW])

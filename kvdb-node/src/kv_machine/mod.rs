@@ -117,6 +117,8 @@ pub struct KvMachine {
     meta: Meta,
     /// Kept in the storage's auxiliary rows.
     sessions: Sessions,
+    /// The keys that may hold a hash in member rows; lent to each run's [`Pending`].
+    collections: CollectionKeys,
     /// `meta.owned`, for readers; narrowed by a split before its deletions are visible.
     fence: Arc<Fence>,
     /// Where a split writes the new shards' state; without one a split changes nothing.
@@ -145,11 +147,13 @@ impl KvMachine {
             None => Meta::default(),
         };
         let sessions = Sessions::load(storage.as_ref())?;
+        let collections = CollectionKeys::load(storage.as_ref())?;
         let fence = Arc::new(Fence::new(meta.owned()));
         Ok(Self {
             storage,
             meta,
             sessions,
+            collections,
             fence,
             creator: None,
             #[cfg(feature = "planted-bugs")]
@@ -194,7 +198,26 @@ impl KvMachine {
         entries: Vec<Entry>,
     ) -> Result<(Vec<CommandResult>, Option<WriteBatch>), MachineError> {
         let storage = self.storage.clone();
-        let mut pending = Pending::new(storage.as_ref());
+        let collections = std::mem::take(&mut self.collections);
+        let mut pending = Pending::new(storage.as_ref(), collections);
+        let results = self.apply_entries(&mut pending, entries);
+        self.collections = std::mem::take(&mut pending.collections);
+        let results = results?;
+        if results.is_empty() {
+            return Ok((results, None));
+        }
+        let batch = pending
+            .batch
+            .with_meta(codec::encode(&self.meta)?)
+            .with_aux(self.sessions.take_changes()?);
+        Ok((results, Some(batch)))
+    }
+
+    fn apply_entries(
+        &mut self,
+        pending: &mut Pending<'_>,
+        entries: Vec<Entry>,
+    ) -> Result<Vec<CommandResult>, MachineError> {
         pending.prefetch(&entries)?;
         let mut results = Vec::new();
         for entry in entries {
@@ -206,19 +229,12 @@ impl KvMachine {
                     CommandResult::None
                 }
                 EntryPayload::Normal(command) => {
-                    self.apply_entry(&mut pending, entry.log_id.index, &command)?
+                    self.apply_entry(pending, entry.log_id.index, &command)?
                 }
             };
             results.push(result);
         }
-        if results.is_empty() {
-            return Ok((results, None));
-        }
-        let batch = pending
-            .batch
-            .with_meta(codec::encode(&self.meta)?)
-            .with_aux(self.sessions.take_changes()?);
-        Ok((results, Some(batch)))
+        Ok(results)
     }
 
     /// Applies the command of the entry at `index`: a batch command by command.
@@ -299,13 +315,19 @@ fn apply_put(
             });
         }
     }
+    // The only read an unconditional put makes, and only for a key that may hold a hash in
+    // member rows: its rows go with it.
+    let stored = match pending.collections.may_hold(&put.key) {
+        true => pending.get(&put.key)?,
+        false => None,
+    };
     let value = StoredValue {
         value: put.value.clone(),
         version,
         expire_at_ms: put.expire_at_ms,
         kind: ValueKind::String,
     };
-    pending.put(put.key.clone(), value);
+    pending.replace(&put.key, stored.as_ref(), Some(value))?;
     Ok(CommandResult::Put {
         applied: true,
         version,
@@ -332,8 +354,7 @@ fn apply_delete(
     }
     // An expired value is deleted too: it is already invisible.
     if let Some(stored) = pending.get(&delete.key)? {
-        pending.drop_members(&delete.key, &stored)?;
-        pending.delete(delete.key.clone());
+        pending.replace(&delete.key, Some(&stored), None)?;
     }
     Ok(CommandResult::Delete {
         applied: true,
@@ -358,35 +379,16 @@ fn apply_update(
         }
         _ => update::decide(update, current.as_ref(), now_ms, version),
     };
-    // A key row that is replaced or removed takes its member rows with it; one that stays
-    // the same collection (a changed expiry, a member write) keeps them.
-    let stays = |new: &StoredValue| {
-        let old = stored.as_ref().and_then(CollectionMeta::of);
-        old.is_some() && old.map(|m| m.generation) == CollectionMeta::of(new).map(|m| m.generation)
-    };
     match write {
         Write::None => {}
-        Write::Put(value) => {
-            if let Some(stored) = stored.as_ref().filter(|_| !stays(&value)) {
-                pending.drop_members(key, stored)?;
-            }
-            pending.put(key.clone(), value);
-        }
-        Write::Delete => {
-            if let Some(stored) = &stored {
-                pending.drop_members(key, stored)?;
-            }
-            pending.delete(key.clone());
-        }
+        Write::Put(value) => pending.replace(key, stored.as_ref(), Some(value))?,
+        Write::Delete => pending.replace(key, stored.as_ref(), None)?,
         Write::Members { key_row, changes } => {
-            if let Some(stored) = stored.as_ref().filter(|_| !stays(&key_row)) {
-                pending.drop_members(key, stored)?;
-            }
             let generation = CollectionMeta::of(&key_row).map_or(0, |m| m.generation);
             for (member, value) in changes {
                 pending.set_member(member_row(key, generation, &member), value);
             }
-            pending.put(key.clone(), key_row);
+            pending.replace(key, stored.as_ref(), Some(key_row))?;
         }
     }
     Ok(CommandResult::Update(result))
@@ -455,9 +457,6 @@ fn apply_rename(
     if from == to {
         return Ok(RenameOutcome::Renamed);
     }
-    if let Some(target) = &target {
-        pending.drop_members(to, target)?;
-    }
     let mut renamed = StoredValue { version, ..value };
     if let Some(meta) = CollectionMeta::of(&renamed) {
         // The members move under the new key, as a collection of this write's generation.
@@ -468,6 +467,7 @@ fn apply_rename(
             }
             pending.set_member(row, None);
         }
+        pending.collections.forget(from);
         let meta = CollectionMeta {
             generation: version.0,
             ..meta
@@ -475,7 +475,7 @@ fn apply_rename(
         renamed.value = meta.encode();
     }
     pending.delete(from.to_vec());
-    pending.put(to.to_vec(), renamed);
+    pending.replace(to, target.as_ref(), Some(renamed))?;
     Ok(RenameOutcome::Renamed)
 }
 
@@ -489,8 +489,7 @@ fn apply_purge(
     for (key, version) in keys.iter().filter(|(key, _)| owned.contains(slot(key))) {
         let stored = pending.get(key)?;
         if let Some(stored) = stored.filter(|v| expiry::is_purgeable(Some(v), *version, now_ms)) {
-            pending.drop_members(key, &stored)?;
-            pending.delete(key.clone());
+            pending.replace(key, Some(&stored), None)?;
             purged += 1;
         }
     }
@@ -535,15 +534,19 @@ struct Pending<'a> {
     overlay: HashMap<Vec<u8>, Option<StoredValue>>,
     /// The member rows the run wrote, as it left them (`None`: removed).
     members: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// The machine's, kept up to date by [`put`](Self::put) and
+    /// [`drop_members`](Self::drop_members).
+    collections: CollectionKeys,
     batch: WriteBatch,
 }
 
 impl<'a> Pending<'a> {
-    fn new(storage: &'a dyn Storage) -> Self {
+    fn new(storage: &'a dyn Storage, collections: CollectionKeys) -> Self {
         Self {
             storage,
             overlay: HashMap::new(),
             members: BTreeMap::new(),
+            collections,
             batch: WriteBatch::new(),
         }
     }
@@ -644,6 +647,30 @@ impl<'a> Pending<'a> {
         self.batch.aux.push((row, value));
     }
 
+    /// Writes `key`'s new key row (`None`: removes the key) over `stored`, the one it had. A
+    /// collection's member rows go with a key row that is replaced or removed, and stay with
+    /// one of the same collection (a changed expiry, a member write).
+    fn replace(
+        &mut self,
+        key: &[u8],
+        stored: Option<&StoredValue>,
+        new: Option<StoredValue>,
+    ) -> Result<(), StorageError> {
+        if let Some(stored) = stored {
+            let generation = |value: &StoredValue| CollectionMeta::of(value).map(|m| m.generation);
+            let same = generation(stored).is_some()
+                && generation(stored) == new.as_ref().and_then(generation);
+            if !same {
+                self.drop_members(key, stored)?;
+            }
+        }
+        match new {
+            Some(value) => self.put(key.to_vec(), value),
+            None => self.delete(key.to_vec()),
+        }
+        Ok(())
+    }
+
     /// Removes the member rows of the collection whose key row is `stored`, if it is one.
     fn drop_members(&mut self, key: &[u8], stored: &StoredValue) -> Result<(), StorageError> {
         let Some(meta) = CollectionMeta::of(stored) else {
@@ -652,10 +679,14 @@ impl<'a> Pending<'a> {
         for (row, _) in self.members(key, meta.generation)? {
             self.set_member(row, None);
         }
+        self.collections.forget(key);
         Ok(())
     }
 
     fn put(&mut self, key: Vec<u8>, value: StoredValue) {
+        if value.kind == ValueKind::HashMembers {
+            self.collections.note(&key);
+        }
         self.overlay.insert(key.clone(), Some(value.clone()));
         self.batch.ops.push(WriteOp::Put { key, value });
     }
@@ -721,8 +752,11 @@ impl Machine<ShardRaftConfig> for KvMachine {
     }
 }
 
+mod collections;
 mod snapshot;
 mod split;
+
+use collections::CollectionKeys;
 
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,7 @@ use kvdb_core::storage::{AuxRows, StorageError, StorageOp, StoredValue};
 use openraft::{LogId, StoredMembership};
 use serde::{Deserialize, Serialize};
 
-use super::{KvMachine, MachineError, Meta, MetaBeforeSplits};
+use super::{CollectionKeys, KvMachine, MachineError, Meta, MetaBeforeSplits};
 use crate::raft_types::{RaftId, ShardNode};
 use crate::sessions::Sessions;
 
@@ -139,6 +139,7 @@ impl KvMachine {
             .install(entries, Some(codec::encode(&image.meta)?), aux)?;
         self.meta = image.meta;
         self.sessions = sessions;
+        self.collections = CollectionKeys::load(self.storage.as_ref())?;
         Ok(())
     }
 }

@@ -225,7 +225,8 @@ fn a_large_hash_replaced_or_removed_takes_its_rows_and_an_expiry_keeps_them() {
 }
 
 #[test]
-fn a_plain_put_over_a_large_hash_leaves_rows_that_no_read_sees() {
+fn a_put_over_a_large_hash_takes_its_rows_however_the_machine_came_to_hold_it() {
+    // Written by this machine.
     let mut f = Fixture::new();
     run_ok(&mut f, "h", big(BIG));
     f.run(NOW, Op::Put(put("h", "string")));
@@ -234,12 +235,39 @@ fn a_plain_put_over_a_large_hash_leaves_rows_that_no_read_sees() {
         (read.kind, read.value.as_slice()),
         (ValueKind::String, &b"string"[..])
     );
-    assert_eq!(member_rows(f.storage.as_ref()), BIG, "left for a sweep");
-    // A new large hash under the key is a new generation: the old rows stay invisible.
+    assert_eq!(member_rows(f.storage.as_ref()), 0);
+
+    // Found in storage by a reopened machine, and by one that installed a snapshot.
     f.run(NOW, Op::Delete(delete("h")));
     run_ok(&mut f, "h", big(BIG + 1));
-    assert_eq!(pairs(f.storage.as_ref(), "h").len(), BIG + 1);
-    assert_eq!(meta(&f, "h").len, BIG as u64 + 1);
+    run_ok(&mut f, "other", big(BIG));
+    f.machine = KvMachine::open(f.storage.clone()).unwrap();
+    f.run(NOW, Op::Put(put("h", "again")));
+    assert_eq!(
+        member_rows(f.storage.as_ref()),
+        BIG,
+        "only `other`'s rows are left"
+    );
+    let image = f.machine.export().unwrap();
+    let (applied, membership) = f.machine.applied_state();
+    let mut g = Fixture::new();
+    g.next_index = f.next_index;
+    g.machine.import(applied, membership, &image).unwrap();
+    // A conditional put too, over a hash whose expiry has passed.
+    run_ok(&mut g, "other", expire(Some(NOW + 1), ExpireWhen::Always));
+    let only_if_absent = Put {
+        if_not_exists: true,
+        ..put("other", "new")
+    };
+    g.run(NOW + 5, Op::Put(only_if_absent));
+    assert_eq!(member_rows(g.storage.as_ref()), 0);
+    assert_eq!(g.value(b"other", NOW + 5).unwrap().value, b"new");
+
+    // A new large hash under the key is whole, with none of the old fields.
+    g.run(NOW, Op::Delete(delete("h")));
+    run_ok(&mut g, "h", big(BIG + 2));
+    assert_eq!(pairs(g.storage.as_ref(), "h").len(), BIG + 2);
+    assert_eq!(meta(&g, "h").len, BIG as u64 + 2);
 }
 
 #[test]
@@ -318,6 +346,9 @@ fn a_rename_moves_the_rows_and_a_transaction_reads_the_hash_whole() {
     assert!(f.storage.get(b"{t}from").unwrap().is_none());
     // The target's old rows and the source's rows are gone: only the moved ones remain.
     assert_eq!(member_rows(f.storage.as_ref()), BIG);
+    // And a put over the new name takes them.
+    f.run(NOW, Op::Put(put("{t}to", "string")));
+    assert_eq!(member_rows(f.storage.as_ref()), 0);
 }
 
 #[test]
