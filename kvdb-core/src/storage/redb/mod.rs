@@ -408,10 +408,8 @@ impl Storage for RedbStorage {
         Ok(rows.into_iter().collect())
     }
 
-    /// Reads stored rows in `range` until `limit` of them are not decided by the write buffer,
-    /// then overlays the buffered rows up to the last row read (or all of them, when the table
-    /// ran out), as [`scan`](Storage::scan) pages; the buffer and the read transaction are
-    /// taken at one point in time.
+    /// Pages the rows in `range` as [`scan`](Storage::scan) pages keys ([`merge_page`]); the
+    /// buffer and the read transaction are taken at one point in time.
     fn get_with_aux(
         &self,
         key: Option<&[u8]>,
@@ -430,29 +428,17 @@ impl Storage for RedbStorage {
             }
         };
         let table = txn.open_table(self.tables().aux_def()).during(op)?;
-        let mut rows = BTreeMap::new();
-        let mut last: Option<Vec<u8>> = None;
-        let mut exhausted = true;
-        for row in table.range::<&[u8]>(range).during(op)? {
-            if rows.len() >= limit {
-                exhausted = false;
-                break;
-            }
-            let (row_key, row) = row.during(op)?;
-            let row_key = row_key.value();
-            if !buffered.contains_key(row_key) {
-                rows.insert(row_key.to_vec(), row.value().to_vec());
-            }
-            last = Some(row_key.to_vec());
-        }
-        for (row_key, change) in buffered {
-            if let Some(row) = change
-                && (exhausted || last.as_ref().is_some_and(|last| row_key <= *last))
-            {
-                rows.insert(row_key, row);
-            }
-        }
-        Ok((value, rows.into_iter().take(limit).collect()))
+        let stored = table.range::<&[u8]>(range).during(op)?;
+        // The buffer's view holds only the range's rows.
+        let rows = merge_page(
+            stored,
+            buffered,
+            |_| true,
+            limit,
+            op,
+            |_, row| Ok(row.to_vec()),
+        )?;
+        Ok((value, rows))
     }
 
     fn export(&self) -> Result<Vec<(Vec<u8>, StoredValue)>, StorageError> {
@@ -472,10 +458,7 @@ impl Storage for RedbStorage {
         Ok(entries.into_iter().collect())
     }
 
-    /// Reads stored rows after `after` until `limit` of them are not decided by the write
-    /// buffer, then overlays the buffered writes up to the last row read (or all of them, when
-    /// the table ran out): the first `limit` keys of that merge are the first `limit` keys of
-    /// the whole state.
+    /// Pages the keys after `after` ([`merge_page`]).
     fn scan(
         &self,
         after: Option<&[u8]>,
@@ -489,33 +472,11 @@ impl Storage for RedbStorage {
             .open_table(self.tables().kv_def())
             .during(op)?;
         let start = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let mut entries = BTreeMap::new();
-        let mut last: Option<Vec<u8>> = None;
-        let mut exhausted = true;
-        for row in table.range::<&[u8]>((start, Bound::Unbounded)).during(op)? {
-            if entries.len() >= limit {
-                exhausted = false;
-                break;
-            }
-            let (key, record) = row.during(op)?;
-            let key = key.value();
-            if !buffered.contains_key(key) {
-                entries.insert(key.to_vec(), decode(key, record.value(), op)?);
-            }
-            last = Some(key.to_vec());
-        }
-        let in_page = |key: &[u8]| {
-            after.is_none_or(|after| key > after)
-                && (exhausted || last.as_deref().is_some_and(|last| key <= last))
-        };
-        for (key, value) in buffered {
-            if let Some(value) = value
-                && in_page(&key)
-            {
-                entries.insert(key, value);
-            }
-        }
-        Ok(entries.into_iter().take(limit).collect())
+        let stored = table.range::<&[u8]>((start, Bound::Unbounded)).during(op)?;
+        let after_start = |key: &[u8]| after.is_none_or(|after| key > after);
+        merge_page(stored, buffered, after_start, limit, op, |key, record| {
+            decode(key, record, op)
+        })
     }
 
     fn install(
@@ -706,6 +667,63 @@ fn split<'r>(
 }
 
 /// The stored value of `key` in an open data table.
+/// The first `limit` rows of a range, merged from the stored `rows` and the write buffer's
+/// `buffered` changes (those `in_range` count). Reads stored rows until `limit` of them are
+/// not decided by the buffer, then overlays the buffered changes up to the last row read (or
+/// all of them, when the table ran out): the first `limit` keys of that merge are the first
+/// `limit` keys of the whole state.
+fn merge_page<T>(
+    rows: redb::Range<'_, &'static [u8], &'static [u8]>,
+    buffered: impl BufferedChanges<T>,
+    in_range: impl Fn(&[u8]) -> bool,
+    limit: usize,
+    op: StorageOp,
+    decode: impl Fn(&[u8], &[u8]) -> Result<T, StorageError>,
+) -> Result<Vec<(Vec<u8>, T)>, StorageError> {
+    let mut page = BTreeMap::new();
+    let mut last: Option<Vec<u8>> = None;
+    let mut exhausted = true;
+    for row in rows {
+        if page.len() >= limit {
+            exhausted = false;
+            break;
+        }
+        let (key, value) = row.during(op)?;
+        let key = key.value();
+        if !buffered.decides(key) {
+            page.insert(key.to_vec(), decode(key, value.value())?);
+        }
+        last = Some(key.to_vec());
+    }
+    for (key, change) in buffered {
+        if let Some(value) = change
+            && in_range(&key)
+            && (exhausted || last.as_deref().is_some_and(|last| key.as_slice() <= last))
+        {
+            page.insert(key, value);
+        }
+    }
+    Ok(page.into_iter().take(limit).collect())
+}
+
+/// A write buffer's changes to a range of keys (`None`: removed), whichever map holds them.
+trait BufferedChanges<T>: IntoIterator<Item = (Vec<u8>, Option<T>)> {
+    /// Whether the buffer decides `key`, so that its stored row is stale.
+    fn decides(&self, key: &[u8]) -> bool;
+}
+
+impl<T> BufferedChanges<T> for BTreeMap<Vec<u8>, Option<T>> {
+    fn decides(&self, key: &[u8]) -> bool {
+        self.contains_key(key)
+    }
+}
+
+impl<T> BufferedChanges<T> for std::collections::HashMap<Vec<u8>, Option<T>> {
+    fn decides(&self, key: &[u8]) -> bool {
+        self.contains_key(key)
+    }
+}
+
 fn lookup(
     table: &impl ReadableTable<&'static [u8], &'static [u8]>,
     key: &[u8],
