@@ -268,3 +268,64 @@ async fn a_stream_runs_at_most_its_limit_of_calls_and_takes_more_as_they_finish(
     gate.add_permits(total);
     wait_for(total).await;
 }
+
+#[tokio::test]
+async fn calls_done_at_once_are_answered_while_a_slow_one_waits_and_the_slow_one_finishes() {
+    let gate = Arc::new(Semaphore::new(0));
+    // A call for key "slow" waits on the gate the test holds; any other is done at once.
+    let answer = {
+        let gate = gate.clone();
+        move |call: pb::NodeCall| {
+            let gate = gate.clone();
+            async move {
+                let Some(pb::node_call::Op::Get(get)) = &call.op else {
+                    panic!("a get");
+                };
+                if get.request.as_ref().is_some_and(|r| &r.key[..] == b"slow") {
+                    gate.acquire().await.expect("the gate stays open").forget();
+                }
+                reply(
+                    call.id,
+                    Ok(pb::reply::Result::Get(pb::GetResponse::default())),
+                )
+            }
+        }
+    };
+    let mut grpc = start(CallsOnly(answer)).await;
+    let (outbound, calls) = tokio::sync::mpsc::unbounded_channel();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(CALLS_PATH);
+    for message in [get_call(1, "slow"), get_call(2, "a"), get_call(3, "b")] {
+        outbound.send(message).unwrap();
+    }
+    let response = grpc
+        .streaming(
+            Request::new(tokio_stream::wrappers::UnboundedReceiverStream::new(calls)),
+            path,
+            RawCodec,
+        )
+        .await
+        .unwrap();
+    let mut inbound: Pin<Box<Streaming<pb::Replies>>> = Box::pin(response.into_inner());
+    let mut answered = Vec::new();
+    let within = std::time::Duration::from_secs(30);
+    while answered.len() < 2 {
+        let message = tokio::time::timeout(within, inbound.next())
+            .await
+            .expect("replies within the deadline")
+            .expect("the stream stays open")
+            .unwrap();
+        answered.extend(message.replies.iter().map(|r| r.id));
+    }
+    assert_eq!(answered, [2, 3], "the slow call is still waiting");
+    gate.add_permits(1);
+    let message = tokio::time::timeout(within, inbound.next())
+        .await
+        .expect("the slow call's reply within the deadline")
+        .expect("the stream stays open")
+        .unwrap();
+    assert_eq!(
+        message.replies.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [1]
+    );
+    drop(outbound);
+}
