@@ -3,8 +3,9 @@
 use kvdb_core::Version;
 use kvdb_core::error::KvError;
 
-/// A stored value with its version.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A stored value with its version. `Value::default()` is an empty string at version 0, a
+/// base for stores that build values of their own (`..Value::default()`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Value {
     /// The bytes stored.
     pub value: Vec<u8>,

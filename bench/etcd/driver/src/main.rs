@@ -80,8 +80,7 @@ impl Kv for EtcdKv {
         Ok(reply.kvs.into_iter().next().map(|kv| Value {
             value: kv.value.to_vec(),
             version: Version(kv.mod_revision as u64),
-            expires_at_ms: None,
-            hash: None,
+            ..Value::default()
         }))
     }
 
