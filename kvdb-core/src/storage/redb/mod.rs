@@ -408,7 +408,7 @@ impl Storage for RedbStorage {
         Ok(rows.into_iter().collect())
     }
 
-    /// Pages the rows in `range` as [`scan`](Storage::scan) pages keys ([`merge_page`]); the
+    /// Pages the rows in `range` as [`scan`](Storage::scan) pages keys (`merge_page`); the
     /// buffer and the read transaction are taken at one point in time.
     fn get_with_aux(
         &self,
@@ -458,7 +458,7 @@ impl Storage for RedbStorage {
         Ok(entries.into_iter().collect())
     }
 
-    /// Pages the keys after `after` ([`merge_page`]).
+    /// Pages the keys after `after` (`merge_page`).
     fn scan(
         &self,
         after: Option<&[u8]>,
