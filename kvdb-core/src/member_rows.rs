@@ -76,11 +76,17 @@ impl CollectionMeta {
     }
 }
 
-fn key_part(key: &[u8], generation: u64, extra: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 + 4 + key.len() + 8 + extra);
+/// The start every row of `key` shares, with room for `extra` more bytes.
+fn key_prefix(key: &[u8], extra: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + 4 + key.len() + extra);
     out.push(MEMBER_ROW);
     out.extend_from_slice(&(key.len() as u32).to_be_bytes());
     out.extend_from_slice(key);
+    out
+}
+
+fn key_part(key: &[u8], generation: u64, extra: usize) -> Vec<u8> {
+    let mut out = key_prefix(key, 8 + extra);
     out.extend_from_slice(&generation.to_be_bytes());
     out
 }
@@ -99,9 +105,7 @@ pub fn members_of(key: &[u8], generation: u64) -> PrefixRange {
 
 /// Every row of every generation of the collection under `key`.
 pub fn rows_of_key(key: &[u8]) -> PrefixRange {
-    let mut prefix = key_part(key, 0, 0);
-    prefix.truncate(prefix.len() - 8);
-    PrefixRange::new(prefix)
+    PrefixRange::new(key_prefix(key, 0))
 }
 
 /// Every member row of the shard.

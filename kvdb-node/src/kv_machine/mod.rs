@@ -317,9 +317,10 @@ fn apply_put(
     }
     // The only read an unconditional put makes, and only for a key that may hold a hash in
     // member rows: its rows go with it.
-    let stored = match pending.collections.may_hold(&put.key) {
-        true => pending.get(&put.key)?,
-        false => None,
+    let stored = if pending.collections.may_hold(&put.key) {
+        pending.get(&put.key)?
+    } else {
+        None
     };
     let value = StoredValue {
         value: put.value.clone(),

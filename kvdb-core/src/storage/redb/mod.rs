@@ -666,7 +666,6 @@ fn split<'r>(
     ))
 }
 
-/// The stored value of `key` in an open data table.
 /// The first `limit` rows of a range, merged from the stored `rows` and the write buffer's
 /// `buffered` changes (those `in_range` count). Reads stored rows until `limit` of them are
 /// not decided by the buffer, then overlays the buffered changes up to the last row read (or
@@ -724,6 +723,7 @@ impl<T> BufferedChanges<T> for std::collections::HashMap<Vec<u8>, Option<T>> {
     }
 }
 
+/// The stored value of `key` in an open data table.
 fn lookup(
     table: &impl ReadableTable<&'static [u8], &'static [u8]>,
     key: &[u8],

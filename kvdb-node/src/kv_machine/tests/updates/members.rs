@@ -56,6 +56,14 @@ fn pairs(storage: &dyn Storage, key: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A fixture whose machine applies to a storage that counts the auxiliary rows read.
+fn counting_fixture() -> (Arc<CountingStorage>, Fixture) {
+    let storage = Arc::new(CountingStorage::default());
+    let mut f = Fixture::new();
+    f.machine = KvMachine::open(storage.clone()).unwrap();
+    (storage, f)
+}
+
 fn meta(f: &Fixture, key: &str) -> CollectionMeta {
     let row = f.storage.get(key.as_bytes()).unwrap().expect("a key row");
     CollectionMeta::of(&row).expect("a hash in member rows")
@@ -353,9 +361,7 @@ fn a_rename_moves_the_rows_and_a_transaction_reads_the_hash_whole() {
 
 #[test]
 fn a_read_of_named_fields_reads_those_rows_and_counts_the_hash() {
-    let storage = Arc::new(CountingStorage::default());
-    let mut f = Fixture::new();
-    f.machine = KvMachine::open(storage.clone()).unwrap();
+    let (storage, mut f) = counting_fixture();
     run_ok(&mut f, "h", big(BIG));
     run_ok(&mut f, "small", hset(&[("a", "1"), ("b", "2")], false));
     let pairs_of = |found: Option<Found>| {
@@ -410,9 +416,7 @@ fn a_read_of_named_fields_reads_those_rows_and_counts_the_hash() {
 
 #[test]
 fn pages_of_a_large_hash_list_every_field_once_and_a_small_hash_at_once() {
-    let storage = Arc::new(CountingStorage::default());
-    let mut f = Fixture::new();
-    f.machine = KvMachine::open(storage.clone()).unwrap();
+    let (storage, mut f) = counting_fixture();
     run_ok(&mut f, "h", big(BIG));
     run_ok(&mut f, "small", hset(&[("b", "2"), ("a", "1")], false));
     let mut seen = Vec::new();
