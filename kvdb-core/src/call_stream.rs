@@ -3,10 +3,10 @@
 //! long-lived gRPC stream.
 //!
 //! One task reads the client's messages and polls each operation once as it reads it. One
-//! that is done at once (a lease read, usually) queues its reply right there; the others run
-//! as tasks of their own, so a read never waits behind a slow write that arrived with it.
-//! Spawning every operation cost a node about a fifth more CPU per read served through the
-//! gateway, most of it waking another worker thread for each new task. Finished operations
+//! that is done at once (a lease read, usually) queues its reply right there; the others wait
+//! in the same task, each polled only when woken, so a read never waits behind a slow write
+//! that arrived with it. A task per operation cost a node about a fifth more CPU per read
+//! served through the gateway, most of it waking another worker thread for each new task. Finished operations
 //! queue their replies, and every poll of the response stream sends all that are queued in
 //! one message: operations that finish together share the cost of a write to the connection.
 //!
@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use futures::Stream;
+use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tonic::{Status, Streaming};
 
@@ -123,11 +124,17 @@ where
     let in_flight = Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT));
     let mut reader_closing = closing.clone();
     tokio::spawn(async move {
-        // The calls still running, so that an unreadable message is reported after them.
-        let mut running = tokio::task::JoinSet::new();
+        // The calls still waiting, polled here as they are woken: a batch of writes that
+        // commit together wakes this one task once, not a task per write.
+        let mut running = FuturesUnordered::new();
         'read: loop {
-            while running.try_join_next().is_some() {}
             let message = tokio::select! {
+                biased;
+                Some(answered) = running.next(), if !running.is_empty() => {
+                    // Fails only when the response stream is gone with its client.
+                    let _ = replies.send(Ok(answered));
+                    continue;
+                }
                 message = inbound.message() => message,
                 () = reader_closing.wait() => break,
             };
@@ -135,38 +142,45 @@ where
                 Ok(Some(message)) => message,
                 Ok(None) => break,
                 Err(status) => {
-                    while running.join_next().await.is_some() {}
-                    // If the client is gone, nobody reads this; if not, it must hear why.
+                    // The calls already read are answered first; the client must then hear
+                    // why the rest go unanswered (if it is gone, nobody reads this).
+                    while let Some(answered) = running.next().await {
+                        let _ = replies.send(Ok(answered));
+                    }
                     let _ = replies.send(Err(unreadable(&status)));
-                    break;
+                    return;
                 }
             };
             for call in calls_of(message) {
                 // Backpressure: at the limit, stop reading until replies are sent, so that
-                // HTTP/2 flow control holds the client back.
-                let permit = tokio::select! {
-                    permit = in_flight.clone().acquire_owned() => permit,
-                    () = reader_closing.wait() => break 'read,
+                // HTTP/2 flow control holds the client back. Waiting calls still finish.
+                let permit = loop {
+                    tokio::select! {
+                        biased;
+                        Some(answered) = running.next(), if !running.is_empty() => {
+                            let _ = replies.send(Ok(answered));
+                        }
+                        permit = in_flight.clone().acquire_owned() => break permit,
+                        () = reader_closing.wait() => break 'read,
+                    }
                 };
                 let Ok(permit) = permit else { break 'read };
                 // Most reads answer at their first poll: answered here, they cost no task
-                // and no wake-up of another worker thread. The rest run as tasks of their own.
+                // and no wake-up of another worker thread.
                 let mut running_call = Box::pin(answer(call));
                 let mut first_poll = Context::from_waker(Waker::noop());
                 if let Poll::Ready(reply) = running_call.as_mut().poll(&mut first_poll) {
-                    // Fails only when the response stream is gone with its client.
                     let _ = replies.send(Ok((reply, permit)));
                     continue;
                 }
-                let replies = replies.clone();
-                running.spawn(async move {
-                    let reply = running_call.await;
-                    let _ = replies.send(Ok((reply, permit)));
-                });
+                running.push(async move { (running_call.await, permit) });
             }
         }
-        // Calls still running answer on their own; dropping the set would cancel them.
-        running.detach_all();
+        // Calls already read finish even once nobody reads their replies: a write that was
+        // submitted runs to its end, as it would had the connection dropped.
+        while let Some(answered) = running.next().await {
+            let _ = replies.send(Ok(answered));
+        }
     });
     let state = Outbound {
         queued,
