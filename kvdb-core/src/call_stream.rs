@@ -176,8 +176,10 @@ where
                 running.push(async move { (running_call.await, permit) });
             }
         }
-        // Calls already read finish even once nobody reads their replies: a write that was
-        // submitted runs to its end, as it would had the connection dropped.
+        // The client's side is released now, so that a server's graceful shutdown never
+        // waits on it. Calls already read finish even once nobody reads their replies: a
+        // write that was submitted runs to its end, as it would had the connection dropped.
+        drop(inbound);
         while let Some(answered) = running.next().await {
             let _ = replies.send(Ok(answered));
         }

@@ -11,8 +11,8 @@ use futures::StreamExt;
 use prost::Message;
 use prost::bytes::{Buf, BufMut};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::{Endpoint, Server};
 use tonic::{Code, Request, Response, Status, Streaming};
@@ -22,8 +22,9 @@ use crate::proto::v1 as pb;
 use crate::proto::v1::kv_node_server::{KvNode, KvNodeServer};
 use crate::status::ERROR_KIND;
 
-/// A node whose only working RPC is `Calls`, served by [`serve`] with `answer`.
-struct CallsOnly<F>(F);
+/// A node whose only working RPC is `Calls`, served by [`serve`] with `answer`, its streams
+/// ending when the [`Closing`] closes.
+struct CallsOnly<F>(F, Closing);
 
 #[tonic::async_trait]
 impl<F, Fut> KvNode for CallsOnly<F>
@@ -84,7 +85,7 @@ where
             request.into_inner(),
             calls_of,
             self.0.clone(),
-            Closing::never(),
+            self.1.clone(),
         )))
     }
 }
@@ -190,7 +191,7 @@ fn get_call(id: u64, key: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn an_unreadable_message_ends_the_stream_with_invalid_argument() {
-    let mut grpc = start(CallsOnly(echo)).await;
+    let mut grpc = start(CallsOnly(echo, Closing::never())).await;
     // A valid message, then bytes that are not protobuf (a field tag with wire type 7), then
     // a valid message that must go unanswered.
     let garbage = vec![0x0f, 0xff, 0xff, 0xff];
@@ -233,7 +234,7 @@ async fn a_stream_runs_at_most_its_limit_of_calls_and_takes_more_as_they_finish(
             }
         }
     };
-    let mut grpc = start(CallsOnly(gated)).await;
+    let mut grpc = start(CallsOnly(gated, Closing::never())).await;
     // Three times the limit, in small messages, and never a reply read.
     let total = 3 * MAX_CALLS_IN_FLIGHT;
     let messages = (0..total as u64).map(|id| get_call(id, "k"));
@@ -291,7 +292,7 @@ async fn calls_done_at_once_are_answered_while_a_slow_one_waits_and_the_slow_one
             }
         }
     };
-    let mut grpc = start(CallsOnly(answer)).await;
+    let mut grpc = start(CallsOnly(answer, Closing::never())).await;
     let (outbound, calls) = tokio::sync::mpsc::unbounded_channel();
     let path = tonic::codegen::http::uri::PathAndQuery::from_static(CALLS_PATH);
     for message in [get_call(1, "slow"), get_call(2, "a"), get_call(3, "b")] {
@@ -327,5 +328,87 @@ async fn calls_done_at_once_are_answered_while_a_slow_one_waits_and_the_slow_one
         message.replies.iter().map(|r| r.id).collect::<Vec<_>>(),
         [1]
     );
+    drop(outbound);
+}
+
+#[tokio::test]
+async fn a_closing_server_stops_while_a_call_waits_and_the_call_still_runs_to_its_end() {
+    let (started, finished) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let gate = Arc::new(Semaphore::new(0));
+    let gated = {
+        let (started, finished, gate) = (started.clone(), finished.clone(), gate.clone());
+        move |call: pb::NodeCall| {
+            let (started, finished, gate) = (started.clone(), finished.clone(), gate.clone());
+            async move {
+                started.fetch_add(1, Ordering::SeqCst);
+                gate.acquire().await.expect("the gate stays open").forget();
+                finished.fetch_add(1, Ordering::SeqCst);
+                reply(
+                    call.id,
+                    Ok(pb::reply::Result::Get(pb::GetResponse::default())),
+                )
+            }
+        }
+    };
+    let (stop, stopping) = watch::channel(false);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let mut shutdown = stopping.clone();
+    let server = tokio::spawn(
+        Server::builder()
+            .add_service(KvNodeServer::new(CallsOnly(gated, Closing::on(stopping))))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+            }),
+    );
+    let channel = Endpoint::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    // The client keeps its side of the stream open throughout.
+    let (outbound, calls) = mpsc::unbounded_channel::<Vec<u8>>();
+    outbound.send(get_call(1, "waits")).unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(CALLS_PATH);
+    let mut inbound = grpc
+        .streaming(
+            Request::new(UnboundedReceiverStream::new(calls)),
+            path,
+            RawCodec,
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while started.load(Ordering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the call never started"
+        );
+        tokio::task::yield_now().await;
+    }
+
+    stop.send(true).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), server)
+        .await
+        .expect("a call that waits does not hold up the server's shutdown")
+        .unwrap()
+        .unwrap();
+    let end = tokio::time::timeout(std::time::Duration::from_secs(10), inbound.message())
+        .await
+        .expect("the stream ends");
+    assert!(!matches!(end, Ok(Some(_))), "{end:?}");
+
+    // The call was read before the server closed, so it finishes (a write would commit).
+    gate.add_permits(1);
+    while finished.load(Ordering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the waiting call never finished"
+        );
+        tokio::task::yield_now().await;
+    }
     drop(outbound);
 }
