@@ -6,9 +6,10 @@
 //! that is done at once (a lease read, usually) queues its reply right there; the others wait
 //! in the same task, each polled only when woken, so a read never waits behind a slow write
 //! that arrived with it. A task per operation cost a node about a fifth more CPU per read
-//! served through the gateway, most of it waking another worker thread for each new task. Finished operations
-//! queue their replies, and every poll of the response stream sends all that are queued in
-//! one message: operations that finish together share the cost of a write to the connection.
+//! served through the gateway, most of it waking another worker thread for each new task.
+//! Finished operations queue their replies, and every poll of the response stream sends all
+//! that are queued in one message: operations that finish together share the cost of a write
+//! to the connection.
 //!
 //! Each operation is answered as its unary RPC would be, errors included
 //! ([`crate::status::to_call_error`]). The client half is [`crate::call_link`].

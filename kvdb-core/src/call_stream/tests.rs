@@ -110,12 +110,28 @@ where
     F: Fn(pb::NodeCall) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = pb::Reply> + Send + 'static,
 {
+    start_until(node, std::future::pending()).await.0
+}
+
+/// [`start`], for a server that shuts down gracefully once `shutdown` completes; the handle
+/// finishes when it has.
+async fn start_until<F, Fut>(
+    node: CallsOnly<F>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> (
+    tonic::client::Grpc<tonic::transport::Channel>,
+    tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+)
+where
+    F: Fn(pb::NodeCall) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = pb::Reply> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    tokio::spawn(
+    let server = tokio::spawn(
         Server::builder()
             .add_service(KvNodeServer::new(node))
-            .serve_with_incoming(TcpListenerStream::new(listener)),
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown),
     );
     let channel = Endpoint::from_shared(format!("http://{address}"))
         .unwrap()
@@ -124,7 +140,7 @@ where
         .unwrap();
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();
-    grpc
+    (grpc, server)
 }
 
 const CALLS_PATH: &str = "/kvdb.v1.KvNode/Calls";
@@ -351,23 +367,11 @@ async fn a_closing_server_stops_while_a_call_waits_and_the_call_still_runs_to_it
         }
     };
     let (stop, stopping) = watch::channel(false);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
     let mut shutdown = stopping.clone();
-    let server = tokio::spawn(
-        Server::builder()
-            .add_service(KvNodeServer::new(CallsOnly(gated, Closing::on(stopping))))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                let _ = shutdown.wait_for(|stop| *stop).await;
-            }),
-    );
-    let channel = Endpoint::from_shared(format!("http://{address}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.unwrap();
+    let (mut grpc, server) = start_until(CallsOnly(gated, Closing::on(stopping)), async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    })
+    .await;
     // The client keeps its side of the stream open throughout.
     let (outbound, calls) = mpsc::unbounded_channel::<Vec<u8>>();
     outbound.send(get_call(1, "waits")).unwrap();
