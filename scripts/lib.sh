@@ -82,7 +82,8 @@ stop_processes() {
 # under DIR (data in DIR/data): the coordinator (gRPC $COORD, Admin API
 # $ADMIN), a node per port in NODE_PORTS (node-1, node-2, ...) and the gateway
 # ($GATEWAY). With NODE_RESP_PORTS (one per node) the nodes serve Redis Cluster
-# mode there, and with GATEWAY_RESP the gateway serves RESP there. Returns once
+# mode there, with NODE_METRICS_PORTS (one per node) they serve Prometheus
+# metrics there, and with GATEWAY_RESP the gateway serves RESP there. Returns once
 # every node has registered; shards are left to the caller.
 start_cluster() {
     local dir=$1 i=1 port
@@ -92,10 +93,11 @@ start_cluster() {
     start_process "$dir" coordinator "$KVDB" coordinator --id 1 --listen "$COORD" \
         --admin-listen "$ADMIN" --data "$dir/data/coordinator"
     wait_for "the coordinator" 30 "$KVDB" admin --admin "$ADMIN" cluster
-    local resp_ports=(${NODE_RESP_PORTS:-}) resp
+    local resp_ports=(${NODE_RESP_PORTS:-}) metrics_ports=(${NODE_METRICS_PORTS:-}) resp
     for port in "${NODE_PORTS[@]}"; do
         resp=()
         [[ -n ${resp_ports[i - 1]:-} ]] && resp=(--resp-listen "127.0.0.1:${resp_ports[i - 1]}")
+        [[ -n ${metrics_ports[i - 1]:-} ]] && resp+=(--metrics-listen "127.0.0.1:${metrics_ports[i - 1]}")
         start_process "$dir" "node-$i" "$KVDB" node --name "node-$i" \
             --listen "127.0.0.1:$port" --coordinators "$COORD" --data "$dir/data/node-$i" "${resp[@]}"
         i=$(( i + 1 ))

@@ -2,6 +2,8 @@
 //! client: `CLUSTER SLOTS` names each shard's leader, a node answers the keys it leads and
 //! sends the others away with `MOVED`, `redis-cli -c` and `redis-benchmark --cluster` route
 //! themselves, and redis-rs's cluster client follows a failover when a leader's node dies.
+//! A large hash deleted through the gateway is gone at once, and its rows are swept on every
+//! replica, across a leader's stop and restart.
 
 mod common;
 
@@ -11,7 +13,7 @@ use std::process::Command;
 use common::resp::{Conn, bulk, error_text};
 use common::{TestCluster, node_index, shard_of, wait_until};
 use kvdb::cluster::LocalCluster;
-use kvdb::core::{NodeId, slot};
+use kvdb::core::{NodeId, ShardId, slot};
 use redis::AsyncCommands;
 use redis_protocol::resp2::types::OwnedFrame as Frame;
 
@@ -319,5 +321,86 @@ async fn the_redis_rs_cluster_client_routes_itself_and_follows_a_failover() {
         let got: i64 = con.get(format!("k{i}")).await.unwrap();
         assert_eq!(got, i + 1000);
     }
+    test.stop().await;
+}
+
+/// The member rows a node's replica of `shard` stores, and the collections it has left to
+/// sweep; `None` while the node is down.
+fn sweep_state(cluster: &LocalCluster, i: usize, shard: ShardId) -> Option<(usize, usize)> {
+    use kvdb::core::member_rows::all_member_rows;
+    let replica = cluster.node(i)?.manager().replica(shard)?;
+    let rows = replica
+        .storage()
+        .aux_range(all_member_rows().bounds(), usize::MAX)
+        .unwrap()
+        .len();
+    Some((rows, replica.collections_to_sweep()))
+}
+
+/// A large hash's `DEL` removes its key row only: the hash is gone for every reader at once,
+/// a new hash under the key starts empty, and the shard leader's sweeper then removes the old
+/// field rows on every replica, a bounded batch per Raft entry. The leader's node stops
+/// before the sweep is done: the next leader finishes it, and the stopped node, restarted,
+/// ends with no row left either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_large_hash_is_gone_at_once_and_its_rows_are_swept_on_every_replica() {
+    const FIELDS: usize = 3000;
+
+    let mut test = start().await;
+    let gateway = test.cluster.resp_address().unwrap();
+    let key = b"big:{sweep}".as_slice();
+    let pairs: Vec<Vec<u8>> = (0..FIELDS)
+        .flat_map(|i| {
+            [
+                format!("field:{i}").into_bytes(),
+                format!("value:{i}").into_bytes(),
+            ]
+        })
+        .collect();
+    let mut hset: Vec<&[u8]> = vec![b"HSET", key];
+    hset.extend(pairs.iter().map(Vec::as_slice));
+    assert_eq!(on(gateway, &hset).await, Frame::Integer(FIELDS as i64));
+
+    let shard = shard_of(&test.cluster.map().unwrap(), key);
+    wait_until("every replica to hold the hash's rows", || {
+        (0..NODES).all(|i| sweep_state(&test.cluster, i, shard) == Some((FIELDS, 0)))
+    })
+    .await;
+
+    assert_eq!(on(gateway, &[b"DEL", key]).await, Frame::Integer(1));
+    assert_eq!(on(gateway, &[b"EXISTS", key]).await, Frame::Integer(0));
+    assert_eq!(on(gateway, &[b"HLEN", key]).await, Frame::Integer(0));
+    assert_eq!(
+        on(gateway, &[b"HGET", key, b"field:7"]).await,
+        Frame::Null,
+        "a deleted field reads as absent"
+    );
+    // A new hash under the key holds only what is written to it.
+    assert_eq!(
+        on(gateway, &[b"HSET", key, b"field:7", b"new"]).await,
+        Frame::Integer(1)
+    );
+    assert_eq!(on(gateway, &[b"HLEN", key]).await, Frame::Integer(1));
+
+    // The leader stops (its sweeper's first round comes a purge interval after it leads).
+    let leader = test.cluster.leader_of(shard).expect("a leader");
+    test.cluster.stop_node(leader).await;
+    let others: Vec<usize> = (0..NODES).filter(|i| *i != leader).collect();
+    wait_until(
+        "the next leader to sweep the old rows on the running replicas",
+        || {
+            others
+                .iter()
+                .all(|i| sweep_state(&test.cluster, *i, shard) == Some((0, 0)))
+        },
+    )
+    .await;
+    test.cluster.restart_node(leader).await.unwrap();
+    wait_until("the restarted replica to end with no old row", || {
+        sweep_state(&test.cluster, leader, shard) == Some((0, 0))
+    })
+    .await;
+    assert_eq!(on(gateway, &[b"HLEN", key]).await, Frame::Integer(1));
+    assert_eq!(bulk(on(gateway, &[b"HGET", key, b"field:7"]).await), b"new");
     test.stop().await;
 }

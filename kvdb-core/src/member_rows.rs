@@ -10,9 +10,9 @@
 //!   length (`u32` big-endian), the key, the generation (`u64` big-endian), the member. The
 //!   length keeps one key's rows apart from a longer key's that starts with it, and the
 //!   rows of one collection are one contiguous range ([`members_of`]).
-//! - A collection that is replaced or removed in one command loses its rows in the same
-//!   command; one replaced without being read (a plain `SET`) leaves rows of a generation no
-//!   key row names any more, which no read sees and which splits and snapshots carry along.
+//! - A collection that is replaced or removed loses its rows in the same command, or, when
+//!   large, later: its rows' generation is then one no key row names, which no read sees
+//!   and which the shard's sweeper removes (`kvdb-node`'s `kv_machine::leftovers`).
 //!
 //! Everything here is a pure function of bytes: the state machine decides what to write.
 
@@ -101,11 +101,6 @@ pub fn member_row(key: &[u8], generation: u64, member: &[u8]) -> Vec<u8> {
 /// Every row of the collection under `key` of generation `generation`, in member order.
 pub fn members_of(key: &[u8], generation: u64) -> PrefixRange {
     PrefixRange::new(key_part(key, generation, 0))
-}
-
-/// Every row of every generation of the collection under `key`.
-pub fn rows_of_key(key: &[u8]) -> PrefixRange {
-    PrefixRange::new(key_prefix(key, 0))
 }
 
 /// Every member row of the shard.

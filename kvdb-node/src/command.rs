@@ -62,6 +62,17 @@ pub enum Op {
     /// (Redis's `MULTI`/`EXEC` with `WATCH`, `MSETNX`, `RENAME`). Appended after `Update` for
     /// the same reason.
     Txn(Txn),
+    /// Remove up to `limit` member rows of a collection that no key row names any more (a
+    /// large hash deleted or replaced; see `kv_machine::leftovers`). Changes nothing while
+    /// `key`'s row names `generation`. Appended after `Txn` for the same reason.
+    Sweep {
+        /// The key the collection was stored under.
+        key: Vec<u8>,
+        /// The generation of its member rows.
+        generation: u64,
+        /// The most rows one command removes, which bounds the apply's pause.
+        limit: u32,
+    },
 }
 
 /// A transaction: every key (guards and operations) in one slot, so one shard applies it in
@@ -225,7 +236,7 @@ impl Command {
             Op::Delete(delete) => delete.write_id.as_ref(),
             Op::Update(update) => update.write_id.as_ref(),
             Op::Txn(txn) => txn.write_id.as_ref(),
-            Op::Purge { .. } | Op::Batch(_) | Op::Split(_) => None,
+            Op::Purge { .. } | Op::Sweep { .. } | Op::Batch(_) | Op::Split(_) => None,
         }
     }
 }
@@ -279,4 +290,11 @@ pub enum CommandResult {
     /// The outcome of an [`Op::Txn`]: one result per operation, or `None` when a guard
     /// failed and nothing was written.
     Txn(Option<Vec<TxnOpResult>>),
+    /// The outcome of an [`Op::Sweep`].
+    Swept {
+        /// Member rows removed.
+        rows: u32,
+        /// No row of the collection is left (or the shard no longer serves its key).
+        done: bool,
+    },
 }

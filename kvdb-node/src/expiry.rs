@@ -15,12 +15,12 @@ use std::sync::Arc;
 
 use kvdb_core::Version;
 use kvdb_core::storage::{Storage, StoredValue};
-use openraft::ServerState;
 
 use crate::clock;
 use crate::command::{Command, Op};
 use crate::config::NodeConfig;
 use crate::raft_types::ShardRaft;
+use crate::replica_tasks::LeaderRounds;
 
 /// The absolute expiry of a write proposed at `now_ms` with `ttl_ms` (0: never expires).
 pub fn expire_at(now_ms: u64, ttl_ms: u64) -> Option<u64> {
@@ -33,41 +33,19 @@ pub fn is_purgeable(current: Option<&StoredValue>, version: Version, now_ms: u64
     current.is_some_and(|v| v.version == version && !v.is_live(now_ms))
 }
 
-/// While this node leads, proposes deletes of expired keys in small batches;
-/// not during a handover (its entries would refresh the followers' leases).
-///
-/// A follower sleeps until its replica leads rather than waking every interval: a node hosts
-/// hundreds of replicas. The listing is a short read of the expiry index, so it runs on this
-/// task rather than costing a hand-off to a blocking thread per shard per interval.
+/// While this node leads, proposes deletes of expired keys in small batches, every purge
+/// interval (see `replica_tasks::LeaderRounds`). The listing is a short read of
+/// the expiry index, so it runs on this task rather than costing a hand-off to a blocking
+/// thread per shard per interval.
 pub(crate) async fn purge_expired(
     raft: ShardRaft,
     storage: Arc<dyn Storage>,
     config: Arc<NodeConfig>,
     handover: Arc<std::sync::Mutex<Option<String>>>,
 ) {
-    let mut server = raft.server_metrics();
-    loop {
-        let leads = server
-            .wait_for(|m| m.state == ServerState::Leader)
-            .await
-            .is_ok();
-        if !leads {
-            // The group shut down.
-            return;
-        }
-        let mut tick = tokio::time::interval(config.purge_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        while server.borrow().state == ServerState::Leader {
-            tick.tick().await;
-            let handing_over = handover
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .is_some();
-            if !handing_over {
-                purge_due(&raft, storage.as_ref(), &config).await;
-            }
-        }
+    let mut rounds = LeaderRounds::new(&raft, config.purge_interval, handover);
+    while rounds.next().await {
+        purge_due(&raft, storage.as_ref(), &config).await;
     }
 }
 

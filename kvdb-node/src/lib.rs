@@ -17,7 +17,8 @@
 //! - [`raft_types`]: the openraft type configuration of a shard group.
 //! - [`proposal`]: request -> command and result -> response, with limits.
 //! - [`replica`]: this node's member of one shard group, and its read lease.
-//! - `replica_tasks`: a replica's leadership watcher (leader changes, read floors).
+//! - `replica_tasks`: a replica's leadership watcher (leader changes, read floors), its
+//!   leader's periodic rounds, and the sweeper of removed collections' rows.
 //! - [`expiry`]: TTL in one place: absolute expiry at proposal, purgeable keys, the purger.
 //! - [`export`]: the `ShardExport` service: a shard's live keys from its leader, for backups.
 //! - [`log_compaction`]: a shard whose log grew past a size since its last snapshot takes one.

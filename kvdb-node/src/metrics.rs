@@ -190,6 +190,18 @@ impl Collector for NodeCollector {
         )?;
         encode_family(
             e,
+            "shard_collections_to_sweep",
+            "Removed large collections whose member rows the leader's sweeper has yet to remove",
+            shards.iter().filter_map(|(shard, _)| {
+                let replica = self.manager.replica(kvdb_core::ShardId(*shard))?;
+                Some((
+                    [("shard", *shard)],
+                    gauge(replica.collections_to_sweep() as u64),
+                ))
+            }),
+        )?;
+        encode_family(
+            e,
             "shard_follower_lag_entries",
             "On a leader: entries each follower is known to be missing",
             shards.iter().flat_map(|(shard, f)| {

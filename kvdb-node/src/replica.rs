@@ -3,10 +3,10 @@
 //! A replica bundles the group's [`openraft::Raft`] handle (log in the node's
 //! shared [`LogDb`], state machine [`KvMachine`] over the shard's tables in the
 //! node's key-value database, network over the shared peer pool) with the
-//! [`Storage`] that reads are served from, its read lease, and two small
+//! [`Storage`] that reads are served from, its read lease, and three small
 //! background tasks (`replica_tasks`): one wakes the replica manager whenever
-//! the group's leader or term changes, the other proposes purges of expired
-//! keys while this node leads.
+//! the group's leader or term changes; while this node leads, one proposes
+//! purges of expired keys and one sweeps the rows of removed collections.
 //!
 //! Out of scope: deciding which replicas exist, initializing groups and
 //! changing membership; that is the replica manager's job.
@@ -33,6 +33,7 @@ use tokio::task::{JoinError, JoinHandle};
 use crate::command::{Command, CommandResult, Op, Split};
 use crate::config::{ConfigError, NodeConfig};
 use crate::expiry;
+use crate::kv_machine::leftovers::Leftovers;
 use crate::kv_machine::{KvMachine, MachineError};
 use crate::raft_types::{RaftId, ShardRaft, ShardRaftConfig};
 use crate::read_queue::{ReadError, ReadQueue, observed};
@@ -186,6 +187,8 @@ pub struct Replica {
     snapshots: Arc<SnapshotCounts>,
     /// Bytes appended to this replica's log since it opened (see `crate::log_compaction`).
     log_bytes: Arc<AtomicU64>,
+    /// Removed collections whose member rows wait for the sweeper (`kv_machine::leftovers`).
+    leftovers: Arc<Leftovers>,
 }
 
 /// One replica's Raft position and request counts (see [`Replica::raft_figures`]).
@@ -250,13 +253,14 @@ impl Replica {
             #[cfg(feature = "planted-bugs")]
             let machine = machine.with_planted_bug(planted);
             let fence = machine.fence().clone();
+            let leftovers = machine.leftovers().clone();
             let store = StateMachineStore::open(snapshot_db, shard.0, machine)
                 .map_err(|source| ReplicaError::StateMachine { shard, source })?;
-            Ok::<_, ReplicaError>((storage, store, fence))
+            Ok::<_, ReplicaError>((storage, store, fence, leftovers))
         })
         .await
         .map_err(|source| ReplicaError::Task { shard, source })?;
-        let (storage, store, fence) = state_machine?;
+        let (storage, store, fence, leftovers) = state_machine?;
         let snapshots = store.snapshot_counts();
         let lease = env.config.lease_reads.then(Arc::<LeaseClock>::default);
         let mut log = env.log_db.group::<ShardRaftConfig>(shard.0);
@@ -297,6 +301,12 @@ impl Replica {
                 env.config.clone(),
                 Arc::clone(&handover),
             )),
+            tokio::spawn(replica_tasks::sweep_leftovers(
+                raft.clone(),
+                leftovers.clone(),
+                env.config.purge_interval,
+                Arc::clone(&handover),
+            )),
         ]);
         tracing::debug!(%shard, node = %env.node, "replica opened");
         Ok(Self {
@@ -320,6 +330,7 @@ impl Replica {
             leader_changes,
             snapshots,
             log_bytes,
+            leftovers,
         })
     }
 
@@ -541,6 +552,11 @@ impl Replica {
     /// The applied state, which reads are served from.
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
+    }
+
+    /// Removed collections whose member rows the leader's sweeper has yet to remove.
+    pub fn collections_to_sweep(&self) -> usize {
+        self.leftovers.len()
     }
 
     /// Who leads the group, per this replica's Raft metrics.

@@ -9,35 +9,48 @@
 //!
 //! The set may hold keys that no longer hold such a hash (a split moved them away; a read
 //! then finds a string or nothing, and drops no rows), never the other way round: every
-//! replica applies the same log, so each drops the same rows.
+//! replica applies the same log, so each drops the same rows. A machine that opens finds
+//! the collections whose rows outlived their key row the same way (see `leftovers`).
 
 use std::collections::HashSet;
 use std::ops::Bound;
 
-use kvdb_core::member_rows::{all_member_rows, parse_member_row, rows_of_key};
+use kvdb_core::member_rows::{CollectionMeta, all_member_rows, members_of, parse_member_row};
 use kvdb_core::storage::{Storage, StorageError};
+
+use super::leftovers::Collection;
 
 #[derive(Debug, Default)]
 pub(super) struct CollectionKeys(HashSet<Vec<u8>>);
 
 impl CollectionKeys {
-    /// The keys that own member rows in `storage`: one short read per such key, however
-    /// many rows each has.
-    pub(super) fn load(storage: &dyn Storage) -> Result<Self, StorageError> {
+    /// The keys whose key rows name a collection in member rows in `storage`, and the
+    /// collections whose rows no key row names (left for the sweeper): one short read per
+    /// collection, however many rows each has.
+    pub(super) fn load(storage: &dyn Storage) -> Result<(Self, Vec<Collection>), StorageError> {
         let all = all_member_rows();
         let (mut from, end) = all.bounds();
         let mut next: Vec<u8>;
         let mut keys = HashSet::new();
+        let mut left = Vec::new();
         loop {
             let Some((row, _)) = storage.aux_range((from, end), 1)?.pop() else {
-                return Ok(Self(keys));
+                return Ok((Self(keys), left));
             };
             next = match parse_member_row(&row) {
-                Some((key, _, _)) => {
-                    keys.insert(key.to_vec());
-                    match rows_of_key(key).bounds().1 {
+                Some((key, generation, _)) => {
+                    let named = storage
+                        .get(key)?
+                        .and_then(|value| CollectionMeta::of(&value))
+                        .is_some_and(|meta| meta.generation == generation);
+                    if named {
+                        keys.insert(key.to_vec());
+                    } else {
+                        left.push((key.to_vec(), generation));
+                    }
+                    match members_of(key, generation).bounds().1 {
                         Bound::Excluded(after) => after.to_vec(),
-                        _ => return Ok(Self(keys)),
+                        _ => return Ok((Self(keys), left)),
                     }
                 }
                 // Not a member row's shape: step past it.

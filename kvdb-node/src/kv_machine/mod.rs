@@ -119,6 +119,8 @@ pub struct KvMachine {
     sessions: Sessions,
     /// The keys that may hold a hash in member rows; lent to each run's [`Pending`].
     collections: CollectionKeys,
+    /// Removed collections whose member rows the sweeper has yet to remove.
+    leftovers: Arc<Leftovers>,
     /// `meta.owned`, for readers; narrowed by a split before its deletions are visible.
     fence: Arc<Fence>,
     /// Where a split writes the new shards' state; without one a split changes nothing.
@@ -147,13 +149,16 @@ impl KvMachine {
             None => Meta::default(),
         };
         let sessions = Sessions::load(storage.as_ref())?;
-        let collections = CollectionKeys::load(storage.as_ref())?;
+        let (collections, left) = CollectionKeys::load(storage.as_ref())?;
+        let leftovers = Arc::<Leftovers>::default();
+        leftovers.reset(left);
         let fence = Arc::new(Fence::new(meta.owned()));
         Ok(Self {
             storage,
             meta,
             sessions,
             collections,
+            leftovers,
             fence,
             creator: None,
             #[cfg(feature = "planted-bugs")]
@@ -179,6 +184,11 @@ impl KvMachine {
         &self.fence
     }
 
+    /// The removed collections whose rows wait for the leader's sweeper (`replica_tasks`).
+    pub fn leftovers(&self) -> &Arc<Leftovers> {
+        &self.leftovers
+    }
+
     /// The storage the machine applies to; readers use it directly.
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
@@ -199,7 +209,7 @@ impl KvMachine {
     ) -> Result<(Vec<CommandResult>, Option<WriteBatch>), MachineError> {
         let storage = self.storage.clone();
         let collections = std::mem::take(&mut self.collections);
-        let mut pending = Pending::new(storage.as_ref(), collections);
+        let mut pending = Pending::new(storage.as_ref(), collections, self.leftovers.clone());
         let results = self.apply_entries(&mut pending, entries);
         self.collections = std::mem::take(&mut pending.collections);
         let results = results?;
@@ -272,7 +282,8 @@ impl KvMachine {
         }
         let owned = self.meta.owned();
         let mut keys = Vec::new();
-        if !matches!(command.op, Op::Purge { .. }) {
+        // Purges and sweeps check each key themselves: a key moved away is skipped, not refused.
+        if !matches!(command.op, Op::Purge { .. } | Op::Sweep { .. }) {
             command_keys(command, Keys::Touched, &mut keys);
         }
         if keys.iter().any(|key| !owned.contains(slot(key))) {
@@ -287,6 +298,11 @@ impl KvMachine {
             Op::Purge { keys } => apply_purge(pending, now, keys, owned)?,
             Op::Update(update) => apply_update(pending, version, now, update)?,
             Op::Txn(txn) => apply_txn(pending, version, now, txn)?,
+            Op::Sweep {
+                key,
+                generation,
+                limit,
+            } => apply_sweep(pending, key, *generation, *limit, owned)?,
             // Neither is nested in a batch when proposed; one that is changes nothing.
             Op::Batch(_) | Op::Split(_) => CommandResult::None,
         };
@@ -497,6 +513,44 @@ fn apply_purge(
     Ok(CommandResult::Purge { purged })
 }
 
+/// Removes up to `limit` rows of the collection of `generation` under `key`, unless its key
+/// row still names it; see [`leftovers`].
+fn apply_sweep(
+    pending: &mut Pending<'_>,
+    key: &[u8],
+    generation: u64,
+    limit: u32,
+    owned: SlotRange,
+) -> Result<CommandResult, StorageError> {
+    let named = || -> Result<bool, StorageError> {
+        Ok(pending
+            .get(key)?
+            .and_then(|value| CollectionMeta::of(&value))
+            .is_some_and(|meta| meta.generation == generation))
+    };
+    // A split carried the rows of a key moved away to its new shard, which sweeps them there.
+    if !owned.contains(slot(key)) || named()? {
+        pending.leftovers.remove(key, generation);
+        return Ok(CommandResult::Swept {
+            rows: 0,
+            done: true,
+        });
+    }
+    let rows = pending.first_members(key, generation, limit as usize)?;
+    let removed = rows.len();
+    for row in rows {
+        pending.set_member(row, None);
+    }
+    let done = removed < limit as usize;
+    if done {
+        pending.leftovers.remove(key, generation);
+    }
+    Ok(CommandResult::Swept {
+        rows: u32::try_from(removed).unwrap_or(u32::MAX),
+        done,
+    })
+}
+
 /// Which of a command's keys [`command_keys`] lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Keys {
@@ -522,7 +576,8 @@ fn command_keys<'c>(command: &'c Command, which: Keys, keys: &mut Vec<&'c [u8]>)
                 command_keys(command, which, keys);
             }
         }
-        Op::Split(_) => {}
+        // A sweep reads a key row no command in flight depends on: no prefetch, no refusal.
+        Op::Split(_) | Op::Sweep { .. } => {}
     }
 }
 
@@ -538,16 +593,23 @@ struct Pending<'a> {
     /// The machine's, kept up to date by [`put`](Self::put) and
     /// [`drop_members`](Self::drop_members).
     collections: CollectionKeys,
+    /// The machine's: collections whose rows are left for the sweeper.
+    leftovers: Arc<Leftovers>,
     batch: WriteBatch,
 }
 
 impl<'a> Pending<'a> {
-    fn new(storage: &'a dyn Storage, collections: CollectionKeys) -> Self {
+    fn new(
+        storage: &'a dyn Storage,
+        collections: CollectionKeys,
+        leftovers: Arc<Leftovers>,
+    ) -> Self {
         Self {
             storage,
             overlay: HashMap::new(),
             members: BTreeMap::new(),
             collections,
+            leftovers,
             batch: WriteBatch::new(),
         }
     }
@@ -612,6 +674,32 @@ impl<'a> Pending<'a> {
         Ok(rows.into_iter().collect())
     }
 
+    /// The first `limit` member rows of the collection under `key` of `generation`, as the
+    /// run left them: the storage's first rows, enough of them that the run's own changes in
+    /// the range cannot hide one.
+    fn first_members(
+        &self,
+        key: &[u8],
+        generation: u64,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StorageError> {
+        let range = members_of(key, generation);
+        let staged: Vec<_> = self.members.range::<[u8], _>(range.bounds()).collect();
+        let mut rows: std::collections::BTreeSet<Vec<u8>> = self
+            .storage
+            .aux_range(range.bounds(), limit.saturating_add(staged.len()))?
+            .into_iter()
+            .map(|(row, _)| row)
+            .collect();
+        for (row, value) in staged {
+            match value {
+                Some(_) => rows.insert(row.clone()),
+                None => rows.remove(row),
+            };
+        }
+        Ok(rows.into_iter().take(limit).collect())
+    }
+
     /// The current values of the members `action` names in the hash whose key row is `live`.
     fn named_members(
         &self,
@@ -672,15 +760,20 @@ impl<'a> Pending<'a> {
         Ok(())
     }
 
-    /// Removes the member rows of the collection whose key row is `stored`, if it is one.
+    /// Removes the member rows of the collection whose key row is `stored`, if it is one: at
+    /// once when it is small, by the sweeper otherwise (see [`leftovers`]).
     fn drop_members(&mut self, key: &[u8], stored: &StoredValue) -> Result<(), StorageError> {
         let Some(meta) = CollectionMeta::of(stored) else {
             return Ok(());
         };
+        self.collections.forget(key);
+        if meta.len > INLINE_DROP_MAX {
+            self.leftovers.add(key, meta.generation);
+            return Ok(());
+        }
         for (row, _) in self.members(key, meta.generation)? {
             self.set_member(row, None);
         }
-        self.collections.forget(key);
         Ok(())
     }
 
@@ -733,6 +826,10 @@ impl Machine<ShardRaftConfig> for KvMachine {
                 EntryPayload::Normal(Command {
                     op: Op::Split(_), ..
                 }) => usize::MAX,
+                EntryPayload::Normal(Command {
+                    op: Op::Sweep { limit, .. },
+                    ..
+                }) => *limit as usize,
                 _ => 1,
             })
             .fold(0, usize::saturating_add);
@@ -754,10 +851,12 @@ impl Machine<ShardRaftConfig> for KvMachine {
 }
 
 mod collections;
+pub mod leftovers;
 mod snapshot;
 mod split;
 
 use collections::CollectionKeys;
+use leftovers::{INLINE_DROP_MAX, Leftovers};
 
 #[cfg(test)]
 mod tests;

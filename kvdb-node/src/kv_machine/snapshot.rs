@@ -139,7 +139,9 @@ impl KvMachine {
             .install(entries, Some(codec::encode(&image.meta)?), aux)?;
         self.meta = image.meta;
         self.sessions = sessions;
-        self.collections = CollectionKeys::load(self.storage.as_ref())?;
+        let (collections, left) = CollectionKeys::load(self.storage.as_ref())?;
+        self.collections = collections;
+        self.leftovers.reset(left);
         Ok(())
     }
 }

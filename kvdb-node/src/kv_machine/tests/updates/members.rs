@@ -469,3 +469,147 @@ fn pages_of_a_large_hash_list_every_field_once_and_a_small_hash_at_once() {
     assert!(!found.more);
     assert_eq!(HashValue::decode(&found.value.value).unwrap().len(), 2);
 }
+
+/// Removed collections past the inline limit, left for the sweeper (`kv_machine::leftovers`).
+mod swept {
+    use super::*;
+    use crate::kv_machine::leftovers::{INLINE_DROP_MAX, SWEEP_ROWS};
+
+    /// Two full sweeps and a short one.
+    const HUGE: usize = 2 * SWEEP_ROWS as usize + 5;
+
+    fn sweep(key: &str, generation: u64) -> Op {
+        Op::Sweep {
+            key: key.into(),
+            generation,
+            limit: SWEEP_ROWS,
+        }
+    }
+
+    fn swept(rows: usize, done: bool) -> CommandResult {
+        CommandResult::Swept {
+            rows: rows as u32,
+            done,
+        }
+    }
+
+    fn left(machine: &KvMachine) -> Vec<(Vec<u8>, u64)> {
+        machine.leftovers().to_vec()
+    }
+
+    #[test]
+    fn a_removed_large_hash_leaves_its_rows_to_sweeps_that_never_touch_a_live_one() {
+        assert!(HUGE as u64 > INLINE_DROP_MAX);
+        let mut f = Fixture::new();
+        run_ok(&mut f, "h", big(HUGE));
+        let old = meta(&f, "h").generation;
+        f.run(NOW, Op::Delete(delete("h")));
+        assert!(f.storage.get(b"h").unwrap().is_none());
+        assert_eq!(member_rows(f.storage.as_ref()), HUGE, "left in place");
+        assert_eq!(left(&f.machine), [(b"h".to_vec(), old)]);
+
+        // A new hash under the key sees none of the old rows, and a sweep of its own
+        // generation removes nothing.
+        run_ok(&mut f, "h", big(BIG));
+        let live = meta(&f, "h").generation;
+        assert_ne!(live, old);
+        assert_eq!(pairs(f.storage.as_ref(), "h").len(), BIG);
+        assert_eq!(f.run(NOW, sweep("h", live)), swept(0, true));
+        assert_eq!(member_rows(f.storage.as_ref()), HUGE + BIG);
+
+        // The old rows go a batch per command; the set empties with the last one.
+        assert_eq!(f.run(NOW, sweep("h", old)), swept(1024, false));
+        assert_eq!(f.run(NOW, sweep("h", old)), swept(1024, false));
+        assert_eq!(left(&f.machine).len(), 1);
+        assert_eq!(f.run(NOW, sweep("h", old)), swept(5, true));
+        assert!(f.machine.leftovers().is_empty());
+        assert_eq!(member_rows(f.storage.as_ref()), BIG);
+        assert_eq!(pairs(f.storage.as_ref(), "h").len(), BIG);
+        // A late copy of a sweep finds nothing.
+        assert_eq!(f.run(NOW, sweep("h", old)), swept(0, true));
+
+        // A plain put, an expiry's purge and a rename onto the key leave rows the same way;
+        // a hash at the limit still goes at once.
+        run_ok(&mut f, "p", big(HUGE));
+        f.run(NOW, Op::Put(put("p", "string")));
+        run_ok(&mut f, "x", big(HUGE));
+        run_ok(&mut f, "x", expire(Some(NOW + 1), ExpireWhen::Always));
+        let version = f.storage.get(b"x").unwrap().unwrap().version;
+        f.run(
+            NOW + 5,
+            Op::Purge {
+                keys: vec![(b"x".to_vec(), version)],
+            },
+        );
+        run_ok(&mut f, "at-limit", big(INLINE_DROP_MAX as usize));
+        f.run(NOW, Op::Delete(delete("at-limit")));
+        assert_eq!(member_rows(f.storage.as_ref()), BIG + 2 * HUGE);
+        assert_eq!(left(&f.machine).len(), 2);
+    }
+
+    #[test]
+    fn sweeps_in_one_run_remove_what_they_would_one_run_each() {
+        let mut f = Fixture::new();
+        run_ok(&mut f, "h", big(HUGE));
+        let old = meta(&f, "h").generation;
+        f.run(NOW, Op::Delete(delete("h")));
+        let entries = (0..2)
+            .map(|_| {
+                f.entry(EntryPayload::Normal(Command {
+                    now_ms: NOW,
+                    op: sweep("h", old),
+                }))
+            })
+            .collect();
+        assert_eq!(
+            apply(&mut f.machine, entries),
+            [swept(1024, false), swept(1024, false)]
+        );
+        assert_eq!(member_rows(f.storage.as_ref()), 5);
+    }
+
+    #[test]
+    fn rows_no_key_row_names_are_found_on_opening_from_a_snapshot_and_after_a_split() {
+        let (creator, mut f) = splitting_fixture();
+        let (low, high) = (key_in(0..=8191, 0), key_in(8192..=16383, 0));
+        run_ok(&mut f, &low, big(HUGE));
+        run_ok(&mut f, &high, big(HUGE));
+        let (low_gen, high_gen) = (meta(&f, &low).generation, meta(&f, &high).generation);
+        f.run(NOW, Op::Delete(delete(&low)));
+        f.run(NOW, Op::Delete(delete(&high)));
+        let both = {
+            let mut both = vec![
+                (low.clone().into_bytes(), low_gen),
+                (high.clone().into_bytes(), high_gen),
+            ];
+            both.sort();
+            both
+        };
+        assert_eq!(left(&f.machine), both);
+
+        // Reopened, and installed from a snapshot.
+        f.machine = KvMachine::open(f.storage.clone())
+            .unwrap()
+            .with_creator(creator.clone());
+        assert_eq!(left(&f.machine), both);
+        let image = f.machine.export().unwrap();
+        let mut g = Fixture::new();
+        let (applied, membership) = f.machine.applied_state();
+        g.machine.import(applied, membership, &image).unwrap();
+        assert_eq!(left(&g.machine), both);
+
+        // A split sends the moved key's rows to the new shard, which finds them to sweep; the
+        // parent's sweep of that key removes nothing and ends.
+        f.run(NOW, split_at(8192, 9));
+        let child = creator.shards.lock().unwrap()[&kvdb_core::ShardId(9)].clone();
+        assert_eq!(member_rows(child.as_ref()), HUGE);
+        let child_machine = KvMachine::open(child.clone()).unwrap();
+        assert_eq!(
+            left(&child_machine),
+            [(high.clone().into_bytes(), high_gen)]
+        );
+        assert_eq!(f.run(NOW, sweep(&high, high_gen)), swept(0, true));
+        assert_eq!(left(&f.machine), [(low.clone().into_bytes(), low_gen)]);
+        assert_eq!(member_rows(f.storage.as_ref()), HUGE);
+    }
+}
