@@ -13,6 +13,7 @@
 //! - [`error`]: data-plane errors (`KvError`) and the retry decision.
 //! - [`coordinator_error`]: control-plane errors (`CoordinatorError`).
 //! - [`data_format`]: the stamp that says which server and on-disk format own a data directory.
+//! - [`reopen`]: reopening a database that a stopped instance in this process still holds.
 //! - [`status`]: the one mapping of both to and from `tonic::Status` + trailers.
 //! - [`backoff`]: the one retry backoff, as a value.
 //! - [`call_stream`], [`call_link`]: the serving and calling halves of a stream of many calls
@@ -50,6 +51,7 @@ pub mod metrics;
 pub mod proto;
 pub mod raft;
 pub mod redis_numbers;
+pub mod reopen;
 pub mod router;
 pub mod shard_map;
 pub mod shard_stats;

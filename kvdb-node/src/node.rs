@@ -30,6 +30,7 @@ use kvdb_core::raft::quiesce::{QuiesceTokens, Quiescer};
 use kvdb_core::raft::transport::{
     PeerChannels, PeerChannelsConfig, RaftRouter, RaftTransportService,
 };
+use kvdb_core::reopen;
 use kvdb_core::shard_stats::ShardStats;
 use kvdb_core::storage::WriteBuffer;
 use kvdb_core::{NodeId, ShardId};
@@ -368,13 +369,18 @@ async fn open_databases(config: &NodeConfig) -> Result<(LogDb, Arc<WriteBuffer>)
         };
         let log_db = LogDb::open_when_free(dir.join(LOG_DB_FILE), options)?;
         let kv_path = dir.join(KV_DB_FILE);
-        let kv_db = redb::Database::builder()
-            .set_cache_size(kv_cache)
-            .create(&kv_path)
-            .map_err(|source| NodeError::KvDb {
-                path: kv_path,
-                source,
-            })?;
+        let kv_db = reopen::when_free(
+            || {
+                redb::Database::builder()
+                    .set_cache_size(kv_cache)
+                    .create(&kv_path)
+            },
+            reopen::redb_in_use,
+        )
+        .map_err(|source| NodeError::KvDb {
+            path: kv_path,
+            source,
+        })?;
         Ok::<_, NodeError>((log_db, WriteBuffer::new(Arc::new(kv_db))))
     })
     .await

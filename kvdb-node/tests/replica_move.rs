@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use common::{TestCluster, put_req, wait_until_async};
 use kvdb_core::error::{KvError, RoutingError};
 use kvdb_core::proto::v1 as pb;
+use kvdb_core::reopen;
 use kvdb_core::storage::{RedbStorage, Storage};
 use kvdb_core::{ShardId, ShardState};
 use kvdb_node::config::KV_DB_FILE;
@@ -116,7 +117,9 @@ async fn a_replica_moves_to_a_new_node_without_losing_writes() {
 
     tracing::info!("--- the old node's data for the shard is gone");
     cluster.stop_node(0).await;
-    let db = redb::Database::create(cluster.data_dir(0).join(KV_DB_FILE)).unwrap();
+    // The stopped node's last tasks may hold the file a moment longer, as for a restart.
+    let path = cluster.data_dir(0).join(KV_DB_FILE);
+    let db = reopen::when_free(|| redb::Database::create(&path), reopen::redb_in_use).unwrap();
     let storage = RedbStorage::open(Arc::new(db), shard.id).unwrap();
     assert!(storage.is_empty().unwrap());
     assert!(storage.meta().unwrap().is_none());

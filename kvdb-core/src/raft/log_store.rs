@@ -274,25 +274,13 @@ impl LogDb {
         })
     }
 
-    /// How long [`LogDb::open_when_free`] waits for a previous instance to close.
-    pub const REOPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-    /// [`LogDb::open`], waiting up to [`LogDb::REOPEN_TIMEOUT`] while a previous instance in
-    /// this process still holds the files: a stopped Raft group's replication tasks may keep
-    /// its log open a little longer than the group. Blocking.
+    /// [`LogDb::open`], waiting up to [`crate::reopen::REOPEN_TIMEOUT`] while a previous
+    /// instance in this process still holds the files (see [`crate::reopen`]). Blocking.
     pub fn open_when_free(
         path: impl AsRef<Path>,
         options: LogDbOptions,
     ) -> Result<Self, LogDbError> {
-        let deadline = std::time::Instant::now() + Self::REOPEN_TIMEOUT;
-        loop {
-            match Self::open(path.as_ref(), options) {
-                Err(e) if e.is_in_use() && std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                result => return result,
-            }
-        }
+        crate::reopen::when_free(|| Self::open(path.as_ref(), options), LogDbError::is_in_use)
     }
 
     /// The directory of the log whose snapshot database is at `path`.
