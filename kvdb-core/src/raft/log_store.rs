@@ -211,14 +211,11 @@ pub enum LogDbError {
 impl LogDbError {
     /// Whether opening failed only because another open log holds the files.
     pub fn is_in_use(&self) -> bool {
-        matches!(
-            self,
-            Self::InUse { .. }
-                | Self::Open {
-                    source: redb::DatabaseError::DatabaseAlreadyOpen,
-                    ..
-                }
-        )
+        match self {
+            Self::InUse { .. } => true,
+            Self::Open { source, .. } => crate::reopen::redb_in_use(source),
+            _ => false,
+        }
     }
 }
 
