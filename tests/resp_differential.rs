@@ -112,7 +112,8 @@ fn table() -> Vec<Row> {
             &[b"MGET", b"k1", b"nope", b"k2"],
             Array(vec![Bulk(b"v1"), Nil, Bulk(b"x")]),
         ),
-        (&[b"MSET", b"a", b"1", b"b", b"2"], OK),
+        // A key named twice: the last value wins, as the operations on one key keep their order.
+        (&[b"MSET", b"a", b"0", b"b", b"2", b"a", b"1"], OK),
         (
             &[b"MSET", b"a"],
             Error("ERR wrong number of arguments for 'mset' command"),
@@ -121,7 +122,10 @@ fn table() -> Vec<Row> {
             &[b"MSET", b"a", b"1", b"b"],
             Error("ERR wrong number of arguments for 'mset' command"),
         ),
-        (&[b"MGET", b"a", b"b"], Array(vec![Bulk(b"1"), Bulk(b"2")])),
+        (
+            &[b"MGET", b"a", b"b", b"a"],
+            Array(vec![Bulk(b"1"), Bulk(b"2"), Bulk(b"1")]),
+        ),
         (&[b"DEL", b"a", b"a", b"b", b"nope"], Int(2)),
         (&[b"UNLINK", b"k2"], Int(1)),
         (&[b"EXISTS", b"a", b"b", b"k2"], Int(0)),

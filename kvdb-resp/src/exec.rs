@@ -2,12 +2,16 @@
 //! deadline per command, strong reads, and a gateway write id on every write so that the
 //! executor's retries apply it once.
 //!
-//! A command alone sends its operations (see [`crate::plan`]) one request each, in order:
-//! `MGET`, `MSET`, `DEL` and `EXISTS` span shards, and KvDB has no cross-shard transaction,
-//! so `MSET` alone is not atomic. `MSETNX`, `RENAME` and `EXEC` are one transaction each, over
+//! A command alone sends its operations (see [`crate::plan`]) one request each, all at once
+//! (see [`Store::each`]): `MGET`, `MSET`, `DEL` and `EXISTS` span shards, and KvDB has no
+//! cross-shard transaction, so `MSET` alone is not atomic. `MSETNX`, `RENAME` and `EXEC` are one transaction each, over
 //! keys of one slot.
 
+use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::stream::{self, StreamExt};
 
 use kvdb_client::wire::{Executor, WriteIds};
 use kvdb_core::SLOT_COUNT;
@@ -165,9 +169,7 @@ impl Store {
         let outcome = if plan.atomic {
             self.txn(plan.guards, plan.ops, deadline).await
         } else {
-            self.one_by_one(plan.ops, deadline)
-                .await
-                .map(|done| (true, done))
+            self.each(plan.ops, deadline).await.map(|done| (true, done))
         };
         Some(match outcome {
             Ok((applied, done)) => plan::answer(&command, applied, done, now),
@@ -388,7 +390,7 @@ impl Store {
                     })
                 })
                 .collect();
-            self.one_by_one(deletes, deadline).await?;
+            self.each(deletes, deadline).await?;
             at = next;
         }
         Ok(Reply::ok())
@@ -419,38 +421,99 @@ impl Store {
         Ok((answer.applied, done))
     }
 
-    /// Each operation its own request, in order; the first failure ends the command.
-    async fn one_by_one(&self, ops: Vec<Op>, deadline: Instant) -> Result<Vec<Done>, KvError> {
-        let mut done = Vec::with_capacity(ops.len());
-        for op in ops {
-            let executor = &self.executor;
-            done.push(match op {
-                Op::Get(req) => Done::Get(executor.get(req, deadline).await?),
-                Op::Put(mut req) => {
-                    let ticket = self.ids.next();
-                    req.write_id = Some(ticket.id());
-                    Done::Put(executor.put(req, deadline).await?)
+    /// Each operation its own request, up to [`OPS_IN_FLIGHT`] at once: a multi-key command
+    /// costs about one round trip, not one per key, and writes that reach a shard together
+    /// share its Raft entry. Operations on one key run in command order (`MSET a 1 a 2`
+    /// leaves 2, `DEL a a` counts 1); a key's first failure skips its later operations. The
+    /// answer is the failure that comes first in command order, if any; operations on other
+    /// keys may have been applied (the command is not atomic).
+    async fn each(&self, ops: Vec<Op>, deadline: Instant) -> Result<Vec<Done>, KvError> {
+        let count = ops.len();
+        let runs = by_key(ops).into_iter().map(|run| async move {
+            let mut results = Vec::with_capacity(run.len());
+            for (at, op) in run {
+                let result = self.one(op, deadline).await;
+                let failed = result.is_err();
+                results.push((at, result));
+                if failed {
+                    break;
                 }
-                Op::Delete(mut req) => {
-                    let ticket = self.ids.next();
-                    req.write_id = Some(ticket.id());
-                    Done::Delete(executor.delete(req, deadline).await?)
-                }
-                Op::Update(mut req) => {
-                    let ticket = self.ids.next();
-                    req.write_id = Some(ticket.id());
-                    Done::Update(executor.update(req, deadline).await?)
-                }
-                Op::Rename(_) => {
-                    return Err(KvError::Internal(
-                        "a rename runs only in a transaction".into(),
-                    ));
-                }
-            });
+            }
+            results
+        });
+        let mut done: Vec<Option<Result<Done, KvError>>> = (0..count).map(|_| None).collect();
+        let mut finished = stream::iter(runs).buffer_unordered(OPS_IN_FLIGHT);
+        while let Some(results) = finished.next().await {
+            for (at, result) in results {
+                done[at] = Some(result);
+            }
         }
-        Ok(done)
+        // A slot left empty follows a failure on its key, which is met first.
+        done.into_iter()
+            .map(|d| d.unwrap_or_else(|| Err(KvError::Internal("operation not run".into()))))
+            .collect()
+    }
+
+    /// One operation as its own request; writes carry a write id of their own.
+    async fn one(&self, op: Op, deadline: Instant) -> Result<Done, KvError> {
+        let executor = &self.executor;
+        Ok(match op {
+            Op::Get(req) => Done::Get(executor.get(req, deadline).await?),
+            Op::Put(mut req) => {
+                let ticket = self.ids.next();
+                req.write_id = Some(ticket.id());
+                Done::Put(executor.put(req, deadline).await?)
+            }
+            Op::Delete(mut req) => {
+                let ticket = self.ids.next();
+                req.write_id = Some(ticket.id());
+                Done::Delete(executor.delete(req, deadline).await?)
+            }
+            Op::Update(mut req) => {
+                let ticket = self.ids.next();
+                req.write_id = Some(ticket.id());
+                Done::Update(executor.update(req, deadline).await?)
+            }
+            Op::Rename(_) => {
+                return Err(KvError::Internal(
+                    "a rename runs only in a transaction".into(),
+                ));
+            }
+        })
     }
 }
+
+/// `ops` with their positions, in runs of one key each (in order within a run), the runs in
+/// the order of their keys' first operation.
+fn by_key(ops: Vec<Op>) -> Vec<Vec<(usize, Op)>> {
+    let mut runs: Vec<Vec<(usize, Op)>> = Vec::new();
+    let mut run_of: HashMap<Bytes, usize> = HashMap::with_capacity(ops.len());
+    for (at, op) in ops.into_iter().enumerate() {
+        let next = runs.len();
+        let run = *run_of.entry(op_key(&op).clone()).or_insert(next);
+        if run == next {
+            runs.push(Vec::new());
+        }
+        runs[run].push((at, op));
+    }
+    runs
+}
+
+/// The key an operation names (a rename's source).
+fn op_key(op: &Op) -> &Bytes {
+    match op {
+        Op::Get(req) => &req.key,
+        Op::Put(req) => &req.key,
+        Op::Delete(req) => &req.key,
+        Op::Update(req) => &req.key,
+        Op::Rename(req) => &req.key,
+    }
+}
+
+/// Operations of one command in flight at once (see [`Store::each`]): a call stream message's
+/// worth, so that a command of a million keys neither queues a million requests nor waits
+/// for them one by one.
+const OPS_IN_FLIGHT: usize = 256;
 
 /// Pages one `SCAN` reads at most before answering with a cursor.
 const SCAN_PAGES: usize = 16;
@@ -462,4 +525,28 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delete(key: &str) -> Op {
+        Op::Delete(pb::DeleteRequest {
+            key: Bytes::copy_from_slice(key.as_bytes()),
+            if_version_equals: None,
+            write_id: None,
+        })
+    }
+
+    #[test]
+    fn operations_on_one_key_form_one_run_in_command_order() {
+        let ops = ["a", "b", "a", "c", "b", "a"].map(delete).to_vec();
+        let runs: Vec<Vec<usize>> = by_key(ops)
+            .into_iter()
+            .map(|run| run.into_iter().map(|(at, _)| at).collect())
+            .collect();
+        assert_eq!(runs, vec![vec![0, 2, 5], vec![1, 4], vec![3]]);
+        assert!(by_key(Vec::new()).is_empty());
+    }
 }
