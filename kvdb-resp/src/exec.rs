@@ -218,26 +218,33 @@ impl Store {
     /// The current version of each key (0: absent), for `WATCH`.
     pub async fn versions(&self, keys: Vec<Arg>) -> Result<Vec<pb::TxnGuard>, Reply> {
         let deadline = self.executor.deadline(None);
-        let mut guards = Vec::with_capacity(keys.len());
-        for key in keys {
-            // The version alone: none of a hash's fields.
-            let req = pb::GetRequest {
-                key: key.clone().into(),
-                consistency: pb::Consistency::Strong as i32,
-                hash_fields: Some(pb::HashFields::default()),
-                hash_page: None,
+        let reads = keys
+            .iter()
+            .map(|key| {
+                // The version alone: none of a hash's fields.
+                Op::Get(pb::GetRequest {
+                    key: Bytes::from(key.clone()),
+                    consistency: pb::Consistency::Strong as i32,
+                    hash_fields: Some(pb::HashFields::default()),
+                    hash_page: None,
+                })
+            })
+            .collect();
+        let done = self
+            .each(reads, deadline)
+            .await
+            .map_err(|e| kv_error_reply(&e))?;
+        let guards = keys.into_iter().zip(done).map(|(key, done)| {
+            let version = match done {
+                Done::Get(got) if got.found => got.version,
+                _ => 0,
             };
-            let got = self
-                .executor
-                .get(req, deadline)
-                .await
-                .map_err(|e| kv_error_reply(&e))?;
-            guards.push(pb::TxnGuard {
+            pb::TxnGuard {
                 key: key.into(),
-                version: if got.found { got.version } else { 0 },
-            });
-        }
-        Ok(guards)
+                version,
+            }
+        });
+        Ok(guards.collect())
     }
 
     /// One page of the shard that owns `at`'s slot, examining up to `limit` stored keys, and
