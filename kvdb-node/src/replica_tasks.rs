@@ -91,7 +91,12 @@ pub(crate) async fn sweep_leftovers(
     handover: Arc<Mutex<Option<String>>>,
 ) {
     let mut rounds = LeaderRounds::new(&raft, interval, handover);
-    while rounds.next().await {
+    loop {
+        // Asleep, leader or not, while nothing waits: almost always.
+        leftovers.wait_for_some().await;
+        if !rounds.next().await {
+            return;
+        }
         for _ in 0..SWEEPS_PER_ROUND {
             let Some((key, generation)) = leftovers.first() else {
                 break;

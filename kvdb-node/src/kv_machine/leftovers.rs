@@ -24,6 +24,8 @@
 use std::collections::BTreeSet;
 use std::sync::{Mutex, PoisonError};
 
+use tokio::sync::Notify;
+
 /// The most members a removed collection may have for its rows to go in the removing
 /// command itself; beyond it they are swept.
 pub const INLINE_DROP_MAX: u64 = 1024;
@@ -37,16 +39,22 @@ pub type Collection = (Vec<u8>, u64);
 /// The collections whose member rows wait for the sweeper; shared by the
 /// machine, which decides it, and the replica's sweeper, which reads it.
 #[derive(Debug, Default)]
-pub struct Leftovers(Mutex<BTreeSet<Collection>>);
+pub struct Leftovers {
+    set: Mutex<BTreeSet<Collection>>,
+    /// Wakes the sweeper, which sleeps while the set is empty: a node leading a thousand
+    /// shards would otherwise wake a thousand sweepers every round to find nothing.
+    added: Notify,
+}
 
 impl Leftovers {
     fn set(&self) -> std::sync::MutexGuard<'_, BTreeSet<Collection>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.set.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The collection of `generation` under `key` lost its key row.
     pub(super) fn add(&self, key: &[u8], generation: u64) {
         self.set().insert((key.to_vec(), generation));
+        self.added.notify_one();
     }
 
     /// No row of the collection is left.
@@ -56,7 +64,19 @@ impl Leftovers {
 
     /// Replaces the whole set with what a storage holds.
     pub(super) fn reset(&self, left: impl IntoIterator<Item = Collection>) {
-        *self.set() = left.into_iter().collect();
+        let mut set = self.set();
+        *set = left.into_iter().collect();
+        if !set.is_empty() {
+            self.added.notify_one();
+        }
+    }
+
+    /// Returns once some collection waits (at once if one does).
+    pub async fn wait_for_some(&self) {
+        // A permit left by an addition nobody waited for makes the first wait return.
+        while self.is_empty() {
+            self.added.notified().await;
+        }
     }
 
     /// The first collection waiting, if any: the one the sweeper works on.
@@ -78,5 +98,36 @@ impl Leftovers {
     /// Whether none waits.
     pub fn is_empty(&self) -> bool {
         self.set().is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_sweeper_sleeps_until_a_collection_waits_and_wakes_for_one() {
+        let left = Arc::new(Leftovers::default());
+        let waiter = tokio::spawn({
+            let left = left.clone();
+            async move { left.wait_for_some().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "nothing waits yet");
+        left.add(b"hash", 7);
+        tokio::time::timeout(Duration::from_secs(10), waiter)
+            .await
+            .expect("woken by the addition")
+            .unwrap();
+        // Waiting again returns at once while the collection is there.
+        left.wait_for_some().await;
+        left.remove(b"hash", 7);
+        left.reset([(b"other".to_vec(), 9)]);
+        tokio::time::timeout(Duration::from_secs(10), left.wait_for_some())
+            .await
+            .expect("a reset that finds collections wakes the sweeper");
     }
 }
