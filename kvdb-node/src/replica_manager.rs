@@ -45,7 +45,7 @@ use tracing::Instrument;
 
 use crate::control::ControlPlane;
 use crate::reconfigure::{self, Move};
-use crate::replica::{Replica, ReplicaEnv};
+use crate::replica::{Leadership, Replica, ReplicaEnv};
 use crate::shutdown::Shutdown;
 use crate::split;
 use crate::transfer::{self, Progress, Role, Transfers};
@@ -233,12 +233,13 @@ impl ReplicaManager {
                 self.ensure_open(&map, info).await;
             }
         }
+        let splits = split::splits_by_parent(&map);
         for info in map.shards.values() {
             let Some(replica) = self.replica(info.id) else {
                 continue;
             };
             let leadership = replica.leadership();
-            let handing_over = self.drive_transfer(&map, info, &replica);
+            let handing_over = self.drive_transfer(&map, info, &replica, &leadership);
             if leadership.is_leader && handing_over != Some(Progress::Running) {
                 if handing_over == Some(Progress::Finished) {
                     // Still leading after the handover: report again.
@@ -247,11 +248,11 @@ impl ReplicaManager {
                         .unwrap_or_else(PoisonError::into_inner)
                         .remove(&info.id);
                 }
-                self.report_leadership(info, &replica).await;
+                self.report_leadership(info, leadership.term).await;
                 if handing_over.is_none() && self.step_down_if_slow(info, &replica).await {
                     continue;
                 }
-                self.drive_split(&map, info, &replica);
+                self.drive_split(&splits, info, &replica);
                 self.drive_move(&map, info, replica);
             }
         }
@@ -325,8 +326,13 @@ impl ReplicaManager {
 
     /// Proposes the split that `info`'s map record asks of the shard this node leads, unless
     /// one is in flight for the same epoch (see [`crate::split`]).
-    fn drive_split(&self, map: &ShardMap, info: &ShardInfo, replica: &Arc<Replica>) {
-        let Some(split) = split::pending_split(map, info, replica.serving()) else {
+    fn drive_split(
+        &self,
+        splits: &split::SplitsByParent<'_>,
+        info: &ShardInfo,
+        replica: &Arc<Replica>,
+    ) {
+        let Some(split) = split::pending_split(splits, info, replica.serving()) else {
             return;
         };
         if self.splits.running(info.id, info.epoch) {
@@ -451,9 +457,8 @@ impl ReplicaManager {
         }
     }
 
-    async fn report_leadership(&self, info: &ShardInfo, replica: &Replica) {
+    async fn report_leadership(&self, info: &ShardInfo, term: u64) {
         let me = self.env.node;
-        let term = replica.leadership().term;
         if info.leader == Some(me) && info.leader_term == term {
             return;
         }
@@ -549,11 +554,10 @@ impl ReplicaManager {
         map: &ShardMap,
         info: &ShardInfo,
         replica: &Arc<Replica>,
+        leadership: &Leadership,
     ) -> Option<Progress> {
         let me = self.env.node;
-        let role = transfer::role(me, info, &replica.leadership(), |n| {
-            map.address(n).map(str::to_owned)
-        });
+        let role = transfer::role(me, info, leadership, |n| map.address(n).map(str::to_owned));
         let is_handover = matches!(role, Some(Role::HandOver { .. }));
         let lease = self.env.config.election_timeout_max;
         let heartbeat = self.env.config.heartbeat_interval;

@@ -27,7 +27,7 @@
 //! Out of scope: merging shards back, and splits of a shard whose replicas are moving (the
 //! coordinator refuses both orders of that).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -211,12 +211,31 @@ impl ShardCreator for Nursery {
     }
 }
 
-/// The split `parent`'s leader should propose, given the map and the slots its replica still
-/// serves: the shards `Splitting` from it, in slot order, when they continue its map range
-/// without gaps and it still serves their first slot. `None` when there is nothing to do, or
-/// the map is not (yet) a split this replica can apply.
-pub fn pending_split(map: &ShardMap, parent: &ShardInfo, serving: SlotRange) -> Option<Split> {
-    let mut children: Vec<&ShardInfo> = map.splitting_from(parent.id).collect();
+/// The shards of a map being split off, by the shard they come from: built once per look at
+/// the map, so that a node leading a thousand shards does not scan the map once for each.
+pub type SplitsByParent<'a> = HashMap<ShardId, Vec<&'a ShardInfo>>;
+
+/// The shards of `map` in the `Splitting` state, grouped by parent.
+pub fn splits_by_parent(map: &ShardMap) -> SplitsByParent<'_> {
+    let mut splits = SplitsByParent::new();
+    for shard in map.shards.values() {
+        if let ShardState::Splitting { from } = shard.state {
+            splits.entry(from).or_default().push(shard);
+        }
+    }
+    splits
+}
+
+/// The split `parent`'s leader should propose, given the map's splits and the slots its
+/// replica still serves: the shards `Splitting` from it, in slot order, when they continue its
+/// map range without gaps and it still serves their first slot. `None` when there is nothing
+/// to do, or the map is not (yet) a split this replica can apply.
+pub fn pending_split(
+    splits: &SplitsByParent<'_>,
+    parent: &ShardInfo,
+    serving: SlotRange,
+) -> Option<Split> {
+    let mut children = splits.get(&parent.id)?.clone();
     children.sort_by_key(|c| c.slot_start);
     let mut next = u32::from(parent.slot_end.0) + 1;
     for child in &children {

@@ -73,7 +73,7 @@ fn the_parent_leader_proposes_every_pending_child_in_slot_order() {
         shard(2, 4096, 8191, splitting(1)),
     ]);
     let parent = &m.shards[&ShardId(1)];
-    let split = pending_split(&m, parent, SlotRange::ALL).unwrap();
+    let split = pending_split(&splits_by_parent(&m), parent, SlotRange::ALL).unwrap();
     let children: Vec<(u64, u16, u16)> = split
         .children
         .iter()
@@ -81,13 +81,20 @@ fn the_parent_leader_proposes_every_pending_child_in_slot_order() {
         .collect();
     assert_eq!(children, vec![(2, 4096, 8191), (3, 8192, 16383)]);
     // Applied already: the replica no longer serves the first child's slots.
-    assert!(pending_split(&m, parent, range(0, 4095)).is_none());
+    assert!(pending_split(&splits_by_parent(&m), parent, range(0, 4095)).is_none());
     // A settled child is not split again.
     let settled = map(vec![
         shard(1, 0, 4095, ShardState::Stable),
         shard(2, 4096, 16383, ShardState::Stable),
     ]);
-    assert!(pending_split(&settled, &settled.shards[&ShardId(1)], SlotRange::ALL).is_none());
+    assert!(
+        pending_split(
+            &splits_by_parent(&settled),
+            &settled.shards[&ShardId(1)],
+            SlotRange::ALL
+        )
+        .is_none()
+    );
 }
 
 #[test]
@@ -97,7 +104,14 @@ fn a_child_that_does_not_continue_the_parent_is_not_proposed() {
         shard(2, 4096, 8191, ShardState::Stable),
         shard(3, 8192, 16383, ShardState::Splitting { from: ShardId(1) }),
     ]);
-    assert!(pending_split(&m, &m.shards[&ShardId(1)], SlotRange::ALL).is_none());
+    assert!(
+        pending_split(
+            &splits_by_parent(&m),
+            &m.shards[&ShardId(1)],
+            SlotRange::ALL
+        )
+        .is_none()
+    );
 }
 
 #[test]
