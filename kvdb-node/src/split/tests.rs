@@ -62,6 +62,15 @@ fn a_fence_packs_any_range() {
     assert!(fence.serves(Slot(99)) && !fence.serves(Slot(100)));
 }
 
+/// The split shard `parent`'s leader would propose while it serves every slot.
+fn pending_of(m: &ShardMap, parent: u64) -> Option<Split> {
+    pending_split(
+        &splits_by_parent(m),
+        &m.shards[&ShardId(parent)],
+        SlotRange::ALL,
+    )
+}
+
 #[test]
 fn the_parent_leader_proposes_every_pending_child_in_slot_order() {
     let splitting = |from| ShardState::Splitting {
@@ -73,7 +82,7 @@ fn the_parent_leader_proposes_every_pending_child_in_slot_order() {
         shard(2, 4096, 8191, splitting(1)),
     ]);
     let parent = &m.shards[&ShardId(1)];
-    let split = pending_split(&splits_by_parent(&m), parent, SlotRange::ALL).unwrap();
+    let split = pending_of(&m, 1).unwrap();
     let children: Vec<(u64, u16, u16)> = split
         .children
         .iter()
@@ -87,14 +96,7 @@ fn the_parent_leader_proposes_every_pending_child_in_slot_order() {
         shard(1, 0, 4095, ShardState::Stable),
         shard(2, 4096, 16383, ShardState::Stable),
     ]);
-    assert!(
-        pending_split(
-            &splits_by_parent(&settled),
-            &settled.shards[&ShardId(1)],
-            SlotRange::ALL
-        )
-        .is_none()
-    );
+    assert!(pending_of(&settled, 1).is_none());
 }
 
 #[test]
@@ -104,14 +106,7 @@ fn a_child_that_does_not_continue_the_parent_is_not_proposed() {
         shard(2, 4096, 8191, ShardState::Stable),
         shard(3, 8192, 16383, ShardState::Splitting { from: ShardId(1) }),
     ]);
-    assert!(
-        pending_split(
-            &splits_by_parent(&m),
-            &m.shards[&ShardId(1)],
-            SlotRange::ALL
-        )
-        .is_none()
-    );
+    assert!(pending_of(&m, 1).is_none());
 }
 
 #[test]
