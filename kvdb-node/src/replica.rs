@@ -596,7 +596,9 @@ impl Replica {
     }
 
     /// Stops the group and its tasks and unregisters it from the transport;
-    /// its data stays. Returns once nothing of the group runs any more.
+    /// its data stays. Returns once the replica's tasks and its Raft core have ended;
+    /// openraft 0.9 does not wait for its state-machine worker, which may still finish
+    /// an apply it had begun and then drops the storage.
     pub async fn stop(&self, env: &ReplicaEnv) {
         if self.stopped.swap(true, Ordering::SeqCst) {
             return;
