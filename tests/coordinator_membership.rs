@@ -240,7 +240,6 @@ async fn members_grow_to_five_lose_the_leader_and_shrink_to_one_under_load() {
     test.cluster.shutdown().await;
 }
 
-/// Whether no running member still lists `id` as a member.
 /// Removes member `id` at the leader once every running member names that leader. The
 /// leader's check probes each member once, with a short deadline a loaded machine can miss,
 /// and refuses without a majority of answers: so, as an operator would, retry a refusal for
@@ -271,6 +270,7 @@ async fn remove_when_acknowledged(
     }
 }
 
+/// Whether no running member still lists `id` as a member.
 fn members_of(members: &[(u64, Option<RunningCoordinator>)], id: u64) -> bool {
     members
         .iter()

@@ -4,8 +4,8 @@
 //!
 //! A command alone sends its operations (see [`crate::plan`]) one request each, all at once
 //! (see [`Store::each`]): `MGET`, `MSET`, `DEL` and `EXISTS` span shards, and KvDB has no
-//! cross-shard transaction, so `MSET` alone is not atomic. `MSETNX`, `RENAME` and `EXEC` are one transaction each, over
-//! keys of one slot.
+//! cross-shard transaction, so `MSET` alone is not atomic. `MSETNX`, `RENAME` and `EXEC` are
+//! one transaction each, over keys of one slot.
 
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
